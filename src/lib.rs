@@ -1,0 +1,26 @@
+//! flashline: flash signed firmware onto phones, USB modems and mobile hotspots, and bring
+//! bricked ones back.
+//!
+//! Data flows one way through the modules, and each module only knows the ones before it:
+//!
+//! ```text
+//! package file ─▶ package::VerifiedPackage ─▶ engine::plan ─▶ device driver
+//!              ─▶ protocol (fastboot, sparse, …) ─▶ transport (TCP, USB) ─▶ bytes ─▶ report
+//! ```
+//!
+//! * [`transport`] moves bytes and nothing else.
+//! * [`protocol`] holds pure codecs and client state machines, one module per wire protocol.
+//! * [`device`] discovers devices, classifies them from the quirks data file and drives them.
+//! * [`package`] is the only code that decides what to trust.
+//! * [`engine`] runs a flash job and emits typed events that front ends consume.
+//! * [`sim`] serves virtual devices that speak the real protocols, for tests and the demo.
+//! * [`cli`] is a thin front end over the engine.
+
+pub mod cli;
+pub mod device;
+pub mod engine;
+pub mod package;
+pub mod paths;
+pub mod protocol;
+pub mod sim;
+pub mod transport;
