@@ -1,0 +1,23 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Finds an independent peer program (e.g. Google's `fastboot`, `simg2img`).
+///
+/// Without it the calling test is skipped with a note, unless `FLASHLINE_REQUIRE_PEERS` is
+/// set (CI sets it after installing the Debian packages), in which case the test fails.
+pub fn peer(program: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("FLASHLINE_REQUIRE_PEERS").is_some() {
+            panic!("peer program `{program}` is not installed and FLASHLINE_REQUIRE_PEERS is set");
+        }
+        eprintln!("skipping: peer program `{program}` is not installed");
+    }
+    found
+}
