@@ -1,1 +1,156 @@
-//! TODO
+//! Devices: what they are, what they report, and one driver per device family.
+//!
+//! A driver turns "write this image to that partition" into protocol commands. It never
+//! decides whether a write is allowed — the engine's preflight does that — and it knows
+//! nothing of packages: images reach it as [`ImageSource`]s whose bytes are hashed on their
+//! way to the device.
+
+pub mod discovery;
+pub mod fastboot;
+pub mod quirks;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde::Serialize;
+
+use crate::protocol::fastboot::client::FastbootError;
+use crate::protocol::sparse::SparseError;
+use crate::transport::TransportError;
+
+/// The protocol family a device speaks in its current mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Android bootloader / fastbootd.
+    Fastboot,
+}
+
+/// What a device says about its battery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "percent")]
+pub enum Battery {
+    /// Charge in percent.
+    Percent(u8),
+    /// The device only says its charge is enough to flash (`battery-soc-ok: yes`).
+    SufficientForFlashing,
+    /// The device says its charge is too low to flash (`battery-soc-ok: no`).
+    TooLowForFlashing,
+    /// The device has no battery (e.g. a USB dongle).
+    NoBattery,
+    /// The device does not say.
+    Unknown,
+}
+
+/// A/B slot facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Slots {
+    /// The slot the device boots now (`a`, `b`).
+    pub current: String,
+    /// Number of slots.
+    pub count: u32,
+}
+
+/// Identity and preflight facts, as read from the device.
+///
+/// Every string here came from the device: untrusted, length-capped, and never used in a
+/// file path unsanitised.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceInfo {
+    /// Where the device was reached (`tcp:…`, `usb:…`).
+    pub address: String,
+    /// The protocol family.
+    pub mode: Mode,
+    /// The product/model the device reports.
+    pub product: Option<String>,
+    /// The serial number.
+    pub serial: Option<String>,
+    /// The firmware version as the device reports it.
+    pub firmware_version_raw: Option<String>,
+    /// The firmware version as a comparable version, per the quirks file.
+    pub firmware_version: Option<semver::Version>,
+    /// The anti-rollback security version.
+    pub security_version: Option<u64>,
+    /// Battery state.
+    pub battery: Battery,
+    /// Partition sizes in bytes, by name as the device reports them (`boot_a`).
+    pub partitions: BTreeMap<String, u64>,
+    /// A/B slots, if the device has them.
+    pub slots: Option<Slots>,
+    /// True for flashline's own virtual devices.
+    pub is_virtual: bool,
+}
+
+/// Why a device operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The link failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The fastboot exchange failed or the device refused.
+    #[error(transparent)]
+    Fastboot(#[from] FastbootError),
+    /// The image could not be split or read as a sparse image.
+    #[error("image cannot be prepared for the device: {0}")]
+    Sparse(#[from] SparseError),
+    /// The bytes sent were not the bytes that were signed; the write was not committed.
+    #[error("the image changed since it was verified ({0}); the write was not committed")]
+    ImageChanged(String),
+    /// Reading the image failed.
+    #[error("cannot read the image: {0}")]
+    ImageRead(std::io::Error),
+    /// The address names no device flashline can reach.
+    #[error("{0}")]
+    BadAddress(String),
+}
+
+/// Bytes to write, read twice at most: once to plan (optional), once to send.
+///
+/// The send reader hashes every byte it yields; [`SendReader::verify`] tells whether they
+/// were exactly the signed bytes. A driver calls it before the command that commits the
+/// image on the device, and does not commit if it fails.
+pub trait ImageSource {
+    /// Length of the image as stored (sparse images: the sparse file's length).
+    fn len(&self) -> u64;
+    /// Never true for a package image: images are non-empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Whether the image is an Android sparse image.
+    fn is_sparse(&self) -> bool;
+    /// A reader used only to plan (e.g. to split a large image). Its bytes are not trusted.
+    fn plan_reader(&self) -> std::io::Result<Box<dyn Read + Send + '_>>;
+    /// The reader whose bytes go to the device.
+    fn send_reader(&self) -> std::io::Result<Box<dyn SendReader + '_>>;
+}
+
+/// A reader whose every byte is hashed; see [`ImageSource`].
+pub trait SendReader: Read + Send {
+    /// Checks that exactly the signed bytes were read; the error says what differed.
+    fn verify(self: Box<Self>) -> Result<(), String>;
+}
+
+/// Progress of one image write: bytes of the image consumed so far.
+pub type ProgressFn<'a> = dyn FnMut(u64) + Send + 'a;
+
+/// One driver per device family; the engine drives every family through this.
+pub trait Driver: Send {
+    /// Reads identity and preflight facts.
+    fn identify(&mut self) -> Result<DeviceInfo, DeviceError>;
+    /// The size of one partition, for devices whose identity listing left it out.
+    fn partition_size(&mut self, partition: &str) -> Result<Option<u64>, DeviceError>;
+    /// Writes `image` to `partition` (a name the device knows, slot suffix included),
+    /// committing it only if the bytes sent verify.
+    fn write_image(
+        &mut self,
+        partition: &str,
+        image: &dyn ImageSource,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<(), DeviceError>;
+    /// Makes `slot` the one the device boots next.
+    fn set_active_slot(&mut self, slot: &str) -> Result<(), DeviceError>;
+    /// Reboots the device into its operating system.
+    fn reboot(&mut self) -> Result<(), DeviceError>;
+    /// Device messages (fastboot INFO lines, …) gathered since the last call.
+    fn take_messages(&mut self) -> Vec<String>;
+}

@@ -1,1 +1,15 @@
-//! TODO
+//! The flash job and everything it decides: preflight, plan, events, report, history.
+//!
+//! Front ends (CLI, GUI) start jobs and consume [`Event`]s; they hold no flashing logic.
+
+pub mod event;
+pub mod history;
+pub mod job;
+pub mod plan;
+pub mod preflight;
+pub mod report;
+
+pub use event::{Event, PlannedWrite, Stage};
+pub use job::{run, spawn, DeviceTarget, JobOptions, JobRequest};
+pub use preflight::{Check, Overrides, Status};
+pub use report::{Outcome, Report};

@@ -1,0 +1,183 @@
+//! `flashline demo`: the whole main job on a built-in virtual bench.
+//!
+//! Builds a firmware package, signs it with the demo key, starts a virtual A/B phone
+//! in-process, and flashes it exactly as a real job would: verify, identify, preflight,
+//! plan, flash with progress (one image large enough to be split into sparse pieces),
+//! switch slot, reboot, read the new version back, write the report. Finally it compares
+//! the bytes stored on the virtual phone with the package's images.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::device::quirks::Quirks;
+use crate::engine::{DeviceTarget, JobOptions, JobRequest, Outcome};
+use crate::package::{self, TrustStore};
+use crate::sim::phone::{PhoneConfig, PhoneSim};
+
+const MIB: u64 = 1024 * 1024;
+
+/// Runs the demo in `dir` (or a temporary folder).
+pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let temp;
+    let work: PathBuf = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d.to_path_buf()
+        }
+        None => {
+            temp = tempfile::tempdir().context("cannot create a temporary folder")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let say = |text: &str| {
+        if !json {
+            println!("{text}");
+        }
+    };
+
+    say("flashline demo: a signed package flashed onto a virtual A/B phone\n");
+    let pkg_dir = work.join("package");
+    std::fs::create_dir_all(&pkg_dir)?;
+    write_image(&pkg_dir.join("boot.img"), 8 * MIB, Some(("2.1.0", 8)), &[(8 * MIB, true)])?;
+    write_image(
+        &pkg_dir.join("system.img"),
+        48 * MIB,
+        None,
+        &[(16 * MIB, true), (24 * MIB, false), (8 * MIB, true)],
+    )?;
+    std::fs::write(
+        pkg_dir.join("manifest.toml"),
+        "name = \"demo-phone-stock\"\nversion = \"2.1.0\"\nsecurity_version = 8\nmin_battery_percent = 30\n\
+         description = \"Demo firmware for flashline's virtual phone\"\n\n\
+         [[target]]\nproduct = \"zte-demo-phone\"\n\n\
+         [[image]]\npartition = \"boot\"\nfile = \"boot.img\"\n\n\
+         [[image]]\npartition = \"system\"\nfile = \"system.img\"\n",
+    )?;
+    let key = work.join("flashline-demo-INSECURE.key");
+    std::fs::write(&key, package::keys::DEMO_SECRET_KEY)?;
+    let pkg = work.join("demo-phone-stock-2.1.0.flpkg");
+    let summary = package::pack(&pkg_dir.join("manifest.toml"), &key, &pkg)?;
+    say(&format!(
+        "Packed {} {} with {} images, signed with the demo key {} (trusted for virtual devices only).",
+        summary.name, summary.version, summary.images, summary.key_id
+    ));
+
+    let phone_dir = work.join("virtual-phone");
+    let cfg = PhoneConfig {
+        firmware_version: "2.0.0".into(),
+        security_version: 7,
+        battery_percent: Some(76),
+        max_download_size: (16 * MIB) as u32,
+        partitions: vec![("boot".into(), 16 * MIB), ("system".into(), 64 * MIB)],
+        slots: true,
+        ..PhoneConfig::default()
+    };
+    let phone = PhoneSim::start("127.0.0.1:0".parse()?, &phone_dir, cfg)?;
+    say(&format!(
+        "Virtual phone zte-demo-phone (firmware 2.0.0, battery 76 %, slots a/b, 16 MiB download buffer) at {}.",
+        phone.device_address()
+    ));
+
+    let req = JobRequest {
+        package: pkg.clone(),
+        trust: TrustStore::demo(),
+        device: DeviceTarget {
+            address: phone.device_address(),
+            is_virtual: true,
+        },
+        quirks: Quirks::builtin(),
+        options: JobOptions {
+            reports_dir: work.join("reports"),
+            history_path: work.join("history.json"),
+            reconnect: Duration::from_secs(5),
+            ..JobOptions::default()
+        },
+    };
+    let report = super::run_job(req, json)?;
+    if report.outcome != Outcome::Success {
+        return Ok(super::exit_code(report.outcome));
+    }
+
+    let mut all_equal = true;
+    for image in &report.images {
+        let equal = same_prefix(&pkg_dir.join(format!("{}.img", image.partition)), &phone_dir.join(format!("{}.img", image.target)))?;
+        all_equal &= equal;
+        say(&format!(
+            "Bytes on the virtual phone, {}: {}",
+            image.target,
+            if equal { "identical to the package image" } else { "DIFFERENT" }
+        ));
+    }
+    if let Some(after) = &report.after {
+        say(&format!(
+            "After reboot the phone reports firmware {} (security version {}).",
+            after.firmware.as_deref().unwrap_or("?"),
+            after.security.map_or("?".into(), |s| s.to_string())
+        ));
+    }
+    if dir.is_none() {
+        say("(The demo used a temporary folder; pass --dir DIR to keep the package, the partitions and the report.)");
+    }
+    phone.stop();
+    Ok(if all_equal { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Writes a demo image: `regions` of (length, random?) — random bytes or zeros — with an
+/// optional version marker the virtual phone reads back after flashing.
+fn write_image(path: &Path, len: u64, marker: Option<(&str, u64)>, regions: &[(u64, bool)]) -> Result<()> {
+    let mut out = BufWriter::new(File::create(path)?);
+    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ len;
+    let mut block = vec![0u8; MIB as usize];
+    let mut written = 0u64;
+    for &(region, random) in regions {
+        let mut left = region;
+        while left > 0 {
+            let n = left.min(MIB) as usize;
+            if random {
+                for chunk in block[..n].chunks_mut(8) {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    chunk.copy_from_slice(&rng.to_le_bytes()[..chunk.len()]);
+                }
+            } else {
+                block[..n].fill(0);
+            }
+            if written == 0 {
+                if let Some((version, security)) = marker {
+                    let tag = format!("FLASHLINE-VERSION={version}\nFLASHLINE-SECURITY={security}\n");
+                    block[..tag.len()].copy_from_slice(tag.as_bytes());
+                }
+            }
+            out.write_all(&block[..n])?;
+            written += n as u64;
+            left -= n as u64;
+        }
+    }
+    debug_assert_eq!(written, len);
+    out.flush()?;
+    Ok(())
+}
+
+/// True if `partition` starts with the bytes of `image`.
+fn same_prefix(image: &Path, partition: &Path) -> Result<bool> {
+    let mut a = File::open(image)?;
+    let mut b = File::open(partition)?;
+    let mut x = vec![0u8; MIB as usize];
+    let mut y = vec![0u8; MIB as usize];
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The fastboot driver: phones in their bootloader (or fastbootd).
+//!
+//! Facts that standard fastboot does not define are read as the quirks file says. Images
+//! larger than the device's `max-download-size` are split into sparse pieces the way
+//! Google's client splits them, so devices see exactly what they are used to.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use super::quirks::{Quirks, VarSpec};
+use super::{Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots};
+use crate::protocol::fastboot::client::Client;
+use crate::protocol::fastboot::parse_number;
+use crate::protocol::sparse::{self, SourceCursor};
+use crate::transport::Transport;
+
+/// Device strings longer than this are cut: they are shown to people and put in reports.
+const MAX_DEVICE_STRING: usize = 64;
+/// Bytes read from the image per transport write.
+const CHUNK: usize = 1024 * 1024;
+
+/// Drives one device in fastboot mode.
+pub struct FastbootDriver<T: Transport> {
+    client: Client<T>,
+    quirks: Quirks,
+    is_virtual: bool,
+    max_download: Option<u64>,
+    messages: Arc<Mutex<Vec<String>>>,
+    scratch: Vec<u8>,
+}
+
+impl<T: Transport> FastbootDriver<T> {
+    /// Wraps a connected transport. `is_virtual` marks flashline's own virtual devices.
+    pub fn new(transport: T, quirks: Quirks, is_virtual: bool) -> Self {
+        let mut client = Client::new(transport);
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&messages);
+        client.on_info(Box::new(move |line: &str| {
+            if let Ok(mut m) = sink.lock() {
+                m.push(clean(line));
+            }
+        }));
+        FastbootDriver {
+            client,
+            quirks,
+            is_virtual,
+            max_download: None,
+            messages,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn fact(&mut self, vars: &BTreeMap<String, String>, spec: &VarSpec) -> Result<Option<String>, DeviceError> {
+        let raw = match vars.get(&spec.var) {
+            Some(v) => Some(v.clone()),
+            None => self.client.getvar(&spec.var)?,
+        };
+        Ok(raw.and_then(|r| spec.convert(&r)))
+    }
+
+    fn var(&mut self, vars: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, DeviceError> {
+        match vars.get(name) {
+            Some(v) => Ok(Some(v.clone())),
+            None => Ok(self.client.getvar(name)?),
+        }
+    }
+
+    fn download_limit(&mut self) -> Result<u64, DeviceError> {
+        if let Some(limit) = self.max_download {
+            return Ok(limit);
+        }
+        let limit = self
+            .client
+            .getvar("max-download-size")?
+            .and_then(|v| parse_number(&v))
+            .unwrap_or(u64::from(u32::MAX))
+            .min(u64::from(u32::MAX));
+        self.max_download = Some(limit);
+        Ok(limit)
+    }
+}
+
+impl<T: Transport> Driver for FastbootDriver<T> {
+    fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
+        // One `getvar:all` answers most questions in one round trip; anything it lacks is
+        // asked for on its own, since bootloaders implement `all` very differently.
+        let vars: BTreeMap<String, String> = self.client.getvar_all().unwrap_or_default().into_iter().collect();
+        let product = self.var(&vars, "product")?.map(|s| clean(&s));
+        let serial = self.var(&vars, "serialno")?.map(|s| clean(&s));
+        let facts = self.quirks.fastboot_facts(product.as_deref());
+
+        let firmware_version_raw = match vars.get(&facts.firmware_version.var) {
+            Some(v) => Some(v.clone()),
+            None => self.client.getvar(&facts.firmware_version.var)?,
+        }
+        .map(|s| clean(&s));
+        let firmware_version = firmware_version_raw
+            .as_deref()
+            .and_then(|raw| facts.firmware_version.convert(raw))
+            .and_then(|v| lenient_version(&v));
+        let security_version = self
+            .fact(&vars, &facts.security_version)?
+            .and_then(|v| v.trim().parse().ok());
+        let battery = match self
+            .fact(&vars, &facts.battery_percent)?
+            .and_then(|v| v.trim().parse::<u8>().ok())
+            .filter(|p| *p <= 100)
+        {
+            Some(p) => Battery::Percent(p),
+            None => match self.var(&vars, "battery-soc-ok")?.as_deref().map(str::trim) {
+                Some("yes") => Battery::SufficientForFlashing,
+                Some("no") => Battery::TooLowForFlashing,
+                _ => Battery::Unknown,
+            },
+        };
+        let max_download = self.var(&vars, "max-download-size")?.and_then(|v| parse_number(&v));
+        self.max_download = max_download.map(|m| m.min(u64::from(u32::MAX)));
+
+        let slot_count = self
+            .var(&vars, "slot-count")?
+            .and_then(|v| parse_number(&v))
+            .unwrap_or(0);
+        let slots = if slot_count >= 2 {
+            self.var(&vars, "current-slot")?.map(|s| Slots {
+                current: s.trim().trim_start_matches('_').to_string(),
+                count: slot_count.min(u64::from(u32::MAX)) as u32,
+            })
+        } else {
+            None
+        };
+
+        let partitions = vars
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("partition-size:")?;
+                Some((clean(name), parse_number(v)?))
+            })
+            .collect();
+
+        Ok(DeviceInfo {
+            address: self.client.transport().address().to_string(),
+            mode: Mode::Fastboot,
+            product,
+            serial,
+            firmware_version_raw,
+            firmware_version,
+            security_version,
+            battery,
+            partitions,
+            slots,
+            is_virtual: self.is_virtual,
+        })
+    }
+
+    fn write_image(
+        &mut self,
+        partition: &str,
+        image: &dyn ImageSource,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<(), DeviceError> {
+        let limit = self.download_limit()?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(CHUNK, 0);
+        let result = if image.len() <= limit {
+            self.write_whole(partition, image, progress, &mut scratch)
+        } else {
+            self.write_split(partition, image, limit, progress, &mut scratch)
+        };
+        self.scratch = scratch;
+        result
+    }
+
+    fn partition_size(&mut self, partition: &str) -> Result<Option<u64>, DeviceError> {
+        Ok(self
+            .client
+            .getvar(&format!("partition-size:{partition}"))?
+            .and_then(|v| parse_number(&v)))
+    }
+
+    fn set_active_slot(&mut self, slot: &str) -> Result<(), DeviceError> {
+        Ok(self.client.set_active(slot)?)
+    }
+
+    fn reboot(&mut self) -> Result<(), DeviceError> {
+        Ok(self.client.reboot()?)
+    }
+
+    fn take_messages(&mut self) -> Vec<String> {
+        self.messages.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+}
+
+impl<T: Transport> FastbootDriver<T> {
+    /// Sends the image as one download (raw stays raw, sparse stays sparse, as Google's
+    /// client does when it fits).
+    fn write_whole(
+        &mut self,
+        partition: &str,
+        image: &dyn ImageSource,
+        progress: &mut ProgressFn<'_>,
+        scratch: &mut [u8],
+    ) -> Result<(), DeviceError> {
+        let len = u32::try_from(image.len())
+            .map_err(|_| DeviceError::BadAddress("image too large for one download".into()))?;
+        let mut src = Counting::new(image.send_reader().map_err(DeviceError::ImageRead)?, progress);
+        self.client.download(len, |w| {
+            let mut left = u64::from(len);
+            while left > 0 {
+                let n = (left as usize).min(scratch.len());
+                src.read_exact(&mut scratch[..n])?;
+                w.write_all(&scratch[..n])?;
+                left -= n as u64;
+            }
+            Ok(())
+        })?;
+        src.into_inner().verify().map_err(DeviceError::ImageChanged)?;
+        self.client.flash(partition)?;
+        Ok(())
+    }
+
+    /// Splits the image into sparse pieces that each fit the device's download buffer.
+    fn write_split(
+        &mut self,
+        partition: &str,
+        image: &dyn ImageSource,
+        limit: u64,
+        progress: &mut ProgressFn<'_>,
+        scratch: &mut [u8],
+    ) -> Result<(), DeviceError> {
+        let plan_reader = image.plan_reader().map_err(DeviceError::ImageRead)?;
+        let layout = if image.is_sparse() {
+            sparse::scan_sparse(plan_reader)?
+        } else {
+            sparse::scan_raw(plan_reader, image.len())?
+        };
+        let pieces = sparse::split(&layout, limit)?;
+        let src = Counting::new(image.send_reader().map_err(DeviceError::ImageRead)?, progress);
+        let mut cursor = SourceCursor::new(src);
+        let last = pieces.len().saturating_sub(1);
+        for (i, piece) in pieces.iter().enumerate() {
+            let len = u32::try_from(piece.encoded_len())
+                .map_err(|_| DeviceError::BadAddress("sparse piece exceeds 4 GiB".into()))?;
+            self.client.download(len, |w| {
+                piece
+                    .write(&layout, &mut cursor, w, scratch)
+                    .map_err(|e| io::Error::other(e.to_string()))
+            })?;
+            if i == last {
+                // The last piece's flash commits the image: every byte must have been
+                // read, hashed and found equal to the signed image first.
+                cursor.drain_to_end()?;
+                let src = cursor.into_inner();
+                src.into_inner().verify().map_err(DeviceError::ImageChanged)?;
+                self.client.flash(partition)?;
+                return Ok(());
+            }
+            self.client.flash(partition)?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts bytes read and reports them as progress.
+struct Counting<'p, 'a, R> {
+    inner: R,
+    done: u64,
+    progress: &'p mut ProgressFn<'a>,
+}
+
+impl<'p, 'a, R> Counting<'p, 'a, R> {
+    fn new(inner: R, progress: &'p mut ProgressFn<'a>) -> Self {
+        Counting {
+            inner,
+            done: 0,
+            progress,
+        }
+    }
+    fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for Counting<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.progress)(self.done);
+        Ok(n)
+    }
+}
+
+/// Makes a device string safe to show and store: printable ASCII, capped.
+fn clean(s: &str) -> String {
+    s.trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_DEVICE_STRING)
+        .collect()
+}
+
+/// Reads `1`, `1.2`, `1.2.3` or a full semver string as a comparable version.
+pub fn lenient_version(text: &str) -> Option<semver::Version> {
+    let t = text.trim().trim_start_matches(['v', 'V']);
+    if let Ok(v) = semver::Version::parse(t) {
+        return Some(v);
+    }
+    let mut parts = t.split('.').map(|p| p.parse::<u64>());
+    let major = parts.next()?.ok()?;
+    let minor = parts.next().transpose().ok()?.unwrap_or(0);
+    let patch = parts.next().transpose().ok()?.unwrap_or(0);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(semver::Version::new(major, minor, patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_leniently() {
+        assert_eq!(lenient_version("2.1.0"), Some(semver::Version::new(2, 1, 0)));
+        assert_eq!(lenient_version("v3"), Some(semver::Version::new(3, 0, 0)));
+        assert_eq!(lenient_version("1.4"), Some(semver::Version::new(1, 4, 0)));
+        assert_eq!(lenient_version("1.2.3.4"), None);
+        assert_eq!(lenient_version("abc"), None);
+    }
+
+    #[test]
+    fn device_strings_are_cleaned() {
+        assert_eq!(clean(" ok\x1b[31m\n"), "ok[31m");
+        assert_eq!(clean(&"x".repeat(500)).len(), MAX_DEVICE_STRING);
+    }
+}

@@ -1,0 +1,292 @@
+//! Device knowledge as data: the quirks file (`assets/quirks.toml`).
+//!
+//! Like fwupd's quirk files, this keeps per-model facts out of the code: which USB IDs mean
+//! which mode, and how to read facts that standard fastboot does not define (firmware
+//! version, security version, battery) from a given model.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+/// The quirks file shipped with flashline.
+pub const BUILTIN: &str = include_str!("../../assets/quirks.toml");
+
+/// Why a quirks file was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum QuirksError {
+    /// Not valid TOML or not the expected shape.
+    #[error("quirks file is invalid: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A `pattern` is not a valid regular expression.
+    #[error("quirks entry for {product}: bad pattern: {source}")]
+    Pattern {
+        /// The model entry.
+        product: String,
+        /// The regex error.
+        source: regex::Error,
+    },
+    /// A `millivolts` range whose full voltage is not above the empty voltage.
+    #[error("quirks entry for {0}: millivolts must be [EMPTY, FULL] with EMPTY < FULL")]
+    Voltage(String),
+    /// The same product named twice.
+    #[error("quirks file names product {0:?} twice")]
+    DuplicateProduct(String),
+}
+
+/// The parsed quirks file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quirks {
+    /// How fastboot facts are read from any device.
+    pub fastboot: FastbootFacts,
+    /// Per-model overrides.
+    #[serde(default, rename = "model")]
+    pub models: Vec<Model>,
+    /// Known USB IDs.
+    #[serde(default, rename = "usb")]
+    pub usb: Vec<UsbId>,
+}
+
+/// One model's overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// What the device reports as its product.
+    pub product: String,
+    /// A readable name.
+    pub name: Option<String>,
+    /// Fastboot facts that differ from the default.
+    #[serde(default)]
+    pub fastboot: PartialFastbootFacts,
+}
+
+/// Where the non-standard fastboot facts come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FastbootFacts {
+    /// The firmware version.
+    pub firmware_version: VarSpec,
+    /// The anti-rollback security version.
+    pub security_version: VarSpec,
+    /// The battery charge.
+    pub battery_percent: VarSpec,
+}
+
+/// A model's replacements for some of the [`FastbootFacts`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialFastbootFacts {
+    /// Replaces the default firmware version source.
+    pub firmware_version: Option<VarSpec>,
+    /// Replaces the default security version source.
+    pub security_version: Option<VarSpec>,
+    /// Replaces the default battery source.
+    pub battery_percent: Option<VarSpec>,
+}
+
+/// One getvar variable and how to convert its value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VarSpec {
+    /// The getvar variable name.
+    pub var: String,
+    /// A regular expression whose capture groups, joined with dots, form the value.
+    pub pattern: Option<String>,
+    /// `[EMPTY, FULL]` millivolts: the value is a voltage to map onto 0..=100 %.
+    pub millivolts: Option<[u32; 2]>,
+}
+
+/// A USB vendor/product ID flashline knows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsbId {
+    /// Vendor ID.
+    pub vid: u16,
+    /// Product ID.
+    pub pid: u16,
+    /// The mode a device with these IDs is in (`fastboot`, `edl`, …).
+    pub mode: String,
+    /// A readable name.
+    pub name: String,
+}
+
+impl Quirks {
+    /// The quirks file built into flashline.
+    pub fn builtin() -> Self {
+        Self::parse(BUILTIN).expect("the built-in quirks file is valid (tested)")
+    }
+
+    /// Parses and checks a quirks file.
+    pub fn parse(text: &str) -> Result<Self, QuirksError> {
+        let quirks: Quirks = toml::from_str(text)?;
+        let mut seen = BTreeSet::new();
+        let default = ("default", &quirks.fastboot);
+        for spec in [
+            &default.1.firmware_version,
+            &default.1.security_version,
+            &default.1.battery_percent,
+        ] {
+            spec.check(default.0)?;
+        }
+        for model in &quirks.models {
+            if !seen.insert(model.product.as_str()) {
+                return Err(QuirksError::DuplicateProduct(model.product.clone()));
+            }
+            let f = &model.fastboot;
+            for spec in [&f.firmware_version, &f.security_version, &f.battery_percent]
+                .into_iter()
+                .flatten()
+            {
+                spec.check(&model.product)?;
+            }
+        }
+        Ok(quirks)
+    }
+
+    /// The fastboot fact sources for a device reporting `product`.
+    pub fn fastboot_facts(&self, product: Option<&str>) -> FastbootFacts {
+        let mut facts = self.fastboot.clone();
+        if let Some(model) = product.and_then(|p| self.models.iter().find(|m| m.product == p)) {
+            let f = &model.fastboot;
+            if let Some(s) = &f.firmware_version {
+                facts.firmware_version = s.clone();
+            }
+            if let Some(s) = &f.security_version {
+                facts.security_version = s.clone();
+            }
+            if let Some(s) = &f.battery_percent {
+                facts.battery_percent = s.clone();
+            }
+        }
+        facts
+    }
+
+    /// The known entry for a USB ID, if any.
+    pub fn usb(&self, vid: u16, pid: u16) -> Option<&UsbId> {
+        self.usb.iter().find(|u| u.vid == vid && u.pid == pid)
+    }
+
+    /// udev rules granting the logged-in user access to every known USB ID.
+    ///
+    /// `uaccess` hands the device node to the seat's user through an ACL; no world-writable
+    /// mode is ever set.
+    pub fn udev_rules(&self) -> String {
+        let mut out = String::from(
+            "# Generated by `flashline udev-rules` from assets/quirks.toml; do not edit.\n\
+             # Grants the logged-in user access to devices flashline can flash.\n",
+        );
+        for id in &self.usb {
+            out.push_str(&format!(
+                "# {} ({})\nSUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"{:04x}\", ATTR{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"\n",
+                id.name, id.mode, id.vid, id.pid
+            ));
+        }
+        out
+    }
+}
+
+impl VarSpec {
+    fn check(&self, owner: &str) -> Result<(), QuirksError> {
+        if let Some(p) = &self.pattern {
+            regex::Regex::new(p).map_err(|source| QuirksError::Pattern {
+                product: owner.to_string(),
+                source,
+            })?;
+        }
+        if let Some([empty, full]) = self.millivolts {
+            if empty >= full {
+                return Err(QuirksError::Voltage(owner.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Converts a raw value as the spec says; `None` if it does not match.
+    pub fn convert(&self, raw: &str) -> Option<String> {
+        let raw = raw.trim();
+        let text = match &self.pattern {
+            Some(p) => {
+                // Checked when the file was parsed.
+                let re = regex::Regex::new(p).ok()?;
+                let caps = re.captures(raw)?;
+                let parts: Vec<&str> = caps.iter().skip(1).flatten().map(|m| m.as_str()).collect();
+                if parts.is_empty() {
+                    caps.get(0)?.as_str().to_string()
+                } else {
+                    parts.join(".")
+                }
+            }
+            None => raw.to_string(),
+        };
+        match self.millivolts {
+            Some([empty, full]) => {
+                let mv: u32 = text.parse().ok()?;
+                let pct = (u64::from(mv.clamp(empty, full) - empty) * 100) / u64::from(full - empty);
+                Some(pct.to_string())
+            }
+            None => Some(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_file_parses() {
+        let q = Quirks::builtin();
+        assert_eq!(q.fastboot.firmware_version.var, "version-bootloader");
+        assert!(q.usb(0x05c6, 0x9008).is_some());
+    }
+
+    #[test]
+    fn model_overrides_and_conversions() {
+        let q = Quirks::builtin();
+        let f = q.fastboot_facts(Some("zte-legacy-phone"));
+        assert_eq!(f.firmware_version.var, "version-baseband");
+        assert_eq!(
+            f.firmware_version.convert("BD_P01V2.1.3B07").as_deref(),
+            Some("2.1.3")
+        );
+        assert_eq!(f.battery_percent.convert("3850").as_deref(), Some("50"));
+        assert_eq!(f.battery_percent.convert("5000").as_deref(), Some("100"));
+        assert_eq!(f.battery_percent.convert("n/a"), None);
+        let d = q.fastboot_facts(Some("other"));
+        assert_eq!(d.battery_percent.var, "battery-soc");
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        let base = "[fastboot]\nfirmware_version={var=\"a\"}\nsecurity_version={var=\"b\"}\nbattery_percent={var=\"c\"}\n";
+        assert!(Quirks::parse(base).is_ok());
+        assert!(matches!(
+            Quirks::parse(&format!("{base}[[model]]\nproduct=\"x\"\n[[model]]\nproduct=\"x\"\n")),
+            Err(QuirksError::DuplicateProduct(_))
+        ));
+        assert!(matches!(
+            Quirks::parse(&format!(
+                "{base}[[model]]\nproduct=\"x\"\nfastboot.battery_percent={{var=\"v\", millivolts=[4200,3500]}}\n"
+            )),
+            Err(QuirksError::Voltage(_))
+        ));
+        assert!(matches!(
+            Quirks::parse(&format!(
+                "{base}[[model]]\nproduct=\"x\"\nfastboot.firmware_version={{var=\"v\", pattern=\"(\"}}\n"
+            )),
+            Err(QuirksError::Pattern { .. })
+        ));
+        assert!(Quirks::parse(&format!("{base}bogus=1\n")).is_err());
+    }
+
+    #[test]
+    fn udev_rules_are_in_sync_with_the_quirks_file() {
+        let committed = include_str!("../../udev/70-flashline.rules");
+        assert_eq!(
+            committed,
+            Quirks::builtin().udev_rules(),
+            "udev/70-flashline.rules is stale: regenerate it with `flashline udev-rules > udev/70-flashline.rules`"
+        );
+        assert!(!committed.contains("MODE="), "access is granted by uaccess only");
+    }
+}

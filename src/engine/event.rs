@@ -1,0 +1,139 @@
+//! The events a flash job emits. Front ends render these and nothing else.
+//!
+//! Order: `Stage(Verify)`, `PackageVerified`, `Stage(Identify)`, `DeviceIdentified`,
+//! `Stage(Preflight)`, `Preflight`, `Stage(Plan)`, `PlanReady`, `Stage(Flash)`, then per image
+//! `ImageStarted`, `Progress`…, `ImageWritten`; then `Stage(Activate)`/`SlotSwitched` on A/B
+//! devices, `Stage(Reboot)`, and exactly one `Finished`, always last. A job that stops early
+//! jumps straight to `Finished`.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::preflight::Check;
+use super::report::Outcome;
+use crate::device::DeviceInfo;
+
+/// The stages of a flash job, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Check the package's signature and every image hash.
+    Verify,
+    /// Read the device's identity and facts.
+    Identify,
+    /// Decide whether the package may be written to this device.
+    Preflight,
+    /// Work out what goes where.
+    Plan,
+    /// Write the images.
+    Flash,
+    /// Switch the A/B slot to the freshly written one.
+    Activate,
+    /// Reboot into the new firmware and read what it reports.
+    Reboot,
+}
+
+/// One event of a flash job.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A new stage begins.
+    Stage {
+        /// The stage.
+        stage: Stage,
+    },
+    /// The package passed verification.
+    PackageVerified {
+        /// Package name.
+        name: String,
+        /// Package version.
+        version: String,
+        /// Signing key id.
+        signer: String,
+        /// Signing key name.
+        signer_name: String,
+    },
+    /// The device's facts.
+    DeviceIdentified {
+        /// What it reported.
+        device: Box<DeviceInfo>,
+    },
+    /// The preflight checklist, complete, refused or not.
+    Preflight {
+        /// Each check with actual vs required.
+        checks: Vec<Check>,
+    },
+    /// What will be written.
+    PlanReady {
+        /// One line per image.
+        writes: Vec<PlannedWrite>,
+        /// Slot to switch to at the end, on A/B devices.
+        activate_slot: Option<String>,
+        /// Sum of image sizes.
+        total_bytes: u64,
+    },
+    /// An image starts.
+    ImageStarted {
+        /// 0-based index.
+        index: usize,
+        /// Number of images.
+        count: usize,
+        /// Partition on the device (slot suffix included).
+        target: String,
+        /// Bytes to send.
+        bytes: u64,
+    },
+    /// Bytes of the current image sent so far.
+    Progress {
+        /// 0-based image index.
+        index: usize,
+        /// Bytes done.
+        done: u64,
+        /// Bytes in all.
+        total: u64,
+    },
+    /// The device accepted the image and the streamed hash equals the signed one.
+    ImageWritten {
+        /// 0-based image index.
+        index: usize,
+        /// Partition on the device.
+        target: String,
+        /// Hex SHA-256 of the bytes sent.
+        sha256: String,
+        /// Seconds it took.
+        seconds: f64,
+    },
+    /// A message the device printed (fastboot INFO).
+    DeviceMessage {
+        /// The text.
+        text: String,
+    },
+    /// The device will boot this slot next.
+    SlotSwitched {
+        /// The slot.
+        slot: String,
+    },
+    /// The job is over; this is always the last event.
+    Finished {
+        /// What happened.
+        outcome: Outcome,
+        /// The error in plain words, if any.
+        error: Option<String>,
+        /// Where the JSON report was written.
+        report: Option<PathBuf>,
+    },
+}
+
+/// One image of a flash plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedWrite {
+    /// Partition name in the package.
+    pub partition: String,
+    /// Partition on the device (slot suffix included).
+    pub target: String,
+    /// Bytes of the image as stored.
+    pub bytes: u64,
+    /// Whether it is an Android sparse image.
+    pub sparse: bool,
+}

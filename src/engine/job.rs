@@ -1,0 +1,361 @@
+//! One flash job: verify → identify → preflight → plan → flash → activate → reboot → report.
+//!
+//! The job never returns early without a report: every path, refused or failed, ends in
+//! one [`Event::Finished`] and one JSON report on disk.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::event::{Event, Stage};
+use super::history::{History, HistoryEntry};
+use super::plan::{self, FlashPlan};
+use super::preflight::{Overrides, Preflight};
+use super::report::{self, ImageReport, Outcome, PackageFacts, Report, Versions};
+use crate::device::quirks::Quirks;
+use crate::device::{discovery, DeviceInfo, Driver, ImageSource, SendReader};
+use crate::package::{ImageReader, Package, TrustStore, VerifiedPackage};
+
+/// Progress events are sent at most once per this many bytes (and at the end).
+const PROGRESS_STEP: u64 = 4 * 1024 * 1024;
+
+/// Which device a job writes to.
+#[derive(Debug, Clone)]
+pub struct DeviceTarget {
+    /// The address (`tcp:…`, `usb:…`, serial number).
+    pub address: String,
+    /// True only for flashline's own virtual devices.
+    pub is_virtual: bool,
+}
+
+/// How a job behaves.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Checks the user relaxed.
+    pub overrides: Overrides,
+    /// Stop after the plan.
+    pub dry_run: bool,
+    /// Where to write the report; `None` for a generated name in `reports_dir`.
+    pub report_path: Option<PathBuf>,
+    /// Default report folder.
+    pub reports_dir: PathBuf,
+    /// The local flash history.
+    pub history_path: PathBuf,
+    /// How long to wait for the device to come back after its reboot to read the new
+    /// versions; zero to not wait (a phone normally boots its OS, not fastboot).
+    pub reconnect: Duration,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            overrides: Overrides::default(),
+            dry_run: false,
+            report_path: None,
+            reports_dir: crate::paths::reports_dir(),
+            history_path: crate::paths::history_file(),
+            reconnect: Duration::ZERO,
+        }
+    }
+}
+
+/// Everything a job needs.
+#[derive(Debug)]
+pub struct JobRequest {
+    /// The package file.
+    pub package: PathBuf,
+    /// The keys to trust.
+    pub trust: TrustStore,
+    /// The device.
+    pub device: DeviceTarget,
+    /// Device knowledge.
+    pub quirks: Quirks,
+    /// Options.
+    pub options: JobOptions,
+}
+
+/// Runs a job to the end, emitting events, and returns its report (already written).
+pub fn run(req: &JobRequest, emit: &mut dyn FnMut(Event)) -> Report {
+    let mut report = Report {
+        tool: format!("flashline {}", env!("CARGO_PKG_VERSION")),
+        started_at: report::now(),
+        finished_at: String::new(),
+        outcome: Outcome::DeviceError,
+        error: None,
+        device_address: req.device.address.clone(),
+        package: None,
+        device: None,
+        before: None,
+        after: None,
+        preflight: Vec::new(),
+        overrides: Vec::new(),
+        images: Vec::new(),
+        activated_slot: None,
+        notes: Vec::new(),
+    };
+    let (outcome, error) = match steps(req, &mut report, emit) {
+        Ok(outcome) => (outcome, None),
+        Err((outcome, message)) => (outcome, Some(message)),
+    };
+    report.outcome = outcome;
+    report.error = error.clone();
+    report.finished_at = report::now();
+    let path = req
+        .options
+        .report_path
+        .clone()
+        .unwrap_or_else(|| report.default_path(&req.options.reports_dir));
+    let (written, error) = match report.write(&path) {
+        Ok(()) => (Some(path), error),
+        Err(e) => {
+            let msg = format!("could not write the report to {}: {e}", path.display());
+            (None, Some(error.map_or(msg.clone(), |err| format!("{err}; {msg}"))))
+        }
+    };
+    emit(Event::Finished {
+        outcome,
+        error,
+        report: written,
+    });
+    report
+}
+
+type Stop = (Outcome, String);
+
+fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> Result<Outcome, Stop> {
+    emit(Event::Stage { stage: Stage::Verify });
+    let package = Package::open(&req.package)
+        .and_then(|p| p.verify(&req.trust))
+        .map_err(|e| (Outcome::PackageRejected, format!("package rejected: {e}")))?;
+    let manifest = package.manifest();
+    let signer = package.signer();
+    report.package = Some(PackageFacts {
+        path: req.package.clone(),
+        name: manifest.name.clone(),
+        version: manifest.version.to_string(),
+        security_version: manifest.security_version,
+        sha256: hex::encode(package.package_sha256()),
+        signer: signer.key_id.clone(),
+        signer_name: signer.name.clone(),
+    });
+    emit(Event::PackageVerified {
+        name: manifest.name.clone(),
+        version: manifest.version.to_string(),
+        signer: signer.key_id.clone(),
+        signer_name: signer.name.clone(),
+    });
+
+    emit(Event::Stage { stage: Stage::Identify });
+    let device_err = |e: crate::device::DeviceError| (Outcome::DeviceError, e.to_string());
+    let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual).map_err(device_err)?;
+    let mut device = driver.identify().map_err(device_err)?;
+    let mut targets = plan::targets(&package, &device);
+    for (target, size) in &mut targets {
+        if size.is_none() {
+            *size = driver.partition_size(target).map_err(device_err)?;
+            if let Some(s) = size {
+                device.partitions.insert(target.clone(), *s);
+            }
+        }
+    }
+    report.device = Some(device.clone());
+    report.before = Some(versions(&device, "the device"));
+    emit(Event::DeviceIdentified {
+        device: Box::new(device.clone()),
+    });
+
+    emit(Event::Stage { stage: Stage::Preflight });
+    let history = History::load(&req.options.history_path).map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
+    let past = device.serial.as_deref().and_then(|s| history.get(s));
+    if past.is_some() && (device.firmware_version_raw.is_none() || device.security_version.is_none()) {
+        report.notes.push(
+            "the device does not report all its versions; flashline's history of this serial was used for the downgrade check"
+                .into(),
+        );
+    }
+    let preflight = Preflight::run(&package, &device, &targets, past, &req.options.overrides);
+    report.preflight = preflight.checks.clone();
+    emit(Event::Preflight {
+        checks: preflight.checks.clone(),
+    });
+    let cleared = preflight
+        .clear()
+        .map_err(|refusals| (Outcome::PreflightRefused, format!("refused before writing anything: {refusals}")))?;
+    report.overrides = preflight.checks.iter().filter_map(|c| c.relaxed_by.clone()).collect();
+
+    emit(Event::Stage { stage: Stage::Plan });
+    let plan = FlashPlan::build(&package, &device, &cleared);
+    report.images = plan
+        .writes
+        .iter()
+        .zip(&manifest.images)
+        .map(|(w, image)| ImageReport {
+            partition: w.partition.clone(),
+            target: w.target.clone(),
+            bytes: w.bytes,
+            sha256_signed: hex::encode(image.sha256),
+            sha256_sent: None,
+            seconds: None,
+            status: "not-started".into(),
+        })
+        .collect();
+    emit(Event::PlanReady {
+        writes: plan.writes.clone(),
+        activate_slot: plan.activate_slot.clone(),
+        total_bytes: plan.total_bytes(),
+    });
+    if req.options.dry_run {
+        return Ok(Outcome::DryRun);
+    }
+
+    emit(Event::Stage { stage: Stage::Flash });
+    let count = plan.writes.len();
+    for (index, write) in plan.writes.iter().enumerate() {
+        emit(Event::ImageStarted {
+            index,
+            count,
+            target: write.target.clone(),
+            bytes: write.bytes,
+        });
+        let started = Instant::now();
+        let source = PackageImage {
+            package: &package,
+            index,
+        };
+        let total = write.bytes;
+        let mut last = 0u64;
+        let result = {
+            let mut progress = |done: u64| {
+                if done >= last + PROGRESS_STEP || done == total {
+                    last = done;
+                    emit(Event::Progress { index, done, total });
+                }
+            };
+            driver.write_image(&write.target, &source, &mut progress)
+        };
+        for text in driver.take_messages() {
+            emit(Event::DeviceMessage { text });
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let entry = &mut report.images[index];
+        entry.seconds = Some(seconds);
+        if let Err(e) = result {
+            entry.status = "failed".into();
+            return Err((Outcome::DeviceError, format!("writing {} failed: {e}", write.target)));
+        }
+        entry.status = "written".into();
+        entry.sha256_sent = Some(entry.sha256_signed.clone());
+        emit(Event::ImageWritten {
+            index,
+            target: write.target.clone(),
+            sha256: entry.sha256_signed.clone(),
+            seconds,
+        });
+    }
+
+    if let Some(slot) = &plan.activate_slot {
+        emit(Event::Stage { stage: Stage::Activate });
+        driver.set_active_slot(slot).map_err(device_err)?;
+        report.activated_slot = Some(slot.clone());
+        emit(Event::SlotSwitched { slot: slot.clone() });
+    }
+
+    emit(Event::Stage { stage: Stage::Reboot });
+    driver.reboot().map_err(device_err)?;
+    drop(driver);
+    report.after = Some(match reidentify(req) {
+        Some(after) => versions(&after, "the device after its reboot"),
+        None => Versions {
+            firmware: Some(manifest.version.to_string()),
+            security: Some(manifest.security_version),
+            source: "the package (the device was not read back after its reboot)".into(),
+        },
+    });
+
+    if let Some(serial) = &device.serial {
+        let entry = HistoryEntry {
+            product: device.product.clone().unwrap_or_default(),
+            package: manifest.name.clone(),
+            version: manifest.version.to_string(),
+            security_version: manifest.security_version,
+            flashed_at: report::now(),
+        };
+        if let Err(e) = History::record(&req.options.history_path, serial, entry) {
+            report.notes.push(format!("the flash history was not updated: {e}"));
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn versions(device: &DeviceInfo, source: &str) -> Versions {
+    Versions {
+        firmware: device.firmware_version_raw.clone(),
+        security: device.security_version,
+        source: source.to_string(),
+    }
+}
+
+/// Reads the device again after its reboot, if it comes back within the allowed time.
+fn reidentify(req: &JobRequest) -> Option<DeviceInfo> {
+    let deadline = Instant::now() + req.options.reconnect;
+    while Instant::now() < deadline {
+        if let Ok(info) = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual).and_then(|mut d| d.identify()) {
+            return Some(info);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// One image of a verified package, as the driver sees it.
+struct PackageImage<'a> {
+    package: &'a VerifiedPackage,
+    index: usize,
+}
+
+impl ImageSource for PackageImage<'_> {
+    fn len(&self) -> u64 {
+        self.package.manifest().images[self.index].size
+    }
+
+    fn is_sparse(&self) -> bool {
+        self.package.manifest().images[self.index].sparse.is_some()
+    }
+
+    fn plan_reader(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(self.package.open_image(self.index)?))
+    }
+
+    fn send_reader(&self) -> std::io::Result<Box<dyn SendReader + '_>> {
+        Ok(Box::new(HashedSend(self.package.open_image(self.index)?)))
+    }
+}
+
+/// The package's hashing image reader as a driver's [`SendReader`].
+struct HashedSend<'a>(ImageReader<'a>);
+
+impl Read for HashedSend<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl SendReader for HashedSend<'_> {
+    fn verify(self: Box<Self>) -> Result<(), String> {
+        self.0.finish().map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs a job on a blocking thread of the tokio runtime, streaming its events.
+///
+/// Device I/O is blocking (rusb, sockets with timeouts), so it runs on tokio's blocking
+/// pool; front ends receive events on the channel and never block.
+pub fn spawn(req: JobRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, tokio::task::JoinHandle<Report>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = tokio::task::spawn_blocking(move || {
+        run(&req, &mut |event| {
+            let _ = tx.send(event);
+        })
+    });
+    (rx, handle)
+}

@@ -1,0 +1,341 @@
+//! Preflight: everything that must hold before a single byte is written.
+//!
+//! Each check states what the device has and what the package requires, so a refusal says
+//! exactly what is wrong. Only a preflight with no refusal yields [`Cleared`], and only
+//! `Cleared` lets [`super::plan::FlashPlan`] be built.
+
+use serde::Serialize;
+
+use super::history::HistoryEntry;
+use crate::device::{Battery, DeviceInfo};
+use crate::package::{KeyScope, VerifiedPackage};
+
+/// What a preflight check concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Fine.
+    Pass,
+    /// Allowed, but worth a look (recorded in the report).
+    Warn,
+    /// Not allowed: nothing will be written.
+    Refuse,
+}
+
+/// One line of the preflight checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What is checked (`product`, `security-version`, `version`, `battery`, `storage:boot`, `signer`).
+    pub name: String,
+    /// The verdict.
+    pub status: Status,
+    /// What the device has.
+    pub actual: String,
+    /// What the package requires.
+    pub required: String,
+    /// Plain words: what is wrong and what to do, or why it is fine.
+    pub message: String,
+    /// The user option that turned a refusal into this warning, if any.
+    pub relaxed_by: Option<String>,
+}
+
+impl Check {
+    fn relaxed_by(mut self, option: &str) -> Self {
+        self.relaxed_by = Some(option.to_string());
+        self
+    }
+}
+
+/// User choices that relax a check; each one used is recorded in the report.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Allow a package whose version is older than the device's.
+    pub allow_older: bool,
+    /// Flash although the device does not report its battery.
+    pub force_battery: bool,
+}
+
+/// The result of a preflight run.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+}
+
+/// Proof that preflight passed; required to build a flash plan.
+#[derive(Debug)]
+pub struct Cleared {
+    _private: (),
+}
+
+impl Preflight {
+    /// Runs every check. `history` is flashline's last record of this device's serial.
+    pub fn run(
+        package: &VerifiedPackage,
+        device: &DeviceInfo,
+        targets: &[(String, Option<u64>)],
+        history: Option<&HistoryEntry>,
+        overrides: &Overrides,
+    ) -> Self {
+        let m = package.manifest();
+        let mut checks = vec![
+            signer(package, device),
+            product(m.targets.iter().map(|t| t.product.as_str()), device),
+            security_version(m.security_version, device, history),
+            version(&m.version, device, history, overrides),
+            battery(m.min_battery_percent, device, overrides),
+        ];
+        for (image, (target, size)) in m.images.iter().zip(targets) {
+            checks.push(storage(&image.partition, target, image.expanded_len(), *size));
+        }
+        Preflight { checks }
+    }
+
+    /// The refusals, if any.
+    pub fn refusals(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == Status::Refuse)
+    }
+
+    /// `Cleared` if nothing was refused; otherwise the refusals joined into one message.
+    pub fn clear(&self) -> Result<Cleared, String> {
+        let refusals: Vec<&str> = self.refusals().map(|c| c.message.as_str()).collect();
+        if refusals.is_empty() {
+            Ok(Cleared { _private: () })
+        } else {
+            Err(refusals.join("; "))
+        }
+    }
+}
+
+fn check(name: &str, status: Status, actual: impl Into<String>, required: impl Into<String>, message: impl Into<String>) -> Check {
+    Check {
+        name: name.to_string(),
+        status,
+        actual: actual.into(),
+        required: required.into(),
+        message: message.into(),
+        relaxed_by: None,
+    }
+}
+
+fn signer(package: &VerifiedPackage, device: &DeviceInfo) -> Check {
+    let s = package.signer();
+    let actual = format!("{} ({})", s.name, s.key_id);
+    if s.scope == KeyScope::VirtualOnly && !device.is_virtual {
+        return check(
+            "signer",
+            Status::Refuse,
+            actual,
+            "a key trusted for real devices",
+            format!(
+                "the package is signed with {}, which is trusted only for virtual devices; \
+                 name its key with --trust to use it on real hardware",
+                s.name
+            ),
+        );
+    }
+    check("signer", Status::Pass, actual, "a trusted key", "signed by a trusted key")
+}
+
+fn product<'a>(mut targets: impl Iterator<Item = &'a str> + Clone, device: &DeviceInfo) -> Check {
+    let required = targets.clone().collect::<Vec<_>>().join(" or ");
+    match &device.product {
+        Some(p) if targets.any(|t| t == p) => {
+            check("product", Status::Pass, p, required, format!("the package is made for {p}"))
+        }
+        Some(p) => check(
+            "product",
+            Status::Refuse,
+            p,
+            required.clone(),
+            format!("the package is for {required}, but the device is a {p}: use the package made for {p}"),
+        ),
+        None => check(
+            "product",
+            Status::Refuse,
+            "not reported",
+            required,
+            "the device does not report its product, so flashline cannot tell whether the package fits it",
+        ),
+    }
+}
+
+fn security_version(package: u64, device: &DeviceInfo, history: Option<&HistoryEntry>) -> Check {
+    let required = format!("≤ {package}");
+    let (actual, source) = match (device.security_version, history) {
+        (Some(v), _) => (v, "the device"),
+        (None, Some(h)) => (h.security_version, "flashline's history of this serial"),
+        (None, None) => {
+            return check(
+                "security-version",
+                Status::Warn,
+                "not reported",
+                required,
+                "the device reports no security version and flashline has not flashed it before; \
+                 the device's own anti-rollback check still applies",
+            )
+        }
+    };
+    if package < actual {
+        check(
+            "security-version",
+            Status::Refuse,
+            actual.to_string(),
+            required,
+            format!(
+                "the package's security version {package} is lower than {actual} (from {source}); \
+                 installing it would be a security downgrade and can brick a locked device: \
+                 use a package with security version {actual} or higher"
+            ),
+        )
+    } else {
+        check(
+            "security-version",
+            Status::Pass,
+            actual.to_string(),
+            required,
+            format!("security version {package} ≥ {actual} (from {source})"),
+        )
+    }
+}
+
+fn version(
+    package: &semver::Version,
+    device: &DeviceInfo,
+    history: Option<&HistoryEntry>,
+    overrides: &Overrides,
+) -> Check {
+    let required = format!("≤ {package}");
+    let (actual, source) = match (&device.firmware_version, &device.firmware_version_raw, history) {
+        (Some(v), _, _) => (v.clone(), "the device".to_string()),
+        (None, Some(raw), _) => {
+            let refused = check(
+                "version",
+                Status::Refuse,
+                raw.clone(),
+                required,
+                format!(
+                    "the device reports version {raw:?}, which flashline cannot compare with {package}; \
+                     add a version pattern for this model to the quirks file, or pass --allow-older \
+                     if you are sure"
+                ),
+            );
+            return if overrides.allow_older {
+                Check { status: Status::Warn, ..refused }.relaxed_by("--allow-older")
+            } else {
+                refused
+            };
+        }
+        (None, None, Some(h)) => match semver::Version::parse(&h.version) {
+            Ok(v) => (v, format!("flashline's history of this serial ({} flashed {})", h.package, h.flashed_at)),
+            Err(_) => (semver::Version::new(0, 0, 0), "a damaged history entry".to_string()),
+        },
+        (None, None, None) => {
+            return check(
+                "version",
+                Status::Warn,
+                "not reported",
+                required,
+                "the device reports no firmware version and flashline has not flashed it before, \
+                 so a downgrade cannot be ruled out",
+            )
+        }
+    };
+    let actual_text = actual.to_string();
+    if *package < actual {
+        if overrides.allow_older {
+            check(
+                "version",
+                Status::Warn,
+                actual_text,
+                required,
+                format!("downgrade from {actual} to {package} allowed by --allow-older (from {source})"),
+            )
+            .relaxed_by("--allow-older")
+        } else {
+            check(
+                "version",
+                Status::Refuse,
+                actual_text,
+                required,
+                format!(
+                    "the package ({package}) is older than the firmware on the device ({actual}, from {source}); \
+                     pass --allow-older to install an older version on purpose"
+                ),
+            )
+        }
+    } else if *package == actual {
+        check("version", Status::Pass, actual_text, required, format!("re-installing {package} (from {source})"))
+    } else {
+        check("version", Status::Pass, actual_text, required, format!("upgrade from {actual} to {package} (from {source})"))
+    }
+}
+
+fn battery(min: u8, device: &DeviceInfo, overrides: &Overrides) -> Check {
+    let required = format!("≥ {min} %");
+    match device.battery {
+        Battery::Percent(p) if p >= min => check("battery", Status::Pass, format!("{p} %"), required, format!("battery at {p} %")),
+        Battery::Percent(p) => check(
+            "battery",
+            Status::Refuse,
+            format!("{p} %"),
+            required,
+            format!("the battery is at {p} %, below the {min} % this package needs: charge the device and try again"),
+        ),
+        Battery::SufficientForFlashing => check(
+            "battery",
+            Status::Pass,
+            "enough (battery-soc-ok)",
+            required,
+            "the device reports no percentage but says its charge is enough to flash",
+        ),
+        Battery::TooLowForFlashing => check(
+            "battery",
+            Status::Refuse,
+            "too low (battery-soc-ok: no)",
+            required,
+            "the device says its battery is too low to flash: charge it and try again",
+        ),
+        Battery::NoBattery => check("battery", Status::Pass, "no battery", required, "the device has no battery"),
+        Battery::Unknown if overrides.force_battery => check(
+            "battery",
+            Status::Warn,
+            "not reported",
+            required,
+            "the device does not report its battery; flashing anyway because of --force-battery",
+        )
+        .relaxed_by("--force-battery"),
+        Battery::Unknown => check(
+            "battery",
+            Status::Refuse,
+            "not reported",
+            required,
+            "the device does not report its battery: make sure it is charged, then pass --force-battery",
+        ),
+    }
+}
+
+fn storage(partition: &str, target: &str, needed: u64, size: Option<u64>) -> Check {
+    let name = format!("storage:{partition}");
+    let required = format!("≥ {needed} bytes");
+    match size {
+        Some(size) if needed <= size => check(&name, Status::Pass, format!("{size} bytes"), required, format!("{target} has room")),
+        Some(size) => check(
+            &name,
+            Status::Refuse,
+            format!("{size} bytes"),
+            required,
+            format!(
+                "the {partition} image needs {needed} bytes but partition {target} holds only {size}: \
+                 this package does not fit this device"
+            ),
+        ),
+        None => check(
+            &name,
+            Status::Refuse,
+            "not reported",
+            required,
+            format!("the device reports no partition {target}: this package does not fit this device"),
+        ),
+    }
+}

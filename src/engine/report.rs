@@ -1,0 +1,166 @@
+//! The job report: one JSON file per job, also for a job that failed or was refused.
+//!
+//! It is the technician's record for the job sheet and the first thing to read when a job
+//! went wrong: package, signer, device identity, versions before and after, every image
+//! with its bytes, hashes and timing, the preflight checklist, and the outcome.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::preflight::Check;
+use crate::device::DeviceInfo;
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every image written and verified, device rebooted.
+    Success,
+    /// Stopped after planning, as asked (`--dry-run`).
+    DryRun,
+    /// The package failed verification; no device was opened.
+    PackageRejected,
+    /// Preflight refused; nothing was written.
+    PreflightRefused,
+    /// The device or the link failed.
+    DeviceError,
+}
+
+/// The package, as verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageFacts {
+    /// The package file.
+    pub path: PathBuf,
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Security version.
+    pub security_version: u64,
+    /// SHA-256 of the whole package file.
+    pub sha256: String,
+    /// Signing key id.
+    pub signer: String,
+    /// Signing key name.
+    pub signer_name: String,
+}
+
+/// Firmware facts at one point in time.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Versions {
+    /// Firmware version as reported.
+    pub firmware: Option<String>,
+    /// Security version.
+    pub security: Option<u64>,
+    /// Where the values came from (the device, flashline's history, …).
+    pub source: String,
+}
+
+/// One image of the job.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// Partition in the package.
+    pub partition: String,
+    /// Partition on the device.
+    pub target: String,
+    /// Image bytes.
+    pub bytes: u64,
+    /// SHA-256 the package signs.
+    pub sha256_signed: String,
+    /// SHA-256 of the bytes actually sent, once the image was written.
+    pub sha256_sent: Option<String>,
+    /// Seconds spent writing.
+    pub seconds: Option<f64>,
+    /// `written`, `failed` or `not-started`.
+    pub status: String,
+}
+
+/// The report of one job.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `flashline x.y.z`.
+    pub tool: String,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// End, RFC 3339 UTC.
+    pub finished_at: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error in plain words.
+    pub error: Option<String>,
+    /// The device address used.
+    pub device_address: String,
+    /// The package, once verified.
+    pub package: Option<PackageFacts>,
+    /// The device, once identified.
+    pub device: Option<DeviceInfo>,
+    /// Versions before the job.
+    pub before: Option<Versions>,
+    /// Versions after the reboot.
+    pub after: Option<Versions>,
+    /// The preflight checklist.
+    pub preflight: Vec<Check>,
+    /// Overrides the user gave that were used (e.g. `--allow-older`).
+    pub overrides: Vec<String>,
+    /// Images.
+    pub images: Vec<ImageReport>,
+    /// The slot switched to, on A/B devices.
+    pub activated_slot: Option<String>,
+    /// Anything else worth knowing.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Writes the report as pretty JSON, creating the directory if needed.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let json = serde_json::to_string_pretty(self).expect("reports serialise");
+        std::fs::write(path, json + "\n")
+    }
+
+    /// The default file name: time, then the device serial made safe for a file name.
+    pub fn default_path(&self, dir: &Path) -> PathBuf {
+        let serial = self
+            .device
+            .as_ref()
+            .and_then(|d| d.serial.as_deref())
+            .map(safe_name)
+            .unwrap_or_else(|| "unknown-device".to_string());
+        let stamp: String = self.started_at.chars().filter(char::is_ascii_alphanumeric).collect();
+        dir.join(format!("{stamp}-{serial}.json"))
+    }
+}
+
+/// Keeps only `[A-Za-z0-9_-]`, at most 32 characters: device strings never shape a path.
+pub fn safe_name(s: &str) -> String {
+    let name: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(32)
+        .collect();
+    if name.is_empty() {
+        "unnamed".to_string()
+    } else {
+        name
+    }
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_strings_cannot_escape_the_report_folder() {
+        assert_eq!(safe_name("../../etc/passwd"), "______etc_passwd");
+        assert_eq!(safe_name(""), "unnamed");
+        assert_eq!(safe_name(&"a".repeat(100)).len(), 32);
+    }
+}

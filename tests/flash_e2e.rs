@@ -1,0 +1,381 @@
+//! End to end: the real `flashline` binary packs, verifies and flashes packages onto the
+//! virtual phone, and the bytes stored on the phone are compared with the images.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flashline::sim::phone::{PhoneConfig, PhoneSim, RunningPhone};
+use sha2::{Digest, Sha256};
+
+const MIB: usize = 1024 * 1024;
+
+/// A scratch bench: keys, a home folder for flashline, a package folder.
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let bench = Bench {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = bench.run(&["key", "gen", "--name", "release", "--out", bench.path("keys").to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        bench
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_flashline"))
+            .args(args)
+            .env("FLASHLINE_HOME", self.path("home"))
+            .output()
+            .unwrap()
+    }
+
+    /// Writes the images and a manifest, packs them, returns the package path.
+    fn pack(&self, name: &str, version: &str, security: u64, product: &str, images: &[(&str, &[u8])]) -> PathBuf {
+        let dir = self.path(&format!("src-{name}-{version}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut manifest = format!(
+            "name = \"{name}\"\nversion = \"{version}\"\nsecurity_version = {security}\nmin_battery_percent = 30\n[[target]]\nproduct = \"{product}\"\n"
+        );
+        for (partition, bytes) in images {
+            std::fs::write(dir.join(format!("{partition}.img")), bytes).unwrap();
+            manifest.push_str(&format!("[[image]]\npartition = \"{partition}\"\nfile = \"{partition}.img\"\n"));
+        }
+        std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
+        let pkg = self.path(&format!("{name}-{version}.flpkg"));
+        let out = self.run(&[
+            "pack",
+            dir.join("manifest.toml").to_str().unwrap(),
+            "--key",
+            self.path("keys/release.key").to_str().unwrap(),
+            "-o",
+            pkg.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "pack failed: {}", String::from_utf8_lossy(&out.stderr));
+        pkg
+    }
+
+    fn flash(&self, pkg: &Path, phone: &RunningPhone, extra: &[&str]) -> (Output, serde_json::Value) {
+        let report = self.path("report.json");
+        let _ = std::fs::remove_file(&report);
+        let keys = self.path("keys");
+        let address = phone.device_address();
+        let mut args = vec![
+            "flash",
+            pkg.to_str().unwrap(),
+            "--trust",
+            keys.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+            "--device",
+            &address,
+        ];
+        args.extend(extra);
+        let out = self.run(&args);
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).expect("a report is always written")).unwrap();
+        (out, report)
+    }
+
+    fn phone(&self, cfg: PhoneConfig) -> (RunningPhone, PathBuf) {
+        let dir = self.path("phone");
+        let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), &dir, cfg).unwrap();
+        (phone, dir)
+    }
+}
+
+/// Deterministic test data: random-looking bytes, then zeros, then a fill pattern.
+fn image(random: usize, zeros: usize, fill: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (random + zeros + fill) as u64;
+    let mut out = Vec::with_capacity(random + zeros + fill);
+    while out.len() < random {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(random);
+    out.resize(random + zeros, 0);
+    out.extend(std::iter::repeat_n([0xA5u8, 0x5A, 0x01, 0x02], fill / 4).flatten());
+    out
+}
+
+fn assert_prefix(partition: &Path, expected: &[u8]) {
+    let stored = std::fs::read(partition).unwrap();
+    assert!(stored.len() >= expected.len(), "{} is smaller than the image", partition.display());
+    assert!(stored[..expected.len()] == *expected, "{} does not hold the image", partition.display());
+}
+
+fn hashes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "img"))
+        .map(|p| (p.display().to_string(), Sha256::digest(std::fs::read(&p).unwrap()).to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn events(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event: {l}: {e}")))
+        .collect()
+}
+
+fn small_phone() -> PhoneConfig {
+    PhoneConfig {
+        partitions: vec![("boot".into(), 4 * MIB as u64), ("system".into(), 8 * MIB as u64)],
+        ..PhoneConfig::default()
+    }
+}
+
+#[test]
+fn raw_images_land_byte_for_byte_on_a_plain_phone() {
+    let bench = Bench::new();
+    let boot = image(MIB, 0, 0);
+    let system = image(2 * MIB, MIB, 4096);
+    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot), ("system", &system)]);
+    let (phone, dir) = bench.phone(small_phone());
+    let (out, report) = bench.flash(&pkg, &phone, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_prefix(&dir.join("boot.img"), &boot);
+    assert_prefix(&dir.join("system.img"), &system);
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["images"][1]["status"], "written");
+    assert_eq!(report["package"]["signer_name"], "release");
+    let ev = events(&out);
+    assert_eq!(ev.first().unwrap()["event"], "stage");
+    assert_eq!(ev.last().unwrap()["event"], "finished");
+    assert!(ev.iter().any(|e| e["event"] == "progress"));
+}
+
+#[test]
+fn images_larger_than_the_download_buffer_are_split_into_sparse_pieces() {
+    let bench = Bench::new();
+    let system = image(3 * MIB, 2 * MIB, 64 * 1024);
+    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("system", &system)]);
+    let (phone, dir) = bench.phone(PhoneConfig {
+        max_download_size: MIB as u32,
+        ..small_phone()
+    });
+    let (out, report) = bench.flash(&pkg, &phone, &[]);
+    assert!(out.status.success(), "{report:#}");
+    assert_prefix(&dir.join("system.img"), &system);
+    let downloads = phone.commands().iter().filter(|c| c.starts_with("download:")).count();
+    assert!(downloads >= 4, "expected several sparse pieces, saw {downloads} downloads");
+}
+
+#[test]
+fn ab_phone_gets_the_inactive_slot_and_switches_last() {
+    let bench = Bench::new();
+    let mut boot = image(MIB, 0, 0);
+    let marker = b"FLASHLINE-VERSION=2.1.0\nFLASHLINE-SECURITY=8\n";
+    boot[..marker.len()].copy_from_slice(marker);
+    let pkg = bench.pack("stock", "2.1.0", 8, "zte-demo-phone", &[("boot", &boot)]);
+    let (phone, dir) = bench.phone(PhoneConfig {
+        slots: true,
+        ..small_phone()
+    });
+    let before_a = std::fs::read(dir.join("boot_a.img")).unwrap();
+    let (out, report) = bench.flash(&pkg, &phone, &[]);
+    assert!(out.status.success(), "{report:#}");
+    assert_prefix(&dir.join("boot_b.img"), &boot);
+    assert_eq!(std::fs::read(dir.join("boot_a.img")).unwrap(), before_a, "the running slot is untouched");
+    assert_eq!(report["activated_slot"], "b");
+    let commands = phone.commands();
+    let flash = commands.iter().position(|c| c == "flash:boot_b").unwrap();
+    let switch = commands.iter().position(|c| c == "set_active:b").unwrap();
+    assert!(flash < switch, "the slot is switched only after the write: {commands:?}");
+}
+
+#[test]
+fn every_refusal_leaves_every_partition_unchanged() {
+    let bench = Bench::new();
+    let boot = image(MIB, 0, 0);
+    let cases: Vec<(&str, PathBuf, PhoneConfig, &str)> = vec![
+        (
+            "wrong product",
+            bench.pack("other", "2.1.0", 7, "some-other-phone", &[("boot", &boot)]),
+            small_phone(),
+            "product",
+        ),
+        (
+            "security downgrade",
+            bench.pack("sec", "2.1.0", 6, "zte-demo-phone", &[("boot", &boot)]),
+            small_phone(),
+            "security-version",
+        ),
+        (
+            "version downgrade",
+            bench.pack("old", "1.9.0", 7, "zte-demo-phone", &[("boot", &boot)]),
+            small_phone(),
+            "version",
+        ),
+        (
+            "low battery",
+            bench.pack("bat", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]),
+            PhoneConfig {
+                battery_percent: Some(12),
+                ..small_phone()
+            },
+            "battery",
+        ),
+        (
+            "image larger than its partition",
+            bench.pack("big", "2.1.0", 7, "zte-demo-phone", &[("boot", &image(5 * MIB, 0, 0))]),
+            small_phone(),
+            "storage:boot",
+        ),
+    ];
+    for (what, pkg, cfg, check) in cases {
+        let (phone, dir) = bench.phone(cfg);
+        let before = hashes(&dir);
+        let (out, report) = bench.flash(&pkg, &phone, &[]);
+        assert_eq!(out.status.code(), Some(4), "{what}: {report:#}");
+        assert_eq!(report["outcome"], "preflight-refused", "{what}");
+        let refused: Vec<_> = report["preflight"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "refuse")
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(refused, vec![check.to_string()], "{what}");
+        assert!(!phone.commands().iter().any(|c| c.starts_with("download") || c.starts_with("flash")), "{what}");
+        assert_eq!(hashes(&dir), before, "{what}: partitions changed");
+        phone.stop();
+    }
+}
+
+#[test]
+fn allow_older_is_an_explicit_recorded_choice() {
+    let bench = Bench::new();
+    let boot = image(MIB, 0, 0);
+    let pkg = bench.pack("old", "1.9.0", 7, "zte-demo-phone", &[("boot", &boot)]);
+    let (phone, dir) = bench.phone(small_phone());
+    let (out, report) = bench.flash(&pkg, &phone, &["--allow-older"]);
+    assert!(out.status.success(), "{report:#}");
+    assert_prefix(&dir.join("boot.img"), &boot);
+    assert_eq!(report["overrides"][0], "--allow-older");
+}
+
+#[test]
+fn a_damaged_or_untrusted_package_is_rejected_before_the_device_is_touched() {
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &image(64 * 1024, 0, 0))]);
+    let good = std::fs::read(&pkg).unwrap();
+    let (phone, _dir) = bench.phone(small_phone());
+    let bad = bench.path("bad.flpkg");
+    let mut variants: Vec<(String, Vec<u8>)> = Vec::new();
+    for at in [0, 9, 40, 200, good.len() / 2, good.len() - 1] {
+        let mut b = good.clone();
+        b[at] ^= 0x01;
+        variants.push((format!("byte {at} flipped"), b));
+    }
+    for at in [0, 10, 100, good.len() - 1] {
+        variants.push((format!("truncated at {at}"), good[..at].to_vec()));
+    }
+    let mut trailing = good.clone();
+    trailing.push(0);
+    variants.push(("trailing byte".into(), trailing));
+    for (what, bytes) in variants {
+        std::fs::write(&bad, &bytes).unwrap();
+        let (out, report) = bench.flash(&bad, &phone, &[]);
+        assert_eq!(out.status.code(), Some(3), "{what}");
+        assert_eq!(report["outcome"], "package-rejected", "{what}");
+        assert!(report["error"].as_str().unwrap().starts_with("package rejected"), "{what}");
+    }
+    // Signed by a key the technician never trusted.
+    let other = Bench::new();
+    let foreign = other.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &image(4096, 0, 0))]);
+    let (out, report) = bench.flash(&foreign, &phone, &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(report["error"].as_str().unwrap().contains("key"), "{report:#}");
+    assert!(phone.commands().is_empty(), "no connection may be opened: {:?}", phone.commands());
+}
+
+#[test]
+fn a_device_without_version_facts_flashes_and_history_guards_downgrades() {
+    // The quirks file reads this model's version and battery from variables the virtual
+    // phone does not serve, so it looks like a device that reports neither.
+    let bench = Bench::new();
+    let boot = image(MIB, 0, 0);
+    let new = bench.pack("legacy", "3.0.0", 5, "zte-legacy-phone", &[("boot", &boot)]);
+    let old = bench.pack("legacy", "2.0.0", 5, "zte-legacy-phone", &[("boot", &image(MIB / 2, 0, 0))]);
+    let (phone, dir) = bench.phone(PhoneConfig {
+        product: "zte-legacy-phone".into(),
+        battery_percent: None,
+        ..small_phone()
+    });
+    let (out, report) = bench.flash(&new, &phone, &[]);
+    assert!(out.status.success(), "{report:#}");
+    assert_prefix(&dir.join("boot.img"), &boot);
+    let battery = report["preflight"].as_array().unwrap().iter().find(|c| c["name"] == "battery").unwrap();
+    assert_eq!(battery["status"], "pass", "battery-soc-ok: yes passes");
+    let before = hashes(&dir);
+    let (out, report) = bench.flash(&old, &phone, &[]);
+    assert_eq!(out.status.code(), Some(4), "{report:#}");
+    let version = report["preflight"].as_array().unwrap().iter().find(|c| c["name"] == "version").unwrap();
+    assert!(version["message"].as_str().unwrap().contains("history"), "{version:#}");
+    assert_eq!(hashes(&dir), before);
+}
+
+#[test]
+fn the_demo_key_is_not_trusted_for_real_devices_by_default() {
+    let bench = Bench::new();
+    let trust = bench.path("home/trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let demo_pub = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-keys/flashline-demo-INSECURE.pub");
+    std::fs::copy(&demo_pub, trust.join("flashline-demo-INSECURE.pub")).unwrap();
+    let dir = bench.path("src");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("boot.img"), image(4096, 0, 0)).unwrap();
+    std::fs::write(
+        dir.join("manifest.toml"),
+        "name = \"demo\"\nversion = \"2.1.0\"\nsecurity_version = 7\nmin_battery_percent = 30\n[[target]]\nproduct = \"zte-demo-phone\"\n[[image]]\npartition = \"boot\"\nfile = \"boot.img\"\n",
+    )
+    .unwrap();
+    let pkg = bench.path("demo.flpkg");
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-keys/flashline-demo-INSECURE.key");
+    let out = bench.run(&["pack", dir.join("manifest.toml").to_str().unwrap(), "--key", key.to_str().unwrap(), "-o", pkg.to_str().unwrap()]);
+    assert!(out.status.success());
+    let (phone, _) = bench.phone(small_phone());
+    let address = phone.device_address();
+    let out = bench.run(&["flash", pkg.to_str().unwrap(), "--device", &address, "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trusted only for virtual devices"));
+    // Named explicitly, the user takes responsibility: it is trusted.
+    let demo_keys = demo_pub.parent().unwrap().to_str().unwrap();
+    let out = bench.run(&["flash", pkg.to_str().unwrap(), "--device", &address, "--trust", demo_keys]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn dry_run_writes_nothing_and_info_reads_the_device() {
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &image(MIB, 0, 0))]);
+    let (phone, dir) = bench.phone(small_phone());
+    let before = hashes(&dir);
+    let (out, report) = bench.flash(&pkg, &phone, &["--dry-run"]);
+    assert!(out.status.success());
+    assert_eq!(report["outcome"], "dry-run");
+    assert_eq!(hashes(&dir), before);
+    let out = bench.run(&["info", &phone.device_address(), "--json"]);
+    assert!(out.status.success());
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["product"], "zte-demo-phone");
+    assert_eq!(info["serial"], "FLSIM0001");
+    assert_eq!(info["battery"]["percent"], 80);
+    let out = bench.run(&["devices", "--connect", &phone.device_address(), "--json"]);
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found[0]["serial"], "FLSIM0001");
+}
