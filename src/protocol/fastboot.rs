@@ -3,6 +3,8 @@
 //! The host sends one ASCII command per message (no NUL); the device answers with one
 //! message of at most [`MAX_RESPONSE_LEN`] bytes whose first four bytes are the status.
 
+pub mod client;
+
 use std::fmt;
 
 /// Largest response a device may send (`FB_RESPONSE_SZ`).

@@ -5,6 +5,9 @@
 //! message larger than the caller's buffer is an error, which is how protocol clients cap
 //! what a device may send them.
 
+pub mod tcp;
+pub mod usb;
+
 use std::time::Duration;
 
 /// Why a transport could not move bytes.

@@ -1,0 +1,945 @@
+//! The host side of a fastboot session: one command at a time, over any [`Transport`].
+//!
+//! The client bounds everything a device controls: each response is at most
+//! [`MAX_RESPONSE_LEN`] bytes (the transport refuses longer ones), every wait has a timeout
+//! that only an `INFO`/`TEXT` message can extend, a command may produce at most
+//! [`MAX_INFO_MESSAGES`] of those, and a download sends exactly the byte count both sides
+//! agreed on. After an error that may leave the device mid-command, the session refuses
+//! further commands instead of pairing a late answer with the wrong question.
+
+use std::io;
+use std::time::Duration;
+
+use super::{Command, Response, MAX_COMMAND_LEN, MAX_RESPONSE_LEN};
+use crate::transport::{Transport, TransportError};
+
+/// How long to wait for each device message unless told otherwise; AOSP's client uses the
+/// same, and devices doing slow work keep it alive with `INFO` messages.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most `INFO`/`TEXT` messages one command may produce (this also bounds `getvar:all`).
+pub const MAX_INFO_MESSAGES: usize = 10_000;
+
+/// Size of the transport writes a download is cut into.
+pub const DOWNLOAD_CHUNK: usize = 1 << 20;
+
+/// Variables that take an argument; `getvar:all` prints them as `name:arg:value`.
+const ARGUMENT_VARIABLES: &[&str] = &[
+    "partition-size",
+    "partition-type",
+    "has-slot",
+    "is-logical",
+    "slot-successful",
+    "slot-unbootable",
+    "slot-retry-count",
+];
+
+/// Why a fastboot command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum FastbootError {
+    /// The bytes could not be moved (timeout, disconnect, oversized message, …).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The device answered `FAIL`.
+    #[error("`{command}` failed on the device: {reason}")]
+    DeviceFailed {
+        /// The command as sent.
+        command: String,
+        /// The device's reason text.
+        reason: String,
+    },
+    /// The device answered something the protocol does not allow at this point.
+    #[error("`{command}`: protocol error: {detail}")]
+    Protocol {
+        /// The command as sent.
+        command: String,
+        /// What the device sent and why it is wrong.
+        detail: String,
+    },
+    /// The device kept sending `INFO`/`TEXT` without ever finishing the command.
+    #[error("`{command}`: the device sent more than {limit} INFO/TEXT messages without finishing")]
+    InfoFlood {
+        /// The command as sent.
+        command: String,
+        /// The cap that was hit.
+        limit: usize,
+    },
+    /// The image source ended before the announced download size.
+    #[error("download stopped after {written} of the {expected} bytes announced")]
+    ShortDownload {
+        /// Bytes announced with `download:`.
+        expected: u32,
+        /// Bytes the source produced.
+        written: u64,
+    },
+    /// The image source produced more than the announced download size; only the announced
+    /// bytes were sent.
+    #[error("the image source produced more than the {expected} bytes announced for the download")]
+    LongDownload {
+        /// Bytes announced with `download:`.
+        expected: u32,
+    },
+    /// Reading the image for a download failed.
+    #[error("reading the image for the download failed: {0}")]
+    Source(#[source] io::Error),
+    /// The command cannot be sent as given; nothing was sent.
+    #[error("refusing to send {command:?}: {reason}")]
+    InvalidCommand {
+        /// The command as requested.
+        command: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An earlier error may have left the device mid-command; reconnect to go on.
+    #[error("cannot send `{command}`: the session is out of step with the device after: {cause}")]
+    OutOfStep {
+        /// The command that was not sent.
+        command: String,
+        /// The earlier error.
+        cause: String,
+    },
+}
+
+impl FastbootError {
+    /// Whether the device may still be inside the command after this error, so that later
+    /// messages cannot be trusted to belong to later commands.
+    fn leaves_out_of_step(&self) -> bool {
+        !matches!(
+            self,
+            FastbootError::DeviceFailed { .. }
+                | FastbootError::LongDownload { .. }
+                | FastbootError::InvalidCommand { .. }
+                | FastbootError::OutOfStep { .. }
+        )
+    }
+}
+
+/// How a command ended.
+enum Outcome {
+    Okay(String),
+    Fail(String),
+    Data(u32),
+}
+
+/// Receives `INFO`/`TEXT` text from the device while a command runs.
+pub type InfoCallback = Box<dyn FnMut(&str) + Send>;
+
+/// A fastboot session with one device.
+pub struct Client<T: Transport> {
+    transport: T,
+    timeout: Duration,
+    on_info: Option<InfoCallback>,
+    /// The download buffer, kept between downloads so that flashing many pieces allocates once.
+    chunk: Vec<u8>,
+    /// Why the session can no longer be trusted, if it cannot.
+    out_of_step: Option<String>,
+}
+
+impl<T: Transport> std::fmt::Debug for Client<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.transport.address())
+            .field("timeout", &self.timeout)
+            .field("out_of_step", &self.out_of_step)
+            .finish()
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// Starts a session on an open transport (for TCP, after its handshake).
+    pub fn new(transport: T) -> Self {
+        Client {
+            transport,
+            timeout: DEFAULT_TIMEOUT,
+            on_info: None,
+            chunk: Vec::new(),
+            out_of_step: None,
+        }
+    }
+
+    /// Sets how long to wait for each device message (and for each download write).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The current per-message timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Routes the device's `INFO`/`TEXT` text (progress, warnings) to `callback`, e.g. to show
+    /// it as `(bootloader) …`. It is also logged at debug level.
+    pub fn on_info(&mut self, callback: InfoCallback) {
+        self.on_info = Some(callback);
+    }
+
+    /// The underlying transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Ends the session and returns the transport.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Reads a variable (`getvar:<name>`; arguments go after a colon, as in
+    /// `partition-size:boot_a`). The value is trimmed.
+    ///
+    /// `FAIL` and an empty `OKAY` both mean the device does not know the variable (old
+    /// bootloaders answer the latter), so both are `None`.
+    pub fn getvar(&mut self, name: &str) -> Result<Option<String>, FastbootError> {
+        self.run(
+            Command::GetVar(name.to_string()),
+            |client, command| match client.finish(command, None)? {
+                Outcome::Okay(value) => {
+                    let value = value.trim();
+                    Ok((!value.is_empty()).then(|| value.to_string()))
+                }
+                Outcome::Fail(reason) => {
+                    tracing::debug!(command, reason, "variable unknown to the device");
+                    Ok(None)
+                }
+                Outcome::Data(len) => Err(unexpected_data(command, len)),
+            },
+        )
+    }
+
+    /// Reads every variable the device lists for `getvar:all`, in its order.
+    ///
+    /// Keys keep their argument (`partition-size:boot_a`); spaces around the colons are
+    /// dropped. Lines that are not `name:value` go to the info callback instead.
+    pub fn getvar_all(&mut self) -> Result<Vec<(String, String)>, FastbootError> {
+        self.run(Command::GetVar("all".into()), |client, command| {
+            let mut variables = Vec::new();
+            match client.finish(command, Some(&mut variables))? {
+                Outcome::Okay(_) => Ok(variables),
+                Outcome::Fail(reason) => Err(device_failed(command, reason)),
+                Outcome::Data(len) => Err(unexpected_data(command, len)),
+            }
+        })
+    }
+
+    /// Sends `size` bytes to the device's download buffer.
+    ///
+    /// `feed` writes the bytes into the [`DownloadWriter`], which sends them in
+    /// [`DOWNLOAD_CHUNK`]-sized transport writes through one reusable buffer, so an image can
+    /// be streamed from disk. `feed` must write exactly `size` bytes: fewer is
+    /// [`FastbootError::ShortDownload`]; more is [`FastbootError::LongDownload`], and the
+    /// excess is never sent.
+    pub fn download(
+        &mut self,
+        size: u32,
+        feed: impl FnOnce(&mut DownloadWriter<'_>) -> io::Result<()>,
+    ) -> Result<(), FastbootError> {
+        self.run(Command::Download(size), |client, command| {
+            match client.finish(command, None)? {
+                Outcome::Data(len) if len == size => {}
+                Outcome::Data(len) => {
+                    return Err(protocol(
+                        command,
+                        format!("the device is ready for {len} bytes, not the {size} announced"),
+                    ))
+                }
+                Outcome::Fail(reason) => return Err(device_failed(command, reason)),
+                Outcome::Okay(text) => {
+                    return Err(protocol(
+                        command,
+                        format!("the device answered OKAY {text:?} instead of DATA"),
+                    ))
+                }
+            }
+            if client.chunk.capacity() < DOWNLOAD_CHUNK {
+                client.chunk.reserve_exact(DOWNLOAD_CHUNK);
+            }
+            let mut writer = DownloadWriter {
+                transport: &mut client.transport,
+                chunk: &mut client.chunk,
+                expected: size,
+                written: 0,
+                timeout: client.timeout,
+                overran: false,
+                failed: None,
+            };
+            writer.chunk.clear();
+            let fed = feed(&mut writer);
+            let overran = writer.finish(fed)?;
+            match client.finish(command, None)? {
+                Outcome::Okay(_) if overran => Err(FastbootError::LongDownload { expected: size }),
+                Outcome::Okay(_) => Ok(()),
+                Outcome::Fail(reason) => Err(device_failed(command, reason)),
+                Outcome::Data(len) => Err(unexpected_data(command, len)),
+            }
+        })
+    }
+
+    /// Writes the last download to `partition` (`flash:<partition>`, slot suffix included).
+    pub fn flash(&mut self, partition: &str) -> Result<(), FastbootError> {
+        self.simple(Command::Flash(partition.to_string()))
+    }
+
+    /// Erases `partition` (`erase:<partition>`).
+    pub fn erase(&mut self, partition: &str) -> Result<(), FastbootError> {
+        self.simple(Command::Erase(partition.to_string()))
+    }
+
+    /// Makes `slot` the one to boot (`set_active:<slot>`); `b` and `_b` both mean slot b,
+    /// and the letter is sent without the underscore, as devices expect.
+    pub fn set_active(&mut self, slot: &str) -> Result<(), FastbootError> {
+        self.simple(Command::SetActive(slot.trim_start_matches('_').to_string()))
+    }
+
+    /// Reboots into the normal system.
+    pub fn reboot(&mut self) -> Result<(), FastbootError> {
+        self.simple(Command::Reboot)
+    }
+
+    /// Reboots back into the bootloader's fastboot mode.
+    pub fn reboot_bootloader(&mut self) -> Result<(), FastbootError> {
+        self.simple(Command::RebootBootloader)
+    }
+
+    /// Leaves fastboot and continues the normal boot.
+    pub fn continue_boot(&mut self) -> Result<(), FastbootError> {
+        self.simple(Command::Continue)
+    }
+
+    /// Sends any other command without a data phase (e.g. `oem device-info`) and returns the
+    /// `OKAY` payload.
+    pub fn raw(&mut self, command: &str) -> Result<String, FastbootError> {
+        self.run(Command::Other(command.to_string()), Self::expect_okay)
+    }
+
+    /// Runs a command whose only useful answer is `OKAY`.
+    fn simple(&mut self, command: Command) -> Result<(), FastbootError> {
+        self.run(command, Self::expect_okay).map(drop)
+    }
+
+    /// Sends `command`, lets `then` read the rest of the exchange, and remembers an error
+    /// that leaves the device mid-command.
+    fn run<R>(
+        &mut self,
+        command: Command,
+        then: impl FnOnce(&mut Self, &str) -> Result<R, FastbootError>,
+    ) -> Result<R, FastbootError> {
+        let command = command.to_string();
+        if let Some(cause) = &self.out_of_step {
+            return Err(FastbootError::OutOfStep {
+                command,
+                cause: cause.clone(),
+            });
+        }
+        check_command(&command)?;
+        tracing::debug!(command, "fastboot command");
+        let result = self
+            .transport
+            .write(command.as_bytes(), self.timeout)
+            .map_err(FastbootError::from)
+            .and_then(|()| then(self, &command));
+        if let Err(e) = &result {
+            if e.leaves_out_of_step() {
+                self.out_of_step = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    fn expect_okay(&mut self, command: &str) -> Result<String, FastbootError> {
+        match self.finish(command, None)? {
+            Outcome::Okay(text) => Ok(text),
+            Outcome::Fail(reason) => Err(device_failed(command, reason)),
+            Outcome::Data(len) => Err(unexpected_data(command, len)),
+        }
+    }
+
+    /// Reads messages until `OKAY`, `FAIL` or `DATA`. `INFO`/`TEXT` go to the info callback,
+    /// except `INFO name:value` lines, which go to `variables` when it is given.
+    fn finish(
+        &mut self,
+        command: &str,
+        mut variables: Option<&mut Vec<(String, String)>>,
+    ) -> Result<Outcome, FastbootError> {
+        let mut buf = [0u8; MAX_RESPONSE_LEN];
+        let mut chatter = 0;
+        loop {
+            let len = self.transport.read(&mut buf, self.timeout)?;
+            // Zero-length packets carry nothing and are to be ignored, but still counted so
+            // that a device cannot keep the command alive with them forever.
+            let response = (len > 0)
+                .then(|| Response::parse(&buf[..len]))
+                .transpose()
+                .map_err(|e| protocol(command, e.to_string()))?;
+            let text = match response {
+                Some(Response::Okay(text)) => return Ok(Outcome::Okay(text)),
+                Some(Response::Fail(reason)) => return Ok(Outcome::Fail(reason)),
+                Some(Response::Data(len)) => return Ok(Outcome::Data(len)),
+                Some(Response::Info(text) | Response::Text(text)) => Some(text),
+                None => None,
+            };
+            chatter += 1;
+            if chatter > MAX_INFO_MESSAGES {
+                return Err(FastbootError::InfoFlood {
+                    command: command.to_string(),
+                    limit: MAX_INFO_MESSAGES,
+                });
+            }
+            let Some(text) = text else { continue };
+            match (variables.as_deref_mut(), split_variable(&text)) {
+                (Some(variables), Some(variable)) => variables.push(variable),
+                _ => {
+                    tracing::debug!(command, "(bootloader) {text}");
+                    if let Some(callback) = &mut self.on_info {
+                        callback(&text);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Streams a download to the device; handed to the `feed` of [`Client::download`].
+///
+/// Writes are gathered into one [`DOWNLOAD_CHUNK`] buffer (allocated once per client) and
+/// sent as full chunks; a write of a whole chunk or more while nothing is buffered is sent
+/// straight from the caller's slice. Nothing beyond the announced size is accepted.
+pub struct DownloadWriter<'a> {
+    transport: &'a mut dyn Transport,
+    chunk: &'a mut Vec<u8>,
+    expected: u32,
+    written: u64,
+    timeout: Duration,
+    overran: bool,
+    failed: Option<TransportError>,
+}
+
+impl DownloadWriter<'_> {
+    /// Bytes accepted so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Bytes still to write.
+    pub fn remaining(&self) -> u64 {
+        u64::from(self.expected) - self.written
+    }
+
+    /// Sends `bytes` as one transport write, keeping the transport's error for the client.
+    fn send(
+        transport: &mut dyn Transport,
+        failed: &mut Option<TransportError>,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> io::Result<()> {
+        transport.write(bytes, timeout).map_err(|e| {
+            let message = e.to_string();
+            *failed = Some(e);
+            io::Error::other(message)
+        })
+    }
+
+    /// Sends what is buffered, if anything.
+    fn send_chunk(&mut self) -> io::Result<()> {
+        if !self.chunk.is_empty() {
+            Self::send(self.transport, &mut self.failed, self.chunk, self.timeout)?;
+            self.chunk.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends the tail after `feed` returned and says whether `feed` tried to overrun.
+    fn finish(mut self, fed: io::Result<()>) -> Result<bool, FastbootError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e.into());
+        }
+        if !self.overran {
+            fed.map_err(FastbootError::Source)?;
+        }
+        if let Err(e) = self.send_chunk() {
+            return Err(self
+                .failed
+                .take()
+                .map_or(FastbootError::Source(e), FastbootError::Transport));
+        }
+        if self.written < u64::from(self.expected) {
+            return Err(FastbootError::ShortDownload {
+                expected: self.expected,
+                written: self.written,
+            });
+        }
+        Ok(self.overran)
+    }
+}
+
+impl io::Write for DownloadWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed.is_some() {
+            return Err(io::Error::other(
+                "the download to the device already failed",
+            ));
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let room = usize::try_from(self.remaining()).unwrap_or(usize::MAX);
+        if room == 0 {
+            self.overran = true;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "more than the {} bytes announced for the download",
+                    self.expected
+                ),
+            ));
+        }
+        let data = &data[..data.len().min(room)];
+        let accepted = if self.chunk.is_empty() && data.len() >= DOWNLOAD_CHUNK {
+            let whole = &data[..DOWNLOAD_CHUNK];
+            Self::send(self.transport, &mut self.failed, whole, self.timeout)?;
+            whole.len()
+        } else {
+            let take = data.len().min(DOWNLOAD_CHUNK - self.chunk.len());
+            self.chunk.extend_from_slice(&data[..take]);
+            if self.chunk.len() == DOWNLOAD_CHUNK {
+                self.send_chunk()?;
+            }
+            take
+        };
+        self.written += accepted as u64;
+        Ok(accepted)
+    }
+
+    /// Sends the buffered bytes now (normally unnecessary: the client flushes at the end).
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_chunk()
+    }
+}
+
+/// Refuses commands a device would misparse: too long, or not printable ASCII.
+fn check_command(command: &str) -> Result<(), FastbootError> {
+    let reason = if command.len() > MAX_COMMAND_LEN {
+        format!(
+            "it is {} bytes; fastboot allows at most {MAX_COMMAND_LEN}",
+            command.len()
+        )
+    } else if command.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+        "fastboot commands must be printable ASCII".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(FastbootError::InvalidCommand {
+        command: command.to_string(),
+        reason,
+    })
+}
+
+/// Splits a `getvar:all` line into key and value, or `None` for free text.
+///
+/// Values may contain colons (build fingerprints do), so only the first colon separates —
+/// after the argument for variables that take one.
+fn split_variable(line: &str) -> Option<(String, String)> {
+    let (name, rest) = line.split_once(':')?;
+    let name = name.trim();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return None;
+    }
+    if ARGUMENT_VARIABLES.contains(&name) {
+        if let Some((argument, value)) = rest.split_once(':') {
+            return Some((
+                format!("{name}:{}", argument.trim()),
+                value.trim().to_string(),
+            ));
+        }
+    }
+    Some((name.to_string(), rest.trim().to_string()))
+}
+
+fn device_failed(command: &str, reason: String) -> FastbootError {
+    FastbootError::DeviceFailed {
+        command: command.to_string(),
+        reason,
+    }
+}
+
+fn protocol(command: &str, detail: String) -> FastbootError {
+    FastbootError::Protocol {
+        command: command.to_string(),
+        detail,
+    }
+}
+
+fn unexpected_data(command: &str, len: u32) -> FastbootError {
+    protocol(
+        command,
+        format!("the device asked for a {len}-byte data phase, which this command does not have"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// One step of a scripted exchange.
+    #[derive(Debug)]
+    enum Step {
+        /// The host must write exactly this message.
+        Host(&'static [u8]),
+        /// The host must write this many data-phase bytes, in any number of writes.
+        HostData(usize),
+        /// The device sends this message.
+        Device(Vec<u8>),
+    }
+    use Step::{Device, Host, HostData};
+
+    fn dev(message: &str) -> Step {
+        Device(message.as_bytes().to_vec())
+    }
+
+    /// An in-memory device that follows a script and fails the test on any deviation.
+    #[derive(Default)]
+    struct Scripted {
+        steps: VecDeque<Step>,
+        data: Vec<u8>,
+        data_writes: Vec<usize>,
+    }
+
+    impl Transport for Scripted {
+        fn write(&mut self, data: &[u8], _: Duration) -> Result<(), TransportError> {
+            match self.steps.front_mut() {
+                Some(Host(expected)) => {
+                    assert_eq!(
+                        String::from_utf8_lossy(data),
+                        String::from_utf8_lossy(expected)
+                    );
+                    self.steps.pop_front();
+                }
+                Some(HostData(left)) => {
+                    assert!(
+                        data.len() <= *left,
+                        "{} bytes past the data phase",
+                        data.len() - *left
+                    );
+                    *left -= data.len();
+                    self.data.extend_from_slice(data);
+                    self.data_writes.push(data.len());
+                    if *left == 0 {
+                        self.steps.pop_front();
+                    }
+                }
+                other => panic!(
+                    "host wrote {} bytes while the script has {other:?}",
+                    data.len()
+                ),
+            }
+            Ok(())
+        }
+
+        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
+            match self.steps.pop_front() {
+                Some(Device(message)) if message.len() > buf.len() => {
+                    Err(TransportError::MessageTooLarge {
+                        len: message.len() as u64,
+                        max: buf.len(),
+                    })
+                }
+                Some(Device(message)) => {
+                    buf[..message.len()].copy_from_slice(&message);
+                    Ok(message.len())
+                }
+                None => Err(TransportError::Timeout(timeout)),
+                Some(other) => panic!("host read while the script has {other:?}"),
+            }
+        }
+
+        fn address(&self) -> &str {
+            "scripted"
+        }
+    }
+
+    fn client(steps: Vec<Step>) -> Client<Scripted> {
+        Client::new(Scripted {
+            steps: steps.into(),
+            ..Scripted::default()
+        })
+    }
+
+    fn assert_done(client: &Client<Scripted>) {
+        assert!(
+            client.transport().steps.is_empty(),
+            "unplayed: {:?}",
+            client.transport().steps
+        );
+    }
+
+    /// Collects what reaches the info callback.
+    fn record_info(client: &mut Client<Scripted>) -> Arc<Mutex<Vec<String>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        client.on_info(Box::new(move |text| {
+            sink.lock().unwrap().push(text.to_string())
+        }));
+        seen
+    }
+
+    #[test]
+    fn getvar_reads_values_and_treats_fail_and_empty_okay_as_unknown() {
+        let mut c = client(vec![
+            Host(b"getvar:product"),
+            dev("OKAYphone"),
+            Host(b"getvar:secure"),
+            dev("FAILunknown variable"),
+            Host(b"getvar:unlocked"),
+            dev("OKAY"),
+            Host(b"getvar:partition-size:boot_a"),
+            dev("OKAY 0x4000000"),
+        ]);
+        assert_eq!(c.getvar("product").unwrap().as_deref(), Some("phone"));
+        assert_eq!(c.getvar("secure").unwrap(), None);
+        assert_eq!(c.getvar("unlocked").unwrap(), None);
+        assert_eq!(
+            c.getvar("partition-size:boot_a").unwrap().as_deref(),
+            Some("0x4000000")
+        );
+        assert_done(&c);
+    }
+
+    #[test]
+    fn getvar_all_keeps_arguments_and_tolerates_spaces() {
+        let mut c = client(vec![
+            Host(b"getvar:all"),
+            dev("INFOversion:0.4"),
+            dev("INFOpartition-size:boot_a: 0x4000000"),
+            dev("INFOpartition-type : system_b : ext4"),
+            dev("INFOhas-slot:boot:yes"),
+            dev("INFOsystem-fingerprint:google/p/p:14/AP1A/1:user/release-keys"),
+            dev("INFOall variables follow"),
+            dev("OKAY"),
+        ]);
+        let seen = record_info(&mut c);
+        let vars = c.getvar_all().unwrap();
+        let expected = [
+            ("version", "0.4"),
+            ("partition-size:boot_a", "0x4000000"),
+            ("partition-type:system_b", "ext4"),
+            ("has-slot:boot", "yes"),
+            (
+                "system-fingerprint",
+                "google/p/p:14/AP1A/1:user/release-keys",
+            ),
+        ];
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(vars, expected);
+        assert_eq!(*seen.lock().unwrap(), ["all variables follow"]);
+        assert_done(&c);
+    }
+
+    #[test]
+    fn info_and_text_are_passed_on_until_okay() {
+        let mut c = client(vec![
+            Host(b"erase:userdata"),
+            dev("INFOerasing..."),
+            dev("TEXT50%"),
+            Device(Vec::new()),
+            dev("INFOdone"),
+            dev("OKAY"),
+        ]);
+        let seen = record_info(&mut c);
+        c.erase("userdata").unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["erasing...", "50%", "done"]);
+        assert_done(&c);
+    }
+
+    #[test]
+    fn device_failure_names_command_and_reason_and_keeps_the_session() {
+        let mut c = client(vec![
+            Host(b"flash:boot_a"),
+            dev("FAILpartition is locked"),
+            Host(b"set_active:b"),
+            dev("OKAY"),
+        ]);
+        let err = c.flash("boot_a").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`flash:boot_a` failed on the device: partition is locked"
+        );
+        c.set_active("_b").unwrap();
+        assert_done(&c);
+    }
+
+    #[test]
+    fn download_streams_in_large_chunks() {
+        let size = 2 * DOWNLOAD_CHUNK + 1000;
+        let image: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let mut c = client(vec![
+            Host(b"download:002003e8"),
+            dev("DATA002003e8"),
+            HostData(size),
+            dev("OKAY"),
+            Host(b"flash:boot"),
+            dev("OKAY"),
+        ]);
+        c.download(size as u32, |w| {
+            // Small writes coalesce; a whole-chunk write then goes out unbuffered.
+            w.write_all(&image[..10])?;
+            w.write_all(&image[10..DOWNLOAD_CHUNK])?;
+            w.write_all(&image[DOWNLOAD_CHUNK..])
+        })
+        .unwrap();
+        c.flash("boot").unwrap();
+        assert_done(&c);
+        let device = c.into_transport();
+        assert_eq!(device.data_writes, [DOWNLOAD_CHUNK, DOWNLOAD_CHUNK, 1000]);
+        assert!(device.data == image);
+    }
+
+    #[test]
+    fn a_data_length_other_than_announced_is_a_protocol_error() {
+        let mut c = client(vec![Host(b"download:00000010"), dev("DATA00000008")]);
+        let err = c.download(16, |w| w.write_all(&[0; 16])).unwrap_err();
+        assert!(
+            matches!(&err, FastbootError::Protocol { command, detail }
+                if command == "download:00000010" && detail.contains("ready for 8 bytes")),
+            "{err}"
+        );
+        // The device now waits for 8 bytes: nothing else may be sent.
+        assert!(matches!(
+            c.getvar("product"),
+            Err(FastbootError::OutOfStep { .. })
+        ));
+        assert_done(&c);
+    }
+
+    #[test]
+    fn a_short_feed_is_an_error_and_stops_the_session() {
+        let mut c = client(vec![
+            Host(b"download:00000010"),
+            dev("DATA00000010"),
+            HostData(16),
+        ]);
+        match c.download(16, |w| w.write_all(&[7; 10])) {
+            Err(FastbootError::ShortDownload {
+                expected: 16,
+                written: 10,
+            }) => {}
+            other => panic!("expected ShortDownload, got {other:?}"),
+        }
+        assert!(matches!(c.reboot(), Err(FastbootError::OutOfStep { .. })));
+        assert_eq!(c.transport().data, [7; 10]);
+    }
+
+    #[test]
+    fn a_long_feed_sends_only_the_announced_bytes() {
+        let mut c = client(vec![
+            Host(b"download:00000010"),
+            dev("DATA00000010"),
+            HostData(16),
+            dev("OKAY"),
+            Host(b"getvar:product"),
+            dev("OKAYphone"),
+        ]);
+        let err = c.download(16, |w| w.write_all(&[1; 20])).unwrap_err();
+        assert!(
+            matches!(err, FastbootError::LongDownload { expected: 16 }),
+            "{err}"
+        );
+        // The device got exactly its 16 bytes and answered, so the session goes on.
+        assert_eq!(c.getvar("product").unwrap().as_deref(), Some("phone"));
+        assert_eq!(c.transport().data, [1; 16]);
+        assert_done(&c);
+    }
+
+    #[test]
+    fn a_failing_source_is_reported_as_such() {
+        let mut c = client(vec![
+            Host(b"download:00000010"),
+            dev("DATA00000010"),
+            HostData(16),
+        ]);
+        let err = c
+            .download(16, |_| Err(io::Error::other("disk on fire")))
+            .unwrap_err();
+        assert!(matches!(err, FastbootError::Source(_)), "{err}");
+    }
+
+    #[test]
+    fn download_refused_by_the_device() {
+        let mut c = client(vec![Host(b"download:10000000"), dev("FAILdata too large")]);
+        let err = c
+            .download(0x1000_0000, |_| panic!("no data phase after FAIL"))
+            .unwrap_err();
+        assert!(matches!(err, FastbootError::DeviceFailed { .. }), "{err}");
+        assert_done(&c);
+    }
+
+    #[test]
+    fn data_where_no_data_phase_exists_is_a_protocol_error() {
+        let mut c = client(vec![Host(b"getvar:product"), dev("DATA00000100")]);
+        let err = c.getvar("product").unwrap_err();
+        assert!(matches!(err, FastbootError::Protocol { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_status_is_a_protocol_error_naming_it() {
+        let mut c = client(vec![Host(b"reboot"), dev("WHAT is this")]);
+        let err = c.reboot().unwrap_err();
+        assert!(
+            matches!(&err, FastbootError::Protocol { command, detail }
+                if command == "reboot" && detail.contains("WHAT")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn oversized_responses_are_refused_by_the_transport() {
+        let mut long = b"OKAY".to_vec();
+        long.resize(MAX_RESPONSE_LEN + 1, b'x');
+        let mut c = client(vec![Host(b"getvar:product"), Device(long)]);
+        assert!(matches!(
+            c.getvar("product"),
+            Err(FastbootError::Transport(TransportError::MessageTooLarge {
+                max: 256,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn an_info_flood_is_cut_off() {
+        let mut steps = vec![Host(b"continue")];
+        steps.extend((0..=MAX_INFO_MESSAGES).map(|_| dev("INFOspam")));
+        let mut c = client(steps);
+        let err = c.continue_boot().unwrap_err();
+        assert!(
+            matches!(&err, FastbootError::InfoFlood { command, limit }
+                if command == "continue" && *limit == MAX_INFO_MESSAGES),
+            "{err}"
+        );
+        assert_done(&c);
+    }
+
+    #[test]
+    fn silence_is_a_timeout() {
+        let mut c = client(vec![Host(b"reboot-bootloader")]);
+        assert!(matches!(
+            c.reboot_bootloader(),
+            Err(FastbootError::Transport(TransportError::Timeout(_)))
+        ));
+    }
+
+    #[test]
+    fn raw_commands_return_the_okay_payload_and_bad_ones_are_not_sent() {
+        let mut c = client(vec![Host(b"oem device-info"), dev("OKAYunlocked")]);
+        assert_eq!(c.raw("oem device-info").unwrap(), "unlocked");
+        assert!(matches!(
+            c.raw("oem x\nflash:boot"),
+            Err(FastbootError::InvalidCommand { .. })
+        ));
+        assert!(matches!(
+            c.raw(&"o".repeat(MAX_COMMAND_LEN + 1)),
+            Err(FastbootError::InvalidCommand { .. })
+        ));
+        assert_done(&c);
+    }
+}
