@@ -58,7 +58,7 @@ pub fn scan(connect: &[String], quirks: &Quirks) -> Vec<Found> {
         .into_iter()
         .map(|d| Found {
             known_as: quirks.usb(d.vid, d.pid).map(|q| q.name.clone()),
-            address: format!("usb:{}", d.bus_path),
+            address: d.bus_path,
             mode: Mode::Fastboot,
             product: d.product_string,
             serial: d.serial,
