@@ -1,0 +1,379 @@
+//! A virtual Android phone in fastboot mode, served over TCP like `fastboot -s tcp:…`.
+//!
+//! It checks what a real bootloader checks (download limit, partition table and sizes,
+//! sparse image validity, slots) and stores what it is sent: every partition is the raw
+//! file `DIR/<partition>.img`, so tests can compare the bytes on the "device" with the
+//! image a client flashed. Connections are served one after another, as a phone's single
+//! USB/TCP endpoint does; partitions, slots and versions survive connections and reboots.
+
+mod bootloader;
+mod link;
+mod storage;
+mod version;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use bootloader::Bootloader;
+use storage::{Partition, Storage};
+
+pub use bootloader::BATTERY_OK_PERCENT;
+
+/// What the virtual phone is and what it holds.
+///
+/// Later behaviours (e.g. injected faults) are added as fields here, so that every
+/// constructor keeps working through `..Default::default()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneConfig {
+    /// `getvar:product`, matched by packages against their target.
+    pub product: String,
+    /// `getvar:serialno`.
+    pub serial: String,
+    /// `version-bootloader` until an image with a version marker is booted.
+    pub firmware_version: String,
+    /// Anti-rollback level (`getvar:security-version`); it never decreases.
+    pub security_version: u64,
+    /// `battery-soc`; `None` models a phone that does not report its battery.
+    pub battery_percent: Option<u8>,
+    /// Largest download accepted (`max-download-size`); clients split larger images.
+    pub max_download_size: u32,
+    /// Partition base names and sizes in bytes.
+    pub partitions: Vec<(String, u64)>,
+    /// A/B phone: every partition exists as `NAME_a` and `NAME_b`, slot `a` active.
+    pub slots: bool,
+    /// Base name of the partition whose image decides the reported versions. At every
+    /// boot (start, `reboot`, `reboot-bootloader`, `continue`) the phone reads the first
+    /// 4096 bytes of it (of `NAME_<active slot>` on A/B) and, if they hold
+    /// `FLASHLINE-VERSION=<v>\n` (and optionally `FLASHLINE-SECURITY=<n>\n`), reports `v`
+    /// as `version-bootloader` and raises `security-version` to `n` (never lowers it).
+    /// Without a marker it reports `firmware_version`.
+    pub version_partition: Option<String>,
+}
+
+impl Default for PhoneConfig {
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        PhoneConfig {
+            product: "zte-demo-phone".into(),
+            serial: "FLSIM0001".into(),
+            firmware_version: "2.0.0".into(),
+            security_version: 7,
+            battery_percent: Some(80),
+            max_download_size: 256 * 1024 * 1024,
+            partitions: vec![
+                ("boot".into(), 64 * MIB),
+                ("system".into(), 256 * MIB),
+                ("vendor".into(), 64 * MIB),
+            ],
+            slots: false,
+            version_partition: Some("boot".into()),
+        }
+    }
+}
+
+/// Why a phone could not be set up. Returned inside an [`io::Error`] of kind
+/// `InvalidInput` (or `Other` for [`ConfigError::Io`]); downcast with `get_ref`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The name would not be a safe file name.
+    #[error(
+        "partition name {0:?} is not allowed: use 1 to 64 characters from A-Z a-z 0-9 _ . - \
+         starting with a letter or digit"
+    )]
+    BadPartitionName(String),
+    /// Two partitions with the same name (after adding slot suffixes).
+    #[error("partition {0:?} is declared twice")]
+    DuplicatePartition(String),
+    /// A partition of zero bytes.
+    #[error("partition {0:?} has size 0")]
+    EmptyPartition(String),
+    /// `version_partition` names no declared partition.
+    #[error("version partition {0:?} is not one of the declared partitions")]
+    UnknownVersionPartition(String),
+    /// `max_download_size` of 0 would refuse every download.
+    #[error("max-download-size must be at least 1 byte")]
+    ZeroDownloadSize,
+    /// A battery charge above 100 %.
+    #[error("battery charge {0} % is over 100 %")]
+    BadBattery(u8),
+    /// The directory already holds this partition with another size.
+    #[error(
+        "{} holds {actual} bytes but partition {name:?} is declared with {declared}; \
+         remove the file or declare the same size", path.display()
+    )]
+    SizeMismatch {
+        /// The existing file.
+        path: PathBuf,
+        /// Its length.
+        actual: u64,
+        /// The partition.
+        name: String,
+        /// The configured size.
+        declared: u64,
+    },
+    /// Creating or inspecting a partition file failed.
+    #[error("cannot prepare {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+}
+
+impl From<ConfigError> for io::Error {
+    fn from(e: ConfigError) -> Self {
+        let kind = match e {
+            ConfigError::Io { .. } => io::ErrorKind::Other,
+            _ => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+impl PhoneConfig {
+    /// The partition table: names checked, slot suffixes added.
+    fn partition_table(&self) -> Result<Vec<Partition>, ConfigError> {
+        if self.max_download_size == 0 {
+            return Err(ConfigError::ZeroDownloadSize);
+        }
+        if let Some(pct) = self.battery_percent.filter(|&p| p > 100) {
+            return Err(ConfigError::BadBattery(pct));
+        }
+        let suffixes: &[&str] = if self.slots { &["_a", "_b"] } else { &[""] };
+        let mut table: Vec<Partition> = Vec::new();
+        for (base, size) in &self.partitions {
+            for suffix in suffixes {
+                let name = format!("{base}{suffix}");
+                if !storage::is_valid_name(base) || !storage::is_valid_name(&name) {
+                    return Err(ConfigError::BadPartitionName(base.clone()));
+                }
+                if *size == 0 {
+                    return Err(ConfigError::EmptyPartition(name));
+                }
+                if table.iter().any(|p| p.name == name) {
+                    return Err(ConfigError::DuplicatePartition(name));
+                }
+                table.push(Partition { name, size: *size });
+            }
+        }
+        if let Some(base) = &self.version_partition {
+            if !self.partitions.iter().any(|(name, _)| name == base) {
+                return Err(ConfigError::UnknownVersionPartition(base.clone()));
+            }
+        }
+        Ok(table)
+    }
+}
+
+/// State shared between the serving thread and its [`RunningPhone`] handle.
+#[derive(Default)]
+struct Shared {
+    commands: Arc<Mutex<Vec<String>>>,
+    stopping: AtomicBool,
+    /// The connection being served, so `stop` can cut it short.
+    active: Mutex<Option<TcpStream>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A bound, not yet serving, virtual phone.
+pub struct PhoneSim {
+    listener: TcpListener,
+    bootloader: Bootloader,
+    shared: Arc<Shared>,
+}
+
+impl PhoneSim {
+    /// Prepares the partition files in `dir` and binds `listen` (port 0 picks one).
+    pub fn bind(listen: SocketAddr, dir: &Path, cfg: PhoneConfig) -> io::Result<Self> {
+        let storage = Storage::open(dir, cfg.partition_table()?)?;
+        let listener = TcpListener::bind(listen)?;
+        let shared = Arc::new(Shared::default());
+        let bootloader = Bootloader::new(cfg, storage, Arc::clone(&shared.commands));
+        Ok(PhoneSim {
+            listener,
+            bootloader,
+            shared,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Binds and serves on a background thread until [`RunningPhone::stop`].
+    pub fn start(listen: SocketAddr, dir: &Path, cfg: PhoneConfig) -> io::Result<RunningPhone> {
+        let sim = PhoneSim::bind(listen, dir, cfg)?;
+        let addr = sim.local_addr()?;
+        let shared = Arc::clone(&sim.shared);
+        let thread = thread::Builder::new()
+            .name(format!("phone-sim {addr}"))
+            .spawn(move || sim.serve_forever())?;
+        Ok(RunningPhone {
+            addr,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Serves connections one after another, on the calling thread (the CLI's
+    /// `flashline sim phone`). Returns only when stopped through a [`RunningPhone`].
+    pub fn serve_forever(mut self) {
+        for stream in self.listener.incoming() {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!("phone sim: accept failed: {e}");
+                    // Back off so a persistent error (e.g. out of descriptors) cannot spin.
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            *lock(&self.shared.active) = stream.try_clone().ok();
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let peer = stream.peer_addr().ok();
+            if let Err(e) = self.bootloader.serve(stream) {
+                tracing::info!("phone sim: connection from {peer:?} ended: {e}");
+            }
+            *lock(&self.shared.active) = None;
+        }
+    }
+}
+
+/// A phone serving on a background thread. Dropping it stops the phone too.
+pub struct RunningPhone {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningPhone {
+    /// The bound socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address to give a fastboot client: `tcp:HOST:PORT`.
+    pub fn device_address(&self) -> String {
+        format!("tcp:{}", self.connect_addr())
+    }
+
+    /// Every command received so far, oldest first, in its wire form
+    /// (`getvar:product`, `download:00100000`, `flash:boot_a`, …). Frames that were not a
+    /// valid command appear as `<…>`.
+    pub fn commands(&self) -> Vec<String> {
+        lock(&self.shared.commands).clone()
+    }
+
+    /// Stops serving and waits for the thread; partition files stay in the directory.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    /// An address that reaches the listener even when it is bound to "any".
+    fn connect_addr(&self) -> SocketAddr {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(ip, self.addr.port())
+    }
+
+    fn shutdown(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        if let Some(active) = lock(&self.shared.active).as_ref() {
+            let _ = active.shutdown(std::net::Shutdown::Both);
+        }
+        // Wake the blocking accept; it sees `stopping` and returns.
+        let _ = TcpStream::connect_timeout(&self.connect_addr(), Duration::from_secs(1));
+        if thread.join().is_err() {
+            tracing::error!("phone sim thread panicked");
+        }
+    }
+}
+
+impl Drop for RunningPhone {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_phone_creates_sparse_partition_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PhoneConfig {
+            slots: true,
+            ..PhoneConfig::default()
+        };
+        let sim = PhoneSim::bind("127.0.0.1:0".parse().unwrap(), dir.path(), cfg).unwrap();
+        assert_ne!(sim.local_addr().unwrap().port(), 0);
+        for (name, size) in [
+            ("boot_a", 64),
+            ("boot_b", 64),
+            ("system_b", 256),
+            ("vendor_a", 64),
+        ] {
+            let meta = std::fs::metadata(dir.path().join(format!("{name}.img"))).unwrap();
+            assert_eq!(meta.len(), size * 1024 * 1024, "{name}");
+        }
+        assert!(!dir.path().join("boot.img").exists());
+    }
+
+    #[test]
+    fn config_errors_are_invalid_input() {
+        let cfg = PhoneConfig {
+            max_download_size: 0,
+            ..PhoneConfig::default()
+        };
+        let err = PhoneSim::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Path::new("/nonexistent"),
+            cfg,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(matches!(
+            err.get_ref().and_then(|e| e.downcast_ref::<ConfigError>()),
+            Some(ConfigError::ZeroDownloadSize)
+        ));
+    }
+
+    #[test]
+    fn stop_interrupts_an_idle_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PhoneConfig {
+            partitions: vec![("boot".into(), 4096)],
+            ..PhoneConfig::default()
+        };
+        let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), dir.path(), cfg).unwrap();
+        assert_eq!(phone.device_address(), format!("tcp:{}", phone.addr()));
+        let mut idle = TcpStream::connect(phone.addr()).unwrap();
+        std::io::Write::write_all(&mut idle, b"FB01").unwrap();
+        let started = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        phone.stop();
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

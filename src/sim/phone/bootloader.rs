@@ -1,0 +1,410 @@
+//! The phone's fastboot-mode firmware: what it answers and what it refuses.
+//!
+//! It behaves like a bootloader's fastboot (ABL-style), and where devices differ it picks:
+//!
+//! * `set_active` changes `current-slot` at once; the reported firmware version changes
+//!   only when the phone boots again (`reboot`, `reboot-bootloader`, `continue`), and
+//!   then comes from the version partition of the active slot (see [`Bootloader::boot`]).
+//! * `slot-count` is `0` on a phone without slots (as fastbootd answers); `current-slot`,
+//!   `slot-*` and, without a battery, `battery-*` are unknown variables there.
+//! * `has-slot:<base>` is `yes` for a slotted base name, `no` for any other partition,
+//!   and unknown for names not in the table; Google's client reads FAIL as `no`.
+//! * `battery-soc-ok` is `yes` from [`BATTERY_OK_PERCENT`] on.
+//! * `erase` fills with zeros; raw `flash` writes from offset 0 and keeps the rest; a
+//!   sparse `flash` writes RAW/FILL blocks only, so split images add up.
+//! * The download stays available after `flash` until the next `download`.
+
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+
+use crate::protocol::fastboot::{Command, Response, MAX_COMMAND_LEN};
+use crate::protocol::sparse::{self, Validate};
+
+use super::link::{Incoming, Link};
+use super::storage::{Partition, Storage};
+use super::{version, PhoneConfig};
+
+/// `battery-soc-ok` is `yes` from this charge on; below it a real phone refuses to flash.
+pub const BATTERY_OK_PERCENT: u8 = 10;
+/// Slot letters of an A/B phone, in index order.
+const SLOTS: [char; 2] = ['a', 'b'];
+
+/// Everything that outlives a connection.
+pub(super) struct Bootloader {
+    cfg: PhoneConfig,
+    storage: Storage,
+    /// Length of the download kept in storage, if the last one completed.
+    download: Option<u64>,
+    slots: Option<Slots>,
+    /// Version of the firmware the phone last booted.
+    firmware_version: String,
+    /// Anti-rollback level; it only ever rises.
+    security_version: u64,
+    /// Every command received, as text (see [`super::RunningPhone::commands`]).
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// A/B state.
+struct Slots {
+    /// Index into [`SLOTS`] of the slot the next boot uses.
+    active: usize,
+    /// Whether each slot has booted successfully since it was last made active.
+    successful: [bool; 2],
+}
+
+/// Whether the connection continues after a command.
+enum Flow {
+    Next,
+    Close,
+}
+
+impl Bootloader {
+    pub fn new(cfg: PhoneConfig, storage: Storage, log: Arc<Mutex<Vec<String>>>) -> Self {
+        let slots = cfg.slots.then_some(Slots {
+            active: 0,
+            successful: [true, false],
+        });
+        let mut bootloader = Bootloader {
+            firmware_version: cfg.firmware_version.clone(),
+            security_version: cfg.security_version,
+            cfg,
+            storage,
+            download: None,
+            slots,
+            log,
+        };
+        bootloader.boot();
+        bootloader
+    }
+
+    /// Serves one host connection until it closes or asks for a reboot.
+    pub fn serve(&mut self, stream: TcpStream) -> io::Result<()> {
+        let mut link = Link::accept(stream)?;
+        loop {
+            let bytes = match link.next_command()? {
+                Incoming::Closed => return Ok(()),
+                Incoming::TooLong(len) => {
+                    self.record(format!("<{len}-byte command>"));
+                    return link.send(&Response::Fail(format!(
+                        "command of {len} bytes exceeds the {MAX_COMMAND_LEN}-byte limit"
+                    )));
+                }
+                Incoming::Command(bytes) => bytes,
+            };
+            let command = match Command::parse(&bytes) {
+                Ok(command) => command,
+                Err(e) => {
+                    self.record(format!("<malformed: {}>", String::from_utf8_lossy(&bytes)));
+                    link.send(&Response::Fail(format!("malformed command: {e}")))?;
+                    continue;
+                }
+            };
+            self.record(command.to_string());
+            if let Flow::Close = self.execute(command, &mut link)? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn record(&self, entry: String) {
+        tracing::debug!(command = %entry, "phone sim");
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(entry);
+    }
+
+    fn execute(&mut self, command: Command, link: &mut Link) -> io::Result<Flow> {
+        let response = match command {
+            Command::GetVar(name) if name == "all" => {
+                for line in self.all_vars() {
+                    link.send(&Response::Info(line))?;
+                }
+                Response::Okay(String::new())
+            }
+            Command::GetVar(name) => match self.var(&name) {
+                Some(value) => Response::Okay(value),
+                None => Response::Fail("unknown variable".into()),
+            },
+            Command::Download(len) => return self.download(len, link),
+            Command::Flash(name) => match self.check_flash(&name) {
+                Ok(image) => {
+                    link.send(&Response::Info(format!(
+                        "writing {} bytes of {} image to {name}",
+                        image.len,
+                        if image.sparse { "sparse" } else { "raw" }
+                    )))?;
+                    self.write_flash(&image)
+                }
+                Err(reason) => Response::Fail(reason),
+            },
+            Command::Erase(name) => match self.storage.get(&name) {
+                Some(part) => match self.storage.erase(part) {
+                    Ok(()) => Response::Okay(String::new()),
+                    Err(e) => Response::Fail(format!("erasing {name} failed: {e}")),
+                },
+                None => Response::Fail(format!("unknown partition '{name}'")),
+            },
+            Command::SetActive(slot) => self.set_active(&slot),
+            Command::Reboot | Command::RebootBootloader | Command::Continue => {
+                link.send(&Response::Okay(String::new()))?;
+                self.boot();
+                return Ok(Flow::Close);
+            }
+            Command::Other(_) => Response::Fail("unknown command".into()),
+        };
+        link.send(&response)?;
+        Ok(Flow::Next)
+    }
+
+    /// Receives a download into storage. Any failure during the data phase leaves the
+    /// stream out of step, so the phone says FAIL and drops the connection.
+    fn download(&mut self, len: u32, link: &mut Link) -> io::Result<Flow> {
+        self.download = None;
+        let max = self.cfg.max_download_size;
+        let refusal = if len == 0 {
+            Some("download size must not be zero".to_string())
+        } else if len > max {
+            Some(format!(
+                "download of {len} bytes exceeds max-download-size {max}"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            link.send(&Response::Fail(reason))?;
+            return Ok(Flow::Next);
+        }
+        let file = match self.storage.create_download() {
+            Ok(file) => file,
+            Err(e) => {
+                link.send(&Response::Fail(format!("cannot store download: {e}")))?;
+                return Ok(Flow::Next);
+            }
+        };
+        link.send(&Response::Data(len))?;
+        let mut out = BufWriter::new(file);
+        match link
+            .receive_data(u64::from(len), &mut out)
+            .and_then(|()| out.flush())
+        {
+            Ok(()) => {
+                self.download = Some(u64::from(len));
+                link.send(&Response::Okay(String::new()))?;
+                Ok(Flow::Next)
+            }
+            Err(e) => {
+                // Best effort: the host may already be gone.
+                let _ = link.send(&Response::Fail(format!("download failed: {e}")));
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks everything a flash depends on before a byte is written.
+    fn check_flash(&self, name: &str) -> Result<FlashImage, String> {
+        let len = self
+            .download
+            .ok_or("no image downloaded: send download first")?;
+        let part = self
+            .storage
+            .get(name)
+            .ok_or_else(|| format!("unknown partition '{name}'"))?
+            .clone();
+        let mut file = self.open_download()?;
+        let mut magic = [0u8; 4];
+        let sparse = file.read_exact(&mut magic).is_ok() && sparse::looks_sparse(&magic);
+        let fits = if sparse {
+            file.rewind()
+                .map_err(|e| format!("cannot read the download: {e}"))?;
+            let header = sparse::expand(BufReader::new(file), &mut Validate)
+                .map_err(|e| format!("malformed sparse image: {e}"))?;
+            header.expanded_len()
+        } else {
+            len
+        };
+        if fits > part.size {
+            return Err(format!(
+                "image needs {fits} bytes but partition {name} holds {}",
+                part.size
+            ));
+        }
+        Ok(FlashImage { part, len, sparse })
+    }
+
+    fn write_flash(&self, image: &FlashImage) -> Response {
+        let source = match self.open_download() {
+            Ok(file) => BufReader::new(file),
+            Err(reason) => return Response::Fail(reason),
+        };
+        let result = if image.sparse {
+            self.storage
+                .write_sparse(&image.part, source)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        } else {
+            self.storage
+                .write_raw(&image.part, source, image.len)
+                .map_err(|e| e.to_string())
+        };
+        match result {
+            Ok(()) => Response::Okay(String::new()),
+            Err(e) => Response::Fail(format!("writing {} failed: {e}", image.part.name)),
+        }
+    }
+
+    fn open_download(&self) -> Result<std::fs::File, String> {
+        self.storage
+            .open_download()
+            .map_err(|e| format!("cannot read the download: {e}"))
+    }
+
+    fn set_active(&mut self, slot: &str) -> Response {
+        let Some(slots) = &mut self.slots else {
+            return Response::Fail("device has no slots".into());
+        };
+        match slot_index(slot) {
+            Some(index) => {
+                slots.active = index;
+                slots.successful[index] = false;
+                Response::Okay(String::new())
+            }
+            None => Response::Fail(format!("invalid slot '{slot}': expected a or b")),
+        }
+    }
+
+    /// What happens at power-on: the active slot counts as booted, and the reported
+    /// versions come from the image in its version partition. An image without a marker
+    /// reports the configured firmware version; the security level never decreases.
+    pub fn boot(&mut self) {
+        if let Some(slots) = &mut self.slots {
+            slots.successful[slots.active] = true;
+        }
+        let marker = self.version_partition().and_then(|part| {
+            match self.storage.read_prefix(part, version::MARKER_WINDOW) {
+                Ok(prefix) => version::find(&prefix),
+                Err(e) => {
+                    tracing::warn!(partition = %part.name, "cannot read version: {e}");
+                    None
+                }
+            }
+        });
+        match marker {
+            Some(marker) => {
+                self.firmware_version = marker.version;
+                self.security_version = self.security_version.max(marker.security.unwrap_or(0));
+            }
+            None => self.firmware_version = self.cfg.firmware_version.clone(),
+        }
+    }
+
+    /// The partition the phone boots from: `version_partition`, with the active slot's
+    /// suffix on an A/B phone.
+    fn version_partition(&self) -> Option<&Partition> {
+        let base = self.cfg.version_partition.as_deref()?;
+        match &self.slots {
+            Some(slots) => self.storage.get(&format!("{base}_{}", SLOTS[slots.active])),
+            None => self.storage.get(base),
+        }
+    }
+
+    /// Answers `getvar:<name>`; `None` means "unknown variable".
+    fn var(&self, name: &str) -> Option<String> {
+        let (key, arg) = match name.split_once(':') {
+            Some((key, arg)) => (key, Some(arg)),
+            None => (name, None),
+        };
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let value = match (key, arg) {
+            ("version", None) => "0.4".to_string(),
+            ("product", None) => self.cfg.product.clone(),
+            ("serialno", None) => self.cfg.serial.clone(),
+            ("secure", None) | ("unlocked", None) => yes_no(true),
+            ("max-download-size", None) => format!("0x{:X}", self.cfg.max_download_size),
+            ("version-bootloader", None) => self.firmware_version.clone(),
+            ("security-version", None) => self.security_version.to_string(),
+            ("battery-soc", None) => self.cfg.battery_percent?.to_string(),
+            ("battery-soc-ok", None) => yes_no(self.cfg.battery_percent? >= BATTERY_OK_PERCENT),
+            ("slot-count", None) => if self.slots.is_some() { "2" } else { "0" }.to_string(),
+            ("current-slot", None) => SLOTS[self.slots.as_ref()?.active].to_string(),
+            ("slot-successful", Some(slot)) => {
+                yes_no(self.slots.as_ref()?.successful[slot_index(slot)?])
+            }
+            ("slot-unbootable", Some(slot)) => {
+                self.slots.as_ref()?;
+                slot_index(slot)?;
+                yes_no(false)
+            }
+            ("partition-size", Some(p)) => format!("0x{:X}", self.storage.get(p)?.size),
+            ("partition-type", Some(p)) => {
+                self.storage.get(p)?;
+                "raw".to_string()
+            }
+            ("is-logical", Some(p)) => {
+                self.storage.get(p)?;
+                yes_no(false)
+            }
+            ("has-slot", Some(p)) => {
+                let slotted = self.slots.is_some() && self.storage.get(&format!("{p}_a")).is_some();
+                if !slotted {
+                    self.storage.get(p)?;
+                }
+                yes_no(slotted)
+            }
+            _ => return None,
+        };
+        Some(value)
+    }
+
+    /// `getvar:all` as `name:value` lines, per-partition ones as `name:partition:value`.
+    fn all_vars(&self) -> Vec<String> {
+        let mut names: Vec<String> = [
+            "version",
+            "version-bootloader",
+            "product",
+            "serialno",
+            "secure",
+            "unlocked",
+            "max-download-size",
+            "security-version",
+            "battery-soc",
+            "battery-soc-ok",
+            "slot-count",
+            "current-slot",
+        ]
+        .map(String::from)
+        .to_vec();
+        for slot in SLOTS {
+            names.push(format!("slot-successful:{slot}"));
+            names.push(format!("slot-unbootable:{slot}"));
+        }
+        for part in self.storage.partitions() {
+            for var in ["partition-size", "partition-type", "is-logical"] {
+                names.push(format!("{var}:{}", part.name));
+            }
+        }
+        for (base, _) in &self.cfg.partitions {
+            names.push(format!("has-slot:{base}"));
+        }
+        names
+            .into_iter()
+            .filter_map(|name| Some(format!("{name}:{}", self.var(&name)?)))
+            .collect()
+    }
+}
+
+/// A download that passed every check for one partition.
+struct FlashImage {
+    part: Partition,
+    len: u64,
+    sparse: bool,
+}
+
+/// `a`/`b`, with or without the leading underscore some hosts send.
+fn slot_index(slot: &str) -> Option<usize> {
+    let letter = slot.strip_prefix('_').unwrap_or(slot);
+    SLOTS
+        .iter()
+        .position(|s| letter.len() == 1 && letter.starts_with(*s))
+}

@@ -1,0 +1,133 @@
+//! The device side of fastboot over TCP: the `FB01` handshake and 8-byte frames.
+//!
+//! After the handshake every message travels as a big-endian `u64` length followed by that
+//! many bytes. A command is one frame; a data phase may come as one huge frame or many
+//! small ones, so data is counted in bytes and streamed, never buffered by frame.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::protocol::fastboot::{Response, MAX_COMMAND_LEN};
+
+/// How long the host may take to send its `FB01`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connected host may stay silent (between commands or inside a download)
+/// before the phone drops it and serves the next connection.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a response may wait for the host to read it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Buffer for the data phase.
+const DATA_BUF_LEN: usize = 256 * 1024;
+
+/// What the host sent at a command boundary.
+pub(super) enum Incoming {
+    /// One command frame (at most [`MAX_COMMAND_LEN`] bytes).
+    Command(Vec<u8>),
+    /// A command frame declaring this many bytes; it was not read.
+    TooLong(u64),
+    /// The host closed the connection.
+    Closed,
+}
+
+/// One accepted host connection.
+pub(super) struct Link {
+    stream: TcpStream,
+}
+
+impl Link {
+    /// Performs the device side of the handshake: the host sends `FB` + two decimal digits
+    /// first; the phone answers `FB01`, the only version it speaks.
+    pub fn accept(stream: TcpStream) -> io::Result<Self> {
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let mut link = Link { stream };
+        let mut hello = [0u8; 4];
+        link.stream.read_exact(&mut hello)?;
+        let version = std::str::from_utf8(&hello[2..])
+            .ok()
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u8>().ok());
+        match (&hello[..2], version) {
+            (b"FB", Some(v)) if v >= 1 => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad fastboot TCP handshake {hello:02x?}"),
+                ))
+            }
+        }
+        link.stream.write_all(b"FB01")?;
+        link.stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+        Ok(link)
+    }
+
+    /// Waits for the next command frame.
+    pub fn next_command(&mut self) -> io::Result<Incoming> {
+        let Some(len) = self.read_frame_len()? else {
+            return Ok(Incoming::Closed);
+        };
+        if len > MAX_COMMAND_LEN as u64 {
+            return Ok(Incoming::TooLong(len));
+        }
+        let mut command = vec![0u8; len as usize];
+        self.stream.read_exact(&mut command)?;
+        Ok(Incoming::Command(command))
+    }
+
+    /// Receives a data phase of exactly `len` bytes into `out`, across any number of
+    /// frames. A frame that runs past `len` is a protocol error: the phone could not tell
+    /// where the next command starts.
+    pub fn receive_data(&mut self, len: u64, out: &mut impl Write) -> io::Result<()> {
+        let mut buf = vec![0u8; DATA_BUF_LEN];
+        let mut left = len;
+        while left > 0 {
+            let frame = self.read_frame_len()?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("host closed the connection with {left} download bytes missing"),
+                )
+            })?;
+            if frame > left {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a {frame}-byte data frame runs past the {left} bytes still expected"),
+                ));
+            }
+            let mut in_frame = frame;
+            while in_frame > 0 {
+                let n = in_frame.min(buf.len() as u64) as usize;
+                self.stream.read_exact(&mut buf[..n])?;
+                out.write_all(&buf[..n])?;
+                in_frame -= n as u64;
+            }
+            left -= frame;
+        }
+        Ok(())
+    }
+
+    /// Sends one response as one frame.
+    pub fn send(&mut self, response: &Response) -> io::Result<()> {
+        let payload = response.encode();
+        let mut frame = (payload.len() as u64).to_be_bytes().to_vec();
+        frame.extend_from_slice(&payload);
+        self.stream.write_all(&frame)
+    }
+
+    /// Reads a frame header; `None` if the host closed the connection before it.
+    fn read_frame_len(&mut self) -> io::Result<Option<u64>> {
+        let mut header = [0u8; 8];
+        let mut got = 0;
+        while got < header.len() {
+            match self.stream.read(&mut header[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(u64::from_be_bytes(header)))
+    }
+}
