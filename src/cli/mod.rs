@@ -404,13 +404,14 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         slots: args.slots,
         ..d
     };
-    let sim = PhoneSim::start(args.listen, &args.dir, cfg)
+    let sim = PhoneSim::bind(args.listen, &args.dir, cfg)
         .with_context(|| format!("cannot start the virtual phone on {}", args.listen))?;
-    println!("{}", sim.device_address());
+    let addr = sim.local_addr()?;
+    // The first line on stdout is the address to pass to --device, for scripts.
+    println!("tcp:{addr}");
     eprintln!("virtual phone listening; partitions in {}; stop with Ctrl-C", args.dir.display());
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    sim.serve_forever();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_partition(text: &str) -> Result<(String, u64)> {
