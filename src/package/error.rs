@@ -1,0 +1,235 @@
+//! Every way a package, a key or a trust directory can be refused.
+//!
+//! Each variant names one specific problem so that a technician reading the message knows
+//! what is wrong and with which file, partition or key, and so that callers and tests can
+//! match on the exact reason.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::keys::KeyId;
+use crate::protocol::sparse::SparseError;
+
+/// Why a package could not be packed, opened, verified or read, or a key not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// Reading or writing a file failed.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The package file is shorter than its own header says it must be.
+    #[error(
+        "the package file is incomplete (damaged or still downloading): it is {actual} bytes \
+         long but needs at least {needed}"
+    )]
+    Truncated {
+        /// Bytes the header and manifest account for so far.
+        needed: u64,
+        /// Actual file length.
+        actual: u64,
+    },
+    /// The package file has bytes after its last image.
+    #[error("the package file has {extra} unexpected bytes after its last image")]
+    TrailingBytes {
+        /// How many bytes follow the last image.
+        extra: u64,
+    },
+    /// The file does not start with the package magic.
+    #[error("this is not a flashline package (unrecognised file header)")]
+    BadMagic,
+    /// A container format version this build does not understand.
+    #[error("package format version {0} is not supported by this version of flashline")]
+    UnsupportedVersion(u32),
+    /// The manifest is larger than the fixed cap.
+    #[error("the package manifest is {size} bytes; at most {max} are allowed")]
+    ManifestTooLarge {
+        /// Declared or produced manifest length.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// The signed manifest is not valid JSON of the expected shape.
+    #[error("the package manifest is invalid: {0}")]
+    ManifestInvalid(String),
+    /// The release engineer's TOML manifest could not be read.
+    #[error("the manifest {path} is invalid: {message}")]
+    ManifestTomlInvalid {
+        /// The TOML file.
+        path: PathBuf,
+        /// The parser's explanation, with line and column.
+        message: String,
+    },
+    /// A list in the manifest is empty that must not be.
+    #[error("the manifest lists no {what}; at least one is required")]
+    EmptyList {
+        /// `"targets"` or `"images"`.
+        what: &'static str,
+    },
+    /// A list in the manifest or package is longer than allowed.
+    #[error("the package has {count} {what}; at most {max} are allowed")]
+    TooMany {
+        /// What was counted.
+        what: &'static str,
+        /// How many there are.
+        count: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// `min_battery_percent` is above 100.
+    #[error("min_battery_percent is {0}; it must be between 0 and 100")]
+    BatteryPercentOutOfRange(u8),
+    /// A name, product or text field breaks the allowed character set or length.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        /// Which kind of name (`"partition name"`, `"key name"`, …).
+        what: &'static str,
+        /// The offending value (printed escaped).
+        value: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// Two images write the same partition.
+    #[error("partition {0:?} appears more than once in the manifest")]
+    DuplicatePartition(String),
+    /// An image path in the TOML manifest escapes the manifest's directory.
+    #[error("image file {0:?} must be a relative path inside the manifest's directory")]
+    ImagePathInvalid(String),
+    /// An image source is a symlink, directory or device rather than a regular file.
+    #[error("{path} is not a regular file ({kind}); images must be plain files")]
+    NotARegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// An image of zero bytes.
+    #[error("the image for partition {partition:?} is empty")]
+    EmptyImage {
+        /// Its partition.
+        partition: String,
+    },
+    /// An image declares a size no real partition has.
+    #[error(
+        "the image for partition {partition:?} declares {size} bytes, more than any real image"
+    )]
+    DeclaredSizeTooLarge {
+        /// Its partition.
+        partition: String,
+        /// The declared size.
+        size: u64,
+    },
+    /// An image that starts like a sparse image but is not a valid one.
+    #[error("the image for partition {partition:?} is not a valid sparse image: {source}")]
+    SparseInvalid {
+        /// Its partition.
+        partition: String,
+        /// The sparse reader's reason.
+        #[source]
+        source: SparseError,
+    },
+    /// A sparse image with bytes after its last chunk.
+    #[error("the sparse image for partition {partition:?} has {extra} bytes after its last chunk")]
+    SparseTrailingData {
+        /// Its partition.
+        partition: String,
+        /// Bytes after the last chunk.
+        extra: u64,
+    },
+    /// A sparse record in the manifest whose numbers do not agree.
+    #[error("the sparse description of partition {partition:?} is inconsistent")]
+    SparseInfoInconsistent {
+        /// Its partition.
+        partition: String,
+    },
+    /// More signature entries than the format allows.
+    #[error("the package carries {count} signatures; at most {max} are allowed")]
+    TooManySignatures {
+        /// Declared count.
+        count: u32,
+        /// The cap.
+        max: u32,
+    },
+    /// The package is not signed at all.
+    #[error("the package is not signed")]
+    NoSignatures,
+    /// A signature by a key that is not in the trust store.
+    #[error("the package is signed by key {0}, which is not trusted on this computer")]
+    UnknownKey(KeyId),
+    /// A signature that does not verify.
+    #[error("the signature by key {0} is not valid: the package was altered or damaged")]
+    BadSignature(KeyId),
+    /// Two signature entries by the same key.
+    #[error("the package carries more than one signature by key {0}")]
+    DuplicateSignature(KeyId),
+    /// The manifest names a signer that did not sign it.
+    #[error("the manifest says it was signed by key {0}, but no signature by that key is present")]
+    SignerMismatch(KeyId),
+    /// An image's bytes do not match the signed sha256.
+    #[error(
+        "the image for partition {partition:?} does not match its signed checksum: the package \
+         was altered or damaged"
+    )]
+    HashMismatch {
+        /// Its partition.
+        partition: String,
+    },
+    /// An image yielded a different number of bytes than the manifest declares.
+    #[error(
+        "the image for partition {partition:?} has {actual} bytes, the manifest says {expected}"
+    )]
+    SizeMismatch {
+        /// Its partition.
+        partition: String,
+        /// Signed size.
+        expected: u64,
+        /// Bytes actually read.
+        actual: u64,
+    },
+    /// An image source file changed between hashing and copying during pack.
+    #[error("the image file for partition {partition:?} changed while it was being packed")]
+    ImageChanged {
+        /// Its partition.
+        partition: String,
+    },
+    /// The package file changed between opening and verifying.
+    #[error("the package file changed on disk while it was being checked")]
+    PackageChanged,
+    /// `open_image` with an index past the last image.
+    #[error("the package has {count} images; there is no image number {index}")]
+    NoSuchImage {
+        /// Requested index.
+        index: usize,
+        /// Number of images.
+        count: usize,
+    },
+    /// A key file that is not in the expected format.
+    #[error("key file {path} is invalid: {reason}")]
+    KeyFileInvalid {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `generate` would overwrite an existing key file.
+    #[error("{0} already exists; refusing to overwrite a key")]
+    KeyExists(PathBuf),
+    /// A small-order public key, which would accept forged signatures.
+    #[error("key file {0} holds a weak public key that must never be trusted")]
+    WeakKey(PathBuf),
+    /// Two different keys in the trust store share a key id.
+    #[error("two different trusted keys share the key id {0}")]
+    KeyIdCollision(KeyId),
+}
+
+impl PackageError {
+    /// Wraps an I/O error with the path it happened on.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| PackageError::Io { path, source }
+    }
+}

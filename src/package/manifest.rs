@@ -1,0 +1,364 @@
+//! The two manifests: the TOML a release engineer writes, and the JSON that gets signed.
+//!
+//! The signed manifest is produced by `serde_json` from [`Manifest`] at pack time and parsed
+//! back from the exact signed bytes with the same strict derive (unknown fields and duplicate
+//! fields are errors), so the verifier and the flasher always see one and the same object.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::KeyId;
+use super::{names, PackageError};
+
+/// Most targets one package may list.
+pub const MAX_TARGETS: usize = 64;
+/// Most images one package may carry.
+pub const MAX_IMAGES: usize = 128;
+/// Largest image size accepted (256 TiB): far beyond any real partition, far below where
+/// offset arithmetic could overflow, so absurd declared sizes fail early and by name.
+pub const MAX_IMAGE_SIZE: u64 = 1 << 48;
+
+/// The signed description of a package: what it is, which devices it fits and exactly which
+/// bytes go to which partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Release name (identifier charset).
+    pub name: String,
+    /// Release version, for people.
+    pub version: semver::Version,
+    /// Monotonic anti-rollback counter; compared with the device's, never the version.
+    pub security_version: u64,
+    /// Refuse to flash below this battery charge.
+    pub min_battery_percent: u8,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Devices this package fits.
+    pub targets: Vec<Target>,
+    /// Images in container order.
+    pub images: Vec<Image>,
+    /// Key id of the key that signed this manifest at pack time.
+    pub signer: KeyId,
+}
+
+/// One kind of device a package fits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// What the device reports as its product (fastboot `getvar product`).
+    pub product: String,
+}
+
+/// One image: the bytes destined for one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// Partition to write (identifier charset; goes into device commands).
+    pub partition: String,
+    /// The source file name, for display only; nothing is ever written under this name.
+    pub file: String,
+    /// Bytes stored in the package.
+    pub size: u64,
+    /// sha256 of those bytes.
+    pub sha256: Sha256Sum,
+    /// Present when the image is an Android sparse image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<SparseInfo>,
+}
+
+/// The facts of a sparse image's header, so the size on the device is known before flashing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseInfo {
+    /// Block size in bytes.
+    pub blk_sz: u32,
+    /// Blocks in the expanded image.
+    pub total_blks: u32,
+    /// `blk_sz * total_blks`: bytes the image occupies on the partition.
+    pub expanded_size: u64,
+}
+
+/// A sha256 digest, written as 64 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha256Sum(pub [u8; 32]);
+
+impl fmt::Display for Sha256Sum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl FromStr for Sha256Sum {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        super::decode_lower_hex(s)
+            .map(Sha256Sum)
+            .ok_or_else(|| format!("sha256 must be 64 lowercase hex digits, got {s:?}"))
+    }
+}
+
+impl TryFrom<String> for Sha256Sum {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Sha256Sum> for String {
+    fn from(sum: Sha256Sum) -> String {
+        sum.to_string()
+    }
+}
+
+impl Manifest {
+    /// Parses the exact signed bytes. Any deviation from the schema is an error.
+    pub(crate) fn from_signed_bytes(bytes: &[u8]) -> Result<Self, PackageError> {
+        let manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| PackageError::ManifestInvalid(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks every rule the schema cannot express.
+    pub(crate) fn validate(&self) -> Result<(), PackageError> {
+        check_release(
+            &self.name,
+            self.description.as_deref(),
+            self.min_battery_percent,
+            &self.targets,
+        )?;
+        check_partitions(self.images.iter().map(|i| i.partition.as_str()))?;
+        for image in &self.images {
+            image.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl Image {
+    fn validate(&self) -> Result<(), PackageError> {
+        names::display_text(
+            "image file name",
+            &self.file,
+            names::MAX_DISPLAY_NAME_LEN,
+            false,
+        )?;
+        if self.size == 0 {
+            return Err(PackageError::EmptyImage {
+                partition: self.partition.clone(),
+            });
+        }
+        if self.size > MAX_IMAGE_SIZE {
+            return Err(PackageError::DeclaredSizeTooLarge {
+                partition: self.partition.clone(),
+                size: self.size,
+            });
+        }
+        if let Some(sparse) = self.sparse {
+            let consistent = sparse.blk_sz != 0
+                && sparse.blk_sz % 4 == 0
+                && u64::from(sparse.blk_sz) * u64::from(sparse.total_blks) == sparse.expanded_size
+                && self.size >= crate::protocol::sparse::FILE_HEADER_LEN as u64;
+            if !consistent {
+                return Err(PackageError::SparseInfoInconsistent {
+                    partition: self.partition.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The release engineer's manifest (`pack` input).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceManifest {
+    pub name: String,
+    pub version: semver::Version,
+    pub security_version: u64,
+    pub min_battery_percent: u8,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target: Vec<Target>,
+    #[serde(default)]
+    pub image: Vec<SourceImage>,
+}
+
+/// One `[[image]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceImage {
+    pub partition: String,
+    /// Path relative to the manifest's directory.
+    pub file: String,
+}
+
+impl SourceManifest {
+    /// Checks everything that does not need the image files, so a typo is reported before
+    /// gigabytes are hashed.
+    pub(crate) fn validate(&self) -> Result<(), PackageError> {
+        check_release(
+            &self.name,
+            self.description.as_deref(),
+            self.min_battery_percent,
+            &self.target,
+        )?;
+        check_partitions(self.image.iter().map(|i| i.partition.as_str()))?;
+        for image in &self.image {
+            names::display_text(
+                "image file name",
+                &image.file,
+                names::MAX_DISPLAY_NAME_LEN,
+                false,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn check_release(
+    name: &str,
+    description: Option<&str>,
+    min_battery_percent: u8,
+    targets: &[Target],
+) -> Result<(), PackageError> {
+    names::identifier("package name", name)?;
+    if let Some(text) = description {
+        names::display_text("description", text, names::MAX_DESCRIPTION_LEN, true)?;
+    }
+    if min_battery_percent > 100 {
+        return Err(PackageError::BatteryPercentOutOfRange(min_battery_percent));
+    }
+    check_count("targets", targets.len(), MAX_TARGETS)?;
+    for target in targets {
+        names::product(&target.product)?;
+    }
+    Ok(())
+}
+
+fn check_partitions<'a>(
+    partitions: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), PackageError> {
+    check_count("images", partitions.len(), MAX_IMAGES)?;
+    let mut seen = BTreeSet::new();
+    for partition in partitions {
+        names::identifier("partition name", partition)?;
+        if !seen.insert(partition) {
+            return Err(PackageError::DuplicatePartition(partition.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), PackageError> {
+    if count == 0 {
+        return Err(PackageError::EmptyList { what });
+    }
+    if count > max {
+        return Err(PackageError::TooMany {
+            what,
+            count: count as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            name: "demo".into(),
+            version: semver::Version::new(1, 0, 0),
+            security_version: 3,
+            min_battery_percent: 30,
+            description: None,
+            targets: vec![Target {
+                product: "zte-demo-phone".into(),
+            }],
+            images: vec![Image {
+                partition: "boot".into(),
+                file: "boot.img".into(),
+                size: 4096,
+                sha256: Sha256Sum([0xab; 32]),
+                sparse: None,
+            }],
+            signer: KeyId::from_bytes([1; 8]),
+        }
+    }
+
+    #[test]
+    fn json_round_trip_is_exact() {
+        let bytes = serde_json::to_vec(&sample()).unwrap();
+        assert_eq!(Manifest::from_signed_bytes(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn strict_json() {
+        let text = String::from_utf8(serde_json::to_vec(&sample()).unwrap()).unwrap();
+        let unknown = text.replacen("{", "{\"extra\":1,", 1);
+        let duplicate = text.replacen("{", "{\"name\":\"other\",", 1);
+        let upper_hash = text.replace(&"ab".repeat(32), &"AB".repeat(32));
+        for bad in [unknown, duplicate, upper_hash, format!("{text} x")] {
+            assert!(
+                matches!(
+                    Manifest::from_signed_bytes(bad.as_bytes()),
+                    Err(PackageError::ManifestInvalid(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn semantic_rules() {
+        let mut m = sample();
+        m.images.push(m.images[0].clone());
+        assert!(matches!(m.validate(), Err(PackageError::DuplicatePartition(p)) if p == "boot"));
+        let mut m = sample();
+        m.images[0].size = 1 << 63;
+        assert!(matches!(
+            m.validate(),
+            Err(PackageError::DeclaredSizeTooLarge { .. })
+        ));
+        let mut m = sample();
+        m.images[0].size = 0;
+        assert!(matches!(m.validate(), Err(PackageError::EmptyImage { .. })));
+        let mut m = sample();
+        m.min_battery_percent = 101;
+        assert!(matches!(
+            m.validate(),
+            Err(PackageError::BatteryPercentOutOfRange(101))
+        ));
+        let mut m = sample();
+        m.targets.clear();
+        assert!(matches!(
+            m.validate(),
+            Err(PackageError::EmptyList { what: "targets" })
+        ));
+        let mut m = sample();
+        m.images[0].sparse = Some(SparseInfo {
+            blk_sz: 4096,
+            total_blks: 2,
+            expanded_size: 4096,
+        });
+        assert!(matches!(
+            m.validate(),
+            Err(PackageError::SparseInfoInconsistent { .. })
+        ));
+        let mut m = sample();
+        m.images[0].partition = "boot\n".into();
+        assert!(matches!(
+            m.validate(),
+            Err(PackageError::InvalidName { .. })
+        ));
+    }
+}

@@ -1,0 +1,377 @@
+//! Building a signed package from a TOML manifest, image files and a signing key.
+//!
+//! Each image is read twice: once to hash it (and, for sparse images, validate every
+//! chunk) so the signed manifest can be written first, and once to copy it, re-hashing as
+//! it goes so a file changed in between fails the pack instead of producing a package that
+//! can never verify. Output goes to a temporary file in the destination directory that is
+//! renamed over `out` only when complete, so `out` never holds a half-written package.
+//!
+//! Image files must be regular files named by a relative path inside the manifest's
+//! directory; symbolic links are refused, so what gets signed is exactly what is in the
+//! release directory and cannot silently follow a link elsewhere.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use super::container::{self, Header, SignatureEntry, MAX_MANIFEST_LEN};
+use super::keys::SecretKey;
+use super::manifest::{Image, SourceManifest, SparseInfo};
+use super::reader::BUFFER_LEN;
+use super::verify::file_kind;
+use super::{KeyId, Manifest, PackageError, Sha256Sum};
+use crate::protocol::sparse;
+
+/// What `pack` produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackSummary {
+    /// Where the package was written.
+    pub path: PathBuf,
+    /// The signed manifest as written.
+    pub manifest: Manifest,
+    /// Id of the signing key.
+    pub key_id: KeyId,
+    /// Total package size in bytes.
+    pub package_size: u64,
+    /// sha256 of the whole package file, for release notes.
+    pub package_sha256: Sha256Sum,
+}
+
+/// Packs the images listed in `manifest_toml` into one package at `out`, signed with the
+/// secret key in `key_file`.
+pub fn pack(
+    manifest_toml: &Path,
+    key_file: &Path,
+    out: &Path,
+) -> Result<PackSummary, PackageError> {
+    let source = read_source(manifest_toml)?;
+    let key = SecretKey::load(key_file)?;
+    let base = match manifest_toml.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+
+    let mut files = Vec::with_capacity(source.image.len());
+    let mut images = Vec::with_capacity(source.image.len());
+    for entry in &source.image {
+        let path = image_path(base, &entry.file)?;
+        let (file, image) = describe_image(&path, &entry.partition, &entry.file)?;
+        files.push((path, file));
+        images.push(image);
+    }
+
+    let manifest = Manifest {
+        name: source.name,
+        version: source.version,
+        security_version: source.security_version,
+        min_battery_percent: source.min_battery_percent,
+        description: source.description,
+        targets: source.target,
+        images,
+        signer: key.public().id(),
+    };
+    manifest.validate()?;
+    let manifest_bytes =
+        serde_json::to_vec(&manifest).map_err(|e| PackageError::ManifestInvalid(e.to_string()))?;
+    if manifest_bytes.len() as u64 > MAX_MANIFEST_LEN {
+        return Err(PackageError::ManifestTooLarge {
+            size: manifest_bytes.len() as u64,
+            max: MAX_MANIFEST_LEN,
+        });
+    }
+    let signature = SignatureEntry {
+        key_id: key.public().id(),
+        signature: key
+            .sign(&container::signed_message(&manifest_bytes))
+            .to_bytes(),
+    };
+    let header = Header {
+        manifest_len: manifest_bytes.len() as u64,
+        signature_count: 1,
+    };
+
+    let mut temp = TempFile::create(out)?;
+    let mut writer = HashingWriter::new(&mut temp.file);
+    let io_out = PackageError::io(out);
+    let prefix = [&header.encode()[..], &manifest_bytes, &signature.encode()].concat();
+    writer.write_all(&prefix).map_err(io_out)?;
+    for ((path, file), image) in files.iter_mut().zip(&manifest.images) {
+        copy_image(path, file, image, &mut writer, out)?;
+    }
+    let (package_size, package_sha256) = writer.finish();
+    temp.persist(out)?;
+    tracing::info!(path = %out.display(), sha256 = %package_sha256, "package written");
+    Ok(PackSummary {
+        path: out.to_owned(),
+        key_id: manifest.signer,
+        manifest,
+        package_size,
+        package_sha256,
+    })
+}
+
+/// Reads and checks the TOML manifest (capped like the signed one).
+fn read_source(path: &Path) -> Result<SourceManifest, PackageError> {
+    let file = File::open(path).map_err(PackageError::io(path))?;
+    let mut text = String::new();
+    file.take(MAX_MANIFEST_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(PackageError::io(path))?;
+    if text.len() as u64 > MAX_MANIFEST_LEN {
+        return Err(PackageError::ManifestTooLarge {
+            size: text.len() as u64,
+            max: MAX_MANIFEST_LEN,
+        });
+    }
+    let source: SourceManifest =
+        toml::from_str(&text).map_err(|e| PackageError::ManifestTomlInvalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    source.validate()?;
+    Ok(source)
+}
+
+/// Resolves an image's `file` under `base`, allowing only plain relative components.
+fn image_path(base: &Path, file: &str) -> Result<PathBuf, PackageError> {
+    let relative = Path::new(file);
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    if !plain || file.contains('\\') {
+        return Err(PackageError::ImagePathInvalid(file.to_owned()));
+    }
+    Ok(base.join(relative))
+}
+
+/// First pass over one image file: size, sha256 and, if sparse, its validated header.
+fn describe_image(
+    path: &Path,
+    partition: &str,
+    display: &str,
+) -> Result<(File, Image), PackageError> {
+    let io = |e| PackageError::Io {
+        path: path.to_owned(),
+        source: e,
+    };
+    let link_meta = path.symlink_metadata().map_err(io)?;
+    if !link_meta.is_file() {
+        return Err(PackageError::NotARegularFile {
+            path: path.to_owned(),
+            kind: file_kind(&link_meta),
+        });
+    }
+    let mut file = File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(PackageError::NotARegularFile {
+            path: path.to_owned(),
+            kind: file_kind(&meta),
+        });
+    }
+    if meta.len() == 0 {
+        return Err(PackageError::EmptyImage {
+            partition: partition.to_owned(),
+        });
+    }
+
+    let mut magic = [0u8; 4];
+    let magic_len = read_up_to(&mut file, &mut magic).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut hashing = HashingReader::new(BufReader::with_capacity(BUFFER_LEN, &mut file));
+    let sparse = if sparse::looks_sparse(&magic[..magic_len]) {
+        let header = sparse::expand(&mut hashing, &mut sparse::Validate).map_err(|source| {
+            PackageError::SparseInvalid {
+                partition: partition.to_owned(),
+                source,
+            }
+        })?;
+        let consumed = hashing.count;
+        io::copy(&mut hashing, &mut io::sink()).map_err(io)?;
+        if hashing.count > consumed {
+            return Err(PackageError::SparseTrailingData {
+                partition: partition.to_owned(),
+                extra: hashing.count - consumed,
+            });
+        }
+        Some(SparseInfo {
+            blk_sz: header.blk_sz,
+            total_blks: header.total_blks,
+            expanded_size: header.expanded_len(),
+        })
+    } else {
+        io::copy(&mut hashing, &mut io::sink()).map_err(io)?;
+        None
+    };
+    let (size, sha256) = hashing.finish();
+    if size != meta.len() {
+        return Err(PackageError::ImageChanged {
+            partition: partition.to_owned(),
+        });
+    }
+    let image = Image {
+        partition: partition.to_owned(),
+        file: display.to_owned(),
+        size,
+        sha256,
+        sparse,
+    };
+    Ok((file, image))
+}
+
+/// Second pass: copies the image into the package, proving it is unchanged since hashing.
+fn copy_image(
+    path: &Path,
+    file: &mut File,
+    image: &Image,
+    out: &mut impl Write,
+    out_path: &Path,
+) -> Result<(), PackageError> {
+    let io_in = PackageError::io(path);
+    file.seek(SeekFrom::Start(0)).map_err(io_in)?;
+    let mut source = HashingReader::new(file.take(image.size.saturating_add(1)));
+    let mut buf = vec![0u8; BUFFER_LEN];
+    loop {
+        let n = source.read(&mut buf).map_err(PackageError::io(path))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(PackageError::io(out_path))?;
+    }
+    if source.finish() != (image.size, image.sha256) {
+        return Err(PackageError::ImageChanged {
+            partition: image.partition.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full or the reader ends.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match r.read(&mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Counts and hashes everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    fn finish(self) -> (u64, Sha256Sum) {
+        (self.count, Sha256Sum(self.hasher.finalize().into()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Counts and hashes everything written through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    fn finish(self) -> (u64, Sha256Sum) {
+        (self.count, Sha256Sum(self.hasher.finalize().into()))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A uniquely named file next to the destination, removed unless persisted.
+struct TempFile {
+    path: PathBuf,
+    file: File,
+    persisted: bool,
+}
+
+impl TempFile {
+    fn create(out: &Path) -> Result<Self, PackageError> {
+        let dir = match out.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let stem = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let nonce: [u8; 8] = super::random().map_err(PackageError::io(out))?;
+        let path = dir.join(format!(".{stem}.{}.partial", hex::encode(nonce)));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(PackageError::io(&path))?;
+        Ok(TempFile {
+            path,
+            file,
+            persisted: false,
+        })
+    }
+
+    /// Flushes to disk and renames over `out`.
+    fn persist(mut self, out: &Path) -> Result<(), PackageError> {
+        self.file.sync_all().map_err(PackageError::io(&self.path))?;
+        std::fs::rename(&self.path, out).map_err(PackageError::io(out))?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Reading regions of an open package file by position, and the re-hashing image reader.
+//!
+//! All reads are positional (`pread` on unix, `seek_read` on Windows) on the one handle the
+//! package was verified through: no shared cursor, so several image readers can exist at
+//! once, and the path is never reopened, so the file verified is the file read.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use super::{PackageError, Sha256Sum};
+
+/// Buffer size for hashing and streaming: large enough for full disk throughput, fixed so a
+/// declared size never decides an allocation.
+pub(crate) const BUFFER_LEN: usize = 1 << 20;
+
+/// One positional read; may return fewer bytes than asked, 0 at end of file.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    loop {
+        #[cfg(unix)]
+        let result = std::os::unix::fs::FileExt::read_at(file, buf, offset);
+        #[cfg(windows)]
+        let result = std::os::windows::fs::FileExt::seek_read(file, buf, offset);
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns how many bytes were read.
+pub(crate) fn fill_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = read_at(file, &mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// Feeds `len` bytes starting at `offset` to `sink` in chunks of `buf`'s size; returns how
+/// many bytes existed (fewer than `len` if the file ended early).
+pub(crate) fn stream_at(
+    file: &File,
+    offset: u64,
+    len: u64,
+    buf: &mut [u8],
+    mut sink: impl FnMut(&[u8]),
+) -> io::Result<u64> {
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(buf.len() as u64) as usize;
+        let n = fill_at(file, &mut buf[..want], offset + done)?;
+        sink(&buf[..n]);
+        done += n as u64;
+        if n < want {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Reads one verified image from the package and hashes every byte it hands out.
+///
+/// Obtained from [`super::VerifiedPackage::open_image`]. The package was fully hashed when
+/// it was verified, but a file can still be rewritten afterwards by another process (RAUC
+/// CVE-2020-25860); [`ImageReader::finish`] proves that the bytes actually read are the
+/// signed ones. Call it before committing anything on the device.
+pub struct ImageReader {
+    file: Arc<File>,
+    partition: String,
+    offset: u64,
+    size: u64,
+    read: u64,
+    hasher: Sha256,
+    expected: Sha256Sum,
+}
+
+impl ImageReader {
+    pub(crate) fn new(
+        file: Arc<File>,
+        partition: String,
+        offset: u64,
+        size: u64,
+        expected: Sha256Sum,
+    ) -> Self {
+        ImageReader {
+            file,
+            partition,
+            offset,
+            size,
+            read: 0,
+            hasher: Sha256::new(),
+            expected,
+        }
+    }
+
+    /// The partition this image is for.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// Signed size of the image in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes handed out so far.
+    pub fn position(&self) -> u64 {
+        self.read
+    }
+
+    /// Confirms that exactly the signed number of bytes was read and that they hash to the
+    /// signed sha256; returns that digest.
+    pub fn finish(self) -> Result<Sha256Sum, PackageError> {
+        if self.read != self.size {
+            return Err(PackageError::SizeMismatch {
+                partition: self.partition,
+                expected: self.size,
+                actual: self.read,
+            });
+        }
+        let digest = Sha256Sum(self.hasher.finalize().into());
+        if digest != self.expected {
+            return Err(PackageError::HashMismatch {
+                partition: self.partition,
+            });
+        }
+        Ok(digest)
+    }
+}
+
+impl Read for ImageReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.size - self.read).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = read_at(&self.file, &mut buf[..want], self.offset + self.read)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::fmt::Debug for ImageReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageReader")
+            .field("partition", &self.partition)
+            .field("size", &self.size)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
