@@ -21,6 +21,10 @@ use crate::sim::phone::{PhoneConfig, PhoneSim};
 
 const MIB: u64 = 1024 * 1024;
 
+/// The demo key's secret half. It is public on purpose: packages it signs are trusted only
+/// for virtual devices.
+const DEMO_SECRET_KEY: &str = include_str!("../../assets/demo-keys/flashline-demo-INSECURE.key");
+
 /// Runs the demo in `dir` (or a temporary folder).
 pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
     let temp;
@@ -59,12 +63,15 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
          [[image]]\npartition = \"system\"\nfile = \"system.img\"\n",
     )?;
     let key = work.join("flashline-demo-INSECURE.key");
-    std::fs::write(&key, package::keys::DEMO_SECRET_KEY)?;
+    std::fs::write(&key, DEMO_SECRET_KEY)?;
     let pkg = work.join("demo-phone-stock-2.1.0.flpkg");
     let summary = package::pack(&pkg_dir.join("manifest.toml"), &key, &pkg)?;
     say(&format!(
         "Packed {} {} with {} images, signed with the demo key {} (trusted for virtual devices only).",
-        summary.name, summary.version, summary.images, summary.key_id
+        summary.manifest.name,
+        summary.manifest.version,
+        summary.manifest.images.len(),
+        summary.key_id
     ));
 
     let phone_dir = work.join("virtual-phone");

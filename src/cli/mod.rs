@@ -9,7 +9,6 @@ mod render;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -218,8 +217,13 @@ pub fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Key(KeyCommand::Gen { name, out }) => {
-            let (secret, public) = package::keys::generate(&name, &out)?;
-            println!("secret key: {}\npublic key: {}", secret.display(), public.display());
+            let key = package::generate_key(&name, &out)?;
+            println!(
+                "key id {}\nsecret key: {}\npublic key: {}",
+                key.key_id,
+                key.secret_path.display(),
+                key.public_path.display()
+            );
             println!("Keep the secret key offline. Technicians trust the .pub file.");
             Ok(ExitCode::SUCCESS)
         }
@@ -227,9 +231,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let summary = package::pack(&manifest, &key, &output)?;
             println!(
                 "packed {} {} ({} images) signed by key {} → {}",
-                summary.name,
-                summary.version,
-                summary.images,
+                summary.manifest.name,
+                summary.manifest.version,
+                summary.manifest.images.len(),
                 summary.key_id,
                 output.display()
             );
@@ -332,7 +336,7 @@ fn inspect(path: &Path, trust: &TrustArg, json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {
-        print!("{inspection}");
+        render::print_inspection(&inspection);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::{Battery, DeviceInfo};
 use crate::engine::{Event, Stage, Status};
+use crate::package::{Inspection, KeyScope, SignatureStatus};
 
 /// Renders events as they arrive.
 pub enum Renderer {
@@ -169,4 +170,44 @@ pub fn print_device(d: &DeviceInfo) {
     for (name, size) in &d.partitions {
         println!("   partition         {name:<14} {size} bytes");
     }
+}
+
+/// Prints a package inspection for people.
+pub fn print_inspection(i: &Inspection) {
+    let m = &i.manifest;
+    println!("package          {}", i.path.display());
+    println!("name             {}", m.name);
+    println!("version          {}", m.version);
+    println!("security version {}", m.security_version);
+    println!("min battery      {} %", m.min_battery_percent);
+    if let Some(d) = &m.description {
+        println!("description      {d}");
+    }
+    for t in &m.targets {
+        println!("target           {}", t.product);
+    }
+    for img in &m.images {
+        let kind = match &img.sparse {
+            Some(s) => format!("sparse, expands to {} bytes", s.expanded_size),
+            None => "raw".to_string(),
+        };
+        println!("image            {:<12} {} ({} bytes, {kind}) sha256 {}", img.partition, img.file, img.size, img.sha256);
+    }
+    println!("signer           {}", m.signer);
+    if i.signatures.is_empty() {
+        println!("signature        none: this package is not signed and will be rejected");
+    }
+    for s in &i.signatures {
+        let status = match &s.status {
+            SignatureStatus::Trusted { name, scope } => match scope {
+                KeyScope::Any => format!("valid, by trusted key {name}"),
+                KeyScope::VirtualOnly => format!("valid, by {name} (trusted for virtual devices only)"),
+            },
+            SignatureStatus::UnknownKey => "by a key that is not in the trust folder: rejected".into(),
+            SignatureStatus::BadSignature => "INVALID: the manifest was changed or the signature is damaged".into(),
+            SignatureStatus::Duplicate => "duplicate entry: rejected".into(),
+        };
+        println!("signature        key {}: {status}", s.key_id);
+    }
+    println!("(image hashes are checked by `flashline verify`)");
 }

@@ -5,7 +5,7 @@
 //! Google's client splits them, so devices see exactly what they are used to.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 
 use super::quirks::{Quirks, VarSpec};

@@ -131,7 +131,7 @@ pub trait SendReader: Read + Send {
 }
 
 /// Progress of one image write: bytes of the image consumed so far.
-pub type ProgressFn<'a> = dyn FnMut(u64) + Send + 'a;
+pub type ProgressFn<'a> = dyn FnMut(u64) + 'a;
 
 /// One driver per device family; the engine drives every family through this.
 pub trait Driver: Send {

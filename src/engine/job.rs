@@ -13,7 +13,7 @@ use super::plan::{self, FlashPlan};
 use super::preflight::{Overrides, Preflight};
 use super::report::{self, ImageReport, Outcome, PackageFacts, Report, Versions};
 use crate::device::quirks::Quirks;
-use crate::device::{discovery, DeviceInfo, Driver, ImageSource, SendReader};
+use crate::device::{discovery, DeviceInfo, ImageSource, SendReader};
 use crate::package::{ImageReader, Package, TrustStore, VerifiedPackage};
 
 /// Progress events are sent at most once per this many bytes (and at the end).
@@ -134,14 +134,14 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
         name: manifest.name.clone(),
         version: manifest.version.to_string(),
         security_version: manifest.security_version,
-        sha256: hex::encode(package.package_sha256()),
-        signer: signer.key_id.clone(),
+        sha256: package.package_sha256().to_string(),
+        signer: signer.key_id.to_string(),
         signer_name: signer.name.clone(),
     });
     emit(Event::PackageVerified {
         name: manifest.name.clone(),
         version: manifest.version.to_string(),
-        signer: signer.key_id.clone(),
+        signer: signer.key_id.to_string(),
         signer_name: signer.name.clone(),
     });
 
@@ -193,7 +193,7 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
             partition: w.partition.clone(),
             target: w.target.clone(),
             bytes: w.bytes,
-            sha256_signed: hex::encode(image.sha256),
+            sha256_signed: image.sha256.to_string(),
             sha256_sent: None,
             seconds: None,
             status: "not-started".into(),
@@ -323,24 +323,32 @@ impl ImageSource for PackageImage<'_> {
     }
 
     fn plan_reader(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(self.package.open_image(self.index)?))
+        Ok(Box::new(self.open()?))
     }
 
     fn send_reader(&self) -> std::io::Result<Box<dyn SendReader + '_>> {
-        Ok(Box::new(HashedSend(self.package.open_image(self.index)?)))
+        Ok(Box::new(HashedSend(self.open()?)))
+    }
+}
+
+impl PackageImage<'_> {
+    fn open(&self) -> std::io::Result<ImageReader> {
+        self.package
+            .open_image(self.index)
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 
 /// The package's hashing image reader as a driver's [`SendReader`].
-struct HashedSend<'a>(ImageReader<'a>);
+struct HashedSend(ImageReader);
 
-impl Read for HashedSend<'_> {
+impl Read for HashedSend {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.0.read(buf)
     }
 }
 
-impl SendReader for HashedSend<'_> {
+impl SendReader for HashedSend {
     fn verify(self: Box<Self>) -> Result<(), String> {
         self.0.finish().map(|_| ()).map_err(|e| e.to_string())
     }

@@ -86,7 +86,7 @@ impl Preflight {
             battery(m.min_battery_percent, device, overrides),
         ];
         for (image, (target, size)) in m.images.iter().zip(targets) {
-            checks.push(storage(&image.partition, target, image.expanded_len(), *size));
+            checks.push(storage(&image.partition, target, image.expanded_size(), *size));
         }
         Preflight { checks }
     }

@@ -141,6 +141,11 @@ impl Manifest {
 }
 
 impl Image {
+    /// Bytes the image occupies on the device once written (sparse images expanded).
+    pub fn expanded_size(&self) -> u64 {
+        self.sparse.map_or(self.size, |s| s.expanded_size)
+    }
+
     fn validate(&self) -> Result<(), PackageError> {
         names::display_text(
             "image file name",
