@@ -19,8 +19,19 @@ impl Bench {
         let bench = Bench {
             dir: tempfile::tempdir().unwrap(),
         };
-        let out = bench.run(&["key", "gen", "--name", "release", "--out", bench.path("keys").to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = bench.run(&[
+            "key",
+            "gen",
+            "--name",
+            "release",
+            "--out",
+            bench.path("keys").to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         bench
     }
 
@@ -37,7 +48,14 @@ impl Bench {
     }
 
     /// Writes the images and a manifest, packs them, returns the package path.
-    fn pack(&self, name: &str, version: &str, security: u64, product: &str, images: &[(&str, &[u8])]) -> PathBuf {
+    fn pack(
+        &self,
+        name: &str,
+        version: &str,
+        security: u64,
+        product: &str,
+        images: &[(&str, &[u8])],
+    ) -> PathBuf {
         let dir = self.path(&format!("src-{name}-{version}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut manifest = format!(
@@ -45,7 +63,9 @@ impl Bench {
         );
         for (partition, bytes) in images {
             std::fs::write(dir.join(format!("{partition}.img")), bytes).unwrap();
-            manifest.push_str(&format!("[[image]]\npartition = \"{partition}\"\nfile = \"{partition}.img\"\n"));
+            manifest.push_str(&format!(
+                "[[image]]\npartition = \"{partition}\"\nfile = \"{partition}.img\"\n"
+            ));
         }
         std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
         let pkg = self.path(&format!("{name}-{version}.flpkg"));
@@ -57,11 +77,20 @@ impl Bench {
             "-o",
             pkg.to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "pack failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pack failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         pkg
     }
 
-    fn flash(&self, pkg: &Path, phone: &RunningPhone, extra: &[&str]) -> (Output, serde_json::Value) {
+    fn flash(
+        &self,
+        pkg: &Path,
+        phone: &RunningPhone,
+        extra: &[&str],
+    ) -> (Output, serde_json::Value) {
         let report = self.path("report.json");
         let _ = std::fs::remove_file(&report);
         let keys = self.path("keys");
@@ -80,7 +109,8 @@ impl Bench {
         args.extend(extra);
         let out = self.run(&args);
         let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&report).expect("a report is always written")).unwrap();
+            serde_json::from_slice(&std::fs::read(&report).expect("a report is always written"))
+                .unwrap();
         (out, report)
     }
 
@@ -109,8 +139,16 @@ fn image(random: usize, zeros: usize, fill: usize) -> Vec<u8> {
 
 fn assert_prefix(partition: &Path, expected: &[u8]) {
     let stored = std::fs::read(partition).unwrap();
-    assert!(stored.len() >= expected.len(), "{} is smaller than the image", partition.display());
-    assert!(stored[..expected.len()] == *expected, "{} does not hold the image", partition.display());
+    assert!(
+        stored.len() >= expected.len(),
+        "{} is smaller than the image",
+        partition.display()
+    );
+    assert!(
+        stored[..expected.len()] == *expected,
+        "{} does not hold the image",
+        partition.display()
+    );
 }
 
 fn hashes(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -118,7 +156,12 @@ fn hashes(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "img"))
-        .map(|p| (p.display().to_string(), Sha256::digest(std::fs::read(&p).unwrap()).to_vec()))
+        .map(|p| {
+            (
+                p.display().to_string(),
+                Sha256::digest(std::fs::read(&p).unwrap()).to_vec(),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -133,7 +176,10 @@ fn events(out: &Output) -> Vec<serde_json::Value> {
 
 fn small_phone() -> PhoneConfig {
     PhoneConfig {
-        partitions: vec![("boot".into(), 4 * MIB as u64), ("system".into(), 8 * MIB as u64)],
+        partitions: vec![
+            ("boot".into(), 4 * MIB as u64),
+            ("system".into(), 8 * MIB as u64),
+        ],
         ..PhoneConfig::default()
     }
 }
@@ -143,10 +189,20 @@ fn raw_images_land_byte_for_byte_on_a_plain_phone() {
     let bench = Bench::new();
     let boot = image(MIB, 0, 0);
     let system = image(2 * MIB, MIB, 4096);
-    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot), ("system", &system)]);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("boot", &boot), ("system", &system)],
+    );
     let (phone, dir) = bench.phone(small_phone());
     let (out, report) = bench.flash(&pkg, &phone, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_prefix(&dir.join("boot.img"), &boot);
     assert_prefix(&dir.join("system.img"), &system);
     assert_eq!(report["outcome"], "success");
@@ -162,7 +218,13 @@ fn raw_images_land_byte_for_byte_on_a_plain_phone() {
 fn images_larger_than_the_download_buffer_are_split_into_sparse_pieces() {
     let bench = Bench::new();
     let system = image(3 * MIB, 2 * MIB, 64 * 1024);
-    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("system", &system)]);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("system", &system)],
+    );
     let (phone, dir) = bench.phone(PhoneConfig {
         max_download_size: MIB as u32,
         ..small_phone()
@@ -170,8 +232,15 @@ fn images_larger_than_the_download_buffer_are_split_into_sparse_pieces() {
     let (out, report) = bench.flash(&pkg, &phone, &[]);
     assert!(out.status.success(), "{report:#}");
     assert_prefix(&dir.join("system.img"), &system);
-    let downloads = phone.commands().iter().filter(|c| c.starts_with("download:")).count();
-    assert!(downloads >= 4, "expected several sparse pieces, saw {downloads} downloads");
+    let downloads = phone
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("download:"))
+        .count();
+    assert!(
+        downloads >= 4,
+        "expected several sparse pieces, saw {downloads} downloads"
+    );
 }
 
 #[test]
@@ -189,12 +258,19 @@ fn ab_phone_gets_the_inactive_slot_and_switches_last() {
     let (out, report) = bench.flash(&pkg, &phone, &[]);
     assert!(out.status.success(), "{report:#}");
     assert_prefix(&dir.join("boot_b.img"), &boot);
-    assert_eq!(std::fs::read(dir.join("boot_a.img")).unwrap(), before_a, "the running slot is untouched");
+    assert_eq!(
+        std::fs::read(dir.join("boot_a.img")).unwrap(),
+        before_a,
+        "the running slot is untouched"
+    );
     assert_eq!(report["activated_slot"], "b");
     let commands = phone.commands();
     let flash = commands.iter().position(|c| c == "flash:boot_b").unwrap();
     let switch = commands.iter().position(|c| c == "set_active:b").unwrap();
-    assert!(flash < switch, "the slot is switched only after the write: {commands:?}");
+    assert!(
+        flash < switch,
+        "the slot is switched only after the write: {commands:?}"
+    );
 }
 
 #[test]
@@ -231,7 +307,13 @@ fn every_refusal_leaves_every_partition_unchanged() {
         ),
         (
             "image larger than its partition",
-            bench.pack("big", "2.1.0", 7, "zte-demo-phone", &[("boot", &image(5 * MIB, 0, 0))]),
+            bench.pack(
+                "big",
+                "2.1.0",
+                7,
+                "zte-demo-phone",
+                &[("boot", &image(5 * MIB, 0, 0))],
+            ),
             small_phone(),
             "storage:boot",
         ),
@@ -250,7 +332,13 @@ fn every_refusal_leaves_every_partition_unchanged() {
             .map(|c| c["name"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(refused, vec![check.to_string()], "{what}");
-        assert!(!phone.commands().iter().any(|c| c.starts_with("download") || c.starts_with("flash")), "{what}");
+        assert!(
+            !phone
+                .commands()
+                .iter()
+                .any(|c| c.starts_with("download") || c.starts_with("flash")),
+            "{what}"
+        );
         assert_eq!(hashes(&dir), before, "{what}: partitions changed");
         phone.stop();
     }
@@ -271,7 +359,13 @@ fn allow_older_is_an_explicit_recorded_choice() {
 #[test]
 fn a_damaged_or_untrusted_package_is_rejected_before_the_device_is_touched() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &image(64 * 1024, 0, 0))]);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("boot", &image(64 * 1024, 0, 0))],
+    );
     let good = std::fs::read(&pkg).unwrap();
     let (phone, _dir) = bench.phone(small_phone());
     let bad = bench.path("bad.flpkg");
@@ -292,25 +386,51 @@ fn a_damaged_or_untrusted_package_is_rejected_before_the_device_is_touched() {
         let (out, report) = bench.flash(&bad, &phone, &[]);
         assert_eq!(out.status.code(), Some(3), "{what}");
         assert_eq!(report["outcome"], "package-rejected", "{what}");
-        assert!(report["error"].as_str().unwrap().starts_with("package rejected"), "{what}");
+        assert!(
+            report["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("package rejected"),
+            "{what}"
+        );
     }
     // Signed by a key the technician never trusted.
     let other = Bench::new();
-    let foreign = other.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &image(4096, 0, 0))]);
+    let foreign = other.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("boot", &image(4096, 0, 0))],
+    );
     let (out, report) = bench.flash(&foreign, &phone, &[]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(report["error"].as_str().unwrap().contains("key"), "{report:#}");
-    assert!(phone.commands().is_empty(), "no connection may be opened: {:?}", phone.commands());
+    assert!(
+        report["error"].as_str().unwrap().contains("key"),
+        "{report:#}"
+    );
+    assert!(
+        phone.commands().is_empty(),
+        "no connection may be opened: {:?}",
+        phone.commands()
+    );
 }
 
 #[test]
 fn a_device_without_version_facts_flashes_and_history_guards_downgrades() {
-    // The quirks file reads this model's version and battery from variables the virtual
-    // phone does not serve, so it looks like a device that reports neither.
+    // The quirks file reads this model's version and battery percentage from variables the
+    // virtual phone does not serve, so it looks like a device that reports neither and only
+    // says `battery-soc-ok: yes`.
     let bench = Bench::new();
     let boot = image(MIB, 0, 0);
     let new = bench.pack("legacy", "3.0.0", 5, "zte-legacy-phone", &[("boot", &boot)]);
-    let old = bench.pack("legacy", "2.0.0", 5, "zte-legacy-phone", &[("boot", &image(MIB / 2, 0, 0))]);
+    let old = bench.pack(
+        "legacy",
+        "2.0.0",
+        5,
+        "zte-legacy-phone",
+        &[("boot", &image(MIB / 2, 0, 0))],
+    );
     let (phone, dir) = bench.phone(PhoneConfig {
         product: "zte-legacy-phone".into(),
         battery_percent: None,
@@ -319,13 +439,26 @@ fn a_device_without_version_facts_flashes_and_history_guards_downgrades() {
     let (out, report) = bench.flash(&new, &phone, &[]);
     assert!(out.status.success(), "{report:#}");
     assert_prefix(&dir.join("boot.img"), &boot);
-    let battery = report["preflight"].as_array().unwrap().iter().find(|c| c["name"] == "battery").unwrap();
+    let battery = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "battery")
+        .unwrap();
     assert_eq!(battery["status"], "pass", "battery-soc-ok: yes passes");
     let before = hashes(&dir);
     let (out, report) = bench.flash(&old, &phone, &[]);
     assert_eq!(out.status.code(), Some(4), "{report:#}");
-    let version = report["preflight"].as_array().unwrap().iter().find(|c| c["name"] == "version").unwrap();
-    assert!(version["message"].as_str().unwrap().contains("history"), "{version:#}");
+    let version = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "version")
+        .unwrap();
+    assert!(
+        version["message"].as_str().unwrap().contains("history"),
+        "{version:#}"
+    );
     assert_eq!(hashes(&dir), before);
 }
 
@@ -334,7 +467,8 @@ fn the_demo_key_is_not_trusted_for_real_devices_by_default() {
     let bench = Bench::new();
     let trust = bench.path("home/trust");
     std::fs::create_dir_all(&trust).unwrap();
-    let demo_pub = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-keys/flashline-demo-INSECURE.pub");
+    let demo_pub =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-keys/flashline-demo-INSECURE.pub");
     std::fs::copy(&demo_pub, trust.join("flashline-demo-INSECURE.pub")).unwrap();
     let dir = bench.path("src");
     std::fs::create_dir_all(&dir).unwrap();
@@ -345,24 +479,60 @@ fn the_demo_key_is_not_trusted_for_real_devices_by_default() {
     )
     .unwrap();
     let pkg = bench.path("demo.flpkg");
-    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-keys/flashline-demo-INSECURE.key");
-    let out = bench.run(&["pack", dir.join("manifest.toml").to_str().unwrap(), "--key", key.to_str().unwrap(), "-o", pkg.to_str().unwrap()]);
+    let key =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-keys/flashline-demo-INSECURE.key");
+    let out = bench.run(&[
+        "pack",
+        dir.join("manifest.toml").to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        pkg.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let (phone, _) = bench.phone(small_phone());
     let address = phone.device_address();
-    let out = bench.run(&["flash", pkg.to_str().unwrap(), "--device", &address, "--json"]);
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = bench.run(&[
+        "flash",
+        pkg.to_str().unwrap(),
+        "--device",
+        &address,
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("trusted only for virtual devices"));
     // Named explicitly, the user takes responsibility: it is trusted.
     let demo_keys = demo_pub.parent().unwrap().to_str().unwrap();
-    let out = bench.run(&["flash", pkg.to_str().unwrap(), "--device", &address, "--trust", demo_keys]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = bench.run(&[
+        "flash",
+        pkg.to_str().unwrap(),
+        "--device",
+        &address,
+        "--trust",
+        demo_keys,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
 fn dry_run_writes_nothing_and_info_reads_the_device() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &image(MIB, 0, 0))]);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("boot", &image(MIB, 0, 0))],
+    );
     let (phone, dir) = bench.phone(small_phone());
     let before = hashes(&dir);
     let (out, report) = bench.flash(&pkg, &phone, &["--dry-run"]);

@@ -47,7 +47,12 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
     say("flashline demo: a signed package flashed onto a virtual A/B phone\n");
     let pkg_dir = work.join("package");
     std::fs::create_dir_all(&pkg_dir)?;
-    write_image(&pkg_dir.join("boot.img"), 8 * MIB, Some(("2.1.0", 8)), &[(8 * MIB, true)])?;
+    write_image(
+        &pkg_dir.join("boot.img"),
+        8 * MIB,
+        Some(("2.1.0", 8)),
+        &[(8 * MIB, true)],
+    )?;
     write_image(
         &pkg_dir.join("system.img"),
         48 * MIB,
@@ -112,12 +117,19 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
 
     let mut all_equal = true;
     for image in &report.images {
-        let equal = same_prefix(&pkg_dir.join(format!("{}.img", image.partition)), &phone_dir.join(format!("{}.img", image.target)))?;
+        let equal = same_prefix(
+            &pkg_dir.join(format!("{}.img", image.partition)),
+            &phone_dir.join(format!("{}.img", image.target)),
+        )?;
         all_equal &= equal;
         say(&format!(
             "Bytes on the virtual phone, {}: {}",
             image.target,
-            if equal { "identical to the package image" } else { "DIFFERENT" }
+            if equal {
+                "identical to the package image"
+            } else {
+                "DIFFERENT"
+            }
         ));
     }
     if let Some(after) = &report.after {
@@ -131,12 +143,21 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
         say("(The demo used a temporary folder; pass --dir DIR to keep the package, the partitions and the report.)");
     }
     phone.stop();
-    Ok(if all_equal { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_equal {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Writes a demo image: `regions` of (length, random?) — random bytes or zeros — with an
 /// optional version marker the virtual phone reads back after flashing.
-fn write_image(path: &Path, len: u64, marker: Option<(&str, u64)>, regions: &[(u64, bool)]) -> Result<()> {
+fn write_image(
+    path: &Path,
+    len: u64,
+    marker: Option<(&str, u64)>,
+    regions: &[(u64, bool)],
+) -> Result<()> {
     let mut out = BufWriter::new(File::create(path)?);
     let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ len;
     let mut block = vec![0u8; MIB as usize];
@@ -157,7 +178,8 @@ fn write_image(path: &Path, len: u64, marker: Option<(&str, u64)>, regions: &[(u
             }
             if written == 0 {
                 if let Some((version, security)) = marker {
-                    let tag = format!("FLASHLINE-VERSION={version}\nFLASHLINE-SECURITY={security}\n");
+                    let tag =
+                        format!("FLASHLINE-VERSION={version}\nFLASHLINE-SECURITY={security}\n");
                     block[..tag.len()].copy_from_slice(tag.as_bytes());
                 }
             }

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::device::quirks::Quirks;
 use crate::device::discovery;
+use crate::device::quirks::Quirks;
 use crate::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome, Overrides};
 use crate::package::{self, Origin, Package, TrustStore};
 use crate::sim::phone::{PhoneConfig, PhoneSim};
@@ -27,7 +27,11 @@ pub const EXIT_PREFLIGHT_REFUSED: u8 = 4;
 pub const EXIT_DEVICE_ERROR: u8 = 5;
 
 #[derive(Parser)]
-#[command(name = "flashline", version, about = "Flash signed firmware onto phones, modems and hotspots")]
+#[command(
+    name = "flashline",
+    version,
+    about = "Flash signed firmware onto phones, modems and hotspots"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -201,22 +205,39 @@ pub fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLASHLINE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FLASHLINE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// An error and its causes in one line, leaving out causes the message already quotes.
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Key(KeyCommand::Gen { name, out }) => {
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             let key = package::generate_key(&name, &out)?;
             println!(
                 "key id {}\nsecret key: {}\npublic key: {}",
@@ -227,7 +248,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             println!("Keep the secret key offline. Technicians trust the .pub file.");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pack { manifest, key, output } => {
+        Command::Pack {
+            manifest,
+            key,
+            output,
+        } => {
             let summary = package::pack(&manifest, &key, &output)?;
             println!(
                 "packed {} {} ({} images) signed by key {} → {}",
@@ -261,7 +286,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Inspect { package, trust, json } => inspect(&package, &trust, json),
+        Command::Inspect {
+            package,
+            trust,
+            json,
+        } => inspect(&package, &trust, json),
         Command::Devices { connect, json } => {
             let found = discovery::scan(&connect, &Quirks::builtin());
             if json {
@@ -288,7 +317,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let info = match info {
                 Ok(info) => info,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", chain(&e));
                     return Ok(ExitCode::from(EXIT_DEVICE_ERROR));
                 }
             };
@@ -413,7 +442,10 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
     let addr = sim.local_addr()?;
     // The first line on stdout is the address to pass to --device, for scripts.
     println!("tcp:{addr}");
-    eprintln!("virtual phone listening; partitions in {}; stop with Ctrl-C", args.dir.display());
+    eprintln!(
+        "virtual phone listening; partitions in {}; stop with Ctrl-C",
+        args.dir.display()
+    );
     sim.serve_forever();
     Ok(ExitCode::SUCCESS)
 }
@@ -427,7 +459,9 @@ fn parse_partition(text: &str) -> Result<(String, u64)> {
         Some((i, _)) => size.split_at(i),
         None => (size, ""),
     };
-    let n: u64 = digits.parse().with_context(|| format!("bad size {size:?}"))?;
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("bad size {size:?}"))?;
     let mult: u64 = match unit.to_ascii_uppercase().as_str() {
         "" => 1,
         "K" | "KIB" => 1 << 10,

@@ -154,7 +154,8 @@ pub fn print_device(d: &DeviceInfo) {
     println!("   firmware version  {}", or(&d.firmware_version_raw));
     println!(
         "   security version  {}",
-        d.security_version.map_or("not reported".into(), |v| v.to_string())
+        d.security_version
+            .map_or("not reported".into(), |v| v.to_string())
     );
     let battery = match d.battery {
         Battery::Percent(p) => format!("{p} %"),
@@ -191,7 +192,10 @@ pub fn print_inspection(i: &Inspection) {
             Some(s) => format!("sparse, expands to {} bytes", s.expanded_size),
             None => "raw".to_string(),
         };
-        println!("image            {:<12} {} ({} bytes, {kind}) sha256 {}", img.partition, img.file, img.size, img.sha256);
+        println!(
+            "image            {:<12} {} ({} bytes, {kind}) sha256 {}",
+            img.partition, img.file, img.size, img.sha256
+        );
     }
     println!("signer           {}", m.signer);
     if i.signatures.is_empty() {
@@ -201,10 +205,16 @@ pub fn print_inspection(i: &Inspection) {
         let status = match &s.status {
             SignatureStatus::Trusted { name, scope } => match scope {
                 KeyScope::Any => format!("valid, by trusted key {name}"),
-                KeyScope::VirtualOnly => format!("valid, by {name} (trusted for virtual devices only)"),
+                KeyScope::VirtualOnly => {
+                    format!("valid, by {name} (trusted for virtual devices only)")
+                }
             },
-            SignatureStatus::UnknownKey => "by a key that is not in the trust folder: rejected".into(),
-            SignatureStatus::BadSignature => "INVALID: the manifest was changed or the signature is damaged".into(),
+            SignatureStatus::UnknownKey => {
+                "by a key that is not in the trust folder: rejected".into()
+            }
+            SignatureStatus::BadSignature => {
+                "INVALID: the manifest was changed or the signature is damaged".into()
+            }
             SignatureStatus::Duplicate => "duplicate entry: rejected".into(),
         };
         println!("signature        key {}: {status}", s.key_id);

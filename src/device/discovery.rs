@@ -33,10 +33,18 @@ pub struct Found {
 }
 
 /// Opens a driver for `address`. `is_virtual` marks flashline's own virtual devices.
-pub fn open(address: &str, quirks: &Quirks, is_virtual: bool) -> Result<Box<dyn Driver>, DeviceError> {
+pub fn open(
+    address: &str,
+    quirks: &Quirks,
+    is_virtual: bool,
+) -> Result<Box<dyn Driver>, DeviceError> {
     if let Some(hostport) = address.strip_prefix("tcp:") {
         let transport = TcpTransport::connect(hostport, CONNECT_TIMEOUT)?;
-        return Ok(Box::new(FastbootDriver::new(transport, quirks.clone(), is_virtual)));
+        return Ok(Box::new(FastbootDriver::new(
+            transport,
+            quirks.clone(),
+            is_virtual,
+        )));
     }
     let selector = address.strip_prefix("usb:").unwrap_or(address);
     if selector.is_empty() {
@@ -45,7 +53,11 @@ pub fn open(address: &str, quirks: &Quirks, is_virtual: bool) -> Result<Box<dyn 
         )));
     }
     let transport = UsbTransport::open(address)?;
-    Ok(Box::new(FastbootDriver::new(transport, quirks.clone(), false)))
+    Ok(Box::new(FastbootDriver::new(
+        transport,
+        quirks.clone(),
+        false,
+    )))
 }
 
 /// Lists fastboot devices on USB, plus each `connect` address that answers.

@@ -19,6 +19,9 @@ use crate::transport::Transport;
 const MAX_DEVICE_STRING: usize = 64;
 /// Bytes read from the image per transport write.
 const CHUNK: usize = 1024 * 1024;
+/// Google's client never builds a sparse piece larger than this, whatever the device
+/// accepts; keeping the same budget gives devices the pieces they were tested with.
+const RESPARSE_LIMIT: u64 = 1024 * 1024 * 1024;
 
 /// Drives one device in fastboot mode.
 pub struct FastbootDriver<T: Transport> {
@@ -51,7 +54,11 @@ impl<T: Transport> FastbootDriver<T> {
         }
     }
 
-    fn fact(&mut self, vars: &BTreeMap<String, String>, spec: &VarSpec) -> Result<Option<String>, DeviceError> {
+    fn fact(
+        &mut self,
+        vars: &BTreeMap<String, String>,
+        spec: &VarSpec,
+    ) -> Result<Option<String>, DeviceError> {
         let raw = match vars.get(&spec.var) {
             Some(v) => Some(v.clone()),
             None => self.client.getvar(&spec.var)?,
@@ -59,7 +66,11 @@ impl<T: Transport> FastbootDriver<T> {
         Ok(raw.and_then(|r| spec.convert(&r)))
     }
 
-    fn var(&mut self, vars: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, DeviceError> {
+    fn var(
+        &mut self,
+        vars: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Result<Option<String>, DeviceError> {
         match vars.get(name) {
             Some(v) => Ok(Some(v.clone())),
             None => Ok(self.client.getvar(name)?),
@@ -85,7 +96,12 @@ impl<T: Transport> Driver for FastbootDriver<T> {
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         // One `getvar:all` answers most questions in one round trip; anything it lacks is
         // asked for on its own, since bootloaders implement `all` very differently.
-        let vars: BTreeMap<String, String> = self.client.getvar_all().unwrap_or_default().into_iter().collect();
+        let vars: BTreeMap<String, String> = self
+            .client
+            .getvar_all()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let product = self.var(&vars, "product")?.map(|s| clean(&s));
         let serial = self.var(&vars, "serialno")?.map(|s| clean(&s));
         let facts = self.quirks.fastboot_facts(product.as_deref());
@@ -114,7 +130,9 @@ impl<T: Transport> Driver for FastbootDriver<T> {
                 _ => Battery::Unknown,
             },
         };
-        let max_download = self.var(&vars, "max-download-size")?.and_then(|v| parse_number(&v));
+        let max_download = self
+            .var(&vars, "max-download-size")?
+            .and_then(|v| parse_number(&v));
         self.max_download = max_download.map(|m| m.min(u64::from(u32::MAX)));
 
         let slot_count = self
@@ -187,7 +205,10 @@ impl<T: Transport> Driver for FastbootDriver<T> {
     }
 
     fn take_messages(&mut self) -> Vec<String> {
-        self.messages.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+        self.messages
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
     }
 }
 
@@ -203,7 +224,10 @@ impl<T: Transport> FastbootDriver<T> {
     ) -> Result<(), DeviceError> {
         let len = u32::try_from(image.len())
             .map_err(|_| DeviceError::BadAddress("image too large for one download".into()))?;
-        let mut src = Counting::new(image.send_reader().map_err(DeviceError::ImageRead)?, progress);
+        let mut src = Counting::new(
+            image.send_reader().map_err(DeviceError::ImageRead)?,
+            progress,
+        );
         self.client.download(len, |w| {
             let mut left = u64::from(len);
             while left > 0 {
@@ -214,7 +238,9 @@ impl<T: Transport> FastbootDriver<T> {
             }
             Ok(())
         })?;
-        src.into_inner().verify().map_err(DeviceError::ImageChanged)?;
+        src.into_inner()
+            .verify()
+            .map_err(DeviceError::ImageChanged)?;
         self.client.flash(partition)?;
         Ok(())
     }
@@ -234,8 +260,11 @@ impl<T: Transport> FastbootDriver<T> {
         } else {
             sparse::scan_raw(plan_reader, image.len())?
         };
-        let pieces = sparse::split(&layout, limit)?;
-        let src = Counting::new(image.send_reader().map_err(DeviceError::ImageRead)?, progress);
+        let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT))?;
+        let src = Counting::new(
+            image.send_reader().map_err(DeviceError::ImageRead)?,
+            progress,
+        );
         let mut cursor = SourceCursor::new(src);
         let last = pieces.len().saturating_sub(1);
         for (i, piece) in pieces.iter().enumerate() {
@@ -251,7 +280,9 @@ impl<T: Transport> FastbootDriver<T> {
                 // read, hashed and found equal to the signed image first.
                 cursor.drain_to_end()?;
                 let src = cursor.into_inner();
-                src.into_inner().verify().map_err(DeviceError::ImageChanged)?;
+                src.into_inner()
+                    .verify()
+                    .map_err(DeviceError::ImageChanged)?;
                 self.client.flash(partition)?;
                 return Ok(());
             }
@@ -321,7 +352,10 @@ mod tests {
 
     #[test]
     fn versions_are_read_leniently() {
-        assert_eq!(lenient_version("2.1.0"), Some(semver::Version::new(2, 1, 0)));
+        assert_eq!(
+            lenient_version("2.1.0"),
+            Some(semver::Version::new(2, 1, 0))
+        );
         assert_eq!(lenient_version("v3"), Some(semver::Version::new(3, 0, 0)));
         assert_eq!(lenient_version("1.4"), Some(semver::Version::new(1, 4, 0)));
         assert_eq!(lenient_version("1.2.3.4"), None);

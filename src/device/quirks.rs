@@ -221,7 +221,8 @@ impl VarSpec {
         match self.millivolts {
             Some([empty, full]) => {
                 let mv: u32 = text.parse().ok()?;
-                let pct = (u64::from(mv.clamp(empty, full) - empty) * 100) / u64::from(full - empty);
+                let pct =
+                    (u64::from(mv.clamp(empty, full) - empty) * 100) / u64::from(full - empty);
                 Some(pct.to_string())
             }
             None => Some(text),
@@ -261,7 +262,9 @@ mod tests {
         let base = "[fastboot]\nfirmware_version={var=\"a\"}\nsecurity_version={var=\"b\"}\nbattery_percent={var=\"c\"}\n";
         assert!(Quirks::parse(base).is_ok());
         assert!(matches!(
-            Quirks::parse(&format!("{base}[[model]]\nproduct=\"x\"\n[[model]]\nproduct=\"x\"\n")),
+            Quirks::parse(&format!(
+                "{base}[[model]]\nproduct=\"x\"\n[[model]]\nproduct=\"x\"\n"
+            )),
             Err(QuirksError::DuplicateProduct(_))
         ));
         assert!(matches!(
@@ -287,6 +290,9 @@ mod tests {
             Quirks::builtin().udev_rules(),
             "udev/70-flashline.rules is stale: regenerate it with `flashline udev-rules > udev/70-flashline.rules`"
         );
-        assert!(!committed.contains("MODE="), "access is granted by uaccess only");
+        assert!(
+            !committed.contains("MODE="),
+            "access is granted by uaccess only"
+        );
     }
 }

@@ -57,7 +57,12 @@ impl History {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(HistoryError::Io { path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(HistoryError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
         };
         serde_json::from_str(&text).map_err(|source| HistoryError::Damaged {
             path: path.display().to_string(),
@@ -74,7 +79,10 @@ impl History {
     pub fn record(path: &Path, serial: &str, entry: HistoryEntry) -> Result<(), HistoryError> {
         let mut history = Self::load(path)?;
         history.devices.insert(serial.to_string(), entry);
-        let io = |source| HistoryError::Io { path: path.display().to_string(), source };
+        let io = |source| HistoryError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -104,6 +112,9 @@ mod tests {
         History::record(&path, "../S1", entry.clone()).unwrap();
         assert_eq!(History::load(&path).unwrap().get("../S1"), Some(&entry));
         std::fs::write(&path, "{").unwrap();
-        assert!(matches!(History::load(&path), Err(HistoryError::Damaged { .. })));
+        assert!(matches!(
+            History::load(&path),
+            Err(HistoryError::Damaged { .. })
+        ));
     }
 }

@@ -109,7 +109,10 @@ pub fn run(req: &JobRequest, emit: &mut dyn FnMut(Event)) -> Report {
         Ok(()) => (Some(path), error),
         Err(e) => {
             let msg = format!("could not write the report to {}: {e}", path.display());
-            (None, Some(error.map_or(msg.clone(), |err| format!("{err}; {msg}"))))
+            (
+                None,
+                Some(error.map_or(msg.clone(), |err| format!("{err}; {msg}"))),
+            )
         }
     };
     emit(Event::Finished {
@@ -122,8 +125,14 @@ pub fn run(req: &JobRequest, emit: &mut dyn FnMut(Event)) -> Report {
 
 type Stop = (Outcome, String);
 
-fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> Result<Outcome, Stop> {
-    emit(Event::Stage { stage: Stage::Verify });
+fn steps(
+    req: &JobRequest,
+    report: &mut Report,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Outcome, Stop> {
+    emit(Event::Stage {
+        stage: Stage::Verify,
+    });
     let package = Package::open(&req.package)
         .and_then(|p| p.verify(&req.trust))
         .map_err(|e| (Outcome::PackageRejected, format!("package rejected: {e}")))?;
@@ -145,9 +154,12 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
         signer_name: signer.name.clone(),
     });
 
-    emit(Event::Stage { stage: Stage::Identify });
+    emit(Event::Stage {
+        stage: Stage::Identify,
+    });
     let device_err = |e: crate::device::DeviceError| (Outcome::DeviceError, e.to_string());
-    let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual).map_err(device_err)?;
+    let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual)
+        .map_err(device_err)?;
     let mut device = driver.identify().map_err(device_err)?;
     let mut targets = plan::targets(&package, &device);
     for (target, size) in &mut targets {
@@ -164,10 +176,15 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
         device: Box::new(device.clone()),
     });
 
-    emit(Event::Stage { stage: Stage::Preflight });
-    let history = History::load(&req.options.history_path).map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
+    emit(Event::Stage {
+        stage: Stage::Preflight,
+    });
+    let history = History::load(&req.options.history_path)
+        .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
     let past = device.serial.as_deref().and_then(|s| history.get(s));
-    if past.is_some() && (device.firmware_version_raw.is_none() || device.security_version.is_none()) {
+    if past.is_some()
+        && (device.firmware_version_raw.is_none() || device.security_version.is_none())
+    {
         report.notes.push(
             "the device does not report all its versions; flashline's history of this serial was used for the downgrade check"
                 .into(),
@@ -178,10 +195,17 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
     emit(Event::Preflight {
         checks: preflight.checks.clone(),
     });
-    let cleared = preflight
-        .clear()
-        .map_err(|refusals| (Outcome::PreflightRefused, format!("refused before writing anything: {refusals}")))?;
-    report.overrides = preflight.checks.iter().filter_map(|c| c.relaxed_by.clone()).collect();
+    let cleared = preflight.clear().map_err(|refusals| {
+        (
+            Outcome::PreflightRefused,
+            format!("refused before writing anything: {refusals}"),
+        )
+    })?;
+    report.overrides = preflight
+        .checks
+        .iter()
+        .filter_map(|c| c.relaxed_by.clone())
+        .collect();
 
     emit(Event::Stage { stage: Stage::Plan });
     let plan = FlashPlan::build(&package, &device, &cleared);
@@ -208,7 +232,9 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
         return Ok(Outcome::DryRun);
     }
 
-    emit(Event::Stage { stage: Stage::Flash });
+    emit(Event::Stage {
+        stage: Stage::Flash,
+    });
     let count = plan.writes.len();
     for (index, write) in plan.writes.iter().enumerate() {
         emit(Event::ImageStarted {
@@ -241,7 +267,10 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
         entry.seconds = Some(seconds);
         if let Err(e) = result {
             entry.status = "failed".into();
-            return Err((Outcome::DeviceError, format!("writing {} failed: {e}", write.target)));
+            return Err((
+                Outcome::DeviceError,
+                format!("writing {} failed: {e}", write.target),
+            ));
         }
         entry.status = "written".into();
         entry.sha256_sent = Some(entry.sha256_signed.clone());
@@ -254,13 +283,17 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
     }
 
     if let Some(slot) = &plan.activate_slot {
-        emit(Event::Stage { stage: Stage::Activate });
+        emit(Event::Stage {
+            stage: Stage::Activate,
+        });
         driver.set_active_slot(slot).map_err(device_err)?;
         report.activated_slot = Some(slot.clone());
         emit(Event::SlotSwitched { slot: slot.clone() });
     }
 
-    emit(Event::Stage { stage: Stage::Reboot });
+    emit(Event::Stage {
+        stage: Stage::Reboot,
+    });
     driver.reboot().map_err(device_err)?;
     drop(driver);
     report.after = Some(match reidentify(req) {
@@ -281,7 +314,9 @@ fn steps(req: &JobRequest, report: &mut Report, emit: &mut dyn FnMut(Event)) -> 
             flashed_at: report::now(),
         };
         if let Err(e) = History::record(&req.options.history_path, serial, entry) {
-            report.notes.push(format!("the flash history was not updated: {e}"));
+            report
+                .notes
+                .push(format!("the flash history was not updated: {e}"));
         }
     }
     Ok(Outcome::Success)
@@ -299,7 +334,9 @@ fn versions(device: &DeviceInfo, source: &str) -> Versions {
 fn reidentify(req: &JobRequest) -> Option<DeviceInfo> {
     let deadline = Instant::now() + req.options.reconnect;
     while Instant::now() < deadline {
-        if let Ok(info) = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual).and_then(|mut d| d.identify()) {
+        if let Ok(info) = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual)
+            .and_then(|mut d| d.identify())
+        {
             return Some(info);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -358,7 +395,12 @@ impl SendReader for HashedSend {
 ///
 /// Device I/O is blocking (rusb, sockets with timeouts), so it runs on tokio's blocking
 /// pool; front ends receive events on the channel and never block.
-pub fn spawn(req: JobRequest) -> (tokio::sync::mpsc::UnboundedReceiver<Event>, tokio::task::JoinHandle<Report>) {
+pub fn spawn(
+    req: JobRequest,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<Event>,
+    tokio::task::JoinHandle<Report>,
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let handle = tokio::task::spawn_blocking(move || {
         run(&req, &mut |event| {

@@ -64,7 +64,11 @@ pub fn targets(package: &VerifiedPackage, device: &DeviceInfo) -> Vec<(String, O
 fn target_slot(device: &DeviceInfo) -> Option<String> {
     let slots = device.slots.as_ref()?;
     let count = slots.count.clamp(2, 26) as u8;
-    let current = slots.current.bytes().next().filter(u8::is_ascii_lowercase)?;
+    let current = slots
+        .current
+        .bytes()
+        .next()
+        .filter(u8::is_ascii_lowercase)?;
     let index = current - b'a';
     Some(char::from(b'a' + (index + 1) % count).to_string())
 }
@@ -74,7 +78,9 @@ fn target_partition(partition: &str, device: &DeviceInfo, slot: Option<&str>) ->
     match slot {
         Some(slot) => {
             let slotted = format!("{partition}_{slot}");
-            if device.partitions.contains_key(&slotted) || !device.partitions.contains_key(partition) {
+            if device.partitions.contains_key(&slotted)
+                || !device.partitions.contains_key(partition)
+            {
                 slotted
             } else {
                 partition.to_string()

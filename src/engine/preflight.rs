@@ -86,7 +86,12 @@ impl Preflight {
             battery(m.min_battery_percent, device, overrides),
         ];
         for (image, (target, size)) in m.images.iter().zip(targets) {
-            checks.push(storage(&image.partition, target, image.expanded_size(), *size));
+            checks.push(storage(
+                &image.partition,
+                target,
+                image.expanded_size(),
+                *size,
+            ));
         }
         Preflight { checks }
     }
@@ -107,7 +112,13 @@ impl Preflight {
     }
 }
 
-fn check(name: &str, status: Status, actual: impl Into<String>, required: impl Into<String>, message: impl Into<String>) -> Check {
+fn check(
+    name: &str,
+    status: Status,
+    actual: impl Into<String>,
+    required: impl Into<String>,
+    message: impl Into<String>,
+) -> Check {
     Check {
         name: name.to_string(),
         status,
@@ -134,7 +145,13 @@ fn signer(package: &VerifiedPackage, device: &DeviceInfo) -> Check {
             ),
         );
     }
-    check("signer", Status::Pass, actual, "a trusted key", "signed by a trusted key")
+    check(
+        "signer",
+        Status::Pass,
+        actual,
+        "a trusted key",
+        "signed by a trusted key",
+    )
 }
 
 fn product<'a>(mut targets: impl Iterator<Item = &'a str> + Clone, device: &DeviceInfo) -> Check {
@@ -162,20 +179,19 @@ fn product<'a>(mut targets: impl Iterator<Item = &'a str> + Clone, device: &Devi
 
 fn security_version(package: u64, device: &DeviceInfo, history: Option<&HistoryEntry>) -> Check {
     let required = format!("≤ {package}");
-    let (actual, source) = match (device.security_version, history) {
-        (Some(v), _) => (v, "the device"),
-        (None, Some(h)) => (h.security_version, "flashline's history of this serial"),
-        (None, None) => {
-            return check(
+    let (actual, source) =
+        match (device.security_version, history) {
+            (Some(v), _) => (v, "the device"),
+            (None, Some(h)) => (h.security_version, "flashline's history of this serial"),
+            (None, None) => return check(
                 "security-version",
                 Status::Warn,
                 "not reported",
                 required,
                 "the device reports no security version and flashline has not flashed it before; \
                  the device's own anti-rollback check still applies",
-            )
-        }
-    };
+            ),
+        };
     if package < actual {
         check(
             "security-version",
@@ -206,7 +222,11 @@ fn version(
     overrides: &Overrides,
 ) -> Check {
     let required = format!("≤ {package}");
-    let (actual, source) = match (&device.firmware_version, &device.firmware_version_raw, history) {
+    let (actual, source) = match (
+        &device.firmware_version,
+        &device.firmware_version_raw,
+        history,
+    ) {
         (Some(v), _, _) => (v.clone(), "the device".to_string()),
         (None, Some(raw), _) => {
             let refused = check(
@@ -221,14 +241,27 @@ fn version(
                 ),
             );
             return if overrides.allow_older {
-                Check { status: Status::Warn, ..refused }.relaxed_by("--allow-older")
+                Check {
+                    status: Status::Warn,
+                    ..refused
+                }
+                .relaxed_by("--allow-older")
             } else {
                 refused
             };
         }
         (None, None, Some(h)) => match semver::Version::parse(&h.version) {
-            Ok(v) => (v, format!("flashline's history of this serial ({} flashed {})", h.package, h.flashed_at)),
-            Err(_) => (semver::Version::new(0, 0, 0), "a damaged history entry".to_string()),
+            Ok(v) => (
+                v,
+                format!(
+                    "flashline's history of this serial ({} flashed {})",
+                    h.package, h.flashed_at
+                ),
+            ),
+            Err(_) => (
+                semver::Version::new(0, 0, 0),
+                "a damaged history entry".to_string(),
+            ),
         },
         (None, None, None) => {
             return check(
@@ -249,7 +282,9 @@ fn version(
                 Status::Warn,
                 actual_text,
                 required,
-                format!("downgrade from {actual} to {package} allowed by --allow-older (from {source})"),
+                format!(
+                    "downgrade from {actual} to {package} allowed by --allow-older (from {source})"
+                ),
             )
             .relaxed_by("--allow-older")
         } else {
@@ -265,9 +300,21 @@ fn version(
             )
         }
     } else if *package == actual {
-        check("version", Status::Pass, actual_text, required, format!("re-installing {package} (from {source})"))
+        check(
+            "version",
+            Status::Pass,
+            actual_text,
+            required,
+            format!("re-installing {package} (from {source})"),
+        )
     } else {
-        check("version", Status::Pass, actual_text, required, format!("upgrade from {actual} to {package} (from {source})"))
+        check(
+            "version",
+            Status::Pass,
+            actual_text,
+            required,
+            format!("upgrade from {actual} to {package} (from {source})"),
+        )
     }
 }
 

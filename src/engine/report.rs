@@ -129,7 +129,11 @@ impl Report {
             .and_then(|d| d.serial.as_deref())
             .map(safe_name)
             .unwrap_or_else(|| "unknown-device".to_string());
-        let stamp: String = self.started_at.chars().filter(char::is_ascii_alphanumeric).collect();
+        let stamp: String = self
+            .started_at
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
         dir.join(format!("{stamp}-{serial}.json"))
     }
 }
@@ -138,7 +142,13 @@ impl Report {
 pub fn safe_name(s: &str) -> String {
     let name: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(32)
         .collect();
     if name.is_empty() {

@@ -213,10 +213,22 @@ mod tests {
     #[test]
     fn bad_responses_are_named() {
         assert_eq!(Response::parse(b"OK"), Err(CodecError::Short(2)));
-        assert!(matches!(Response::parse(b"WHAT"), Err(CodecError::UnknownStatus(_))));
-        assert!(matches!(Response::parse(b"DATA12"), Err(CodecError::BadDataLength(_))));
-        assert!(matches!(Response::parse(&[b'O'; 300]), Err(CodecError::TooLong { .. })));
-        assert_eq!(Response::parse(b"OKAY\0\0").unwrap(), Response::Okay(String::new()));
+        assert!(matches!(
+            Response::parse(b"WHAT"),
+            Err(CodecError::UnknownStatus(_))
+        ));
+        assert!(matches!(
+            Response::parse(b"DATA12"),
+            Err(CodecError::BadDataLength(_))
+        ));
+        assert!(matches!(
+            Response::parse(&[b'O'; 300]),
+            Err(CodecError::TooLong { .. })
+        ));
+        assert_eq!(
+            Response::parse(b"OKAY\0\0").unwrap(),
+            Response::Okay(String::new())
+        );
     }
 
     #[test]
