@@ -306,6 +306,15 @@ fn every_refusal_leaves_every_partition_unchanged() {
             "battery",
         ),
         (
+            "battery not reported",
+            bench.pack("nobat", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]),
+            PhoneConfig {
+                battery_percent: None,
+                ..small_phone()
+            },
+            "battery",
+        ),
+        (
             "image larger than its partition",
             bench.pack(
                 "big",
@@ -423,17 +432,16 @@ fn a_device_without_version_facts_flashes_and_history_guards_downgrades() {
     // says `battery-soc-ok: yes`.
     let bench = Bench::new();
     let boot = image(MIB, 0, 0);
-    let new = bench.pack("legacy", "3.0.0", 5, "zte-legacy-phone", &[("boot", &boot)]);
+    let new = bench.pack("legacy", "3.0.0", 7, "zte-legacy-phone", &[("boot", &boot)]);
     let old = bench.pack(
         "legacy",
         "2.0.0",
-        5,
+        7,
         "zte-legacy-phone",
         &[("boot", &image(MIB / 2, 0, 0))],
     );
     let (phone, dir) = bench.phone(PhoneConfig {
         product: "zte-legacy-phone".into(),
-        battery_percent: None,
         ..small_phone()
     });
     let (out, report) = bench.flash(&new, &phone, &[]);
@@ -548,4 +556,133 @@ fn dry_run_writes_nothing_and_info_reads_the_device() {
     let out = bench.run(&["devices", "--connect", &phone.device_address(), "--json"]);
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(found[0]["serial"], "FLSIM0001");
+}
+
+#[test]
+fn force_battery_flashes_a_device_that_does_not_report_its_battery() {
+    let bench = Bench::new();
+    let boot = image(MIB, 0, 0);
+    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]);
+    let (phone, dir) = bench.phone(PhoneConfig {
+        battery_percent: None,
+        ..small_phone()
+    });
+    let (out, report) = bench.flash(&pkg, &phone, &["--force-battery"]);
+    assert!(out.status.success(), "{report:#}");
+    assert_prefix(&dir.join("boot.img"), &boot);
+    assert_eq!(report["overrides"][0], "--force-battery");
+}
+
+/// Encodes `raw` as one Android sparse image with flashline's own writer.
+fn to_sparse(raw: &[u8]) -> Vec<u8> {
+    use flashline::protocol::sparse;
+    let layout = sparse::scan_raw(raw, raw.len() as u64).unwrap();
+    let pieces = sparse::split(&layout, 1 << 31).unwrap();
+    assert_eq!(pieces.len(), 1);
+    let mut out = Vec::new();
+    let mut cursor = sparse::SourceCursor::new(raw);
+    pieces[0]
+        .write(&layout, &mut cursor, &mut out, &mut vec![0; 65536])
+        .unwrap();
+    out
+}
+
+#[test]
+fn sparse_images_in_a_package_are_sent_whole_or_resplit() {
+    let bench = Bench::new();
+    let raw = image(2 * MIB, 3 * MIB, 8192);
+    let sparse = to_sparse(&raw);
+    assert!(sparse.len() < raw.len());
+    let pkg = bench.pack(
+        "sparse",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("system", &sparse)],
+    );
+    let out = bench.run(&["inspect", pkg.to_str().unwrap(), "--json"]);
+    let inspection: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        inspection["manifest"]["images"][0]["sparse"]["expanded_size"],
+        raw.len()
+    );
+    for (max, pieces) in [(16 * MIB as u32, 1), (MIB as u32, 3)] {
+        let (phone, dir) = bench.phone(PhoneConfig {
+            max_download_size: max,
+            ..small_phone()
+        });
+        let (out, report) = bench.flash(&pkg, &phone, &[]);
+        assert!(out.status.success(), "{report:#}");
+        assert_prefix(&dir.join("system.img"), &raw);
+        let downloads = phone
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with("download:"))
+            .count();
+        assert!(downloads >= pieces, "max {max}: {downloads} downloads");
+        phone.stop();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn the_sim_phone_command_prints_its_address_first_and_serves_the_cli() {
+    use std::io::BufRead;
+    let bench = Bench::new();
+    let dir = bench.path("cli-phone");
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_flashline"))
+        .args([
+            "sim",
+            "phone",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .args([
+            "--product",
+            "cli-phone",
+            "--serial",
+            "CLI42",
+            "--slots",
+            "--partition",
+            "boot=1M",
+        ])
+        .args([
+            "--battery",
+            "55",
+            "--firmware-version",
+            "1.2.3",
+            "--security-version",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let address = first.trim().to_string();
+    assert!(address.starts_with("tcp:127.0.0.1:"), "{address}");
+    let out = bench.run(&["info", &address, "--json"]);
+    sim.kill().unwrap();
+    sim.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["product"], "cli-phone");
+    assert_eq!(info["serial"], "CLI42");
+    assert_eq!(info["firmware_version_raw"], "1.2.3");
+    assert_eq!(info["security_version"], 3);
+    assert_eq!(info["battery"]["percent"], 55);
+    assert_eq!(info["slots"]["current"], "a");
+    assert_eq!(info["partitions"]["boot_b"], 1024 * 1024);
+    assert_eq!(
+        std::fs::metadata(dir.join("boot_a.img")).unwrap().len(),
+        1024 * 1024
+    );
 }

@@ -132,6 +132,8 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
             }
         ));
     }
+    say("\nThe job report (also written as JSON to the report folder):");
+    say(&serde_json::to_string_pretty(&report)?);
     if let Some(after) = &report.after {
         say(&format!(
             "After reboot the phone reports firmware {} (security version {}).",

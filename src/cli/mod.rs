@@ -237,7 +237,8 @@ fn chain(e: &anyhow::Error) -> String {
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Key(KeyCommand::Gen { name, out }) => {
-            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             let key = package::generate_key(&name, &out)?;
             println!(
                 "key id {}\nsecret key: {}\npublic key: {}",
