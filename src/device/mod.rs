@@ -5,6 +5,7 @@
 //! nothing of packages: images reach it as [`ImageSource`]s whose bytes are hashed on their
 //! way to the device.
 
+pub mod bench;
 pub mod discovery;
 pub mod fastboot;
 pub mod quirks;
