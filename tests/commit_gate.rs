@@ -5,7 +5,7 @@ use std::io::{Cursor, Read};
 
 use flashline::device::fastboot::FastbootDriver;
 use flashline::device::quirks::Quirks;
-use flashline::device::{DeviceError, Driver, ImageSource, SendReader};
+use flashline::device::{DeviceError, Driver, ImageSource, SendReader, Target};
 use flashline::sim::{PhoneConfig, PhoneSim};
 use flashline::transport::tcp::TcpTransport;
 use sha2::{Digest, Sha256};
@@ -82,7 +82,10 @@ fn attempt(max_download_size: u32, image_len: usize) -> (Vec<String>, bool) {
         TcpTransport::connect(&phone.device_address(), std::time::Duration::from_secs(5)).unwrap();
     let mut driver = FastbootDriver::new(transport, Quirks::builtin(), true);
     driver.identify().unwrap();
-    let result = driver.write_image("boot", &Swapped { signed, sent }, &mut |_| {});
+    let target = Target::Partition {
+        name: "boot".into(),
+    };
+    let result = driver.write_image(&target, &Swapped { signed, sent }, &mut |_| {});
     assert!(
         matches!(result, Err(DeviceError::ImageChanged(_))),
         "{result:?}"

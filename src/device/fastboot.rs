@@ -9,7 +9,9 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 
 use super::quirks::{Quirks, VarSpec};
-use super::{Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots};
+use super::{
+    Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots, Target,
+};
 use crate::protocol::fastboot::client::Client;
 use crate::protocol::fastboot::parse_number;
 use crate::protocol::sparse::{self, SourceCursor};
@@ -173,10 +175,15 @@ impl<T: Transport> Driver for FastbootDriver<T> {
 
     fn write_image(
         &mut self,
-        partition: &str,
+        target: &Target,
         image: &dyn ImageSource,
         progress: &mut ProgressFn<'_>,
     ) -> Result<(), DeviceError> {
+        let Target::Partition { name: partition } = target else {
+            return Err(DeviceError::Unsupported(
+                "writing sectors by number over fastboot",
+            ));
+        };
         let limit = self.download_limit()?;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.resize(CHUNK, 0);
@@ -223,7 +230,7 @@ impl<T: Transport> FastbootDriver<T> {
         scratch: &mut [u8],
     ) -> Result<(), DeviceError> {
         let len = u32::try_from(image.len())
-            .map_err(|_| DeviceError::BadAddress("image too large for one download".into()))?;
+            .map_err(|_| DeviceError::TooLarge("image too large for one download".into()))?;
         let mut src = Counting::new(
             image.send_reader().map_err(DeviceError::ImageRead)?,
             progress,
@@ -269,7 +276,7 @@ impl<T: Transport> FastbootDriver<T> {
         let last = pieces.len().saturating_sub(1);
         for (i, piece) in pieces.iter().enumerate() {
             let len = u32::try_from(piece.encoded_len())
-                .map_err(|_| DeviceError::BadAddress("sparse piece exceeds 4 GiB".into()))?;
+                .map_err(|_| DeviceError::TooLarge("sparse piece exceeds 4 GiB".into()))?;
             self.client.download(len, |w| {
                 piece
                     .write(&layout, &mut cursor, w, scratch)

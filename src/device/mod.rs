@@ -103,6 +103,12 @@ pub enum DeviceError {
     /// The address names no device flashline can reach.
     #[error("{0}")]
     BadAddress(String),
+    /// The device family cannot do what was asked.
+    #[error("this kind of device does not support {0}")]
+    Unsupported(&'static str),
+    /// An image does not fit what the device can take in one transfer.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Bytes to write, read twice at most: once to plan (optional), once to send.
@@ -131,27 +137,109 @@ pub trait SendReader: Read + Send {
     fn verify(self: Box<Self>) -> Result<(), String>;
 }
 
-/// Progress of one image write: bytes of the image consumed so far.
+/// Progress of one transfer: bytes done so far.
 pub type ProgressFn<'a> = dyn FnMut(u64) + 'a;
 
+/// Where on a device an image goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Target {
+    /// A partition the device knows by name (fastboot; slot suffix included).
+    Partition {
+        /// The name.
+        name: String,
+    },
+    /// A run of sectors on one physical partition / LUN (Qualcomm Firehose).
+    Sectors {
+        /// LUN (`physical_partition_number`).
+        lun: u32,
+        /// First sector.
+        start: u64,
+        /// Number of sectors.
+        count: u64,
+        /// Bytes per sector.
+        sector_size: u32,
+    },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Partition { name } => f.write_str(name),
+            Target::Sectors {
+                lun, start, count, ..
+            } => write!(f, "LUN {lun} sectors {start}..{}", start + count),
+        }
+    }
+}
+
 /// One driver per device family; the engine drives every family through this.
+///
+/// Like fwupd's device classes, a family implements what it can do and leaves the rest to
+/// the defaults, which answer [`DeviceError::Unsupported`]. The engine only asks a driver
+/// for what the package's plan needs (a fastboot plan writes partitions and switches
+/// slots; a Qualcomm plan reads backups, writes sectors, patches and checks digests).
 pub trait Driver: Send {
     /// Reads identity and preflight facts.
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError>;
+
     /// The size of one partition, for devices whose identity listing left it out.
-    fn partition_size(&mut self, partition: &str) -> Result<Option<u64>, DeviceError>;
-    /// Writes `image` to `partition` (a name the device knows, slot suffix included),
-    /// committing it only if the bytes sent verify.
+    fn partition_size(&mut self, _partition: &str) -> Result<Option<u64>, DeviceError> {
+        Ok(None)
+    }
+
+    /// Writes `image` to `target`, committing it only if the bytes sent verify.
     fn write_image(
         &mut self,
-        partition: &str,
-        image: &dyn ImageSource,
-        progress: &mut ProgressFn<'_>,
-    ) -> Result<(), DeviceError>;
+        _target: &Target,
+        _image: &dyn ImageSource,
+        _progress: &mut ProgressFn<'_>,
+    ) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("writing images"))
+    }
+
+    /// Reads `target` into `out` and returns the SHA-256 of the bytes read.
+    fn read(
+        &mut self,
+        _target: &Target,
+        _out: &mut dyn std::io::Write,
+        _progress: &mut ProgressFn<'_>,
+    ) -> Result<[u8; 32], DeviceError> {
+        Err(DeviceError::Unsupported("reading partitions"))
+    }
+
+    /// The device's own SHA-256 of `target`, where the device can compute one.
+    fn digest(&mut self, _target: &Target) -> Result<Option<[u8; 32]>, DeviceError> {
+        Ok(None)
+    }
+
+    /// Writes `value` as `size` little-endian bytes at `byte_offset` of `target`'s first sector.
+    fn patch(
+        &mut self,
+        _target: &Target,
+        _byte_offset: u64,
+        _size: u8,
+        _value: u64,
+    ) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("patching"))
+    }
+
     /// Makes `slot` the one the device boots next.
-    fn set_active_slot(&mut self, slot: &str) -> Result<(), DeviceError>;
+    fn set_active_slot(&mut self, _slot: &str) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("A/B slots"))
+    }
+
+    /// Asks the device to leave for its download mode; it will come back as another USB
+    /// device (fwupd's "detach").
+    fn detach(&mut self) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("switching to download mode"))
+    }
+
     /// Reboots the device into its operating system.
     fn reboot(&mut self) -> Result<(), DeviceError>;
-    /// Device messages (fastboot INFO lines, …) gathered since the last call.
-    fn take_messages(&mut self) -> Vec<String>;
+
+    /// Device messages (fastboot INFO lines, Firehose logs) gathered since the last call.
+    fn take_messages(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }

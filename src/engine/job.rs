@@ -13,7 +13,7 @@ use super::plan::{self, FlashPlan};
 use super::preflight::{Overrides, Preflight};
 use super::report::{self, ImageReport, Outcome, PackageFacts, Report, Versions};
 use crate::device::quirks::Quirks;
-use crate::device::{discovery, DeviceInfo, ImageSource, SendReader};
+use crate::device::{discovery, DeviceInfo, ImageSource, SendReader, Target};
 use crate::package::{ImageReader, Package, TrustStore, VerifiedPackage};
 
 /// Progress events are sent at most once per this many bytes (and at the end).
@@ -257,7 +257,10 @@ fn steps(
                     emit(Event::Progress { index, done, total });
                 }
             };
-            driver.write_image(&write.target, &source, &mut progress)
+            let target = Target::Partition {
+                name: write.target.clone(),
+            };
+            driver.write_image(&target, &source, &mut progress)
         };
         for text in driver.take_messages() {
             emit(Event::DeviceMessage { text });
