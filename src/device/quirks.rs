@@ -58,6 +58,53 @@ pub struct Model {
     /// Fastboot facts that differ from the default.
     #[serde(default)]
     pub fastboot: PartialFastbootFacts,
+    /// For modems and hotspots: how to read and switch them over AT.
+    pub at: Option<AtFacts>,
+    /// Partitions holding the device's identity and calibration (IMEI, NV, RF data), read
+    /// back and kept before anything is written.
+    #[serde(default)]
+    pub backup: Vec<String>,
+}
+
+/// How a modem or hotspot is handled over AT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AtFacts {
+    /// Whether the model has a battery at all.
+    pub battery: bool,
+    /// How to read a comparable version from what `+CGMR` reports (`var` is informational).
+    pub version: VarSpec,
+    /// The command that sends the device to its download mode.
+    pub download: String,
+    /// USB IDs (`vvvv:pppp`) the device comes back with in download mode.
+    pub counterparts: Vec<UsbPair>,
+}
+
+/// A USB vendor:product pair written `vvvv:pppp` in hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsbPair {
+    /// Vendor ID.
+    pub vid: u16,
+    /// Product ID.
+    pub pid: u16,
+}
+
+impl<'de> Deserialize<'de> for UsbPair {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parse = |t: &str| u16::from_str_radix(t, 16).ok().filter(|_| t.len() == 4);
+        match text.split_once(':') {
+            Some((v, p)) => match (parse(v), parse(p)) {
+                (Some(vid), Some(pid)) => Ok(UsbPair { vid, pid }),
+                _ => Err(serde::de::Error::custom(format!(
+                    "bad USB ID {text:?}: expected vvvv:pppp in hex"
+                ))),
+            },
+            None => Err(serde::de::Error::custom(format!(
+                "bad USB ID {text:?}: expected vvvv:pppp in hex"
+            ))),
+        }
+    }
 }
 
 /// Where the non-standard fastboot facts come from.
@@ -136,6 +183,7 @@ impl Quirks {
             for spec in [&f.firmware_version, &f.security_version, &f.battery_percent]
                 .into_iter()
                 .flatten()
+                .chain(model.at.as_ref().map(|a| &a.version))
             {
                 spec.check(&model.product)?;
             }
@@ -159,6 +207,11 @@ impl Quirks {
             }
         }
         facts
+    }
+
+    /// The entry for a model, if the quirks file has one.
+    pub fn model(&self, product: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.product == product)
     }
 
     /// The known entry for a USB ID, if any.
@@ -253,6 +306,24 @@ mod tests {
         assert_eq!(f.battery_percent.convert("3850").as_deref(), Some("50"));
         assert_eq!(f.battery_percent.convert("5000").as_deref(), Some("100"));
         assert_eq!(f.battery_percent.convert("n/a"), None);
+        let modem = q.model("MF833V").and_then(|m| m.at.as_ref()).unwrap();
+        assert!(!modem.battery);
+        assert_eq!(
+            modem.version.convert("BD_MF833VV1.0.0B12").as_deref(),
+            Some("1.0.12")
+        );
+        assert_eq!(
+            modem.counterparts[0],
+            UsbPair {
+                vid: 0x19d2,
+                pid: 0x0076
+            }
+        );
+        assert!(q
+            .model("MU300")
+            .unwrap()
+            .backup
+            .contains(&"modemst1".to_string()));
         let d = q.fastboot_facts(Some("other"));
         assert_eq!(d.battery_percent.var, "battery-soc");
     }

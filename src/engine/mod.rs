@@ -2,6 +2,7 @@
 //!
 //! Front ends (CLI, GUI) start jobs and consume [`Event`]s; they hold no flashing logic.
 
+pub mod backup;
 pub mod event;
 pub mod history;
 pub mod job;
