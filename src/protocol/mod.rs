@@ -2,5 +2,6 @@
 //!
 //! Nothing here knows about packages, plans or user interfaces.
 
+pub mod at;
 pub mod fastboot;
 pub mod sparse;

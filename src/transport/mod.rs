@@ -1,10 +1,13 @@
-//! Byte pipes to a device: TCP (fastboot's FB01 framing) and USB bulk endpoints.
+//! Byte pipes to a device: TCP (fastboot's FB01 framing), USB bulk endpoints and serial
+//! ports.
 //!
 //! A transport moves messages and knows nothing of what they mean. Packet transports (USB
 //! bulk, fastboot-over-TCP frames) return one device message per [`Transport::read`]; a
 //! message larger than the caller's buffer is an error, which is how protocol clients cap
-//! what a device may send them.
+//! what a device may send them. Stream transports (serial ports) return whatever bytes have
+//! arrived; the protocol finds its own frames in them.
 
+pub mod serial;
 pub mod tcp;
 pub mod usb;
 
