@@ -555,7 +555,14 @@ fn dry_run_writes_nothing_and_info_reads_the_device() {
     assert_eq!(info["battery"]["percent"], 80);
     let out = bench.run(&["devices", "--connect", &phone.device_address(), "--json"]);
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(found[0]["serial"], "FLSIM0001");
+    let phone_entry = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["address"] == phone.device_address().as_str())
+        .expect("the phone is listed");
+    assert_eq!(phone_entry["serial"], "FLSIM0001");
+    assert_eq!(phone_entry["mode"], "fastboot");
 }
 
 #[test]

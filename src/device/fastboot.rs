@@ -163,6 +163,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             mode: Mode::Fastboot,
             product,
             serial,
+            imei: None,
             firmware_version_raw,
             firmware_version,
             security_version,

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod discovery;
 pub mod fastboot;
+pub mod modem;
 pub mod quirks;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
+use crate::protocol::at::AtError;
 use crate::protocol::fastboot::client::FastbootError;
 use crate::protocol::sparse::SparseError;
 use crate::transport::TransportError;
@@ -25,6 +27,12 @@ use crate::transport::TransportError;
 pub enum Mode {
     /// Android bootloader / fastbootd.
     Fastboot,
+    /// A modem or hotspot answering AT commands.
+    Modem,
+    /// Qualcomm emergency download (Sahara, then Firehose).
+    Edl,
+    /// Not identified (a serial port the quirks file does not name).
+    Unknown,
 }
 
 /// What a device says about its battery.
@@ -64,8 +72,10 @@ pub struct DeviceInfo {
     pub mode: Mode,
     /// The product/model the device reports.
     pub product: Option<String>,
-    /// The serial number.
+    /// The serial number (the USB serial where known).
     pub serial: Option<String>,
+    /// The IMEI, for modems and hotspots.
+    pub imei: Option<String>,
     /// The firmware version as the device reports it.
     pub firmware_version_raw: Option<String>,
     /// The firmware version as a comparable version, per the quirks file.
@@ -91,6 +101,9 @@ pub enum DeviceError {
     /// The fastboot exchange failed or the device refused.
     #[error(transparent)]
     Fastboot(#[from] FastbootError),
+    /// The AT exchange failed or the modem refused.
+    #[error(transparent)]
+    At(#[from] AtError),
     /// The image could not be split or read as a sparse image.
     #[error("image cannot be prepared for the device: {0}")]
     Sparse(#[from] SparseError),

@@ -101,6 +101,7 @@ mod tests {
             mode: Mode::Fastboot,
             product: None,
             serial: None,
+            imei: None,
             firmware_version_raw: None,
             firmware_version: None,
             security_version: None,
