@@ -8,6 +8,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::keys::KeyId;
+use super::qualcomm::XmlError;
 use crate::protocol::sparse::SparseError;
 
 /// Why a package could not be packed, opened, verified or read, or a key not loaded.
@@ -207,6 +208,71 @@ pub enum PackageError {
         /// Number of images.
         count: usize,
     },
+    /// A rawprogram or patch file that cannot be used.
+    #[error("Qualcomm file {file:?}: {source}")]
+    QualcommXml {
+        /// The file, as the manifest names it.
+        file: String,
+        /// What is wrong with it.
+        #[source]
+        source: XmlError,
+    },
+    /// A manifest with both `[[image]]` tables and a `[qualcomm]` table.
+    #[error(
+        "the manifest has both [[image]] tables and a [qualcomm] table; a package is either a \
+         fastboot package or a Qualcomm package"
+    )]
+    QualcommMixedKinds,
+    /// An image larger than the partition its rawprogram entry gives it.
+    #[error(
+        "{file:?} needs {sectors} sectors but rawprogram entry {label:?} gives it only \
+         {partition_sectors}; refusing to truncate it"
+    )]
+    QualcommImageTooLarge {
+        /// The entry's label.
+        label: String,
+        /// The image file.
+        file: String,
+        /// Sectors the image needs.
+        sectors: u64,
+        /// The entry's `num_partition_sectors`.
+        partition_sectors: u64,
+    },
+    /// A `file_sector_offset` at or past the end of its file.
+    #[error(
+        "rawprogram entry {label:?} starts {offset} bytes into {file:?}, which has only {size} \
+         bytes"
+    )]
+    QualcommOffsetBeyondFile {
+        /// The entry's label.
+        label: String,
+        /// The image file.
+        file: String,
+        /// The offset in bytes.
+        offset: u64,
+        /// The file's size.
+        size: u64,
+    },
+    /// A `sparse` attribute that disagrees with the file.
+    #[error(
+        "rawprogram entry {label:?} says sparse=\"{declared}\" but {file:?} {} an Android sparse \
+         image",
+        if *declared { "is not" } else { "is" }
+    )]
+    QualcommSparseMismatch {
+        /// The entry's label.
+        label: String,
+        /// The image file.
+        file: String,
+        /// The `sparse` attribute.
+        declared: bool,
+    },
+    /// A Qualcomm plan whose parts do not fit together.
+    #[error("the Qualcomm plan is invalid: {0}")]
+    QualcommPlanInvalid(String),
+    /// A Qualcomm-only operation on a fastboot package.
+    #[error("this is not a Qualcomm package")]
+    NotAQualcommPackage,
     /// A key file that is not in the expected format.
     #[error("key file {path} is invalid: {reason}")]
     KeyFileInvalid {

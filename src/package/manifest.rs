@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::keys::KeyId;
+use super::qualcomm::{QualcommPlan, SourceQualcomm};
 use super::{names, PackageError};
 
 /// Most targets one package may list.
@@ -41,6 +42,10 @@ pub struct Manifest {
     pub targets: Vec<Target>,
     /// Images in container order.
     pub images: Vec<Image>,
+    /// Present in a Qualcomm package: what to do in EDL, in terms of `images`. A package
+    /// with a plan must be flashed by following the plan, never image by image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualcomm: Option<QualcommPlan>,
     /// Key id of the key that signed this manifest at pack time.
     pub signer: KeyId,
 }
@@ -57,7 +62,8 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
-    /// Partition to write (identifier charset; goes into device commands).
+    /// Partition to write (identifier charset; goes into device commands). In a Qualcomm
+    /// package, where the plan says where bytes go, the image's file name instead.
     pub partition: String,
     /// The source file name, for display only; nothing is ever written under this name.
     pub file: String,
@@ -136,6 +142,9 @@ impl Manifest {
         for image in &self.images {
             image.validate()?;
         }
+        if let Some(plan) = &self.qualcomm {
+            plan.validate(&self.images)?;
+        }
         Ok(())
     }
 }
@@ -193,6 +202,8 @@ pub(crate) struct SourceManifest {
     pub target: Vec<Target>,
     #[serde(default)]
     pub image: Vec<SourceImage>,
+    #[serde(default)]
+    pub qualcomm: Option<SourceQualcomm>,
 }
 
 /// One `[[image]]` table.
@@ -214,6 +225,12 @@ impl SourceManifest {
             self.min_battery_percent,
             &self.target,
         )?;
+        if let Some(qualcomm) = &self.qualcomm {
+            if !self.image.is_empty() {
+                return Err(PackageError::QualcommMixedKinds);
+            }
+            return qualcomm.validate();
+        }
         check_partitions(self.image.iter().map(|i| i.partition.as_str()))?;
         for image in &self.image {
             names::display_text(
@@ -261,7 +278,11 @@ fn check_partitions<'a>(
     Ok(())
 }
 
-fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), PackageError> {
+pub(crate) fn check_count(
+    what: &'static str,
+    count: usize,
+    max: usize,
+) -> Result<(), PackageError> {
     if count == 0 {
         return Err(PackageError::EmptyList { what });
     }
@@ -296,6 +317,7 @@ mod tests {
                 sha256: Sha256Sum([0xab; 32]),
                 sparse: None,
             }],
+            qualcomm: None,
             signer: KeyId::from_bytes([1; 8]),
         }
     }

@@ -9,6 +9,9 @@
 //! manifest for display; [`Package::verify`] checks signatures against a [`TrustStore`] and
 //! hashes every byte, returning a [`VerifiedPackage`]; its [`ImageReader`]s re-hash what
 //! they hand out so the bytes sent to a device are provably the signed ones.
+//!
+//! A package is either a fastboot package (one image per partition) or a Qualcomm flat
+//! build for EDL, whose signed [`qualcomm::QualcommPlan`] says where each image goes.
 #![forbid(unsafe_code)]
 
 pub mod container;
@@ -18,6 +21,7 @@ mod keys;
 mod manifest;
 mod names;
 mod pack;
+pub mod qualcomm;
 mod reader;
 mod trust;
 mod verify;

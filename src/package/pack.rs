@@ -54,14 +54,19 @@ pub fn pack(
         _ => Path::new("."),
     };
 
-    let mut files = Vec::with_capacity(source.image.len());
-    let mut images = Vec::with_capacity(source.image.len());
-    for entry in &source.image {
-        let path = image_path(base, &entry.file)?;
-        let (file, image) = describe_image(&path, &entry.partition, &entry.file)?;
-        files.push((path, file));
-        images.push(image);
-    }
+    let mut sources = Sources::new(base);
+    let qualcomm = match &source.qualcomm {
+        Some(qualcomm) => Some(super::qualcomm::build(qualcomm, &mut sources)?),
+        None => {
+            for entry in &source.image {
+                sources.add(&entry.partition, &entry.file)?;
+            }
+            None
+        }
+    };
+    let Sources {
+        mut files, images, ..
+    } = sources;
 
     let manifest = Manifest {
         name: source.name,
@@ -71,6 +76,7 @@ pub fn pack(
         description: source.description,
         targets: source.target,
         images,
+        qualcomm,
         signer: key.public().id(),
     };
     manifest.validate()?;
@@ -111,6 +117,60 @@ pub fn pack(
         package_size,
         package_sha256,
     })
+}
+
+/// The image files of a package being packed: described (hashed) in package order and
+/// held open for the copy pass.
+pub(crate) struct Sources {
+    base: PathBuf,
+    files: Vec<(PathBuf, File)>,
+    images: Vec<Image>,
+}
+
+impl Sources {
+    fn new(base: &Path) -> Self {
+        Sources {
+            base: base.to_owned(),
+            files: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+
+    /// Describes `file` (relative to the manifest) as the image for `partition` and
+    /// returns its image number.
+    pub(crate) fn add(&mut self, partition: &str, file: &str) -> Result<usize, PackageError> {
+        let path = image_path(&self.base, file)?;
+        let (handle, image) = describe_image(&path, partition, file)?;
+        self.files.push((path, handle));
+        self.images.push(image);
+        Ok(self.images.len() - 1)
+    }
+
+    /// Image number `index`, as returned by [`Sources::add`].
+    pub(crate) fn image(&self, index: usize) -> &Image {
+        &self.images[index]
+    }
+
+    /// Reads image `index` whole from the handle it was hashed through, proving the bytes
+    /// are the described ones. For small files only: the caller caps the size first.
+    pub(crate) fn read_whole(&mut self, index: usize) -> Result<Vec<u8>, PackageError> {
+        let (path, file) = &mut self.files[index];
+        let image = &self.images[index];
+        let io = PackageError::io(path.as_path());
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.take(image.size.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(PackageError::io(path.as_path()))?;
+        if bytes.len() as u64 != image.size
+            || Sha256Sum(Sha256::digest(&bytes).into()) != image.sha256
+        {
+            return Err(PackageError::ImageChanged {
+                partition: image.partition.clone(),
+            });
+        }
+        Ok(bytes)
+    }
 }
 
 /// Reads and checks the TOML manifest (capped like the signed one).

@@ -14,6 +14,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::container::{self, Extent, Header, SignatureEntry, HEADER_LEN, SIGNATURE_ENTRY_LEN};
+use super::qualcomm::QualcommPlan;
 use super::reader::{fill_at, stream_at, BUFFER_LEN};
 use super::trust::{KeyScope, TrustStore};
 use super::{ImageReader, KeyId, Manifest, PackageError, Sha256Sum};
@@ -290,6 +291,17 @@ impl VerifiedPackage {
     /// The package file's path (for display; the file is never reopened through it).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The Qualcomm EDL plan, if this is a Qualcomm package.
+    pub fn qualcomm(&self) -> Option<&QualcommPlan> {
+        self.manifest.qualcomm.as_ref()
+    }
+
+    /// A reader over the Firehose programmer of a Qualcomm package, for the Sahara upload.
+    pub fn open_programmer(&self) -> Result<ImageReader, PackageError> {
+        let plan = self.qualcomm().ok_or(PackageError::NotAQualcommPackage)?;
+        self.open_image(plan.programmer)
     }
 
     /// A reader over image `index` (manifest order) that re-hashes what it returns.
