@@ -3,4 +3,7 @@
 //! Nothing here knows about packages, plans or user interfaces.
 
 pub mod fastboot;
+pub mod firehose;
+mod read_buffer;
+pub mod sahara;
 pub mod sparse;
