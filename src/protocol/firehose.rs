@@ -9,6 +9,10 @@
 //!
 //! All XML goes through quick-xml, so attribute values are escaped and unescaped properly.
 
+pub mod client;
+
+pub use client::{DeviceConfig, FirehoseClient, FirehoseTimeouts, LogCallback, StorageInfo};
+
 use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, Instant};
