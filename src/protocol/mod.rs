@@ -4,4 +4,7 @@
 
 pub mod at;
 pub mod fastboot;
+pub mod firehose;
+mod read_buffer;
+pub mod sahara;
 pub mod sparse;
