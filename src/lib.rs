@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod device;
 pub mod engine;
+pub mod hashing;
 pub mod package;
 pub mod paths;
 pub mod protocol;

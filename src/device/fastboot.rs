@@ -171,6 +171,8 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             partitions,
             slots,
             is_virtual: self.is_virtual,
+            luns: Vec::new(),
+            layout: Vec::new(),
         })
     }
 

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod discovery;
+pub mod edl;
 pub mod fastboot;
 pub mod modem;
 pub mod quirks;
@@ -17,6 +18,8 @@ use std::io::Read;
 use serde::Serialize;
 
 use crate::protocol::at::AtError;
+use crate::protocol::firehose::FirehoseError;
+use crate::protocol::sahara::SaharaError;
 use crate::protocol::fastboot::client::FastbootError;
 use crate::protocol::sparse::SparseError;
 use crate::transport::TransportError;
@@ -90,6 +93,34 @@ pub struct DeviceInfo {
     pub slots: Option<Slots>,
     /// True for flashline's own virtual devices.
     pub is_virtual: bool,
+    /// Physical partitions (LUNs), for devices that expose raw storage (EDL).
+    pub luns: Vec<Lun>,
+    /// Where each named partition lives, read from the device's partition tables (EDL).
+    pub layout: Vec<PartitionLocation>,
+}
+
+/// One physical partition (eMMC user area, UFS LUN).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lun {
+    /// `physical_partition_number`.
+    pub index: u32,
+    /// Bytes per sector.
+    pub sector_size: u32,
+    /// Sectors in all.
+    pub sectors: u64,
+}
+
+/// Where a named partition lives on raw storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionLocation {
+    /// Its label in the partition table (untrusted device text).
+    pub label: String,
+    /// The LUN.
+    pub lun: u32,
+    /// First sector.
+    pub start_sector: u64,
+    /// Number of sectors.
+    pub sectors: u64,
 }
 
 /// Why a device operation failed.
@@ -104,6 +135,12 @@ pub enum DeviceError {
     /// The AT exchange failed or the modem refused.
     #[error(transparent)]
     At(#[from] AtError),
+    /// The Sahara exchange with the boot ROM failed.
+    #[error("loading the programmer failed: {0}")]
+    Sahara(#[from] SaharaError),
+    /// The Firehose exchange failed or the programmer refused.
+    #[error(transparent)]
+    Firehose(#[from] FirehoseError),
     /// The image could not be split or read as a sparse image.
     #[error("image cannot be prepared for the device: {0}")]
     Sparse(#[from] SparseError),
@@ -119,6 +156,9 @@ pub enum DeviceError {
     /// The device family cannot do what was asked.
     #[error("this kind of device does not support {0}")]
     Unsupported(&'static str),
+    /// The device's partition table could not be read.
+    #[error("the device's partition table is unreadable: {0}")]
+    Layout(String),
     /// An image does not fit what the device can take in one transfer.
     #[error("{0}")]
     TooLarge(String),
@@ -201,6 +241,11 @@ pub trait Driver: Send {
         Ok(None)
     }
 
+    /// Runs the package's programmer (Qualcomm EDL) and configures `memory` (`emmc`, `ufs`).
+    fn load_programmer(&mut self, _programmer: &dyn ImageSource, _memory: &str) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("loading a programmer"))
+    }
+
     /// Writes `image` to `target`, committing it only if the bytes sent verify.
     fn write_image(
         &mut self,
@@ -224,6 +269,11 @@ pub trait Driver: Send {
     /// The device's own SHA-256 of `target`, where the device can compute one.
     fn digest(&mut self, _target: &Target) -> Result<Option<[u8; 32]>, DeviceError> {
         Ok(None)
+    }
+
+    /// Erases `target`.
+    fn erase(&mut self, _target: &Target) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("erasing"))
     }
 
     /// Writes `value` as `size` little-endian bytes at `byte_offset` of `target`'s first sector.

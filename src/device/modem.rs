@@ -73,6 +73,8 @@ impl<T: Transport> Driver for ModemDriver<T> {
             partitions: Default::default(),
             slots: None,
             is_virtual: self.is_virtual,
+            luns: Vec::new(),
+            layout: Vec::new(),
         })
     }
 

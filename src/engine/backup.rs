@@ -9,6 +9,8 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+
+use crate::hashing::HashingWriter;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -169,10 +171,7 @@ pub fn create(
         let file = format!("{:02}-{}.bin", i, safe_name(&w.label));
         let path = dir.join(&file);
         let out = File::create(&path).map_err(io_err(&path))?;
-        let mut out = HashingWriter {
-            inner: BufWriter::new(out),
-            hasher: Sha256::new(),
-        };
+        let mut out = HashingWriter::new(BufWriter::new(out));
         let device_err = |source| BackupError::Device {
             label: w.label.clone(),
             source,
@@ -180,9 +179,9 @@ pub fn create(
         let read_hash = driver
             .read(&w.target, &mut out, &mut |done| progress(&w.label, done))
             .map_err(device_err)?;
-        out.inner.flush().map_err(io_err(&path))?;
-        out.inner.get_ref().sync_all().map_err(io_err(&path))?;
-        let stored: [u8; 32] = out.hasher.finalize().into();
+        let (mut written, stored) = out.finish();
+        written.flush().map_err(io_err(&path))?;
+        written.get_ref().sync_all().map_err(io_err(&path))?;
         if stored != read_hash {
             return Err(BackupError::Mismatch {
                 label: w.label.clone(),
@@ -326,22 +325,6 @@ fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
         }
         hasher.update(&buf[..n]);
         len += n as u64;
-    }
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

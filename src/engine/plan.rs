@@ -112,6 +112,8 @@ mod tests {
                 count: 2,
             }),
             is_virtual: true,
+            luns: Vec::new(),
+            layout: Vec::new(),
         }
     }
 
