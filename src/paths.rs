@@ -25,6 +25,11 @@ pub fn reports_dir() -> PathBuf {
     home().join("reports")
 }
 
+/// Where copies of identity partitions (IMEI, NV, calibration) are kept.
+pub fn backups_dir() -> PathBuf {
+    home().join("backups")
+}
+
 /// The local record of what was flashed onto which serial number.
 pub fn history_file() -> PathBuf {
     home().join("history.json")

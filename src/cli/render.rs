@@ -117,6 +117,8 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
         }
         Event::DeviceMessage { text } => println!("   (device) {text}"),
         Event::SlotSwitched { slot } => println!("   the device will boot slot {slot}"),
+        Event::DeviceSwitched { from, to } => println!("   {from} left; the device is back in download mode at {to}"),
+        Event::BackupWritten { label, sha256 } => println!("   {label}: saved and checked (sha256 {})", &sha256[..16]),
         Event::Finished { outcome, error, report } => {
             if let Some(pb) = bar.take() {
                 pb.abandon();
@@ -139,7 +141,11 @@ fn stage_title(stage: Stage) -> &'static str {
         Stage::Identify => "Identifying the device",
         Stage::Preflight => "Preflight checks",
         Stage::Plan => "Flash plan",
+        Stage::Switch => "Switching to download mode",
+        Stage::Programmer => "Loading the programmer",
+        Stage::Backup => "Backing up the identity partitions",
         Stage::Flash => "Flashing",
+        Stage::Patch => "Patching the partition tables",
         Stage::Activate => "Switching slot",
         Stage::Reboot => "Rebooting",
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::bench;
+use super::edl::EdlDriver;
 use super::fastboot::FastbootDriver;
 use super::modem::ModemDriver;
 use super::quirks::{Quirks, UsbPair};
@@ -161,9 +162,10 @@ pub fn open(
                 let transport = SerialTransport::open(address)?;
                 Ok(Box::new(ModemDriver::new(transport, quirks.clone(), found.serial, found.is_virtual)))
             }
-            Mode::Edl => Err(DeviceError::BadAddress(format!(
-                "{address} is in Qualcomm emergency download mode: use `flashline recover` with a package for it"
-            ))),
+            Mode::Edl => {
+                let transport = SerialTransport::open(address)?;
+                Ok(Box::new(EdlDriver::new(transport, found.serial, found.is_virtual)))
+            }
             Mode::Fastboot | Mode::Unknown => Err(DeviceError::BadAddress(format!(
                 "{address} is not a device the quirks file names (USB ID {}); flashline does not write to unknown ports",
                 usb_id(&found)

@@ -11,7 +11,7 @@ use crate::hashing::{HashingReader, HashingWriter};
 use std::sync::{Arc, Mutex};
 
 use super::{DeviceError, DeviceInfo, Driver, ImageSource, Lun, Mode, PartitionLocation, ProgressFn, Target};
-use crate::protocol::firehose::{FirehoseClient, FirehoseError, Patch, SectorRange};
+use crate::protocol::firehose::{FirehoseClient, Patch, SectorRange};
 use crate::protocol::gpt;
 use crate::protocol::sahara::{self, SaharaOptions, SaharaOutcome};
 use crate::transport::Transport;

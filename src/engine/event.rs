@@ -1,10 +1,12 @@
 //! The events a flash job emits. Front ends render these and nothing else.
 //!
 //! Order: `Stage(Verify)`, `PackageVerified`, `Stage(Identify)`, `DeviceIdentified`,
-//! `Stage(Preflight)`, `Preflight`, `Stage(Plan)`, `PlanReady`, `Stage(Flash)`, then per image
-//! `ImageStarted`, `Progress`…, `ImageWritten`; then `Stage(Activate)`/`SlotSwitched` on A/B
-//! devices, `Stage(Reboot)`, and exactly one `Finished`, always last. A job that stops early
-//! jumps straight to `Finished`.
+//! `Stage(Preflight)`, `Preflight`, then for Qualcomm packages `Stage(Switch)`/`DeviceSwitched`
+//! (modems), `Stage(Programmer)` and a second `Preflight` with the storage checks;
+//! `Stage(Plan)`, `PlanReady`, `Stage(Backup)`/`BackupWritten` (Qualcomm), `Stage(Flash)`,
+//! then per image `ImageStarted`, `Progress`…, `ImageWritten`; then `Stage(Patch)`
+//! (Qualcomm) or `Stage(Activate)`/`SlotSwitched` (A/B phones), `Stage(Reboot)`, and exactly
+//! one `Finished`, always last. A job that stops early jumps straight to `Finished`.
 
 use std::path::PathBuf;
 
@@ -26,8 +28,16 @@ pub enum Stage {
     Preflight,
     /// Work out what goes where.
     Plan,
+    /// Send a modem to its download mode and find it again there.
+    Switch,
+    /// Load the package's programmer into a device in EDL.
+    Programmer,
+    /// Read back and keep the partitions that hold the device's identity.
+    Backup,
     /// Write the images.
     Flash,
+    /// Apply the package's patches (partition table fields and checksums).
+    Patch,
     /// Switch the A/B slot to the freshly written one.
     Activate,
     /// Reboot into the new firmware and read what it reports.
@@ -108,6 +118,20 @@ pub enum Event {
     DeviceMessage {
         /// The text.
         text: String,
+    },
+    /// The device left for its download mode and came back at another address.
+    DeviceSwitched {
+        /// Where it was.
+        from: String,
+        /// Where it is now.
+        to: String,
+    },
+    /// An identity partition was read back, stored and checked.
+    BackupWritten {
+        /// The partition.
+        label: String,
+        /// SHA-256 of the stored copy.
+        sha256: String,
     },
     /// The device will boot this slot next.
     SlotSwitched {

@@ -13,7 +13,7 @@ use super::plan::{self, FlashPlan};
 use super::preflight::{Overrides, Preflight};
 use super::report::{self, ImageReport, Outcome, PackageFacts, Report, Versions};
 use crate::device::quirks::Quirks;
-use crate::device::{discovery, DeviceInfo, ImageSource, SendReader, Target};
+use crate::device::{discovery, DeviceError, DeviceInfo, Driver, ImageSource, SendReader, Target};
 use crate::package::{ImageReader, Package, TrustStore, VerifiedPackage};
 
 /// Progress events are sent at most once per this many bytes (and at the end).
@@ -44,6 +44,10 @@ pub struct JobOptions {
     /// How long to wait for the device to come back after its reboot to read the new
     /// versions; zero to not wait (a phone normally boots its OS, not fastboot).
     pub reconnect: Duration,
+    /// Where identity-partition backups go.
+    pub backups_dir: PathBuf,
+    /// How long a modem may take to come back in download mode.
+    pub switch_timeout: Duration,
 }
 
 impl Default for JobOptions {
@@ -55,6 +59,8 @@ impl Default for JobOptions {
             reports_dir: crate::paths::reports_dir(),
             history_path: crate::paths::history_file(),
             reconnect: Duration::ZERO,
+            backups_dir: crate::paths::backups_dir(),
+            switch_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -91,6 +97,7 @@ pub fn run(req: &JobRequest, emit: &mut dyn FnMut(Event)) -> Report {
         overrides: Vec::new(),
         images: Vec::new(),
         activated_slot: None,
+        backup: None,
         notes: Vec::new(),
     };
     let (outcome, error) = match steps(req, &mut report, emit) {
@@ -123,7 +130,8 @@ pub fn run(req: &JobRequest, emit: &mut dyn FnMut(Event)) -> Report {
     report
 }
 
-type Stop = (Outcome, String);
+/// Why a job stopped early: its outcome and the message for the user.
+pub(super) type Stop = (Outcome, String);
 
 fn steps(
     req: &JobRequest,
@@ -154,6 +162,20 @@ fn steps(
         signer_name: signer.name.clone(),
     });
 
+    match package.qualcomm() {
+        Some(plan) => super::qualcomm::run(req, report, emit, &package, plan),
+        None => fastboot(req, report, emit, &package),
+    }
+}
+
+/// The fastboot part of a job, after the package was verified.
+fn fastboot(
+    req: &JobRequest,
+    report: &mut Report,
+    emit: &mut dyn FnMut(Event),
+    package: &VerifiedPackage,
+) -> Result<Outcome, Stop> {
+    let manifest = package.manifest();
     emit(Event::Stage {
         stage: Stage::Identify,
     });
@@ -244,24 +266,11 @@ fn steps(
             bytes: write.bytes,
         });
         let started = Instant::now();
-        let source = PackageImage {
-            package: &package,
-            index,
+        let source = PackageImage::new(package, index);
+        let target = Target::Partition {
+            name: write.target.clone(),
         };
-        let total = write.bytes;
-        let mut last = 0u64;
-        let result = {
-            let mut progress = |done: u64| {
-                if done >= last + PROGRESS_STEP || done == total {
-                    last = done;
-                    emit(Event::Progress { index, done, total });
-                }
-            };
-            let target = Target::Partition {
-                name: write.target.clone(),
-            };
-            driver.write_image(&target, &source, &mut progress)
-        };
+        let result = write_with_progress(driver.as_mut(), &target, &source, index, write.bytes, emit);
         for text in driver.take_messages() {
             emit(Event::DeviceMessage { text });
         }
@@ -325,7 +334,7 @@ fn steps(
     Ok(Outcome::Success)
 }
 
-fn versions(device: &DeviceInfo, source: &str) -> Versions {
+pub(super) fn versions(device: &DeviceInfo, source: &str) -> Versions {
     Versions {
         firmware: device.firmware_version_raw.clone(),
         security: device.security_version,
@@ -348,14 +357,41 @@ fn reidentify(req: &JobRequest) -> Option<DeviceInfo> {
 }
 
 /// One image of a verified package, as the driver sees it.
-struct PackageImage<'a> {
+///
+/// `skip` leaves out the image's first bytes (a rawprogram `file_sector_offset`); they are
+/// still read and hashed, since the signature covers the whole file.
+pub(super) struct PackageImage<'a> {
     package: &'a VerifiedPackage,
     index: usize,
+    skip: u64,
+}
+
+impl<'a> PackageImage<'a> {
+    /// The whole image `index`.
+    pub(super) fn new(package: &'a VerifiedPackage, index: usize) -> Self {
+        Self::skipping(package, index, 0)
+    }
+
+    /// Image `index` from byte `skip` on.
+    pub(super) fn skipping(package: &'a VerifiedPackage, index: usize, skip: u64) -> Self {
+        PackageImage { package, index, skip }
+    }
+
+    fn open(&self) -> std::io::Result<HashedSend> {
+        let reader = self
+            .package
+            .open_image(self.index)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(HashedSend {
+            reader,
+            skip: self.skip,
+        })
+    }
 }
 
 impl ImageSource for PackageImage<'_> {
     fn len(&self) -> u64 {
-        self.package.manifest().images[self.index].size
+        self.package.manifest().images[self.index].size - self.skip
     }
 
     fn is_sparse(&self) -> bool {
@@ -367,31 +403,51 @@ impl ImageSource for PackageImage<'_> {
     }
 
     fn send_reader(&self) -> std::io::Result<Box<dyn SendReader + '_>> {
-        Ok(Box::new(HashedSend(self.open()?)))
-    }
-}
-
-impl PackageImage<'_> {
-    fn open(&self) -> std::io::Result<ImageReader> {
-        self.package
-            .open_image(self.index)
-            .map_err(|e| std::io::Error::other(e.to_string()))
+        Ok(Box::new(self.open()?))
     }
 }
 
 /// The package's hashing image reader as a driver's [`SendReader`].
-struct HashedSend(ImageReader);
+pub(super) struct HashedSend {
+    reader: ImageReader,
+    skip: u64,
+}
 
 impl Read for HashedSend {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
+        while self.skip > 0 {
+            let mut scratch = [0u8; 4096];
+            let n = (self.skip as usize).min(scratch.len());
+            self.reader.read_exact(&mut scratch[..n])?;
+            self.skip -= n as u64;
+        }
+        self.reader.read(buf)
     }
 }
 
 impl SendReader for HashedSend {
     fn verify(self: Box<Self>) -> Result<(), String> {
-        self.0.finish().map(|_| ()).map_err(|e| e.to_string())
+        self.reader.finish().map(|_| ()).map_err(|e| e.to_string())
     }
+}
+
+/// Writes one image, turning driver progress into throttled `Progress` events.
+pub(super) fn write_with_progress(
+    driver: &mut dyn Driver,
+    target: &Target,
+    source: &dyn ImageSource,
+    index: usize,
+    total: u64,
+    emit: &mut dyn FnMut(Event),
+) -> Result<(), DeviceError> {
+    let mut last = 0u64;
+    let mut progress = |done: u64| {
+        if done >= last + PROGRESS_STEP || done == total {
+            last = done;
+            emit(Event::Progress { index, done, total });
+        }
+    };
+    driver.write_image(target, source, &mut progress)
 }
 
 /// Runs a job on a blocking thread of the tokio runtime, streaming its events.

@@ -8,6 +8,7 @@ pub mod history;
 pub mod job;
 pub mod plan;
 pub mod preflight;
+mod qualcomm;
 pub mod report;
 
 pub use event::{Event, PlannedWrite, Stage};

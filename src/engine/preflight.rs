@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::history::HistoryEntry;
-use crate::device::{Battery, DeviceInfo};
+use crate::device::{Battery, DeviceInfo, Lun, Mode, Target};
 use crate::package::{KeyScope, VerifiedPackage};
 
 /// What a preflight check concluded.
@@ -166,6 +166,16 @@ fn product<'a>(mut targets: impl Iterator<Item = &'a str> + Clone, device: &Devi
             p,
             required.clone(),
             format!("the package is for {required}, but the device is a {p}: use the package made for {p}"),
+        ),
+        None if device.mode == Mode::Edl => check(
+            "product",
+            Status::Warn,
+            "not reported (emergency download mode)",
+            required.clone(),
+            format!(
+                "a device in emergency download mode cannot say what it is; it will be flashed as {required}, \
+                 so make sure that is what it is"
+            ),
         ),
         None => check(
             "product",
@@ -344,6 +354,13 @@ fn battery(min: u8, device: &DeviceInfo, overrides: &Overrides) -> Check {
             "the device says its battery is too low to flash: charge it and try again",
         ),
         Battery::NoBattery => check("battery", Status::Pass, "no battery", required, "the device has no battery"),
+        Battery::Unknown if device.mode == Mode::Edl => check(
+            "battery",
+            Status::Warn,
+            "not readable in emergency download mode",
+            required,
+            format!("the battery cannot be read in emergency download mode: make sure it is charged to at least {min} % or on external power"),
+        ),
         Battery::Unknown if overrides.force_battery => check(
             "battery",
             Status::Warn,
@@ -383,6 +400,78 @@ fn storage(partition: &str, target: &str, needed: u64, size: Option<u64>) -> Che
             "not reported",
             required,
             format!("the device reports no partition {target}: this package does not fit this device"),
+        ),
+    }
+}
+
+/// Checks that a run of `sectors` sectors at `start` fits LUN `lun` of the device, and
+/// gives the resolved target if it does. `start` is the evaluated `start_sector`, or why it
+/// could not be evaluated.
+pub fn storage_range(
+    label: &str,
+    lun: u32,
+    sector_size: u32,
+    start: Result<u64, String>,
+    sectors: u64,
+    luns: &[Lun],
+) -> (Check, Option<Target>) {
+    let name = format!("storage:{label}");
+    let Some(disk) = luns.iter().find(|l| l.index == lun) else {
+        let c = check(
+            &name,
+            Status::Refuse,
+            "no such LUN",
+            format!("LUN {lun}"),
+            format!("the package writes {label} to LUN {lun}, which this device does not have"),
+        );
+        return (c, None);
+    };
+    let actual = format!("LUN {lun}: {} sectors of {} bytes", disk.sectors, disk.sector_size);
+    if disk.sector_size != sector_size {
+        let c = check(
+            &name,
+            Status::Refuse,
+            actual,
+            format!("{sector_size}-byte sectors"),
+            format!(
+                "the package is built for {sector_size}-byte sectors but the device's LUN {lun} has {}-byte sectors: \
+                 it is for another storage type",
+                disk.sector_size
+            ),
+        );
+        return (c, None);
+    }
+    let start = match start {
+        Ok(s) => s,
+        Err(e) => {
+            let c = check(&name, Status::Refuse, actual, "a valid start sector", format!("{label}: {e}"));
+            return (c, None);
+        }
+    };
+    let required = format!("sectors {start}..{}", start.saturating_add(sectors));
+    match start.checked_add(sectors).filter(|&end| end <= disk.sectors) {
+        Some(_) => {
+            let target = Target::Sectors {
+                lun,
+                start,
+                count: sectors,
+                sector_size,
+            };
+            (check(&name, Status::Pass, actual, required, format!("{label} fits")), Some(target))
+        }
+        None => (
+            check(
+                &name,
+                Status::Refuse,
+                actual,
+                required,
+                format!(
+                    "{label} needs sectors {start}..{} but LUN {lun} ends at sector {}: this package does not fit this device",
+                    start.saturating_add(sectors),
+                    disk.sectors
+                ),
+            ),
+            None,
         ),
     }
 }

@@ -57,6 +57,15 @@ pub struct Versions {
     pub source: String,
 }
 
+/// Where the backup of a job went.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupFacts {
+    /// The backup folder.
+    pub dir: PathBuf,
+    /// What it holds.
+    pub partitions: Vec<super::backup::BackupEntry>,
+}
+
 /// One image of the job.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageReport {
@@ -107,6 +116,8 @@ pub struct Report {
     pub images: Vec<ImageReport>,
     /// The slot switched to, on A/B devices.
     pub activated_slot: Option<String>,
+    /// The identity partitions backed up before writing (Qualcomm).
+    pub backup: Option<BackupFacts>,
     /// Anything else worth knowing.
     pub notes: Vec<String>,
 }
