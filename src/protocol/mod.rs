@@ -3,4 +3,5 @@
 //! Nothing here knows about packages, plans or user interfaces.
 
 pub mod fastboot;
+pub mod gpt;
 pub mod sparse;
