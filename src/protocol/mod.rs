@@ -3,5 +3,8 @@
 //! Nothing here knows about packages, plans or user interfaces.
 
 pub mod fastboot;
+pub mod firehose;
 pub mod gpt;
+mod read_buffer;
+pub mod sahara;
 pub mod sparse;
