@@ -1,9 +1,12 @@
-//! Virtual devices that speak the real wire protocols over TCP, for tests and the demo.
+//! Virtual devices that speak the real wire protocols over TCP or a pseudo-terminal, for
+//! tests and the demo.
 //!
 //! A simulator is honest: it checks what the real device checks, refuses what the real
 //! device refuses, and stores exactly the bytes it was sent, so independent clients (such
 //! as Google's `fastboot`) can drive it and tests can inspect the result.
 
+#[cfg(unix)]
+pub mod edl;
 pub mod phone;
 
 pub use phone::{ConfigError, PhoneConfig, PhoneSim, RunningPhone};
