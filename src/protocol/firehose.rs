@@ -9,6 +9,10 @@
 //!
 //! All XML goes through quick-xml, so attribute values are escaped and unescaped properly.
 
+pub mod client;
+
+pub use client::{DeviceConfig, FirehoseClient, FirehoseTimeouts, LogCallback, StorageInfo};
+
 use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, Instant};
@@ -906,6 +910,49 @@ mod tests {
         .response
         .unwrap()
         .rawmode());
+    }
+
+    /// Delivers fixed reads, then times out.
+    struct Reads(std::collections::VecDeque<Vec<u8>>);
+
+    impl Transport for Reads {
+        fn write(&mut self, _: &[u8], _: Duration) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
+            let next = self.0.pop_front().ok_or(TransportError::Timeout(timeout))?;
+            buf[..next.len()].copy_from_slice(&next);
+            Ok(next.len())
+        }
+        fn address(&self) -> &str {
+            "reads"
+        }
+    }
+
+    #[test]
+    fn reader_splits_and_joins_documents() {
+        let a = DeviceDoc::log("a").encode();
+        let b = DeviceDoc::response(Response::ack().with("rawmode", "true")).encode();
+        let (b1, b2) = b.split_at(10);
+        let mut reads = Reads(
+            [
+                format!("{a}\n{b1}").into_bytes(),
+                Vec::new(),
+                format!("{b2}RAW").into_bytes(),
+            ]
+            .into(),
+        );
+        let mut reader = DocReader::new();
+        let wait = Duration::from_millis(10);
+        assert_eq!(reader.next_document(&mut reads, wait).unwrap(), a);
+        assert_eq!(reader.next_document(&mut reads, wait).unwrap(), b);
+        assert_eq!(reader.buffered(), b"RAW");
+        let mut raw = [0u8; 8];
+        assert_eq!(reader.read_raw(&mut reads, &mut raw, wait).unwrap(), 3);
+        assert!(matches!(
+            reader.next_document(&mut reads, wait),
+            Err(FirehoseError::Transport(TransportError::Timeout(_)))
+        ));
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! [`PacketReader`] frames packets out of either a packet pipe (USB bulk) or a byte stream
 //! (a serial port), where one read may hold part of a packet or several.
 
+pub mod client;
+
+pub use client::{upload_programmer, SaharaOptions, SaharaOutcome};
+
 use std::fmt;
 use std::time::{Duration, Instant};
 
