@@ -831,3 +831,46 @@ fn stop_is_prompt_in_every_state() {
     assert!(started.elapsed() < Duration::from_secs(1));
     drop(host);
 }
+
+#[test]
+fn the_host_clients_flash_the_device() {
+    use flashline::protocol::firehose::client::FirehoseClient;
+    use flashline::protocol::sahara::client::{upload_programmer, SaharaOptions, SaharaOutcome};
+
+    let dir = tempfile::tempdir().unwrap();
+    let image = programmer();
+    let cfg = EdlConfig {
+        programmer_sha256: Some(Sha256::digest(&image).into()),
+        ..EdlConfig::default()
+    };
+    let sim = EdlSim::start(dir.path(), cfg, None).unwrap();
+    let mut link = Host::open(sim.address()).link;
+    let outcome = upload_programmer(
+        &mut link,
+        &mut std::io::Cursor::new(&image),
+        image.len() as u64,
+        &SaharaOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(matches!(outcome, SaharaOutcome::Uploaded { .. }));
+
+    let mut client = FirehoseClient::new(link);
+    let config = client.configure("emmc", 4 << 20).unwrap();
+    assert_eq!(config.max_payload_to_target, 1 << 20);
+    let info = client.storage_info(0).unwrap();
+    assert_eq!((info.total_blocks, info.block_size), (64 * 1024 * 2, 512));
+    let data: Vec<u8> = (0..64 * 512u32).map(|i| (i / 3) as u8).collect();
+    client
+        .program(&range(0, 5000, 64), &mut &data[..], &mut |_| {})
+        .unwrap();
+    let mut back = Vec::new();
+    client
+        .read(&range(0, 5000, 64), &mut back, &mut |_| {})
+        .unwrap();
+    assert!(back == data);
+    let digest = client.sha256_digest(&range(0, 5000, 64)).unwrap();
+    assert_eq!(digest.to_vec(), Sha256::digest(&data).to_vec());
+    client.nop().unwrap();
+    client.power_reset().unwrap();
+}

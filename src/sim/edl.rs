@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::device::bench::{self, Announcement, BenchEntry};
 use crate::protocol::gpt::{Gpt, GptError, Guid};
 use crate::protocol::sahara::Status;
+use crate::transport::Transport;
 
 use pty::Pty;
 use storage::Storage;
@@ -59,7 +60,8 @@ pub struct PartSpec {
 }
 
 impl PartSpec {
-    fn new(lun: u32, label: &str, sectors: u64) -> PartSpec {
+    /// A partition of `sectors` sectors called `label` on `lun`.
+    pub fn new(lun: u32, label: &str, sectors: u64) -> PartSpec {
         PartSpec {
             lun,
             label: label.into(),
@@ -342,7 +344,7 @@ impl EdlSim {
                 bench::announce(
                     bench_dir,
                     &BenchEntry {
-                        address: crate::transport::Transport::address(&pty).to_string(),
+                        address: pty.address().to_string(),
                         vid: cfg.vid,
                         pid: cfg.pid,
                         serial: cfg.serial.clone(),
@@ -365,7 +367,7 @@ impl EdlSim {
 
     /// Where a host opens the device: `serial:/dev/pts/N`.
     pub fn address(&self) -> &str {
-        crate::transport::Transport::address(&self.pty)
+        self.pty.address()
     }
 
     /// Prepares the device as [`EdlSim::new`] does and serves it on a background thread.

@@ -35,6 +35,10 @@ use super::Device;
 
 /// Largest host document, announced as `MaxXMLSizeInBytes`.
 pub(super) const MAX_XML_SIZE: usize = 4096;
+/// How long the programmer takes to start after the boot ROM's DONE_RESP. Its start-up
+/// logs come after this, as separate transfers on a real device; on a byte stream the
+/// pause keeps them from arriving glued to DONE_RESP.
+const BOOT_TIME: Duration = Duration::from_millis(50);
 /// Longest `DelayInSeconds` honoured before a reset.
 const MAX_RESET_DELAY: Duration = Duration::from_secs(10);
 
@@ -74,6 +78,7 @@ struct Programmer<'a> {
 
 impl Programmer<'_> {
     fn serve(&mut self) -> Exit {
+        self.pty.pause(BOOT_TIME);
         if self.device.cfg.late_logs {
             let _ = self.log("flashline virtual programmer started");
         }

@@ -207,7 +207,7 @@ impl Storage {
         Ok(hasher.finalize().into())
     }
 
-    /// Writes `bytes` (at most a span's length) at the span's start.
+    /// Writes `bytes` at the span's start; callers pass at most `span.len` bytes.
     pub fn write_bytes(&self, span: &Span, bytes: &[u8]) -> io::Result<()> {
         self.open_at(span)?.write_all(bytes)
     }
