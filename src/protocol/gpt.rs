@@ -383,7 +383,10 @@ impl Gpt {
         type_guid: Guid,
         unique_guid: Guid,
     ) -> Result<&GptPartition, GptError> {
-        if label.is_empty() || label.contains('\0') || label.encode_utf16().count() > 36 {
+        if label.is_empty()
+            || label.contains('\0')
+            || label.encode_utf16().count() > MAX_LABEL_UNITS
+        {
             return Err(GptError::BadLabel(label.to_string()));
         }
         if self.partitions.len() >= ENTRY_COUNT as usize {
