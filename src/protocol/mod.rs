@@ -5,6 +5,7 @@
 pub mod at;
 pub mod fastboot;
 pub mod firehose;
+pub mod gpt;
 mod read_buffer;
 pub mod sahara;
 pub mod sparse;

@@ -1,0 +1,520 @@
+//! A virtual Qualcomm device in emergency download mode (EDL), on a pseudo-terminal.
+//!
+//! It behaves like a device whose boot ROM (PBL) speaks Sahara: it offers HELLO until a
+//! host answers, pulls a Firehose programmer out of the host the way a PBL does (header,
+//! program headers, then segments out of order), checks its hash when it is a "secure
+//! boot" device, and then runs the programmer on the same line: `<configure>`,
+//! `<program>`, `<read>`, `<erase>`, `<patch>`, `<getsha256digest>`, `<getstorageinfo>`,
+//! `<power>`, `<nop>`. Each LUN is the raw file `DIR/lun<N>.img`, created with a GPT and
+//! per-device identity data, so tests can check exactly what a host wrote and what it
+//! must not have touched.
+//!
+//! Where real devices differ, it picks (the `pbl` and `programmer` modules say more):
+//! payload negotiation NAKs a size above its own maximum and names that maximum;
+//! storage commands before `<configure>` are refused; patch values are plain numbers;
+//! `<power value="reset">` reboots into EDL again (the device has nothing else to boot),
+//! `off` ends the simulation as a powered-off device would vanish from the bus.
+
+mod elf;
+mod pbl;
+mod programmer;
+mod pty;
+mod storage;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::device::bench::{self, Announcement, BenchEntry};
+use crate::protocol::gpt::{Gpt, GptError, Guid};
+use crate::protocol::sahara::Status;
+use crate::transport::Transport;
+
+use pty::Pty;
+use storage::Storage;
+
+pub use elf::build_test_programmer;
+pub use storage::{lun_path, IdentityData};
+
+/// The END_OF_IMAGE status a secure device sends for a programmer it does not accept
+/// (`IMAGE_AUTH_FAILURE`).
+pub const PROGRAMMER_AUTH_FAILURE: Status = Status(0x25);
+
+/// The most LUNs a device may have (UFS has 8 addressable ones).
+pub const MAX_LUNS: usize = 8;
+
+/// One partition of the factory layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartSpec {
+    /// The LUN it lives on.
+    pub lun: u32,
+    /// GPT label, unique on the device.
+    pub label: String,
+    /// Size in sectors.
+    pub sectors: u64,
+}
+
+impl PartSpec {
+    /// A partition of `sectors` sectors called `label` on `lun`.
+    pub fn new(lun: u32, label: &str, sectors: u64) -> PartSpec {
+        PartSpec {
+            lun,
+            label: label.into(),
+            sectors,
+        }
+    }
+}
+
+/// What the virtual EDL device is and what it holds.
+///
+/// Later behaviours are added as fields, so constructors keep working through
+/// `..Default::default()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdlConfig {
+    /// USB serial number string.
+    pub serial: String,
+    /// USB vendor ID (Qualcomm 0x05c6; ZTE's EDL uses 0x19d2).
+    pub vid: u16,
+    /// USB product ID (0x9008 "QDLoader"; ZTE 0x0076).
+    pub pid: u16,
+    /// USB product string.
+    pub product: String,
+    /// Sector size of every LUN: 512 (eMMC) or 4096 (UFS).
+    pub sector_size: u32,
+    /// Storage type `<configure MemoryName>` must name (compared without case).
+    pub memory_name: String,
+    /// Size of each LUN in sectors.
+    pub luns: Vec<u64>,
+    /// The factory partition layout, laid out in order from each LUN's first usable LBA.
+    pub partitions: Vec<PartSpec>,
+    /// Partitions filled with [`IdentityData`] when their LUN is created.
+    pub identity_labels: Vec<String>,
+    /// The only programmer a "secure boot" device runs (SHA-256 of the whole image);
+    /// another one is refused with [`PROGRAMMER_AUTH_FAILURE`]. `None` runs any.
+    pub programmer_sha256: Option<[u8; 32]>,
+    /// Largest `MaxPayloadSizeToTargetInBytes` the programmer accepts.
+    pub max_payload_to_target: u32,
+    /// Request the programmer with READ_DATA64 (Sahara 3, as newer SoCs do) instead of
+    /// READ_DATA (Sahara 2).
+    pub read_data64: bool,
+    /// Chatty programmer: logs at start-up and right after some responses (as MSM8916
+    /// programmers do), so hosts must drain logs instead of assuming silence.
+    pub late_logs: bool,
+    /// How long the device waits in the middle of a transfer before deciding the host is
+    /// gone; it then keeps what arrived and waits for a host again.
+    pub data_timeout: Duration,
+}
+
+impl Default for EdlConfig {
+    /// An eMMC modem: one 64 MiB LUN with a realistic (but small) modem layout.
+    fn default() -> Self {
+        EdlConfig {
+            serial: "FLMODEM0001".into(),
+            vid: 0x05c6,
+            pid: 0x9008,
+            product: "QUSB__BULK".into(),
+            sector_size: 512,
+            memory_name: "emmc".into(),
+            luns: vec![64 * 1024 * 2],
+            partitions: modem_layout(0, 1),
+            identity_labels: ["modemst1", "modemst2", "fsg", "fsc", "persist"]
+                .map(String::from)
+                .to_vec(),
+            programmer_sha256: None,
+            max_payload_to_target: 1024 * 1024,
+            read_data64: false,
+            late_logs: true,
+            data_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The modem layout on `lun`, sizes divided by `scale` (8 turns 512-byte sectors into
+/// 4096-byte ones).
+fn modem_layout(lun: u32, scale: u64) -> Vec<PartSpec> {
+    [
+        ("sbl1", 1024),
+        ("aboot", 2048),
+        ("boot", 16384),
+        ("modem", 49152),
+        ("modemst1", 1024),
+        ("modemst2", 1024),
+        ("fsg", 1024),
+        ("fsc", 8),
+        ("persist", 2048),
+        ("userdata", 32768),
+    ]
+    .into_iter()
+    .map(|(label, sectors)| PartSpec::new(lun, label, sectors / scale))
+    .collect()
+}
+
+impl EdlConfig {
+    /// A UFS device: 4096-byte sectors, the modem layout on LUN 0 (64 MiB) and the boot
+    /// loader on LUN 1 (1 MiB), as UFS devices keep it apart.
+    pub fn ufs() -> EdlConfig {
+        let mut partitions: Vec<PartSpec> = modem_layout(0, 8)
+            .into_iter()
+            .filter(|p| p.label != "sbl1")
+            .collect();
+        partitions.push(PartSpec::new(1, "xbl", 128));
+        EdlConfig {
+            sector_size: 4096,
+            memory_name: "ufs".into(),
+            luns: vec![64 * 256, 256],
+            partitions,
+            ..EdlConfig::default()
+        }
+    }
+
+    /// Checks the configuration and builds each LUN's GPT.
+    fn tables(&self) -> Result<Vec<Gpt>, EdlConfigError> {
+        if self.luns.is_empty() || self.luns.len() > MAX_LUNS {
+            return Err(EdlConfigError::LunCount(self.luns.len()));
+        }
+        if self.max_payload_to_target == 0 {
+            return Err(EdlConfigError::ZeroPayload);
+        }
+        if self.memory_name.trim().is_empty() {
+            return Err(EdlConfigError::NoMemoryName);
+        }
+        let mut tables = Vec::with_capacity(self.luns.len());
+        for (lun, &sectors) in self.luns.iter().enumerate() {
+            if sectors.checked_mul(u64::from(self.sector_size)).is_none() {
+                return Err(EdlConfigError::LunTooLarge(lun));
+            }
+            let gpt = Gpt::new(self.sector_size, sectors, self.guid(&format!("disk {lun}")))
+                .map_err(|source| EdlConfigError::Gpt { lun, source })?;
+            tables.push(gpt);
+        }
+        for (i, part) in self.partitions.iter().enumerate() {
+            if self.partitions[..i].iter().any(|p| p.label == part.label) {
+                return Err(EdlConfigError::DuplicateLabel(part.label.clone()));
+            }
+            let gpt = usize::try_from(part.lun)
+                .ok()
+                .and_then(|lun| tables.get_mut(lun))
+                .ok_or_else(|| EdlConfigError::UnknownLun {
+                    label: part.label.clone(),
+                    lun: part.lun,
+                })?;
+            let unique = self.guid(&format!("part {}", part.label));
+            gpt.push(&part.label, part.sectors, Guid::BASIC_DATA, unique)
+                .map_err(|source| EdlConfigError::Gpt {
+                    lun: part.lun as usize,
+                    source,
+                })?;
+        }
+        if let Some(label) = self
+            .identity_labels
+            .iter()
+            .find(|l| !self.partitions.iter().any(|p| &p.label == *l))
+        {
+            return Err(EdlConfigError::UnknownIdentityPartition(label.clone()));
+        }
+        Ok(tables)
+    }
+
+    /// A GUID that is the same for the same device and purpose, so rebuilding a LUN
+    /// reproduces it byte for byte.
+    fn guid(&self, purpose: &str) -> Guid {
+        let digest = Sha256::digest(format!("flashline {} {purpose}", self.serial));
+        let mut seed = [0u8; 16];
+        seed.copy_from_slice(&digest[..16]);
+        Guid::from_seed(&seed)
+    }
+}
+
+/// Why an EDL device could not be set up. Returned inside an [`io::Error`] of kind
+/// `InvalidInput` (or `Other` for [`EdlConfigError::Io`]); downcast with `get_ref`.
+#[derive(Debug, thiserror::Error)]
+pub enum EdlConfigError {
+    /// No LUN, or more than [`MAX_LUNS`].
+    #[error("a device has 1 to {MAX_LUNS} LUNs, not {0}")]
+    LunCount(usize),
+    /// A LUN whose byte size overflows.
+    #[error("LUN {0} is too large")]
+    LunTooLarge(usize),
+    /// `max_payload_to_target` of 0 would refuse every configure.
+    #[error("max_payload_to_target must be at least 1 byte")]
+    ZeroPayload,
+    /// An empty storage type.
+    #[error("memory_name must name the storage type (emmc, ufs, …)")]
+    NoMemoryName,
+    /// The GPT of a LUN cannot be built (bad sector size, label, no space, …).
+    #[error("LUN {lun}: {source}")]
+    Gpt {
+        /// The LUN.
+        lun: usize,
+        /// What the GPT builder refused.
+        source: GptError,
+    },
+    /// A partition on a LUN the device does not have.
+    #[error("partition {label:?} is on LUN {lun}, which is not declared")]
+    UnknownLun {
+        /// The partition.
+        label: String,
+        /// Its LUN.
+        lun: u32,
+    },
+    /// Two partitions with one label.
+    #[error("partition {0:?} is declared twice")]
+    DuplicateLabel(String),
+    /// An identity label that names no partition.
+    #[error("identity partition {0:?} is not one of the declared partitions")]
+    UnknownIdentityPartition(String),
+    /// The directory already holds this LUN with another size.
+    #[error(
+        "{} holds {actual} bytes but LUN {lun} is declared with {declared}; \
+         remove the file or declare the same size", path.display()
+    )]
+    SizeMismatch {
+        /// The existing file.
+        path: PathBuf,
+        /// Its length.
+        actual: u64,
+        /// The LUN.
+        lun: usize,
+        /// The configured size in bytes.
+        declared: u64,
+    },
+    /// Creating or inspecting a LUN file failed.
+    #[error("cannot prepare {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+}
+
+impl From<EdlConfigError> for io::Error {
+    fn from(e: EdlConfigError) -> Self {
+        let kind = match e {
+            EdlConfigError::Io { .. } => io::ErrorKind::Other,
+            _ => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// What survives mode switches and resets: configuration, flash, the event log.
+struct Device {
+    cfg: EdlConfig,
+    storage: Storage,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Device {
+    fn record(&self, entry: String) {
+        tracing::debug!(event = %entry, "edl sim");
+        lock(&self.log).push(entry);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A prepared, not yet serving, EDL device.
+pub struct EdlSim {
+    device: Device,
+    pty: Pty,
+    announcement: Option<Announcement>,
+    stop: Arc<AtomicBool>,
+}
+
+impl EdlSim {
+    /// Prepares the LUN files in `dir`, opens the pseudo-terminal and, with `bench_dir`,
+    /// announces the device there with its USB identity.
+    pub fn new(dir: &Path, cfg: EdlConfig, bench_dir: Option<&Path>) -> io::Result<EdlSim> {
+        let tables = cfg.tables()?;
+        let storage = Storage::open(dir, &cfg, &tables)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let pty = Pty::open(Arc::clone(&stop))?;
+        let announcement = bench_dir
+            .map(|bench_dir| {
+                bench::announce(
+                    bench_dir,
+                    &BenchEntry {
+                        address: pty.address().to_string(),
+                        vid: cfg.vid,
+                        pid: cfg.pid,
+                        serial: cfg.serial.clone(),
+                        product: cfg.product.clone(),
+                    },
+                )
+            })
+            .transpose()?;
+        Ok(EdlSim {
+            device: Device {
+                cfg,
+                storage,
+                log: Arc::default(),
+            },
+            pty,
+            announcement,
+            stop,
+        })
+    }
+
+    /// Where a host opens the device: `serial:/dev/pts/N`.
+    pub fn address(&self) -> &str {
+        self.pty.address()
+    }
+
+    /// Prepares the device as [`EdlSim::new`] does and serves it on a background thread.
+    pub fn start(dir: &Path, cfg: EdlConfig, bench_dir: Option<&Path>) -> io::Result<RunningEdl> {
+        let sim = EdlSim::new(dir, cfg, bench_dir)?;
+        let address = sim.address().to_string();
+        let log = Arc::clone(&sim.device.log);
+        let stop = Arc::clone(&sim.stop);
+        let thread = thread::Builder::new()
+            .name(format!("edl-sim {address}"))
+            .spawn(move || sim.serve_forever())?;
+        Ok(RunningEdl {
+            address,
+            dir: dir.to_path_buf(),
+            log,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Serves on the calling thread (the CLI's `flashline sim edl`): boot ROM, then the
+    /// programmer it loaded, then the boot ROM again after each reset. Returns when the
+    /// host powers the device off or a [`RunningEdl`] stops it; the bench announcement
+    /// is withdrawn then.
+    pub fn serve_forever(mut self) {
+        let _announcement = self.announcement.take();
+        while let Some(pending) = pbl::run(&self.device, &mut self.pty) {
+            match programmer::run(&self.device, &mut self.pty, &pending) {
+                programmer::Exit::Reset => self.pty.discard_input(),
+                programmer::Exit::PowerOff | programmer::Exit::Stopped => return,
+            }
+        }
+    }
+}
+
+/// An EDL device serving on a background thread. Dropping it stops the device too.
+pub struct RunningEdl {
+    address: String,
+    dir: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningEdl {
+    /// Where a host opens the device: `serial:/dev/pts/N`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The file holding LUN `lun`.
+    pub fn lun_path(&self, lun: usize) -> PathBuf {
+        lun_path(&self.dir, lun)
+    }
+
+    /// Everything the device saw and did, oldest first: Sahara events
+    /// (`sahara:hello`, `sahara:hello-resp version=2 mode=0`,
+    /// `sahara:read-data image=13 offset=0 len=52`, `sahara:end-of-image image=13 status=0`,
+    /// `sahara:done`, …) and Firehose commands and outcomes
+    /// (`firehose:program lun=0 start=34 sectors=8`, `firehose:nak <reason>`, …).
+    pub fn commands(&self) -> Vec<String> {
+        lock(&self.log).clone()
+    }
+
+    /// Stops serving and waits for the thread; the LUN files stay in the directory.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        if thread.join().is_err() {
+            tracing::error!("edl sim thread panicked");
+        }
+    }
+}
+
+impl Drop for RunningEdl {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_layouts_are_valid() {
+        for cfg in [EdlConfig::default(), EdlConfig::ufs()] {
+            let tables = cfg.tables().unwrap();
+            assert_eq!(tables.len(), cfg.luns.len());
+            let modemst1 = tables[0].find("modemst1").unwrap();
+            assert!(modemst1.sectors() * u64::from(cfg.sector_size) >= 128 * 1024);
+        }
+    }
+
+    #[test]
+    fn config_errors_are_invalid_input() {
+        let bad = [
+            (
+                EdlConfig {
+                    luns: vec![],
+                    ..EdlConfig::default()
+                },
+                "1 to 8 LUNs",
+            ),
+            (
+                EdlConfig {
+                    partitions: vec![PartSpec::new(1, "x", 1)],
+                    identity_labels: vec![],
+                    ..EdlConfig::default()
+                },
+                "LUN 1",
+            ),
+            (
+                EdlConfig {
+                    identity_labels: vec!["efs".into()],
+                    ..EdlConfig::default()
+                },
+                "\"efs\"",
+            ),
+            (
+                EdlConfig {
+                    sector_size: 1024,
+                    ..EdlConfig::default()
+                },
+                "sector size 1024",
+            ),
+            (
+                EdlConfig {
+                    partitions: vec![PartSpec::new(0, "big", 1 << 20)],
+                    identity_labels: vec![],
+                    ..EdlConfig::default()
+                },
+                "does not fit",
+            ),
+        ];
+        for (cfg, text) in bad {
+            let err = EdlSim::new(Path::new("/nonexistent"), cfg, None)
+                .err()
+                .unwrap();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains(text), "{err} lacks {text}");
+        }
+    }
+}
