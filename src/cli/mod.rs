@@ -89,6 +89,37 @@ enum Command {
     },
     /// Flash a package onto a device.
     Flash(FlashArgs),
+    /// Bring back a device that only shows up in Qualcomm emergency download mode (EDL).
+    Recover(RecoverArgs),
+    /// Read a device's identity partitions (IMEI, NV, calibration) into a backup folder.
+    Backup {
+        /// A signed Qualcomm package: its programmer gives access to the storage.
+        package: PathBuf,
+        /// The device (`serial:PATH`).
+        #[arg(long)]
+        device: String,
+        /// Partitions to back up (default: the model's identity partitions); may be repeated.
+        #[arg(long = "partition")]
+        partitions: Vec<String>,
+        /// Folder that receives the backup folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArg,
+    },
+    /// Write a backup folder back to the device it came from, checked by the device's digest.
+    Restore {
+        /// The backup folder (holding backup.json).
+        backup: PathBuf,
+        /// A signed Qualcomm package: its programmer gives access to the storage.
+        #[arg(long)]
+        package: PathBuf,
+        /// The device (`serial:PATH`).
+        #[arg(long)]
+        device: String,
+        #[command(flatten)]
+        trust: TrustArg,
+    },
     /// Run a virtual device.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -151,10 +182,81 @@ struct FlashArgs {
     force_battery: bool,
 }
 
+#[derive(Args)]
+struct RecoverArgs {
+    /// The package.
+    package: PathBuf,
+    /// The device in EDL (`serial:PATH`); found automatically when there is exactly one.
+    #[arg(long)]
+    device: Option<String>,
+    #[command(flatten)]
+    trust: TrustArg,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// Write the report here instead of the report folder.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Stop after the plan; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow a package older than the one flashline last wrote to this device.
+    #[arg(long)]
+    allow_older: bool,
+}
+
 #[derive(Subcommand)]
 enum SimCommand {
     /// A virtual phone in fastboot mode, served over TCP.
     Phone(PhoneArgs),
+    /// A virtual USB modem (or hotspot) on a pseudo-terminal that switches into EDL.
+    Modem(ModemArgs),
+    /// A virtual device in Qualcomm emergency download mode on a pseudo-terminal.
+    Edl(EdlArgs),
+}
+
+#[derive(Args)]
+struct ModemArgs {
+    /// Folder holding the LUN files of its EDL side.
+    #[arg(long)]
+    dir: PathBuf,
+    /// A mobile hotspot (with a battery) instead of a USB dongle.
+    #[arg(long)]
+    hotspot: bool,
+    /// Model reported by AT+CGMM.
+    #[arg(long)]
+    model: Option<String>,
+    /// Firmware revision reported by AT+CGMR.
+    #[arg(long)]
+    revision: Option<String>,
+    /// IMEI (15 digits).
+    #[arg(long)]
+    imei: Option<String>,
+    /// USB serial number (kept across the switch to EDL).
+    #[arg(long)]
+    serial: Option<String>,
+    /// Battery percentage (hotspot).
+    #[arg(long)]
+    battery: Option<u8>,
+    /// SHA-256 of the only programmer the EDL side accepts (as a secure-boot device does).
+    #[arg(long)]
+    programmer_sha256: Option<String>,
+}
+
+#[derive(Args)]
+struct EdlArgs {
+    /// Folder holding one raw file per LUN.
+    #[arg(long)]
+    dir: PathBuf,
+    /// USB serial number.
+    #[arg(long)]
+    serial: Option<String>,
+    /// UFS storage (4096-byte sectors, two LUNs) instead of eMMC (512-byte sectors).
+    #[arg(long)]
+    ufs: bool,
+    /// SHA-256 of the only programmer accepted (as a secure-boot device does).
+    #[arg(long)]
+    programmer_sha256: Option<String>,
 }
 
 #[derive(Args)]
@@ -330,7 +432,59 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Flash(args) => flash(args),
+        Command::Recover(args) => recover(args),
+        Command::Backup {
+            package,
+            device,
+            partitions,
+            out,
+            trust,
+        } => {
+            let req = service_request(package, device, &trust)?;
+            let out = out.unwrap_or_else(crate::paths::backups_dir);
+            match engine::service::backup_device(&req, &partitions, &out) {
+                Ok((dir, manifest)) => {
+                    for e in &manifest.entries {
+                        println!(
+                            "{:<10} LUN {} sectors {}+{}  sha256 {}",
+                            e.label, e.lun, e.start_sector, e.sectors, e.sha256
+                        );
+                    }
+                    println!("backup: {}", dir.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err((outcome, message)) => {
+                    eprintln!("error: {message}");
+                    Ok(exit_code(outcome))
+                }
+            }
+        }
+        Command::Restore {
+            backup,
+            package,
+            device,
+            trust,
+        } => {
+            let req = service_request(package, device, &trust)?;
+            match engine::service::restore_device(&req, &backup) {
+                Ok(manifest) => {
+                    for e in &manifest.entries {
+                        println!(
+                            "{:<10} restored and confirmed by the device's digest",
+                            e.label
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err((outcome, message)) => {
+                    eprintln!("error: {message}");
+                    Ok(exit_code(outcome))
+                }
+            }
+        }
         Command::Sim(SimCommand::Phone(args)) => sim_phone(args),
+        Command::Sim(SimCommand::Modem(args)) => sim_modem(args),
+        Command::Sim(SimCommand::Edl(args)) => sim_edl(args),
         Command::Demo { dir, json } => demo::run(dir.as_deref(), json),
         Command::UdevRules => {
             print!("{}", Quirks::builtin().udev_rules());
@@ -415,6 +569,159 @@ fn run_job(req: JobRequest, json: bool) -> Result<engine::Report> {
         }
         handle.await.context("the flash job panicked")
     })
+}
+
+fn service_request(package: PathBuf, device: String, trust: &TrustArg) -> Result<JobRequest> {
+    Ok(JobRequest {
+        package,
+        trust: load_trust(trust)?,
+        device: DeviceTarget {
+            address: device,
+            is_virtual: false,
+        },
+        quirks: Quirks::builtin(),
+        options: JobOptions::default(),
+    })
+}
+
+fn recover(args: RecoverArgs) -> Result<ExitCode> {
+    let quirks = Quirks::builtin();
+    let address = match args.device {
+        Some(a) => a,
+        None => {
+            let found: Vec<_> = discovery::scan(&[], &quirks)
+                .into_iter()
+                .filter(|d| d.mode == crate::device::Mode::Edl)
+                .collect();
+            match found.as_slice() {
+                [one] => {
+                    eprintln!(
+                        "found a device in emergency download mode at {}",
+                        one.address
+                    );
+                    one.address.clone()
+                }
+                [] => {
+                    eprintln!("{}", RECOVERY_GUIDE);
+                    return Ok(ExitCode::from(EXIT_DEVICE_ERROR));
+                }
+                many => {
+                    eprintln!(
+                        "several devices are in emergency download mode; pick one with --device:"
+                    );
+                    for d in many {
+                        eprintln!(
+                            "  {}  serial {}",
+                            d.address,
+                            d.serial.clone().unwrap_or_default()
+                        );
+                    }
+                    return Ok(ExitCode::from(EXIT_DEVICE_ERROR));
+                }
+            }
+        }
+    };
+    let req = JobRequest {
+        package: args.package,
+        trust: load_trust(&args.trust)?,
+        device: DeviceTarget {
+            address,
+            is_virtual: false,
+        },
+        quirks,
+        options: JobOptions {
+            overrides: Overrides {
+                allow_older: args.allow_older,
+                force_battery: false,
+            },
+            dry_run: args.dry_run,
+            report_path: args.report,
+            ..JobOptions::default()
+        },
+    };
+    Ok(exit_code(run_job(req, args.json)?.outcome))
+}
+
+/// What to do when no device in EDL is found.
+const RECOVERY_GUIDE: &str =
+    "No device in emergency download mode (Qualcomm EDL, USB 05c6:9008 or 19d2:0076) was found.
+
+To put a bricked modem or hotspot into EDL:
+  1. Unplug it and, for a hotspot, take out the battery for ten seconds, then put it back.
+  2. Hold the reset button (a hotspot: often reset + power together) while plugging it into USB.
+  3. Keep holding for five seconds, then release. The screen, if any, stays dark: that is expected.
+  4. Run `flashline devices`: the device should be listed in mode edl. Then run this command again.
+If it does not appear, try another USB cable and a port directly on the computer, not a hub.
+Nothing has been written to the device.";
+
+fn parse_sha256(text: Option<String>) -> Result<Option<[u8; 32]>> {
+    text.map(|t| {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(t.trim(), &mut out)
+            .context("--programmer-sha256 must be 64 hex digits")?;
+        Ok(out)
+    })
+    .transpose()
+}
+
+fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
+    use crate::sim::edl::EdlConfig;
+    use crate::sim::modem::ModemConfig;
+    let d = if args.hotspot {
+        ModemConfig::hotspot()
+    } else {
+        ModemConfig::dongle()
+    };
+    let cfg = ModemConfig {
+        model: args.model.unwrap_or(d.model.clone()),
+        revision: args.revision.unwrap_or(d.revision.clone()),
+        imei: args.imei.unwrap_or(d.imei.clone()),
+        usb_serial: args.serial.unwrap_or(d.usb_serial.clone()),
+        battery_percent: args.battery.unwrap_or(d.battery_percent),
+        ..d
+    };
+    let edl = EdlConfig {
+        programmer_sha256: parse_sha256(args.programmer_sha256)?,
+        ..EdlConfig::default()
+    };
+    let modem = crate::sim::bench::VirtualModem::start(
+        cfg,
+        edl,
+        &args.dir,
+        &crate::device::bench::default_dir(),
+    )
+    .context("cannot start the virtual modem")?;
+    println!("{}", modem.address());
+    eprintln!(
+        "virtual modem listening; its EDL side keeps its LUNs in {}; stop with Ctrl-C",
+        args.dir.display()
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
+    use crate::sim::edl::{EdlConfig, EdlSim};
+    let d = if args.ufs {
+        EdlConfig::ufs()
+    } else {
+        EdlConfig::default()
+    };
+    let cfg = EdlConfig {
+        serial: args.serial.unwrap_or(d.serial.clone()),
+        programmer_sha256: parse_sha256(args.programmer_sha256)?,
+        ..d
+    };
+    let sim = EdlSim::new(&args.dir, cfg, Some(&crate::device::bench::default_dir()))
+        .context("cannot start the virtual EDL device")?;
+    println!("{}", sim.address());
+    eprintln!(
+        "virtual EDL device; LUNs in {}; stop with Ctrl-C",
+        args.dir.display()
+    );
+    sim.serve_forever();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {

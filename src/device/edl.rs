@@ -10,7 +10,9 @@ use std::io::{self, Cursor, Read, Write};
 use crate::hashing::{HashingReader, HashingWriter};
 use std::sync::{Arc, Mutex};
 
-use super::{DeviceError, DeviceInfo, Driver, ImageSource, Lun, Mode, PartitionLocation, ProgressFn, Target};
+use super::{
+    DeviceError, DeviceInfo, Driver, ImageSource, Lun, Mode, PartitionLocation, ProgressFn, Target,
+};
 use crate::protocol::firehose::{FirehoseClient, Patch, SectorRange};
 use crate::protocol::gpt;
 use crate::protocol::sahara::{self, SaharaOptions, SaharaOutcome};
@@ -56,8 +58,12 @@ impl<T: Transport> EdlDriver<T> {
     fn firehose(&mut self) -> Result<&mut FirehoseClient<T>, DeviceError> {
         match &mut self.session {
             Session::Firehose(f) => Ok(f),
-            Session::Sahara(_) => Err(DeviceError::Unsupported("storage access before the programmer is loaded")),
-            Session::Gone => Err(DeviceError::Unsupported("storage access after the session ended")),
+            Session::Sahara(_) => Err(DeviceError::Unsupported(
+                "storage access before the programmer is loaded",
+            )),
+            Session::Gone => Err(DeviceError::Unsupported(
+                "storage access after the session ended",
+            )),
         }
     }
 
@@ -74,7 +80,9 @@ impl<T: Transport> EdlDriver<T> {
                 sector_size,
                 num_sectors: count,
             }),
-            Target::Partition { .. } => Err(DeviceError::Unsupported("partitions by name in EDL (use sector ranges)")),
+            Target::Partition { .. } => Err(DeviceError::Unsupported(
+                "partitions by name in EDL (use sector ranges)",
+            )),
         }
     }
 
@@ -114,7 +122,10 @@ impl<T: Transport> EdlDriver<T> {
 }
 
 /// Reads the primary GPT of one LUN: the header at LBA 1, then its entry array.
-fn read_gpt<T: Transport>(fh: &mut FirehoseClient<T>, lun: &Lun) -> Result<Vec<gpt::GptPartition>, DeviceError> {
+fn read_gpt<T: Transport>(
+    fh: &mut FirehoseClient<T>,
+    lun: &Lun,
+) -> Result<Vec<gpt::GptPartition>, DeviceError> {
     let mut read = |start: u64, count: u64| -> Result<Vec<u8>, DeviceError> {
         let range = SectorRange {
             lun: lun.index,
@@ -126,10 +137,13 @@ fn read_gpt<T: Transport>(fh: &mut FirehoseClient<T>, lun: &Lun) -> Result<Vec<g
         fh.read(&range, &mut buf, &mut |_| {})?;
         Ok(buf)
     };
-    let header = gpt::GptHeader::parse(&read(1, 1)?, lun.sector_size, 1).map_err(|e| DeviceError::Layout(e.to_string()))?;
+    let header = gpt::GptHeader::parse(&read(1, 1)?, lun.sector_size, 1)
+        .map_err(|e| DeviceError::Layout(e.to_string()))?;
     // The header parser caps the entry array, so this read is bounded.
     let entries = read(header.entries_lba, header.entry_sectors())?;
-    header.parse_entries(&entries).map_err(|e| DeviceError::Layout(e.to_string()))
+    header
+        .parse_entries(&entries)
+        .map_err(|e| DeviceError::Layout(e.to_string()))
 }
 
 impl<T: Transport> Driver for EdlDriver<T> {
@@ -138,7 +152,11 @@ impl<T: Transport> Driver for EdlDriver<T> {
             Session::Firehose(_) => self.storage()?,
             _ => (Vec::new(), Vec::new()),
         };
-        let sector = |lun: u32| luns.iter().find(|l| l.index == lun).map_or(0, |l| u64::from(l.sector_size));
+        let sector = |lun: u32| {
+            luns.iter()
+                .find(|l| l.index == lun)
+                .map_or(0, |l| u64::from(l.sector_size))
+        };
         let partitions = layout
             .iter()
             .map(|p| (p.label.clone(), p.sectors.saturating_mul(sector(p.lun))))
@@ -161,8 +179,13 @@ impl<T: Transport> Driver for EdlDriver<T> {
         })
     }
 
-    fn load_programmer(&mut self, programmer: &dyn ImageSource, memory: &str) -> Result<(), DeviceError> {
-        let Session::Sahara(mut transport) = std::mem::replace(&mut self.session, Session::Gone) else {
+    fn load_programmer(
+        &mut self,
+        programmer: &dyn ImageSource,
+        memory: &str,
+    ) -> Result<(), DeviceError> {
+        let Session::Sahara(mut transport) = std::mem::replace(&mut self.session, Session::Gone)
+        else {
             return Err(DeviceError::Unsupported("loading a second programmer"));
         };
         if programmer.len() > MAX_PROGRAMMER_LEN {
@@ -176,7 +199,9 @@ impl<T: Transport> Driver for EdlDriver<T> {
         // signed programmer or nothing.
         let mut reader = programmer.send_reader().map_err(DeviceError::ImageRead)?;
         let mut bytes = Vec::with_capacity(programmer.len() as usize);
-        reader.read_to_end(&mut bytes).map_err(DeviceError::ImageRead)?;
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(DeviceError::ImageRead)?;
         reader.verify().map_err(DeviceError::ImageChanged)?;
         let len = bytes.len() as u64;
         let outcome = sahara::upload_programmer(
@@ -188,7 +213,9 @@ impl<T: Transport> Driver for EdlDriver<T> {
         )?;
         let mut client = match outcome {
             SaharaOutcome::Uploaded { .. } => FirehoseClient::new(transport),
-            SaharaOutcome::AlreadyInFirehose { pending } => FirehoseClient::resume(transport, &pending),
+            SaharaOutcome::AlreadyInFirehose { pending } => {
+                FirehoseClient::resume(transport, &pending)
+            }
         };
         let sink = Arc::clone(&self.messages);
         client.on_log(Box::new(move |line: &str| {
@@ -201,7 +228,12 @@ impl<T: Transport> Driver for EdlDriver<T> {
         Ok(())
     }
 
-    fn write_image(&mut self, target: &Target, image: &dyn ImageSource, progress: &mut ProgressFn<'_>) -> Result<(), DeviceError> {
+    fn write_image(
+        &mut self,
+        target: &Target,
+        image: &dyn ImageSource,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<(), DeviceError> {
         let range = Self::range(target)?;
         if image.is_sparse() {
             return Err(DeviceError::Unsupported("sparse images over Firehose"));
@@ -209,10 +241,19 @@ impl<T: Transport> Driver for EdlDriver<T> {
         let total = range
             .byte_len()
             .filter(|&n| n >= image.len())
-            .ok_or_else(|| DeviceError::TooLarge(format!("the image ({} bytes) does not fit {target}", image.len())))?;
+            .ok_or_else(|| {
+                DeviceError::TooLarge(format!(
+                    "the image ({} bytes) does not fit {target}",
+                    image.len()
+                ))
+            })?;
         let mut src = image.send_reader().map_err(DeviceError::ImageRead)?;
         // The last sector is padded with zeros; the device's digest covers the padding too.
-        let mut sent = HashingReader::new((&mut src).take(image.len()).chain(io::repeat(0).take(total - image.len())));
+        let mut sent = HashingReader::new(
+            (&mut src)
+                .take(image.len())
+                .chain(io::repeat(0).take(total - image.len())),
+        );
         self.firehose()?.program(&range, &mut sent, progress)?;
         let sent_hash = sent.finish();
         src.verify().map_err(DeviceError::ImageChanged)?;
@@ -227,7 +268,12 @@ impl<T: Transport> Driver for EdlDriver<T> {
         Ok(())
     }
 
-    fn read(&mut self, target: &Target, out: &mut dyn Write, progress: &mut ProgressFn<'_>) -> Result<[u8; 32], DeviceError> {
+    fn read(
+        &mut self,
+        target: &Target,
+        out: &mut dyn Write,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<[u8; 32], DeviceError> {
         let range = Self::range(target)?;
         let mut sink = HashingWriter::new(out);
         self.firehose()?.read(&range, &mut sink, progress)?;
@@ -244,7 +290,13 @@ impl<T: Transport> Driver for EdlDriver<T> {
         Ok(self.firehose()?.erase(&range)?)
     }
 
-    fn patch(&mut self, target: &Target, byte_offset: u64, size: u8, value: u64) -> Result<(), DeviceError> {
+    fn patch(
+        &mut self,
+        target: &Target,
+        byte_offset: u64,
+        size: u8,
+        value: u64,
+    ) -> Result<(), DeviceError> {
         let range = Self::range(target)?;
         let patch = Patch {
             lun: range.lun,
@@ -264,6 +316,9 @@ impl<T: Transport> Driver for EdlDriver<T> {
     }
 
     fn take_messages(&mut self) -> Vec<String> {
-        self.messages.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+        self.messages
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
     }
 }

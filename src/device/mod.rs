@@ -18,9 +18,9 @@ use std::io::Read;
 use serde::Serialize;
 
 use crate::protocol::at::AtError;
+use crate::protocol::fastboot::client::FastbootError;
 use crate::protocol::firehose::FirehoseError;
 use crate::protocol::sahara::SaharaError;
-use crate::protocol::fastboot::client::FastbootError;
 use crate::protocol::sparse::SparseError;
 use crate::transport::TransportError;
 
@@ -242,7 +242,11 @@ pub trait Driver: Send {
     }
 
     /// Runs the package's programmer (Qualcomm EDL) and configures `memory` (`emmc`, `ufs`).
-    fn load_programmer(&mut self, _programmer: &dyn ImageSource, _memory: &str) -> Result<(), DeviceError> {
+    fn load_programmer(
+        &mut self,
+        _programmer: &dyn ImageSource,
+        _memory: &str,
+    ) -> Result<(), DeviceError> {
         Err(DeviceError::Unsupported("loading a programmer"))
     }
 

@@ -270,7 +270,8 @@ fn fastboot(
         let target = Target::Partition {
             name: write.target.clone(),
         };
-        let result = write_with_progress(driver.as_mut(), &target, &source, index, write.bytes, emit);
+        let result =
+            write_with_progress(driver.as_mut(), &target, &source, index, write.bytes, emit);
         for text in driver.take_messages() {
             emit(Event::DeviceMessage { text });
         }
@@ -374,7 +375,11 @@ impl<'a> PackageImage<'a> {
 
     /// Image `index` from byte `skip` on.
     pub(super) fn skipping(package: &'a VerifiedPackage, index: usize, skip: u64) -> Self {
-        PackageImage { package, index, skip }
+        PackageImage {
+            package,
+            index,
+            skip,
+        }
     }
 
     fn open(&self) -> std::io::Result<HashedSend> {

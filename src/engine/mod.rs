@@ -10,6 +10,7 @@ pub mod plan;
 pub mod preflight;
 mod qualcomm;
 pub mod report;
+pub mod service;
 
 pub use event::{Event, PlannedWrite, Stage};
 pub use job::{run, spawn, DeviceTarget, JobOptions, JobRequest};

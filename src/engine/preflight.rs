@@ -426,7 +426,10 @@ pub fn storage_range(
         );
         return (c, None);
     };
-    let actual = format!("LUN {lun}: {} sectors of {} bytes", disk.sectors, disk.sector_size);
+    let actual = format!(
+        "LUN {lun}: {} sectors of {} bytes",
+        disk.sectors, disk.sector_size
+    );
     if disk.sector_size != sector_size {
         let c = check(
             &name,
@@ -444,7 +447,13 @@ pub fn storage_range(
     let start = match start {
         Ok(s) => s,
         Err(e) => {
-            let c = check(&name, Status::Refuse, actual, "a valid start sector", format!("{label}: {e}"));
+            let c = check(
+                &name,
+                Status::Refuse,
+                actual,
+                "a valid start sector",
+                format!("{label}: {e}"),
+            );
             return (c, None);
         }
     };

@@ -15,6 +15,7 @@ use super::job::{PackageImage, Stop};
 use super::preflight::{storage_range, Preflight};
 use super::report::{BackupFacts, ImageReport, Outcome};
 use super::JobRequest;
+use crate::device::quirks::Model;
 use crate::device::{discovery, DeviceError, Driver, Lun, Mode, Target};
 use crate::package::qualcomm::expr::{EvalError, Expr, ExprContext};
 use crate::package::qualcomm::QualcommPlan;
@@ -29,8 +30,11 @@ pub(super) fn run(
     plan: &QualcommPlan,
 ) -> Result<Outcome, Stop> {
     let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
-    emit(Event::Stage { stage: Stage::Identify });
-    let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual).map_err(device_err)?;
+    emit(Event::Stage {
+        stage: Stage::Identify,
+    });
+    let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual)
+        .map_err(device_err)?;
     let mut device = driver.identify().map_err(device_err)?;
     report.device = Some(device.clone());
     report.before = Some(super::job::versions(&device, "the device"));
@@ -38,8 +42,11 @@ pub(super) fn run(
         device: Box::new(device.clone()),
     });
 
-    emit(Event::Stage { stage: Stage::Preflight });
-    let history = History::load(&req.options.history_path).map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
+    emit(Event::Stage {
+        stage: Stage::Preflight,
+    });
+    let history = History::load(&req.options.history_path)
+        .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
     let past = device.serial.as_deref().and_then(|s| history.get(s));
     if past.is_some() && device.security_version.is_none() {
         report
@@ -48,56 +55,59 @@ pub(super) fn run(
     }
     let preflight = Preflight::run(package, &device, &[], past, &req.options.overrides);
     report.preflight = preflight.checks.clone();
-    report.overrides = preflight.checks.iter().filter_map(|c| c.relaxed_by.clone()).collect();
+    report.overrides = preflight
+        .checks
+        .iter()
+        .filter_map(|c| c.relaxed_by.clone())
+        .collect();
     emit(Event::Preflight {
         checks: preflight.checks.clone(),
     });
-    preflight
-        .clear()
-        .map_err(|refusals| (Outcome::PreflightRefused, format!("refused before writing anything: {refusals}")))?;
+    preflight.clear().map_err(|refusals| {
+        (
+            Outcome::PreflightRefused,
+            format!("refused before writing anything: {refusals}"),
+        )
+    })?;
 
     // The model (from AT, or the package's own target for a brick) decides the switch
     // command and which partitions hold the device's identity.
-    let product = device
-        .product
-        .clone()
-        .or_else(|| package.manifest().targets.first().map(|t| t.product.clone()));
-    let model = product.as_deref().and_then(|p| req.quirks.model(p)).cloned();
+    let product = device.product.clone().or_else(|| {
+        package
+            .manifest()
+            .targets
+            .first()
+            .map(|t| t.product.clone())
+    });
+    let model = product.as_deref().and_then(|p| req.quirks.model(p));
     if device.mode == Mode::Modem {
-        emit(Event::Stage { stage: Stage::Switch });
-        let counterparts = model
-            .as_ref()
-            .and_then(|m| m.at.as_ref())
-            .map(|a| a.counterparts.clone())
-            .unwrap_or_default();
-        driver.detach().map_err(device_err)?;
-        drop(driver);
-        let found = discovery::wait_for_counterpart(
-            &req.device.address,
-            &counterparts,
-            device.serial.as_deref(),
-            req.options.switch_timeout,
-            &req.quirks,
-        )
-        .map_err(device_err)?;
+        emit(Event::Stage {
+            stage: Stage::Switch,
+        });
+        let (edl, to) = switch_to_download(driver, &device, model, req)?;
+        driver = edl;
         emit(Event::DeviceSwitched {
             from: req.device.address.clone(),
-            to: found.address.clone(),
+            to: to.clone(),
         });
-        report.notes.push(format!("switched to download mode: {} → {}", req.device.address, found.address));
-        driver = discovery::open(&found.address, &req.quirks, req.device.is_virtual).map_err(device_err)?;
+        report.notes.push(format!(
+            "switched to download mode: {} → {to}",
+            req.device.address
+        ));
     } else if device.mode != Mode::Edl {
         return Err((
             Outcome::PreflightRefused,
-            format!("{} is not a modem or a device in EDL; this package needs one", req.device.address),
+            format!(
+                "{} is not a modem or a device in EDL; this package needs one",
+                req.device.address
+            ),
         ));
     }
 
-    emit(Event::Stage { stage: Stage::Programmer });
-    let programmer = PackageImage::new(package, plan.programmer);
-    driver
-        .load_programmer(&programmer, plan.memory.as_str())
-        .map_err(|e| (Outcome::DeviceError, format!("the programmer could not be started: {e}")))?;
+    emit(Event::Stage {
+        stage: Stage::Programmer,
+    });
+    start_programmer(driver.as_mut(), package, plan)?;
     let storage = driver.identify().map_err(device_err)?;
     device.luns = storage.luns;
     device.layout = storage.layout;
@@ -111,15 +121,36 @@ pub(super) fn run(
         let image = &package.manifest().images[op.image];
         let sectors = op.sectors(image);
         let start = resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut());
-        let (check, target) = storage_range(&op.label, op.lun, op.sector_size, start, sectors, &device.luns);
+        let (check, target) = storage_range(
+            &op.label,
+            op.lun,
+            op.sector_size,
+            start,
+            sectors,
+            &device.luns,
+        );
         storage_checks.push(check);
-        writes.push((op, target, image.size - op.file_sector_offset * u64::from(op.sector_size)));
+        writes.push((
+            op,
+            target,
+            image.size - op.file_sector_offset * u64::from(op.sector_size),
+        ));
     }
     let mut erases = Vec::new();
     for op in &plan.erase {
-        let label = op.label.clone().unwrap_or_else(|| format!("LUN {}", op.lun));
+        let label = op
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("LUN {}", op.lun));
         let start = resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut());
-        let (check, target) = storage_range(&label, op.lun, op.sector_size, start, op.num_partition_sectors, &device.luns);
+        let (check, target) = storage_range(
+            &label,
+            op.lun,
+            op.sector_size,
+            start,
+            op.num_partition_sectors,
+            &device.luns,
+        );
         storage_checks.push(check);
         erases.push((label, target));
     }
@@ -145,7 +176,9 @@ pub(super) fn run(
         .iter()
         .map(|(op, target, bytes)| PlannedWrite {
             partition: op.label.clone(),
-            target: target.as_ref().map_or_else(String::new, ToString::to_string),
+            target: target
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
             bytes: *bytes,
             sparse: op.sparse,
         })
@@ -173,15 +206,21 @@ pub(super) fn run(
         return Ok(Outcome::DryRun);
     }
 
-    emit(Event::Stage { stage: Stage::Backup });
-    let mut labels: Vec<String> = model.as_ref().map(|m| m.backup.clone()).unwrap_or_default();
+    emit(Event::Stage {
+        stage: Stage::Backup,
+    });
+    let mut labels: Vec<String> = model.map(|m| m.backup.clone()).unwrap_or_default();
     labels.extend(plan.backup.iter().cloned());
     labels.dedup();
     let mut wanted = Vec::new();
     for label in &labels {
         match device.layout.iter().find(|p| &p.label == label) {
             Some(p) => {
-                let sector_size = device.luns.iter().find(|l| l.index == p.lun).map_or(0, |l| l.sector_size);
+                let sector_size = device
+                    .luns
+                    .iter()
+                    .find(|l| l.index == p.lun)
+                    .map_or(0, |l| l.sector_size);
                 wanted.push(Wanted {
                     label: label.clone(),
                     target: Target::Sectors {
@@ -192,7 +231,9 @@ pub(super) fn run(
                     },
                 });
             }
-            None => report.notes.push(format!("partition {label} is not on this device; nothing to back up")),
+            None => report.notes.push(format!(
+                "partition {label} is not on this device; nothing to back up"
+            )),
         }
     }
     let (dir, manifest) = backup::create(
@@ -220,7 +261,9 @@ pub(super) fn run(
         partitions: manifest.entries,
     });
 
-    emit(Event::Stage { stage: Stage::Flash });
+    emit(Event::Stage {
+        stage: Stage::Flash,
+    });
     for (label, target) in &erases {
         let target = target.as_ref().expect("cleared by the storage preflight");
         driver
@@ -237,8 +280,13 @@ pub(super) fn run(
             bytes: *bytes,
         });
         let started = Instant::now();
-        let source = PackageImage::skipping(package, op.image, op.file_sector_offset * u64::from(op.sector_size));
-        let result = super::job::write_with_progress(driver.as_mut(), target, &source, index, *bytes, emit);
+        let source = PackageImage::skipping(
+            package,
+            op.image,
+            op.file_sector_offset * u64::from(op.sector_size),
+        );
+        let result =
+            super::job::write_with_progress(driver.as_mut(), target, &source, index, *bytes, emit);
         for text in driver.take_messages() {
             emit(Event::DeviceMessage { text });
         }
@@ -246,7 +294,10 @@ pub(super) fn run(
         entry.seconds = Some(started.elapsed().as_secs_f64());
         if let Err(e) = result {
             entry.status = "failed".into();
-            return Err((Outcome::DeviceError, format!("writing {} ({target}) failed: {e}", op.label)));
+            return Err((
+                Outcome::DeviceError,
+                format!("writing {} ({target}) failed: {e}", op.label),
+            ));
         }
         entry.status = "written".into();
         entry.sha256_sent = Some(entry.sha256_signed.clone());
@@ -258,21 +309,36 @@ pub(super) fn run(
         });
     }
 
-    emit(Event::Stage { stage: Stage::Patch });
+    emit(Event::Stage {
+        stage: Stage::Patch,
+    });
     for op in &plan.patch {
-        let what = if op.what.is_empty() { "patch" } else { op.what.as_str() };
-        let fail = |detail: String| (Outcome::DeviceError, format!("patch {what:?} failed: {detail}"));
+        let what = if op.what.is_empty() {
+            "patch"
+        } else {
+            op.what.as_str()
+        };
+        let fail = |detail: String| {
+            (
+                Outcome::DeviceError,
+                format!("patch {what:?} failed: {detail}"),
+            )
+        };
         let lun = device
             .luns
             .iter()
             .find(|l| l.index == op.lun)
             .cloned()
             .ok_or_else(|| fail(format!("the device has no LUN {}", op.lun)))?;
-        let start = resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut()).map_err(&fail)?;
+        let start =
+            resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut()).map_err(&fail)?;
         // Evaluated just before it is applied: a CRC covers what earlier patches wrote.
         let value = resolve(&op.value, op.lun, &device.luns, driver.as_mut()).map_err(&fail)?;
         if !op.fits(value) {
-            return Err(fail(format!("value {value} does not fit in {} bytes", op.size_in_bytes)));
+            return Err(fail(format!(
+                "value {value} does not fit in {} bytes",
+                op.size_in_bytes
+            )));
         }
         let target = Target::Sectors {
             lun: op.lun,
@@ -284,9 +350,13 @@ pub(super) fn run(
             .patch(&target, op.byte_offset, op.size_in_bytes, value)
             .map_err(|e| fail(e.to_string()))?;
     }
-    report.notes.push(format!("{} device patches applied", plan.patch.len()));
+    report
+        .notes
+        .push(format!("{} device patches applied", plan.patch.len()));
 
-    emit(Event::Stage { stage: Stage::Reboot });
+    emit(Event::Stage {
+        stage: Stage::Reboot,
+    });
     driver.reboot().map_err(device_err)?;
     report.after = Some(super::report::Versions {
         firmware: Some(package.manifest().version.to_string()),
@@ -303,10 +373,57 @@ pub(super) fn run(
             flashed_at: super::report::now(),
         };
         if let Err(e) = History::record(&req.options.history_path, serial, entry) {
-            report.notes.push(format!("the flash history was not updated: {e}"));
+            report
+                .notes
+                .push(format!("the flash history was not updated: {e}"));
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Sends a modem to its download mode and opens it again there; returns the EDL driver
+/// and the device's new address.
+pub(super) fn switch_to_download(
+    mut driver: Box<dyn Driver>,
+    device: &crate::device::DeviceInfo,
+    model: Option<&Model>,
+    req: &JobRequest,
+) -> Result<(Box<dyn Driver>, String), Stop> {
+    let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
+    let counterparts = model
+        .and_then(|m| m.at.as_ref())
+        .map(|a| a.counterparts.clone())
+        .unwrap_or_default();
+    driver.detach().map_err(device_err)?;
+    drop(driver);
+    let found = discovery::wait_for_counterpart(
+        &req.device.address,
+        &counterparts,
+        device.serial.as_deref(),
+        req.options.switch_timeout,
+        &req.quirks,
+    )
+    .map_err(device_err)?;
+    let edl =
+        discovery::open(&found.address, &req.quirks, req.device.is_virtual).map_err(device_err)?;
+    Ok((edl, found.address))
+}
+
+/// Starts the package's signed programmer on a device in EDL.
+pub(super) fn start_programmer(
+    driver: &mut dyn Driver,
+    package: &VerifiedPackage,
+    plan: &QualcommPlan,
+) -> Result<(), Stop> {
+    let programmer = PackageImage::new(package, plan.programmer);
+    driver
+        .load_programmer(&programmer, plan.memory.as_str())
+        .map_err(|e| {
+            (
+                Outcome::DeviceError,
+                format!("the programmer could not be started: {e}"),
+            )
+        })
 }
 
 /// Evaluates a rawprogram/patch expression on one LUN of the device.
@@ -316,7 +433,8 @@ fn resolve(expr: &Expr, lun: u32, luns: &[Lun], driver: &mut dyn Driver) -> Resu
         .find(|l| l.index == lun)
         .ok_or_else(|| format!("the device has no LUN {lun}"))?;
     let mut ctx = DeviceDisk { driver, lun };
-    expr.eval(&mut ctx).map_err(|e: EvalError<DeviceError>| format!("{expr}: {e}"))
+    expr.eval(&mut ctx)
+        .map_err(|e: EvalError<DeviceError>| format!("{expr}: {e}"))
 }
 
 /// `NUM_DISK_SECTORS` and `CRC32(…)` answered by the device itself.

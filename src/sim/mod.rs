@@ -6,6 +6,8 @@
 //! as Google's `fastboot`) can drive it and tests can inspect the result.
 
 #[cfg(unix)]
+pub mod bench;
+#[cfg(unix)]
 pub mod edl;
 #[cfg(unix)]
 pub mod modem;

@@ -1,0 +1,93 @@
+//! A virtual modem or hotspot that re-enumerates into EDL, as the real ones do.
+//!
+//! The AT side and the EDL side are separate simulators; this joins them: when the modem
+//! receives its download-mode command it disappears, and the EDL device appears with the
+//! same USB serial number and the download-mode USB IDs the quirks file expects, storing its
+//! LUNs in the same folder.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::edl::{EdlConfig, EdlSim, RunningEdl};
+use super::modem::{ModemConfig, ModemSim, RunningModem};
+
+/// ZTE's download-mode USB IDs (Qualcomm EDL under ZTE's vendor ID).
+pub const ZTE_EDL: (u16, u16) = (0x19d2, 0x0076);
+
+/// A running virtual modem and, once switched, its EDL side.
+pub struct VirtualModem {
+    modem: RunningModem,
+    edl: Arc<Mutex<Option<RunningEdl>>>,
+    dir: PathBuf,
+}
+
+impl VirtualModem {
+    /// Starts the modem in `dir`, announced on `bench_dir`. `edl` describes the device it
+    /// becomes in download mode; its serial and USB IDs are set here to match the modem.
+    pub fn start(
+        modem: ModemConfig,
+        mut edl: EdlConfig,
+        dir: &Path,
+        bench_dir: &Path,
+    ) -> io::Result<Self> {
+        edl.serial = modem.usb_serial.clone();
+        (edl.vid, edl.pid) = ZTE_EDL;
+        let slot: Arc<Mutex<Option<RunningEdl>>> = Arc::new(Mutex::new(None));
+        let (edl_dir, edl_bench, edl_slot) = (
+            dir.to_path_buf(),
+            bench_dir.to_path_buf(),
+            Arc::clone(&slot),
+        );
+        // Create the LUNs now, so they exist (with their identity data) before any switch.
+        drop(EdlSim::new(dir, edl.clone(), None)?);
+        let on_switch = Box::new(
+            move || match EdlSim::start(&edl_dir, edl, Some(&edl_bench)) {
+                Ok(running) => {
+                    if let Ok(mut s) = edl_slot.lock() {
+                        *s = Some(running);
+                    }
+                }
+                Err(e) => tracing::error!("the virtual modem could not come back in EDL: {e}"),
+            },
+        );
+        let modem = ModemSim::start(modem, Some(bench_dir), on_switch)?;
+        Ok(VirtualModem {
+            modem,
+            edl: slot,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The AT port's address.
+    pub fn address(&self) -> &str {
+        self.modem.address()
+    }
+
+    /// The AT commands received.
+    pub fn at_commands(&self) -> Vec<String> {
+        self.modem.commands()
+    }
+
+    /// The EDL side's log, once switched.
+    pub fn edl_commands(&self) -> Vec<String> {
+        self.edl
+            .lock()
+            .ok()
+            .and_then(|e| e.as_ref().map(RunningEdl::commands))
+            .unwrap_or_default()
+    }
+
+    /// The raw file holding LUN `lun`.
+    pub fn lun_path(&self, lun: usize) -> PathBuf {
+        super::edl::lun_path(&self.dir, lun)
+    }
+
+    /// Stops both sides.
+    pub fn stop(self) {
+        self.modem.stop();
+        if let Some(edl) = self.edl.lock().ok().and_then(|mut e| e.take()) {
+            edl.stop();
+        }
+    }
+}

@@ -1,0 +1,677 @@
+//! End to end through real pseudo-terminals: the `flashline` binary identifies virtual
+//! modems and hotspots over AT, switches them to EDL, loads the programmer over Sahara and
+//! flashes over Firehose; bricked devices are recovered; the LUN files are compared with
+//! what the rawprogram/patch files describe.
+#![cfg(unix)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use flashline::protocol::gpt::Gpt;
+use flashline::sim::bench::VirtualModem;
+use flashline::sim::edl::{build_test_programmer, EdlConfig, EdlSim, RunningEdl};
+use flashline::sim::modem::ModemConfig;
+use sha2::{Digest, Sha256};
+
+const SECTOR: u64 = 512;
+const IDENTITY: [&str; 5] = ["modemst1", "modemst2", "fsg", "fsc", "persist"];
+
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+/// Where a partition of the virtual device lives: (first sector, sectors).
+fn layout(lun_file: &Path) -> Vec<(String, u64, u64)> {
+    let bytes = std::fs::read(lun_file).unwrap();
+    let gpt = Gpt::parse(SECTOR as u32, &bytes[..(34 * SECTOR) as usize]).unwrap();
+    gpt.partitions
+        .iter()
+        .map(|p| (p.label.clone(), p.first_lba, p.sectors()))
+        .collect()
+}
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+impl Bench {
+    fn new() -> Self {
+        let bench = Bench {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let keys = bench.path("keys");
+        assert!(bench
+            .run(&[
+                "key",
+                "gen",
+                "--name",
+                "release",
+                "--out",
+                keys.to_str().unwrap()
+            ])
+            .status
+            .success());
+        bench
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn bench_dir(&self) -> PathBuf {
+        self.path("home/bench")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_flashline"))
+            .args(args)
+            .env("FLASHLINE_HOME", self.path("home"))
+            .output()
+            .unwrap()
+    }
+
+    fn programmer(&self) -> Vec<u8> {
+        build_test_programmer(&data(20_000, 7))
+    }
+
+    /// A flat build for the default virtual layout: sbl1, boot and modem images at their
+    /// sectors, a placeholder, and DISK patches using NUM_DISK_SECTORS and CRC32.
+    fn pack(
+        &self,
+        name: &str,
+        version: &str,
+        product: &str,
+        boot_start: &str,
+        tweak: &str,
+    ) -> PathBuf {
+        let src = self.path(&format!("src-{name}-{version}"));
+        std::fs::create_dir_all(&src).unwrap();
+        let parts = reference_layout();
+        let at = |label: &str| {
+            parts
+                .iter()
+                .find(|p| p.0 == label)
+                .map(|p| (p.1, p.2))
+                .unwrap()
+        };
+        std::fs::write(src.join("prog_firehose_ddr.elf"), self.programmer()).unwrap();
+        std::fs::write(src.join("sbl1.mbn"), data(300 * 1024, 1)).unwrap();
+        std::fs::write(src.join("boot.img"), data(2 * 1024 * 1024 + 100, 2)).unwrap();
+        std::fs::write(src.join("NON-HLOS.bin"), data(5 * 1024 * 1024, 3)).unwrap();
+        let (sbl1, sbl1_n) = at("sbl1");
+        let (boot, boot_n) = at("boot");
+        let (modem, modem_n) = at("modem");
+        let (userdata, userdata_n) = at("userdata");
+        let boot_start = if boot_start.is_empty() {
+            format!("{boot}")
+        } else {
+            boot_start.to_string()
+        };
+        std::fs::write(
+            src.join("rawprogram0.xml"),
+            format!(
+                r#"<?xml version="1.0" ?>
+<data>
+  <program SECTOR_SIZE_IN_BYTES="512" file_sector_offset="0" filename="sbl1.mbn" label="sbl1" num_partition_sectors="{sbl1_n}" physical_partition_number="0" start_sector="{sbl1}" />
+  <program SECTOR_SIZE_IN_BYTES="512" file_sector_offset="0" filename="boot.img" label="boot" num_partition_sectors="{boot_n}" physical_partition_number="0" start_sector="{boot_start}" />
+  <program SECTOR_SIZE_IN_BYTES="512" file_sector_offset="0" filename="NON-HLOS.bin" label="modem" num_partition_sectors="{modem_n}" physical_partition_number="0" start_sector="{modem}" />
+  <program SECTOR_SIZE_IN_BYTES="512" file_sector_offset="0" filename="" label="userdata" num_partition_sectors="{userdata_n}" physical_partition_number="0" start_sector="{userdata}" />
+</data>
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            src.join("patch0.xml"),
+            format!(
+                r#"<?xml version="1.0" ?>
+<patches>
+  <patch SECTOR_SIZE_IN_BYTES="512" byte_offset="0" filename="gpt_main0.bin" physical_partition_number="0" size_in_bytes="8" start_sector="1" value="NUM_DISK_SECTORS-1." what="file patch, not for the device" />
+  <patch SECTOR_SIZE_IN_BYTES="512" byte_offset="0" filename="DISK" physical_partition_number="0" size_in_bytes="8" start_sector="{userdata}" value="NUM_DISK_SECTORS-1." what="last sector" />
+  <patch SECTOR_SIZE_IN_BYTES="512" byte_offset="8" filename="DISK" physical_partition_number="0" size_in_bytes="4" start_sector="{userdata}" value="CRC32({boot}.,512.)" what="CRC of boot's first sector" />
+  {tweak}
+</patches>
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            src.join("manifest.toml"),
+            format!(
+                "name = \"{name}\"\nversion = \"{version}\"\nsecurity_version = 3\nmin_battery_percent = 25\n[[target]]\nproduct = \"{product}\"\n[qualcomm]\nprogrammer = \"prog_firehose_ddr.elf\"\nrawprogram = [\"rawprogram0.xml\"]\npatch = [\"patch0.xml\"]\n"
+            ),
+        )
+        .unwrap();
+        let pkg = self.path(&format!("{name}-{version}.flpkg"));
+        let out = self.run(&[
+            "pack",
+            src.join("manifest.toml").to_str().unwrap(),
+            "--key",
+            self.path("keys/release.key").to_str().unwrap(),
+            "-o",
+            pkg.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pkg
+    }
+
+    fn edl_config(&self) -> EdlConfig {
+        EdlConfig {
+            programmer_sha256: Some(Sha256::digest(self.programmer()).into()),
+            ..EdlConfig::default()
+        }
+    }
+
+    fn modem(&self, cfg: ModemConfig) -> VirtualModem {
+        VirtualModem::start(
+            cfg,
+            self.edl_config(),
+            &self.path("device"),
+            &self.bench_dir(),
+        )
+        .unwrap()
+    }
+
+    fn flash(
+        &self,
+        command: &str,
+        pkg: &Path,
+        device: Option<&str>,
+        extra: &[&str],
+    ) -> (Output, serde_json::Value) {
+        let report = self.path("report.json");
+        let _ = std::fs::remove_file(&report);
+        let keys = self.path("keys");
+        let mut args = vec![
+            command,
+            pkg.to_str().unwrap(),
+            "--trust",
+            keys.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+        ];
+        if let Some(d) = device {
+            args.extend(["--device", d]);
+        }
+        args.extend(extra);
+        let out = self.run(&args);
+        let report = serde_json::from_slice(&std::fs::read(&report).unwrap_or_else(|_| {
+            panic!(
+                "no report; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }))
+        .unwrap();
+        (out, report)
+    }
+}
+
+/// The default virtual layout, read from a freshly created LUN.
+fn reference_layout() -> Vec<(String, u64, u64)> {
+    let dir = tempfile::tempdir().unwrap();
+    drop(EdlSim::new(dir.path(), EdlConfig::default(), None).unwrap());
+    layout(&flashline::sim::edl::lun_path(dir.path(), 0))
+}
+
+fn region(lun: &[u8], start: u64, sectors: u64) -> &[u8] {
+    &lun[(start * SECTOR) as usize..((start + sectors) * SECTOR) as usize]
+}
+
+fn identity_hashes(lun_file: &Path) -> Vec<Vec<u8>> {
+    let lun = std::fs::read(lun_file).unwrap();
+    let parts = layout(lun_file);
+    IDENTITY
+        .iter()
+        .map(|label| {
+            let (_, start, n) = parts.iter().find(|p| p.0 == *label).unwrap();
+            Sha256::digest(region(&lun, *start, *n)).to_vec()
+        })
+        .collect()
+}
+
+/// Asserts the LUN holds exactly what the flat build describes.
+fn assert_flashed(bench: &Bench, lun_file: &Path) {
+    let src = bench.path("src-stock-1.0.12");
+    let lun = std::fs::read(lun_file).unwrap();
+    let parts = layout(lun_file);
+    let at = |label: &str| {
+        parts
+            .iter()
+            .find(|p| p.0 == label)
+            .map(|p| (p.1, p.2))
+            .unwrap()
+    };
+    for (label, file) in [
+        ("sbl1", "sbl1.mbn"),
+        ("boot", "boot.img"),
+        ("modem", "NON-HLOS.bin"),
+    ] {
+        let image = std::fs::read(src.join(file)).unwrap();
+        let (start, _) = at(label);
+        let sectors = (image.len() as u64).div_ceil(SECTOR);
+        let written = region(&lun, start, sectors);
+        assert_eq!(
+            &written[..image.len()],
+            &image[..],
+            "{label} holds its image"
+        );
+        assert!(
+            written[image.len()..].iter().all(|&b| b == 0),
+            "{label}: the last sector is zero-padded"
+        );
+    }
+    let (userdata, _) = at("userdata");
+    let patched = region(&lun, userdata, 1);
+    let disk_sectors = (lun.len() as u64) / SECTOR;
+    assert_eq!(
+        u64::from_le_bytes(patched[..8].try_into().unwrap()),
+        disk_sectors - 1
+    );
+    let boot = std::fs::read(src.join("boot.img")).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(patched[8..12].try_into().unwrap()),
+        crc32fast::hash(&boot[..512])
+    );
+}
+
+#[test]
+fn a_hotspot_is_identified_switched_flashed_and_verified() {
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "1.0.12", "MU300", "", "");
+    let modem = bench.modem(ModemConfig::hotspot());
+    let identity_before = identity_hashes(&modem.lun_path(0));
+    let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+    assert!(
+        out.status.success(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_flashed(&bench, &modem.lun_path(0));
+    assert_eq!(
+        identity_hashes(&modem.lun_path(0)),
+        identity_before,
+        "identity partitions are untouched"
+    );
+    assert!(modem.at_commands().iter().any(|c| c == "AT+ZDLMODE=1"));
+    let edl = modem.edl_commands();
+    assert!(
+        edl.iter().any(|c| c.starts_with("sahara:programmer")),
+        "{edl:?}"
+    );
+    assert!(edl.iter().any(|c| c == "firehose:power reset"), "{edl:?}");
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["device"]["product"], "MU300");
+    assert_eq!(report["device"]["imei"], "868611040000015");
+    assert_eq!(report["before"]["firmware"], "BD_MF833VV1.0.0B08");
+    let battery = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "battery")
+        .unwrap();
+    assert_eq!(battery["actual"], "80 %");
+    // The identity partitions were saved, and the copies are byte-identical to the device.
+    let backup = &report["backup"];
+    let dir = PathBuf::from(backup["dir"].as_str().unwrap());
+    let lun = std::fs::read(modem.lun_path(0)).unwrap();
+    for entry in backup["partitions"].as_array().unwrap() {
+        let saved = std::fs::read(dir.join(entry["file"].as_str().unwrap())).unwrap();
+        let stored = region(
+            &lun,
+            entry["start_sector"].as_u64().unwrap(),
+            entry["sectors"].as_u64().unwrap(),
+        );
+        assert_eq!(saved, stored, "{}", entry["label"]);
+    }
+    assert_eq!(
+        backup["partitions"].as_array().unwrap().len(),
+        IDENTITY.len()
+    );
+    modem.stop();
+}
+
+#[test]
+fn a_dongle_without_a_battery_is_flashed() {
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let modem = bench.modem(ModemConfig::dongle());
+    let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+    assert!(out.status.success(), "{report:#}");
+    assert_flashed(&bench, &modem.lun_path(0));
+    let battery = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "battery")
+        .unwrap();
+    assert_eq!(battery["actual"], "no battery", "no battery is not 0 %");
+    modem.stop();
+}
+
+#[test]
+fn a_bricked_device_in_edl_is_recovered() {
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let dir = bench.path("device");
+    let sim = EdlSim::start(&dir, bench.edl_config(), Some(&bench.bench_dir())).unwrap();
+    let identity_before = identity_hashes(&flashline::sim::edl::lun_path(&dir, 0));
+    // No --device: recover finds the one device in EDL itself.
+    let (out, report) = bench.flash("recover", &pkg, None, &[]);
+    assert!(
+        out.status.success(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_flashed(&bench, &sim.lun_path(0));
+    assert_eq!(identity_hashes(&sim.lun_path(0)), identity_before);
+    let product = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "product")
+        .unwrap();
+    assert_eq!(
+        product["status"], "warn",
+        "a device in EDL cannot report its model"
+    );
+    sim.stop();
+}
+
+#[test]
+fn recover_without_a_device_explains_how_to_enter_edl() {
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let keys = bench.path("keys");
+    let out = bench.run(&[
+        "recover",
+        pkg.to_str().unwrap(),
+        "--trust",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Hold the reset button"), "{text}");
+    assert!(text.contains("Nothing has been written"), "{text}");
+}
+
+#[test]
+fn refusals_leave_the_lun_unchanged() {
+    let bench = Bench::new();
+    let cases = [
+        (
+            "wrong model",
+            bench.pack("dongle-fw", "1.0.12", "MF833V", "", ""),
+            ModemConfig::hotspot(),
+            "product",
+            false,
+        ),
+        (
+            "downgrade",
+            bench.pack("old", "1.0.5", "MU300", "", ""),
+            ModemConfig::hotspot(),
+            "version",
+            false,
+        ),
+        (
+            "low battery",
+            bench.pack("stock", "1.0.12", "MU300", "", ""),
+            ModemConfig {
+                battery_percent: 10,
+                ..ModemConfig::hotspot()
+            },
+            "battery",
+            false,
+        ),
+        (
+            "image beyond the end of the LUN",
+            bench.pack("big", "1.0.12", "MU300", "NUM_DISK_SECTORS-100.", ""),
+            ModemConfig::hotspot(),
+            "storage:boot",
+            true,
+        ),
+    ];
+    for (what, pkg, cfg, check, switched) in cases {
+        let modem = bench.modem(cfg);
+        let before = std::fs::read(modem.lun_path(0)).unwrap();
+        let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+        assert_eq!(out.status.code(), Some(4), "{what}: {report:#}");
+        let refused: Vec<_> = report["preflight"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "refuse")
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(refused, vec![check.to_string()], "{what}");
+        assert_eq!(
+            modem.at_commands().iter().any(|c| c == "AT+ZDLMODE=1"),
+            switched,
+            "{what}"
+        );
+        assert!(
+            !modem
+                .edl_commands()
+                .iter()
+                .any(|c| c.starts_with("firehose:program")),
+            "{what}"
+        );
+        assert!(
+            std::fs::read(modem.lun_path(0)).unwrap() == before,
+            "{what}: the LUN changed"
+        );
+        modem.stop();
+        std::fs::remove_dir_all(bench.path("device")).unwrap();
+    }
+}
+
+#[test]
+fn a_programmer_the_device_does_not_accept_changes_nothing() {
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let dir = bench.path("device");
+    let sim = EdlSim::start(
+        &dir,
+        EdlConfig {
+            programmer_sha256: Some([0x42; 32]),
+            ..EdlConfig::default()
+        },
+        Some(&bench.bench_dir()),
+    )
+    .unwrap();
+    let before = std::fs::read(sim.lun_path(0)).unwrap();
+    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    assert_eq!(out.status.code(), Some(5), "{report:#}");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("IMAGE_AUTH_FAILURE"), "{error}");
+    assert!(std::fs::read(sim.lun_path(0)).unwrap() == before);
+    sim.stop();
+}
+
+#[test]
+fn a_firehose_nak_is_reported_in_plain_words() {
+    let bench = Bench::new();
+    // A patch far past the end of the disk: the programmer refuses it.
+    let tweak = r#"<patch SECTOR_SIZE_IN_BYTES="512" byte_offset="0" filename="DISK" physical_partition_number="0" size_in_bytes="4" start_sector="NUM_DISK_SECTORS+5." value="1." what="beyond the disk" />"#;
+    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", tweak);
+    let sim = EdlSim::start(
+        &bench.path("device"),
+        bench.edl_config(),
+        Some(&bench.bench_dir()),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    assert_eq!(out.status.code(), Some(5), "{report:#}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("beyond the disk") && error.contains("refused"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    sim.stop();
+}
+
+#[test]
+fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
+    use flashline::device::quirks::Quirks;
+    use flashline::engine::{self, DeviceTarget, Event, JobOptions, JobRequest, Outcome};
+    use flashline::package::{Origin, TrustStore};
+    use std::sync::{Arc, Mutex};
+
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let sim: Arc<Mutex<Option<RunningEdl>>> = Arc::new(Mutex::new(Some(
+        EdlSim::start(&bench.path("device"), bench.edl_config(), None).unwrap(),
+    )));
+    let address = sim.lock().unwrap().as_ref().unwrap().address().to_string();
+    let req = JobRequest {
+        package: pkg,
+        trust: TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap(),
+        device: DeviceTarget {
+            address: address.clone(),
+            is_virtual: true,
+        },
+        quirks: Quirks::builtin(),
+        options: JobOptions {
+            reports_dir: bench.path("reports"),
+            history_path: bench.path("history.json"),
+            backups_dir: bench.path("backups"),
+            ..JobOptions::default()
+        },
+    };
+    // The test process is its own bench: announce the device where discovery looks.
+    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
+    let _announce = flashline::device::bench::announce(
+        &bench.bench_dir(),
+        &flashline::device::bench::BenchEntry {
+            address,
+            vid: 0x05c6,
+            pid: 0x9008,
+            serial: "FLMODEM0001".into(),
+            product: "QUSB__BULK".into(),
+        },
+    )
+    .unwrap();
+    let started = Instant::now();
+    let cut = Arc::clone(&sim);
+    let report = engine::run(&req, &mut |event| {
+        if let Event::Progress { index: 2, .. } = event {
+            if let Some(s) = cut.lock().unwrap().take() {
+                s.stop();
+            }
+        }
+    });
+    assert_eq!(report.outcome, Outcome::DeviceError);
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("modem"),
+        "the failed partition is named: {error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.images[2].status, "failed");
+    assert_eq!(report.images[0].status, "written");
+}
+
+#[test]
+fn backup_and_restore_round_trip_byte_identically() {
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let sim = EdlSim::start(
+        &bench.path("device"),
+        bench.edl_config(),
+        Some(&bench.bench_dir()),
+    )
+    .unwrap();
+    let lun_file = sim.lun_path(0);
+    let original = std::fs::read(&lun_file).unwrap();
+    let keys = bench.path("keys");
+    let out_dir = bench.path("my-backups");
+    let out = bench.run(&[
+        "backup",
+        pkg.to_str().unwrap(),
+        "--device",
+        sim.address(),
+        "--trust",
+        keys.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folder = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // Damage the identity partitions on the device.
+    let parts = layout(&lun_file);
+    let mut damaged = original.clone();
+    for label in IDENTITY {
+        let (_, start, n) = parts.iter().find(|p| p.0 == label).unwrap();
+        damaged[(start * SECTOR) as usize..((start + n) * SECTOR) as usize].fill(0xEE);
+    }
+    std::fs::write(&lun_file, &damaged).unwrap();
+    let out = bench.run(&[
+        "restore",
+        folder.to_str().unwrap(),
+        "--package",
+        pkg.to_str().unwrap(),
+        "--device",
+        sim.address(),
+        "--trust",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&lun_file).unwrap() == original,
+        "restored byte-identically"
+    );
+    // A tampered backup is refused before the device is touched.
+    let first = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "bin"))
+        .unwrap();
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&first, bytes).unwrap();
+    let out = bench.run(&[
+        "restore",
+        folder.to_str().unwrap(),
+        "--package",
+        pkg.to_str().unwrap(),
+        "--device",
+        sim.address(),
+        "--trust",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match its recorded SHA-256"));
+    sim.stop();
+}
