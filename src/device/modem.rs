@@ -88,7 +88,7 @@ impl<T: Transport> Driver for ModemDriver<T> {
             .model(&model)
             .and_then(|m| m.at.as_ref())
             .map(|a| a.download.clone())
-            .ok_or_else(|| {
+            .ok_or({
                 DeviceError::Unsupported("switching this model to download mode (the quirks file names no command for it)")
             })?;
         Ok(self.client.send_switch(&command)?)

@@ -183,7 +183,7 @@ fn fastboot(
     let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual)
         .map_err(device_err)?;
     let mut device = driver.identify().map_err(device_err)?;
-    let mut targets = plan::targets(&package, &device);
+    let mut targets = plan::targets(package, &device);
     for (target, size) in &mut targets {
         if size.is_none() {
             *size = driver.partition_size(target).map_err(device_err)?;
@@ -212,7 +212,7 @@ fn fastboot(
                 .into(),
         );
     }
-    let preflight = Preflight::run(&package, &device, &targets, past, &req.options.overrides);
+    let preflight = Preflight::run(package, &device, &targets, past, &req.options.overrides);
     report.preflight = preflight.checks.clone();
     emit(Event::Preflight {
         checks: preflight.checks.clone(),
@@ -230,7 +230,7 @@ fn fastboot(
         .collect();
 
     emit(Event::Stage { stage: Stage::Plan });
-    let plan = FlashPlan::build(&package, &device, &cleared);
+    let plan = FlashPlan::build(package, &device, &cleared);
     report.images = plan
         .writes
         .iter()
