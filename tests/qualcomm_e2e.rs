@@ -544,6 +544,7 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
         device: DeviceTarget {
             address: address.clone(),
             is_virtual: true,
+            probe: false,
         },
         quirks: Quirks::builtin(),
         options: JobOptions {
@@ -674,4 +675,93 @@ fn backup_and_restore_round_trip_byte_identically() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not match its recorded SHA-256"));
     sim.stop();
+}
+
+#[test]
+fn unknown_serial_ports_are_only_talked_to_with_probe() {
+    use flashline::sim::modem::ModemSim;
+    let bench = Bench::new();
+    // Not announced anywhere: a port whose USB IDs nobody knows.
+    let modem = ModemSim::start(ModemConfig::hotspot(), None, Box::new(|| {})).unwrap();
+    let out = bench.run(&["info", modem.address(), "--json"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--probe"));
+    assert!(
+        modem.commands().is_empty(),
+        "nothing was written to the port"
+    );
+    let out = bench.run(&["info", modem.address(), "--probe", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["mode"], "modem");
+    assert_eq!(info["product"], "MU300");
+    assert_eq!(info["battery"]["percent"], 80);
+    modem.stop();
+    let edl = EdlSim::start(&bench.path("device"), EdlConfig::default(), None).unwrap();
+    let out = bench.run(&["info", edl.address(), "--probe", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["mode"], "edl");
+    edl.stop();
+}
+
+#[test]
+fn the_sims_print_their_address_first_and_devices_lists_them() {
+    use std::io::BufRead;
+    let bench = Bench::new();
+    let mut children = Vec::new();
+    let mut addresses = Vec::new();
+    for args in [
+        vec!["sim", "modem", "--dir", "m1"],
+        vec![
+            "sim",
+            "modem",
+            "--hotspot",
+            "--dir",
+            "m2",
+            "--serial",
+            "HOT0001",
+        ],
+        vec!["sim", "edl", "--dir", "e1", "--serial", "BRICK01"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flashline"))
+            .args(&args)
+            .current_dir(bench.dir.path())
+            .env("FLASHLINE_HOME", bench.path("home"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.starts_with("serial:/dev/pts/"), "{args:?}: {first}");
+        addresses.push(first.trim().to_string());
+        children.push(child);
+    }
+    let out = bench.run(&["devices", "--json"]);
+    for mut child in children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mode = |address: &str| {
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["address"] == address)
+            .map(|d| d["mode"].clone())
+    };
+    assert_eq!(mode(&addresses[0]), Some("modem".into()));
+    assert_eq!(mode(&addresses[1]), Some("modem".into()));
+    assert_eq!(mode(&addresses[2]), Some("edl".into()));
 }

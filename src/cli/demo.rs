@@ -101,6 +101,7 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
         device: DeviceTarget {
             address: phone.device_address(),
             is_virtual: true,
+            probe: false,
         },
         quirks: Quirks::builtin(),
         options: JobOptions {

@@ -70,19 +70,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List devices: fastboot devices on USB, plus the given network addresses.
+    /// List devices: fastboot devices on USB, serial ports, virtual devices, plus the given
+    /// network addresses.
     Devices {
         /// Also look at this address (`tcp:HOST:PORT`); may be repeated.
         #[arg(long = "connect")]
         connect: Vec<String>,
+        /// Talk to serial ports the quirks file does not name to learn what they are.
+        #[arg(long)]
+        probe: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show a device's identity, versions, battery and partitions.
     Info {
-        /// `tcp:HOST:PORT`, `usb:BUS-PORT` or a USB serial number.
+        /// `tcp:HOST:PORT`, `serial:PATH`, `usb:BUS-PORT` or a USB serial number.
         device: String,
+        /// Talk to a serial port the quirks file does not name to learn what it is.
+        #[arg(long)]
+        probe: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -160,9 +167,13 @@ struct TrustArg {
 struct FlashArgs {
     /// The package.
     package: PathBuf,
-    /// `tcp:HOST:PORT`, `usb:BUS-PORT` or a USB serial number.
+    /// `tcp:HOST:PORT`, `serial:PATH`, `usb:BUS-PORT` or a USB serial number; found
+    /// automatically when exactly one device is attached.
     #[arg(long)]
-    device: String,
+    device: Option<String>,
+    /// Talk to a serial port the quirks file does not name to learn what it is.
+    #[arg(long)]
+    probe: bool,
     #[command(flatten)]
     trust: TrustArg,
     /// Print events as JSON lines.
@@ -394,8 +405,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             trust,
             json,
         } => inspect(&package, &trust, json),
-        Command::Devices { connect, json } => {
-            let found = discovery::scan(&connect, &Quirks::builtin());
+        Command::Devices {
+            connect,
+            probe,
+            json,
+        } => {
+            let found = discovery::scan(&connect, &Quirks::builtin(), probe);
             if json {
                 println!("{}", serde_json::to_string_pretty(&found)?);
             } else if found.is_empty() {
@@ -413,8 +428,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Info { device, json } => {
-            let info = discovery::open(&device, &Quirks::builtin(), false)
+        Command::Info {
+            device,
+            probe,
+            json,
+        } => {
+            let info = discovery::open(&device, &Quirks::builtin(), false, probe)
                 .and_then(|mut d| d.identify())
                 .with_context(|| format!("cannot read device {device}"));
             let info = match info {
@@ -536,12 +555,25 @@ pub fn exit_code(outcome: Outcome) -> ExitCode {
 }
 
 fn flash(args: FlashArgs) -> Result<ExitCode> {
+    let quirks = Quirks::builtin();
+    let address = match args.device {
+        Some(a) => a,
+        None => match pick_device(
+            &quirks,
+            |m| m != crate::device::Mode::Unknown,
+            "no flashable device is attached; connect one, or name it with --device",
+        ) {
+            Ok(a) => a,
+            Err(code) => return Ok(code),
+        },
+    };
     let req = JobRequest {
         package: args.package,
         trust: load_trust(&args.trust)?,
         device: DeviceTarget {
-            address: args.device,
+            address,
             is_virtual: false,
+            probe: args.probe,
         },
         quirks: Quirks::builtin(),
         options: JobOptions {
@@ -578,6 +610,7 @@ fn service_request(package: PathBuf, device: String, trust: &TrustArg) -> Result
         device: DeviceTarget {
             address: device,
             is_virtual: false,
+            probe: false,
         },
         quirks: Quirks::builtin(),
         options: JobOptions::default(),
@@ -588,38 +621,10 @@ fn recover(args: RecoverArgs) -> Result<ExitCode> {
     let quirks = Quirks::builtin();
     let address = match args.device {
         Some(a) => a,
-        None => {
-            let found: Vec<_> = discovery::scan(&[], &quirks)
-                .into_iter()
-                .filter(|d| d.mode == crate::device::Mode::Edl)
-                .collect();
-            match found.as_slice() {
-                [one] => {
-                    eprintln!(
-                        "found a device in emergency download mode at {}",
-                        one.address
-                    );
-                    one.address.clone()
-                }
-                [] => {
-                    eprintln!("{}", RECOVERY_GUIDE);
-                    return Ok(ExitCode::from(EXIT_DEVICE_ERROR));
-                }
-                many => {
-                    eprintln!(
-                        "several devices are in emergency download mode; pick one with --device:"
-                    );
-                    for d in many {
-                        eprintln!(
-                            "  {}  serial {}",
-                            d.address,
-                            d.serial.clone().unwrap_or_default()
-                        );
-                    }
-                    return Ok(ExitCode::from(EXIT_DEVICE_ERROR));
-                }
-            }
-        }
+        None => match pick_device(&quirks, |m| m == crate::device::Mode::Edl, RECOVERY_GUIDE) {
+            Ok(a) => a,
+            Err(code) => return Ok(code),
+        },
     };
     let req = JobRequest {
         package: args.package,
@@ -627,6 +632,7 @@ fn recover(args: RecoverArgs) -> Result<ExitCode> {
         device: DeviceTarget {
             address,
             is_virtual: false,
+            probe: false,
         },
         quirks,
         options: JobOptions {
@@ -640,6 +646,39 @@ fn recover(args: RecoverArgs) -> Result<ExitCode> {
         },
     };
     Ok(exit_code(run_job(req, args.json)?.outcome))
+}
+
+/// The one attached device whose mode `wanted` accepts; otherwise a message and an exit code.
+fn pick_device(
+    quirks: &Quirks,
+    wanted: impl Fn(crate::device::Mode) -> bool,
+    none: &str,
+) -> Result<String, ExitCode> {
+    let found: Vec<_> = discovery::scan(&[], quirks, false)
+        .into_iter()
+        .filter(|d| wanted(d.mode))
+        .collect();
+    match found.as_slice() {
+        [one] => {
+            eprintln!("using the only suitable device: {}", one.address);
+            Ok(one.address.clone())
+        }
+        [] => {
+            eprintln!("{none}");
+            Err(ExitCode::from(EXIT_DEVICE_ERROR))
+        }
+        many => {
+            eprintln!("several devices are attached; pick one with --device:");
+            for d in many {
+                eprintln!(
+                    "  {}  serial {}",
+                    d.address,
+                    d.serial.clone().unwrap_or_default()
+                );
+            }
+            Err(ExitCode::from(EXIT_DEVICE_ERROR))
+        }
+    }
 }
 
 /// What to do when no device in EDL is found.

@@ -6,6 +6,7 @@
 //! USB serial number. A serial port's mode comes from its USB IDs through the quirks file;
 //! flashline never writes to a port the quirks file does not name.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -16,9 +17,11 @@ use super::fastboot::FastbootDriver;
 use super::modem::ModemDriver;
 use super::quirks::{Quirks, UsbPair};
 use super::{DeviceError, Driver, Mode};
+use crate::protocol::sahara;
 use crate::transport::serial::{self, SerialTransport};
 use crate::transport::tcp::TcpTransport;
 use crate::transport::usb::{self, UsbTransport};
+use crate::transport::Transport;
 
 /// How long to wait for a TCP device to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,8 +50,9 @@ pub struct Found {
 }
 
 /// Lists what is attached: fastboot devices on USB, serial ports (classified by their USB
-/// IDs, never probed), virtual devices on the bench, and each `connect` address that answers.
-pub fn scan(connect: &[String], quirks: &Quirks) -> Vec<Found> {
+/// IDs), virtual devices on the bench, and each `connect` address that answers. Serial ports
+/// the quirks file does not name are talked to only when `probe` is set.
+pub fn scan(connect: &[String], quirks: &Quirks, probe: bool) -> Vec<Found> {
     let mut found: Vec<Found> = usb::list_fastboot()
         .unwrap_or_default()
         .into_iter()
@@ -63,9 +67,14 @@ pub fn scan(connect: &[String], quirks: &Quirks) -> Vec<Found> {
             is_virtual: false,
         })
         .collect();
-    found.extend(serial_devices(quirks));
+    found.extend(serial_devices(quirks).into_iter().map(|mut f| {
+        if probe && f.mode == Mode::Unknown {
+            f.mode = probe_serial(&f.address);
+        }
+        f
+    }));
     for address in connect {
-        match open(address, quirks, false).and_then(|mut d| d.identify()) {
+        match open(address, quirks, false, false).and_then(|mut d| d.identify()) {
             Ok(info) => found.push(Found {
                 address: address.clone(),
                 mode: info.mode,
@@ -136,12 +145,45 @@ pub fn lookup_serial(address: &str, quirks: &Quirks) -> Option<Found> {
         .find(|f| f.address == address)
 }
 
+/// Tells what a serial port the quirks file does not name is, by listening for a Sahara
+/// HELLO (a device in EDL announces itself) and then asking `AT`.
+///
+/// This writes to the port, so it runs only when the user asks (`--probe`).
+pub fn probe_serial(address: &str) -> Mode {
+    let Ok(mut port) = SerialTransport::open(address) else {
+        return Mode::Unknown;
+    };
+    let mut buf = [0u8; 64];
+    if let Ok(n) = port.read(&mut buf, Duration::from_millis(1500)) {
+        let hello = sahara::Packet::parse(&buf[..n.min(0x30)]);
+        if matches!(hello, Ok(sahara::Packet::Hello { .. })) {
+            return Mode::Edl;
+        }
+    }
+    if port.write(b"AT\r", Duration::from_secs(1)).is_err() {
+        return Mode::Unknown;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline && seen.len() < 256 {
+        if let Ok(n) = port.read(&mut buf, Duration::from_millis(200)) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+        if seen.windows(2).any(|w| w == b"OK") {
+            return Mode::Modem;
+        }
+    }
+    Mode::Unknown
+}
+
 /// Opens a driver for `address`. `is_virtual` marks flashline's own virtual devices reached
-/// over TCP; serial devices are virtual when the bench says so.
+/// over TCP; serial devices are virtual when the bench says so. A serial port the quirks
+/// file does not name is refused unless `probe` allows talking to it to find out.
 pub fn open(
     address: &str,
     quirks: &Quirks,
     is_virtual: bool,
+    probe: bool,
 ) -> Result<Box<dyn Driver>, DeviceError> {
     if let Some(hostport) = address.strip_prefix("tcp:") {
         let transport = TcpTransport::connect(hostport, CONNECT_TIMEOUT)?;
@@ -152,11 +194,30 @@ pub fn open(
         )));
     }
     if address.starts_with("serial:") {
-        let found = lookup_serial(address, quirks).ok_or_else(|| {
-            DeviceError::BadAddress(format!(
-                "{address}: no such serial port (is the device plugged in?)"
-            ))
-        })?;
+        let named = address.strip_prefix("serial:").map(Path::new);
+        let mut found = lookup_serial(address, quirks)
+            .or_else(|| {
+                // A port the OS does not list (a pseudo-terminal, say) exists but is
+                // unknown: usable only when the user allows probing.
+                named.is_some_and(Path::exists).then(|| Found {
+                    address: address.to_string(),
+                    mode: Mode::Unknown,
+                    vid: None,
+                    pid: None,
+                    product: None,
+                    serial: None,
+                    known_as: None,
+                    is_virtual: false,
+                })
+            })
+            .ok_or_else(|| {
+                DeviceError::BadAddress(format!(
+                    "{address}: no such serial port (is the device plugged in?)"
+                ))
+            })?;
+        if probe && found.mode == Mode::Unknown {
+            found.mode = probe_serial(address);
+        }
         return match found.mode {
             Mode::Modem => {
                 let transport = SerialTransport::open(address)?;
@@ -167,7 +228,8 @@ pub fn open(
                 Ok(Box::new(EdlDriver::new(transport, found.serial, found.is_virtual)))
             }
             Mode::Fastboot | Mode::Unknown => Err(DeviceError::BadAddress(format!(
-                "{address} is not a device the quirks file names (USB ID {}); flashline does not write to unknown ports",
+                "{address} is not a device the quirks file names (USB ID {}); flashline does not write \
+                 to unknown ports unless you pass --probe",
                 usb_id(&found)
             ))),
         };

@@ -26,6 +26,8 @@ pub struct DeviceTarget {
     pub address: String,
     /// True only for flashline's own virtual devices.
     pub is_virtual: bool,
+    /// Allow talking to a serial port the quirks file does not name, to learn what it is.
+    pub probe: bool,
 }
 
 /// How a job behaves.
@@ -180,8 +182,13 @@ fn fastboot(
         stage: Stage::Identify,
     });
     let device_err = |e: crate::device::DeviceError| (Outcome::DeviceError, e.to_string());
-    let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual)
-        .map_err(device_err)?;
+    let mut driver = discovery::open(
+        &req.device.address,
+        &req.quirks,
+        req.device.is_virtual,
+        req.device.probe,
+    )
+    .map_err(device_err)?;
     let mut device = driver.identify().map_err(device_err)?;
     let mut targets = plan::targets(package, &device);
     for (target, size) in &mut targets {
@@ -347,8 +354,13 @@ pub(super) fn versions(device: &DeviceInfo, source: &str) -> Versions {
 fn reidentify(req: &JobRequest) -> Option<DeviceInfo> {
     let deadline = Instant::now() + req.options.reconnect;
     while Instant::now() < deadline {
-        if let Ok(info) = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual)
-            .and_then(|mut d| d.identify())
+        if let Ok(info) = discovery::open(
+            &req.device.address,
+            &req.quirks,
+            req.device.is_virtual,
+            req.device.probe,
+        )
+        .and_then(|mut d| d.identify())
         {
             return Some(info);
         }

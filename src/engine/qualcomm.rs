@@ -33,8 +33,13 @@ pub(super) fn run(
     emit(Event::Stage {
         stage: Stage::Identify,
     });
-    let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual)
-        .map_err(device_err)?;
+    let mut driver = discovery::open(
+        &req.device.address,
+        &req.quirks,
+        req.device.is_virtual,
+        req.device.probe,
+    )
+    .map_err(device_err)?;
     let mut device = driver.identify().map_err(device_err)?;
     report.device = Some(device.clone());
     report.before = Some(super::job::versions(&device, "the device"));
@@ -404,8 +409,8 @@ pub(super) fn switch_to_download(
         &req.quirks,
     )
     .map_err(device_err)?;
-    let edl =
-        discovery::open(&found.address, &req.quirks, req.device.is_virtual).map_err(device_err)?;
+    let edl = discovery::open(&found.address, &req.quirks, req.device.is_virtual, false)
+        .map_err(device_err)?;
     Ok((edl, found.address))
 }
 

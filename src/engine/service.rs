@@ -23,8 +23,13 @@ fn open_storage(
         "this package has no Qualcomm programmer; backups need one".to_string(),
     ))?;
     let device_err = |e: crate::device::DeviceError| (Outcome::DeviceError, e.to_string());
-    let mut driver = discovery::open(&req.device.address, &req.quirks, req.device.is_virtual)
-        .map_err(device_err)?;
+    let mut driver = discovery::open(
+        &req.device.address,
+        &req.quirks,
+        req.device.is_virtual,
+        req.device.probe,
+    )
+    .map_err(device_err)?;
     let mut device = driver.identify().map_err(device_err)?;
     if device.mode == Mode::Modem {
         let model = device.product.as_deref().and_then(|p| req.quirks.model(p));
