@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::report::{now, safe_name};
-use crate::device::{DeviceError, Driver, ImageSource, SendReader, Target};
+use crate::device::{DeviceError, DeviceInfo, Driver, ImageSource, SendReader, Target};
 
 /// The file that describes a backup folder.
 pub const MANIFEST: &str = "backup.json";
@@ -125,6 +125,32 @@ pub struct Wanted {
     pub label: String,
     /// Where it is.
     pub target: Target,
+}
+
+/// Finds each labelled partition on the device; returns those found and the labels that
+/// are not there.
+pub fn locate(labels: &[String], device: &DeviceInfo) -> (Vec<Wanted>, Vec<String>) {
+    let mut wanted = Vec::new();
+    let mut missing = Vec::new();
+    for label in labels {
+        let found = device.layout.iter().find(|p| &p.label == label);
+        let sector_size = found
+            .and_then(|p| device.luns.iter().find(|l| l.index == p.lun))
+            .map(|l| l.sector_size);
+        match (found, sector_size) {
+            (Some(p), Some(sector_size)) => wanted.push(Wanted {
+                label: label.clone(),
+                target: Target::Sectors {
+                    lun: p.lun,
+                    start: p.start_sector,
+                    count: p.sectors,
+                    sector_size,
+                },
+            }),
+            _ => missing.push(label.clone()),
+        }
+    }
+    (wanted, missing)
 }
 
 /// Reads every `wanted` partition from the device into a new folder under `root`.

@@ -13,7 +13,7 @@ use super::plan::{self, FlashPlan};
 use super::preflight::{Overrides, Preflight};
 use super::report::{self, ImageReport, Outcome, PackageFacts, Report, Versions};
 use crate::device::quirks::Quirks;
-use crate::device::{discovery, DeviceError, DeviceInfo, Driver, ImageSource, SendReader, Target};
+use crate::device::{discovery, DeviceInfo, Driver, ImageSource, SendReader, Target};
 use crate::package::{ImageReader, Package, TrustStore, VerifiedPackage};
 
 /// Progress events are sent at most once per this many bytes (and at the end).
@@ -143,9 +143,7 @@ fn steps(
     emit(Event::Stage {
         stage: Stage::Verify,
     });
-    let package = Package::open(&req.package)
-        .and_then(|p| p.verify(&req.trust))
-        .map_err(|e| (Outcome::PackageRejected, format!("package rejected: {e}")))?;
+    let package = verify_package(req)?;
     let manifest = package.manifest();
     let signer = package.signer();
     report.package = Some(PackageFacts {
@@ -266,40 +264,17 @@ fn fastboot(
     });
     let count = plan.writes.len();
     for (index, write) in plan.writes.iter().enumerate() {
-        emit(Event::ImageStarted {
-            index,
-            count,
-            target: write.target.clone(),
-            bytes: write.bytes,
-        });
-        let started = Instant::now();
-        let source = PackageImage::new(package, index);
         let target = Target::Partition {
             name: write.target.clone(),
         };
-        let result =
-            write_with_progress(driver.as_mut(), &target, &source, index, write.bytes, emit);
-        for text in driver.take_messages() {
-            emit(Event::DeviceMessage { text });
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let entry = &mut report.images[index];
-        entry.seconds = Some(seconds);
-        if let Err(e) = result {
-            entry.status = "failed".into();
-            return Err((
-                Outcome::DeviceError,
-                format!("writing {} failed: {e}", write.target),
-            ));
-        }
-        entry.status = "written".into();
-        entry.sha256_sent = Some(entry.sha256_signed.clone());
-        emit(Event::ImageWritten {
+        let step = ImageStep {
             index,
-            target: write.target.clone(),
-            sha256: entry.sha256_signed.clone(),
-            seconds,
-        });
+            count,
+            name: &write.target,
+            target: &target,
+            source: &PackageImage::new(package, index),
+        };
+        write_step(driver.as_mut(), step, report, emit)?;
     }
 
     if let Some(slot) = &plan.activate_slot {
@@ -325,20 +300,13 @@ fn fastboot(
         },
     });
 
-    if let Some(serial) = &device.serial {
-        let entry = HistoryEntry {
-            product: device.product.clone().unwrap_or_default(),
-            package: manifest.name.clone(),
-            version: manifest.version.to_string(),
-            security_version: manifest.security_version,
-            flashed_at: report::now(),
-        };
-        if let Err(e) = History::record(&req.options.history_path, serial, entry) {
-            report
-                .notes
-                .push(format!("the flash history was not updated: {e}"));
-        }
-    }
+    record_history(
+        req,
+        report,
+        device.serial.as_deref(),
+        device.product.as_deref(),
+        package,
+    );
     Ok(Outcome::Success)
 }
 
@@ -448,23 +416,103 @@ impl SendReader for HashedSend {
     }
 }
 
-/// Writes one image, turning driver progress into throttled `Progress` events.
-pub(super) fn write_with_progress(
+/// One image write as the job sees it.
+pub(super) struct ImageStep<'a> {
+    /// 0-based index in the plan (and in the report's images).
+    pub index: usize,
+    /// Number of images.
+    pub count: usize,
+    /// What the user sees (partition name or label).
+    pub name: &'a str,
+    /// Where it goes.
+    pub target: &'a Target,
+    /// The bytes.
+    pub source: &'a dyn ImageSource,
+}
+
+/// Writes one image: emits its events (with throttled progress), passes on device
+/// messages, and records the result in the report.
+pub(super) fn write_step(
     driver: &mut dyn Driver,
-    target: &Target,
-    source: &dyn ImageSource,
-    index: usize,
-    total: u64,
+    step: ImageStep<'_>,
+    report: &mut Report,
     emit: &mut dyn FnMut(Event),
-) -> Result<(), DeviceError> {
+) -> Result<(), Stop> {
+    let ImageStep {
+        index,
+        count,
+        name,
+        target,
+        source,
+    } = step;
+    let total = source.len();
+    emit(Event::ImageStarted {
+        index,
+        count,
+        target: name.to_string(),
+        bytes: total,
+    });
+    let started = Instant::now();
     let mut last = 0u64;
-    let mut progress = |done: u64| {
+    let result = driver.write_image(target, source, &mut |done: u64| {
         if done >= last + PROGRESS_STEP || done == total {
             last = done;
             emit(Event::Progress { index, done, total });
         }
+    });
+    for text in driver.take_messages() {
+        emit(Event::DeviceMessage { text });
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let entry = &mut report.images[index];
+    entry.seconds = Some(seconds);
+    if let Err(e) = result {
+        entry.status = "failed".into();
+        return Err((
+            Outcome::DeviceError,
+            format!("writing {name} ({target}) failed: {e}"),
+        ));
+    }
+    entry.status = "written".into();
+    entry.sha256_sent = Some(entry.sha256_signed.clone());
+    emit(Event::ImageWritten {
+        index,
+        target: name.to_string(),
+        sha256: entry.sha256_signed.clone(),
+        seconds,
+    });
+    Ok(())
+}
+
+/// Records a successful job in the local history of the device's serial number.
+pub(super) fn record_history(
+    req: &JobRequest,
+    report: &mut Report,
+    serial: Option<&str>,
+    product: Option<&str>,
+    package: &VerifiedPackage,
+) {
+    let Some(serial) = serial else { return };
+    let m = package.manifest();
+    let entry = HistoryEntry {
+        product: product.unwrap_or_default().to_string(),
+        package: m.name.clone(),
+        version: m.version.to_string(),
+        security_version: m.security_version,
+        flashed_at: report::now(),
     };
-    driver.write_image(target, source, &mut progress)
+    if let Err(e) = History::record(&req.options.history_path, serial, entry) {
+        report
+            .notes
+            .push(format!("the flash history was not updated: {e}"));
+    }
+}
+
+/// Opens and verifies the job's package: nothing touches a device before this succeeds.
+pub(super) fn verify_package(req: &JobRequest) -> Result<VerifiedPackage, Stop> {
+    Package::open(&req.package)
+        .and_then(|p| p.verify(&req.trust))
+        .map_err(|e| (Outcome::PackageRejected, format!("package rejected: {e}")))
 }
 
 /// Runs a job on a blocking thread of the tokio runtime, streaming its events.

@@ -6,12 +6,10 @@
 //! A device already in EDL (a brick) skips the AT steps; its identity then comes from the
 //! package's target and from what its storage shows.
 
-use std::time::Instant;
-
-use super::backup::{self, Wanted};
+use super::backup;
 use super::event::{Event, PlannedWrite, Stage};
-use super::history::{History, HistoryEntry};
-use super::job::{PackageImage, Stop};
+use super::history::History;
+use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
 use super::preflight::{storage_range, Preflight};
 use super::report::{BackupFacts, ImageReport, Outcome};
 use super::JobRequest;
@@ -217,29 +215,11 @@ pub(super) fn run(
     let mut labels: Vec<String> = model.map(|m| m.backup.clone()).unwrap_or_default();
     labels.extend(plan.backup.iter().cloned());
     labels.dedup();
-    let mut wanted = Vec::new();
-    for label in &labels {
-        match device.layout.iter().find(|p| &p.label == label) {
-            Some(p) => {
-                let sector_size = device
-                    .luns
-                    .iter()
-                    .find(|l| l.index == p.lun)
-                    .map_or(0, |l| l.sector_size);
-                wanted.push(Wanted {
-                    label: label.clone(),
-                    target: Target::Sectors {
-                        lun: p.lun,
-                        start: p.start_sector,
-                        count: p.sectors,
-                        sector_size,
-                    },
-                });
-            }
-            None => report.notes.push(format!(
-                "partition {label} is not on this device; nothing to back up"
-            )),
-        }
+    let (wanted, missing) = backup::locate(&labels, &device);
+    for label in missing {
+        report.notes.push(format!(
+            "partition {label} is not on this device; nothing to back up"
+        ));
     }
     let (dir, manifest) = backup::create(
         &req.options.backups_dir,
@@ -276,42 +256,21 @@ pub(super) fn run(
             .map_err(|e| (Outcome::DeviceError, format!("erasing {label} failed: {e}")))?;
     }
     let count = writes.len();
-    for (index, (op, target, bytes)) in writes.iter().enumerate() {
+    for (index, (op, target, _)) in writes.iter().enumerate() {
         let target = target.as_ref().expect("cleared by the storage preflight");
-        emit(Event::ImageStarted {
-            index,
-            count,
-            target: op.label.clone(),
-            bytes: *bytes,
-        });
-        let started = Instant::now();
         let source = PackageImage::skipping(
             package,
             op.image,
             op.file_sector_offset * u64::from(op.sector_size),
         );
-        let result =
-            super::job::write_with_progress(driver.as_mut(), target, &source, index, *bytes, emit);
-        for text in driver.take_messages() {
-            emit(Event::DeviceMessage { text });
-        }
-        let entry = &mut report.images[index];
-        entry.seconds = Some(started.elapsed().as_secs_f64());
-        if let Err(e) = result {
-            entry.status = "failed".into();
-            return Err((
-                Outcome::DeviceError,
-                format!("writing {} ({target}) failed: {e}", op.label),
-            ));
-        }
-        entry.status = "written".into();
-        entry.sha256_sent = Some(entry.sha256_signed.clone());
-        emit(Event::ImageWritten {
+        let step = ImageStep {
             index,
-            target: op.label.clone(),
-            sha256: entry.sha256_signed.clone(),
-            seconds: entry.seconds.unwrap_or_default(),
-        });
+            count,
+            name: &op.label,
+            target,
+            source: &source,
+        };
+        write_step(driver.as_mut(), step, report, emit)?;
     }
 
     emit(Event::Stage {
@@ -368,21 +327,13 @@ pub(super) fn run(
         security: Some(package.manifest().security_version),
         source: "the package (the device was reset into its new firmware)".into(),
     });
-    if let Some(serial) = &device.serial {
-        let m = package.manifest();
-        let entry = HistoryEntry {
-            product: product.clone().unwrap_or_default(),
-            package: m.name.clone(),
-            version: m.version.to_string(),
-            security_version: m.security_version,
-            flashed_at: super::report::now(),
-        };
-        if let Err(e) = History::record(&req.options.history_path, serial, entry) {
-            report
-                .notes
-                .push(format!("the flash history was not updated: {e}"));
-        }
-    }
+    record_history(
+        req,
+        report,
+        device.serial.as_deref(),
+        product.as_deref(),
+        package,
+    );
     Ok(Outcome::Success)
 }
 

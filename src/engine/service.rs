@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::backup::{self, BackupManifest, Wanted};
+use super::backup::{self, BackupManifest};
 use super::job::Stop;
 use super::qualcomm::{start_programmer, switch_to_download};
 use super::{JobRequest, Outcome};
-use crate::device::{discovery, Driver, Mode, Target};
+use crate::device::{discovery, Driver, Mode};
 use crate::package::{Package, VerifiedPackage};
 
 /// Opens the device, switches a modem to download mode and starts the programmer.
@@ -62,32 +62,13 @@ pub fn backup_device(
     } else {
         labels.to_vec()
     };
-    let mut wanted = Vec::new();
-    for label in &labels {
-        let p = device
-            .layout
-            .iter()
-            .find(|p| &p.label == label)
-            .ok_or_else(|| {
-                (
-                    Outcome::DeviceError,
-                    format!("the device has no partition {label:?}"),
-                )
-            })?;
-        let sector_size = device
-            .luns
-            .iter()
-            .find(|l| l.index == p.lun)
-            .map_or(0, |l| l.sector_size);
-        wanted.push(Wanted {
-            label: label.clone(),
-            target: Target::Sectors {
-                lun: p.lun,
-                start: p.start_sector,
-                count: p.sectors,
-                sector_size,
-            },
-        });
+    let (wanted, missing) = backup::locate(&labels, &device);
+    if let Some(label) = missing.first() {
+        let _ = driver.reboot();
+        return Err((
+            Outcome::DeviceError,
+            format!("the device has no partition {label:?}"),
+        ));
     }
     let result = backup::create(
         out,
