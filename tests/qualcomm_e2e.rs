@@ -15,6 +15,10 @@ use flashline::sim::modem::ModemConfig;
 use sha2::{Digest, Sha256};
 
 const SECTOR: u64 = 512;
+
+/// Tests that run the engine in this process point `FLASHLINE_HOME` (where discovery finds
+/// virtual devices) at their own bench; they take turns.
+static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const IDENTITY: [&str; 5] = ["modemst1", "modemst2", "fsg", "fsc", "persist"];
 
 struct Bench {
@@ -555,6 +559,7 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
         },
     };
     // The test process is its own bench: announce the device where discovery looks.
+    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("FLASHLINE_HOME", bench.path("home"));
     let _announce = flashline::device::bench::announce(
         &bench.bench_dir(),
@@ -764,4 +769,55 @@ fn the_sims_print_their_address_first_and_devices_lists_them() {
     assert_eq!(mode(&addresses[0]), Some("modem".into()));
     assert_eq!(mode(&addresses[1]), Some("modem".into()));
     assert_eq!(mode(&addresses[2]), Some("edl".into()));
+}
+
+#[test]
+fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
+    use flashline::device::quirks::Quirks;
+    use flashline::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome};
+    use flashline::package::{Origin, TrustStore};
+    use flashline::sim::modem::ModemSim;
+
+    let bench = Bench::new();
+    let pkg = bench.pack("stock", "1.0.12", "MU300", "", "");
+    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
+    // Its switch command is answered, but no EDL device ever appears.
+    let modem = ModemSim::start(
+        ModemConfig::hotspot(),
+        Some(&bench.bench_dir()),
+        Box::new(|| {}),
+    )
+    .unwrap();
+    let req = JobRequest {
+        package: pkg,
+        trust: TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap(),
+        device: DeviceTarget {
+            address: modem.address().to_string(),
+            is_virtual: true,
+            probe: false,
+        },
+        quirks: Quirks::builtin(),
+        options: JobOptions {
+            reports_dir: bench.path("reports"),
+            history_path: bench.path("history.json"),
+            backups_dir: bench.path("backups"),
+            switch_timeout: Duration::from_secs(2),
+            ..JobOptions::default()
+        },
+    };
+    let started = Instant::now();
+    let report = engine::run(&req, &mut |_| {});
+    assert_eq!(report.outcome, Outcome::DeviceError);
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("did not come back in download mode"),
+        "{error}"
+    );
+    assert!(
+        error.contains("19d2:0076"),
+        "the expected IDs are named: {error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    modem.stop();
 }
