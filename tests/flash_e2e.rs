@@ -693,3 +693,25 @@ fn the_sim_phone_command_prints_its_address_first_and_serves_the_cli() {
         1024 * 1024
     );
 }
+
+#[test]
+fn the_demo_runs_the_whole_job_and_checks_the_bytes() {
+    let bench = Bench::new();
+    let dir = bench.path("demo");
+    let out = bench.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Done: success"), "{text}");
+    assert_eq!(
+        text.matches("identical to the package image").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("reports firmware 2.1.0"), "{text}");
+    let reports: Vec<_> = std::fs::read_dir(dir.join("reports")).unwrap().collect();
+    assert_eq!(reports.len(), 1);
+}
