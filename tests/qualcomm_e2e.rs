@@ -508,7 +508,34 @@ fn a_programmer_the_device_does_not_accept_changes_nothing() {
 #[test]
 fn a_firehose_nak_is_reported_in_plain_words() {
     let bench = Bench::new();
-    // A patch far past the end of the disk: the programmer refuses it.
+    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    // A programmer for another storage type: it NAKs the package's <configure>.
+    let sim = EdlSim::start(
+        &bench.path("device"),
+        EdlConfig {
+            memory_name: "ufs".into(),
+            ..bench.edl_config()
+        },
+        Some(&bench.bench_dir()),
+    )
+    .unwrap();
+    let before = std::fs::read(sim.lun_path(0)).unwrap();
+    let started = Instant::now();
+    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    assert_eq!(out.status.code(), Some(5), "{report:#}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("configure") && error.contains("emmc"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(std::fs::read(sim.lun_path(0)).unwrap() == before);
+    sim.stop();
+}
+
+#[test]
+fn a_patch_past_the_end_of_the_disk_is_refused_before_any_write() {
+    let bench = Bench::new();
     let tweak = r#"<patch SECTOR_SIZE_IN_BYTES="512" byte_offset="0" filename="DISK" physical_partition_number="0" size_in_bytes="4" start_sector="NUM_DISK_SECTORS+5." value="1." what="beyond the disk" />"#;
     let pkg = bench.pack("stock", "1.0.12", "MF833V", "", tweak);
     let sim = EdlSim::start(
@@ -517,15 +544,17 @@ fn a_firehose_nak_is_reported_in_plain_words() {
         Some(&bench.bench_dir()),
     )
     .unwrap();
-    let started = Instant::now();
+    let before = std::fs::read(sim.lun_path(0)).unwrap();
     let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
-    assert_eq!(out.status.code(), Some(5), "{report:#}");
-    let error = report["error"].as_str().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{report:#}");
+    assert!(report["error"]
+        .as_str()
+        .unwrap()
+        .contains("beyond the disk"));
     assert!(
-        error.contains("beyond the disk") && error.contains("refused"),
-        "{error}"
+        std::fs::read(sim.lun_path(0)).unwrap() == before,
+        "nothing was written"
     );
-    assert!(started.elapsed() < Duration::from_secs(30));
     sim.stop();
 }
 
@@ -657,6 +686,46 @@ fn backup_and_restore_round_trip_byte_identically() {
     assert!(
         std::fs::read(&lun_file).unwrap() == original,
         "restored byte-identically"
+    );
+    // A hand-edited range (backup.json is not signed) is refused: the device's own
+    // partition table decides where each partition lives.
+    let json_path = folder.join("backup.json");
+    let original_json = std::fs::read_to_string(&json_path).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&original_json).unwrap();
+    edited["entries"][0]["start_sector"] = serde_json::json!(0);
+    std::fs::write(&json_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let out = bench.run(&[
+        "restore",
+        folder.to_str().unwrap(),
+        "--package",
+        pkg.to_str().unwrap(),
+        "--device",
+        sim.address(),
+        "--trust",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("partition table puts it at"));
+    // Another device's identity data never goes onto this one.
+    edited = serde_json::from_str(&original_json).unwrap();
+    edited["serial"] = serde_json::json!("SOMEONE-ELSE");
+    std::fs::write(&json_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let out = bench.run(&[
+        "restore",
+        folder.to_str().unwrap(),
+        "--package",
+        pkg.to_str().unwrap(),
+        "--device",
+        sim.address(),
+        "--trust",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to device SOMEONE-ELSE"));
+    std::fs::write(&json_path, original_json).unwrap();
+    assert!(
+        std::fs::read(&lun_file).unwrap() == original,
+        "refusals wrote nothing"
     );
     // A tampered backup is refused before the device is touched.
     let first = std::fs::read_dir(&folder)

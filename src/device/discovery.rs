@@ -108,9 +108,7 @@ fn serial_devices(quirks: &Quirks) -> Vec<Found> {
         .map(|e| Found {
             mode: classify(Some(e.vid), Some(e.pid), quirks),
             known_as: known_as(Some(e.vid), Some(e.pid), quirks),
-            // Only a pseudo-terminal can be a virtual device: a bench file naming a real tty
-            // does not make that device virtual.
-            is_virtual: e.address.starts_with("serial:/dev/pts/"),
+            is_virtual: is_pseudo_terminal(&e.address),
             address: e.address,
             vid: Some(e.vid),
             pid: Some(e.pid),
@@ -118,6 +116,16 @@ fn serial_devices(quirks: &Quirks) -> Vec<Found> {
             serial: Some(e.serial),
         });
     ports.chain(virtual_ports).collect()
+}
+
+/// True if `address` names a pseudo-terminal (`/dev/pts/N`) after resolving `..` and
+/// links: only a pseudo-terminal can be a virtual device, so a bench file naming a real tty
+/// does not make that device virtual.
+fn is_pseudo_terminal(address: &str) -> bool {
+    address
+        .strip_prefix("serial:")
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .is_some_and(|p| p.parent() == Some(Path::new("/dev/pts")))
 }
 
 fn classify(vid: Option<u16>, pid: Option<u16>, quirks: &Quirks) -> Mode {
@@ -255,12 +263,31 @@ fn usb_id(found: &Found) -> String {
     }
 }
 
-/// Waits for a device that is re-enumerating: first for `old` to disappear, then for a
-/// device with one of the `counterparts` USB IDs (and the same USB serial, when known).
+/// Addresses of the devices that already show one of the `counterparts` USB IDs: taken
+/// before a switch, so a device that was there before is never mistaken for the one
+/// coming back.
+pub fn present_counterparts(counterparts: &[UsbPair], quirks: &Quirks) -> Vec<String> {
+    serial_devices(quirks)
+        .into_iter()
+        .filter(|f| is_counterpart(f, counterparts))
+        .map(|f| f.address)
+        .collect()
+}
+
+fn is_counterpart(f: &Found, counterparts: &[UsbPair]) -> bool {
+    f.vid
+        .zip(f.pid)
+        .is_some_and(|(vid, pid)| counterparts.contains(&UsbPair { vid, pid }))
+}
+
+/// Waits for a device that is re-enumerating: first for `old` to disappear, then for a new
+/// device (not in `before`) with one of the `counterparts` USB IDs and, when known, the same
+/// USB serial. Without a serial, two newcomers are refused rather than guessed between.
 pub fn wait_for_counterpart(
     old: &str,
     counterparts: &[UsbPair],
     serial: Option<&str>,
+    before: &[String],
     timeout: Duration,
     quirks: &Quirks,
 ) -> Result<Found, DeviceError> {
@@ -274,15 +301,22 @@ pub fn wait_for_counterpart(
         std::thread::sleep(POLL);
     }
     loop {
-        let back = serial_devices(quirks).into_iter().find(|f| {
-            let ids = f
-                .vid
-                .zip(f.pid)
-                .is_some_and(|(vid, pid)| counterparts.contains(&UsbPair { vid, pid }));
-            ids && (serial.is_none() || f.serial.as_deref() == serial)
-        });
-        if let Some(found) = back {
-            return Ok(found);
+        let mut back: Vec<Found> = serial_devices(quirks)
+            .into_iter()
+            .filter(|f| is_counterpart(f, counterparts) && !before.contains(&f.address))
+            .filter(|f| serial.is_none() || f.serial.as_deref() == serial)
+            .collect();
+        match back.len() {
+            1 => return Ok(back.remove(0)),
+            0 => {}
+            _ => {
+                let addresses: Vec<&str> = back.iter().map(|f| f.address.as_str()).collect();
+                return Err(DeviceError::BadAddress(format!(
+                    "several devices appeared in download mode ({}) and the device has no serial number \
+                     to tell them apart: unplug the others and run `flashline recover`",
+                    addresses.join(", ")
+                )));
+            }
         }
         if Instant::now() >= deadline {
             let ids: Vec<String> = counterparts

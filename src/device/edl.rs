@@ -110,7 +110,7 @@ impl<T: Transport> EdlDriver<T> {
             match read_gpt(fh, lun) {
                 Ok(parts) => layout.extend(parts.into_iter().map(|p| PartitionLocation {
                     sectors: p.sectors(),
-                    label: p.label,
+                    label: super::clean(&p.label),
                     lun: lun.index,
                     start_sector: p.first_lba,
                 })),
@@ -170,6 +170,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
             firmware_version_raw: None,
             firmware_version: None,
             security_version: None,
+            security_version_raw: None,
             battery: super::Battery::Unknown,
             partitions,
             slots: None,
@@ -184,16 +185,16 @@ impl<T: Transport> Driver for EdlDriver<T> {
         programmer: &dyn ImageSource,
         memory: &str,
     ) -> Result<(), DeviceError> {
-        let Session::Sahara(mut transport) = std::mem::replace(&mut self.session, Session::Gone)
-        else {
-            return Err(DeviceError::Unsupported("loading a second programmer"));
-        };
         if programmer.len() > MAX_PROGRAMMER_LEN {
             return Err(DeviceError::TooLarge(format!(
                 "the programmer is {} bytes; at most {MAX_PROGRAMMER_LEN} are accepted",
                 programmer.len()
             )));
         }
+        let Session::Sahara(mut transport) = std::mem::replace(&mut self.session, Session::Gone)
+        else {
+            return Err(DeviceError::Unsupported("loading a second programmer"));
+        };
         // The boot ROM asks for pieces in any order, so the programmer is held in memory,
         // and its hash is checked before the first byte leaves: the device runs exactly the
         // signed programmer or nothing.
@@ -213,8 +214,13 @@ impl<T: Transport> Driver for EdlDriver<T> {
         )?;
         let mut client = match outcome {
             SaharaOutcome::Uploaded { .. } => FirehoseClient::new(transport),
-            SaharaOutcome::AlreadyInFirehose { pending } => {
-                FirehoseClient::resume(transport, &pending)
+            // Someone else's programmer is running: flashline only ever drives the signed
+            // one from the package.
+            SaharaOutcome::AlreadyInFirehose { .. } => {
+                return Err(DeviceError::Unsupported(
+                    "a device whose programmer is already running (unplug it, bring it back into \
+                     emergency download mode, and try again so the package's signed programmer is loaded)",
+                ))
             }
         };
         let sink = Arc::clone(&self.messages);
@@ -256,10 +262,11 @@ impl<T: Transport> Driver for EdlDriver<T> {
         );
         self.firehose()?.program(&range, &mut sent, progress)?;
         let sent_hash = sent.finish();
-        src.verify().map_err(DeviceError::ImageChanged)?;
+        src.verify()
+            .map_err(|e| DeviceError::WrittenButDiffers(format!("{target}: {e}")))?;
         let device = self.firehose()?.sha256_digest(&range)?;
         if device != sent_hash {
-            return Err(DeviceError::ImageChanged(format!(
+            return Err(DeviceError::WrittenButDiffers(format!(
                 "after writing {target} the device's SHA-256 is {} but the bytes sent hash to {}",
                 hex::encode(device),
                 hex::encode(sent_hash)

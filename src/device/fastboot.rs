@@ -10,15 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use super::quirks::{Quirks, VarSpec};
 use super::{
-    Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots, Target,
+    clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots, Target,
 };
 use crate::protocol::fastboot::client::Client;
 use crate::protocol::fastboot::parse_number;
 use crate::protocol::sparse::{self, SourceCursor};
 use crate::transport::Transport;
 
-/// Device strings longer than this are cut: they are shown to people and put in reports.
-const MAX_DEVICE_STRING: usize = 64;
 /// Bytes read from the image per transport write.
 const CHUNK: usize = 1024 * 1024;
 /// Google's client never builds a sparse piece larger than this, whatever the device
@@ -117,8 +115,11 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .as_deref()
             .and_then(|raw| facts.firmware_version.convert(raw))
             .and_then(|v| lenient_version(&v));
-        let security_version = self
+        let security_version_raw = self
             .fact(&vars, &facts.security_version)?
+            .map(|s| clean(&s));
+        let security_version = security_version_raw
+            .as_deref()
             .and_then(|v| v.trim().parse().ok());
         let battery = match self
             .fact(&vars, &facts.battery_percent)?
@@ -143,7 +144,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .unwrap_or(0);
         let slots = if slot_count >= 2 {
             self.var(&vars, "current-slot")?.map(|s| Slots {
-                current: s.trim().trim_start_matches('_').to_string(),
+                current: clean(s.trim_start_matches('_')),
                 count: slot_count.min(u64::from(u32::MAX)) as u32,
             })
         } else {
@@ -167,6 +168,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             firmware_version_raw,
             firmware_version,
             security_version,
+            security_version_raw,
             battery,
             partitions,
             slots,
@@ -331,15 +333,6 @@ impl<R: Read> Read for Counting<'_, '_, R> {
     }
 }
 
-/// Makes a device string safe to show and store: printable ASCII, capped.
-fn clean(s: &str) -> String {
-    s.trim()
-        .chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .take(MAX_DEVICE_STRING)
-        .collect()
-}
-
 /// Reads `1`, `1.2`, `1.2.3` or a full semver string as a comparable version.
 pub fn lenient_version(text: &str) -> Option<semver::Version> {
     let t = text.trim().trim_start_matches(['v', 'V']);
@@ -370,11 +363,5 @@ mod tests {
         assert_eq!(lenient_version("1.4"), Some(semver::Version::new(1, 4, 0)));
         assert_eq!(lenient_version("1.2.3.4"), None);
         assert_eq!(lenient_version("abc"), None);
-    }
-
-    #[test]
-    fn device_strings_are_cleaned() {
-        assert_eq!(clean(" ok\x1b[31m\n"), "ok[31m");
-        assert_eq!(clean(&"x".repeat(500)).len(), MAX_DEVICE_STRING);
     }
 }

@@ -85,6 +85,8 @@ pub struct DeviceInfo {
     pub firmware_version: Option<semver::Version>,
     /// The anti-rollback security version.
     pub security_version: Option<u64>,
+    /// The security version as the device reports it (kept when it does not parse).
+    pub security_version_raw: Option<String>,
     /// Battery state.
     pub battery: Battery,
     /// Partition sizes in bytes, by name as the device reports them (`boot_a`).
@@ -97,6 +99,18 @@ pub struct DeviceInfo {
     pub luns: Vec<Lun>,
     /// Where each named partition lives, read from the device's partition tables (EDL).
     pub layout: Vec<PartitionLocation>,
+}
+
+/// Device strings longer than this are cut: they are shown to people and put in reports.
+const MAX_DEVICE_STRING: usize = 64;
+
+/// Makes a device string safe to show and store: printable ASCII, trimmed, capped.
+pub(crate) fn clean(s: &str) -> String {
+    s.trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_DEVICE_STRING)
+        .collect()
 }
 
 /// One physical partition (eMMC user area, UFS LUN).
@@ -147,6 +161,10 @@ pub enum DeviceError {
     /// The bytes sent were not the bytes that were signed; the write was not committed.
     #[error("the image changed since it was verified ({0}); the write was not committed")]
     ImageChanged(String),
+    /// Storage that commits as it receives (Firehose) now holds bytes that are not the
+    /// signed image: the partition must be written again before the device is reset.
+    #[error("{0}: the partition now holds bytes that are not the signed image; flash it again before resetting the device")]
+    WrittenButDiffers(String),
     /// Reading the image failed.
     #[error("cannot read the image: {0}")]
     ImageRead(std::io::Error),
@@ -221,7 +239,11 @@ impl std::fmt::Display for Target {
             Target::Partition { name } => f.write_str(name),
             Target::Sectors {
                 lun, start, count, ..
-            } => write!(f, "LUN {lun} sectors {start}..{}", start + count),
+            } => write!(
+                f,
+                "LUN {lun} sectors {start}..{}",
+                start.saturating_add(*count)
+            ),
         }
     }
 }
@@ -250,7 +272,9 @@ pub trait Driver: Send {
         Err(DeviceError::Unsupported("loading a programmer"))
     }
 
-    /// Writes `image` to `target`, committing it only if the bytes sent verify.
+    /// Writes `image` to `target`. Where the protocol has a commit step (fastboot's `flash`)
+    /// it is taken only if the bytes sent verify; storage that commits as it receives
+    /// (Firehose) is checked afterwards and reports [`DeviceError::WrittenButDiffers`].
     fn write_image(
         &mut self,
         _target: &Target,
@@ -308,5 +332,16 @@ pub trait Driver: Send {
     /// Device messages (fastboot INFO lines, Firehose logs) gathered since the last call.
     fn take_messages(&mut self) -> Vec<String> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_strings_are_cleaned() {
+        assert_eq!(clean(" ok\x1b[31m\n"), "ok[31m");
+        assert_eq!(clean(&"x".repeat(500)).len(), MAX_DEVICE_STRING);
     }
 }

@@ -5,7 +5,7 @@
 
 use super::fastboot::lenient_version;
 use super::quirks::Quirks;
-use super::{Battery, DeviceError, DeviceInfo, Driver, Mode};
+use super::{clean, Battery, DeviceError, DeviceInfo, Driver, Mode};
 use crate::protocol::at::{AtClient, BatteryReading};
 use crate::transport::Transport;
 
@@ -59,16 +59,19 @@ impl<T: Transport> Driver for ModemDriver<T> {
             }
             (None, BatteryReading::NoBattery) => Battery::NoBattery,
         };
-        self.model = id.model.clone();
+        self.model = id.model.as_deref().map(clean);
         Ok(DeviceInfo {
             address: self.address.clone(),
             mode: Mode::Modem,
-            product: id.model,
-            serial: self.usb_serial.clone().or_else(|| id.imei.clone()),
-            imei: id.imei,
-            firmware_version_raw: id.revision,
+            product: id.model.as_deref().map(clean),
+            // Only the USB serial identifies the device again after it re-enumerates; the
+            // IMEI stays in its own field.
+            serial: self.usb_serial.as_deref().map(clean),
+            imei: id.imei.as_deref().map(clean),
+            firmware_version_raw: id.revision.as_deref().map(clean),
             firmware_version,
             security_version: None,
+            security_version_raw: None,
             battery,
             partitions: Default::default(),
             slots: None,

@@ -23,6 +23,9 @@ use crate::device::{DeviceError, DeviceInfo, Driver, ImageSource, SendReader, Ta
 pub const MANIFEST: &str = "backup.json";
 /// Largest `backup.json` read back: the folder may have been edited by hand.
 const MAX_MANIFEST_LEN: u64 = 1024 * 1024;
+/// Largest partition backed up. Identity partitions are a few MiB; a device claiming more
+/// is not allowed to fill the host's disk.
+pub const MAX_PARTITION_LEN: u64 = 256 * 1024 * 1024;
 
 /// Why a backup or restore failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,9 +137,15 @@ pub fn locate(labels: &[String], device: &DeviceInfo) -> (Vec<Wanted>, Vec<Strin
     let mut missing = Vec::new();
     for label in labels {
         let found = device.layout.iter().find(|p| &p.label == label);
-        let sector_size = found
-            .and_then(|p| device.luns.iter().find(|l| l.index == p.lun))
-            .map(|l| l.sector_size);
+        let lun = found.and_then(|p| device.luns.iter().find(|l| l.index == p.lun));
+        // Only ranges inside their LUN and of a plausible size are read.
+        let sane = found.zip(lun).is_some_and(|(p, l)| {
+            p.start_sector
+                .checked_add(p.sectors)
+                .is_some_and(|end| end <= l.sectors)
+                && p.sectors.saturating_mul(u64::from(l.sector_size)) <= MAX_PARTITION_LEN
+        });
+        let sector_size = lun.filter(|_| sane).map(|l| l.sector_size);
         match (found, sector_size) {
             (Some(p), Some(sector_size)) => wanted.push(Wanted {
                 label: label.clone(),
@@ -261,6 +270,14 @@ pub fn open(dir: &Path) -> Result<BackupManifest, BackupError> {
     }
     let manifest: BackupManifest =
         serde_json::from_slice(&text).map_err(|e| invalid(format!("{MANIFEST}: {e}")))?;
+    let mut labels = std::collections::BTreeSet::new();
+    if let Some(e) = manifest
+        .entries
+        .iter()
+        .find(|e| !labels.insert(e.label.as_str()))
+    {
+        return Err(invalid(format!("partition {:?} appears twice", e.label)));
+    }
     for e in &manifest.entries {
         let plain = !e.file.is_empty()
             && e.file.len() <= 64

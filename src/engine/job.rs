@@ -291,7 +291,7 @@ fn fastboot(
     });
     driver.reboot().map_err(device_err)?;
     drop(driver);
-    report.after = Some(match reidentify(req) {
+    report.after = Some(match reidentify(req, device.serial.as_deref()) {
         Some(after) => versions(&after, "the device after its reboot"),
         None => Versions {
             firmware: Some(manifest.version.to_string()),
@@ -318,8 +318,9 @@ pub(super) fn versions(device: &DeviceInfo, source: &str) -> Versions {
     }
 }
 
-/// Reads the device again after its reboot, if it comes back within the allowed time.
-fn reidentify(req: &JobRequest) -> Option<DeviceInfo> {
+/// Reads the device again after its reboot, if the same device (same serial) comes back
+/// within the allowed time.
+fn reidentify(req: &JobRequest, serial: Option<&str>) -> Option<DeviceInfo> {
     let deadline = Instant::now() + req.options.reconnect;
     while Instant::now() < deadline {
         if let Ok(info) = discovery::open(
@@ -330,7 +331,7 @@ fn reidentify(req: &JobRequest) -> Option<DeviceInfo> {
         )
         .and_then(|mut d| d.identify())
         {
-            return Some(info);
+            return (serial.is_some() && info.serial.as_deref() == serial).then_some(info);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -455,7 +456,9 @@ pub(super) fn write_step(
     let started = Instant::now();
     let mut last = 0u64;
     let result = driver.write_image(target, source, &mut |done: u64| {
-        if done >= last + PROGRESS_STEP || done == total {
+        // Drivers may count padding past the image's end; progress never passes 100 %.
+        let done = done.min(total);
+        if done >= last + PROGRESS_STEP || (done == total && last < total) {
             last = done;
             emit(Event::Progress { index, done, total });
         }

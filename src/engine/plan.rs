@@ -32,10 +32,15 @@ impl FlashPlan {
                 bytes: image.size,
                 sparse: image.sparse.is_some(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Switch only to a slot that this plan actually writes.
+        let activate_slot = slot.filter(|s| {
+            let suffix = format!("_{s}");
+            writes.iter().any(|w| w.target.ends_with(&suffix))
+        });
         FlashPlan {
             writes,
-            activate_slot: slot,
+            activate_slot,
         }
     }
 
@@ -105,6 +110,7 @@ mod tests {
             firmware_version_raw: None,
             firmware_version: None,
             security_version: None,
+            security_version_raw: None,
             battery: Battery::Unknown,
             partitions: parts.iter().map(|p| (p.to_string(), 4096)).collect(),
             slots: slots.map(|s| Slots {

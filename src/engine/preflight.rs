@@ -189,6 +189,19 @@ fn product<'a>(mut targets: impl Iterator<Item = &'a str> + Clone, device: &Devi
 
 fn security_version(package: u64, device: &DeviceInfo, history: Option<&HistoryEntry>) -> Check {
     let required = format!("≤ {package}");
+    if let (None, Some(raw)) = (device.security_version, &device.security_version_raw) {
+        // A version the device states but flashline cannot read is not "no version".
+        return check(
+            "security-version",
+            Status::Refuse,
+            raw.clone(),
+            required,
+            format!(
+                "the device reports security version {raw:?}, which flashline cannot read; \
+                 add a conversion for this model to the quirks file"
+            ),
+        );
+    }
     let (actual, source) =
         match (device.security_version, history) {
             (Some(v), _) => (v, "the device"),
@@ -268,9 +281,13 @@ fn version(
                     h.package, h.flashed_at
                 ),
             ),
-            Err(_) => (
-                semver::Version::new(0, 0, 0),
-                "a damaged history entry".to_string(),
+            Err(_) => return check(
+                "version",
+                Status::Refuse,
+                format!("{:?} in flashline's history", h.version),
+                required,
+                "flashline's history entry for this serial is damaged, so a downgrade cannot be \
+                     ruled out: fix or remove the entry in history.json",
             ),
         },
         (None, None, None) => {
@@ -402,6 +419,16 @@ fn storage(partition: &str, target: &str, needed: u64, size: Option<u64>) -> Che
             format!("the device reports no partition {target}: this package does not fit this device"),
         ),
     }
+}
+
+/// The checks that decide whether code from `package` may run on `device` at all: a
+/// trusted signer for this kind of device, and the right model.
+pub fn identity_checks(package: &VerifiedPackage, device: &DeviceInfo) -> Vec<Check> {
+    let m = package.manifest();
+    vec![
+        signer(package, device),
+        product(m.targets.iter().map(|t| t.product.as_str()), device),
+    ]
 }
 
 /// Checks that a run of `sectors` sectors at `start` fits LUN `lun` of the device, and

@@ -124,7 +124,7 @@ pub(super) fn run(
         let image = &package.manifest().images[op.image];
         let sectors = op.sectors(image);
         let start = resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut());
-        let (check, target) = storage_range(
+        let (mut check, target) = storage_range(
             &op.label,
             op.lun,
             op.sector_size,
@@ -132,6 +132,13 @@ pub(super) fn run(
             sectors,
             &device.luns,
         );
+        if op.sparse {
+            check.status = super::Status::Refuse;
+            check.message = format!(
+                "{} is a sparse image; writing sparse images over Firehose is not supported yet",
+                op.label
+            );
+        }
         storage_checks.push(check);
         writes.push((
             op,
@@ -156,6 +163,54 @@ pub(super) fn run(
         );
         storage_checks.push(check);
         erases.push((label, target));
+    }
+    // Patches are checked now too (LUN, sector size, bounds, and values that do not depend
+    // on what the writes will put on the disk), so none can fail after the first write.
+    for op in &plan.patch {
+        let what = if op.what.is_empty() {
+            "patch"
+        } else {
+            op.what.as_str()
+        };
+        let start = resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut());
+        let span = op.byte_offset.div_ceil(u64::from(op.sector_size)) + 1;
+        let (mut check, _) = storage_range(
+            &format!("patch {what:?}"),
+            op.lun,
+            op.sector_size,
+            start.clone(),
+            span,
+            &device.luns,
+        );
+        let end = start.as_ref().ok().and_then(|s| {
+            s.checked_mul(u64::from(op.sector_size))?
+                .checked_add(op.byte_offset)?
+                .checked_add(u64::from(op.size_in_bytes))
+        });
+        let disk = device.luns.iter().find(|l| l.index == op.lun);
+        if check.status == super::Status::Pass {
+            let fits_disk = match (end, disk) {
+                (Some(end), Some(disk)) => {
+                    end <= disk.sectors.saturating_mul(u64::from(disk.sector_size))
+                }
+                _ => false,
+            };
+            let value_ok = op.value.as_str().contains("CRC32")
+                || resolve(&op.value, op.lun, &device.luns, driver.as_mut())
+                    .is_ok_and(|v| op.fits(v));
+            if !fits_disk || !value_ok {
+                check.status = super::Status::Refuse;
+                check.message = if fits_disk {
+                    format!(
+                        "patch {what:?}: its value {} does not fit in {} bytes",
+                        op.value, op.size_in_bytes
+                    )
+                } else {
+                    format!("patch {what:?} would write past the end of LUN {}", op.lun)
+                };
+            }
+        }
+        storage_checks.push(check);
     }
     let refused: Vec<String> = storage_checks
         .iter()
@@ -214,8 +269,26 @@ pub(super) fn run(
     });
     let mut labels: Vec<String> = model.map(|m| m.backup.clone()).unwrap_or_default();
     labels.extend(plan.backup.iter().cloned());
-    labels.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    labels.retain(|l| seen.insert(l.clone()));
     let (wanted, missing) = backup::locate(&labels, &device);
+    // A label the package itself asks for must be there, and a device whose partition
+    // table could not be read cannot show that its identity partitions are safe.
+    let required: Vec<&String> = missing.iter().filter(|l| plan.backup.contains(l)).collect();
+    if !required.is_empty() || (!labels.is_empty() && device.layout.is_empty()) {
+        let _ = driver.reboot();
+        let what = if device.layout.is_empty() {
+            "the device's partition table could not be read".to_string()
+        } else {
+            format!(
+                "the package requires a backup of {required:?}, which this device does not have"
+            )
+        };
+        return Err((
+            Outcome::PreflightRefused,
+            format!("refused before writing anything: {what}, so its identity partitions cannot be backed up"),
+        ));
+    }
     for label in missing {
         report.notes.push(format!(
             "partition {label} is not on this device; nothing to back up"
@@ -288,12 +361,6 @@ pub(super) fn run(
                 format!("patch {what:?} failed: {detail}"),
             )
         };
-        let lun = device
-            .luns
-            .iter()
-            .find(|l| l.index == op.lun)
-            .cloned()
-            .ok_or_else(|| fail(format!("the device has no LUN {}", op.lun)))?;
         let start =
             resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut()).map_err(&fail)?;
         // Evaluated just before it is applied: a CRC covers what earlier patches wrote.
@@ -308,7 +375,7 @@ pub(super) fn run(
             lun: op.lun,
             start,
             count: 1,
-            sector_size: lun.sector_size,
+            sector_size: op.sector_size,
         };
         driver
             .patch(&target, op.byte_offset, op.size_in_bytes, value)
@@ -350,12 +417,14 @@ pub(super) fn switch_to_download(
         .and_then(|m| m.at.as_ref())
         .map(|a| a.counterparts.clone())
         .unwrap_or_default();
+    let before = discovery::present_counterparts(&counterparts, &req.quirks);
     driver.detach().map_err(device_err)?;
     drop(driver);
     let found = discovery::wait_for_counterpart(
         &req.device.address,
         &counterparts,
         device.serial.as_deref(),
+        &before,
         req.options.switch_timeout,
         &req.quirks,
     )

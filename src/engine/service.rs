@@ -5,19 +5,18 @@
 use std::path::{Path, PathBuf};
 
 use super::backup::{self, BackupManifest};
-use super::job::Stop;
+use super::job::{verify_package, Stop};
+use super::preflight::{self, Status};
 use super::qualcomm::{start_programmer, switch_to_download};
 use super::{JobRequest, Outcome};
 use crate::device::{discovery, Driver, Mode};
-use crate::package::{Package, VerifiedPackage};
+use crate::package::VerifiedPackage;
 
 /// Opens the device, switches a modem to download mode and starts the programmer.
 fn open_storage(
     req: &JobRequest,
 ) -> Result<(VerifiedPackage, Box<dyn Driver>, crate::device::DeviceInfo), Stop> {
-    let package = Package::open(&req.package)
-        .and_then(|p| p.verify(&req.trust))
-        .map_err(|e| (Outcome::PackageRejected, format!("package rejected: {e}")))?;
+    let package = verify_package(req)?;
     let plan = package.qualcomm().cloned().ok_or((
         Outcome::PackageRejected,
         "this package has no Qualcomm programmer; backups need one".to_string(),
@@ -31,6 +30,16 @@ fn open_storage(
     )
     .map_err(device_err)?;
     let mut device = driver.identify().map_err(device_err)?;
+    // The programmer is code run on the device: the same signer and model rules as a
+    // flash job apply before it is loaded.
+    let refusals: Vec<String> = preflight::identity_checks(&package, &device)
+        .into_iter()
+        .filter(|c| c.status == Status::Refuse)
+        .map(|c| c.message)
+        .collect();
+    if !refusals.is_empty() {
+        return Err((Outcome::PreflightRefused, refusals.join("; ")));
+    }
     if device.mode == Mode::Modem {
         let model = device.product.as_deref().and_then(|p| req.quirks.model(p));
         driver = switch_to_download(driver, &device, model, req)?.0;
@@ -87,17 +96,51 @@ pub fn backup_device(
 pub fn restore_device(req: &JobRequest, dir: &Path) -> Result<BackupManifest, Stop> {
     let manifest = backup::open(dir).map_err(|e| (Outcome::PackageRejected, e.to_string()))?;
     let (_, mut driver, device) = open_storage(req)?;
-    if let (Some(theirs), Some(ours)) = (&manifest.serial, &device.serial) {
-        if theirs != ours {
-            let _ = driver.reboot();
-            return Err((
-                Outcome::PreflightRefused,
-                format!("this backup belongs to device {theirs}, not to {ours}: identity data must stay with its device"),
-            ));
-        }
+    if let Err(why) = restorable(&manifest, &device) {
+        let _ = driver.reboot();
+        return Err((
+            Outcome::PreflightRefused,
+            format!("refused before writing anything: {why}"),
+        ));
     }
     let result = backup::restore(dir, &manifest, driver.as_mut(), &mut |_, _| {})
         .map_err(|e| (Outcome::DeviceError, e.to_string()));
     let _ = driver.reboot();
     result.map(|()| manifest)
+}
+
+/// A backup goes back only to the device it came from, and only to the partitions the
+/// device's own partition table names: `backup.json` is not signed, so its ranges are not
+/// trusted on their own.
+fn restorable(manifest: &BackupManifest, device: &crate::device::DeviceInfo) -> Result<(), String> {
+    match (&manifest.serial, &device.serial) {
+        (Some(theirs), Some(ours)) if theirs == ours => {}
+        (Some(theirs), Some(ours)) => {
+            return Err(format!(
+                "this backup belongs to device {theirs}, not to {ours}: identity data must stay with its device"
+            ))
+        }
+        _ => {
+            return Err(
+                "the backup or the device has no serial number, so flashline cannot prove the backup belongs to it"
+                    .into(),
+            )
+        }
+    }
+    let labels: Vec<String> = manifest.entries.iter().map(|e| e.label.clone()).collect();
+    let (wanted, missing) = backup::locate(&labels, device);
+    if let Some(label) = missing.first() {
+        return Err(format!("the device has no partition {label:?}"));
+    }
+    for (entry, w) in manifest.entries.iter().zip(&wanted) {
+        if entry.target() != w.target {
+            return Err(format!(
+                "{}: the backup names {} but the device's partition table puts it at {}",
+                entry.label,
+                entry.target(),
+                w.target
+            ));
+        }
+    }
+    Ok(())
 }
