@@ -203,7 +203,17 @@ pub fn wait_for_counterpart(
     quirks: &Quirks,
 ) -> Result<Found, DeviceError> {
     let deadline = Instant::now() + timeout;
-    while serial_devices(quirks).iter().any(|f| f.address == old) {
+    let is_counterpart = |f: &Found| {
+        f.vid
+            .zip(f.pid)
+            .is_some_and(|(vid, pid)| counterparts.contains(&UsbPair { vid, pid }))
+    };
+    // The device in download mode may get the very port name the modem had (ttyUSB0 is
+    // reused on Linux, as are pseudo-terminal numbers): only the modem itself must leave.
+    while serial_devices(quirks)
+        .iter()
+        .any(|f| f.address == old && !is_counterpart(f))
+    {
         if Instant::now() >= deadline {
             return Err(DeviceError::BadAddress(format!(
                 "{old} did not leave for download mode within {timeout:?}: the model may not support the switch command"
@@ -212,13 +222,9 @@ pub fn wait_for_counterpart(
         std::thread::sleep(POLL);
     }
     loop {
-        let back = serial_devices(quirks).into_iter().find(|f| {
-            let ids = f
-                .vid
-                .zip(f.pid)
-                .is_some_and(|(vid, pid)| counterparts.contains(&UsbPair { vid, pid }));
-            ids && (serial.is_none() || f.serial.as_deref() == serial)
-        });
+        let back = serial_devices(quirks)
+            .into_iter()
+            .find(|f| is_counterpart(f) && (serial.is_none() || f.serial.as_deref() == serial));
         if let Some(found) = back {
             return Ok(found);
         }
