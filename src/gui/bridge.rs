@@ -19,7 +19,7 @@ use crate::device::Mode;
 use crate::engine::{self, Cancel, DeviceTarget, JobOptions, JobRequest};
 use crate::package::{self, KeyScope, Origin, Package, SignatureStatus, TrustStore};
 
-use super::state::{DeviceKey, Intent, JobTarget, Msg, PackageCard, PackageState, Settings};
+use super::state::{bytes, DeviceKey, Intent, JobTarget, Msg, PackageCard, PackageState, Settings};
 
 /// Reports are small; a larger file is not one of ours.
 const MAX_REPORT_LEN: u64 = 4 * 1024 * 1024;
@@ -495,11 +495,7 @@ pub fn package_state(path: &Path, trust: &TrustStore) -> PackageState {
         min_battery_percent: m.min_battery_percent,
         description: m.description.clone(),
         targets: m.targets.iter().map(|t| t.product.clone()).collect(),
-        images: m
-            .images
-            .iter()
-            .map(|i| (i.partition.clone(), i.size, i.sparse.is_some()))
-            .collect(),
+        writes: writes(m),
         qualcomm: m.qualcomm.is_some(),
         signature: signature_words(&inspection.signatures),
     };
@@ -523,6 +519,56 @@ pub fn package_state(path: &Path, trust: &TrustStore) -> PackageState {
             card: Some(Box::new(card)),
             reason: e.to_string(),
         },
+    }
+}
+
+/// What a package writes, for people: its images, or a flat build's program steps.
+fn writes(m: &package::Manifest) -> Vec<String> {
+    let sparse = |i: &package::Image| if i.sparse.is_some() { ", sparse" } else { "" };
+    match &m.qualcomm {
+        None => m
+            .images
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}: {} ({}{})",
+                    i.partition,
+                    i.file,
+                    bytes(i.size),
+                    sparse(i)
+                )
+            })
+            .collect(),
+        Some(plan) => {
+            let mut lines: Vec<String> = plan
+                .program
+                .iter()
+                .filter_map(|op| {
+                    let i = m.images.get(op.image)?;
+                    Some(format!(
+                        "{} (LUN {}): {} ({}{})",
+                        op.label,
+                        op.lun,
+                        i.file,
+                        bytes(i.size),
+                        sparse(i)
+                    ))
+                })
+                .collect();
+            if let Some(p) = m.images.get(plan.programmer) {
+                lines.push(format!(
+                    "programmer {} runs in the device's RAM; it is not written",
+                    p.file
+                ));
+            }
+            if !plan.patch.is_empty() {
+                lines.push(format!(
+                    "{} partition-table patches after the writes",
+                    plan.patch.len()
+                ));
+            }
+            lines
+        }
     }
 }
 

@@ -176,8 +176,8 @@ pub struct PackageCard {
     pub description: Option<String>,
     /// Products it fits.
     pub targets: Vec<String>,
-    /// Images: partition (or label), bytes, sparse.
-    pub images: Vec<(String, u64, bool)>,
+    /// What it writes, one line per partition, in the order it writes them.
+    pub writes: Vec<String>,
     /// A Qualcomm flat build (flashed through EDL).
     pub qualcomm: bool,
     /// The signer and the signature's state, in plain words.
@@ -874,11 +874,7 @@ impl AppState {
                         .iter()
                         .map(|w| format!("{} to {} ({})", w.partition, w.target, bytes(w.bytes)))
                         .collect(),
-                    _ => card
-                        .images
-                        .iter()
-                        .map(|(name, size, _)| format!("{name} ({})", bytes(*size)))
-                        .collect(),
+                    _ => card.writes.clone(),
                 };
                 if let CheckState::Done(list) = &d.check {
                     if let Some(slot) = &list.activate_slot {
@@ -1387,7 +1383,7 @@ mod tests {
             min_battery_percent: 30,
             description: None,
             targets: vec![],
-            images: vec![],
+            writes: vec![],
             qualcomm: false,
             signature: String::new(),
         });

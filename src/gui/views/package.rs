@@ -3,7 +3,7 @@
 use eframe::egui;
 use eframe::egui::RichText;
 
-use crate::gui::state::{bytes, AppState, PackageCard, PackageState};
+use crate::gui::state::{AppState, PackageCard, PackageState};
 
 /// Draws the card.
 pub fn show(ui: &mut egui::Ui, state: &AppState) {
@@ -25,7 +25,7 @@ pub fn show(ui: &mut egui::Ui, state: &AppState) {
             ui.label(
                 RichText::new(format!("Verified: {}", card.signature)).color(super::ok_color(ui)),
             );
-            facts(ui, card);
+            facts(ui, card, false);
         }
         PackageState::Refused { path, card, reason } => {
             ui.label(
@@ -41,7 +41,7 @@ pub fn show(ui: &mut egui::Ui, state: &AppState) {
             match card {
                 Some(card) => {
                     ui.label(RichText::new("What the package claims to be:").weak());
-                    facts(ui, card);
+                    facts(ui, card, true);
                 }
                 None => {
                     ui.label(format!("File: {}", path.display()));
@@ -51,14 +51,14 @@ pub fn show(ui: &mut egui::Ui, state: &AppState) {
     }
 }
 
-fn facts(ui: &mut egui::Ui, card: &PackageCard) {
+fn facts(ui: &mut egui::Ui, card: &PackageCard, with_signature: bool) {
     egui::Grid::new("package facts")
         .num_columns(2)
         .spacing([12.0, 4.0])
         .show(ui, |ui| {
             let row = |ui: &mut egui::Ui, name: &str, value: String| {
                 ui.label(RichText::new(name).strong());
-                ui.label(value);
+                ui.add(egui::Label::new(value).wrap());
                 ui.end_row();
             };
             row(ui, "Name", card.name.clone());
@@ -82,18 +82,16 @@ fn facts(ui: &mut egui::Ui, card: &PackageCard) {
             if let Some(d) = &card.description {
                 row(ui, "Description", d.clone());
             }
-            row(ui, "Signature", card.signature.clone());
+            if with_signature {
+                row(ui, "Signature", card.signature.clone());
+            }
             row(ui, "File", card.path.display().to_string());
         });
-    egui::CollapsingHeader::new(format!("{} images", card.images.len()))
-        .default_open(card.images.len() <= 4)
+    egui::CollapsingHeader::new("What it writes")
+        .default_open(card.writes.len() <= 6)
         .show(ui, |ui| {
-            for (name, size, sparse) in &card.images {
-                ui.label(format!(
-                    "{name}: {}{}",
-                    bytes(*size),
-                    if *sparse { ", sparse" } else { "" }
-                ));
+            for line in &card.writes {
+                ui.label(line);
             }
         });
 }
