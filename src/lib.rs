@@ -14,11 +14,12 @@
 //! * [`package`] is the only code that decides what to trust.
 //! * [`engine`] runs a flash job and emits typed events that front ends consume.
 //! * [`sim`] serves virtual devices that speak the real protocols, for tests and the demo.
-//! * [`cli`] is a thin front end over the engine.
+//! * [`cli`] and [`gui`] are thin front ends over the engine.
 
 pub mod cli;
 pub mod device;
 pub mod engine;
+pub mod gui;
 pub mod hashing;
 pub mod package;
 pub mod paths;

@@ -45,32 +45,8 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
     };
 
     say("flashline demo: a signed package flashed onto a virtual A/B phone\n");
+    let (pkg, summary) = phone_package(&work)?;
     let pkg_dir = work.join("package");
-    std::fs::create_dir_all(&pkg_dir)?;
-    write_image(
-        &pkg_dir.join("boot.img"),
-        8 * MIB,
-        Some(("2.1.0", 8)),
-        &[(8 * MIB, true)],
-    )?;
-    write_image(
-        &pkg_dir.join("system.img"),
-        48 * MIB,
-        None,
-        &[(16 * MIB, true), (24 * MIB, false), (8 * MIB, true)],
-    )?;
-    std::fs::write(
-        pkg_dir.join("manifest.toml"),
-        "name = \"demo-phone-stock\"\nversion = \"2.1.0\"\nsecurity_version = 8\nmin_battery_percent = 30\n\
-         description = \"Demo firmware for flashline's virtual phone\"\n\n\
-         [[target]]\nproduct = \"zte-demo-phone\"\n\n\
-         [[image]]\npartition = \"boot\"\nfile = \"boot.img\"\n\n\
-         [[image]]\npartition = \"system\"\nfile = \"system.img\"\n",
-    )?;
-    let key = work.join("flashline-demo-INSECURE.key");
-    std::fs::write(&key, DEMO_SECRET_KEY)?;
-    let pkg = work.join("demo-phone-stock-2.1.0.flpkg");
-    let summary = package::pack(&pkg_dir.join("manifest.toml"), &key, &pkg)?;
     say(&format!(
         "Packed {} {} with {} images, signed with the demo key {} (trusted for virtual devices only).",
         summary.manifest.name,
@@ -153,9 +129,46 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
     })
 }
 
+/// Builds the demo phone package in `work` (sources in `work/package`), signed with the
+/// demo key; the GUI's demo bench uses it too.
+pub(crate) fn phone_package(work: &Path) -> Result<(PathBuf, package::PackSummary)> {
+    let pkg_dir = work.join("package");
+    std::fs::create_dir_all(&pkg_dir)?;
+    write_image(
+        &pkg_dir.join("boot.img"),
+        8 * MIB,
+        Some(("2.1.0", 8)),
+        &[(8 * MIB, true)],
+    )?;
+    write_image(
+        &pkg_dir.join("system.img"),
+        48 * MIB,
+        None,
+        &[(16 * MIB, true), (24 * MIB, false), (8 * MIB, true)],
+    )?;
+    std::fs::write(
+        pkg_dir.join("manifest.toml"),
+        "name = \"demo-phone-stock\"\nversion = \"2.1.0\"\nsecurity_version = 8\nmin_battery_percent = 30\n\
+         description = \"Demo firmware for flashline's virtual phone\"\n\n\
+         [[target]]\nproduct = \"zte-demo-phone\"\n\n\
+         [[image]]\npartition = \"boot\"\nfile = \"boot.img\"\n\n\
+         [[image]]\npartition = \"system\"\nfile = \"system.img\"\n",
+    )?;
+    let pkg = work.join("demo-phone-stock-2.1.0.flpkg");
+    let summary = package::pack(&pkg_dir.join("manifest.toml"), &demo_key(work)?, &pkg)?;
+    Ok((pkg, summary))
+}
+
+/// Writes the demo key's secret half into `work` and returns its path.
+pub(crate) fn demo_key(work: &Path) -> Result<PathBuf> {
+    let key = work.join("flashline-demo-INSECURE.key");
+    std::fs::write(&key, DEMO_SECRET_KEY)?;
+    Ok(key)
+}
+
 /// Writes a demo image: `regions` of (length, random?) — random bytes or zeros — with an
 /// optional version marker the virtual phone reads back after flashing.
-fn write_image(
+pub(crate) fn write_image(
     path: &Path,
     len: u64,
     marker: Option<(&str, u64)>,

@@ -3,7 +3,7 @@
 //! Exit codes: 0 success, 1 other failure, 2 usage error, 3 package rejected, 4 preflight
 //! refused, 5 device error.
 
-mod demo;
+pub(crate) mod demo;
 mod render;
 
 use std::net::SocketAddr;
@@ -33,8 +33,9 @@ pub const EXIT_DEVICE_ERROR: u8 = 5;
     about = "Flash signed firmware onto phones, modems and hotspots"
 )]
 struct Cli {
+    /// Without a command, the desktop GUI opens.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -130,12 +131,16 @@ enum Command {
     /// Run a virtual device.
     #[command(subcommand)]
     Sim(SimCommand),
-    /// Run the whole job on a built-in virtual phone: pack, verify, preflight, flash, report.
+    /// Open the GUI on a built-in virtual bench (a phone, a hotspot, a dongle, a bricked
+    /// device and demo packages); `--cli` runs the terminal demo on a virtual phone instead.
     Demo {
         /// Keep the demo's files here instead of a temporary folder.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Print events as JSON lines.
+        /// The terminal demo: pack, verify, preflight, flash and report on a virtual phone.
+        #[arg(long)]
+        cli: bool,
+        /// Print events as JSON lines (terminal demo).
         #[arg(long)]
         json: bool,
     },
@@ -323,7 +328,10 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match dispatch(cli.command) {
+    let Some(command) = cli.command else {
+        return crate::gui::run(crate::gui::Launch::Desktop);
+    };
+    match dispatch(command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", chain(&e));
@@ -504,7 +512,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sim(SimCommand::Phone(args)) => sim_phone(args),
         Command::Sim(SimCommand::Modem(args)) => sim_modem(args),
         Command::Sim(SimCommand::Edl(args)) => sim_edl(args),
-        Command::Demo { dir, json } => demo::run(dir.as_deref(), json),
+        Command::Demo { dir, cli, json } => {
+            if !cli && !json {
+                if crate::gui::display_available() {
+                    return Ok(crate::gui::run(crate::gui::Launch::Demo(dir.as_deref())));
+                }
+                eprintln!("note: no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so the GUI bench cannot open; running the terminal demo instead (`flashline demo --cli`)\n");
+            }
+            demo::run(dir.as_deref(), json)
+        }
         Command::UdevRules => {
             print!("{}", Quirks::builtin().udev_rules());
             Ok(ExitCode::SUCCESS)
@@ -551,6 +567,7 @@ pub fn exit_code(outcome: Outcome) -> ExitCode {
         Outcome::PackageRejected => ExitCode::from(EXIT_PACKAGE_REJECTED),
         Outcome::PreflightRefused => ExitCode::from(EXIT_PREFLIGHT_REFUSED),
         Outcome::DeviceError => ExitCode::from(EXIT_DEVICE_ERROR),
+        Outcome::Cancelled => ExitCode::FAILURE,
     }
 }
 

@@ -292,7 +292,12 @@ pub fn wait_for_counterpart(
     quirks: &Quirks,
 ) -> Result<Found, DeviceError> {
     let deadline = Instant::now() + timeout;
-    while serial_devices(quirks).iter().any(|f| f.address == old) {
+    // The device in download mode may get the very port name the modem had (ttyUSB0 is
+    // reused on Linux, as are pseudo-terminal numbers): only the modem itself must leave.
+    while serial_devices(quirks)
+        .iter()
+        .any(|f| f.address == old && !is_counterpart(f, counterparts))
+    {
         if Instant::now() >= deadline {
             return Err(DeviceError::BadAddress(format!(
                 "{old} did not leave for download mode within {timeout:?}: the model may not support the switch command"

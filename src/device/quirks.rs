@@ -28,6 +28,9 @@ pub enum QuirksError {
     /// A `millivolts` range whose full voltage is not above the empty voltage.
     #[error("quirks entry for {0}: millivolts must be [EMPTY, FULL] with EMPTY < FULL")]
     Voltage(String),
+    /// A recovery entry with no steps or an unknown mode.
+    #[error("quirks entry for {0}: recovery needs a mode (edl, fastboot or download) and at least one step")]
+    Recovery(String),
     /// The same product named twice.
     #[error("quirks file names product {0:?} twice")]
     DuplicateProduct(String),
@@ -64,6 +67,19 @@ pub struct Model {
     /// back and kept before anything is written.
     #[serde(default)]
     pub backup: Vec<String>,
+    /// How a person brings this model into the mode it is recovered in, when it is bricked
+    /// or not found.
+    pub recovery: Option<Recovery>,
+}
+
+/// Step-by-step guidance into a recovery mode, shown by the recovery wizard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// The mode the steps lead to: `edl`, `fastboot` or `download`.
+    pub mode: String,
+    /// What to do, one action per step, in order.
+    pub steps: Vec<String>,
 }
 
 /// How a modem or hotspot is handled over AT.
@@ -180,6 +196,12 @@ impl Quirks {
                 return Err(QuirksError::DuplicateProduct(model.product.clone()));
             }
             let f = &model.fastboot;
+            if let Some(r) = &model.recovery {
+                if !matches!(r.mode.as_str(), "edl" | "fastboot" | "download") || r.steps.is_empty()
+                {
+                    return Err(QuirksError::Recovery(model.product.clone()));
+                }
+            }
             for spec in [&f.firmware_version, &f.security_version, &f.battery_percent]
                 .into_iter()
                 .flatten()
@@ -324,6 +346,10 @@ mod tests {
             .unwrap()
             .backup
             .contains(&"modemst1".to_string()));
+        for product in ["MF833V", "MU300", "zte-demo-phone"] {
+            let r = q.model(product).and_then(|m| m.recovery.as_ref());
+            assert!(r.is_some_and(|r| !r.steps.is_empty()), "{product}");
+        }
         let d = q.fastboot_facts(Some("other"));
         assert_eq!(d.battery_percent.var, "battery-soc");
     }
@@ -349,6 +375,12 @@ mod tests {
                 "{base}[[model]]\nproduct=\"x\"\nfastboot.firmware_version={{var=\"v\", pattern=\"(\"}}\n"
             )),
             Err(QuirksError::Pattern { .. })
+        ));
+        assert!(matches!(
+            Quirks::parse(&format!(
+                "{base}[[model]]\nproduct=\"x\"\nrecovery={{mode=\"edl\", steps=[]}}\n"
+            )),
+            Err(QuirksError::Recovery(_))
         ));
         assert!(Quirks::parse(&format!("{base}bogus=1\n")).is_err());
     }

@@ -5,6 +5,8 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::event::{Event, Stage};
@@ -50,6 +52,45 @@ pub struct JobOptions {
     pub backups_dir: PathBuf,
     /// How long a modem may take to come back in download mode.
     pub switch_timeout: Duration,
+    /// Stop before the first step that changes anything on the device (a modem's switch to
+    /// download mode, a programmer, a write), with outcome [`Outcome::DryRun`]. A front end
+    /// uses it to show each device's preflight before the user confirms the job.
+    pub check_only: bool,
+    /// The user's request to stop this job.
+    pub cancel: Cancel,
+}
+
+/// A cooperative stop request for one job, shared by the front end and the job.
+///
+/// The job looks at it before each step that touches the device, between images and while
+/// it reads each image, and then ends with [`Outcome::Cancelled`] and its report. A device
+/// stopped before its first write is untouched; one stopped during a write keeps a partly
+/// written partition and needs the job run again (or recovery).
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Asks the job to stop at its next check.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Ends the job if a stop was asked for; `next` names the step that will not run.
+    pub(super) fn check(&self, next: &str) -> Result<(), Stop> {
+        if self.is_cancelled() {
+            Err((
+                Outcome::Cancelled,
+                format!("cancelled by the user before {next}"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Default for JobOptions {
@@ -63,6 +104,8 @@ impl Default for JobOptions {
             reconnect: Duration::ZERO,
             backups_dir: crate::paths::backups_dir(),
             switch_timeout: Duration::from_secs(30),
+            check_only: false,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -104,6 +147,11 @@ pub fn run(req: &JobRequest, emit: &mut dyn FnMut(Event)) -> Report {
     };
     let (outcome, error) = match steps(req, &mut report, emit) {
         Ok(outcome) => (outcome, None),
+        // A transfer cut short by a cancel fails like a broken link; say what it was.
+        Err((Outcome::DeviceError, message)) if req.options.cancel.is_cancelled() => (
+            Outcome::Cancelled,
+            Some(format!("cancelled by the user: {message}")),
+        ),
         Err((outcome, message)) => (outcome, Some(message)),
     };
     report.outcome = outcome;
@@ -176,6 +224,7 @@ fn fastboot(
     package: &VerifiedPackage,
 ) -> Result<Outcome, Stop> {
     let manifest = package.manifest();
+    req.options.cancel.check("identifying the device")?;
     emit(Event::Stage {
         stage: Stage::Identify,
     });
@@ -255,7 +304,7 @@ fn fastboot(
         activate_slot: plan.activate_slot.clone(),
         total_bytes: plan.total_bytes(),
     });
-    if req.options.dry_run {
+    if req.options.dry_run || req.options.check_only {
         return Ok(Outcome::DryRun);
     }
 
@@ -264,6 +313,9 @@ fn fastboot(
     });
     let count = plan.writes.len();
     for (index, write) in plan.writes.iter().enumerate() {
+        req.options
+            .cancel
+            .check(&format!("writing {}", write.target))?;
         let target = Target::Partition {
             name: write.target.clone(),
         };
@@ -272,12 +324,15 @@ fn fastboot(
             count,
             name: &write.target,
             target: &target,
-            source: &PackageImage::new(package, index),
+            source: &PackageImage::new(package, index).cancelled_by(&req.options.cancel),
         };
         write_step(driver.as_mut(), step, report, emit)?;
     }
 
     if let Some(slot) = &plan.activate_slot {
+        req.options
+            .cancel
+            .check(&format!("switching to slot {slot}"))?;
         emit(Event::Stage {
             stage: Stage::Activate,
         });
@@ -346,6 +401,7 @@ pub(super) struct PackageImage<'a> {
     package: &'a VerifiedPackage,
     index: usize,
     skip: u64,
+    cancel: Option<Cancel>,
 }
 
 impl<'a> PackageImage<'a> {
@@ -360,7 +416,14 @@ impl<'a> PackageImage<'a> {
             package,
             index,
             skip,
+            cancel: None,
         }
+    }
+
+    /// Makes reads fail once `cancel` is set, which ends the transfer in progress.
+    pub(super) fn cancelled_by(mut self, cancel: &Cancel) -> Self {
+        self.cancel = Some(cancel.clone());
+        self
     }
 
     fn open(&self) -> std::io::Result<HashedSend> {
@@ -371,6 +434,7 @@ impl<'a> PackageImage<'a> {
         Ok(HashedSend {
             reader,
             skip: self.skip,
+            cancel: self.cancel.clone(),
         })
     }
 }
@@ -397,10 +461,14 @@ impl ImageSource for PackageImage<'_> {
 pub(super) struct HashedSend {
     reader: ImageReader,
     skip: u64,
+    cancel: Option<Cancel>,
 }
 
 impl Read for HashedSend {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            return Err(std::io::Error::other("the transfer was stopped"));
+        }
         while self.skip > 0 {
             let mut scratch = [0u8; 4096];
             let n = (self.skip as usize).min(scratch.len());

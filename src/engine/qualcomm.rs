@@ -28,6 +28,8 @@ pub(super) fn run(
     plan: &QualcommPlan,
 ) -> Result<Outcome, Stop> {
     let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
+    let cancel = &req.options.cancel;
+    cancel.check("identifying the device")?;
     emit(Event::Stage {
         stage: Stage::Identify,
     });
@@ -83,7 +85,20 @@ pub(super) fn run(
             .map(|t| t.product.clone())
     });
     let model = product.as_deref().and_then(|p| req.quirks.model(p));
+    if !matches!(device.mode, Mode::Modem | Mode::Edl) {
+        return Err((
+            Outcome::PreflightRefused,
+            format!(
+                "{} is not a modem or a device in EDL; this package needs one",
+                req.device.address
+            ),
+        ));
+    }
+    if req.options.check_only {
+        return Ok(Outcome::DryRun);
+    }
     if device.mode == Mode::Modem {
+        cancel.check("switching to download mode")?;
         emit(Event::Stage {
             stage: Stage::Switch,
         });
@@ -97,16 +112,9 @@ pub(super) fn run(
             "switched to download mode: {} → {to}",
             req.device.address
         ));
-    } else if device.mode != Mode::Edl {
-        return Err((
-            Outcome::PreflightRefused,
-            format!(
-                "{} is not a modem or a device in EDL; this package needs one",
-                req.device.address
-            ),
-        ));
     }
 
+    cancel.check("loading the programmer")?;
     emit(Event::Stage {
         stage: Stage::Programmer,
     });
@@ -264,6 +272,10 @@ pub(super) fn run(
         return Ok(Outcome::DryRun);
     }
 
+    if let Err(stop) = cancel.check("the backup") {
+        let _ = driver.reboot();
+        return Err(stop);
+    }
     emit(Event::Stage {
         stage: Stage::Backup,
     });
@@ -330,12 +342,14 @@ pub(super) fn run(
     }
     let count = writes.len();
     for (index, (op, target, _)) in writes.iter().enumerate() {
+        cancel.check(&format!("writing {}", op.label))?;
         let target = target.as_ref().expect("cleared by the storage preflight");
         let source = PackageImage::skipping(
             package,
             op.image,
             op.file_sector_offset * u64::from(op.sector_size),
-        );
+        )
+        .cancelled_by(cancel);
         let step = ImageStep {
             index,
             count,

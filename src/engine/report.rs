@@ -25,6 +25,8 @@ pub enum Outcome {
     PreflightRefused,
     /// The device or the link failed.
     DeviceError,
+    /// The user stopped the job; the error says before or during which step.
+    Cancelled,
 }
 
 /// The package, as verified.

@@ -163,7 +163,7 @@ impl Header {
         if !(CHUNK_HEADER_LEN as u16..=MAX_HEADER_LEN).contains(&header.chunk_hdr_sz) {
             return Err(SparseError::BadHeader("chunk header size out of range"));
         }
-        if header.blk_sz == 0 || header.blk_sz % 4 != 0 {
+        if header.blk_sz == 0 || !header.blk_sz.is_multiple_of(4) {
             return Err(SparseError::BadHeader(
                 "block size must be a non-zero multiple of 4",
             ));
@@ -471,7 +471,7 @@ impl Layout {
     /// Checks what [`split`] relies on: a usable block size and ordered, non-empty chunks
     /// inside the image.
     fn validate(&self) -> Result<(), SparseError> {
-        if self.blk_sz == 0 || self.blk_sz % 4 != 0 {
+        if self.blk_sz == 0 || !self.blk_sz.is_multiple_of(4) {
             return Err(SparseError::InvalidLayout {
                 index: 0,
                 reason: "block size must be a non-zero multiple of 4",

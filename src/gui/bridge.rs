@@ -1,0 +1,626 @@
+//! The bridge between the UI thread and the engine: it turns [`Intent`]s into work on
+//! tokio's blocking pool (engine jobs, package checks, discovery, file dialogs) and sends
+//! back [`Msg`]s, waking the UI with `request_repaint` for each one.
+//!
+//! The UI thread only ever calls [`Bridge::execute`] (which spawns and returns) and
+//! [`Bridge::drain`] (which never waits).
+
+use eframe::egui;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::device::discovery::{self, Found};
+use crate::device::quirks::Quirks;
+use crate::device::Mode;
+use crate::engine::{self, Cancel, DeviceTarget, JobOptions, JobRequest};
+use crate::package::{self, KeyScope, Origin, Package, SignatureStatus, TrustStore};
+
+use super::state::{bytes, DeviceKey, Intent, JobTarget, Msg, PackageCard, PackageState, Settings};
+
+/// Reports are small; a larger file is not one of ours.
+const MAX_REPORT_LEN: u64 = 4 * 1024 * 1024;
+/// How long a job waits for discovery to finish probing its device.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a job waits for a phone to come back after its reboot.
+const RECONNECT: Duration = Duration::from_secs(5);
+
+/// Where the bridge finds things and what it trusts, fixed for a session.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// Network addresses watched besides USB and serial discovery (`tcp:HOST:PORT`).
+    pub watch: Vec<String>,
+    /// The watched addresses are flashline's own virtual devices.
+    pub watch_virtual: bool,
+    /// Also trust the demo key (for virtual devices only).
+    pub demo_trust: bool,
+    /// The flash history.
+    pub history_path: PathBuf,
+    /// Where identity backups go.
+    pub backups_dir: PathBuf,
+    /// How often discovery looks again.
+    pub scan_every: Duration,
+}
+
+/// Sends a message and wakes the UI.
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::Sender<Msg>,
+    ctx: egui::Context,
+}
+
+impl Outbox {
+    fn send(&self, msg: Msg) {
+        // The receiver only goes away with the app; nothing is left to tell then.
+        let _ = self.tx.send(msg);
+        self.ctx.request_repaint();
+    }
+}
+
+/// Addresses something is talking to now: a device is opened by one party at a time.
+#[derive(Clone, Default)]
+struct Claims(Arc<Mutex<HashSet<String>>>);
+
+/// A claimed address, released on drop.
+struct Claim {
+    claims: Claims,
+    address: String,
+}
+
+impl Claims {
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_claim(&self, address: &str) -> Option<Claim> {
+        self.lock().insert(address.to_string()).then(|| Claim {
+            claims: self.clone(),
+            address: address.to_string(),
+        })
+    }
+
+    fn claim(&self, address: &str, timeout: Duration) -> Option<Claim> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(claim) = self.try_claim(address) {
+                return Some(claim);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn is_claimed(&self, address: &str) -> bool {
+        self.lock().contains(address)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.claims.lock().remove(&self.address);
+    }
+}
+
+/// Runs the GUI's background work.
+pub struct Bridge {
+    runtime: Option<tokio::runtime::Runtime>,
+    outbox: Outbox,
+    rx: mpsc::Receiver<Msg>,
+    quirks: Arc<Quirks>,
+    trust: Arc<Mutex<TrustStore>>,
+    config: BridgeConfig,
+    settings: Settings,
+    cancels: HashMap<DeviceKey, Cancel>,
+    claims: Claims,
+    stop: Arc<AtomicBool>,
+    scratch: tempfile::TempDir,
+}
+
+impl Bridge {
+    /// Starts the runtime and discovery; `ctx` is woken for every message.
+    pub fn start(
+        ctx: egui::Context,
+        config: BridgeConfig,
+        settings: Settings,
+        quirks: Quirks,
+    ) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("flashline-gui-worker")
+            .enable_time()
+            .build()?;
+        let (tx, rx) = mpsc::channel();
+        let bridge = Bridge {
+            runtime: Some(runtime),
+            outbox: Outbox { tx, ctx },
+            rx,
+            quirks: Arc::new(quirks),
+            trust: Arc::new(Mutex::new(TrustStore::empty())),
+            config,
+            settings,
+            cancels: HashMap::new(),
+            claims: Claims::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+            scratch: tempfile::tempdir()?,
+        };
+        bridge.reload_trust();
+        bridge.start_discovery();
+        Ok(bridge)
+    }
+
+    /// Everything the workers sent since the last call; never waits.
+    pub fn drain(&self) -> Vec<Msg> {
+        self.rx.try_iter().collect()
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the bridge")
+            .handle()
+    }
+
+    /// Starts what `intent` asks for and returns at once.
+    pub fn execute(&mut self, intent: Intent, settings: &Settings) {
+        self.settings = settings.clone();
+        match intent {
+            Intent::PickPackage => self.pick_package(),
+            Intent::OpenPackage(path) => self.open_package(path),
+            Intent::Check {
+                target,
+                package,
+                generation,
+            } => self.check(target, package, generation),
+            Intent::Flash { targets, package } => {
+                for target in targets {
+                    self.flash(target, package.clone());
+                }
+            }
+            Intent::Cancel(key) => {
+                if let Some(cancel) = self.cancels.get(&key) {
+                    cancel.cancel();
+                }
+            }
+            Intent::ReadReport { key, path } => self.read_report(key, path),
+            Intent::OpenFolder(path) => self.open_folder(path),
+            Intent::SettingsChanged => self.reload_trust(),
+        }
+    }
+
+    fn reload_trust(&self) {
+        let (trust, outbox) = (Arc::clone(&self.trust), self.outbox.clone());
+        let (dir, demo) = (self.settings.trust_dir.clone(), self.config.demo_trust);
+        self.handle().spawn_blocking(move || {
+            let mut store = if demo {
+                TrustStore::demo()
+            } else {
+                TrustStore::empty()
+            };
+            if dir.is_dir() {
+                match TrustStore::load_dir(&dir, Origin::Default).and_then(|s| store.merge(s)) {
+                    Ok(()) => {}
+                    Err(e) => outbox.send(Msg::Notice(format!(
+                        "the trust folder {} could not be read: {e}",
+                        dir.display()
+                    ))),
+                }
+            }
+            *trust.lock().unwrap_or_else(|p| p.into_inner()) = store;
+        });
+    }
+
+    fn trust(&self) -> TrustStore {
+        self.trust.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn pick_package(&self) {
+        let outbox = self.outbox.clone();
+        let start = self.settings.last_package_dir.clone();
+        self.handle().spawn_blocking(move || {
+            let mut dialog = rfd::FileDialog::new()
+                .set_title("Open a firmware package")
+                .add_filter("flashline package", &["flpkg"])
+                .add_filter("all files", &["*"]);
+            if let Some(dir) = start {
+                dialog = dialog.set_directory(dir);
+            }
+            if let Some(path) = dialog.pick_file() {
+                outbox.send(Msg::Picked(path));
+            }
+        });
+    }
+
+    fn open_package(&self, path: PathBuf) {
+        let (outbox, trust) = (self.outbox.clone(), self.trust());
+        self.handle().spawn_blocking(move || {
+            outbox.send(Msg::Package(package_state(&path, &trust)));
+        });
+    }
+
+    fn request(&self, target: &JobTarget, package: PathBuf, options: JobOptions) -> JobRequest {
+        JobRequest {
+            package,
+            trust: self.trust(),
+            device: DeviceTarget {
+                address: target.address.clone(),
+                is_virtual: target.is_virtual,
+                probe: false,
+            },
+            quirks: (*self.quirks).clone(),
+            options: JobOptions {
+                history_path: self.config.history_path.clone(),
+                backups_dir: self.config.backups_dir.clone(),
+                ..options
+            },
+        }
+    }
+
+    fn check(&self, target: JobTarget, package: PathBuf, generation: u64) {
+        let report = self.scratch.path().join(format!(
+            "check-{}.json",
+            engine::report::safe_name(&target.key)
+        ));
+        let req = self.request(
+            &target,
+            package,
+            JobOptions {
+                check_only: true,
+                report_path: Some(report),
+                reports_dir: self.scratch.path().to_path_buf(),
+                ..JobOptions::default()
+            },
+        );
+        self.run_job(target, req, move |key, event| Msg::Check {
+            key,
+            generation,
+            event,
+        });
+    }
+
+    fn flash(&mut self, target: JobTarget, package: PathBuf) {
+        let cancel = Cancel::default();
+        self.cancels.insert(target.key.clone(), cancel.clone());
+        let req = self.request(
+            &target,
+            package,
+            JobOptions {
+                cancel,
+                reports_dir: self.settings.reports_dir.clone(),
+                reconnect: RECONNECT,
+                ..JobOptions::default()
+            },
+        );
+        self.run_job(target, req, |key, event| Msg::Job { key, event });
+    }
+
+    /// Runs one engine job on the blocking pool, tagging its events with the device.
+    fn run_job(
+        &self,
+        target: JobTarget,
+        req: JobRequest,
+        wrap: impl Fn(DeviceKey, engine::Event) -> Msg + Send + 'static,
+    ) {
+        let (outbox, claims) = (self.outbox.clone(), self.claims.clone());
+        self.handle().spawn_blocking(move || {
+            let key = target.key;
+            let Some(_claim) = claims.claim(&target.address, CLAIM_TIMEOUT) else {
+                outbox.send(wrap(
+                    key,
+                    engine::Event::Finished {
+                        outcome: engine::Outcome::DeviceError,
+                        error: Some(format!(
+                            "{} stayed busy for {CLAIM_TIMEOUT:?}; try again",
+                            target.address
+                        )),
+                        report: None,
+                    },
+                ));
+                return;
+            };
+            engine::run(&req, &mut |event| outbox.send(wrap(key.clone(), event)));
+        });
+    }
+
+    fn read_report(&self, key: DeviceKey, path: PathBuf) {
+        let outbox = self.outbox.clone();
+        self.handle().spawn_blocking(move || {
+            let text =
+                read_small(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+            outbox.send(Msg::Report { key, path, text });
+        });
+    }
+
+    fn open_folder(&self, path: PathBuf) {
+        let outbox = self.outbox.clone();
+        self.handle().spawn_blocking(move || {
+            if let Err(e) = std::fs::create_dir_all(&path).and_then(|()| reveal(&path)) {
+                outbox.send(Msg::Notice(format!("cannot open {}: {e}", path.display())));
+            }
+        });
+    }
+
+    fn start_discovery(&self) {
+        let scanner = Scanner {
+            outbox: self.outbox.clone(),
+            claims: self.claims.clone(),
+            quirks: Arc::clone(&self.quirks),
+            watch: self.config.watch.clone(),
+            watch_virtual: self.config.watch_virtual,
+            identified: HashSet::new(),
+            watched: HashMap::new(),
+            last: Vec::new(),
+        };
+        let (stop, every) = (Arc::clone(&self.stop), self.config.scan_every);
+        let handle = self.handle().clone();
+        self.handle().spawn(async move {
+            let mut scanner = scanner;
+            while !stop.load(Ordering::SeqCst) {
+                scanner = match handle
+                    .spawn_blocking(move || {
+                        scanner.pass();
+                        scanner
+                    })
+                    .await
+                {
+                    Ok(scanner) => scanner,
+                    Err(e) => {
+                        tracing::error!("discovery stopped: {e}");
+                        return;
+                    }
+                };
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for cancel in self.cancels.values() {
+            cancel.cancel();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(3));
+        }
+    }
+}
+
+/// Discovery: lists devices, and reads each new one's facts once.
+struct Scanner {
+    outbox: Outbox,
+    claims: Claims,
+    quirks: Arc<Quirks>,
+    watch: Vec<String>,
+    watch_virtual: bool,
+    /// Addresses whose facts were read.
+    identified: HashSet<String>,
+    /// Watched network devices that answered, as discovery would list them.
+    watched: HashMap<String, Found>,
+    last: Vec<Found>,
+}
+
+impl Scanner {
+    fn pass(&mut self) {
+        let mut found = discovery::scan(&[], &self.quirks, false);
+        let mut facts = Vec::new();
+        for address in &self.watch {
+            if !self.watched.contains_key(address) {
+                if let Some(info) = self.identify(address, self.watch_virtual) {
+                    self.watched.insert(
+                        address.clone(),
+                        Found {
+                            address: address.clone(),
+                            mode: info.mode,
+                            vid: None,
+                            pid: None,
+                            product: info.product.clone(),
+                            serial: info.serial.clone(),
+                            known_as: None,
+                            is_virtual: self.watch_virtual,
+                        },
+                    );
+                    self.identified.insert(address.clone());
+                    facts.push((address.clone(), info));
+                }
+            }
+            if let Some(f) = self.watched.get(address) {
+                found.push(f.clone());
+            }
+        }
+        if found != self.last {
+            self.last = found.clone();
+            self.outbox.send(Msg::Devices(found.clone()));
+        }
+        // A device in EDL says nothing until a programmer runs, and probing an unknown
+        // port is never done: only fastboot devices and modems are read.
+        for f in found {
+            if matches!(f.mode, Mode::Fastboot | Mode::Modem)
+                && !self.identified.contains(&f.address)
+            {
+                if let Some(info) = self.identify(&f.address, f.is_virtual) {
+                    self.identified.insert(f.address.clone());
+                    facts.push((f.address, info));
+                }
+            }
+        }
+        // After the list, so that each one's row exists.
+        for (address, info) in facts {
+            self.outbox.send(Msg::Identified {
+                address,
+                info: Box::new(info),
+            });
+        }
+    }
+
+    /// Reads a device's facts, unless a job has it open.
+    fn identify(&self, address: &str, is_virtual: bool) -> Option<crate::device::DeviceInfo> {
+        if self.claims.is_claimed(address) {
+            return None;
+        }
+        let _claim = self.claims.try_claim(address)?;
+        match discovery::open(address, &self.quirks, is_virtual, false)
+            .and_then(|mut d| d.identify())
+        {
+            Ok(info) => Some(info),
+            Err(e) => {
+                tracing::info!("{address}: not identified: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Opens and verifies a package, and describes it for the card.
+pub fn package_state(path: &Path, trust: &TrustStore) -> PackageState {
+    let opened = match Package::open(path) {
+        Ok(p) => p,
+        Err(e) => {
+            return PackageState::Refused {
+                path: path.to_path_buf(),
+                card: None,
+                reason: e.to_string(),
+            }
+        }
+    };
+    let inspection = package::inspect(&opened, trust);
+    let m = &inspection.manifest;
+    let mut card = PackageCard {
+        path: path.to_path_buf(),
+        name: m.name.clone(),
+        version: m.version.to_string(),
+        security_version: m.security_version,
+        min_battery_percent: m.min_battery_percent,
+        description: m.description.clone(),
+        targets: m.targets.iter().map(|t| t.product.clone()).collect(),
+        writes: writes(m),
+        qualcomm: m.qualcomm.is_some(),
+        signature: signature_words(&inspection.signatures),
+    };
+    match opened.verify(trust) {
+        Ok(verified) => {
+            let s = verified.signer();
+            card.signature = match s.scope {
+                KeyScope::Any => format!(
+                    "signed by {} (key {}), a key in your trust folder; every image hash matches",
+                    s.name, s.key_id
+                ),
+                KeyScope::VirtualOnly => format!(
+                    "signed by {} (key {}), trusted for virtual devices only; every image hash matches",
+                    s.name, s.key_id
+                ),
+            };
+            PackageState::Ready(card)
+        }
+        Err(e) => PackageState::Refused {
+            path: path.to_path_buf(),
+            card: Some(Box::new(card)),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// What a package writes, for people: its images, or a flat build's program steps.
+fn writes(m: &package::Manifest) -> Vec<String> {
+    let sparse = |i: &package::Image| if i.sparse.is_some() { ", sparse" } else { "" };
+    match &m.qualcomm {
+        None => m
+            .images
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}: {} ({}{})",
+                    i.partition,
+                    i.file,
+                    bytes(i.size),
+                    sparse(i)
+                )
+            })
+            .collect(),
+        Some(plan) => {
+            let mut lines: Vec<String> = plan
+                .program
+                .iter()
+                .filter_map(|op| {
+                    let i = m.images.get(op.image)?;
+                    Some(format!(
+                        "{} (LUN {}): {} ({}{})",
+                        op.label,
+                        op.lun,
+                        i.file,
+                        bytes(i.size),
+                        sparse(i)
+                    ))
+                })
+                .collect();
+            if let Some(p) = m.images.get(plan.programmer) {
+                lines.push(format!(
+                    "programmer {} runs in the device's RAM; it is not written",
+                    p.file
+                ));
+            }
+            if !plan.patch.is_empty() {
+                lines.push(format!(
+                    "{} partition-table patches after the writes",
+                    plan.patch.len()
+                ));
+            }
+            lines
+        }
+    }
+}
+
+fn signature_words(signatures: &[package::SignatureReport]) -> String {
+    if signatures.is_empty() {
+        return "not signed".into();
+    }
+    signatures
+        .iter()
+        .map(|s| match &s.status {
+            SignatureStatus::Trusted { name, .. } => format!("valid signature by {name}"),
+            SignatureStatus::UnknownKey => {
+                format!(
+                    "signed by key {}, which is not in your trust folder",
+                    s.key_id
+                )
+            }
+            SignatureStatus::BadSignature => format!(
+                "the signature by key {} does not match: the package was changed after signing",
+                s.key_id
+            ),
+            SignatureStatus::Duplicate => format!("a second signature by key {}", s.key_id),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn read_small(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_REPORT_LEN)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Shows a folder in the desktop's file manager.
+fn reveal(path: &Path) -> std::io::Result<()> {
+    let opener = if cfg!(target_os = "windows") {
+        "explorer"
+    } else if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(drop)
+}

@@ -1,0 +1,1447 @@
+//! The GUI's model: plain data the views render, changed only by [`AppState::apply`] (what
+//! the workers report) and by the few methods the views call for clicks.
+//!
+//! Nothing here blocks, touches a device or decides whether a job may run: verdicts come
+//! from the engine's events, and every action leaves as an [`Intent`] for the bridge.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::discovery::Found;
+use crate::device::{Battery, DeviceInfo, Mode};
+use crate::engine::{Check, Event, Outcome, PlannedWrite, Stage, Status};
+
+/// Log lines kept in memory; older ones are dropped (the reports keep the record).
+const LOG_LINES: usize = 2000;
+
+/// What the user chose that outlives a session, persisted by eframe. Device and job state
+/// never is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Folder of trusted `.pub` keys.
+    pub trust_dir: PathBuf,
+    /// Folder the job reports go to.
+    pub reports_dir: PathBuf,
+    /// Folder the package dialog opens in.
+    pub last_package_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            trust_dir: crate::paths::trust_dir(),
+            reports_dir: crate::paths::reports_dir(),
+            last_package_dir: None,
+        }
+    }
+}
+
+/// A device row's identity: its USB serial number when known (it survives a modem's
+/// re-enumeration into download mode), else its address.
+pub type DeviceKey = String;
+
+/// What the workers report to the UI.
+#[derive(Debug)]
+pub enum Msg {
+    /// A complete discovery pass: every device present now.
+    Devices(Vec<Found>),
+    /// Facts read from a newly seen device, and the partitions its model keeps as identity.
+    Identified {
+        /// Where it was read.
+        address: String,
+        /// What it said.
+        info: Box<DeviceInfo>,
+    },
+    /// The file dialog returned a package.
+    Picked(PathBuf),
+    /// A package was opened and checked.
+    Package(PackageState),
+    /// An event of a device's preflight check (a check-only job).
+    Check {
+        /// The device.
+        key: DeviceKey,
+        /// The package generation the check was started for.
+        generation: u64,
+        /// The event.
+        event: Event,
+    },
+    /// An event of a device's flash job.
+    Job {
+        /// The device.
+        key: DeviceKey,
+        /// The event.
+        event: Event,
+    },
+    /// A report file was read.
+    Report {
+        /// The device it belongs to.
+        key: DeviceKey,
+        /// The file.
+        path: PathBuf,
+        /// Its text, or why it could not be read.
+        text: Result<String, String>,
+    },
+    /// Something to tell the user that belongs to no device.
+    Notice(String),
+}
+
+/// What a click asks the workers to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// Show the native file dialog and open the chosen package.
+    PickPackage,
+    /// Open and verify this package.
+    OpenPackage(PathBuf),
+    /// Run the preflight (a check-only job) on a device.
+    Check {
+        /// The device.
+        target: JobTarget,
+        /// The verified package.
+        package: PathBuf,
+        /// Which package opening this check belongs to.
+        generation: u64,
+    },
+    /// Flash these devices, in parallel.
+    Flash {
+        /// The devices.
+        targets: Vec<JobTarget>,
+        /// The verified package.
+        package: PathBuf,
+    },
+    /// Stop the job on this device.
+    Cancel(DeviceKey),
+    /// Read a report file for the reports pane.
+    ReadReport {
+        /// The device.
+        key: DeviceKey,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Show a folder in the desktop's file manager.
+    OpenFolder(PathBuf),
+    /// The settings changed: reload the trust keys, save.
+    SettingsChanged,
+}
+
+/// The device a job runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobTarget {
+    /// The row.
+    pub key: DeviceKey,
+    /// Its address now.
+    pub address: String,
+    /// Whether it is one of flashline's virtual devices.
+    pub is_virtual: bool,
+}
+
+/// The package slot.
+#[derive(Debug, Clone, Default)]
+pub enum PackageState {
+    /// No package opened yet.
+    #[default]
+    None,
+    /// Being opened and verified.
+    Verifying(PathBuf),
+    /// Verified: the signature is trusted and every image hash matches.
+    Ready(PackageCard),
+    /// Refused, with the reason; `card` holds what the package claims, if it could be read.
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// What it claims to be.
+        card: Option<Box<PackageCard>>,
+        /// Why it is refused, in plain words.
+        reason: String,
+    },
+}
+
+/// What the package card shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageCard {
+    /// The file.
+    pub path: PathBuf,
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Anti-rollback level.
+    pub security_version: u64,
+    /// Battery the package needs.
+    pub min_battery_percent: u8,
+    /// Free text.
+    pub description: Option<String>,
+    /// Products it fits.
+    pub targets: Vec<String>,
+    /// What it writes, one line per partition, in the order it writes them.
+    pub writes: Vec<String>,
+    /// A Qualcomm flat build (flashed through EDL).
+    pub qualcomm: bool,
+    /// The signer and the signature's state, in plain words.
+    pub signature: String,
+}
+
+/// A device's preflight for the open package.
+#[derive(Debug, Clone, Default)]
+pub enum CheckState {
+    /// Not run (no package, or not selected).
+    #[default]
+    NotRun,
+    /// The check-only job is running; what it found so far.
+    Running(Checklist),
+    /// Done: the checklist and, where the engine planned it, what would be written.
+    Done(Checklist),
+    /// The check could not run (device gone, package refused…).
+    Failed(String),
+}
+
+/// A device's checklist.
+#[derive(Debug, Clone, Default)]
+pub struct Checklist {
+    /// The engine's checks, then the backup plan.
+    pub checks: Vec<Check>,
+    /// The plan, where the engine could make it without touching the device.
+    pub writes: Vec<PlannedWrite>,
+    /// The slot switched to at the end, on A/B phones.
+    pub activate_slot: Option<String>,
+}
+
+impl Checklist {
+    /// The refusals.
+    pub fn refusals(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == Status::Refuse)
+    }
+}
+
+/// One row of the device list.
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    /// Identity; see [`DeviceKey`].
+    pub key: DeviceKey,
+    /// Where it is now.
+    pub address: String,
+    /// The mode it is in.
+    pub mode: Mode,
+    /// One of flashline's virtual devices.
+    pub is_virtual: bool,
+    /// Model or product.
+    pub model: Option<String>,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// Firmware version as reported.
+    pub firmware: Option<String>,
+    /// Battery.
+    pub battery: Option<Battery>,
+    /// Storage in bytes, where known.
+    pub storage: Option<u64>,
+    /// Still listed by discovery.
+    pub present: bool,
+    /// Ticked for the next job.
+    pub selected: bool,
+    /// Preflight for the open package.
+    pub check: CheckState,
+    /// The running or last job.
+    pub job: Option<JobView>,
+}
+
+/// What the badge of a row says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Badge {
+    /// Nothing to say.
+    Idle,
+    /// Preflight running.
+    Checking,
+    /// Preflight passed.
+    Ready,
+    /// Preflight refused.
+    Refused,
+    /// A job is running.
+    Flashing,
+    /// The last job succeeded.
+    Done,
+    /// The last job failed.
+    Failed,
+    /// The last job was cancelled.
+    Cancelled,
+    /// In emergency download mode with no job: probably bricked.
+    Bricked,
+    /// Gone from the bus while its job runs (re-enumerating).
+    Away,
+}
+
+impl DeviceRow {
+    /// The badge.
+    pub fn badge(&self) -> Badge {
+        if let Some(job) = &self.job {
+            return match job.finished.as_ref().map(|f| f.outcome) {
+                None => Badge::Flashing,
+                Some(Outcome::Success | Outcome::DryRun) => Badge::Done,
+                Some(Outcome::Cancelled) => Badge::Cancelled,
+                Some(_) => Badge::Failed,
+            };
+        }
+        if !self.present {
+            return Badge::Away;
+        }
+        match &self.check {
+            CheckState::Running(_) => Badge::Checking,
+            CheckState::Done(list) if list.refusals().next().is_some() => Badge::Refused,
+            CheckState::Done(_) => Badge::Ready,
+            CheckState::Failed(_) => Badge::Failed,
+            CheckState::NotRun if self.mode == Mode::Edl => Badge::Bricked,
+            CheckState::NotRun => Badge::Idle,
+        }
+    }
+
+    /// Whether a job runs on it now.
+    pub fn busy(&self) -> bool {
+        self.job.as_ref().is_some_and(|j| j.finished.is_none())
+    }
+
+    /// A short name for messages: model and serial, or the address.
+    pub fn name(&self) -> String {
+        match (&self.model, &self.serial) {
+            (Some(m), Some(s)) => format!("{m} {s}"),
+            (Some(m), None) => m.clone(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => self.address.clone(),
+        }
+    }
+
+    fn target(&self) -> JobTarget {
+        JobTarget {
+            key: self.key.clone(),
+            address: self.address.clone(),
+            is_virtual: self.is_virtual,
+        }
+    }
+}
+
+/// A flash job as the UI shows it.
+#[derive(Debug, Clone)]
+pub struct JobView {
+    /// The current stage.
+    pub stage: Option<Stage>,
+    /// The current image: index, count, target, bytes done, bytes.
+    pub image: Option<ImageProgress>,
+    /// Bytes of the images already written.
+    pub written: u64,
+    /// Bytes of all images, once planned.
+    pub total: u64,
+    /// When writing began.
+    pub flash_started: Option<Instant>,
+    /// When the job ended.
+    pub ended: Option<Instant>,
+    /// Partitions backed up and checked.
+    pub backups: Vec<String>,
+    /// How it ended.
+    pub finished: Option<Finished>,
+    /// The user asked to stop it.
+    pub cancel_requested: bool,
+}
+
+/// The image being written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageProgress {
+    /// 0-based.
+    pub index: usize,
+    /// Images in all.
+    pub count: usize,
+    /// Partition on the device.
+    pub target: String,
+    /// Bytes sent.
+    pub done: u64,
+    /// Bytes to send.
+    pub bytes: u64,
+}
+
+/// The end of a job.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Outcome.
+    pub outcome: Outcome,
+    /// The error in plain words.
+    pub error: Option<String>,
+    /// The report file.
+    pub report: Option<PathBuf>,
+}
+
+impl JobView {
+    fn new() -> Self {
+        JobView {
+            stage: None,
+            image: None,
+            written: 0,
+            total: 0,
+            flash_started: None,
+            ended: None,
+            backups: Vec::new(),
+            finished: None,
+            cancel_requested: false,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn done(&self) -> u64 {
+        self.written + self.image.as_ref().map_or(0, |i| i.done)
+    }
+
+    /// 0.0..=1.0 of the bytes.
+    pub fn fraction(&self) -> f32 {
+        match self.finished.as_ref().map(|f| f.outcome) {
+            Some(Outcome::Success) => 1.0,
+            _ if self.total == 0 => 0.0,
+            _ => (self.done() as f64 / self.total as f64).clamp(0.0, 1.0) as f32,
+        }
+    }
+
+    /// Average rate since writing began, in bytes per second.
+    pub fn rate(&self, now: Instant) -> Option<f64> {
+        let start = self.flash_started?;
+        let secs = self
+            .ended
+            .unwrap_or(now)
+            .duration_since(start)
+            .as_secs_f64();
+        (secs > 0.2 && self.done() > 0).then(|| self.done() as f64 / secs)
+    }
+
+    /// Time left at the average rate.
+    pub fn eta(&self, now: Instant) -> Option<Duration> {
+        if self.finished.is_some() {
+            return None;
+        }
+        let rate = self.rate(now)?;
+        let left = self.total.saturating_sub(self.done()) as f64;
+        Some(Duration::from_secs_f64(left / rate))
+    }
+
+    /// The stage in words, with the image number while writing.
+    pub fn stage_text(&self) -> String {
+        match (&self.stage, &self.image) {
+            (Some(Stage::Flash), Some(i)) => {
+                format!("image {} of {}: {}", i.index + 1, i.count, i.target)
+            }
+            (Some(stage), _) => stage_title(*stage).to_string(),
+            (None, _) => "starting".into(),
+        }
+    }
+}
+
+/// A report in the reports pane.
+#[derive(Debug, Clone)]
+pub struct ReportView {
+    /// The device.
+    pub key: DeviceKey,
+    /// The file.
+    pub path: PathBuf,
+    /// The JSON, once read.
+    pub json: Option<serde_json::Value>,
+    /// The raw text, once read.
+    pub text: Option<String>,
+    /// Why it could not be read.
+    pub error: Option<String>,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// Seconds since the app started.
+    pub at: f64,
+    /// The device it is about.
+    pub device: Option<String>,
+    /// Text.
+    pub text: String,
+    /// Worth a colour.
+    pub level: Level,
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Normal.
+    Info,
+    /// Refusals and cancels.
+    Warn,
+    /// Failures.
+    Error,
+}
+
+/// The confirmation shown before a job starts.
+#[derive(Debug, Clone)]
+pub struct Confirm {
+    /// Per device: its name and what will be written.
+    pub devices: Vec<(JobTarget, String, Vec<String>)>,
+    /// The package, in words.
+    pub package: String,
+}
+
+/// One model's way into its recovery mode, from the quirks file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryGuide {
+    /// Product name (what the device reports).
+    pub product: String,
+    /// Readable name.
+    pub name: String,
+    /// The mode to bring it into.
+    pub mode: Mode,
+    /// The steps.
+    pub steps: Vec<String>,
+}
+
+/// The recovery wizard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wizard {
+    /// Index into [`AppState::guides`].
+    pub guide: Option<usize>,
+    /// Where the wizard is.
+    pub step: WizardStep,
+}
+
+/// The wizard's pages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WizardStep {
+    /// Pick the model.
+    Model,
+    /// Follow the steps.
+    Guide,
+    /// Wait for a device in the guide's mode.
+    Waiting,
+    /// A device in the right mode is there: check it and recover it.
+    Recover(DeviceKey),
+}
+
+/// Which tab the bottom pane shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    /// The log.
+    Log,
+    /// The reports.
+    Reports,
+}
+
+/// Everything the GUI shows.
+#[derive(Debug)]
+pub struct AppState {
+    /// Devices, in the order they appeared.
+    pub devices: Vec<DeviceRow>,
+    /// The package.
+    pub package: PackageState,
+    /// Persisted settings.
+    pub settings: Settings,
+    /// The settings window is open.
+    pub settings_open: bool,
+    /// The log, newest last.
+    pub log: VecDeque<LogLine>,
+    /// Reports of this session's jobs, newest last.
+    pub reports: Vec<ReportView>,
+    /// The report shown in full.
+    pub open_report: Option<usize>,
+    /// The bottom pane's tab.
+    pub pane: Pane,
+    /// The confirmation dialog, while it is shown.
+    pub confirm: Option<Confirm>,
+    /// The recovery wizard, while it is shown.
+    pub wizard: Option<Wizard>,
+    /// Recovery guides from the quirks file.
+    pub guides: Vec<RecoveryGuide>,
+    /// Packages offered as one-click buttons (the demo bench's).
+    pub quick_packages: Vec<PathBuf>,
+    /// A message for the user, shown until dismissed.
+    pub notice: Option<String>,
+    /// Counts package openings, so that late events of an old check are dropped.
+    generation: u64,
+    started: Instant,
+}
+
+impl AppState {
+    /// An empty bench.
+    pub fn new(settings: Settings, guides: Vec<RecoveryGuide>) -> Self {
+        AppState {
+            devices: Vec::new(),
+            package: PackageState::None,
+            settings,
+            settings_open: false,
+            log: VecDeque::new(),
+            reports: Vec::new(),
+            open_report: None,
+            pane: Pane::Log,
+            confirm: None,
+            wizard: None,
+            guides,
+            quick_packages: Vec::new(),
+            notice: None,
+            generation: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// The row for `key`.
+    pub fn device(&self, key: &str) -> Option<&DeviceRow> {
+        self.devices.iter().find(|d| d.key == key)
+    }
+
+    fn device_mut(&mut self, key: &str) -> Option<&mut DeviceRow> {
+        self.devices.iter_mut().find(|d| d.key == key)
+    }
+
+    /// Adds a log line.
+    pub fn log(&mut self, device: Option<&str>, level: Level, text: impl Into<String>) {
+        if self.log.len() >= LOG_LINES {
+            self.log.pop_front();
+        }
+        self.log.push_back(LogLine {
+            at: self.started.elapsed().as_secs_f64(),
+            device: device.map(str::to_string),
+            text: text.into(),
+            level,
+        });
+    }
+
+    /// Applies what a worker reported; returns follow-up work (reading a finished job's
+    /// report).
+    pub fn apply(&mut self, msg: Msg, now: Instant) -> Vec<Intent> {
+        match msg {
+            Msg::Devices(found) => self.merge_scan(found),
+            Msg::Identified { address, info } => self.identified(&address, &info),
+            Msg::Picked(path) => return vec![self.open_package(path)],
+            Msg::Package(package) => self.package_opened(package),
+            Msg::Check {
+                key,
+                generation,
+                event,
+            } => self.check_event(&key, generation, event),
+            Msg::Job { key, event } => return self.job_event(&key, event, now),
+            Msg::Report { key, path, text } => self.report_read(key, path, text),
+            Msg::Notice(text) => {
+                self.log(None, Level::Warn, text.clone());
+                self.notice = Some(text);
+            }
+        }
+        Vec::new()
+    }
+
+    fn merge_scan(&mut self, found: Vec<Found>) {
+        let listed: Vec<Found> = found
+            .into_iter()
+            .filter(|f| f.mode != Mode::Unknown || f.vid.is_some())
+            .collect();
+        for d in &mut self.devices {
+            d.present = false;
+        }
+        for f in listed {
+            let key = f.serial.clone().unwrap_or_else(|| f.address.clone());
+            if let Some(row) = self
+                .devices
+                .iter_mut()
+                .find(|d| d.key == key || d.address == f.address)
+            {
+                row.present = true;
+                if row.address != f.address || row.mode != f.mode {
+                    row.address = f.address.clone();
+                    row.mode = f.mode;
+                    let key = row.key.clone();
+                    let text = format!("now {} at {}", mode_name(f.mode), f.address);
+                    self.log(Some(&key), Level::Info, text);
+                }
+                continue;
+            }
+            let text = format!(
+                "{} at {} ({})",
+                mode_name(f.mode),
+                f.address,
+                found_name(&f)
+            );
+            self.devices.push(DeviceRow {
+                key: key.clone(),
+                model: f.product.clone().or(f.known_as.clone()),
+                address: f.address,
+                mode: f.mode,
+                is_virtual: f.is_virtual,
+                serial: f.serial,
+                firmware: None,
+                battery: None,
+                storage: None,
+                present: true,
+                selected: false,
+                check: CheckState::NotRun,
+                job: None,
+            });
+            self.log(Some(&key), Level::Info, format!("appeared: {text}"));
+        }
+        let gone: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|d| !d.present && !d.busy())
+            .map(|d| d.key.clone())
+            .collect();
+        for key in gone {
+            self.log(Some(&key), Level::Info, "disconnected");
+            self.devices.retain(|d| d.key != key);
+        }
+    }
+
+    fn identified(&mut self, address: &str, info: &DeviceInfo) {
+        let Some(row) = self.devices.iter_mut().find(|d| d.address == address) else {
+            return;
+        };
+        fill(row, info);
+    }
+
+    fn package_opened(&mut self, package: PackageState) {
+        match &package {
+            PackageState::Ready(card) => {
+                let text = format!(
+                    "package {} {} verified: {}",
+                    card.name, card.version, card.signature
+                );
+                self.log(None, Level::Info, text);
+            }
+            PackageState::Refused { path, reason, .. } => {
+                let text = format!("package {} refused: {reason}", path.display());
+                self.log(None, Level::Warn, text);
+            }
+            PackageState::None | PackageState::Verifying(_) => {}
+        }
+        self.package = package;
+    }
+
+    /// The user opened a package: its checks start over.
+    pub fn open_package(&mut self, path: PathBuf) -> Intent {
+        if let Some(dir) = path.parent() {
+            self.settings.last_package_dir = Some(dir.to_path_buf());
+        }
+        for d in &mut self.devices {
+            d.check = CheckState::NotRun;
+        }
+        self.generation += 1;
+        self.package = PackageState::Verifying(path.clone());
+        Intent::OpenPackage(path)
+    }
+
+    /// Ticks or unticks a device.
+    pub fn select(&mut self, key: &str, selected: bool) {
+        if let Some(d) = self.device_mut(key) {
+            d.selected = selected;
+        }
+    }
+
+    /// Starts the preflight of every selected device that has none for this package yet.
+    pub fn pending_checks(&mut self) -> Vec<Intent> {
+        let PackageState::Ready(card) = &self.package else {
+            return Vec::new();
+        };
+        let (package, generation) = (card.path.clone(), self.generation);
+        self.devices
+            .iter_mut()
+            .filter(|d| {
+                d.selected && d.present && !d.busy() && matches!(d.check, CheckState::NotRun)
+            })
+            .map(|d| {
+                d.check = CheckState::Running(Checklist::default());
+                Intent::Check {
+                    target: d.target(),
+                    package: package.clone(),
+                    generation,
+                }
+            })
+            .collect()
+    }
+
+    fn check_event(&mut self, key: &str, generation: u64, event: Event) {
+        if generation != self.generation {
+            // A check of a package that is no longer open.
+            return;
+        }
+        let Some(row) = self.devices.iter_mut().find(|d| d.key == key) else {
+            return;
+        };
+        if let Event::DeviceIdentified { device } = &event {
+            fill(row, device);
+            return;
+        }
+        let CheckState::Running(list) = &mut row.check else {
+            return;
+        };
+        match event {
+            Event::Preflight { checks } => list.checks = checks,
+            Event::PlanReady {
+                writes,
+                activate_slot,
+                ..
+            } => {
+                list.writes = writes;
+                list.activate_slot = activate_slot;
+            }
+            Event::Finished { outcome, error, .. } => {
+                let mut list = std::mem::take(list);
+                let (level, text) = match error {
+                    Some(error) if list.checks.is_empty() => {
+                        let text = format!("preflight could not run: {error}");
+                        row.check = CheckState::Failed(error);
+                        (Level::Warn, text)
+                    }
+                    error => {
+                        // A device error after some checks is one more red line.
+                        if let (Some(error), false) = (error, outcome == Outcome::PreflightRefused)
+                        {
+                            list.checks.push(Check {
+                                name: "device".into(),
+                                status: Status::Refuse,
+                                actual: "error".into(),
+                                required: "a device that answers".into(),
+                                message: error,
+                                relaxed_by: None,
+                            });
+                        }
+                        list.checks.push(backup_plan(&self.package, &list));
+                        let refused: Vec<&str> =
+                            list.refusals().map(|c| c.message.as_str()).collect();
+                        let line = if refused.is_empty() {
+                            (Level::Info, "preflight passed".to_string())
+                        } else {
+                            (
+                                Level::Warn,
+                                format!("preflight refused: {}", refused.join("; ")),
+                            )
+                        };
+                        row.check = CheckState::Done(list);
+                        line
+                    }
+                };
+                self.log(Some(key), level, text);
+            }
+            _ => {}
+        }
+    }
+
+    /// Why the Flash button is disabled, or the devices it would flash.
+    pub fn flash_targets(&self) -> Result<Vec<&DeviceRow>, String> {
+        match &self.package {
+            PackageState::None => return Err("Open a package first.".into()),
+            PackageState::Verifying(_) => return Err("The package is being verified.".into()),
+            PackageState::Refused { reason, .. } => {
+                return Err(format!("The package is refused: {reason}"))
+            }
+            PackageState::Ready(_) => {}
+        }
+        let selected: Vec<&DeviceRow> = self.devices.iter().filter(|d| d.selected).collect();
+        if selected.is_empty() {
+            return Err("Tick at least one device.".into());
+        }
+        for d in &selected {
+            if d.busy() {
+                return Err(format!("{} is still flashing.", d.name()));
+            }
+            match &d.check {
+                CheckState::Done(list) => {
+                    if let Some(refusal) = list.refusals().next() {
+                        return Err(format!(
+                            "Preflight refused {}: {}",
+                            d.name(),
+                            refusal.message
+                        ));
+                    }
+                }
+                CheckState::Failed(e) => {
+                    return Err(format!("Preflight could not check {}: {e}", d.name()))
+                }
+                CheckState::NotRun | CheckState::Running(_) => {
+                    return Err(format!("Preflight of {} is still running.", d.name()))
+                }
+            }
+        }
+        Ok(selected)
+    }
+
+    /// The Flash button was clicked: show what will be written.
+    pub fn request_flash(&mut self) {
+        let Ok(targets) = self.flash_targets() else {
+            return;
+        };
+        let PackageState::Ready(card) = &self.package else {
+            return;
+        };
+        let devices = targets
+            .iter()
+            .map(|d| {
+                let mut lines: Vec<String> = match &d.check {
+                    CheckState::Done(list) if !list.writes.is_empty() => list
+                        .writes
+                        .iter()
+                        .map(|w| format!("{} to {} ({})", w.partition, w.target, bytes(w.bytes)))
+                        .collect(),
+                    _ => card.writes.clone(),
+                };
+                if let CheckState::Done(list) = &d.check {
+                    if let Some(slot) = &list.activate_slot {
+                        lines.push(format!(
+                            "then slot {slot} becomes active, after every image is verified"
+                        ));
+                    }
+                    if let Some(plan) = list.checks.iter().find(|c| c.name == "backup plan") {
+                        lines.push(format!("backup: {}", plan.message));
+                    }
+                }
+                (d.target(), format!("{} at {}", d.name(), d.address), lines)
+            })
+            .collect();
+        self.confirm = Some(Confirm {
+            devices,
+            package: format!("{} {}", card.name, card.version),
+        });
+    }
+
+    /// The confirmation was accepted: the jobs start.
+    pub fn confirm_flash(&mut self) -> Option<Intent> {
+        let confirm = self.confirm.take()?;
+        let PackageState::Ready(card) = &self.package else {
+            return None;
+        };
+        let package = card.path.clone();
+        let mut targets = Vec::new();
+        for (target, _, _) in confirm.devices {
+            if let Some(row) = self.device_mut(&target.key) {
+                row.job = Some(JobView::new());
+                targets.push(row.target());
+            }
+        }
+        let text = format!(
+            "flashing {} onto {} device(s)",
+            confirm.package,
+            targets.len()
+        );
+        self.log(None, Level::Info, text);
+        Some(Intent::Flash { targets, package })
+    }
+
+    /// Cancel was clicked on a device.
+    pub fn cancel(&mut self, key: &str) -> Option<Intent> {
+        let job = self.device_mut(key)?.job.as_mut()?;
+        if job.finished.is_some() || job.cancel_requested {
+            return None;
+        }
+        job.cancel_requested = true;
+        self.log(Some(key), Level::Warn, "cancel requested");
+        Some(Intent::Cancel(key.to_string()))
+    }
+
+    fn job_event(&mut self, key: &str, event: Event, now: Instant) -> Vec<Intent> {
+        let line = describe(&event);
+        let mut follow = Vec::new();
+        if let Some(row) = self.device_mut(key) {
+            let Some(job) = row.job.as_mut() else {
+                return follow;
+            };
+            match event {
+                Event::Stage { stage } => {
+                    job.stage = Some(stage);
+                    if stage == Stage::Flash {
+                        job.flash_started = Some(now);
+                    }
+                }
+                Event::DeviceIdentified { device } => fill(row, &device),
+                Event::Preflight { checks } => {
+                    let list = match &mut row.check {
+                        CheckState::Done(list) => list,
+                        other => {
+                            *other = CheckState::Done(Checklist::default());
+                            let CheckState::Done(list) = other else {
+                                unreachable!("just set")
+                            };
+                            list
+                        }
+                    };
+                    let plan = list
+                        .checks
+                        .iter()
+                        .find(|c| c.name == "backup plan")
+                        .cloned();
+                    list.checks = checks;
+                    list.checks.extend(plan);
+                }
+                Event::PlanReady { total_bytes, .. } => job.total = total_bytes,
+                Event::ImageStarted {
+                    index,
+                    count,
+                    target,
+                    bytes,
+                } => {
+                    job.image = Some(ImageProgress {
+                        index,
+                        count,
+                        target,
+                        done: 0,
+                        bytes,
+                    })
+                }
+                Event::Progress { done, .. } => {
+                    if let Some(image) = &mut job.image {
+                        image.done = done;
+                    }
+                }
+                Event::ImageWritten { .. } => {
+                    if let Some(image) = job.image.take() {
+                        job.written += image.bytes;
+                    }
+                }
+                Event::BackupWritten { label, .. } => job.backups.push(label),
+                Event::DeviceSwitched { to, .. } => row.address = to,
+                Event::Finished {
+                    outcome,
+                    error,
+                    report,
+                } => {
+                    job.ended = Some(now);
+                    if let Some(path) = &report {
+                        follow.push(Intent::ReadReport {
+                            key: key.to_string(),
+                            path: path.clone(),
+                        });
+                    }
+                    job.finished = Some(Finished {
+                        outcome,
+                        error,
+                        report,
+                    });
+                }
+                Event::SlotSwitched { .. } | Event::DeviceMessage { .. } => {}
+                Event::PackageVerified { .. } => {}
+            }
+        }
+        if let Some((level, text)) = line {
+            self.log(Some(key), level, text);
+        }
+        follow
+    }
+
+    fn report_read(&mut self, key: DeviceKey, path: PathBuf, text: Result<String, String>) {
+        let (json, text, error) = match text {
+            Ok(text) => match serde_json::from_str(&text) {
+                Ok(json) => (Some(json), Some(text), None),
+                Err(e) => (None, Some(text), Some(format!("not a report: {e}"))),
+            },
+            Err(e) => (None, None, Some(e)),
+        };
+        self.reports.push(ReportView {
+            key,
+            path,
+            json,
+            text,
+            error,
+        });
+    }
+
+    /// Opens the recovery wizard, at the device if one was named.
+    pub fn open_wizard(&mut self, device: Option<&str>) {
+        let step = match device {
+            Some(key) => WizardStep::Recover(key.to_string()),
+            None => WizardStep::Model,
+        };
+        self.wizard = Some(Wizard { guide: None, step });
+    }
+
+    /// The wizard's waiting page: an idle device in the guide's mode, if any.
+    pub fn wizard_candidate(&self) -> Option<&DeviceRow> {
+        let wizard = self.wizard.as_ref()?;
+        let guide = self.guides.get(wizard.guide?)?;
+        let waiting = |d: &&DeviceRow| d.present && d.mode == guide.mode && !d.busy();
+        // A device that has not been flashed this session is the one just brought in.
+        self.devices
+            .iter()
+            .filter(waiting)
+            .find(|d| d.job.is_none())
+            .or_else(|| self.devices.iter().find(waiting))
+    }
+
+    /// Moves the wizard on to recovering `key`: only it is ticked, so its preflight runs.
+    pub fn wizard_recover(&mut self, key: &str) {
+        for d in &mut self.devices {
+            d.selected = d.key == key;
+        }
+        if let Some(w) = &mut self.wizard {
+            w.step = WizardStep::Recover(key.to_string());
+        }
+    }
+}
+
+fn fill(row: &mut DeviceRow, info: &DeviceInfo) {
+    if info.product.is_some() {
+        row.model = info.product.clone();
+    }
+    if info.serial.is_some() {
+        row.serial = info.serial.clone();
+    }
+    if info.firmware_version_raw.is_some() {
+        row.firmware = info.firmware_version_raw.clone();
+    }
+    if info.battery != Battery::Unknown || row.battery.is_none() {
+        row.battery = Some(info.battery);
+    }
+    let storage: u64 = if info.luns.is_empty() {
+        info.partitions.values().sum()
+    } else {
+        info.luns
+            .iter()
+            .map(|l| l.sectors * u64::from(l.sector_size))
+            .sum()
+    };
+    if storage > 0 {
+        row.storage = Some(storage);
+    }
+}
+
+/// The checklist's last line: what is kept safe before anything is written.
+fn backup_plan(package: &PackageState, list: &Checklist) -> Check {
+    let qualcomm = matches!(package, PackageState::Ready(card) if card.qualcomm);
+    let (actual, message) = if qualcomm {
+        (
+            "identity partitions".to_string(),
+            "the partitions holding the IMEI, NV and calibration are read back, stored and \
+             checked before the first write; the job stops if that fails"
+                .to_string(),
+        )
+    } else if let Some(slot) = &list.activate_slot {
+        (
+            format!("A/B: writes slot {slot}"),
+            format!(
+                "the images go to slot {slot}, and the phone switches to it only after every \
+                 image is verified; the current slot stays untouched"
+            ),
+        )
+    } else {
+        (
+            "none needed".to_string(),
+            "the package writes only its own partitions; the device's identity partitions \
+             are not touched"
+                .to_string(),
+        )
+    };
+    Check {
+        name: "backup plan".into(),
+        status: Status::Pass,
+        actual,
+        required: "identity kept safe".into(),
+        message,
+        relaxed_by: None,
+    }
+}
+
+/// A job event as a log line, if it is worth one.
+fn describe(event: &Event) -> Option<(Level, String)> {
+    let line = match event {
+        Event::Stage { stage } => stage_title(*stage).to_string(),
+        Event::PackageVerified { name, version, .. } => {
+            format!("{name} {version}: signature and image hashes verified")
+        }
+        Event::DeviceIdentified { device } => format!(
+            "identified: {} firmware {}",
+            device.product.as_deref().unwrap_or("unknown product"),
+            device
+                .firmware_version_raw
+                .as_deref()
+                .unwrap_or("not reported")
+        ),
+        Event::Preflight { checks } => {
+            let refused = checks.iter().filter(|c| c.status == Status::Refuse).count();
+            format!("preflight: {} checks, {refused} refused", checks.len())
+        }
+        Event::PlanReady { total_bytes, .. } => format!("plan: {} to write", bytes(*total_bytes)),
+        Event::ImageStarted {
+            index,
+            count,
+            target,
+            bytes: size,
+        } => format!(
+            "image {} of {count}: {target} ({})",
+            index + 1,
+            bytes(*size)
+        ),
+        Event::Progress { .. } => return None,
+        Event::ImageWritten {
+            target, seconds, ..
+        } => format!("{target} written and verified in {seconds:.1} s"),
+        Event::DeviceMessage { text } => format!("device: {text}"),
+        Event::DeviceSwitched { from, to } => format!("left {from}, back in download mode at {to}"),
+        Event::BackupWritten { label, .. } => format!("{label} backed up and checked"),
+        Event::SlotSwitched { slot } => format!("slot {slot} is now active"),
+        Event::Finished { outcome, error, .. } => {
+            let level = match outcome {
+                Outcome::Success | Outcome::DryRun => Level::Info,
+                Outcome::Cancelled | Outcome::PreflightRefused => Level::Warn,
+                Outcome::PackageRejected | Outcome::DeviceError => Level::Error,
+            };
+            let text = match error {
+                Some(e) => format!("{}: {e}", outcome_title(*outcome)),
+                None => outcome_title(*outcome).to_string(),
+            };
+            return Some((level, text));
+        }
+    };
+    Some((Level::Info, line))
+}
+
+/// A stage in words.
+pub fn stage_title(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Verify => "verifying the package",
+        Stage::Identify => "identifying the device",
+        Stage::Preflight => "preflight",
+        Stage::Plan => "planning",
+        Stage::Switch => "switching to download mode",
+        Stage::Programmer => "loading the programmer",
+        Stage::Backup => "backing up the identity partitions",
+        Stage::Flash => "writing",
+        Stage::Patch => "patching the partition tables",
+        Stage::Activate => "switching slot",
+        Stage::Reboot => "rebooting",
+    }
+}
+
+/// An outcome in words.
+pub fn outcome_title(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "done",
+        Outcome::DryRun => "checked, nothing written",
+        Outcome::PackageRejected => "package refused",
+        Outcome::PreflightRefused => "refused by preflight, nothing written",
+        Outcome::DeviceError => "failed",
+        Outcome::Cancelled => "cancelled",
+    }
+}
+
+/// A mode in words.
+pub fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Fastboot => "fastboot",
+        Mode::Modem => "modem",
+        Mode::Edl => "EDL",
+        Mode::Unknown => "unknown",
+    }
+}
+
+/// A battery state in words.
+pub fn battery_text(battery: Option<Battery>) -> String {
+    match battery {
+        Some(Battery::Percent(p)) => format!("{p} %"),
+        Some(Battery::SufficientForFlashing) => "enough".into(),
+        Some(Battery::TooLowForFlashing) => "too low".into(),
+        Some(Battery::NoBattery) => "no battery".into(),
+        Some(Battery::Unknown) | None => "—".into(),
+    }
+}
+
+/// Bytes for people (binary units).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn found_name(f: &Found) -> String {
+    f.product
+        .clone()
+        .or(f.known_as.clone())
+        .unwrap_or_else(|| "unnamed".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(address: &str, mode: Mode, serial: &str) -> Found {
+        Found {
+            address: address.into(),
+            mode,
+            vid: Some(0x19d2),
+            pid: Some(0x1403),
+            product: Some("MF833V".into()),
+            serial: Some(serial.into()),
+            known_as: None,
+            is_virtual: true,
+        }
+    }
+
+    fn state() -> AppState {
+        AppState::new(Settings::default(), Vec::new())
+    }
+
+    #[test]
+    fn a_device_keeps_its_row_across_re_enumeration() {
+        let mut s = state();
+        let now = Instant::now();
+        s.apply(
+            Msg::Devices(vec![found("serial:/dev/pts/3", Mode::Modem, "S1")]),
+            now,
+        );
+        s.devices[0].job = Some(JobView::new());
+        s.apply(Msg::Devices(vec![]), now);
+        assert_eq!(s.devices.len(), 1, "a busy device stays while it is away");
+        assert_eq!(s.devices[0].badge(), Badge::Flashing);
+        s.apply(
+            Msg::Devices(vec![found("serial:/dev/pts/9", Mode::Edl, "S1")]),
+            now,
+        );
+        assert_eq!(s.devices[0].address, "serial:/dev/pts/9");
+        assert_eq!(s.devices[0].mode, Mode::Edl);
+        s.devices[0].job = None;
+        s.apply(Msg::Devices(vec![]), now);
+        assert!(s.devices.is_empty(), "an idle device that left is removed");
+    }
+
+    #[test]
+    fn progress_rate_and_eta_come_from_events() {
+        let mut s = state();
+        let t0 = Instant::now();
+        s.apply(Msg::Devices(vec![found("a", Mode::Fastboot, "S")]), t0);
+        s.devices[0].job = Some(JobView::new());
+        let ev = |event| Msg::Job {
+            key: "S".into(),
+            event,
+        };
+        s.apply(
+            ev(Event::PlanReady {
+                writes: vec![],
+                activate_slot: None,
+                total_bytes: 4000,
+            }),
+            t0,
+        );
+        s.apply(
+            ev(Event::Stage {
+                stage: Stage::Flash,
+            }),
+            t0,
+        );
+        s.apply(
+            ev(Event::ImageStarted {
+                index: 0,
+                count: 2,
+                target: "boot_b".into(),
+                bytes: 2000,
+            }),
+            t0,
+        );
+        s.apply(
+            ev(Event::Progress {
+                index: 0,
+                done: 1000,
+                total: 2000,
+            }),
+            t0,
+        );
+        let job = s.devices[0].job.as_ref().unwrap();
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(job.stage_text(), "image 1 of 2: boot_b");
+        assert_eq!(job.fraction(), 0.25);
+        assert_eq!(job.rate(later), Some(1000.0));
+        assert_eq!(job.eta(later), Some(Duration::from_secs(3)));
+        let follow = s.apply(
+            ev(Event::Finished {
+                outcome: Outcome::Cancelled,
+                error: Some("cancelled by the user".into()),
+                report: Some("/r.json".into()),
+            }),
+            later,
+        );
+        assert_eq!(s.devices[0].badge(), Badge::Cancelled);
+        assert_eq!(
+            follow,
+            vec![Intent::ReadReport {
+                key: "S".into(),
+                path: "/r.json".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_flash_button_says_why_it_is_disabled() {
+        let mut s = state();
+        assert_eq!(s.flash_targets().unwrap_err(), "Open a package first.");
+        s.package = PackageState::Refused {
+            path: "p".into(),
+            card: None,
+            reason: "unknown key".into(),
+        };
+        assert!(s.flash_targets().unwrap_err().contains("unknown key"));
+        s.package = PackageState::Ready(PackageCard {
+            path: "p".into(),
+            name: "n".into(),
+            version: "1.0.0".into(),
+            security_version: 1,
+            min_battery_percent: 30,
+            description: None,
+            targets: vec![],
+            writes: vec![],
+            qualcomm: false,
+            signature: String::new(),
+        });
+        s.apply(
+            Msg::Devices(vec![found("a", Mode::Fastboot, "S")]),
+            Instant::now(),
+        );
+        s.select("S", true);
+        assert_eq!(s.pending_checks().len(), 1);
+        assert!(s.pending_checks().is_empty(), "a check runs once");
+        s.apply(
+            Msg::Check {
+                key: "S".into(),
+                generation: 0,
+                event: Event::Preflight {
+                    checks: vec![Check {
+                        name: "battery".into(),
+                        status: Status::Refuse,
+                        actual: "10 %".into(),
+                        required: "≥ 30 %".into(),
+                        message: "charge it".into(),
+                        relaxed_by: None,
+                    }],
+                },
+            },
+            Instant::now(),
+        );
+        s.apply(
+            Msg::Check {
+                key: "S".into(),
+                generation: 0,
+                event: Event::Finished {
+                    outcome: Outcome::PreflightRefused,
+                    error: Some("refused before writing anything: charge it".into()),
+                    report: None,
+                },
+            },
+            Instant::now(),
+        );
+        s.apply(
+            Msg::Check {
+                key: "S".into(),
+                generation: 7,
+                event: Event::Preflight { checks: vec![] },
+            },
+            Instant::now(),
+        );
+        assert!(s.flash_targets().unwrap_err().contains("charge it"));
+        assert_eq!(
+            s.devices[0].badge(),
+            Badge::Refused,
+            "a stale check is ignored"
+        );
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(8 * 1024 * 1024), "8.0 MiB");
+    }
+}
