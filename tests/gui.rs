@@ -185,6 +185,11 @@ fn open_a_package_see_the_preflight_flash_and_read_the_report() {
     assert_eq!(job.fraction(), 1.0);
     b.harness.get_by_label("done");
     b.wait("the report", |s| !s.reports.is_empty());
+    assert_eq!(
+        b.row("FLSIM0001").firmware.as_deref(),
+        Some("2.1.0"),
+        "the list shows the firmware read back after the reboot"
+    );
     b.click("Reports (1)");
     b.harness.get_by_label("Outcome");
     b.harness.get_by_label("success");

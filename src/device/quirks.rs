@@ -29,7 +29,7 @@ pub enum QuirksError {
     #[error("quirks entry for {0}: millivolts must be [EMPTY, FULL] with EMPTY < FULL")]
     Voltage(String),
     /// A recovery entry with no steps or an unknown mode.
-    #[error("quirks entry for {0}: recovery needs a mode (edl, fastboot or download) and at least one step")]
+    #[error("quirks entry for {0}: recovery needs a mode flashline recovers in (edl or fastboot) and at least one step")]
     Recovery(String),
     /// The same product named twice.
     #[error("quirks file names product {0:?} twice")]
@@ -76,7 +76,7 @@ pub struct Model {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recovery {
-    /// The mode the steps lead to: `edl`, `fastboot` or `download`.
+    /// The mode the steps lead to, one flashline can recover a device in: `edl` or `fastboot`.
     pub mode: String,
     /// What to do, one action per step, in order.
     pub steps: Vec<String>,
@@ -197,8 +197,7 @@ impl Quirks {
             }
             let f = &model.fastboot;
             if let Some(r) = &model.recovery {
-                if !matches!(r.mode.as_str(), "edl" | "fastboot" | "download") || r.steps.is_empty()
-                {
+                if !matches!(r.mode.as_str(), "edl" | "fastboot") || r.steps.is_empty() {
                     return Err(QuirksError::Recovery(model.product.clone()));
                 }
             }

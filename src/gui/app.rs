@@ -104,11 +104,6 @@ impl FlashlineApp {
         &self.state
     }
 
-    /// The state, for tests that set it up directly.
-    pub fn state_mut(&mut self) -> &mut AppState {
-        &mut self.state
-    }
-
     fn execute(&mut self, intents: Vec<Intent>) {
         for intent in intents {
             self.bridge.execute(intent, &self.state.settings);
@@ -165,10 +160,11 @@ fn guides(quirks: &Quirks) -> Vec<RecoveryGuide> {
             Some(RecoveryGuide {
                 product: m.product.clone(),
                 name: m.name.clone().unwrap_or_else(|| m.product.clone()),
-                mode: match r.mode.as_str() {
-                    "edl" => Mode::Edl,
-                    "fastboot" => Mode::Fastboot,
-                    _ => Mode::Unknown,
+                // The quirks file only names these two (checked when it is parsed).
+                mode: if r.mode == "edl" {
+                    Mode::Edl
+                } else {
+                    Mode::Fastboot
                 },
                 steps: r.steps.clone(),
             })

@@ -53,12 +53,10 @@ fn flash_button(ui: &mut egui::Ui, state: &mut AppState) {
             Err(_) => "Flash".to_string(),
         };
         let button = egui::Button::new(RichText::new(label).size(16.0));
-        let response = ui.add_enabled(targets.is_ok(), button);
+        let clicked = ui.add_enabled(targets.is_ok(), button).clicked();
         if let Err(reason) = &targets {
-            let response = response.on_disabled_hover_text(reason.as_str());
-            let _ = response;
             ui.label(RichText::new(reason).color(ui.visuals().warn_fg_color));
-        } else if response.clicked() {
+        } else if clicked {
             state.request_flash();
         }
     });
