@@ -698,7 +698,7 @@ fn the_sim_phone_command_prints_its_address_first_and_serves_the_cli() {
 fn the_demo_runs_the_whole_job_and_checks_the_bytes() {
     let bench = Bench::new();
     let dir = bench.path("demo");
-    let out = bench.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    let out = bench.run(&["demo", "--cli", "--dir", dir.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
