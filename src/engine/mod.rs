@@ -13,6 +13,6 @@ pub mod report;
 pub mod service;
 
 pub use event::{Event, PlannedWrite, Stage};
-pub use job::{run, spawn, DeviceTarget, JobOptions, JobRequest};
+pub use job::{run, run_verified, spawn, spawn_verified, DeviceTarget, JobOptions, JobRequest};
 pub use preflight::{Check, Overrides, Status};
 pub use report::{Outcome, Report};
