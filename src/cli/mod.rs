@@ -4,6 +4,7 @@
 //! refused, 5 device error.
 
 pub(crate) mod demo;
+mod multi;
 mod render;
 
 use std::net::SocketAddr;
@@ -172,19 +173,19 @@ struct TrustArg {
 struct FlashArgs {
     /// The package.
     package: PathBuf,
-    /// `tcp:HOST:PORT`, `serial:PATH`, `usb:BUS-PORT` or a USB serial number; found
-    /// automatically when exactly one device is attached.
+    /// `tcp:HOST:PORT`, `serial:PATH`, `usb:BUS-PORT` or a USB serial number; repeat to
+    /// flash several devices at once; found automatically when exactly one is attached.
     #[arg(long)]
-    device: Option<String>,
+    device: Vec<String>,
     /// Talk to a serial port the quirks file does not name to learn what it is.
     #[arg(long)]
     probe: bool,
     #[command(flatten)]
     trust: TrustArg,
-    /// Print events as JSON lines.
+    /// Print events as JSON lines (tagged with `"device"` when flashing several).
     #[arg(long)]
     json: bool,
-    /// Write the report here instead of the report folder.
+    /// Write the report here instead of the report folder (one device only).
     #[arg(long)]
     report: Option<PathBuf>,
     /// Verify, identify, preflight and plan, but write nothing.
@@ -310,6 +311,13 @@ struct PhoneArgs {
     /// Give every partition an A and a B slot.
     #[arg(long)]
     slots: bool,
+    /// Take download data no faster than this many bytes/s, like a cable (e.g. 40M for
+    /// USB 2.0 high speed; k/M/G are powers of 1000, KiB/MiB/GiB of 1024).
+    #[arg(long, value_parser = crate::sim::phone::parse_rate)]
+    link_rate: Option<u64>,
+    /// Delay added to every command, like a real link's round trip (e.g. 500us).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    latency: Option<std::time::Duration>,
 }
 
 /// Runs the CLI.
@@ -388,17 +396,19 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Verify { package, trust } => {
             let trust = load_trust(&trust)?;
-            match Package::open(&package).and_then(|p| p.verify(&trust)) {
-                Ok(verified) => {
-                    let m = verified.manifest();
+            let checked =
+                Package::open(&package).and_then(|p| p.check(&trust).map(|signer| (p, signer)));
+            match checked {
+                Ok((package, signer)) => {
+                    let m = package.manifest();
                     println!(
                         "OK: {} {} (security version {}), {} images, signed by {} ({})",
                         m.name,
                         m.version,
                         m.security_version,
                         m.images.len(),
-                        verified.signer().name,
-                        verified.signer().key_id
+                        signer.name,
+                        signer.key_id
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -572,36 +582,52 @@ pub fn exit_code(outcome: Outcome) -> ExitCode {
 }
 
 fn flash(args: FlashArgs) -> Result<ExitCode> {
+    if args.device.len() > 1 && args.report.is_some() {
+        bail!("--report names one file; with several devices the reports go to the report folder");
+    }
     let quirks = Quirks::builtin();
-    let address = match args.device {
-        Some(a) => a,
-        None => match pick_device(
+    let devices = if args.device.is_empty() {
+        match pick_device(
             &quirks,
             |m| m != crate::device::Mode::Unknown,
             "no flashable device is attached; connect one, or name it with --device",
         ) {
-            Ok(a) => a,
+            Ok(a) => vec![a],
             Err(code) => return Ok(code),
-        },
+        }
+    } else {
+        args.device.clone()
     };
-    let req = JobRequest {
-        package: args.package,
-        trust: load_trust(&args.trust)?,
-        device: DeviceTarget {
-            address,
-            is_virtual: false,
-            probe: args.probe,
-        },
-        quirks: Quirks::builtin(),
-        options: JobOptions {
-            overrides: Overrides {
-                allow_older: args.allow_older,
-                force_battery: args.force_battery,
+    let trust = load_trust(&args.trust)?;
+    let mut requests: Vec<JobRequest> = devices
+        .iter()
+        .map(|address| JobRequest {
+            package: args.package.clone(),
+            trust: trust.clone(),
+            device: DeviceTarget {
+                address: address.clone(),
+                is_virtual: false,
+                probe: args.probe,
             },
-            dry_run: args.dry_run,
-            report_path: args.report,
-            ..JobOptions::default()
-        },
+            quirks: Quirks::builtin(),
+            options: JobOptions {
+                overrides: Overrides {
+                    allow_older: args.allow_older,
+                    force_battery: args.force_battery,
+                },
+                dry_run: args.dry_run,
+                report_path: args.report.clone(),
+                ..JobOptions::default()
+            },
+        })
+        .collect();
+    if requests.len() > 1 {
+        let reports = multi::run_jobs(requests, args.json)?;
+        let failed = reports.iter().find(|r| r.outcome != Outcome::Success);
+        return Ok(exit_code(failed.map_or(Outcome::Success, |r| r.outcome)));
+    }
+    let Some(req) = requests.pop() else {
+        bail!("no device given");
     };
     let report = run_job(req, args.json)?;
     Ok(exit_code(report.outcome))
@@ -799,6 +825,8 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
             args.partitions
         },
         slots: args.slots,
+        link_rate: args.link_rate,
+        latency: args.latency.unwrap_or(d.latency),
         ..d
     };
     let sim = PhoneSim::bind(args.listen, &args.dir, cfg)

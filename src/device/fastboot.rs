@@ -5,10 +5,11 @@
 //! Google's client splits them, so devices see exactly what they are used to.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
 
 use super::quirks::{Quirks, VarSpec};
+use super::read_ahead::ReadAhead;
 use super::{
     clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots, Target,
 };
@@ -17,8 +18,8 @@ use crate::protocol::fastboot::parse_number;
 use crate::protocol::sparse::{self, SourceCursor};
 use crate::transport::Transport;
 
-/// Bytes read from the image per transport write.
-const CHUNK: usize = 1024 * 1024;
+/// Bytes of RAW data moved per step while writing a sparse piece.
+const SPLIT_SCRATCH: usize = 1024 * 1024;
 /// Google's client never builds a sparse piece larger than this, whatever the device
 /// accepts; keeping the same budget gives devices the pieces they were tested with.
 const RESPARSE_LIMIT: u64 = 1024 * 1024 * 1024;
@@ -191,9 +192,9 @@ impl<T: Transport> Driver for FastbootDriver<T> {
         };
         let limit = self.download_limit()?;
         let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.resize(CHUNK, 0);
+        scratch.resize(SPLIT_SCRATCH, 0);
         let result = if image.len() <= limit {
-            self.write_whole(partition, image, progress, &mut scratch)
+            self.write_whole(partition, image, progress)
         } else {
             self.write_split(partition, image, limit, progress, &mut scratch)
         };
@@ -227,32 +228,40 @@ impl<T: Transport> Driver for FastbootDriver<T> {
 impl<T: Transport> FastbootDriver<T> {
     /// Sends the image as one download (raw stays raw, sparse stays sparse, as Google's
     /// client does when it fits).
+    ///
+    /// The image is read and hashed on a helper thread ([`ReadAhead`]) while this thread
+    /// sends the buffer before; the buffers go to the transport as they are, uncopied.
     fn write_whole(
         &mut self,
         partition: &str,
         image: &dyn ImageSource,
         progress: &mut ProgressFn<'_>,
-        scratch: &mut [u8],
     ) -> Result<(), DeviceError> {
         let len = u32::try_from(image.len())
             .map_err(|_| DeviceError::TooLarge("image too large for one download".into()))?;
-        let mut src = Counting::new(
-            image.send_reader().map_err(DeviceError::ImageRead)?,
-            progress,
-        );
-        self.client.download(len, |w| {
-            let mut left = u64::from(len);
-            while left > 0 {
-                let n = (left as usize).min(scratch.len());
-                src.read_exact(&mut scratch[..n])?;
-                w.write_all(&scratch[..n])?;
-                left -= n as u64;
-            }
-            Ok(())
+        let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
+        let client = &mut self.client;
+        std::thread::scope(|scope| {
+            let mut src = ReadAhead::spawn(scope, reader).map_err(DeviceError::ImageRead)?;
+            let sent = client.download(len, |w| {
+                let mut done = 0u64;
+                while done < u64::from(len) {
+                    let buf = src.fill_buf()?;
+                    if buf.is_empty() {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    let n = buf.len().min((u64::from(len) - done) as usize);
+                    w.write_all(&buf[..n])?;
+                    src.consume(n);
+                    done += n as u64;
+                    progress(done);
+                }
+                Ok(())
+            });
+            let reader = src.finish();
+            sent?;
+            reader.verify().map_err(DeviceError::ImageChanged)
         })?;
-        src.into_inner()
-            .verify()
-            .map_err(DeviceError::ImageChanged)?;
         self.client.flash(partition)?;
         Ok(())
     }
@@ -273,34 +282,33 @@ impl<T: Transport> FastbootDriver<T> {
             sparse::scan_raw(plan_reader, image.len())?
         };
         let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT))?;
-        let src = Counting::new(
-            image.send_reader().map_err(DeviceError::ImageRead)?,
-            progress,
-        );
-        let mut cursor = SourceCursor::new(src);
-        let last = pieces.len().saturating_sub(1);
-        for (i, piece) in pieces.iter().enumerate() {
-            let len = u32::try_from(piece.encoded_len())
-                .map_err(|_| DeviceError::TooLarge("sparse piece exceeds 4 GiB".into()))?;
-            self.client.download(len, |w| {
-                piece
-                    .write(&layout, &mut cursor, w, scratch)
-                    .map_err(|e| io::Error::other(e.to_string()))
-            })?;
-            if i == last {
-                // The last piece's flash commits the image: every byte must have been
-                // read, hashed and found equal to the signed image first.
-                cursor.drain_to_end()?;
-                let src = cursor.into_inner();
-                src.into_inner()
-                    .verify()
-                    .map_err(DeviceError::ImageChanged)?;
-                self.client.flash(partition)?;
-                return Ok(());
+        let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
+        let client = &mut self.client;
+        std::thread::scope(|scope| {
+            let src = ReadAhead::spawn(scope, reader).map_err(DeviceError::ImageRead)?;
+            let mut cursor = SourceCursor::new(Counting::new(src, progress));
+            let last = pieces.len().saturating_sub(1);
+            for (i, piece) in pieces.iter().enumerate() {
+                let len = u32::try_from(piece.encoded_len())
+                    .map_err(|_| DeviceError::TooLarge("sparse piece exceeds 4 GiB".into()))?;
+                client.download(len, |w| {
+                    piece
+                        .write(&layout, &mut cursor, w, scratch)
+                        .map_err(|e| io::Error::other(e.to_string()))
+                })?;
+                if i == last {
+                    // The last piece's flash commits the image: every byte must have been
+                    // read, hashed and found equal to the signed image first.
+                    cursor.drain_to_end()?;
+                    let reader = cursor.into_inner().into_inner().finish();
+                    reader.verify().map_err(DeviceError::ImageChanged)?;
+                    client.flash(partition)?;
+                    return Ok(());
+                }
+                client.flash(partition)?;
             }
-            self.client.flash(partition)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod edl;
 pub mod fastboot;
 pub mod modem;
 pub mod quirks;
+mod read_ahead;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +77,12 @@ impl History {
     }
 
     /// Records a successful flash and saves the file atomically.
+    ///
+    /// Jobs flashing several devices at once record one after another, so none of their
+    /// entries is lost between reading and replacing the file.
     pub fn record(path: &Path, serial: &str, entry: HistoryEntry) -> Result<(), HistoryError> {
+        static RECORDING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = RECORDING.lock().unwrap_or_else(|p| p.into_inner());
         let mut history = Self::load(path)?;
         history.devices.insert(serial.to_string(), entry);
         let io = |source| HistoryError::Io {

@@ -127,6 +127,25 @@ pub struct JobRequest {
 
 /// Runs a job to the end, emitting events, and returns its report (already written).
 pub fn run(req: &JobRequest, emit: &mut dyn FnMut(Event)) -> Report {
+    run_with(req, None, emit)
+}
+
+/// Runs a job with a package already verified against `req.trust`, so that flashing one
+/// package onto several devices verifies it once. Each image is still hashed again as it
+/// is sent and committed only if it matches.
+pub fn run_verified(
+    req: &JobRequest,
+    package: &VerifiedPackage,
+    emit: &mut dyn FnMut(Event),
+) -> Report {
+    run_with(req, Some(package), emit)
+}
+
+fn run_with(
+    req: &JobRequest,
+    verified: Option<&VerifiedPackage>,
+    emit: &mut dyn FnMut(Event),
+) -> Report {
     let mut report = Report {
         tool: format!("flashline {}", env!("CARGO_PKG_VERSION")),
         started_at: report::now(),
@@ -145,7 +164,7 @@ pub fn run(req: &JobRequest, emit: &mut dyn FnMut(Event)) -> Report {
         backup: None,
         notes: Vec::new(),
     };
-    let (outcome, error) = match steps(req, &mut report, emit) {
+    let (outcome, error) = match steps(req, verified, &mut report, emit) {
         Ok(outcome) => (outcome, None),
         // A transfer cut short by a cancel fails like a broken link; say what it was.
         Err((Outcome::DeviceError, message)) if req.options.cancel.is_cancelled() => (
@@ -185,13 +204,21 @@ pub(super) type Stop = (Outcome, String);
 
 fn steps(
     req: &JobRequest,
+    verified: Option<&VerifiedPackage>,
     report: &mut Report,
     emit: &mut dyn FnMut(Event),
 ) -> Result<Outcome, Stop> {
     emit(Event::Stage {
         stage: Stage::Verify,
     });
-    let package = verify_package(req)?;
+    let owned;
+    let package = match verified {
+        Some(package) => package,
+        None => {
+            owned = verify_package(req)?;
+            &owned
+        }
+    };
     let manifest = package.manifest();
     let signer = package.signer();
     report.package = Some(PackageFacts {
@@ -211,8 +238,8 @@ fn steps(
     });
 
     match package.qualcomm() {
-        Some(plan) => super::qualcomm::run(req, report, emit, &package, plan),
-        None => fastboot(req, report, emit, &package),
+        Some(plan) => super::qualcomm::run(req, report, emit, package, plan),
+        None => fastboot(req, report, emit, package),
     }
 }
 
@@ -448,8 +475,14 @@ impl ImageSource for PackageImage<'_> {
         self.package.manifest().images[self.index].sparse.is_some()
     }
 
+    /// Planning reads the bytes without hashing them: they decide only how to cut the
+    /// image, and the send reader hashes what is actually sent.
     fn plan_reader(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(self.open()?))
+        let reader = self
+            .package
+            .open_image_for_planning(self.index)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Box::new(reader.skipping(self.skip)))
     }
 
     fn send_reader(&self) -> std::io::Result<Box<dyn SendReader + '_>> {
@@ -596,9 +629,30 @@ pub fn spawn(
     tokio::sync::mpsc::UnboundedReceiver<Event>,
     tokio::task::JoinHandle<Report>,
 ) {
+    spawn_with(req, None)
+}
+
+/// [`spawn`] for a package already verified against `req.trust` (see [`run_verified`]).
+pub fn spawn_verified(
+    req: JobRequest,
+    package: Arc<VerifiedPackage>,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<Event>,
+    tokio::task::JoinHandle<Report>,
+) {
+    spawn_with(req, Some(package))
+}
+
+fn spawn_with(
+    req: JobRequest,
+    package: Option<Arc<VerifiedPackage>>,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<Event>,
+    tokio::task::JoinHandle<Report>,
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let handle = tokio::task::spawn_blocking(move || {
-        run(&req, &mut |event| {
+        run_with(&req, package.as_deref(), &mut |event| {
             let _ = tx.send(event);
         })
     });

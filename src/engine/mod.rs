@@ -13,6 +13,8 @@ pub mod report;
 pub mod service;
 
 pub use event::{Event, PlannedWrite, Stage};
-pub use job::{run, spawn, Cancel, DeviceTarget, JobOptions, JobRequest};
+pub use job::{
+    run, run_verified, spawn, spawn_verified, Cancel, DeviceTarget, JobOptions, JobRequest,
+};
 pub use preflight::{Check, Overrides, Status};
 pub use report::{Outcome, Report};

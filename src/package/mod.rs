@@ -33,7 +33,7 @@ pub use manifest::{
     Image, Manifest, Sha256Sum, SparseInfo, Target, MAX_IMAGES, MAX_IMAGE_SIZE, MAX_TARGETS,
 };
 pub use pack::{pack, PackSummary};
-pub use reader::ImageReader;
+pub use reader::{ImageReader, PlanningReader};
 pub use trust::{KeyScope, Origin, TrustStore, TrustedKey};
 pub use verify::{Package, Signer, VerifiedPackage};
 

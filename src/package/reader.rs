@@ -148,6 +148,49 @@ impl Read for ImageReader {
     }
 }
 
+/// Reads one image's bytes without hashing them, for planning only (e.g. finding the
+/// blocks a sparse split can leave out). Nothing read through it is trusted or sent: the
+/// bytes that go to a device come from an [`ImageReader`].
+///
+/// Obtained from [`super::VerifiedPackage::open_image_for_planning`].
+#[derive(Debug)]
+pub struct PlanningReader {
+    file: Arc<File>,
+    offset: u64,
+    left: u64,
+}
+
+impl PlanningReader {
+    pub(crate) fn new(file: Arc<File>, offset: u64, size: u64) -> Self {
+        PlanningReader {
+            file,
+            offset,
+            left: size,
+        }
+    }
+
+    /// Starts `skip` bytes into the image instead (at its end if it is shorter).
+    pub fn skipping(mut self, skip: u64) -> Self {
+        let skip = skip.min(self.left);
+        self.offset += skip;
+        self.left -= skip;
+        self
+    }
+}
+
+impl Read for PlanningReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = self.left.min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = read_at(&self.file, &mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 impl std::fmt::Debug for ImageReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImageReader")

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use ed25519_dalek::Signature;
 use serde::Serialize;
@@ -17,8 +17,11 @@ use super::container::{self, Extent, Header, SignatureEntry, HEADER_LEN, SIGNATU
 use super::qualcomm::QualcommPlan;
 use super::reader::{fill_at, stream_at, BUFFER_LEN};
 use super::trust::{KeyScope, TrustStore};
-use super::{ImageReader, KeyId, Manifest, PackageError, Sha256Sum};
+use super::{ImageReader, KeyId, Manifest, PackageError, PlanningReader, Sha256Sum};
 use crate::protocol::sparse;
+
+/// Buffers in flight between the image reader and the whole-file hasher.
+const HASH_BUFFERS: usize = 4;
 
 /// A parsed but unverified package. Its manifest may be shown (`inspect`), never acted on.
 pub struct Package {
@@ -31,6 +34,36 @@ pub struct Package {
     extents: Vec<Extent>,
     /// sha256 of everything before the first image, as parsed; verify re-reads and compares.
     prefix_digest: [u8; 32],
+}
+
+/// The way to a helper thread that hashes the same buffers as the image reader.
+struct Tee {
+    to_helper: mpsc::SyncSender<(Arc<Vec<u8>>, usize)>,
+    returned: mpsc::Receiver<Arc<Vec<u8>>>,
+    /// Buffers not yet allocated.
+    fresh: usize,
+}
+
+impl Tee {
+    /// A buffer to read into: a new one while fewer than [`HASH_BUFFERS`] exist, else the
+    /// next one the helper has finished with.
+    fn buffer(&mut self) -> Result<Arc<Vec<u8>>, PackageError> {
+        if self.fresh > 0 {
+            self.fresh -= 1;
+            return Ok(Arc::new(vec![0u8; BUFFER_LEN]));
+        }
+        // The helper stops only when this side stops sending, so it never hangs up first.
+        self.returned
+            .recv()
+            .map_err(|_| PackageError::PackageChanged)
+    }
+
+    /// Queues the first `n` bytes of `buf` for the helper.
+    fn send(&self, buf: &Arc<Vec<u8>>, n: usize) -> Result<(), PackageError> {
+        self.to_helper
+            .send((Arc::clone(buf), n))
+            .map_err(|_| PackageError::PackageChanged)
+    }
 }
 
 /// Who signed a verified package, as this computer's trust store knows them.
@@ -172,23 +205,7 @@ impl Package {
     /// checked is never ignored), no key may sign twice, and the key the manifest names as
     /// its signer must be among them.
     pub fn verify(self, trust: &TrustStore) -> Result<VerifiedPackage, PackageError> {
-        if self.signatures.is_empty() {
-            return Err(PackageError::NoSignatures);
-        }
-        let mut seen = BTreeSet::new();
-        for entry in &self.signatures {
-            if !seen.insert(entry.key_id) {
-                return Err(PackageError::DuplicateSignature(entry.key_id));
-            }
-        }
-        let mut signer = None;
-        for index in 0..self.signatures.len() {
-            let checked = self.check_signature(index, trust)?;
-            if checked.key_id == self.manifest.signer {
-                signer = Some(checked);
-            }
-        }
-        let signer = signer.ok_or(PackageError::SignerMismatch(self.manifest.signer))?;
+        let signer = self.check_signatures(trust)?;
         let package_sha256 = self.hash_contents()?;
         self.check_sparse_headers()?;
         tracing::debug!(
@@ -207,33 +224,127 @@ impl Package {
         })
     }
 
-    /// One pass over the whole file: checks the prefix is what `open` parsed, each image
-    /// against its signed sha256, and returns the sha256 of the entire file.
-    fn hash_contents(&self) -> Result<Sha256Sum, PackageError> {
+    /// Checks everything [`Package::verify`] checks — signatures, every image hash, the
+    /// sparse records — but not the whole-file digest that identifies a package in reports,
+    /// which doubles the hashing work. For answering "is this package good?" without using it.
+    pub fn check(&self, trust: &TrustStore) -> Result<Signer, PackageError> {
+        let signer = self.check_signatures(trust)?;
+        self.check_prefix()?;
+        self.hash_images(None)?;
+        self.check_sparse_headers()?;
+        Ok(signer)
+    }
+
+    /// The signature rules of [`Package::verify`]; returns the manifest's signer.
+    fn check_signatures(&self, trust: &TrustStore) -> Result<Signer, PackageError> {
+        if self.signatures.is_empty() {
+            return Err(PackageError::NoSignatures);
+        }
+        let mut seen = BTreeSet::new();
+        for entry in &self.signatures {
+            if !seen.insert(entry.key_id) {
+                return Err(PackageError::DuplicateSignature(entry.key_id));
+            }
+        }
+        let mut signer = None;
+        for index in 0..self.signatures.len() {
+            let checked = self.check_signature(index, trust)?;
+            if checked.key_id == self.manifest.signer {
+                signer = Some(checked);
+            }
+        }
+        signer.ok_or(PackageError::SignerMismatch(self.manifest.signer))
+    }
+
+    /// Re-reads everything before the first image, checks it is what `open` parsed, and
+    /// returns the whole-file hash over it.
+    fn check_prefix(&self) -> Result<Sha256, PackageError> {
         let io = PackageError::io(&self.path);
         if self.file.metadata().map_err(io)?.len() != self.file_len {
             return Err(PackageError::PackageChanged);
         }
-        let mut buf = vec![0u8; BUFFER_LEN];
         let mut whole = Sha256::new();
         let prefix_len = self.extents.first().map_or(self.file_len, |e| e.offset);
+        let mut buf = vec![0u8; BUFFER_LEN.min(prefix_len as usize)];
         let got = stream_at(&self.file, 0, prefix_len, &mut buf, |b| whole.update(b))
             .map_err(PackageError::io(&self.path))?;
         if got != prefix_len || <[u8; 32]>::from(whole.clone().finalize()) != self.prefix_digest {
             return Err(PackageError::PackageChanged);
         }
+        Ok(whole)
+    }
+
+    /// One pass over the whole file: checks the prefix is what `open` parsed, each image
+    /// against its signed sha256, and returns the sha256 of the entire file.
+    ///
+    /// Every image byte feeds two hashes (its image's and the whole file's); SHA-256 is
+    /// sequential, so the whole-file hash runs on a helper thread over the same buffers
+    /// while this thread reads and hashes the image. With a second core free, verifying
+    /// takes about as long as hashing the file once.
+    fn hash_contents(&self) -> Result<Sha256Sum, PackageError> {
+        let mut whole = self.check_prefix()?;
+        let whole = std::thread::scope(|scope| {
+            let (to_helper, queued) = mpsc::sync_channel::<(Arc<Vec<u8>>, usize)>(HASH_BUFFERS);
+            let (give_back, returned) = mpsc::channel::<Arc<Vec<u8>>>();
+            let helper = scope.spawn(move || {
+                for (buf, n) in queued {
+                    whole.update(&buf[..n]);
+                    // The reader may already have stopped on an error; then nobody waits.
+                    let _ = give_back.send(buf);
+                }
+                whole
+            });
+            let images = self.hash_images(Some(Tee {
+                to_helper,
+                returned,
+                fresh: HASH_BUFFERS,
+            }));
+            let whole = helper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            images.map(|()| whole)
+        })?;
+        Ok(Sha256Sum(whole.finalize().into()))
+    }
+
+    /// Reads and hashes each image, handing every buffer to `tee` too, if given.
+    fn hash_images(&self, mut tee: Option<Tee>) -> Result<(), PackageError> {
+        let mut spare = None;
         for (image, extent) in self.manifest.images.iter().zip(&self.extents) {
             let mut one = Sha256::new();
-            let got = stream_at(&self.file, extent.offset, extent.len, &mut buf, |b| {
-                whole.update(b);
-                one.update(b);
-            })
-            .map_err(PackageError::io(&self.path))?;
-            if got != extent.len {
+            let mut done = 0u64;
+            while done < extent.len {
+                let mut buf = match &mut tee {
+                    Some(tee) => tee.buffer()?,
+                    None => spare
+                        .take()
+                        .unwrap_or_else(|| Arc::new(vec![0u8; BUFFER_LEN])),
+                };
+                let want = (extent.len - done).min(BUFFER_LEN as u64) as usize;
+                // Nobody else holds the buffer any more, so this never copies.
+                let n = fill_at(
+                    &self.file,
+                    &mut Arc::make_mut(&mut buf)[..want],
+                    extent.offset + done,
+                )
+                .map_err(PackageError::io(&self.path))?;
+                if n == 0 {
+                    break;
+                }
+                if let Some(tee) = &tee {
+                    tee.send(&buf, n)?;
+                }
+                one.update(&buf[..n]);
+                done += n as u64;
+                if tee.is_none() {
+                    spare = Some(buf);
+                }
+            }
+            if done != extent.len {
                 return Err(PackageError::SizeMismatch {
                     partition: image.partition.clone(),
                     expected: extent.len,
-                    actual: got,
+                    actual: done,
                 });
             }
             if Sha256Sum(one.finalize().into()) != image.sha256 {
@@ -242,7 +353,7 @@ impl Package {
                 });
             }
         }
-        Ok(Sha256Sum(whole.finalize().into()))
+        Ok(())
     }
 
     /// Confirms each image's signed `sparse` record agrees with its actual first bytes, so
@@ -302,6 +413,20 @@ impl VerifiedPackage {
     pub fn open_programmer(&self) -> Result<ImageReader, PackageError> {
         let plan = self.qualcomm().ok_or(PackageError::NotAQualcommPackage)?;
         self.open_image(plan.programmer)
+    }
+
+    /// A reader over image `index` (manifest order) that does not hash, for planning a
+    /// transfer; what is sent must come from [`VerifiedPackage::open_image`].
+    pub fn open_image_for_planning(&self, index: usize) -> Result<PlanningReader, PackageError> {
+        let extent = self.extents.get(index).ok_or(PackageError::NoSuchImage {
+            index,
+            count: self.manifest.images.len(),
+        })?;
+        Ok(PlanningReader::new(
+            Arc::clone(&self.file),
+            extent.offset,
+            extent.len,
+        ))
     }
 
     /// A reader over image `index` (manifest order) that re-hashes what it returns.

@@ -8,6 +8,7 @@
 
 mod bootloader;
 mod link;
+mod shaper;
 mod storage;
 mod version;
 
@@ -23,6 +24,7 @@ use bootloader::Bootloader;
 use storage::{Partition, Storage};
 
 pub use bootloader::BATTERY_OK_PERCENT;
+pub use shaper::parse_rate;
 
 /// What the virtual phone is and what it holds.
 ///
@@ -53,6 +55,12 @@ pub struct PhoneConfig {
     /// as `version-bootloader` and raises `security-version` to `n` (never lowers it).
     /// Without a marker it reports `firmware_version`.
     pub version_partition: Option<String>,
+    /// Bytes per second the phone takes download data in, as a cable would carry it
+    /// (USB 2.0 high-speed bulk: about 40 MB/s in practice); `None` for loopback speed.
+    pub link_rate: Option<u64>,
+    /// Added to every command before it is answered: the round trip of a real link
+    /// (about 0.5 ms over USB 2.0); zero for none.
+    pub latency: Duration,
 }
 
 impl Default for PhoneConfig {
@@ -72,6 +80,8 @@ impl Default for PhoneConfig {
             ],
             slots: false,
             version_partition: Some("boot".into()),
+            link_rate: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -95,6 +105,9 @@ pub enum ConfigError {
     /// `version_partition` names no declared partition.
     #[error("version partition {0:?} is not one of the declared partitions")]
     UnknownVersionPartition(String),
+    /// A link rate of 0 would never deliver a byte.
+    #[error("the link rate must be at least 1 byte/s")]
+    ZeroLinkRate,
     /// `max_download_size` of 0 would refuse every download.
     #[error("max-download-size must be at least 1 byte")]
     ZeroDownloadSize,
@@ -141,6 +154,9 @@ impl PhoneConfig {
     fn partition_table(&self) -> Result<Vec<Partition>, ConfigError> {
         if self.max_download_size == 0 {
             return Err(ConfigError::ZeroDownloadSize);
+        }
+        if self.link_rate == Some(0) {
+            return Err(ConfigError::ZeroLinkRate);
         }
         if let Some(pct) = self.battery_percent.filter(|&p| p > 100) {
             return Err(ConfigError::BadBattery(pct));

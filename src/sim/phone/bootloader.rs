@@ -14,7 +14,7 @@
 //!   sparse `flash` writes RAW/FILL blocks only, so split images add up.
 //! * The download stays available after `flash` until the next `download`.
 
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufReader, Read, Seek};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 
@@ -80,7 +80,7 @@ impl Bootloader {
 
     /// Serves one host connection until it closes or asks for a reboot.
     pub fn serve(&mut self, stream: TcpStream) -> io::Result<()> {
-        let mut link = Link::accept(stream)?;
+        let mut link = Link::accept(stream, self.cfg.link_rate)?;
         loop {
             let bytes = match link.next_command()? {
                 Incoming::Closed => return Ok(()),
@@ -92,6 +92,9 @@ impl Bootloader {
                 }
                 Incoming::Command(bytes) => bytes,
             };
+            if !self.cfg.latency.is_zero() {
+                std::thread::sleep(self.cfg.latency);
+            }
             let command = match Command::parse(&bytes) {
                 Ok(command) => command,
                 Err(e) => {
@@ -176,7 +179,7 @@ impl Bootloader {
             link.send(&Response::Fail(reason))?;
             return Ok(Flow::Next);
         }
-        let file = match self.storage.create_download() {
+        let mut file = match self.storage.create_download() {
             Ok(file) => file,
             Err(e) => {
                 link.send(&Response::Fail(format!("cannot store download: {e}")))?;
@@ -184,10 +187,9 @@ impl Bootloader {
             }
         };
         link.send(&Response::Data(len))?;
-        let mut out = BufWriter::new(file);
         match link
-            .receive_data(u64::from(len), &mut out)
-            .and_then(|()| out.flush())
+            .receive_data(u64::from(len), &mut file)
+            .and_then(|()| file.set_len(u64::from(len)))
         {
             Ok(()) => {
                 self.download = Some(u64::from(len));

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use super::shaper::Shaper;
 use crate::protocol::fastboot::{Response, MAX_COMMAND_LEN};
 
 /// How long the host may take to send its `FB01`.
@@ -17,8 +18,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a response may wait for the host to read it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Buffer for the data phase.
-const DATA_BUF_LEN: usize = 256 * 1024;
+/// Buffer for the data phase: one buffer per connection, large enough that storing a
+/// download costs few system calls.
+const DATA_BUF_LEN: usize = 1024 * 1024;
 
 /// What the host sent at a command boundary.
 pub(super) enum Incoming {
@@ -33,16 +35,25 @@ pub(super) enum Incoming {
 /// One accepted host connection.
 pub(super) struct Link {
     stream: TcpStream,
+    /// The data-phase buffer, allocated at the first download.
+    buf: Vec<u8>,
+    /// Paces the data phase to the configured link rate, if any.
+    shaper: Option<Shaper>,
 }
 
 impl Link {
     /// Performs the device side of the handshake: the host sends `FB` + two decimal digits
-    /// first; the phone answers `FB01`, the only version it speaks.
-    pub fn accept(stream: TcpStream) -> io::Result<Self> {
+    /// first; the phone answers `FB01`, the only version it speaks. `link_rate` (bytes/s)
+    /// caps how fast download data is taken in.
+    pub fn accept(stream: TcpStream, link_rate: Option<u64>) -> io::Result<Self> {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        let mut link = Link { stream };
+        let mut link = Link {
+            stream,
+            buf: Vec::new(),
+            shaper: link_rate.map(Shaper::new),
+        };
         let mut hello = [0u8; 4];
         link.stream.read_exact(&mut hello)?;
         let version = std::str::from_utf8(&hello[2..])
@@ -80,7 +91,9 @@ impl Link {
     /// frames. A frame that runs past `len` is a protocol error: the phone could not tell
     /// where the next command starts.
     pub fn receive_data(&mut self, len: u64, out: &mut impl Write) -> io::Result<()> {
-        let mut buf = vec![0u8; DATA_BUF_LEN];
+        if self.buf.len() < DATA_BUF_LEN {
+            self.buf.resize(DATA_BUF_LEN, 0);
+        }
         let mut left = len;
         while left > 0 {
             let frame = self.read_frame_len()?.ok_or_else(|| {
@@ -97,12 +110,31 @@ impl Link {
             }
             let mut in_frame = frame;
             while in_frame > 0 {
-                let n = in_frame.min(buf.len() as u64) as usize;
-                self.stream.read_exact(&mut buf[..n])?;
-                out.write_all(&buf[..n])?;
+                let n = in_frame.min(self.buf.len() as u64) as usize;
+                self.fill(n)?;
+                out.write_all(&self.buf[..n])?;
                 in_frame -= n as u64;
             }
             left -= frame;
+        }
+        Ok(())
+    }
+
+    /// Fills the first `n` bytes of the data buffer, pacing each read through the shaper.
+    fn fill(&mut self, n: usize) -> io::Result<()> {
+        let mut got = 0;
+        while got < n {
+            match self.stream.read(&mut self.buf[got..n]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(k) => {
+                    if let Some(shaper) = &mut self.shaper {
+                        shaper.pass(k);
+                    }
+                    got += k;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

@@ -105,9 +105,16 @@ impl Storage {
         self.dir.join(DOWNLOAD_FILE)
     }
 
-    /// Starts a new download, discarding the previous one.
+    /// Starts a new download over the previous one. The file is overwritten in place and
+    /// cut to the new length only at the end ([`File::set_len`]): truncating first would
+    /// free its pages and make every download pay to allocate them again, which on tmpfs
+    /// or in a VM costs more than receiving the bytes.
     pub fn create_download(&self) -> io::Result<File> {
-        File::create(self.download_path())
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.download_path())
     }
 
     /// Opens the last download for reading.
