@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
 
 /// Bytes per buffer.
-pub const BUFFER_LEN: usize = 1 << 20;
+const BUFFER_LEN: usize = 1 << 20;
 /// Buffers in flight: one being sent, the rest being filled or waiting.
 const BUFFERS: usize = 3;
 

@@ -9,6 +9,8 @@
 mod bootloader;
 mod link;
 mod shaper;
+#[cfg(target_os = "linux")]
+mod splice;
 mod storage;
 mod version;
 

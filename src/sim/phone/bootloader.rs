@@ -179,7 +179,7 @@ impl Bootloader {
             link.send(&Response::Fail(reason))?;
             return Ok(Flow::Next);
         }
-        let mut file = match self.storage.create_download() {
+        let file = match self.storage.create_download() {
             Ok(file) => file,
             Err(e) => {
                 link.send(&Response::Fail(format!("cannot store download: {e}")))?;
@@ -188,7 +188,7 @@ impl Bootloader {
         };
         link.send(&Response::Data(len))?;
         match link
-            .receive_data(u64::from(len), &mut file)
+            .receive_data(u64::from(len), &file)
             .and_then(|()| file.set_len(u64::from(len)))
         {
             Ok(()) => {

@@ -4,11 +4,14 @@
 //! many bytes. A command is one frame; a data phase may come as one huge frame or many
 //! small ones, so data is counted in bytes and streamed, never buffered by frame.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use super::shaper::Shaper;
+#[cfg(target_os = "linux")]
+use super::splice::Splicer;
 use crate::protocol::fastboot::{Response, MAX_COMMAND_LEN};
 
 /// How long the host may take to send its `FB01`.
@@ -39,6 +42,10 @@ pub(super) struct Link {
     buf: Vec<u8>,
     /// Paces the data phase to the configured link rate, if any.
     shaper: Option<Shaper>,
+    /// Moves download data into the file without copying it here, made at the first
+    /// download; `None` after it could not be made (then data is copied).
+    #[cfg(target_os = "linux")]
+    splicer: Option<Option<Splicer>>,
 }
 
 impl Link {
@@ -53,6 +60,8 @@ impl Link {
             stream,
             buf: Vec::new(),
             shaper: link_rate.map(Shaper::new),
+            #[cfg(target_os = "linux")]
+            splicer: None,
         };
         let mut hello = [0u8; 4];
         link.stream.read_exact(&mut hello)?;
@@ -87,13 +96,10 @@ impl Link {
         Ok(Incoming::Command(command))
     }
 
-    /// Receives a data phase of exactly `len` bytes into `out`, across any number of
-    /// frames. A frame that runs past `len` is a protocol error: the phone could not tell
-    /// where the next command starts.
-    pub fn receive_data(&mut self, len: u64, out: &mut impl Write) -> io::Result<()> {
-        if self.buf.len() < DATA_BUF_LEN {
-            self.buf.resize(DATA_BUF_LEN, 0);
-        }
+    /// Receives a data phase of exactly `len` bytes into `out` at its position, across any
+    /// number of frames. A frame that runs past `len` is a protocol error: the phone could
+    /// not tell where the next command starts.
+    pub fn receive_data(&mut self, len: u64, out: &File) -> io::Result<()> {
         let mut left = len;
         while left > 0 {
             let frame = self.read_frame_len()?.ok_or_else(|| {
@@ -110,14 +116,49 @@ impl Link {
             }
             let mut in_frame = frame;
             while in_frame > 0 {
-                let n = in_frame.min(self.buf.len() as u64) as usize;
-                self.fill(n)?;
-                out.write_all(&self.buf[..n])?;
-                in_frame -= n as u64;
+                in_frame -= self.store(in_frame, out)? as u64;
             }
             left -= frame;
         }
         Ok(())
+    }
+
+    /// Moves some of the `left` bytes of the current frame into `out`; returns how many.
+    #[cfg(target_os = "linux")]
+    fn store(&mut self, left: u64, out: &File) -> io::Result<usize> {
+        let splicer = self.splicer.get_or_insert_with(|| {
+            Splicer::new()
+                .inspect_err(|e| tracing::debug!("phone sim: copying downloads: {e}"))
+                .ok()
+        });
+        let Some(splicer) = splicer else {
+            return self.copy(left, out);
+        };
+        let n = splicer.take(&self.stream, usize::try_from(left).unwrap_or(usize::MAX))?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(shaper) = &mut self.shaper {
+            shaper.pass(n);
+        }
+        splicer.put(n, out)?;
+        Ok(n)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn store(&mut self, left: u64, out: &File) -> io::Result<usize> {
+        self.copy(left, out)
+    }
+
+    /// [`Link::store`] through the data buffer.
+    fn copy(&mut self, left: u64, mut out: &File) -> io::Result<usize> {
+        if self.buf.len() < DATA_BUF_LEN {
+            self.buf.resize(DATA_BUF_LEN, 0);
+        }
+        let n = left.min(self.buf.len() as u64) as usize;
+        self.fill(n)?;
+        out.write_all(&self.buf[..n])?;
+        Ok(n)
     }
 
     /// Fills the first `n` bytes of the data buffer, pacing each read through the shaper.
