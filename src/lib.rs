@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod device;
 pub mod engine;
+#[cfg(feature = "gui")]
 pub mod gui;
 pub mod hashing;
 pub mod package;

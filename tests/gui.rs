@@ -3,6 +3,7 @@
 //!
 //! The tests run one at a time: serial virtual devices announce themselves in one bench
 //! folder per process, and two apps probing each other's devices would disturb them.
+#![cfg(feature = "gui")]
 #![cfg(unix)]
 
 use std::path::Path;

@@ -337,7 +337,15 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let Some(command) = cli.command else {
+        #[cfg(feature = "gui")]
         return crate::gui::run(crate::gui::Launch::Desktop);
+        #[cfg(not(feature = "gui"))]
+        {
+            eprintln!(
+                "this build of flashline has no GUI; run `flashline --help` for its commands"
+            );
+            return ExitCode::from(2);
+        }
     };
     match dispatch(command) {
         Ok(code) => code,
@@ -523,6 +531,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sim(SimCommand::Modem(args)) => sim_modem(args),
         Command::Sim(SimCommand::Edl(args)) => sim_edl(args),
         Command::Demo { dir, cli, json } => {
+            // Without the GUI every demo is the terminal demo.
+            #[cfg(not(feature = "gui"))]
+            let _ = cli;
+            #[cfg(feature = "gui")]
             if !cli && !json {
                 if crate::gui::display_available() {
                     return Ok(crate::gui::run(crate::gui::Launch::Demo(dir.as_deref())));
