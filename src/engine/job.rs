@@ -256,13 +256,7 @@ fn fastboot(
         stage: Stage::Identify,
     });
     let device_err = |e: crate::device::DeviceError| (Outcome::DeviceError, e.to_string());
-    let mut driver = discovery::open(
-        &req.device.address,
-        &req.quirks,
-        req.device.is_virtual,
-        req.device.probe,
-    )
-    .map_err(device_err)?;
+    let mut driver = open_device(req)?;
     let mut device = driver.identify().map_err(device_err)?;
     let mut targets = plan::targets(package, &device);
     for (target, size) in &mut targets {
@@ -610,6 +604,17 @@ pub(super) fn record_history(
             .notes
             .push(format!("the flash history was not updated: {e}"));
     }
+}
+
+/// Opens the driver for the job's device.
+pub(super) fn open_device(req: &JobRequest) -> Result<Box<dyn Driver>, Stop> {
+    discovery::open(
+        &req.device.address,
+        &req.quirks,
+        req.device.is_virtual,
+        req.device.probe,
+    )
+    .map_err(|e| (Outcome::DeviceError, e.to_string()))
 }
 
 /// Opens and verifies the job's package: nothing touches a device before this succeeds.

@@ -33,13 +33,7 @@ pub(super) fn run(
     emit(Event::Stage {
         stage: Stage::Identify,
     });
-    let mut driver = discovery::open(
-        &req.device.address,
-        &req.quirks,
-        req.device.is_virtual,
-        req.device.probe,
-    )
-    .map_err(device_err)?;
+    let mut driver = super::job::open_device(req)?;
     let mut device = driver.identify().map_err(device_err)?;
     report.device = Some(device.clone());
     report.before = Some(super::job::versions(&device, "the device"));

@@ -9,7 +9,7 @@ use super::job::{verify_package, Stop};
 use super::preflight::{self, Status};
 use super::qualcomm::{start_programmer, switch_to_download};
 use super::{JobRequest, Outcome};
-use crate::device::{discovery, Driver, Mode};
+use crate::device::{Driver, Mode};
 use crate::package::VerifiedPackage;
 
 /// Opens the device, switches a modem to download mode and starts the programmer.
@@ -22,13 +22,7 @@ fn open_storage(
         "this package has no Qualcomm programmer; backups need one".to_string(),
     ))?;
     let device_err = |e: crate::device::DeviceError| (Outcome::DeviceError, e.to_string());
-    let mut driver = discovery::open(
-        &req.device.address,
-        &req.quirks,
-        req.device.is_virtual,
-        req.device.probe,
-    )
-    .map_err(device_err)?;
+    let mut driver = super::job::open_device(req)?;
     let mut device = driver.identify().map_err(device_err)?;
     // The programmer is code run on the device: the same signer and model rules as a
     // flash job apply before it is loaded.
