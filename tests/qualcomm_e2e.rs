@@ -584,6 +584,7 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
             reports_dir: bench.path("reports"),
             history_path: bench.path("history.json"),
             backups_dir: bench.path("backups"),
+            journal_dir: bench.path("journal"),
             ..JobOptions::default()
         },
     };
@@ -871,6 +872,7 @@ fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
             reports_dir: bench.path("reports"),
             history_path: bench.path("history.json"),
             backups_dir: bench.path("backups"),
+            journal_dir: bench.path("journal"),
             switch_timeout: Duration::from_secs(2),
             ..JobOptions::default()
         },

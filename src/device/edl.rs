@@ -254,12 +254,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
                 ))
             })?;
         let mut src = image.send_reader().map_err(DeviceError::ImageRead)?;
-        // The last sector is padded with zeros; the device's digest covers the padding too.
-        let mut sent = HashingReader::new(
-            (&mut src)
-                .take(image.len())
-                .chain(io::repeat(0).take(total - image.len())),
-        );
+        let mut sent = padded(&mut src, image.len(), total);
         self.firehose()?.program(&range, &mut sent, progress)?;
         let sent_hash = sent.finish();
         src.verify()
@@ -290,6 +285,23 @@ impl<T: Transport> Driver for EdlDriver<T> {
     fn digest(&mut self, target: &Target) -> Result<Option<[u8; 32]>, DeviceError> {
         let range = Self::range(target)?;
         Ok(Some(self.firehose()?.sha256_digest(&range)?))
+    }
+
+    fn holds(
+        &mut self,
+        target: &Target,
+        image: &dyn ImageSource,
+    ) -> Result<Option<bool>, DeviceError> {
+        let range = Self::range(target)?;
+        let Some(total) = range.byte_len().filter(|&n| n >= image.len()) else {
+            return Ok(Some(false));
+        };
+        let mut src = image.send_reader().map_err(DeviceError::ImageRead)?;
+        let mut expected = padded(&mut src, image.len(), total);
+        io::copy(&mut expected, &mut io::sink()).map_err(DeviceError::ImageRead)?;
+        let expected = expected.finish();
+        src.verify().map_err(DeviceError::ImageChanged)?;
+        Ok(Some(self.firehose()?.sha256_digest(&range)? == expected))
     }
 
     fn erase(&mut self, target: &Target) -> Result<(), DeviceError> {
@@ -328,4 +340,10 @@ impl<T: Transport> Driver for EdlDriver<T> {
             .map(|mut m| std::mem::take(&mut *m))
             .unwrap_or_default()
     }
+}
+
+/// The bytes a range holds after `image` is written to it: the image, then zeros up to
+/// `total` (the last sector is padded, and the device's digest covers the padding too).
+fn padded<'a>(image: &'a mut dyn Read, len: u64, total: u64) -> HashingReader<impl Read + 'a> {
+    HashingReader::new(image.take(len).chain(io::repeat(0).take(total - len)))
 }

@@ -300,6 +300,17 @@ pub trait Driver: Send {
         Ok(None)
     }
 
+    /// Whether `target` holds exactly `image` (as [`Driver::write_image`] would have left
+    /// it), by the device's own digest; `None` when the device cannot tell. A resumed job
+    /// uses it to confirm the images an interrupted run verified before it skips them.
+    fn holds(
+        &mut self,
+        _target: &Target,
+        _image: &dyn ImageSource,
+    ) -> Result<Option<bool>, DeviceError> {
+        Ok(None)
+    }
+
     /// Erases `target`.
     fn erase(&mut self, _target: &Target) -> Result<(), DeviceError> {
         Err(DeviceError::Unsupported("erasing"))

@@ -9,7 +9,7 @@
 use super::backup;
 use super::event::{Event, PlannedWrite, Stage};
 use super::history::History;
-use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
+use super::job::{record_history, write_step, ImageStep, PackageImage, Resumable, Stop};
 use super::preflight::{storage_range, Preflight};
 use super::report::{BackupFacts, ImageReport, Outcome};
 use super::JobRequest;
@@ -328,15 +328,13 @@ pub(super) fn run(
     emit(Event::Stage {
         stage: Stage::Flash,
     });
+    let mut journal = Resumable::open(req, report, emit, device.serial.as_deref(), package);
     for (label, target) in &erases {
         let target = target.as_ref().expect("cleared by the storage preflight");
-        driver
-            .erase(target)
-            .map_err(|e| (Outcome::DeviceError, format!("erasing {label} failed: {e}")))?;
+        journal.erase(driver.as_mut(), label, target)?;
     }
     let count = writes.len();
     for (index, (op, target, _)) in writes.iter().enumerate() {
-        cancel.check(&format!("writing {}", op.label))?;
         let target = target.as_ref().expect("cleared by the storage preflight");
         let source = PackageImage::skipping(
             package,
@@ -344,6 +342,10 @@ pub(super) fn run(
             op.file_sector_offset * u64::from(op.sector_size),
         )
         .cancelled_by(cancel);
+        if journal.keep(driver.as_mut(), index, target, &source, report, emit)? {
+            continue;
+        }
+        cancel.check(&format!("writing {}", op.label))?;
         let step = ImageStep {
             index,
             count,
@@ -351,7 +353,7 @@ pub(super) fn run(
             target,
             source: &source,
         };
-        write_step(driver.as_mut(), step, report, emit)?;
+        write_step(driver.as_mut(), step, journal.journal(), report, emit)?;
     }
 
     emit(Event::Stage {
@@ -397,6 +399,7 @@ pub(super) fn run(
         stage: Stage::Reboot,
     });
     driver.reboot().map_err(device_err)?;
+    journal.finish(report);
     report.after = Some(super::report::Versions {
         firmware: Some(package.manifest().version.to_string()),
         security: Some(package.manifest().security_version),
