@@ -197,6 +197,10 @@ struct FlashArgs {
     /// Flash although the device does not report its battery (recorded in the report).
     #[arg(long)]
     force_battery: bool,
+    /// Give up on a device that stays silent this long when it owes an answer (e.g. `10s`),
+    /// instead of each protocol's default; an interrupted job resumes when run again.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<std::time::Duration>,
 }
 
 #[derive(Args)]
@@ -629,6 +633,7 @@ fn flash(args: FlashArgs) -> Result<ExitCode> {
                 },
                 dry_run: args.dry_run,
                 report_path: args.report.clone(),
+                device_timeout: args.timeout,
                 ..JobOptions::default()
             },
         })

@@ -9,11 +9,12 @@ use std::io::{self, Cursor, Read, Write};
 
 use crate::hashing::{HashingReader, HashingWriter};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{
     DeviceError, DeviceInfo, Driver, ImageSource, Lun, Mode, PartitionLocation, ProgressFn, Target,
 };
-use crate::protocol::firehose::{FirehoseClient, Patch, SectorRange};
+use crate::protocol::firehose::{FirehoseClient, FirehoseTimeouts, Patch, SectorRange};
 use crate::protocol::gpt;
 use crate::protocol::sahara::{self, SaharaOptions, SaharaOutcome};
 use crate::transport::Transport;
@@ -41,6 +42,8 @@ pub struct EdlDriver<T: Transport> {
     usb_serial: Option<String>,
     is_virtual: bool,
     messages: Arc<Mutex<Vec<String>>>,
+    /// The user's limit on every wait, instead of the protocols' defaults.
+    silence: Option<Duration>,
 }
 
 impl<T: Transport> EdlDriver<T> {
@@ -52,6 +55,7 @@ impl<T: Transport> EdlDriver<T> {
             usb_serial,
             is_virtual,
             messages: Arc::new(Mutex::new(Vec::new())),
+            silence: None,
         }
     }
 
@@ -147,6 +151,10 @@ fn read_gpt<T: Transport>(
 }
 
 impl<T: Transport> Driver for EdlDriver<T> {
+    fn set_timeout(&mut self, silence: Duration) {
+        self.silence = Some(silence);
+    }
+
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         let (luns, layout) = match self.session {
             Session::Firehose(_) => self.storage()?,
@@ -209,7 +217,11 @@ impl<T: Transport> Driver for EdlDriver<T> {
             &mut transport,
             &mut Cursor::new(bytes),
             len,
-            &SaharaOptions::default(),
+            &self.silence.map_or_else(SaharaOptions::default, |t| SaharaOptions {
+                hello_timeout: t,
+                packet_timeout: t,
+                ..SaharaOptions::default()
+            }),
             &mut |_| {},
         )?;
         let mut client = match outcome {
@@ -223,6 +235,14 @@ impl<T: Transport> Driver for EdlDriver<T> {
                 ))
             }
         };
+        if let Some(t) = self.silence {
+            client.set_timeouts(FirehoseTimeouts {
+                response: t,
+                data: t,
+                finish: t,
+                configure_boot: FirehoseTimeouts::default().configure_boot,
+            });
+        }
         let sink = Arc::clone(&self.messages);
         client.on_log(Box::new(move |line: &str| {
             if let Ok(mut m) = sink.lock() {

@@ -94,6 +94,10 @@ impl<T: Transport> FastbootDriver<T> {
 }
 
 impl<T: Transport> Driver for FastbootDriver<T> {
+    fn set_timeout(&mut self, silence: std::time::Duration) {
+        self.client.set_timeout(silence);
+    }
+
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         // One `getvar:all` answers most questions in one round trip; anything it lacks is
         // asked for on its own, since bootloaders implement `all` very differently.

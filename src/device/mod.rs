@@ -300,6 +300,11 @@ pub trait Driver: Send {
         Ok(None)
     }
 
+    /// Waits at most `silence` for any answer or transfer the device owes, instead of the
+    /// protocol's own defaults (which allow for slow storage). A technician lowers it to
+    /// give up on a hung device sooner; tests lower it so stalls end quickly.
+    fn set_timeout(&mut self, _silence: std::time::Duration) {}
+
     /// Whether `target` holds exactly `image` (as [`Driver::write_image`] would have left
     /// it), by the device's own digest; `None` when the device cannot tell. A resumed job
     /// uses it to confirm the images an interrupted run verified before it skips them.

@@ -53,6 +53,9 @@ pub struct JobOptions {
     pub backups_dir: PathBuf,
     /// Where the per-device job journals are kept (see [`super::journal`]).
     pub journal_dir: PathBuf,
+    /// The longest the device may stay silent when it owes an answer; `None` keeps each
+    /// protocol's own limits.
+    pub device_timeout: Option<Duration>,
     /// How long a modem may take to come back in download mode.
     pub switch_timeout: Duration,
     /// Stop before the first step that changes anything on the device (a modem's switch to
@@ -107,6 +110,7 @@ impl Default for JobOptions {
             reconnect: Duration::ZERO,
             backups_dir: crate::paths::backups_dir(),
             journal_dir: crate::paths::journal_dir(),
+            device_timeout: None,
             switch_timeout: Duration::from_secs(30),
             check_only: false,
             cancel: Cancel::default(),
@@ -820,13 +824,22 @@ pub(super) fn record_history(
 
 /// Opens the driver for the job's device.
 pub(super) fn open_device(req: &JobRequest) -> Result<Box<dyn Driver>, Stop> {
-    discovery::open(
-        &req.device.address,
-        &req.quirks,
-        req.device.is_virtual,
-        req.device.probe,
-    )
-    .map_err(|e| (Outcome::DeviceError, e.to_string()))
+    open_at(req, &req.device.address, req.device.probe)
+}
+
+/// Opens the driver for the job's device at `address` (where it is now), with the job's
+/// timeout.
+pub(super) fn open_at(
+    req: &JobRequest,
+    address: &str,
+    probe: bool,
+) -> Result<Box<dyn Driver>, Stop> {
+    let mut driver = discovery::open(address, &req.quirks, req.device.is_virtual, probe)
+        .map_err(|e| (Outcome::DeviceError, e.to_string()))?;
+    if let Some(silence) = req.options.device_timeout {
+        driver.set_timeout(silence);
+    }
+    Ok(driver)
 }
 
 /// Opens and verifies the job's package: nothing touches a device before this succeeds.

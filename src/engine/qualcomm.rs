@@ -440,8 +440,7 @@ pub(super) fn switch_to_download(
         &req.quirks,
     )
     .map_err(device_err)?;
-    let edl = discovery::open(&found.address, &req.quirks, req.device.is_virtual, false)
-        .map_err(device_err)?;
+    let edl = super::job::open_at(req, &found.address, false)?;
     Ok((edl, found.address))
 }
 
