@@ -217,11 +217,13 @@ impl<T: Transport> Driver for EdlDriver<T> {
             &mut transport,
             &mut Cursor::new(bytes),
             len,
-            &self.silence.map_or_else(SaharaOptions::default, |t| SaharaOptions {
-                hello_timeout: t,
-                packet_timeout: t,
-                ..SaharaOptions::default()
-            }),
+            &self
+                .silence
+                .map_or_else(SaharaOptions::default, |t| SaharaOptions {
+                    hello_timeout: t,
+                    packet_timeout: t,
+                    ..SaharaOptions::default()
+                }),
             &mut |_| {},
         )?;
         let mut client = match outcome {

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod bench;
+#[cfg(unix)]
+pub mod edl;
 
 use std::path::PathBuf;
 
