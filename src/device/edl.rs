@@ -14,7 +14,9 @@ use std::time::Duration;
 use super::{
     DeviceError, DeviceInfo, Driver, ImageSource, Lun, Mode, PartitionLocation, ProgressFn, Target,
 };
-use crate::protocol::firehose::{FirehoseClient, FirehoseTimeouts, Patch, SectorRange};
+use crate::protocol::firehose::{
+    FirehoseClient, FirehoseTimeouts, Patch, PowerAction, SectorRange,
+};
 use crate::protocol::gpt;
 use crate::protocol::sahara::{self, SaharaOptions, SaharaOutcome};
 use crate::transport::Transport;
@@ -217,10 +219,11 @@ impl<T: Transport> Driver for EdlDriver<T> {
             &mut transport,
             &mut Cursor::new(bytes),
             len,
+            // The wait for HELLO is a boot ROM starting up, not a silent device: it keeps
+            // its own limit.
             &self
                 .silence
                 .map_or_else(SaharaOptions::default, |t| SaharaOptions {
-                    hello_timeout: t,
                     packet_timeout: t,
                     ..SaharaOptions::default()
                 }),
@@ -251,7 +254,14 @@ impl<T: Transport> Driver for EdlDriver<T> {
                 m.push(line.chars().filter(|c| !c.is_control()).take(256).collect());
             }
         }));
-        client.configure(memory, REQUESTED_PAYLOAD)?;
+        if let Err(e) = client.configure(memory, REQUESTED_PAYLOAD) {
+            // The programmer runs but cannot be used: back to the boot ROM, so that a retry
+            // can load it again instead of finding a programmer it may not drive.
+            if let Err(reset) = client.abandon(PowerAction::Edl) {
+                tracing::debug!("sending the device back to EDL failed: {reset}");
+            }
+            return Err(e.into());
+        }
         self.session = Session::Firehose(Box::new(client));
         Ok(())
     }
@@ -352,6 +362,15 @@ impl<T: Transport> Driver for EdlDriver<T> {
 
     fn reboot(&mut self) -> Result<(), DeviceError> {
         let result = self.firehose()?.power_reset();
+        self.session = Session::Gone;
+        Ok(result?)
+    }
+
+    fn leave_for_recovery(&mut self) -> Result<(), DeviceError> {
+        if !matches!(self.session, Session::Firehose(_)) {
+            return Ok(());
+        }
+        let result = self.firehose()?.abandon(PowerAction::Edl);
         self.session = Session::Gone;
         Ok(result?)
     }

@@ -300,6 +300,13 @@ pub trait Driver: Send {
         Ok(None)
     }
 
+    /// After a failed job: puts the device where the same job run again can pick it up,
+    /// and where it cannot boot half-written firmware (an EDL device goes back to its boot
+    /// ROM in EDL). Best effort; the default does nothing.
+    fn leave_for_recovery(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
     /// Waits at most `silence` for any answer or transfer the device owes, instead of the
     /// protocol's own defaults (which allow for slow storage). A technician lowers it to
     /// give up on a hung device sooner; tests lower it so stalls end quickly.
