@@ -351,6 +351,25 @@ mod tests {
     }
 
     #[test]
+    fn a_metered_raw_write_stops_at_exactly_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = Partition {
+            name: "boot".into(),
+            size: 8192,
+        };
+        let storage = Storage::open(dir.path(), vec![part.clone()]).unwrap();
+        let mut meter = Meter::new(Some(1001));
+        let err = storage
+            .write_raw(&part, &[7u8; 4000][..], 4000, &mut meter)
+            .unwrap_err();
+        assert!(err.to_string().contains("power cut"), "{err}");
+        assert_eq!(meter.written(), 1001);
+        let bytes = storage.read_prefix(&part, 8192).unwrap();
+        assert!(bytes[..1001].iter().all(|&b| b == 7));
+        assert!(bytes[1001..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
     fn sparse_regions_land_at_their_offsets() {
         let dir = tempfile::tempdir().unwrap();
         let part = Partition {
@@ -395,6 +414,23 @@ mod tests {
         assert!(bytes[4096..8192].iter().all(|&b| b == 0xAB));
         assert!(bytes[8192..12288].chunks(4).all(|c| c == [1, 2, 3, 4]));
         assert!(bytes[12288..].iter().all(|&b| b == 0x55));
+
+        // A power cut 100 bytes into the FILL region: RAW done, 100 FILL bytes, rest old.
+        storage
+            .write_raw(
+                &part,
+                &[0x55u8; 4 * 4096][..],
+                4 * 4096,
+                &mut Meter::new(None),
+            )
+            .unwrap();
+        let mut meter = Meter::new(Some(4096 + 100));
+        assert!(storage.write_sparse(&part, &image[..], &mut meter).is_err());
+        assert_eq!(meter.written(), 4096 + 100);
+        let bytes = storage.read_prefix(&part, 4 * 4096).unwrap();
+        assert!(bytes[4096..8192].iter().all(|&b| b == 0xAB));
+        assert!(bytes[8192..8292].chunks(4).all(|c| c == [1, 2, 3, 4]));
+        assert!(bytes[8292..].iter().all(|&b| b == 0x55));
 
         storage.erase(&part).unwrap();
         let bytes = storage.read_prefix(&part, 1 << 20).unwrap();
