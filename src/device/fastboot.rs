@@ -13,6 +13,7 @@ use super::read_ahead::ReadAhead;
 use super::{
     clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots, Target,
 };
+use crate::hashing::{BlockHasher, BlockHashes, BlockVerifier};
 use crate::protocol::fastboot::client::Client;
 use crate::protocol::fastboot::parse_number;
 use crate::protocol::sparse::{self, SourceCursor};
@@ -279,14 +280,25 @@ impl<T: Transport> FastbootDriver<T> {
         progress: &mut ProgressFn<'_>,
         scratch: &mut [u8],
     ) -> Result<(), DeviceError> {
-        let plan_reader = image.plan_reader().map_err(DeviceError::ImageRead)?;
+        // First pass: the whole image is checked against its signature before any piece
+        // is sent, and cut into pieces; the hash of every block is kept.
+        let mut first = BlockHasher::new(
+            image.send_reader().map_err(DeviceError::ImageRead)?,
+            BlockHashes::block_size(image.len()),
+        );
         let layout = if image.is_sparse() {
-            sparse::scan_sparse(plan_reader)?
+            sparse::scan_sparse(&mut first)?
         } else {
-            sparse::scan_raw(plan_reader, image.len())?
+            sparse::scan_raw(&mut first, image.len())?
         };
+        io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
+        let (checked, blocks) = first.finish();
+        checked.verify().map_err(DeviceError::ImageChanged)?;
         let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT))?;
-        let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
+        // Second pass: every byte sent comes from a block equal to the checked one, so each
+        // piece may be committed as soon as it is sent.
+        let reader =
+            BlockVerifier::new(image.plan_reader().map_err(DeviceError::ImageRead)?, blocks);
         let client = &mut self.client;
         std::thread::scope(|scope| {
             let src = ReadAhead::spawn(scope, reader).map_err(DeviceError::ImageRead)?;
@@ -301,13 +313,8 @@ impl<T: Transport> FastbootDriver<T> {
                         .map_err(|e| io::Error::other(e.to_string()))
                 })?;
                 if i == last {
-                    // The last piece's flash commits the image: every byte must have been
-                    // read, hashed and found equal to the signed image first.
+                    // Whatever the pieces skipped must still be the checked image.
                     cursor.drain_to_end()?;
-                    let reader = cursor.into_inner().into_inner().finish();
-                    reader.verify().map_err(DeviceError::ImageChanged)?;
-                    client.flash(partition)?;
-                    return Ok(());
                 }
                 client.flash(partition)?;
             }
@@ -330,9 +337,6 @@ impl<'p, 'a, R> Counting<'p, 'a, R> {
             done: 0,
             progress,
         }
-    }
-    fn into_inner(self) -> R {
-        self.inner
     }
 }
 
