@@ -552,3 +552,40 @@ fn the_demo_runs_the_whole_job_and_checks_the_bytes() {
     let reports: Vec<_> = std::fs::read_dir(dir.join("reports")).unwrap().collect();
     assert_eq!(reports.len(), 1);
 }
+
+#[test]
+fn an_image_that_cannot_be_sent_is_refused_before_any_image_is_written() {
+    // A download buffer too small for even one sparse chunk: the second image cannot be
+    // cut into pieces, which is found before the first (small) image is written.
+    let bench = Bench::new();
+    let boot = image(40, 0, 0);
+    let system = image(64 * 1024, 0, 0);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("boot", &boot), ("system", &system)],
+    );
+    let (phone, dir) = bench.phone(PhoneConfig {
+        max_download_size: 48,
+        ..small_phone()
+    });
+    let before = hashes(&dir);
+    let (out, report) = bench.flash(&pkg, &phone, &[]);
+    assert!(!out.status.success());
+    assert_eq!(report["outcome"], "preflight-refused", "{report:#}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("system cannot be sent"),
+        "{report:#}"
+    );
+    assert!(
+        !phone.commands().iter().any(|c| c.starts_with("flash:")),
+        "{:?}",
+        phone.commands()
+    );
+    assert_eq!(hashes(&dir), before);
+}

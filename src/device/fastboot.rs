@@ -33,6 +33,16 @@ pub struct FastbootDriver<T: Transport> {
     max_download: Option<u64>,
     messages: Arc<Mutex<Vec<String>>>,
     scratch: Vec<u8>,
+    /// Split plans made by [`Driver::prepare`], by partition.
+    prepared: BTreeMap<String, SplitPlan>,
+}
+
+/// How an image too large for one download is cut, from a first pass over all of it.
+struct SplitPlan {
+    layout: sparse::Layout,
+    pieces: Vec<sparse::Piece>,
+    /// Block hashes of the image, taken while it was checked against its signature.
+    blocks: BlockHashes,
 }
 
 impl<T: Transport> FastbootDriver<T> {
@@ -53,6 +63,7 @@ impl<T: Transport> FastbootDriver<T> {
             max_download: None,
             messages,
             scratch: Vec::new(),
+            prepared: BTreeMap::new(),
         }
     }
 
@@ -184,25 +195,34 @@ impl<T: Transport> Driver for FastbootDriver<T> {
         })
     }
 
+    fn prepare(&mut self, target: &Target, image: &dyn ImageSource) -> Result<(), DeviceError> {
+        let partition = Self::partition(target)?;
+        let limit = self.download_limit()?;
+        if image.len() > limit {
+            let plan = Self::plan_split(image, limit)?;
+            self.prepared.insert(partition.to_string(), plan);
+        }
+        Ok(())
+    }
+
     fn write_image(
         &mut self,
         target: &Target,
         image: &dyn ImageSource,
         progress: &mut ProgressFn<'_>,
     ) -> Result<(), DeviceError> {
-        let Target::Partition { name: partition } = target else {
-            return Err(DeviceError::Unsupported(
-                "writing sectors by number over fastboot",
-            ));
-        };
+        let partition = Self::partition(target)?;
         let limit = self.download_limit()?;
+        if image.len() <= limit {
+            return self.write_whole(partition, image, progress);
+        }
+        let plan = match self.prepared.remove(partition) {
+            Some(plan) => plan,
+            None => Self::plan_split(image, limit)?,
+        };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.resize(SPLIT_SCRATCH, 0);
-        let result = if image.len() <= limit {
-            self.write_whole(partition, image, progress)
-        } else {
-            self.write_split(partition, image, limit, progress, &mut scratch)
-        };
+        let result = self.write_split(partition, image, plan, progress, &mut scratch);
         self.scratch = scratch;
         result
     }
@@ -271,17 +291,19 @@ impl<T: Transport> FastbootDriver<T> {
         Ok(())
     }
 
-    /// Splits the image into sparse pieces that each fit the device's download buffer.
-    fn write_split(
-        &mut self,
-        partition: &str,
-        image: &dyn ImageSource,
-        limit: u64,
-        progress: &mut ProgressFn<'_>,
-        scratch: &mut [u8],
-    ) -> Result<(), DeviceError> {
-        // First pass: the whole image is checked against its signature before any piece
-        // is sent, and cut into pieces; the hash of every block is kept.
+    fn partition(target: &Target) -> Result<&str, DeviceError> {
+        match target {
+            Target::Partition { name } => Ok(name),
+            Target::Sectors { .. } => Err(DeviceError::Unsupported(
+                "writing sectors by number over fastboot",
+            )),
+        }
+    }
+
+    /// The first pass over an image too large for one download: the whole image is
+    /// checked against its signature before any piece is sent, cut into pieces, and the
+    /// hash of every block is kept.
+    fn plan_split(image: &dyn ImageSource, limit: u64) -> Result<SplitPlan, DeviceError> {
         let mut first = BlockHasher::new(
             image.send_reader().map_err(DeviceError::ImageRead)?,
             BlockHashes::block_size(image.len()),
@@ -295,8 +317,29 @@ impl<T: Transport> FastbootDriver<T> {
         let (checked, blocks) = first.finish();
         checked.verify().map_err(DeviceError::ImageChanged)?;
         let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT))?;
-        // Second pass: every byte sent comes from a block equal to the checked one, so each
-        // piece may be committed as soon as it is sent.
+        Ok(SplitPlan {
+            layout,
+            pieces,
+            blocks,
+        })
+    }
+
+    /// Sends the image in sparse pieces that each fit the device's download buffer. Every
+    /// byte sent comes from a block equal to the one checked in the first pass, so each
+    /// piece may be committed as soon as it is sent.
+    fn write_split(
+        &mut self,
+        partition: &str,
+        image: &dyn ImageSource,
+        plan: SplitPlan,
+        progress: &mut ProgressFn<'_>,
+        scratch: &mut [u8],
+    ) -> Result<(), DeviceError> {
+        let SplitPlan {
+            layout,
+            pieces,
+            blocks,
+        } = plan;
         let reader =
             BlockVerifier::new(image.plan_reader().map_err(DeviceError::ImageRead)?, blocks);
         let client = &mut self.client;

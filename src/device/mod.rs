@@ -273,6 +273,13 @@ pub trait Driver: Send {
         Err(DeviceError::Unsupported("loading a programmer"))
     }
 
+    /// Does the part of [`Driver::write_image`] that writes nothing (reading the image,
+    /// deciding how to send it) ahead of time, so that a problem with any image of a job
+    /// shows before the first one is written. `write_image` does it itself when not asked.
+    fn prepare(&mut self, _target: &Target, _image: &dyn ImageSource) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
     /// Writes `image` to `target`. Where the protocol has a commit step (fastboot's `flash`)
     /// it is taken only if the bytes sent verify; storage that commits as it receives
     /// (Firehose) is checked afterwards and reports [`DeviceError::WrittenButDiffers`].

@@ -342,13 +342,34 @@ fn fastboot(
         stage: Stage::Flash,
     });
     let mut journal = Resumable::open(req, report, emit, device.serial.as_deref(), package);
-    let count = plan.writes.len();
-    for (index, write) in plan.writes.iter().enumerate() {
-        let target = Target::Partition {
-            name: write.target.clone(),
-        };
+    let targets: Vec<Target> = plan
+        .writes
+        .iter()
+        .map(|w| Target::Partition {
+            name: w.target.clone(),
+        })
+        .collect();
+    // Every image that will be written is read and planned before the first write, so
+    // that no image can be found unsendable half way through the job.
+    for (index, target) in targets.iter().enumerate() {
+        if journal.was_verified(index) {
+            continue;
+        }
+        req.options.cancel.check(&format!("preparing {target}"))?;
         let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
-        if journal.keep(driver.as_mut(), index, &target, &source, report, emit)? {
+        driver.prepare(target, &source).map_err(|e| {
+            (
+                Outcome::PreflightRefused,
+                format!(
+                    "refused before writing anything: {target} cannot be sent to this device: {e}"
+                ),
+            )
+        })?;
+    }
+    let count = plan.writes.len();
+    for (index, (write, target)) in plan.writes.iter().zip(&targets).enumerate() {
+        let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
+        if journal.keep(driver.as_mut(), index, target, &source, report, emit)? {
             continue;
         }
         req.options
@@ -364,7 +385,7 @@ fn fastboot(
             index,
             count,
             name: &write.target,
-            target: &target,
+            target,
             source: &source,
         };
         write_step(driver.as_mut(), step, journal.journal(), report, emit)?;
@@ -523,6 +544,12 @@ impl Resumable {
             j.mark_erased(label);
         }
         Ok(())
+    }
+
+    /// Whether the interrupted run verified image `index` (it may still be written again
+    /// if the device no longer holds it; see [`Resumable::keep`]).
+    pub(super) fn was_verified(&self, index: usize) -> bool {
+        self.verified.contains(&index)
     }
 
     /// Whether image `index` was verified by the earlier run and is still on the device;
