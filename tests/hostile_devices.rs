@@ -258,6 +258,9 @@ fn fastboot_an_endless_info_flood_hits_the_cap() {
     drop(client);
     let sent = peer.finish();
     report("fastboot: endless INFO", elapsed, &err);
+    println!(
+        "    the peer wrote {sent} bytes; the client read each frame into one 256-byte buffer"
+    );
     assert!(sent >= (MAX_INFO_MESSAGES * 25) as u64, "sent {sent}");
 }
 
@@ -745,6 +748,7 @@ fn firehose_a_document_without_end_is_cut_at_the_cap() {
     drop(client);
     let sent = peer.finish();
     report("firehose: document without </data>", elapsed, &err);
+    println!("    the peer wrote {sent} bytes before the client gave up (cap {MAX_DOCUMENT_LEN})");
     // The client stopped reading near its cap; the rest piled up in the pty or was refused.
     assert!(
         sent < 4 * MAX_DOCUMENT_LEN as u64 + (1 << 20),

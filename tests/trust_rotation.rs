@@ -130,7 +130,7 @@ fn below_the_old_threshold_is_refused() {
         matches!(
             err,
             PackageError::RootBelowThreshold {
-                by: "the keys of the current root",
+                by: "the current root",
                 signed: 1,
                 threshold: 2
             }
@@ -155,7 +155,7 @@ fn a_new_root_must_meet_its_own_threshold() {
         matches!(
             err,
             PackageError::RootBelowThreshold {
-                by: "its own keys",
+                by: "the root itself",
                 signed: 1,
                 threshold: 2
             }
@@ -231,7 +231,7 @@ fn signatures_by_unknown_keys_count_for_nothing() {
         matches!(
             err,
             PackageError::RootBelowThreshold {
-                by: "the keys of the current root",
+                by: "the current root",
                 signed: 0,
                 threshold: 1
             }
@@ -395,7 +395,7 @@ fn the_cli_rotates_installs_and_updates() {
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("1 distinct keys of the keys of the current root; 2 are required"),
+            .contains("1 distinct keys of the current root; 2 are required"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -646,6 +646,15 @@ fn trust(command: TrustCommand) -> Result<ExitCode> {
                 root.version(),
                 dir.display()
             );
+            let loose = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pub"))
+                .count();
+            if loose > 0 {
+                println!("{loose} loose .pub files in that folder are no longer trusted: the root decides");
+            }
         }
         TrustCommand::Update { root, trust } => {
             let dir = folder(trust);

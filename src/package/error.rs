@@ -317,10 +317,11 @@ pub enum PackageError {
     RootContainsDemoKey,
     /// A root not signed by enough distinct keys of a root that must approve it.
     #[error(
-        "the trust root is signed by {signed} distinct keys of {by}; {threshold} are required"
+        "the trust root carries valid signatures by {signed} distinct keys of {by}; \
+         {threshold} are required"
     )]
     RootBelowThreshold {
-        /// Whose keys were counted (`"the keys of the current root"`, `"its own keys"`).
+        /// Whose keys were counted (`"the current root"`, `"the root itself"`).
         by: &'static str,
         /// Distinct keys with a valid signature.
         signed: usize,

@@ -216,7 +216,7 @@ impl SignedRoot {
         let signed = self.count_signers(&self.keys)?;
         if signed < self.document.threshold as usize {
             return Err(PackageError::RootBelowThreshold {
-                by: "its own keys",
+                by: "the root itself",
                 signed,
                 threshold: self.document.threshold,
             });
@@ -236,7 +236,7 @@ impl SignedRoot {
         let signed = next.count_signers(&self.keys)?;
         if signed < self.document.threshold as usize {
             return Err(PackageError::RootBelowThreshold {
-                by: "the keys of the current root",
+                by: "the current root",
                 signed,
                 threshold: self.document.threshold,
             });
