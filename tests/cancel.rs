@@ -1,10 +1,11 @@
 //! The engine's hooks for front ends: a job can be cancelled at any point and still ends
 //! with its report, and a check-only job reads the device without changing it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use flashline::device::quirks::Quirks;
-use flashline::engine::{self, Cancel, DeviceTarget, Event, JobOptions, JobRequest, Outcome};
+use flashline::engine::{self, Cancel, Event, JobRequest, Outcome};
 use flashline::package::TrustStore;
 use flashline::sim::phone::{PhoneConfig, PhoneSim, RunningPhone};
 
@@ -40,24 +41,8 @@ fn package(dir: &Path) -> PathBuf {
     pkg
 }
 
-fn request(dir: &Path, pkg: &Path, phone: &RunningPhone, options: JobOptions) -> JobRequest {
-    JobRequest {
-        package: pkg.to_path_buf(),
-        trust: TrustStore::demo(),
-        device: DeviceTarget {
-            address: phone.device_address(),
-            is_virtual: true,
-            probe: false,
-        },
-        quirks: Quirks::builtin(),
-        options: JobOptions {
-            reports_dir: dir.join("reports"),
-            history_path: dir.join("history.json"),
-            backups_dir: dir.join("backups"),
-            journal_dir: dir.join("journal"),
-            ..options
-        },
-    }
+fn request(dir: &Path, pkg: &Path, phone: &RunningPhone) -> JobRequest {
+    common::virtual_job(pkg, TrustStore::demo(), &phone.device_address(), dir)
 }
 
 /// The default phone takes the 16 MiB image in one download, committed only at its end.
@@ -77,15 +62,8 @@ fn a_job_cancelled_before_it_starts_touches_nothing() {
     let phone = phone(dir.path());
     let cancel = Cancel::default();
     cancel.cancel();
-    let req = request(
-        dir.path(),
-        &pkg,
-        &phone,
-        JobOptions {
-            cancel,
-            ..JobOptions::default()
-        },
-    );
+    let mut req = request(dir.path(), &pkg, &phone);
+    req.options.cancel = cancel;
     let report = engine::run(&req, &mut |_| {});
     assert_eq!(report.outcome, Outcome::Cancelled);
     assert_eq!(
@@ -107,15 +85,8 @@ fn a_job_cancelled_mid_image_stops_without_committing_it() {
     let pkg = package(dir.path());
     let phone = phone(dir.path());
     let cancel = Cancel::default();
-    let req = request(
-        dir.path(),
-        &pkg,
-        &phone,
-        JobOptions {
-            cancel: cancel.clone(),
-            ..JobOptions::default()
-        },
-    );
+    let mut req = request(dir.path(), &pkg, &phone);
+    req.options.cancel = cancel.clone();
     let mut last = None;
     let report = engine::run(&req, &mut |event| {
         if let Event::Progress { index: 0, .. } = event {
@@ -151,15 +122,8 @@ fn a_check_only_job_reads_the_device_and_plans_but_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pkg = package(dir.path());
     let phone = phone(dir.path());
-    let req = request(
-        dir.path(),
-        &pkg,
-        &phone,
-        JobOptions {
-            check_only: true,
-            ..JobOptions::default()
-        },
-    );
+    let mut req = request(dir.path(), &pkg, &phone);
+    req.options.check_only = true;
     let mut preflight = false;
     let mut planned = false;
     let report = engine::run(&req, &mut |event| match event {

@@ -2,12 +2,13 @@
 //! reports, backups and the history land inside their folders under cleaned names, whatever
 //! a hostile device calls itself.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use flashline::device::quirks::Quirks;
 use flashline::device::{DeviceError, DeviceInfo, Driver, ProgressFn, Target};
 use flashline::engine::backup::{self, Wanted};
-use flashline::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome};
+use flashline::engine::{self, Outcome};
 use flashline::package::TrustStore;
 use flashline::sim::phone::{PhoneConfig, PhoneSim};
 use sha2::{Digest, Sha256};
@@ -114,22 +115,7 @@ fn reports_and_history_stay_in_their_folders() {
             },
         )
         .unwrap();
-        let req = JobRequest {
-            package: pkg,
-            trust: TrustStore::demo(),
-            device: DeviceTarget {
-                address: phone.device_address(),
-                is_virtual: true,
-                probe: false,
-            },
-            quirks: Quirks::builtin(),
-            options: JobOptions {
-                reports_dir: work.join("reports"),
-                history_path: work.join("history.json"),
-                backups_dir: work.join("backups"),
-                ..JobOptions::default()
-            },
-        };
+        let req = common::virtual_job(&pkg, TrustStore::demo(), &phone.device_address(), &work);
         let report = engine::run(&req, &mut |_| {});
         phone.stop();
         assert!(
@@ -151,6 +137,12 @@ fn reports_and_history_stay_in_their_folders() {
                 assert!(
                     path.starts_with("a/b/c/reports")
                         || path == Path::new("a/b/c/history.json")
+                        || (path.starts_with("a/b/c/journal")
+                            && path
+                                .file_name()
+                                .unwrap()
+                                .to_str()
+                                .is_some_and(is_clean_name))
                         || work.starts_with(dir.path().join(&path)),
                     "{evil:?}: unexpected {}",
                     path.display()

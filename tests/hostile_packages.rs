@@ -6,12 +6,13 @@
 //!
 //! `cargo test --test hostile_packages -- --nocapture` prints the case → error table.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer as _, SigningKey};
-use flashline::device::quirks::Quirks;
-use flashline::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome};
+use flashline::engine::{self, JobRequest, Outcome};
 use flashline::package::container::{
     FORMAT_VERSION, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SIGNATURE_ENTRY_LEN,
 };
@@ -469,23 +470,12 @@ fn corpus(base: &Base) -> Vec<Case> {
 }
 
 fn request(base: &Base, package: &Path, phone: &RunningPhone) -> JobRequest {
-    let work = base.dir.path();
-    JobRequest {
-        package: package.to_path_buf(),
-        trust: base.trust.clone(),
-        device: DeviceTarget {
-            address: phone.device_address(),
-            is_virtual: true,
-            probe: false,
-        },
-        quirks: Quirks::builtin(),
-        options: JobOptions {
-            reports_dir: work.join("reports"),
-            history_path: work.join("history.json"),
-            backups_dir: work.join("backups"),
-            ..JobOptions::default()
-        },
-    }
+    common::virtual_job(
+        package,
+        base.trust.clone(),
+        &phone.device_address(),
+        base.dir.path(),
+    )
 }
 
 fn is_write(command: &str) -> bool {

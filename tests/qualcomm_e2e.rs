@@ -330,8 +330,7 @@ fn a_patch_past_the_end_of_the_disk_is_refused_before_any_write() {
 
 #[test]
 fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
-    use flashline::device::quirks::Quirks;
-    use flashline::engine::{self, DeviceTarget, Event, JobOptions, JobRequest, Outcome};
+    use flashline::engine::{self, Event, Outcome};
     use flashline::package::{Origin, TrustStore};
     use std::sync::{Arc, Mutex};
 
@@ -341,23 +340,8 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
         EdlSim::start(&bench.path("device"), edl_config(), None).unwrap(),
     )));
     let address = sim.lock().unwrap().as_ref().unwrap().address().to_string();
-    let req = JobRequest {
-        package: pkg,
-        trust: TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap(),
-        device: DeviceTarget {
-            address: address.clone(),
-            is_virtual: true,
-            probe: false,
-        },
-        quirks: Quirks::builtin(),
-        options: JobOptions {
-            reports_dir: bench.path("reports"),
-            history_path: bench.path("history.json"),
-            backups_dir: bench.path("backups"),
-            journal_dir: bench.path("journal"),
-            ..JobOptions::default()
-        },
-    };
+    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let req = common::virtual_job(&pkg, trust, &address, bench.dir.path());
     // The test process is its own bench: announce the device where discovery looks.
     let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("FLASHLINE_HOME", bench.path("home"));
@@ -613,8 +597,7 @@ fn the_sims_print_their_address_first_and_devices_lists_them() {
 
 #[test]
 fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
-    use flashline::device::quirks::Quirks;
-    use flashline::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome};
+    use flashline::engine::{self, Outcome};
     use flashline::package::{Origin, TrustStore};
     use flashline::sim::modem::ModemSim;
 
@@ -629,24 +612,9 @@ fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
         Box::new(|| {}),
     )
     .unwrap();
-    let req = JobRequest {
-        package: pkg,
-        trust: TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap(),
-        device: DeviceTarget {
-            address: modem.address().to_string(),
-            is_virtual: true,
-            probe: false,
-        },
-        quirks: Quirks::builtin(),
-        options: JobOptions {
-            reports_dir: bench.path("reports"),
-            history_path: bench.path("history.json"),
-            backups_dir: bench.path("backups"),
-            journal_dir: bench.path("journal"),
-            switch_timeout: Duration::from_secs(2),
-            ..JobOptions::default()
-        },
-    };
+    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let mut req = common::virtual_job(&pkg, trust, modem.address(), bench.dir.path());
+    req.options.switch_timeout = Duration::from_secs(2);
     let started = Instant::now();
     let report = engine::run(&req, &mut |_| {});
     assert_eq!(report.outcome, Outcome::DeviceError);

@@ -24,8 +24,7 @@ use std::time::Duration;
 
 use common::bench::image;
 use common::edl::{identity_hashes, layout, region, write_flat_build};
-use flashline::device::quirks::Quirks;
-use flashline::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome, Report};
+use flashline::engine::{self, JobRequest, Outcome, Report};
 use flashline::package::TrustStore;
 use flashline::sim::edl::{EdlConfig, EdlSim};
 use flashline::sim::fault::{Fault, FaultPlan};
@@ -167,25 +166,10 @@ impl Soak {
     }
 
     fn request(&self, run: &Path, pkg: &Path, address: &str) -> JobRequest {
-        JobRequest {
-            package: pkg.to_path_buf(),
-            trust: TrustStore::demo(),
-            device: DeviceTarget {
-                address: address.to_string(),
-                is_virtual: true,
-                probe: false,
-            },
-            quirks: Quirks::builtin(),
-            options: JobOptions {
-                reports_dir: run.join("reports"),
-                history_path: run.join("history.json"),
-                backups_dir: run.join("backups"),
-                journal_dir: run.join("journal"),
-                device_timeout: Some(SILENCE),
-                switch_timeout: Duration::from_secs(5),
-                ..JobOptions::default()
-            },
-        }
+        let mut req = common::virtual_job(pkg, TrustStore::demo(), address, run);
+        req.options.device_timeout = Some(SILENCE);
+        req.options.switch_timeout = Duration::from_secs(5);
+        req
     }
 }
 

@@ -81,11 +81,8 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
         },
         quirks: Quirks::builtin(),
         options: JobOptions {
-            reports_dir: work.join("reports"),
-            history_path: work.join("history.json"),
-            journal_dir: work.join("journal"),
             reconnect: Duration::from_secs(5),
-            ..JobOptions::default()
+            ..JobOptions::under(&work)
         },
     };
     let report = super::run_job(req, json)?;

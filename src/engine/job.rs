@@ -4,7 +4,7 @@
 //! one [`Event::Finished`] and one JSON report on disk.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,22 +99,31 @@ impl Cancel {
     }
 }
 
-impl Default for JobOptions {
-    fn default() -> Self {
+impl JobOptions {
+    /// Options that keep every file a job writes (reports, history, identity backups,
+    /// journal) under `home`: flashline's home by default; the demo's or a test's own
+    /// folder otherwise.
+    pub fn under(home: &Path) -> Self {
         JobOptions {
             overrides: Overrides::default(),
             dry_run: false,
             report_path: None,
-            reports_dir: crate::paths::reports_dir(),
-            history_path: crate::paths::history_file(),
+            reports_dir: home.join("reports"),
+            history_path: home.join("history.json"),
             reconnect: Duration::ZERO,
-            backups_dir: crate::paths::backups_dir(),
-            journal_dir: crate::paths::journal_dir(),
+            backups_dir: home.join("backups"),
+            journal_dir: home.join("journal"),
             device_timeout: None,
             switch_timeout: Duration::from_secs(30),
             check_only: false,
             cancel: Cancel::default(),
         }
+    }
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self::under(&crate::paths::home())
     }
 }
 

@@ -5,7 +5,11 @@ pub mod bench;
 #[cfg(unix)]
 pub mod edl;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use flashline::device::quirks::Quirks;
+use flashline::engine::{DeviceTarget, JobOptions, JobRequest};
+use flashline::package::TrustStore;
 
 /// Finds an independent peer program (e.g. Google's `fastboot`, `simg2img`).
 ///
@@ -24,4 +28,20 @@ pub fn peer(program: &str) -> Option<PathBuf> {
         eprintln!("skipping: peer program `{program}` is not installed");
     }
     found
+}
+
+/// An in-process job on one of flashline's virtual devices at `address`, keeping every file
+/// it writes under `dir`. Tests adjust `options` as they need.
+pub fn virtual_job(package: &Path, trust: TrustStore, address: &str, dir: &Path) -> JobRequest {
+    JobRequest {
+        package: package.to_path_buf(),
+        trust,
+        device: DeviceTarget {
+            address: address.to_string(),
+            is_virtual: true,
+            probe: false,
+        },
+        quirks: Quirks::builtin(),
+        options: JobOptions::under(dir),
+    }
 }
