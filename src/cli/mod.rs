@@ -318,6 +318,11 @@ struct PhoneArgs {
     /// Delay added to every command, like a real link's round trip (e.g. 500us).
     #[arg(long, value_parser = humantime::parse_duration)]
     latency: Option<std::time::Duration>,
+    /// Appear as a USB device (18d1:4ee0, fastboot interface) through a USB gadget on this
+    /// machine's device controller, instead of listening on TCP (Linux; needs configfs,
+    /// libcomposite, usb_f_fs and a UDC such as dummy_hcd's).
+    #[arg(long, conflicts_with = "listen")]
+    usb_gadget: bool,
 }
 
 /// Runs the CLI.
@@ -841,6 +846,9 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         latency: args.latency.unwrap_or(d.latency),
         ..d
     };
+    if args.usb_gadget {
+        return sim_phone_usb(&args.dir, cfg);
+    }
     let sim = PhoneSim::bind(args.listen, &args.dir, cfg)
         .with_context(|| format!("cannot start the virtual phone on {}", args.listen))?;
     let addr = sim.local_addr()?;
@@ -852,6 +860,27 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
     );
     sim.serve_forever();
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(target_os = "linux")]
+fn sim_phone_usb(dir: &Path, cfg: PhoneConfig) -> Result<ExitCode> {
+    let serial = cfg.serial.clone();
+    let phone = crate::sim::phone::UsbPhone::create(dir, cfg)
+        .context("cannot plug the virtual phone in as a USB gadget")?;
+    // The first line on stdout is the address to pass to --device, for scripts.
+    println!("{serial}");
+    eprintln!(
+        "virtual phone on USB ({}); partitions in {}; stop with Ctrl-C",
+        phone.gadget().path().display(),
+        dir.display()
+    );
+    phone.serve_forever()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sim_phone_usb(_dir: &Path, _cfg: PhoneConfig) -> Result<ExitCode> {
+    bail!("--usb-gadget needs Linux's USB gadget framework")
 }
 
 fn parse_partition(text: &str) -> Result<(String, u64)> {

@@ -9,6 +9,8 @@
 pub mod bench;
 #[cfg(unix)]
 pub mod edl;
+#[cfg(target_os = "linux")]
+pub mod gadget;
 #[cfg(unix)]
 pub mod modem;
 pub mod phone;
