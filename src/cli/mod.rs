@@ -84,6 +84,11 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Keep watching: print a line as each device arrives or leaves (JSON: one object
+        /// per line with "event": "arrived" or "left"), until interrupted. Watches USB and
+        /// serial ports only, without talking to any device.
+        #[arg(long, conflicts_with_all = ["connect", "probe"])]
+        watch: bool,
     },
     /// Show a device's identity, versions, battery and partitions.
     Info {
@@ -437,9 +442,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             json,
         } => inspect(&package, &trust, json),
         Command::Devices {
+            watch: true, json, ..
+        } => watch_devices(json),
+        Command::Devices {
             connect,
             probe,
             json,
+            watch: false,
         } => {
             let found = discovery::scan(&connect, &Quirks::builtin(), probe);
             if json {
@@ -447,14 +456,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             } else if found.is_empty() {
                 println!("No devices found. A phone must be in fastboot mode; network devices need --connect tcp:HOST:PORT.");
             } else {
-                for d in found {
-                    println!(
-                        "{:<28} {:<9} {:<20} {}",
-                        d.address,
-                        serde_json::to_string(&d.mode)?.trim_matches('"'),
-                        d.product.unwrap_or_default(),
-                        d.serial.unwrap_or_default()
-                    );
+                for d in &found {
+                    println!("{}", device_line(d)?);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -761,6 +764,41 @@ fn parse_sha256(text: Option<String>) -> Result<Option<[u8; 32]>> {
         Ok(out)
     })
     .transpose()
+}
+
+/// One device as `flashline devices` lists it.
+fn device_line(d: &discovery::Found) -> Result<String> {
+    Ok(format!(
+        "{:<28} {:<9} {:<20} {}",
+        d.address,
+        serde_json::to_string(&d.mode)?.trim_matches('"'),
+        d.product.as_deref().unwrap_or_default(),
+        d.serial.as_deref().unwrap_or_default()
+    ))
+}
+
+/// `flashline devices --watch`: one line per arrival or departure, until interrupted or
+/// stdout goes away.
+fn watch_devices(json: bool) -> Result<ExitCode> {
+    use discovery::Change;
+    use std::io::Write;
+    let result = discovery::watch(&Quirks::builtin(), |change| {
+        let line = if json {
+            serde_json::to_string(&change).map_err(anyhow::Error::from)
+        } else {
+            let (event, d) = match &change {
+                Change::Arrived(d) => ("arrived", d),
+                Change::Left(d) => ("left   ", d),
+            };
+            device_line(d).map(|line| format!("{event} {line}"))
+        };
+        let mut out = std::io::stdout().lock();
+        match line.and_then(|l| writeln!(out, "{l}").and_then(|()| out.flush()).map_err(Into::into)) {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(e) => std::ops::ControlFlow::Break(e),
+        }
+    });
+    Err(result)
 }
 
 fn sim_modem(args: ModemArgs) -> Result<ExitCode> {

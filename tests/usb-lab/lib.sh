@@ -1,7 +1,7 @@
 # Helpers for USB lab scenarios (sourced by the guest's /init before each scenario).
 # A scenario runs with `set -e`: any failing command fails it; `fail MSG` says why.
 set -e
-export FLASHLINE_LOG=${FLASHLINE_LOG:-warn}
+export FLASHLINE_LOG=${FLASHLINE_LOG:-warn} NO_COLOR=1
 LAB=/lab
 
 fail() { echo "FAIL: $*"; exit 1; }

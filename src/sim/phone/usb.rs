@@ -19,6 +19,10 @@ use crate::sim::gadget::{Function, Gadget, GadgetSpec};
 pub const USB_VID: u16 = 0x18d1;
 /// See [`USB_VID`].
 pub const USB_PID: u16 = 0x4ee0;
+/// How long the phone stays on the bus after answering `reboot`, as a bootloader finishes
+/// up before it resets. Leaving at once can make the host's libusb lose the OKAY it has
+/// already received (it handles the disconnect before reaping the finished transfer).
+const REBOOT_DELAY: Duration = Duration::from_millis(100);
 /// How long the phone stays off the bus when it reboots, so the host sees it leave.
 const REBOOT_OFF_BUS: Duration = Duration::from_millis(300);
 /// Pause after a session fails (host gone, gadget unbound) before waiting for the next one.
@@ -68,6 +72,7 @@ impl UsbPhone {
             let (out, to_host) = self.gadget.bulk_endpoints()?;
             match self.bootloader.serve(Wire::Usb(out, to_host)) {
                 Ok(()) => {
+                    std::thread::sleep(REBOOT_DELAY);
                     self.gadget.unbind()?;
                     std::thread::sleep(REBOOT_OFF_BUS);
                     self.gadget.bind()?;
