@@ -18,6 +18,7 @@ use crate::device::discovery;
 use crate::device::quirks::Quirks;
 use crate::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome, Overrides};
 use crate::package::{self, Origin, Package, TrustStore};
+use crate::sim::fault::Fault;
 use crate::sim::phone::{PhoneConfig, PhoneSim};
 
 /// Exit code: the package failed verification.
@@ -202,6 +203,10 @@ struct FlashArgs {
     /// Flash although the device does not report its battery (recorded in the report).
     #[arg(long)]
     force_battery: bool,
+    /// Give up on a device that stays silent this long when it owes an answer (e.g. `10s`),
+    /// instead of each protocol's default; an interrupted job resumes when run again.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<std::time::Duration>,
 }
 
 #[derive(Args)]
@@ -263,6 +268,13 @@ struct ModemArgs {
     /// SHA-256 of the only programmer the EDL side accepts (as a secure-boot device does).
     #[arg(long)]
     programmer_sha256: Option<String>,
+    /// Misbehave once on the AT port (may be repeated): fail@AT+CGMR#1, stall@AT+CBC#1,
+    /// garbage@ATI#1, battery@bytes=N,percent=P (hotspot), reenumerate@AT+CGMR#1.
+    #[arg(long = "fault", value_name = "FAULT")]
+    faults: Vec<Fault>,
+    /// Misbehave once in EDL (may be repeated), as `sim edl --fault` does.
+    #[arg(long = "edl-fault", value_name = "FAULT")]
+    edl_faults: Vec<Fault>,
 }
 
 #[derive(Args)]
@@ -279,6 +291,11 @@ struct EdlArgs {
     /// SHA-256 of the only programmer accepted (as a secure-boot device does).
     #[arg(long)]
     programmer_sha256: Option<String>,
+    /// Misbehave once (may be repeated): disconnect@bytes=N, power-loss@bytes=N (N bytes of
+    /// program data), fail@program#1, stall@configure#1, garbage@getsha256digest#1,
+    /// reenumerate@program#2.
+    #[arg(long = "fault", value_name = "FAULT")]
+    faults: Vec<Fault>,
 }
 
 #[derive(Args)]
@@ -323,6 +340,12 @@ struct PhoneArgs {
     /// Delay added to every command, like a real link's round trip (e.g. 500us).
     #[arg(long, value_parser = humantime::parse_duration)]
     latency: Option<std::time::Duration>,
+    /// Misbehave once (may be repeated): disconnect@bytes=N (download data),
+    /// power-loss@bytes=N (bytes written by flash), fail@flash:boot#1,
+    /// stall@getvar:product#2, garbage@download:#1, battery@bytes=N,percent=P,
+    /// reenumerate@flash:system#1. N may end in K, M or G.
+    #[arg(long = "fault", value_name = "FAULT")]
+    faults: Vec<Fault>,
     /// Appear as a USB device (18d1:4ee0, fastboot interface) through a USB gadget on this
     /// machine's device controller, instead of listening on TCP (Linux; needs configfs,
     /// libcomposite, usb_f_fs and a UDC such as dummy_hcd's).
@@ -637,6 +660,7 @@ fn flash(args: FlashArgs) -> Result<ExitCode> {
                 },
                 dry_run: args.dry_run,
                 report_path: args.report.clone(),
+                device_timeout: args.timeout,
                 ..JobOptions::default()
             },
         })
@@ -815,10 +839,12 @@ fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
         imei: args.imei.unwrap_or(d.imei.clone()),
         usb_serial: args.serial.unwrap_or(d.usb_serial.clone()),
         battery_percent: args.battery.unwrap_or(d.battery_percent),
+        faults: args.faults.into(),
         ..d
     };
     let edl = EdlConfig {
         programmer_sha256: parse_sha256(args.programmer_sha256)?,
+        faults: args.edl_faults.into(),
         ..EdlConfig::default()
     };
     let modem = crate::sim::bench::VirtualModem::start(
@@ -848,6 +874,7 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
     let cfg = EdlConfig {
         serial: args.serial.unwrap_or(d.serial.clone()),
         programmer_sha256: parse_sha256(args.programmer_sha256)?,
+        faults: args.faults.into(),
         ..d
     };
     let sim = EdlSim::new(&args.dir, cfg, Some(&crate::device::bench::default_dir()))
@@ -882,6 +909,7 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         slots: args.slots,
         link_rate: args.link_rate,
         latency: args.latency.unwrap_or(d.latency),
+        faults: args.faults.into(),
         ..d
     };
     if args.usb_gadget {

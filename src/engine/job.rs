@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::event::{Event, Stage};
 use super::history::{History, HistoryEntry};
+use super::journal::{ImageState, Journal};
 use super::plan::{self, FlashPlan};
 use super::preflight::{Overrides, Preflight};
 use super::report::{self, ImageReport, Outcome, PackageFacts, Report, Versions};
@@ -50,6 +51,11 @@ pub struct JobOptions {
     pub reconnect: Duration,
     /// Where identity-partition backups go.
     pub backups_dir: PathBuf,
+    /// Where the per-device job journals are kept (see [`super::journal`]).
+    pub journal_dir: PathBuf,
+    /// The longest the device may stay silent when it owes an answer; `None` keeps each
+    /// protocol's own limits.
+    pub device_timeout: Option<Duration>,
     /// How long a modem may take to come back in download mode.
     pub switch_timeout: Duration,
     /// Stop before the first step that changes anything on the device (a modem's switch to
@@ -103,6 +109,8 @@ impl Default for JobOptions {
             history_path: crate::paths::history_file(),
             reconnect: Duration::ZERO,
             backups_dir: crate::paths::backups_dir(),
+            journal_dir: crate::paths::journal_dir(),
+            device_timeout: None,
             switch_timeout: Duration::from_secs(30),
             check_only: false,
             cancel: Cancel::default(),
@@ -160,6 +168,7 @@ fn run_with(
         preflight: Vec::new(),
         overrides: Vec::new(),
         images: Vec::new(),
+        incomplete: None,
         activated_slot: None,
         backup: None,
         notes: Vec::new(),
@@ -332,22 +341,54 @@ fn fastboot(
     emit(Event::Stage {
         stage: Stage::Flash,
     });
+    let mut journal = Resumable::open(req, report, emit, device.serial.as_deref(), package);
+    let targets: Vec<Target> = plan
+        .writes
+        .iter()
+        .map(|w| Target::Partition {
+            name: w.target.clone(),
+        })
+        .collect();
+    // Every image that will be written is read and planned before the first write, so
+    // that no image can be found unsendable half way through the job.
+    for (index, target) in targets.iter().enumerate() {
+        if journal.was_verified(index) {
+            continue;
+        }
+        req.options.cancel.check(&format!("preparing {target}"))?;
+        let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
+        driver.prepare(target, &source).map_err(|e| {
+            (
+                Outcome::PreflightRefused,
+                format!(
+                    "refused before writing anything: {target} cannot be sent to this device: {e}"
+                ),
+            )
+        })?;
+    }
     let count = plan.writes.len();
-    for (index, write) in plan.writes.iter().enumerate() {
+    for (index, (write, target)) in plan.writes.iter().zip(&targets).enumerate() {
+        let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
+        if journal.keep(driver.as_mut(), index, target, &source, report, emit)? {
+            continue;
+        }
         req.options
             .cancel
             .check(&format!("writing {}", write.target))?;
-        let target = Target::Partition {
-            name: write.target.clone(),
-        };
+        battery_still_ok(
+            driver.as_mut(),
+            package,
+            &req.options.overrides,
+            &write.target,
+        )?;
         let step = ImageStep {
             index,
             count,
             name: &write.target,
-            target: &target,
-            source: &PackageImage::new(package, index).cancelled_by(&req.options.cancel),
+            target,
+            source: &source,
         };
-        write_step(driver.as_mut(), step, report, emit)?;
+        write_step(driver.as_mut(), step, journal.journal(), report, emit)?;
     }
 
     if let Some(slot) = &plan.activate_slot {
@@ -376,6 +417,7 @@ fn fastboot(
         },
     });
 
+    journal.finish(report);
     record_history(
         req,
         report,
@@ -384,6 +426,187 @@ fn fastboot(
         package,
     );
     Ok(Outcome::Success)
+}
+
+/// Reads the battery again before an image: a charge that fell below the package's minimum
+/// during the job stops it between two images, never in the middle of one.
+fn battery_still_ok(
+    driver: &mut dyn Driver,
+    package: &VerifiedPackage,
+    overrides: &super::preflight::Overrides,
+    next: &str,
+) -> Result<(), Stop> {
+    let device = driver
+        .identify()
+        .map_err(|e| (Outcome::DeviceError, e.to_string()))?;
+    let check =
+        super::preflight::battery(package.manifest().min_battery_percent, &device, overrides);
+    if check.status == super::Status::Refuse {
+        return Err((
+            Outcome::DeviceError,
+            format!(
+                "stopped before writing {next}: {}. The images written so far are kept; \
+                 run the same job again once the device is charged to resume",
+                check.message
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The job journal as a job uses it: open (maybe resuming an earlier run), keep the images
+/// that run verified, record each write, and close at the end.
+pub(super) struct Resumable {
+    journal: Option<Journal>,
+    verified: Vec<usize>,
+    erased: Vec<String>,
+}
+
+impl Resumable {
+    /// Opens the journal of the device's serial for this job; without a serial number
+    /// there is nothing to key a journal on and the job cannot resume.
+    pub(super) fn open(
+        req: &JobRequest,
+        report: &mut Report,
+        emit: &mut dyn FnMut(Event),
+        serial: Option<&str>,
+        package: &VerifiedPackage,
+    ) -> Self {
+        let Some(serial) = serial else {
+            report.notes.push(
+                "the device reports no serial number, so this job keeps no journal and cannot resume if interrupted"
+                    .into(),
+            );
+            return Resumable {
+                journal: None,
+                verified: Vec::new(),
+                erased: Vec::new(),
+            };
+        };
+        let images: Vec<(String, String)> = report
+            .images
+            .iter()
+            .map(|i| (i.target.clone(), i.sha256_signed.clone()))
+            .collect();
+        let m = package.manifest();
+        let (journal, resume, note) = Journal::open(
+            &req.options.journal_dir,
+            serial,
+            &package.package_sha256().to_string(),
+            &format!("{} {}", m.name, m.version),
+            &images,
+        );
+        report.notes.extend(note);
+        let (verified, erased) = match resume {
+            Some(resume) => {
+                let name = |i: usize| images[i].0.clone();
+                let interrupted = resume.interrupted.map(|(i, _)| name(i));
+                report.notes.push(format!(
+                    "resumed a job interrupted at {}: {} image(s) it verified are kept{}",
+                    resume.updated_at,
+                    resume.verified.len(),
+                    interrupted
+                        .as_ref()
+                        .map(|t| format!(", {t} is written again from its start"))
+                        .unwrap_or_default()
+                ));
+                emit(Event::Resuming {
+                    verified: resume.verified.iter().map(|&i| name(i)).collect(),
+                    interrupted,
+                    since: resume.updated_at,
+                });
+                (resume.verified, resume.erased)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        Resumable {
+            journal: Some(journal),
+            verified,
+            erased,
+        }
+    }
+
+    /// Erases `target` unless the interrupted run already did (erasing again could wipe an
+    /// image that run wrote and verified inside it).
+    pub(super) fn erase(
+        &mut self,
+        driver: &mut dyn Driver,
+        label: &str,
+        target: &Target,
+    ) -> Result<(), Stop> {
+        if self.erased.iter().any(|l| l == label) {
+            return Ok(());
+        }
+        driver
+            .erase(target)
+            .map_err(|e| (Outcome::DeviceError, format!("erasing {label} failed: {e}")))?;
+        if let Some(j) = self.journal.as_mut() {
+            j.mark_erased(label);
+        }
+        Ok(())
+    }
+
+    /// Whether the interrupted run verified image `index` (it may still be written again
+    /// if the device no longer holds it; see [`Resumable::keep`]).
+    pub(super) fn was_verified(&self, index: usize) -> bool {
+        self.verified.contains(&index)
+    }
+
+    /// Whether image `index` was verified by the earlier run and is still on the device;
+    /// the device confirms it by digest when it can. An image the device no longer holds is
+    /// written again.
+    pub(super) fn keep(
+        &mut self,
+        driver: &mut dyn Driver,
+        index: usize,
+        target: &Target,
+        source: &dyn ImageSource,
+        report: &mut Report,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<bool, Stop> {
+        if !self.verified.contains(&index) {
+            return Ok(false);
+        }
+        let checked_on_device = match driver.holds(target, source) {
+            Ok(Some(true)) => true,
+            Ok(None) => false,
+            Ok(Some(false)) => {
+                report.notes.push(format!(
+                    "{target} was verified by the interrupted run but the device no longer holds it; it is written again"
+                ));
+                return Ok(false);
+            }
+            Err(e) => {
+                return Err((
+                    Outcome::DeviceError,
+                    format!("checking {target} from the interrupted run failed: {e}"),
+                ))
+            }
+        };
+        let entry = &mut report.images[index];
+        entry.status = "kept".into();
+        entry.sha256_sent = Some(entry.sha256_signed.clone());
+        emit(Event::ImageKept {
+            index,
+            target: entry.target.clone(),
+            bytes: entry.bytes,
+            checked_on_device,
+        });
+        Ok(true)
+    }
+
+    /// The journal to record writes in.
+    pub(super) fn journal(&mut self) -> Option<&mut Journal> {
+        self.journal.as_mut()
+    }
+
+    /// The job is done: nothing is left to resume.
+    pub(super) fn finish(self, report: &mut Report) {
+        if let Some(mut journal) = self.journal {
+            report.notes.extend(journal.take_failures());
+            report.notes.extend(journal.finish());
+        }
+    }
 }
 
 pub(super) fn versions(device: &DeviceInfo, source: &str) -> Versions {
@@ -531,6 +754,7 @@ pub(super) struct ImageStep<'a> {
 pub(super) fn write_step(
     driver: &mut dyn Driver,
     step: ImageStep<'_>,
+    mut journal: Option<&mut Journal>,
     report: &mut Report,
     emit: &mut dyn FnMut(Event),
 ) -> Result<(), Stop> {
@@ -548,12 +772,20 @@ pub(super) fn write_step(
         target: name.to_string(),
         bytes: total,
     });
+    if let Some(j) = journal.as_deref_mut() {
+        j.mark(index, ImageState::Started);
+    }
     let started = Instant::now();
     let mut last = 0u64;
     let result = driver.write_image(target, source, &mut |done: u64| {
         // Drivers may count padding past the image's end; progress never passes 100 %.
         let done = done.min(total);
         if done >= last + PROGRESS_STEP || (done == total && last < total) {
+            if done == total {
+                if let Some(j) = journal.as_deref_mut() {
+                    j.mark(index, ImageState::Written);
+                }
+            }
             last = done;
             emit(Event::Progress { index, done, total });
         }
@@ -566,10 +798,21 @@ pub(super) fn write_step(
     entry.seconds = Some(seconds);
     if let Err(e) = result {
         entry.status = "failed".into();
+        report.incomplete = Some(entry.target.clone());
+        if let Some(j) = journal {
+            report.notes.extend(j.take_failures());
+        }
         return Err((
             Outcome::DeviceError,
-            format!("writing {name} ({target}) failed: {e}"),
+            format!(
+                "writing {name} ({target}) failed: {e}. {name} is incomplete; the images \
+                 before it are verified and kept: once the device is back, run the same job \
+                 again to resume from {name}"
+            ),
         ));
+    }
+    if let Some(j) = journal {
+        j.mark(index, ImageState::Verified);
     }
     entry.status = "written".into();
     entry.sha256_sent = Some(entry.sha256_signed.clone());
@@ -608,13 +851,22 @@ pub(super) fn record_history(
 
 /// Opens the driver for the job's device.
 pub(super) fn open_device(req: &JobRequest) -> Result<Box<dyn Driver>, Stop> {
-    discovery::open(
-        &req.device.address,
-        &req.quirks,
-        req.device.is_virtual,
-        req.device.probe,
-    )
-    .map_err(|e| (Outcome::DeviceError, e.to_string()))
+    open_at(req, &req.device.address, req.device.probe)
+}
+
+/// Opens the driver for the job's device at `address` (where it is now), with the job's
+/// timeout.
+pub(super) fn open_at(
+    req: &JobRequest,
+    address: &str,
+    probe: bool,
+) -> Result<Box<dyn Driver>, Stop> {
+    let mut driver = discovery::open(address, &req.quirks, req.device.is_virtual, probe)
+        .map_err(|e| (Outcome::DeviceError, e.to_string()))?;
+    if let Some(silence) = req.options.device_timeout {
+        driver.set_timeout(silence);
+    }
+    Ok(driver)
 }
 
 /// Opens and verifies the job's package: nothing touches a device before this succeeds.

@@ -19,7 +19,8 @@ use crate::sim::gadget::{Function, Gadget, GadgetSpec};
 pub const USB_VID: u16 = 0x18d1;
 /// See [`USB_VID`].
 pub const USB_PID: u16 = 0x4ee0;
-/// How long the phone stays on the bus after answering `reboot`, as a bootloader finishes
+/// How long the phone stays on the bus after a session ends with it leaving (e.g. after
+/// answering `reboot`), as a bootloader finishes
 /// up before it resets. Leaving at once can make the host's libusb lose the OKAY it has
 /// already received (it handles the disconnect before reaping the finished transfer).
 const REBOOT_DELAY: Duration = Duration::from_millis(100);
@@ -53,7 +54,9 @@ impl UsbPhone {
             },
         };
         let gadget = Gadget::create(&spec)?;
-        let bootloader = Bootloader::new(cfg, storage, Arc::new(Mutex::new(Vec::new())));
+        // Commands and fired faults show in the debug log; nobody in-process reads them.
+        let unread = || Arc::new(Mutex::new(Vec::new()));
+        let bootloader = Bootloader::new(cfg, storage, unread(), unread());
         Ok(UsbPhone { gadget, bootloader })
     }
 
@@ -64,9 +67,11 @@ impl UsbPhone {
 
     /// Serves the host on the calling thread for as long as the process lives. A session
     /// ends when the host deconfigures the device or the gadget is unbound (then the phone
-    /// waits for the host to come back) or on a reboot command (then the phone leaves the
-    /// bus briefly and re-enumerates, as a real one does). Returns only when the gadget
-    /// itself fails.
+    /// waits for the host to come back), or the way a device leaves the bus: a reboot
+    /// command, or an injected disconnect, power loss or re-enumeration (see
+    /// [`PhoneConfig::faults`]). Then the phone unplugs itself, stays away while it
+    /// "boots", and plugs in again, as a real one re-enumerates. Returns only when the
+    /// gadget itself fails.
     pub fn serve_forever(mut self) -> io::Result<()> {
         loop {
             let (out, to_host) = self.gadget.bulk_endpoints()?;
@@ -75,6 +80,9 @@ impl UsbPhone {
                     std::thread::sleep(REBOOT_DELAY);
                     self.gadget.unbind()?;
                     std::thread::sleep(REBOOT_OFF_BUS);
+                    while self.bootloader.is_away() {
+                        std::thread::sleep(RETRY);
+                    }
                     self.gadget.bind()?;
                 }
                 Err(e) => {
