@@ -13,9 +13,9 @@
 pub mod bench;
 #[cfg(unix)]
 pub mod edl;
+pub mod fault;
 #[cfg(target_os = "linux")]
 pub mod gadget;
-pub mod fault;
 #[cfg(unix)]
 pub mod modem;
 pub mod phone;
