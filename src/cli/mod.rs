@@ -934,9 +934,26 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 fn sim_phone_usb(dir: &Path, cfg: PhoneConfig) -> Result<ExitCode> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Ctrl-C and kill must remove the gadget, or it stays on the bus, dead, its name taken.
+    // The serving thread blocks in reads nothing interrupts, so the signals go to a thread
+    // of their own (blocked here, before any thread starts, so every thread inherits it).
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    stop.thread_block().context("cannot block SIGINT/SIGTERM")?;
     let serial = cfg.serial.clone();
     let phone = crate::sim::phone::UsbPhone::create(dir, cfg)
         .context("cannot plug the virtual phone in as a USB gadget")?;
+    let remover = phone.gadget().remover();
+    std::thread::Builder::new()
+        .name("stop-signal".into())
+        .spawn(move || {
+            let signal = stop.wait();
+            remover.remove();
+            eprintln!("virtual phone unplugged ({signal:?})");
+            std::process::exit(0);
+        })?;
     // The first line on stdout is the address to pass to --device, for scripts.
     println!("{serial}");
     eprintln!(
