@@ -70,8 +70,8 @@ impl ImageSource for Swapped {
 fn attempt(
     max_download_size: u32,
     image_len: usize,
-    sent: impl Fn(&mut Vec<u8>),
-    planned: impl Fn(&mut Vec<u8>),
+    sent: impl Fn(&mut [u8]),
+    planned: impl Fn(&mut [u8]),
 ) -> (Vec<String>, Result<(), DeviceError>, Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let phone = PhoneSim::start(
@@ -105,7 +105,7 @@ fn attempt(
     (phone.commands(), result, before, after)
 }
 
-fn flip_last(bytes: &mut Vec<u8>) {
+fn flip_last(bytes: &mut [u8]) {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
 }

@@ -6,12 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::bench::Bench;
 use common::edl::{
-    assert_flashed, identity_hashes, layout, region, write_flat_build, IDENTITY, SECTOR,
+    assert_flashed, edl_config, identity_hashes, layout, region, write_flat_build, IDENTITY, SECTOR,
 };
 use flashline::sim::bench::VirtualModem;
 use flashline::sim::edl::{EdlConfig, EdlSim, RunningEdl};
@@ -21,48 +22,29 @@ use flashline::sim::modem::ModemConfig;
 /// virtual devices) at their own bench; they take turns.
 static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-struct Bench {
-    dir: tempfile::TempDir,
+/// The Qualcomm side of the shared bench.
+trait EdlBench {
+    /// Where virtual serial devices announce themselves.
+    fn bench_dir(&self) -> PathBuf;
+    /// Packs [`common::edl::write_flat_build`] with the release key.
+    fn pack_flat(
+        &self,
+        name: &str,
+        version: &str,
+        product: &str,
+        boot_start: &str,
+        tweak: &str,
+    ) -> PathBuf;
+    /// A virtual modem that becomes the default EDL device.
+    fn modem(&self, cfg: ModemConfig) -> VirtualModem;
 }
 
-impl Bench {
-    fn new() -> Self {
-        let bench = Bench {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let keys = bench.path("keys");
-        assert!(bench
-            .run(&[
-                "key",
-                "gen",
-                "--name",
-                "release",
-                "--out",
-                keys.to_str().unwrap()
-            ])
-            .status
-            .success());
-        bench
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
+impl EdlBench for Bench {
     fn bench_dir(&self) -> PathBuf {
         self.path("home/bench")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flashline"))
-            .args(args)
-            .env("FLASHLINE_HOME", self.path("home"))
-            .output()
-            .unwrap()
-    }
-
-    /// Packs [`common::edl::write_flat_build`] with the release key.
-    fn pack(
+    fn pack_flat(
         &self,
         name: &str,
         version: &str,
@@ -72,79 +54,21 @@ impl Bench {
     ) -> PathBuf {
         let src = self.path(&format!("src-{name}-{version}"));
         write_flat_build(&src, name, version, product, boot_start, tweak);
-        let pkg = self.path(&format!("{name}-{version}.flpkg"));
-        let out = self.run(&[
-            "pack",
-            src.join("manifest.toml").to_str().unwrap(),
-            "--key",
-            self.path("keys/release.key").to_str().unwrap(),
-            "-o",
-            pkg.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        pkg
-    }
-
-    fn edl_config(&self) -> EdlConfig {
-        common::edl::edl_config()
+        self.pack_manifest(&src, &format!("{name}-{version}"))
     }
 
     fn modem(&self, cfg: ModemConfig) -> VirtualModem {
-        VirtualModem::start(
-            cfg,
-            self.edl_config(),
-            &self.path("device"),
-            &self.bench_dir(),
-        )
-        .unwrap()
-    }
-
-    fn flash(
-        &self,
-        command: &str,
-        pkg: &Path,
-        device: Option<&str>,
-        extra: &[&str],
-    ) -> (Output, serde_json::Value) {
-        let report = self.path("report.json");
-        let _ = std::fs::remove_file(&report);
-        let keys = self.path("keys");
-        let mut args = vec![
-            command,
-            pkg.to_str().unwrap(),
-            "--trust",
-            keys.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--json",
-        ];
-        if let Some(d) = device {
-            args.extend(["--device", d]);
-        }
-        args.extend(extra);
-        let out = self.run(&args);
-        let report = serde_json::from_slice(&std::fs::read(&report).unwrap_or_else(|_| {
-            panic!(
-                "no report; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        }))
-        .unwrap();
-        (out, report)
+        VirtualModem::start(cfg, edl_config(), &self.path("device"), &self.bench_dir()).unwrap()
     }
 }
 
 #[test]
 fn a_hotspot_is_identified_switched_flashed_and_verified() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MU300", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MU300", "", "");
     let modem = bench.modem(ModemConfig::hotspot());
     let identity_before = identity_hashes(&modem.lun_path(0));
-    let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+    let (out, report) = bench.job("flash", &pkg, Some(modem.address()), &[]);
     assert!(
         out.status.success(),
         "{report:#}\n{}",
@@ -197,9 +121,9 @@ fn a_hotspot_is_identified_switched_flashed_and_verified() {
 #[test]
 fn a_dongle_without_a_battery_is_flashed() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let modem = bench.modem(ModemConfig::dongle());
-    let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+    let (out, report) = bench.job("flash", &pkg, Some(modem.address()), &[]);
     assert!(out.status.success(), "{report:#}");
     assert_flashed(&bench.path("src-stock-1.0.12"), &modem.lun_path(0));
     let battery = report["preflight"]
@@ -215,12 +139,12 @@ fn a_dongle_without_a_battery_is_flashed() {
 #[test]
 fn a_bricked_device_in_edl_is_recovered() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let dir = bench.path("device");
-    let sim = EdlSim::start(&dir, bench.edl_config(), Some(&bench.bench_dir())).unwrap();
+    let sim = EdlSim::start(&dir, edl_config(), Some(&bench.bench_dir())).unwrap();
     let identity_before = identity_hashes(&flashline::sim::edl::lun_path(&dir, 0));
     // No --device: recover finds the one device in EDL itself.
-    let (out, report) = bench.flash("recover", &pkg, None, &[]);
+    let (out, report) = bench.job("recover", &pkg, None, &[]);
     assert!(
         out.status.success(),
         "{report:#}\n{}",
@@ -244,7 +168,7 @@ fn a_bricked_device_in_edl_is_recovered() {
 #[test]
 fn recover_without_a_device_explains_how_to_enter_edl() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let keys = bench.path("keys");
     let out = bench.run(&[
         "recover",
@@ -264,21 +188,21 @@ fn refusals_leave_the_lun_unchanged() {
     let cases = [
         (
             "wrong model",
-            bench.pack("dongle-fw", "1.0.12", "MF833V", "", ""),
+            bench.pack_flat("dongle-fw", "1.0.12", "MF833V", "", ""),
             ModemConfig::hotspot(),
             "product",
             false,
         ),
         (
             "downgrade",
-            bench.pack("old", "1.0.5", "MU300", "", ""),
+            bench.pack_flat("old", "1.0.5", "MU300", "", ""),
             ModemConfig::hotspot(),
             "version",
             false,
         ),
         (
             "low battery",
-            bench.pack("stock", "1.0.12", "MU300", "", ""),
+            bench.pack_flat("stock", "1.0.12", "MU300", "", ""),
             ModemConfig {
                 battery_percent: 10,
                 ..ModemConfig::hotspot()
@@ -288,7 +212,7 @@ fn refusals_leave_the_lun_unchanged() {
         ),
         (
             "image beyond the end of the LUN",
-            bench.pack("big", "1.0.12", "MU300", "NUM_DISK_SECTORS-100.", ""),
+            bench.pack_flat("big", "1.0.12", "MU300", "NUM_DISK_SECTORS-100.", ""),
             ModemConfig::hotspot(),
             "storage:boot",
             true,
@@ -297,7 +221,7 @@ fn refusals_leave_the_lun_unchanged() {
     for (what, pkg, cfg, check, switched) in cases {
         let modem = bench.modem(cfg);
         let before = std::fs::read(modem.lun_path(0)).unwrap();
-        let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+        let (out, report) = bench.job("flash", &pkg, Some(modem.address()), &[]);
         assert_eq!(out.status.code(), Some(4), "{what}: {report:#}");
         let refused: Vec<_> = report["preflight"]
             .as_array()
@@ -331,7 +255,7 @@ fn refusals_leave_the_lun_unchanged() {
 #[test]
 fn a_programmer_the_device_does_not_accept_changes_nothing() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let dir = bench.path("device");
     let sim = EdlSim::start(
         &dir,
@@ -343,7 +267,7 @@ fn a_programmer_the_device_does_not_accept_changes_nothing() {
     )
     .unwrap();
     let before = std::fs::read(sim.lun_path(0)).unwrap();
-    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
     assert_eq!(out.status.code(), Some(5), "{report:#}");
     let error = report["error"].as_str().unwrap();
     assert!(error.contains("IMAGE_AUTH_FAILURE"), "{error}");
@@ -354,20 +278,20 @@ fn a_programmer_the_device_does_not_accept_changes_nothing() {
 #[test]
 fn a_firehose_nak_is_reported_in_plain_words() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     // A programmer for another storage type: it NAKs the package's <configure>.
     let sim = EdlSim::start(
         &bench.path("device"),
         EdlConfig {
             memory_name: "ufs".into(),
-            ..bench.edl_config()
+            ..edl_config()
         },
         Some(&bench.bench_dir()),
     )
     .unwrap();
     let before = std::fs::read(sim.lun_path(0)).unwrap();
     let started = Instant::now();
-    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
     assert_eq!(out.status.code(), Some(5), "{report:#}");
     let error = report["error"].as_str().unwrap();
     assert!(
@@ -383,15 +307,15 @@ fn a_firehose_nak_is_reported_in_plain_words() {
 fn a_patch_past_the_end_of_the_disk_is_refused_before_any_write() {
     let bench = Bench::new();
     let tweak = r#"<patch SECTOR_SIZE_IN_BYTES="512" byte_offset="0" filename="DISK" physical_partition_number="0" size_in_bytes="4" start_sector="NUM_DISK_SECTORS+5." value="1." what="beyond the disk" />"#;
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", tweak);
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", tweak);
     let sim = EdlSim::start(
         &bench.path("device"),
-        bench.edl_config(),
+        edl_config(),
         Some(&bench.bench_dir()),
     )
     .unwrap();
     let before = std::fs::read(sim.lun_path(0)).unwrap();
-    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
     assert_eq!(out.status.code(), Some(4), "{report:#}");
     assert!(report["error"]
         .as_str()
@@ -412,9 +336,9 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
     use std::sync::{Arc, Mutex};
 
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let sim: Arc<Mutex<Option<RunningEdl>>> = Arc::new(Mutex::new(Some(
-        EdlSim::start(&bench.path("device"), bench.edl_config(), None).unwrap(),
+        EdlSim::start(&bench.path("device"), edl_config(), None).unwrap(),
     )));
     let address = sim.lock().unwrap().as_ref().unwrap().address().to_string();
     let req = JobRequest {
@@ -475,10 +399,10 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
 #[test]
 fn backup_and_restore_round_trip_byte_identically() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let sim = EdlSim::start(
         &bench.path("device"),
-        bench.edl_config(),
+        edl_config(),
         Some(&bench.bench_dir()),
     )
     .unwrap();
@@ -695,7 +619,7 @@ fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
     use flashline::sim::modem::ModemSim;
 
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MU300", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MU300", "", "");
     let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("FLASHLINE_HOME", bench.path("home"));
     // Its switch command is answered, but no EDL device ever appears.

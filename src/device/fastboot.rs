@@ -16,7 +16,7 @@ use super::{
 use crate::hashing::{BlockHasher, BlockHashes, BlockVerifier};
 use crate::protocol::fastboot::client::Client;
 use crate::protocol::fastboot::parse_number;
-use crate::protocol::sparse::{self, SourceCursor};
+use crate::protocol::sparse::{self, SourceCursor, SparseError};
 use crate::transport::Transport;
 
 /// Bytes of RAW data moved per step while writing a sparse piece.
@@ -100,6 +100,11 @@ impl<T: Transport> FastbootDriver<T> {
             .and_then(|v| parse_number(&v))
             .unwrap_or(u64::from(u32::MAX))
             .min(u64::from(u32::MAX));
+        if limit == 0 {
+            return Err(DeviceError::Reports(
+                "max-download-size 0: it would accept no download".into(),
+            ));
+        }
         self.max_download = Some(limit);
         Ok(limit)
     }
@@ -316,7 +321,13 @@ impl<T: Transport> FastbootDriver<T> {
         io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
         let (checked, blocks) = first.finish();
         checked.verify().map_err(DeviceError::ImageChanged)?;
-        let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT))?;
+        let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT)).map_err(|e| match e {
+            SparseError::PieceLimitTooSmall { .. } => DeviceError::Reports(format!(
+                "max-download-size {limit}, too small to send {} bytes in pieces ({e})",
+                image.len()
+            )),
+            e => e.into(),
+        })?;
         Ok(SplitPlan {
             layout,
             pieces,

@@ -181,6 +181,9 @@ pub enum DeviceError {
     /// An image does not fit what the device can take in one transfer.
     #[error("{0}")]
     TooLarge(String),
+    /// The device describes itself in a way no write can work with.
+    #[error("the device reports {0}")]
+    Reports(String),
 }
 
 /// Bytes to write, read twice at most: once to plan (optional), once to send.

@@ -19,7 +19,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::report::{now, safe_name};
+use super::event::Event;
+use super::job::{JobRequest, Stop};
+use super::report::{now, safe_name, Outcome, Report};
+use crate::device::{Driver, ImageSource, Target};
+use crate::package::VerifiedPackage;
 
 /// The journal format this build writes and reads.
 const FORMAT: u32 = 1;
@@ -226,6 +230,161 @@ impl Journal {
         if let Err(e) = write_atomically(&self.path, &self.entry) {
             self.failures
                 .push(format!("writing {}: {e}", self.path.display()));
+        }
+    }
+}
+
+/// The job journal as a job uses it: open (maybe resuming an earlier run), keep the images
+/// that run verified, record each write, and close at the end.
+pub(super) struct Resumable {
+    journal: Option<Journal>,
+    verified: Vec<usize>,
+    erased: Vec<String>,
+}
+
+impl Resumable {
+    /// Opens the journal of the device's serial for this job; without a serial number
+    /// there is nothing to key a journal on and the job cannot resume.
+    pub(super) fn open(
+        req: &JobRequest,
+        report: &mut Report,
+        emit: &mut dyn FnMut(Event),
+        serial: Option<&str>,
+        package: &VerifiedPackage,
+    ) -> Self {
+        let Some(serial) = serial else {
+            report.notes.push(
+                "the device reports no serial number, so this job keeps no journal and cannot resume if interrupted"
+                    .into(),
+            );
+            return Resumable {
+                journal: None,
+                verified: Vec::new(),
+                erased: Vec::new(),
+            };
+        };
+        let images: Vec<(String, String)> = report
+            .images
+            .iter()
+            .map(|i| (i.target.clone(), i.sha256_signed.clone()))
+            .collect();
+        let m = package.manifest();
+        let (journal, resume, note) = Journal::open(
+            &req.options.journal_dir,
+            serial,
+            &package.package_sha256().to_string(),
+            &format!("{} {}", m.name, m.version),
+            &images,
+        );
+        report.notes.extend(note);
+        let (verified, erased) = match resume {
+            Some(resume) => {
+                let name = |i: usize| images[i].0.clone();
+                let interrupted = resume.interrupted.map(|(i, _)| name(i));
+                report.notes.push(format!(
+                    "resumed a job interrupted at {}: {} image(s) it verified are kept{}",
+                    resume.updated_at,
+                    resume.verified.len(),
+                    interrupted
+                        .as_ref()
+                        .map(|t| format!(", {t} is written again from its start"))
+                        .unwrap_or_default()
+                ));
+                emit(Event::Resuming {
+                    verified: resume.verified.iter().map(|&i| name(i)).collect(),
+                    interrupted,
+                    since: resume.updated_at,
+                });
+                (resume.verified, resume.erased)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        Resumable {
+            journal: Some(journal),
+            verified,
+            erased,
+        }
+    }
+
+    /// Erases `target` unless the interrupted run already did (erasing again could wipe an
+    /// image that run wrote and verified inside it).
+    pub(super) fn erase(
+        &mut self,
+        driver: &mut dyn Driver,
+        label: &str,
+        target: &Target,
+    ) -> Result<(), Stop> {
+        if self.erased.iter().any(|l| l == label) {
+            return Ok(());
+        }
+        driver
+            .erase(target)
+            .map_err(|e| (Outcome::DeviceError, format!("erasing {label} failed: {e}")))?;
+        if let Some(j) = self.journal.as_mut() {
+            j.mark_erased(label);
+        }
+        Ok(())
+    }
+
+    /// Whether the interrupted run verified image `index` (it may still be written again
+    /// if the device no longer holds it; see [`Resumable::keep`]).
+    pub(super) fn was_verified(&self, index: usize) -> bool {
+        self.verified.contains(&index)
+    }
+
+    /// Whether image `index` was verified by the earlier run and is still on the device;
+    /// the device confirms it by digest when it can. An image the device no longer holds is
+    /// written again.
+    pub(super) fn keep(
+        &mut self,
+        driver: &mut dyn Driver,
+        index: usize,
+        target: &Target,
+        source: &dyn ImageSource,
+        report: &mut Report,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<bool, Stop> {
+        if !self.verified.contains(&index) {
+            return Ok(false);
+        }
+        let checked_on_device = match driver.holds(target, source) {
+            Ok(Some(true)) => true,
+            Ok(None) => false,
+            Ok(Some(false)) => {
+                report.notes.push(format!(
+                    "{target} was verified by the interrupted run but the device no longer holds it; it is written again"
+                ));
+                return Ok(false);
+            }
+            Err(e) => {
+                return Err((
+                    Outcome::DeviceError,
+                    format!("checking {target} from the interrupted run failed: {e}"),
+                ))
+            }
+        };
+        let entry = &mut report.images[index];
+        entry.status = "kept".into();
+        entry.sha256_sent = Some(entry.sha256_signed.clone());
+        emit(Event::ImageKept {
+            index,
+            target: entry.target.clone(),
+            bytes: entry.bytes,
+            checked_on_device,
+        });
+        Ok(true)
+    }
+
+    /// The journal to record writes in.
+    pub(super) fn journal(&mut self) -> Option<&mut Journal> {
+        self.journal.as_mut()
+    }
+
+    /// The job is done: nothing is left to resume.
+    pub(super) fn finish(self, report: &mut Report) {
+        if let Some(mut journal) = self.journal {
+            report.notes.extend(journal.take_failures());
+            report.notes.extend(journal.finish());
         }
     }
 }

@@ -9,7 +9,8 @@
 use super::backup;
 use super::event::{Event, PlannedWrite, Stage};
 use super::history::History;
-use super::job::{record_history, write_step, ImageStep, PackageImage, Resumable, Stop};
+use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
+use super::journal::Resumable;
 use super::preflight::{storage_range, Preflight};
 use super::report::{BackupFacts, ImageReport, Outcome};
 use super::JobRequest;

@@ -66,10 +66,15 @@ impl Bench {
             ));
         }
         std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
-        let pkg = self.path(&format!("{name}-{version}.flpkg"));
+        self.pack_manifest(&dir, &format!("{name}-{version}"))
+    }
+
+    /// Packs `src/manifest.toml` with the release key into `NAME.flpkg`.
+    pub fn pack_manifest(&self, src: &Path, name: &str) -> PathBuf {
+        let pkg = self.path(&format!("{name}.flpkg"));
         let out = self.run(&[
             "pack",
-            dir.join("manifest.toml").to_str().unwrap(),
+            src.join("manifest.toml").to_str().unwrap(),
             "--key",
             self.path("keys/release.key").to_str().unwrap(),
             "-o",
@@ -83,33 +88,49 @@ impl Bench {
         pkg
     }
 
+    /// `flashline flash` of `pkg` onto a virtual phone, with JSON events and a report.
     pub fn flash(
         &self,
         pkg: &Path,
         phone: &RunningPhone,
         extra: &[&str],
     ) -> (Output, serde_json::Value) {
+        self.job("flash", pkg, Some(&phone.device_address()), extra)
+    }
+
+    /// Runs a job command (`flash`, `recover`) on `pkg` trusting the release key, and
+    /// returns its output and the report it always writes.
+    pub fn job(
+        &self,
+        command: &str,
+        pkg: &Path,
+        device: Option<&str>,
+        extra: &[&str],
+    ) -> (Output, serde_json::Value) {
         let report = self.path("report.json");
         let _ = std::fs::remove_file(&report);
         let keys = self.path("keys");
-        let address = phone.device_address();
         let mut args = vec![
-            "flash",
+            command,
             pkg.to_str().unwrap(),
             "--trust",
             keys.to_str().unwrap(),
             "--report",
             report.to_str().unwrap(),
             "--json",
-            "--device",
-            &address,
         ];
+        if let Some(device) = device {
+            args.extend(["--device", device]);
+        }
         args.extend(extra);
         let out = self.run(&args);
-        let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&report).expect("a report is always written"))
-                .unwrap();
-        (out, report)
+        let report = std::fs::read(&report).unwrap_or_else(|_| {
+            panic!(
+                "no report; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out, serde_json::from_slice(&report).unwrap())
     }
 
     pub fn phone(&self, cfg: PhoneConfig) -> (RunningPhone, PathBuf) {

@@ -61,7 +61,7 @@ pub fn write_flat_build(
     boot_start: &str,
     tweak: &str,
 ) {
-    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(src).unwrap();
     let parts = reference_layout();
     let at = |label: &str| {
         parts

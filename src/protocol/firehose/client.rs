@@ -652,19 +652,26 @@ impl<T: Transport> FirehoseClient<T> {
         }
     }
 
-    /// Reads documents until one carries a response, handling the logs before it.
+    /// Reads documents until one carries a response, handling the logs before it. Running
+    /// out of time is reported with the whole `timeout`, however much of it a read had left.
     fn await_response(
         &mut self,
         exchange: &mut Exchange,
         timeout: Duration,
     ) -> Result<Response, FirehoseError> {
         let deadline = Instant::now() + timeout;
+        let timed_out = || FirehoseError::Transport(TransportError::Timeout(timeout));
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(TransportError::Timeout(timeout).into());
+                return Err(timed_out());
             }
-            let doc = self.next_doc(exchange, left)?;
+            let doc = match self.next_doc(exchange, left) {
+                Err(FirehoseError::Transport(TransportError::Timeout(_))) => {
+                    return Err(timed_out())
+                }
+                other => other?,
+            };
             if let Some(response) = doc.response {
                 tracing::debug!(command = exchange.command, ?response, "Firehose response");
                 return Ok(response);
