@@ -17,6 +17,11 @@ const FASTBOOT_INTERFACE: (u8, u8, u8) = (0xff, 0x42, 0x03);
 /// transfer (and the kernel buffer behind it) bounded regardless of the message size.
 const MAX_BULK_WRITE: usize = 1 << 20;
 
+/// After a transfer error, how often and how far apart to look whether the device is gone:
+/// its removal may still be under way when the transfer fails.
+const DISCONNECT_CHECKS: u32 = 4;
+const DISCONNECT_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
 /// A fastboot device seen on the USB bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsbFastbootDevice {
@@ -124,6 +129,24 @@ impl UsbTransport {
     }
 }
 
+impl UsbTransport {
+    /// What a failed transfer means. A device that leaves the bus mid-transfer (cable
+    /// pulled, device reset) makes libusb report a plain I/O or pipe error, not "no
+    /// device"; asking the device for its configuration tells the two apart, once the
+    /// kernel has finished removing it.
+    fn transfer_error(&self, e: rusb::Error, timeout: Duration) -> TransportError {
+        if matches!(e, rusb::Error::Io | rusb::Error::Pipe) {
+            for _ in 0..DISCONNECT_CHECKS {
+                if self.handle.active_configuration() == Err(rusb::Error::NoDevice) {
+                    return TransportError::Disconnected;
+                }
+                std::thread::sleep(DISCONNECT_CHECK_INTERVAL);
+            }
+        }
+        usb_error(e, timeout)
+    }
+}
+
 impl Transport for UsbTransport {
     /// Sends `data` in bulk transfers of at most 1 MiB each.
     fn write(&mut self, data: &[u8], timeout: Duration) -> Result<(), TransportError> {
@@ -133,7 +156,7 @@ impl Transport for UsbTransport {
             let sent = self
                 .handle
                 .write_bulk(self.ep_out, &rest[..len], libusb_timeout(timeout))
-                .map_err(|e| usb_error(e, timeout))?;
+                .map_err(|e| self.transfer_error(e, timeout))?;
             if sent == 0 {
                 return Err(TransportError::Timeout(timeout));
             }
@@ -152,7 +175,7 @@ impl Transport for UsbTransport {
                     len: buf.len() as u64 + 1,
                     max: buf.len(),
                 },
-                other => usb_error(other, timeout),
+                other => self.transfer_error(other, timeout),
             })
     }
 
