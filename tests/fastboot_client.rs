@@ -142,3 +142,25 @@ fn a_device_closing_mid_response_is_a_disconnect_not_a_hang() {
     assert!(started.elapsed() < T, "took {:?}", started.elapsed());
     phone.join().unwrap();
 }
+
+#[test]
+fn a_device_that_leaves_right_after_reboot_has_rebooted() {
+    // The OKAY is lost when the device resets at once; a FAIL is still an error.
+    let (address, peer) = device(|mut d: Device| {
+        d.handshake();
+        d.expect("reboot");
+    });
+    let mut client = Client::new(TcpTransport::connect(&address, T).unwrap());
+    client.reboot().unwrap();
+    peer.join().unwrap();
+
+    let (address, peer) = device(|mut d: Device| {
+        d.handshake();
+        d.expect("reboot-bootloader");
+        d.send("FAILlocked");
+    });
+    let mut client = Client::new(TcpTransport::connect(&address, T).unwrap());
+    let err = client.reboot_bootloader().unwrap_err();
+    peer.join().unwrap();
+    assert!(matches!(err, FastbootError::DeviceFailed { .. }), "{err}");
+}

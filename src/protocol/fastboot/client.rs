@@ -291,12 +291,25 @@ impl<T: Transport> Client<T> {
 
     /// Reboots into the normal system.
     pub fn reboot(&mut self) -> Result<(), FastbootError> {
-        self.simple(Command::Reboot)
+        self.leaving(Command::Reboot)
     }
 
     /// Reboots back into the bootloader's fastboot mode.
     pub fn reboot_bootloader(&mut self) -> Result<(), FastbootError> {
-        self.simple(Command::RebootBootloader)
+        self.leaving(Command::RebootBootloader)
+    }
+
+    /// Runs a command after which the device leaves the bus. A device that goes before its
+    /// `OKAY` arrives did what was asked (a bootloader may reset within milliseconds of
+    /// answering, and the host then loses the answer in flight); a `FAIL` is still an error.
+    fn leaving(&mut self, command: Command) -> Result<(), FastbootError> {
+        match self.simple(command) {
+            Err(FastbootError::Transport(TransportError::Disconnected)) => {
+                tracing::debug!("the device left before its OKAY arrived");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Leaves fastboot and continues the normal boot.
