@@ -327,6 +327,16 @@ fn phone_run(soak: &Soak, rng: &mut Rng, run: u64) -> bool {
         phone.stop();
         return false;
     }
+    if first.activated_slot.is_some() {
+        // Only the reboot failed: the new slot is complete and active, and the same job
+        // run again would write the other slot. Nothing is left to resume.
+        assert!(
+            now_held().iter().all(|h| *h == Held::New),
+            "{what}: the activated slot holds every new image"
+        );
+        phone.stop();
+        return true;
+    }
     if matches!(fault, Fault::BatteryDrop { .. }) {
         // The owner charges the phone and plugs it back in.
         phone.stop();

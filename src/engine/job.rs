@@ -410,12 +410,28 @@ fn fastboot(
         driver.set_active_slot(slot).map_err(device_err)?;
         report.activated_slot = Some(slot.clone());
         emit(Event::SlotSwitched { slot: slot.clone() });
+        // The slot switch is the commit: the same job run again would now write the other
+        // slot, so there is nothing left to resume.
+        journal.finish(report);
     }
 
     emit(Event::Stage {
         stage: Stage::Reboot,
     });
-    driver.reboot().map_err(device_err)?;
+    driver.reboot().map_err(|e| {
+        let slot = report
+            .activated_slot
+            .as_ref()
+            .map(|s| format!(" and slot {s} is active"))
+            .unwrap_or_default();
+        (
+            Outcome::DeviceError,
+            format!(
+                "every image is written and verified{slot}, but the device did not confirm \
+                 its reboot ({e}): restart it by hand"
+            ),
+        )
+    })?;
     drop(driver);
     report.after = Some(match reidentify(req, device.serial.as_deref()) {
         Some(after) => versions(&after, "the device after its reboot"),

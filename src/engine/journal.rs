@@ -380,9 +380,9 @@ impl Resumable {
         self.journal.as_mut()
     }
 
-    /// The job is done: nothing is left to resume.
-    pub(super) fn finish(self, report: &mut Report) {
-        if let Some(mut journal) = self.journal {
+    /// The job's writes are done: nothing is left to resume.
+    pub(super) fn finish(&mut self, report: &mut Report) {
+        if let Some(mut journal) = self.journal.take() {
             report.notes.extend(journal.take_failures());
             report.notes.extend(journal.finish());
         }
