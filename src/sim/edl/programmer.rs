@@ -26,12 +26,11 @@ use crate::protocol::firehose::{
     Command, Configure, DeviceDoc, DocReader, FirehoseError, Patch, PowerAction, Response,
     SectorRange,
 };
-use crate::transport::{Transport, TransportError};
+use crate::transport::TransportError;
 
 use super::pbl::REBOOT_TIME;
-use super::pty::Pty;
 use super::storage::{Span, IO_BUF_LEN};
-use super::Device;
+use super::{Device, Line};
 
 /// Largest host document, announced as `MaxXMLSizeInBytes`.
 pub(super) const MAX_XML_SIZE: usize = 4096;
@@ -53,7 +52,7 @@ pub(super) enum Exit {
 }
 
 /// Runs the programmer; `pending` is what the host sent right after Sahara's DONE.
-pub(super) fn run(device: &Device, pty: &mut Pty, pending: &[u8]) -> Exit {
+pub(super) fn run(device: &Device, pty: &mut dyn Line, pending: &[u8]) -> Exit {
     let mut programmer = Programmer {
         device,
         pty,
@@ -71,7 +70,7 @@ enum Flow {
 
 struct Programmer<'a> {
     device: &'a Device,
-    pty: &'a mut Pty,
+    pty: &'a mut dyn Line,
     reader: DocReader,
     configured: bool,
 }
