@@ -18,6 +18,7 @@ use crate::device::discovery;
 use crate::device::quirks::Quirks;
 use crate::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome, Overrides};
 use crate::package::{self, Origin, Package, TrustStore};
+use crate::sim::fault::Fault;
 use crate::sim::phone::{PhoneConfig, PhoneSim};
 
 /// Exit code: the package failed verification.
@@ -258,6 +259,13 @@ struct ModemArgs {
     /// SHA-256 of the only programmer the EDL side accepts (as a secure-boot device does).
     #[arg(long)]
     programmer_sha256: Option<String>,
+    /// Misbehave once on the AT port (may be repeated): fail@AT+CGMR#1, stall@AT+CBC#1,
+    /// garbage@ATI#1, battery@bytes=N,percent=P (hotspot), reenumerate@AT+CGMR#1.
+    #[arg(long = "fault", value_name = "FAULT")]
+    faults: Vec<Fault>,
+    /// Misbehave once in EDL (may be repeated), as `sim edl --fault` does.
+    #[arg(long = "edl-fault", value_name = "FAULT")]
+    edl_faults: Vec<Fault>,
 }
 
 #[derive(Args)]
@@ -274,6 +282,11 @@ struct EdlArgs {
     /// SHA-256 of the only programmer accepted (as a secure-boot device does).
     #[arg(long)]
     programmer_sha256: Option<String>,
+    /// Misbehave once (may be repeated): disconnect@bytes=N, power-loss@bytes=N (N bytes of
+    /// program data), fail@program#1, stall@configure#1, garbage@getsha256digest#1,
+    /// reenumerate@program#2.
+    #[arg(long = "fault", value_name = "FAULT")]
+    faults: Vec<Fault>,
 }
 
 #[derive(Args)]
@@ -318,6 +331,12 @@ struct PhoneArgs {
     /// Delay added to every command, like a real link's round trip (e.g. 500us).
     #[arg(long, value_parser = humantime::parse_duration)]
     latency: Option<std::time::Duration>,
+    /// Misbehave once (may be repeated): disconnect@bytes=N (download data),
+    /// power-loss@bytes=N (bytes written by flash), fail@flash:boot#1,
+    /// stall@getvar:product#2, garbage@download:#1, battery@bytes=N,percent=P,
+    /// reenumerate@flash:system#1. N may end in K, M or G.
+    #[arg(long = "fault", value_name = "FAULT")]
+    faults: Vec<Fault>,
 }
 
 /// Runs the CLI.
@@ -772,10 +791,12 @@ fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
         imei: args.imei.unwrap_or(d.imei.clone()),
         usb_serial: args.serial.unwrap_or(d.usb_serial.clone()),
         battery_percent: args.battery.unwrap_or(d.battery_percent),
+        faults: args.faults.into(),
         ..d
     };
     let edl = EdlConfig {
         programmer_sha256: parse_sha256(args.programmer_sha256)?,
+        faults: args.edl_faults.into(),
         ..EdlConfig::default()
     };
     let modem = crate::sim::bench::VirtualModem::start(
@@ -805,6 +826,7 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
     let cfg = EdlConfig {
         serial: args.serial.unwrap_or(d.serial.clone()),
         programmer_sha256: parse_sha256(args.programmer_sha256)?,
+        faults: args.faults.into(),
         ..d
     };
     let sim = EdlSim::new(&args.dir, cfg, Some(&crate::device::bench::default_dir()))
@@ -839,6 +861,7 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         slots: args.slots,
         link_rate: args.link_rate,
         latency: args.latency.unwrap_or(d.latency),
+        faults: args.faults.into(),
         ..d
     };
     let sim = PhoneSim::bind(args.listen, &args.dir, cfg)

@@ -69,6 +69,19 @@ impl VirtualModem {
         self.modem.commands()
     }
 
+    /// The injected faults that have fired so far: the AT side's, then the EDL side's.
+    pub fn faults_fired(&self) -> Vec<String> {
+        let mut fired = self.modem.faults_fired();
+        if let Ok(edl) = self.edl.lock() {
+            fired.extend(
+                edl.as_ref()
+                    .map(RunningEdl::faults_fired)
+                    .unwrap_or_default(),
+            );
+        }
+        fired
+    }
+
     /// The EDL side's log, once switched.
     pub fn edl_commands(&self) -> Vec<String> {
         self.edl

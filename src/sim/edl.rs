@@ -15,6 +15,28 @@
 //! storage commands before `<configure>` are refused; patch values are plain numbers;
 //! `<power value="reset">` reboots into EDL again (the device has nothing else to boot),
 //! `off` ends the simulation as a powered-off device would vanish from the bus.
+//!
+//! Injected faults ([`EdlConfig::faults`]) are matched against the Firehose command as the
+//! event log shows it after `firehose:` (`program lun=0 start=34 sectors=8`,
+//! `configure memory=emmc payload=1048576`, `getsha256digest …`), so a tag name matches
+//! every command of that kind. Payload bytes are `<program>` data: received and written
+//! are the same bytes, since the programmer writes data as it arrives. A pseudo-terminal
+//! cannot hang up on its host while keeping its path, so "the link drops" means the device
+//! reboots on the same line: it stops answering, drops what it receives, and starts again
+//! in the boot ROM with Sahara HELLO; the host sees silence (or HELLO where it expected
+//! XML) and must load the programmer again.
+//!
+//! * disconnect / power loss: the data phase stops at exactly that byte, which is on the
+//!   LUN (the rest of the range keeps its old bytes); the device reboots into the boot ROM.
+//! * fail: NAK after the log "injected fault: command refused"; nothing executed (a
+//!   `<program>` gets no data phase).
+//! * stall: no answer, nothing executed; the programmer hangs, dropping whatever arrives,
+//!   until the line has been quiet for [`EdlConfig::data_timeout`]; then its watchdog
+//!   resets the device into the boot ROM.
+//! * garbage: 64 bytes instead of the answer, non-text bytes ending in `</data>` so the
+//!   host takes them for one (broken) document; nothing executed; the programmer goes on.
+//! * reenumerate: no answer, nothing executed; the device resets into the boot ROM.
+//! * battery drop does not apply: a device in EDL reports no battery.
 
 mod elf;
 mod pbl;
@@ -31,6 +53,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::fault::{Fault, FaultPlan, FaultPlanError, Injector};
 use crate::device::bench::{self, Announcement, BenchEntry};
 use crate::protocol::gpt::{Gpt, GptError, Guid};
 use crate::protocol::sahara::Status;
@@ -147,6 +170,9 @@ pub struct EdlConfig {
     /// How long the device waits in the middle of a transfer before deciding the host is
     /// gone; it then keeps what arrived and waits for a host again.
     pub data_timeout: Duration,
+    /// How the device misbehaves on purpose (see the module documentation); none by
+    /// default.
+    pub faults: FaultPlan,
 }
 
 impl Default for EdlConfig {
@@ -169,6 +195,7 @@ impl Default for EdlConfig {
             read_data64: false,
             late_logs: true,
             data_timeout: Duration::from_secs(10),
+            faults: FaultPlan::none(),
         }
     }
 }
@@ -222,6 +249,10 @@ impl EdlConfig {
         if self.memory_name.trim().is_empty() {
             return Err(EdlConfigError::NoMemoryName);
         }
+        self.faults.check("a device in EDL", |fault| match fault {
+            Fault::BatteryDrop { .. } => Some("reports no battery"),
+            _ => None,
+        })?;
         let mut tables = Vec::with_capacity(self.luns.len());
         for (lun, &sectors) in self.luns.iter().enumerate() {
             if sectors.checked_mul(u64::from(self.sector_size)).is_none() {
@@ -307,6 +338,9 @@ pub enum EdlConfigError {
     /// An identity label that names no partition.
     #[error("identity partition {0:?} is not one of the declared partitions")]
     UnknownIdentityPartition(String),
+    /// The fault plan cannot be carried out by this device.
+    #[error(transparent)]
+    Fault(#[from] FaultPlanError),
     /// The directory already holds this LUN with another size.
     #[error(
         "{} holds {actual} bytes but LUN {lun} is declared with {declared}; \
@@ -342,11 +376,14 @@ impl From<EdlConfigError> for io::Error {
     }
 }
 
-/// What survives mode switches and resets: configuration, flash, the event log.
+/// What survives mode switches and resets: configuration, flash, the event log, the
+/// fault plan being carried out.
 struct Device {
     cfg: EdlConfig,
     storage: Storage,
     log: Arc<Mutex<Vec<String>>>,
+    faults: Mutex<Injector>,
+    faults_fired: Arc<Mutex<Vec<String>>>,
 }
 
 impl Device {
@@ -404,8 +441,11 @@ impl EdlSim {
         let storage = Storage::open(dir, &cfg, &tables)?;
         let stop = Arc::new(AtomicBool::new(false));
         let line = open_line(Arc::clone(&stop))?;
+        let faults_fired = Arc::default();
         Ok(EdlSim {
             device: Device {
+                faults: Mutex::new(Injector::new(&cfg.faults, Arc::clone(&faults_fired))),
+                faults_fired,
                 cfg,
                 storage,
                 log: Arc::default(),
@@ -432,6 +472,7 @@ impl EdlSim {
         let address = self.address().to_string();
         let dir = self.dir.clone();
         let log = Arc::clone(&self.device.log);
+        let faults_fired = Arc::clone(&self.device.faults_fired);
         let stop = Arc::clone(&self.stop);
         let thread = thread::Builder::new()
             .name(format!("edl-sim {address}"))
@@ -440,6 +481,7 @@ impl EdlSim {
             address,
             dir,
             log,
+            faults_fired,
             stop,
             thread: Some(thread),
         })
@@ -465,6 +507,7 @@ pub struct RunningEdl {
     address: String,
     dir: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    faults_fired: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -487,6 +530,12 @@ impl RunningEdl {
     /// (`firehose:program lun=0 start=34 sectors=8`, `firehose:nak <reason>`, …).
     pub fn commands(&self) -> Vec<String> {
         lock(&self.log).clone()
+    }
+
+    /// The injected faults that have fired so far, oldest first, in their textual form
+    /// (`power-loss@bytes=4096`, `fail@program#1`, …).
+    pub fn faults_fired(&self) -> Vec<String> {
+        lock(&self.faults_fired).clone()
     }
 
     /// Stops serving and waits for the thread; the LUN files stay in the directory.

@@ -9,10 +9,12 @@
 pub mod bench;
 #[cfg(unix)]
 pub mod edl;
+pub mod fault;
 #[cfg(unix)]
 pub mod modem;
 pub mod phone;
 
+pub use fault::{Fault, FaultPlan};
 #[cfg(unix)]
 pub use modem::{ModemConfig, ModemKind, ModemSim, RunningModem};
 pub use phone::{ConfigError, PhoneConfig, PhoneSim, RunningPhone};

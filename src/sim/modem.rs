@@ -7,6 +7,23 @@
 //! one would enumerate with. Its download-mode command makes it behave like a modem
 //! rebooting: it answers `OK`, its announcement and its tty disappear, and the caller's
 //! `on_switch` brings up whatever the modem "reboots" into.
+//!
+//! Injected faults ([`ModemConfig::faults`]) are matched against each command line as
+//! received, without regard to case (`AT+CGMR` matches `at+cgmr`). The modem has no data
+//! phase, so its payload bytes are those of the lines it receives: each line's bytes (LF
+//! and overflow beyond [`MAX_COMMAND_LINE`] not counted) plus its CR, counted when the CR
+//! arrives.
+//!
+//! * fail: `ERROR` (in the `AT+CMEE` form), nothing executed; the download command then
+//!   does not switch.
+//! * stall: that command is echoed but never answered; the next ones are.
+//! * garbage: 64 bytes instead of the answer, non-text bytes ending in CR LF, so the host
+//!   reads one broken line and then no final result; nothing executed.
+//! * battery drop: a hotspot's `+CBC` reports the new charge.
+//! * reenumerate: no answer; the modem vanishes and comes back in download mode (EDL)
+//!   exactly as after its download command.
+//! * disconnect and power loss do not apply (no data phase, no storage written over AT):
+//!   give them to the EDL side.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -17,6 +34,7 @@ use std::time::Duration;
 
 use serialport::{SerialPort, TTYPort};
 
+use super::fault::{self, Fault, FaultPlan, FaultPlanError, Injector, Match, Reaction};
 use crate::device::bench::{self, Announcement, BenchEntry};
 
 /// Longest command line accepted from the host; longer lines are discarded and refused
@@ -40,8 +58,8 @@ pub enum ModemKind {
 
 /// What the virtual modem is and says.
 ///
-/// Later behaviours (e.g. injected faults) are added as fields here, so that every
-/// constructor keeps working through `..ModemConfig::dongle()`.
+/// Later behaviours are added as fields here, so that every constructor keeps working
+/// through `..ModemConfig::dongle()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModemConfig {
     /// Dongle or hotspot.
@@ -71,6 +89,9 @@ pub struct ModemConfig {
     /// Interleave an unsolicited `+CREG: 1` into every answer with information lines, as a
     /// modem does when its network registration changes while it answers.
     pub unsolicited: bool,
+    /// How the modem misbehaves on purpose (see the module documentation); none by
+    /// default.
+    pub faults: FaultPlan,
 }
 
 impl ModemConfig {
@@ -90,6 +111,7 @@ impl ModemConfig {
             download_command: "AT+ZDLMODE=1".into(),
             echo: true,
             unsolicited: false,
+            faults: FaultPlan::none(),
         }
     }
 
@@ -130,6 +152,16 @@ impl ModemConfig {
                 self.download_command.clone(),
             ));
         }
+        let kind = self.kind;
+        self.faults.check("the modem", |fault| match fault {
+            Fault::Disconnect { .. } | Fault::PowerLoss { .. } => {
+                Some("has no data phase on its AT port; give this fault to its EDL side")
+            }
+            Fault::BatteryDrop { .. } if kind == ModemKind::Dongle => {
+                Some("is a dongle without a battery")
+            }
+            _ => None,
+        })?;
         Ok(())
     }
 }
@@ -161,6 +193,9 @@ pub enum ModemConfigError {
     /// The download command is not an AT command.
     #[error("download command {0:?} does not start with AT")]
     BadDownloadCommand(String),
+    /// The fault plan cannot be carried out by this modem.
+    #[error(transparent)]
+    Fault(#[from] FaultPlanError),
 }
 
 impl From<ModemConfigError> for io::Error {
@@ -213,6 +248,8 @@ impl Reply {
 struct Modem {
     cfg: ModemConfig,
     echo: bool,
+    /// The charge a hotspot reports (the configured one until an injected drop).
+    battery_percent: u8,
     /// `AT+CMEE` mode: 0 plain `ERROR`, 1 numeric, 2 verbose `+CME ERROR`.
     cmee: u8,
 }
@@ -221,6 +258,7 @@ impl Modem {
     fn new(cfg: ModemConfig) -> Self {
         Modem {
             echo: cfg.echo,
+            battery_percent: cfg.battery_percent,
             cmee: 0,
             cfg,
         }
@@ -256,7 +294,7 @@ impl Modem {
             "+CBC" => Reply::ok(vec![match cfg.kind {
                 ModemKind::Dongle => "+CBC: 2,0".to_string(),
                 ModemKind::Hotspot => {
-                    format!("+CBC: {},{}", u8::from(cfg.charging), cfg.battery_percent)
+                    format!("+CBC: {},{}", u8::from(cfg.charging), self.battery_percent)
                 }
             }]),
             "+CMEE?" => Reply::ok(vec![format!("+CMEE: {}", self.cmee)]),
@@ -296,6 +334,7 @@ impl Modem {
 #[derive(Default)]
 struct Shared {
     commands: Mutex<Vec<String>>,
+    faults_fired: Arc<Mutex<Vec<String>>>,
     stopping: AtomicBool,
     switched: AtomicBool,
 }
@@ -320,6 +359,7 @@ pub struct ModemSim {
     slave: TTYPort,
     announcement: Option<Announcement>,
     modem: Modem,
+    faults: Injector,
     shared: Arc<Shared>,
 }
 
@@ -357,6 +397,7 @@ impl ModemSim {
             master,
             slave,
             announcement,
+            faults: Injector::new(&cfg.faults, Arc::clone(&shared.faults_fired)),
             modem: Modem::new(cfg),
             shared: Arc::clone(&shared),
         };
@@ -426,6 +467,8 @@ impl ModemSim {
     /// Answers one received line and says whether the modem must now vanish. Lines not
     /// starting with `AT` are noise a modem ignores.
     fn answer(&mut self, received: &[u8], too_long: bool) -> bool {
+        self.faults.add_received(received.len() as u64 + 1);
+        self.modem.battery_percent = self.faults.battery(self.modem.cfg.battery_percent);
         let text = String::from_utf8_lossy(received).trim().to_string();
         let reply = if too_long {
             lock(&self.shared.commands).push(format!("<{MAX_COMMAND_LINE}+ byte line>"));
@@ -435,7 +478,16 @@ impl ModemSim {
             if self.modem.echo {
                 self.send(format!("{text}\r").as_bytes());
             }
-            self.modem.handle(&text)
+            match self.faults.on_command(&text, Match::IgnoreAsciiCase) {
+                Some(Reaction::Fail) => Reply::error(),
+                Some(Reaction::Stall) => return false,
+                Some(Reaction::Garbage) => {
+                    self.send(&fault::garbage(b"\r\n"));
+                    return false;
+                }
+                Some(Reaction::Reenumerate) => return true,
+                None => self.modem.handle(&text),
+            }
         } else {
             return false;
         };
@@ -479,9 +531,16 @@ impl RunningModem {
         lock(&self.shared.commands).clone()
     }
 
-    /// Whether the download command made the modem vanish.
+    /// Whether the modem vanished into download mode (its download command, or an
+    /// injected re-enumeration).
     pub fn switched(&self) -> bool {
         self.shared.switched.load(Ordering::SeqCst)
+    }
+
+    /// The injected faults that have fired so far, oldest first, in their textual form
+    /// (`fail@AT+CGMR#1`, `battery@bytes=0,percent=5`, …).
+    pub fn faults_fired(&self) -> Vec<String> {
+        lock(&self.shared.faults_fired).clone()
     }
 
     /// Stops serving, withdraws the announcement and closes the pty.

@@ -5,6 +5,28 @@
 //! file `DIR/<partition>.img`, so tests can compare the bytes on the "device" with the
 //! image a client flashed. Connections are served one after another, as a phone's single
 //! USB/TCP endpoint does; partitions, slots and versions survive connections and reboots.
+//!
+//! Injected faults ([`PhoneConfig::faults`]) are matched against the command text as it
+//! arrives (`flash:boot`, `download:00100000`, `getvar:battery-soc-ok`). Payload bytes
+//! *received* are download data; payload bytes *written* are image bytes a `flash:` puts
+//! into a partition (raw bytes, or the RAW and FILL bytes of a sparse image; erasing
+//! counts nothing). The phone writes a partition progressively from the stored download,
+//! so a power cut leaves it holding exactly the bytes written before the cut.
+//!
+//! * disconnect: the connection closes without an answer once the count is reached (mid
+//!   data phase, or right after its last byte); the download is lost; the next
+//!   connection is served at once.
+//! * power loss: the write stops at exactly that byte, the connection closes without an
+//!   answer, the download (RAM) is lost, and the phone boots again: it is away for
+//!   [`BOOT_TIME`] (connections are closed unserved), then in fastboot again.
+//! * fail: `FAIL` + "injected fault", nothing executed; garbage: one 64-byte frame of
+//!   non-text bytes instead of the answer, nothing executed; the connection goes on.
+//! * stall: no answer, nothing executed; the phone reads and ignores everything else on
+//!   that connection until the host closes it, then serves the next one normally.
+//! * battery drop: `battery-soc` and `battery-soc-ok` report the new charge.
+//! * reenumerate: no answer, nothing executed; the phone boots its OS (the version
+//!   partition is read again, as at every boot), is away for [`BOOT_TIME`] and then
+//!   back in fastboot.
 
 mod bootloader;
 mod link;
@@ -22,16 +44,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use super::fault::{Fault, FaultPlan, FaultPlanError};
 use bootloader::Bootloader;
 use storage::{Partition, Storage};
 
-pub use bootloader::BATTERY_OK_PERCENT;
+pub use bootloader::{BATTERY_OK_PERCENT, BOOT_TIME};
 pub use shaper::parse_rate;
 
 /// What the virtual phone is and what it holds.
 ///
-/// Later behaviours (e.g. injected faults) are added as fields here, so that every
-/// constructor keeps working through `..Default::default()`.
+/// Later behaviours are added as fields here, so that every constructor keeps working
+/// through `..Default::default()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhoneConfig {
     /// `getvar:product`, matched by packages against their target.
@@ -63,6 +86,8 @@ pub struct PhoneConfig {
     /// Added to every command before it is answered: the round trip of a real link
     /// (about 0.5 ms over USB 2.0); zero for none.
     pub latency: Duration,
+    /// How the phone misbehaves on purpose (see the module documentation); none by default.
+    pub faults: FaultPlan,
 }
 
 impl Default for PhoneConfig {
@@ -84,6 +109,7 @@ impl Default for PhoneConfig {
             version_partition: Some("boot".into()),
             link_rate: None,
             latency: Duration::ZERO,
+            faults: FaultPlan::none(),
         }
     }
 }
@@ -116,6 +142,9 @@ pub enum ConfigError {
     /// A battery charge above 100 %.
     #[error("battery charge {0} % is over 100 %")]
     BadBattery(u8),
+    /// The fault plan cannot be carried out by this phone.
+    #[error(transparent)]
+    Fault(#[from] FaultPlanError),
     /// The directory already holds this partition with another size.
     #[error(
         "{} holds {actual} bytes but partition {name:?} is declared with {declared}; \
@@ -163,6 +192,13 @@ impl PhoneConfig {
         if let Some(pct) = self.battery_percent.filter(|&p| p > 100) {
             return Err(ConfigError::BadBattery(pct));
         }
+        let has_battery = self.battery_percent.is_some();
+        self.faults.check("the phone", |fault| match fault {
+            Fault::BatteryDrop { .. } if !has_battery => {
+                Some("reports no battery (battery_percent is None)")
+            }
+            _ => None,
+        })?;
         let suffixes: &[&str] = if self.slots { &["_a", "_b"] } else { &[""] };
         let mut table: Vec<Partition> = Vec::new();
         for (base, size) in &self.partitions {
@@ -193,6 +229,8 @@ impl PhoneConfig {
 #[derive(Default)]
 struct Shared {
     commands: Arc<Mutex<Vec<String>>>,
+    /// Faults that fired (see [`RunningPhone::faults_fired`]).
+    faults_fired: Arc<Mutex<Vec<String>>>,
     stopping: AtomicBool,
     /// The connection being served, so `stop` can cut it short.
     active: Mutex<Option<TcpStream>>,
@@ -217,7 +255,12 @@ impl PhoneSim {
         let storage = Storage::open(dir, cfg.partition_table()?)?;
         let listener = TcpListener::bind(listen)?;
         let shared = Arc::new(Shared::default());
-        let bootloader = Bootloader::new(cfg, storage, Arc::clone(&shared.commands));
+        let bootloader = Bootloader::new(
+            cfg,
+            storage,
+            Arc::clone(&shared.commands),
+            Arc::clone(&shared.faults_fired),
+        );
         Ok(PhoneSim {
             listener,
             bootloader,
@@ -262,6 +305,12 @@ impl PhoneSim {
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
             }
+            if self.bootloader.is_away() {
+                // Rebooting: nobody is there to talk to.
+                drop(stream);
+                *lock(&self.shared.active) = None;
+                continue;
+            }
             let peer = stream.peer_addr().ok();
             if let Err(e) = self.bootloader.serve(stream) {
                 tracing::info!("phone sim: connection from {peer:?} ended: {e}");
@@ -294,6 +343,12 @@ impl RunningPhone {
     /// valid command appear as `<…>`.
     pub fn commands(&self) -> Vec<String> {
         lock(&self.shared.commands).clone()
+    }
+
+    /// The injected faults that have fired so far, oldest first, in their textual form
+    /// (`power-loss@bytes=1048576`, `fail@flash:boot#1`, …).
+    pub fn faults_fired(&self) -> Vec<String> {
+        lock(&self.shared.faults_fired).clone()
     }
 
     /// Stops serving and waits for the thread; partition files stay in the directory.

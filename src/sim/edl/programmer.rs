@@ -30,7 +30,8 @@ use crate::transport::TransportError;
 
 use super::pbl::REBOOT_TIME;
 use super::storage::{Span, IO_BUF_LEN};
-use super::{Device, Line};
+use super::{lock, Device, Line};
+use crate::sim::fault::{self, Cut, Match, Reaction};
 
 /// Largest host document, announced as `MaxXMLSizeInBytes`.
 pub(super) const MAX_XML_SIZE: usize = 4096;
@@ -40,6 +41,8 @@ pub(super) const MAX_XML_SIZE: usize = 4096;
 const BOOT_TIME: Duration = Duration::from_millis(50);
 /// Longest `DelayInSeconds` honoured before a reset.
 const MAX_RESET_DELAY: Duration = Duration::from_secs(10);
+/// The log line before the NAK of an injected failure.
+const INJECTED_FAILURE: &str = "injected fault: command refused";
 
 /// Why the programmer stopped running.
 pub(super) enum Exit {
@@ -140,8 +143,12 @@ impl Programmer<'_> {
                 return Ok(Flow::Next);
             }
         };
-        self.device
-            .record(format!("firehose:{}", describe(&command)));
+        let text = describe(&command);
+        self.device.record(format!("firehose:{text}"));
+        let reaction = lock(&self.device.faults).on_command(&text, Match::Exact);
+        if let Some(reaction) = reaction {
+            return self.misbehave(reaction);
+        }
         let needs_storage = !matches!(
             command,
             Command::Configure(_) | Command::Nop | Command::Power { .. } | Command::Unknown { .. }
@@ -175,6 +182,48 @@ impl Programmer<'_> {
                 Ok(Flow::Next)
             }
         }
+    }
+
+    /// Does what an injected command fault says instead of executing the command.
+    fn misbehave(&mut self, reaction: Reaction) -> Result<Flow, TransportError> {
+        match reaction {
+            Reaction::Fail => {
+                self.nak(INJECTED_FAILURE)?;
+                Ok(Flow::Next)
+            }
+            Reaction::Garbage => {
+                let timeout = self.device.cfg.data_timeout;
+                self.pty.write(&fault::garbage(b"</data>"), timeout)?;
+                Ok(Flow::Next)
+            }
+            Reaction::Stall => Ok(self.hang()),
+            Reaction::Reenumerate => Ok(self.reboot("injected re-enumeration")),
+        }
+    }
+
+    /// A hung programmer: it answers nothing and drops what arrives until the line has been
+    /// quiet for the data timeout, when its watchdog resets the device.
+    fn hang(&mut self) -> Flow {
+        let quiet = self.device.cfg.data_timeout;
+        let mut sink = [0u8; 4096];
+        loop {
+            match self.pty.read(&mut sink, quiet) {
+                Ok(_) => {}
+                Err(TransportError::Timeout(_)) => return self.reboot("watchdog"),
+                Err(_) if self.pty.stopping() => return Flow::Exit(Exit::Stopped),
+                Err(e) => {
+                    self.device.record(format!("firehose:link error {e}"));
+                    return self.reboot("watchdog");
+                }
+            }
+        }
+    }
+
+    /// Leaves the programmer for the boot ROM, as a reset does.
+    fn reboot(&mut self, why: &str) -> Flow {
+        self.device.record(format!("firehose:reboot ({why})"));
+        self.pty.pause(REBOOT_TIME);
+        Flow::Exit(Exit::Reset)
     }
 
     fn configure(&mut self, c: &Configure) -> Result<Flow, TransportError> {
@@ -238,8 +287,29 @@ impl Programmer<'_> {
         // and its data must not be taken for commands. The NAK comes after the last byte.
         let mut failed: Option<io::Error> = None;
         let timeout = self.device.cfg.data_timeout;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
+        loop {
+            let budget = {
+                let mut faults = lock(&self.device.faults);
+                if let Some(cut) = faults.cut() {
+                    drop(faults);
+                    // The flash holds exactly what was written before the cut.
+                    let _ = file.flush();
+                    let what = match cut {
+                        Cut::Link => "link lost",
+                        Cut::Power => "power lost",
+                    };
+                    let done = span.len - left;
+                    return Ok(self.reboot(&format!("{what} after {done} program bytes")));
+                }
+                [faults.receive_budget(), faults.write_budget()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            };
+            if left == 0 {
+                break;
+            }
+            let want = left.min(buf.len() as u64).min(budget.unwrap_or(u64::MAX)) as usize;
             let n = match self
                 .reader
                 .read_raw(&mut *self.pty, &mut buf[..want], timeout)
@@ -254,6 +324,10 @@ impl Programmer<'_> {
             if failed.is_none() {
                 failed = file.write_all(&buf[..n]).err();
             }
+            let stored = if failed.is_none() { n as u64 } else { 0 };
+            let mut faults = lock(&self.device.faults);
+            faults.add_received(n as u64);
+            faults.add_written(stored);
             left -= n as u64;
         }
         if let Some(e) = failed.or_else(|| file.flush().err()) {

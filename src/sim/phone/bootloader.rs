@@ -17,16 +17,23 @@
 use std::io::{self, BufReader, Read, Seek};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::protocol::fastboot::{Command, Response, MAX_COMMAND_LEN};
 use crate::protocol::sparse::{self, Validate};
 
 use super::link::{Incoming, Link};
-use super::storage::{Partition, Storage};
+use super::storage::{Meter, Partition, Storage};
 use super::{version, PhoneConfig};
+use crate::sim::fault::{self, Cut, Injector, Match, Reaction};
 
 /// `battery-soc-ok` is `yes` from this charge on; below it a real phone refuses to flash.
 pub const BATTERY_OK_PERCENT: u8 = 10;
+/// How long the phone is away when an injected fault makes it boot (power loss, a reboot
+/// into its OS and back): connections made meanwhile are closed unserved.
+pub const BOOT_TIME: Duration = Duration::from_millis(300);
+/// The reason in the `FAIL` of an injected failure.
+const INJECTED_FAILURE: &str = "injected fault: command refused";
 /// Slot letters of an A/B phone, in index order.
 const SLOTS: [char; 2] = ['a', 'b'];
 
@@ -43,6 +50,10 @@ pub(super) struct Bootloader {
     security_version: u64,
     /// Every command received, as text (see [`super::RunningPhone::commands`]).
     log: Arc<Mutex<Vec<String>>>,
+    /// The fault plan being carried out.
+    faults: Injector,
+    /// Until when the phone is booting and takes no connection.
+    away_until: Option<Instant>,
 }
 
 /// A/B state.
@@ -60,11 +71,17 @@ enum Flow {
 }
 
 impl Bootloader {
-    pub fn new(cfg: PhoneConfig, storage: Storage, log: Arc<Mutex<Vec<String>>>) -> Self {
+    pub fn new(
+        cfg: PhoneConfig,
+        storage: Storage,
+        log: Arc<Mutex<Vec<String>>>,
+        faults_fired: Arc<Mutex<Vec<String>>>,
+    ) -> Self {
         let slots = cfg.slots.then_some(Slots {
             active: 0,
             successful: [true, false],
         });
+        let faults = Injector::new(&cfg.faults, faults_fired);
         let mut bootloader = Bootloader {
             firmware_version: cfg.firmware_version.clone(),
             security_version: cfg.security_version,
@@ -73,6 +90,8 @@ impl Bootloader {
             download: None,
             slots,
             log,
+            faults,
+            away_until: None,
         };
         bootloader.boot();
         bootloader
@@ -103,11 +122,46 @@ impl Bootloader {
                     continue;
                 }
             };
-            self.record(command.to_string());
-            if let Flow::Close = self.execute(command, &mut link)? {
+            let text = command.to_string();
+            self.record(text.clone());
+            let flow = match self.faults.on_command(&text, Match::Exact) {
+                Some(reaction) => self.misbehave(reaction, &mut link)?,
+                None => self.execute(command, &mut link)?,
+            };
+            if let Flow::Close = flow {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the phone is still booting after an injected fault.
+    pub fn is_away(&self) -> bool {
+        self.away_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Does what an injected command fault says instead of executing the command.
+    fn misbehave(&mut self, reaction: Reaction, link: &mut Link) -> io::Result<Flow> {
+        match reaction {
+            Reaction::Fail => link.send(&Response::Fail(INJECTED_FAILURE.into()))?,
+            Reaction::Garbage => link.send_frame(&fault::garbage(b""))?,
+            Reaction::Stall => {
+                link.ignore_until_closed();
+                return Ok(Flow::Close);
+            }
+            Reaction::Reenumerate => {
+                self.restart();
+                return Ok(Flow::Close);
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    /// The phone goes away and boots again: what is in RAM (the download) is lost, the
+    /// boot reads the version partition, and for [`BOOT_TIME`] nobody answers.
+    fn restart(&mut self) {
+        self.download = None;
+        self.boot();
+        self.away_until = Some(Instant::now() + BOOT_TIME);
     }
 
     fn record(&self, entry: String) {
@@ -138,7 +192,15 @@ impl Bootloader {
                         image.len,
                         if image.sparse { "sparse" } else { "raw" }
                     )))?;
-                    self.write_flash(&image)
+                    let mut meter = Meter::new(self.faults.write_budget());
+                    let response = self.write_flash(&image, &mut meter);
+                    self.faults.add_written(meter.written());
+                    if let Some(Cut::Power) = self.faults.cut() {
+                        // The partition keeps what was written; the phone dies unanswered.
+                        self.restart();
+                        return Ok(Flow::Close);
+                    }
+                    response
                 }
                 Err(reason) => Response::Fail(reason),
             },
@@ -187,12 +249,21 @@ impl Bootloader {
             }
         };
         link.send(&Response::Data(len))?;
-        match link
-            .receive_data(u64::from(len), &file)
-            .and_then(|()| file.set_len(u64::from(len)))
-        {
+        let len = u64::from(len);
+        let limit = self
+            .faults
+            .receive_budget()
+            .map_or(len, |budget| budget.min(len));
+        let mut received = 0;
+        let result = link.receive_data(len, limit, &file, &mut received);
+        self.faults.add_received(received);
+        if result.is_ok() && self.faults.cut().is_some() {
+            // The cable is pulled: no answer, and the download never completed.
+            return Ok(Flow::Close);
+        }
+        match result.and_then(|()| file.set_len(len)) {
             Ok(()) => {
-                self.download = Some(u64::from(len));
+                self.download = Some(len);
                 link.send(&Response::Okay(String::new()))?;
                 Ok(Flow::Next)
             }
@@ -235,19 +306,19 @@ impl Bootloader {
         Ok(FlashImage { part, len, sparse })
     }
 
-    fn write_flash(&self, image: &FlashImage) -> Response {
+    fn write_flash(&self, image: &FlashImage, meter: &mut Meter) -> Response {
         let source = match self.open_download() {
             Ok(file) => BufReader::new(file),
             Err(reason) => return Response::Fail(reason),
         };
         let result = if image.sparse {
             self.storage
-                .write_sparse(&image.part, source)
+                .write_sparse(&image.part, source, meter)
                 .map(drop)
                 .map_err(|e| e.to_string())
         } else {
             self.storage
-                .write_raw(&image.part, source, image.len)
+                .write_raw(&image.part, source, image.len, meter)
                 .map_err(|e| e.to_string())
         };
         match result {
@@ -326,8 +397,8 @@ impl Bootloader {
             ("max-download-size", None) => format!("0x{:X}", self.cfg.max_download_size),
             ("version-bootloader", None) => self.firmware_version.clone(),
             ("security-version", None) => self.security_version.to_string(),
-            ("battery-soc", None) => self.cfg.battery_percent?.to_string(),
-            ("battery-soc-ok", None) => yes_no(self.cfg.battery_percent? >= BATTERY_OK_PERCENT),
+            ("battery-soc", None) => self.battery()?.to_string(),
+            ("battery-soc-ok", None) => yes_no(self.battery()? >= BATTERY_OK_PERCENT),
             ("slot-count", None) => if self.slots.is_some() { "2" } else { "0" }.to_string(),
             ("current-slot", None) => SLOTS[self.slots.as_ref()?.active].to_string(),
             ("slot-successful", Some(slot)) => {
@@ -357,6 +428,11 @@ impl Bootloader {
             _ => return None,
         };
         Some(value)
+    }
+
+    /// The charge the battery reports, after any injected drop.
+    fn battery(&self) -> Option<u8> {
+        self.cfg.battery_percent.map(|p| self.faults.battery(p))
     }
 
     /// `getvar:all` as `name:value` lines, per-partition ones as `name:partition:value`.

@@ -96,31 +96,57 @@ impl Link {
         Ok(Incoming::Command(command))
     }
 
-    /// Receives a data phase of exactly `len` bytes into `out` at its position, across any
-    /// number of frames. A frame that runs past `len` is a protocol error: the phone could
-    /// not tell where the next command starts.
-    pub fn receive_data(&mut self, len: u64, out: &File) -> io::Result<()> {
+    /// Receives the first `limit` bytes of a data phase of `len` bytes into `out` at its
+    /// position, across any number of frames, adding each byte stored to `received`.
+    /// `limit` is below `len` only when an injected disconnect cuts the phase short. A
+    /// frame that runs past `len` is a protocol error: the phone could not tell where the
+    /// next command starts.
+    pub fn receive_data(
+        &mut self,
+        len: u64,
+        limit: u64,
+        out: &File,
+        received: &mut u64,
+    ) -> io::Result<()> {
         let mut left = len;
-        while left > 0 {
-            let frame = self.read_frame_len()?.ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("host closed the connection with {left} download bytes missing"),
-                )
-            })?;
-            if frame > left {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("a {frame}-byte data frame runs past the {left} bytes still expected"),
-                ));
+        let mut in_frame = 0;
+        while len - left < limit {
+            if in_frame == 0 {
+                let frame = self.read_frame_len()?.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("host closed the connection with {left} download bytes missing"),
+                    )
+                })?;
+                if frame > left {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "a {frame}-byte data frame runs past the {left} bytes still expected"
+                        ),
+                    ));
+                }
+                in_frame = frame;
+                continue;
             }
-            let mut in_frame = frame;
-            while in_frame > 0 {
-                in_frame -= self.store(in_frame, out)? as u64;
-            }
-            left -= frame;
+            let want = in_frame.min(limit - (len - left));
+            let n = self.store(want, out)? as u64;
+            in_frame -= n;
+            left -= n;
+            *received += n;
         }
         Ok(())
+    }
+
+    /// Reads and drops whatever the host sends until it closes the connection (or stays
+    /// silent for the idle timeout): a hung device answers nothing.
+    pub fn ignore_until_closed(&mut self) {
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = self.stream.read(&mut sink) {
+            if n == 0 {
+                return;
+            }
+        }
     }
 
     /// Moves some of the `left` bytes of the current frame into `out`; returns how many.
@@ -182,9 +208,13 @@ impl Link {
 
     /// Sends one response as one frame.
     pub fn send(&mut self, response: &Response) -> io::Result<()> {
-        let payload = response.encode();
+        self.send_frame(&response.encode())
+    }
+
+    /// Sends `payload` as one frame, whatever it holds.
+    pub fn send_frame(&mut self, payload: &[u8]) -> io::Result<()> {
         let mut frame = (payload.len() as u64).to_be_bytes().to_vec();
-        frame.extend_from_slice(&payload);
+        frame.extend_from_slice(payload);
         self.stream.write_all(&frame)
     }
 

@@ -126,8 +126,16 @@ impl Storage {
         OpenOptions::new().write(true).open(self.image_path(part))
     }
 
-    /// Writes `len` bytes of `src` at offset 0; the rest of the partition is untouched.
-    pub fn write_raw(&self, part: &Partition, src: impl Read, len: u64) -> io::Result<()> {
+    /// Writes `len` bytes of `src` at offset 0, streaming (the kernel copies file to file
+    /// where it can); the rest of the partition is untouched. `meter` counts the bytes and
+    /// may cut the write short.
+    pub fn write_raw(
+        &self,
+        part: &Partition,
+        src: impl Read,
+        len: u64,
+        meter: &mut Meter,
+    ) -> io::Result<()> {
         if len > part.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -135,21 +143,29 @@ impl Storage {
             ));
         }
         let mut file = self.open_image(part)?;
-        let copied = io::copy(&mut src.take(len), &mut file)?;
-        if copied != len {
+        let allowed = meter.allowed(len);
+        let copied = io::copy(&mut src.take(allowed), &mut file)?;
+        meter.count(copied);
+        if copied != allowed {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        Ok(())
+        cut_short(allowed, len)
     }
 
     /// Applies a sparse image at its block offsets: RAW and FILL chunks are written,
     /// DONT_CARE blocks keep what the partition held (each piece of a split image relies
-    /// on that).
-    pub fn write_sparse(&self, part: &Partition, src: impl Read) -> Result<Header, SparseError> {
+    /// on that). `meter` counts the RAW and FILL bytes and may cut the write.
+    pub fn write_sparse(
+        &self,
+        part: &Partition,
+        src: impl Read,
+        meter: &mut Meter,
+    ) -> Result<Header, SparseError> {
         let mut sink = PartitionWriter {
             file: self.open_image(part)?,
             size: part.size,
             fill: Vec::new(),
+            meter,
         };
         sparse::expand(src, &mut sink)
     }
@@ -172,15 +188,71 @@ impl Storage {
     }
 }
 
+/// Counts the image bytes written into partitions and stops writing at a limit: how a
+/// power cut from the fault plan lands at an exact byte.
+#[derive(Debug)]
+pub(super) struct Meter {
+    /// Bytes that may still be written; `None` for no limit.
+    left: Option<u64>,
+    /// Bytes written through this meter.
+    written: u64,
+}
+
+impl Meter {
+    /// A meter that lets `limit` bytes through (`None`: any number).
+    pub fn new(limit: Option<u64>) -> Meter {
+        Meter {
+            left: limit,
+            written: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// How many of `len` bytes may be written before the limit.
+    fn allowed(&self, len: u64) -> u64 {
+        self.left.map_or(len, |left| left.min(len))
+    }
+
+    fn count(&mut self, n: u64) {
+        self.written += n;
+        if let Some(left) = &mut self.left {
+            *left = left.saturating_sub(n);
+        }
+    }
+
+    /// Writes `bytes`, or as many as the limit lets through followed by an error.
+    fn write(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+        let len = bytes.len() as u64;
+        let allowed = self.allowed(len);
+        // `allowed` is at most `bytes.len()`.
+        file.write_all(&bytes[..allowed as usize])?;
+        self.count(allowed);
+        cut_short(allowed, len)
+    }
+}
+
+/// The error that ends a write the meter cut at `allowed` of `len` bytes.
+fn cut_short(allowed: u64, len: u64) -> io::Result<()> {
+    if allowed < len {
+        return Err(io::Error::other("power cut during the write"));
+    }
+    Ok(())
+}
+
 /// Writes the regions of an expanded sparse image into a partition file.
-struct PartitionWriter {
+struct PartitionWriter<'a> {
     file: File,
     size: u64,
     /// The current FILL pattern repeated to [`COPY_BUF_LEN`] bytes.
     fill: Vec<u8>,
+    meter: &'a mut Meter,
 }
 
-impl PartitionWriter {
+impl PartitionWriter<'_> {
     fn seek_to(&mut self, offset: u64, len: u64) -> io::Result<()> {
         if offset.checked_add(len).is_none_or(|end| end > self.size) {
             return Err(io::Error::new(
@@ -195,14 +267,14 @@ impl PartitionWriter {
     }
 }
 
-impl RegionSink for PartitionWriter {
+impl RegionSink for PartitionWriter<'_> {
     fn begin(&mut self, header: &Header) -> io::Result<()> {
         self.seek_to(0, header.expanded_len())
     }
 
     fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         self.seek_to(offset, bytes.len() as u64)?;
-        self.file.write_all(bytes)
+        self.meter.write(&mut self.file, bytes)
     }
 
     fn fill(&mut self, offset: u64, len: u64, pattern: [u8; 4]) -> io::Result<()> {
@@ -213,7 +285,7 @@ impl RegionSink for PartitionWriter {
         let mut left = len;
         while left > 0 {
             let n = left.min(self.fill.len() as u64) as usize;
-            self.file.write_all(&self.fill[..n])?;
+            self.meter.write(&mut self.file, &self.fill[..n])?;
             left -= n as u64;
         }
         Ok(())
@@ -258,7 +330,9 @@ mod tests {
             size: 8192,
         }];
         let storage = Storage::open(dir.path(), table.clone()).unwrap();
-        storage.write_raw(&table[0], &b"kept"[..], 4).unwrap();
+        storage
+            .write_raw(&table[0], &b"kept"[..], 4, &mut Meter::new(None))
+            .unwrap();
         let again = Storage::open(dir.path(), table.clone()).unwrap();
         assert_eq!(again.read_prefix(&table[0], 4).unwrap(), b"kept");
 
@@ -277,6 +351,25 @@ mod tests {
     }
 
     #[test]
+    fn a_metered_raw_write_stops_at_exactly_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = Partition {
+            name: "boot".into(),
+            size: 8192,
+        };
+        let storage = Storage::open(dir.path(), vec![part.clone()]).unwrap();
+        let mut meter = Meter::new(Some(1001));
+        let err = storage
+            .write_raw(&part, &[7u8; 4000][..], 4000, &mut meter)
+            .unwrap_err();
+        assert!(err.to_string().contains("power cut"), "{err}");
+        assert_eq!(meter.written(), 1001);
+        let bytes = storage.read_prefix(&part, 8192).unwrap();
+        assert!(bytes[..1001].iter().all(|&b| b == 7));
+        assert!(bytes[1001..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
     fn sparse_regions_land_at_their_offsets() {
         let dir = tempfile::tempdir().unwrap();
         let part = Partition {
@@ -285,7 +378,12 @@ mod tests {
         };
         let storage = Storage::open(dir.path(), vec![part.clone()]).unwrap();
         storage
-            .write_raw(&part, &[0x55u8; 4 * 4096][..], 4 * 4096)
+            .write_raw(
+                &part,
+                &[0x55u8; 4 * 4096][..],
+                4 * 4096,
+                &mut Meter::new(None),
+            )
             .unwrap();
 
         // DONT_CARE 1 block, RAW 1 block of 0xAB, FILL 1 block of 01 02 03 04, DONT_CARE 1.
@@ -303,13 +401,36 @@ mod tests {
         image.extend(chunk(0xCAC2, 1, 16));
         image.extend([1, 2, 3, 4]);
         image.extend(chunk(0xCAC3, 1, 12));
-        storage.write_sparse(&part, &image[..]).unwrap();
+        let mut meter = Meter::new(None);
+        storage.write_sparse(&part, &image[..], &mut meter).unwrap();
+        assert_eq!(
+            meter.written(),
+            2 * 4096,
+            "RAW and FILL bytes count, DONT_CARE not"
+        );
 
         let bytes = storage.read_prefix(&part, 4 * 4096).unwrap();
         assert!(bytes[..4096].iter().all(|&b| b == 0x55));
         assert!(bytes[4096..8192].iter().all(|&b| b == 0xAB));
         assert!(bytes[8192..12288].chunks(4).all(|c| c == [1, 2, 3, 4]));
         assert!(bytes[12288..].iter().all(|&b| b == 0x55));
+
+        // A power cut 100 bytes into the FILL region: RAW done, 100 FILL bytes, rest old.
+        storage
+            .write_raw(
+                &part,
+                &[0x55u8; 4 * 4096][..],
+                4 * 4096,
+                &mut Meter::new(None),
+            )
+            .unwrap();
+        let mut meter = Meter::new(Some(4096 + 100));
+        assert!(storage.write_sparse(&part, &image[..], &mut meter).is_err());
+        assert_eq!(meter.written(), 4096 + 100);
+        let bytes = storage.read_prefix(&part, 4 * 4096).unwrap();
+        assert!(bytes[4096..8192].iter().all(|&b| b == 0xAB));
+        assert!(bytes[8192..8292].chunks(4).all(|c| c == [1, 2, 3, 4]));
+        assert!(bytes[8292..].iter().all(|&b| b == 0x55));
 
         storage.erase(&part).unwrap();
         let bytes = storage.read_prefix(&part, 1 << 20).unwrap();
