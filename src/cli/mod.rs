@@ -85,6 +85,11 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Keep watching: print a line as each device arrives or leaves (JSON: one object
+        /// per line with "event": "arrived" or "left"), until interrupted. Watches USB and
+        /// serial ports only, without talking to any device.
+        #[arg(long, conflicts_with_all = ["connect", "probe"])]
+        watch: bool,
     },
     /// Show a device's identity, versions, battery and partitions.
     Info {
@@ -337,6 +342,11 @@ struct PhoneArgs {
     /// reenumerate@flash:system#1. N may end in K, M or G.
     #[arg(long = "fault", value_name = "FAULT")]
     faults: Vec<Fault>,
+    /// Appear as a USB device (18d1:4ee0, fastboot interface) through a USB gadget on this
+    /// machine's device controller, instead of listening on TCP (Linux; needs configfs,
+    /// libcomposite, usb_f_fs and a UDC such as dummy_hcd's).
+    #[arg(long, conflicts_with = "listen")]
+    usb_gadget: bool,
 }
 
 /// Runs the CLI.
@@ -451,9 +461,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             json,
         } => inspect(&package, &trust, json),
         Command::Devices {
+            watch: true, json, ..
+        } => watch_devices(json),
+        Command::Devices {
             connect,
             probe,
             json,
+            watch: false,
         } => {
             let found = discovery::scan(&connect, &Quirks::builtin(), probe);
             if json {
@@ -461,14 +475,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             } else if found.is_empty() {
                 println!("No devices found. A phone must be in fastboot mode; network devices need --connect tcp:HOST:PORT.");
             } else {
-                for d in found {
-                    println!(
-                        "{:<28} {:<9} {:<20} {}",
-                        d.address,
-                        serde_json::to_string(&d.mode)?.trim_matches('"'),
-                        d.product.unwrap_or_default(),
-                        d.serial.unwrap_or_default()
-                    );
+                for d in &found {
+                    println!("{}", device_line(d)?);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -777,6 +785,41 @@ fn parse_sha256(text: Option<String>) -> Result<Option<[u8; 32]>> {
     .transpose()
 }
 
+/// One device as `flashline devices` lists it.
+fn device_line(d: &discovery::Found) -> Result<String> {
+    Ok(format!(
+        "{:<28} {:<9} {:<20} {}",
+        d.address,
+        serde_json::to_string(&d.mode)?.trim_matches('"'),
+        d.product.as_deref().unwrap_or_default(),
+        d.serial.as_deref().unwrap_or_default()
+    ))
+}
+
+/// `flashline devices --watch`: one line per arrival or departure, until interrupted or
+/// stdout goes away.
+fn watch_devices(json: bool) -> Result<ExitCode> {
+    use discovery::Change;
+    use std::io::Write;
+    let result = discovery::watch(&Quirks::builtin(), |change| {
+        let line = if json {
+            serde_json::to_string(&change).map_err(anyhow::Error::from)
+        } else {
+            let (event, d) = match &change {
+                Change::Arrived(d) => ("arrived", d),
+                Change::Left(d) => ("left   ", d),
+            };
+            device_line(d).map(|line| format!("{event} {line}"))
+        };
+        let mut out = std::io::stdout().lock();
+        match line.and_then(|l| writeln!(out, "{l}").and_then(|()| out.flush()).map_err(Into::into)) {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(e) => std::ops::ControlFlow::Break(e),
+        }
+    });
+    Err(result)
+}
+
 fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
     use crate::sim::edl::EdlConfig;
     use crate::sim::modem::ModemConfig;
@@ -864,6 +907,9 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         faults: args.faults.into(),
         ..d
     };
+    if args.usb_gadget {
+        return sim_phone_usb(&args.dir, cfg);
+    }
     let sim = PhoneSim::bind(args.listen, &args.dir, cfg)
         .with_context(|| format!("cannot start the virtual phone on {}", args.listen))?;
     let addr = sim.local_addr()?;
@@ -875,6 +921,27 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
     );
     sim.serve_forever();
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(target_os = "linux")]
+fn sim_phone_usb(dir: &Path, cfg: PhoneConfig) -> Result<ExitCode> {
+    let serial = cfg.serial.clone();
+    let phone = crate::sim::phone::UsbPhone::create(dir, cfg)
+        .context("cannot plug the virtual phone in as a USB gadget")?;
+    // The first line on stdout is the address to pass to --device, for scripts.
+    println!("{serial}");
+    eprintln!(
+        "virtual phone on USB ({}); partitions in {}; stop with Ctrl-C",
+        phone.gadget().path().display(),
+        dir.display()
+    );
+    phone.serve_forever()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sim_phone_usb(_dir: &Path, _cfg: PhoneConfig) -> Result<ExitCode> {
+    bail!("--usb-gadget needs Linux's USB gadget framework")
 }
 
 fn parse_partition(text: &str) -> Result<(String, u64)> {

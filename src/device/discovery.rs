@@ -11,6 +11,7 @@
 //! Linux without qcserial), as a USB device with the quirks file's EDL IDs: both open the
 //! same EDL driver, over a tty or over the raw bulk endpoints.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,9 @@ use crate::transport::Transport;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often discovery looks again while waiting for a device.
 const POLL: Duration = Duration::from_millis(100);
+/// How often [`watch`] looks for devices arriving and leaving: quick enough that a
+/// technician sees a plug at once, slow enough to cost nothing.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A device seen during discovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,6 +98,52 @@ pub fn scan(connect: &[String], quirks: &Quirks, probe: bool) -> Vec<Found> {
         }
     }
     found
+}
+
+/// A device arriving or leaving, as [`watch`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Change {
+    /// Newly attached (or there when watching started).
+    Arrived(Found),
+    /// Gone.
+    Left(Found),
+}
+
+/// Reports devices as they arrive and leave (USB fastboot devices, serial ports and the
+/// virtual bench; nothing is written to any device), starting with those already present
+/// as arrivals, until `on_change` breaks; returns what it broke with.
+///
+/// Hotplug is a poll of [`scan`] every 250 ms compared with the previous one: it needs no
+/// udev or libusb hotplug support, so it behaves the same in containers and minimal systems.
+pub fn watch<B>(quirks: &Quirks, mut on_change: impl FnMut(Change) -> ControlFlow<B>) -> B {
+    let mut before = Vec::new();
+    loop {
+        let now = scan(&[], quirks, false);
+        for change in changes(&before, &now) {
+            if let ControlFlow::Break(b) = on_change(change) {
+                return b;
+            }
+        }
+        before = now;
+        std::thread::sleep(WATCH_INTERVAL);
+    }
+}
+
+/// What differs between two scans, departures first. A device is the same device while its
+/// address, mode, USB IDs and serial number stay the same; descriptive strings that could
+/// not be read in one scan do not make it leave.
+fn changes(before: &[Found], now: &[Found]) -> Vec<Change> {
+    let key = |f: &Found| (f.address.clone(), f.mode, f.vid, f.pid, f.serial.clone());
+    let left = before
+        .iter()
+        .filter(|b| !now.iter().any(|n| key(n) == key(b)))
+        .map(|b| Change::Left(b.clone()));
+    let arrived = now
+        .iter()
+        .filter(|n| !before.iter().any(|b| key(b) == key(n)))
+        .map(|n| Change::Arrived(n.clone()));
+    left.chain(arrived).collect()
 }
 
 /// Serial ports of the operating system and of the virtual bench, classified.
@@ -397,5 +447,59 @@ pub fn wait_for_counterpart(
             )));
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phone(address: &str, serial: Option<&str>) -> Found {
+        Found {
+            address: address.into(),
+            mode: Mode::Fastboot,
+            vid: Some(0x18d1),
+            pid: Some(0x4ee0),
+            product: Some("zte-demo-phone".into()),
+            serial: serial.map(Into::into),
+            known_as: None,
+            is_virtual: false,
+        }
+    }
+
+    #[test]
+    fn changes_report_departures_then_arrivals() {
+        let a = phone("usb:1-1", Some("A"));
+        let b = phone("usb:2-1", Some("B"));
+        assert_eq!(changes(&[], &[a.clone()]), vec![Change::Arrived(a.clone())]);
+        assert_eq!(changes(&[a.clone()], &[a.clone()]), vec![]);
+        assert_eq!(
+            changes(&[a.clone()], &[b.clone()]),
+            vec![Change::Left(a.clone()), Change::Arrived(b)]
+        );
+        // Another device on the same port is a departure and an arrival.
+        let c = phone("usb:1-1", Some("C"));
+        assert_eq!(
+            changes(&[a.clone()], &[c.clone()]),
+            vec![Change::Left(a), Change::Arrived(c)]
+        );
+    }
+
+    #[test]
+    fn unreadable_strings_do_not_make_a_device_leave() {
+        let a = phone("usb:1-1", Some("A"));
+        let busy = Found {
+            product: None,
+            ..a.clone()
+        };
+        assert!(changes(&[a], &[busy]).is_empty());
+    }
+
+    #[test]
+    fn changes_serialize_as_one_flat_json_object() {
+        let json = serde_json::to_value(Change::Left(phone("usb:1-1", Some("A")))).unwrap();
+        assert_eq!(json["event"], "left");
+        assert_eq!(json["address"], "usb:1-1");
+        assert_eq!(json["serial"], "A");
     }
 }

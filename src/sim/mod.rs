@@ -10,6 +10,8 @@ pub mod bench;
 #[cfg(unix)]
 pub mod edl;
 pub mod fault;
+#[cfg(target_os = "linux")]
+pub mod gadget;
 #[cfg(unix)]
 pub mod modem;
 pub mod phone;

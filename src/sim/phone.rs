@@ -1,4 +1,5 @@
-//! A virtual Android phone in fastboot mode, served over TCP like `fastboot -s tcp:…`.
+//! A virtual Android phone in fastboot mode, served over TCP like `fastboot -s tcp:…`, or
+//! on Linux as a USB device through a gadget ([`UsbPhone`]).
 //!
 //! It checks what a real bootloader checks (download limit, partition table and sizes,
 //! sparse image validity, slots) and stores what it is sent: every partition is the raw
@@ -34,6 +35,8 @@ mod shaper;
 #[cfg(target_os = "linux")]
 mod splice;
 mod storage;
+#[cfg(target_os = "linux")]
+mod usb;
 mod version;
 
 use std::io;
@@ -46,10 +49,13 @@ use std::time::Duration;
 
 use super::fault::{Fault, FaultPlan, FaultPlanError};
 use bootloader::Bootloader;
+use link::Wire;
 use storage::{Partition, Storage};
 
 pub use bootloader::{BATTERY_OK_PERCENT, BOOT_TIME};
 pub use shaper::parse_rate;
+#[cfg(target_os = "linux")]
+pub use usb::UsbPhone;
 
 /// What the virtual phone is and what it holds.
 ///
@@ -312,7 +318,7 @@ impl PhoneSim {
                 continue;
             }
             let peer = stream.peer_addr().ok();
-            if let Err(e) = self.bootloader.serve(stream) {
+            if let Err(e) = self.bootloader.serve(Wire::Tcp(stream)) {
                 tracing::info!("phone sim: connection from {peer:?} ended: {e}");
             }
             *lock(&self.shared.active) = None;

@@ -15,14 +15,13 @@
 //! * The download stays available after `flash` until the next `download`.
 
 use std::io::{self, BufReader, Read, Seek};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::protocol::fastboot::{Command, Response, MAX_COMMAND_LEN};
 use crate::protocol::sparse::{self, Validate};
 
-use super::link::{Incoming, Link};
+use super::link::{Incoming, Link, Wire};
 use super::storage::{Meter, Partition, Storage};
 use super::{version, PhoneConfig};
 use crate::sim::fault::{self, Cut, Injector, Match, Reaction};
@@ -97,9 +96,9 @@ impl Bootloader {
         bootloader
     }
 
-    /// Serves one host connection until it closes or asks for a reboot.
-    pub fn serve(&mut self, stream: TcpStream) -> io::Result<()> {
-        let mut link = Link::accept(stream, self.cfg.link_rate)?;
+    /// Serves one host session until the host closes it (TCP) or asks for a reboot.
+    pub fn serve(&mut self, wire: Wire) -> io::Result<()> {
+        let mut link = Link::accept(wire, self.cfg.link_rate)?;
         loop {
             let bytes = match link.next_command()? {
                 Incoming::Closed => return Ok(()),

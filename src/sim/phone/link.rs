@@ -1,8 +1,10 @@
-//! The device side of fastboot over TCP: the `FB01` handshake and 8-byte frames.
+//! The device side of a fastboot link: TCP (the `FB01` handshake and 8-byte frames) or
+//! USB (bulk transfers on a gadget).
 //!
-//! After the handshake every message travels as a big-endian `u64` length followed by that
-//! many bytes. A command is one frame; a data phase may come as one huge frame or many
-//! small ones, so data is counted in bytes and streamed, never buffered by frame.
+//! Over TCP, after the handshake every message travels as a big-endian `u64` length
+//! followed by that many bytes. A command is one frame; a data phase may come as one huge
+//! frame or many small ones, so data is counted in bytes and streamed, never buffered by
+//! frame. Over USB a command is one bulk transfer and the data phase any number of them.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -13,6 +15,8 @@ use super::shaper::Shaper;
 #[cfg(target_os = "linux")]
 use super::splice::Splicer;
 use crate::protocol::fastboot::{Response, MAX_COMMAND_LEN};
+#[cfg(target_os = "linux")]
+use crate::sim::gadget::{BulkIn, BulkOut};
 
 /// How long the host may take to send its `FB01`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,9 +39,18 @@ pub(super) enum Incoming {
     Closed,
 }
 
-/// One accepted host connection.
+/// What carries the bytes to and from the host.
+pub(super) enum Wire {
+    /// fastboot over TCP: one accepted connection.
+    Tcp(TcpStream),
+    /// fastboot over USB: the bulk OUT and bulk IN endpoints of a gadget.
+    #[cfg(target_os = "linux")]
+    Usb(BulkOut, BulkIn),
+}
+
+/// One host session: a TCP connection, or a USB configuration until the host lets go.
 pub(super) struct Link {
-    stream: TcpStream,
+    wire: Wire,
     /// The data-phase buffer, allocated at the first download.
     buf: Vec<u8>,
     /// Paces the data phase to the configured link rate, if any.
@@ -49,22 +62,35 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// Performs the device side of the handshake: the host sends `FB` + two decimal digits
-    /// first; the phone answers `FB01`, the only version it speaks. `link_rate` (bytes/s)
-    /// caps how fast download data is taken in.
-    pub fn accept(stream: TcpStream, link_rate: Option<u64>) -> io::Result<Self> {
+    /// Starts a session. Over TCP this is the device side of the handshake: the host sends
+    /// `FB` + two decimal digits first; the phone answers `FB01`, the only version it
+    /// speaks. USB has no handshake. `link_rate` (bytes/s) caps how fast download data is
+    /// taken in.
+    pub fn accept(wire: Wire, link_rate: Option<u64>) -> io::Result<Self> {
+        let stream = match wire {
+            Wire::Tcp(stream) => stream,
+            #[cfg(target_os = "linux")]
+            usb @ Wire::Usb(..) => {
+                return Ok(Link {
+                    wire: usb,
+                    buf: Vec::new(),
+                    shaper: link_rate.map(Shaper::new),
+                    splicer: None,
+                })
+            }
+        };
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         let mut link = Link {
-            stream,
+            wire: Wire::Tcp(stream),
             buf: Vec::new(),
             shaper: link_rate.map(Shaper::new),
             #[cfg(target_os = "linux")]
             splicer: None,
         };
         let mut hello = [0u8; 4];
-        link.stream.read_exact(&mut hello)?;
+        link.reader().read_exact(&mut hello)?;
         let version = std::str::from_utf8(&hello[2..])
             .ok()
             .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
@@ -78,13 +104,19 @@ impl Link {
                 ))
             }
         }
-        link.stream.write_all(b"FB01")?;
-        link.stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+        if let Wire::Tcp(stream) = &mut link.wire {
+            stream.write_all(b"FB01")?;
+            stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+        }
         Ok(link)
     }
 
     /// Waits for the next command frame.
     pub fn next_command(&mut self) -> io::Result<Incoming> {
+        #[cfg(target_os = "linux")]
+        if let Wire::Usb(out, _) = &mut self.wire {
+            return next_transfer(out);
+        }
         let Some(len) = self.read_frame_len()? else {
             return Ok(Incoming::Closed);
         };
@@ -92,7 +124,7 @@ impl Link {
             return Ok(Incoming::TooLong(len));
         }
         let mut command = vec![0u8; len as usize];
-        self.stream.read_exact(&mut command)?;
+        self.reader().read_exact(&mut command)?;
         Ok(Incoming::Command(command))
     }
 
@@ -109,6 +141,17 @@ impl Link {
         received: &mut u64,
     ) -> io::Result<()> {
         let mut left = len;
+        #[cfg(target_os = "linux")]
+        if let Wire::Usb(..) = self.wire {
+            // Each read asks for no more than is still due: a transfer ending exactly on a
+            // packet boundary is complete only when the request is full.
+            while len - left < limit {
+                let n = self.copy(limit - (len - left), out)? as u64;
+                left -= n;
+                *received += n;
+            }
+            return Ok(());
+        }
         let mut in_frame = 0;
         while len - left < limit {
             if in_frame == 0 {
@@ -142,7 +185,7 @@ impl Link {
     /// silent for the idle timeout): a hung device answers nothing.
     pub fn ignore_until_closed(&mut self) {
         let mut sink = [0u8; 4096];
-        while let Ok(n) = self.stream.read(&mut sink) {
+        while let Ok(n) = self.reader().read(&mut sink) {
             if n == 0 {
                 return;
             }
@@ -152,6 +195,9 @@ impl Link {
     /// Moves some of the `left` bytes of the current frame into `out`; returns how many.
     #[cfg(target_os = "linux")]
     fn store(&mut self, left: u64, out: &File) -> io::Result<usize> {
+        let Wire::Tcp(stream) = &self.wire else {
+            return self.copy(left, out);
+        };
         let splicer = self.splicer.get_or_insert_with(|| {
             Splicer::new()
                 .inspect_err(|e| tracing::debug!("phone sim: copying downloads: {e}"))
@@ -160,7 +206,7 @@ impl Link {
         let Some(splicer) = splicer else {
             return self.copy(left, out);
         };
-        let n = splicer.take(&self.stream, usize::try_from(left).unwrap_or(usize::MAX))?;
+        let n = splicer.take(stream, usize::try_from(left).unwrap_or(usize::MAX))?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -191,7 +237,12 @@ impl Link {
     fn fill(&mut self, n: usize) -> io::Result<()> {
         let mut got = 0;
         while got < n {
-            match self.stream.read(&mut self.buf[got..n]) {
+            let reader: &mut dyn Read = match &mut self.wire {
+                Wire::Tcp(stream) => stream,
+                #[cfg(target_os = "linux")]
+                Wire::Usb(out, _) => out,
+            };
+            match reader.read(&mut self.buf[got..n]) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(k) => {
                     if let Some(shaper) = &mut self.shaper {
@@ -206,16 +257,30 @@ impl Link {
         Ok(())
     }
 
-    /// Sends one response as one frame.
+    /// Sends one response as one frame (TCP) or one transfer (USB).
     pub fn send(&mut self, response: &Response) -> io::Result<()> {
         self.send_frame(&response.encode())
     }
 
-    /// Sends `payload` as one frame, whatever it holds.
+    /// Sends `payload` as one frame (TCP) or one transfer (USB), whatever it holds.
     pub fn send_frame(&mut self, payload: &[u8]) -> io::Result<()> {
+        let stream = match &mut self.wire {
+            Wire::Tcp(stream) => stream,
+            #[cfg(target_os = "linux")]
+            Wire::Usb(_, to_host) => return to_host.write_all(payload),
+        };
         let mut frame = (payload.len() as u64).to_be_bytes().to_vec();
         frame.extend_from_slice(payload);
-        self.stream.write_all(&frame)
+        stream.write_all(&frame)
+    }
+
+    /// Where host bytes come from.
+    fn reader(&mut self) -> &mut dyn Read {
+        match &mut self.wire {
+            Wire::Tcp(stream) => stream,
+            #[cfg(target_os = "linux")]
+            Wire::Usb(out, _) => out,
+        }
     }
 
     /// Reads a frame header; `None` if the host closed the connection before it.
@@ -223,7 +288,7 @@ impl Link {
         let mut header = [0u8; 8];
         let mut got = 0;
         while got < header.len() {
-            match self.stream.read(&mut header[got..]) {
+            match self.reader().read(&mut header[got..]) {
                 Ok(0) if got == 0 => return Ok(None),
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => got += n,
@@ -232,5 +297,25 @@ impl Link {
             }
         }
         Ok(Some(u64::from_be_bytes(header)))
+    }
+}
+
+/// Reads one USB command transfer. The buffer is a whole number of high-speed packets
+/// longer than the longest command, so an over-long command shows as such. Zero-length
+/// transfers carry nothing and are skipped.
+#[cfg(target_os = "linux")]
+fn next_transfer(out: &mut BulkOut) -> io::Result<Incoming> {
+    let mut command = vec![0u8; MAX_COMMAND_LEN + 512];
+    loop {
+        match out.read(&mut command) {
+            Ok(0) => {}
+            Ok(n) if n > MAX_COMMAND_LEN => return Ok(Incoming::TooLong(n as u64)),
+            Ok(n) => {
+                command.truncate(n);
+                return Ok(Incoming::Command(command));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
