@@ -43,6 +43,8 @@ mod pbl;
 mod programmer;
 mod pty;
 mod storage;
+#[cfg(target_os = "linux")]
+mod usb;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -84,6 +86,20 @@ pub trait Line: Transport {
     /// Drops whatever the host sent that the device has not read yet, as a device that
     /// reboots loses it.
     fn discard_input(&mut self);
+
+    /// Drops the rest of the host transfer being read and says whether the line has
+    /// transfers at all. Over USB what follows a Firehose command in its transfer is
+    /// padding (qdl ends each document with a newline) and the data phase starts with the
+    /// next transfer; on a serial line (`false`) everything after `</data>` is data.
+    fn skip_rest_of_transfer(&mut self) -> bool {
+        false
+    }
+
+    /// The device reboots into its boot ROM: input is lost, and a line that is a USB
+    /// device leaves the bus and enumerates again, as real hardware does.
+    fn reboot(&mut self) {
+        self.discard_input();
+    }
 
     /// Whether the simulator is shutting down.
     fn stopping(&self) -> bool {
@@ -495,7 +511,7 @@ impl EdlSim {
         let _announcement = self.announcement.take();
         while let Some(pending) = pbl::run(&self.device, &mut *self.line) {
             match programmer::run(&self.device, &mut *self.line, &pending) {
-                programmer::Exit::Reset => self.line.discard_input(),
+                programmer::Exit::Reset => self.line.reboot(),
                 programmer::Exit::PowerOff | programmer::Exit::Stopped => return,
             }
         }

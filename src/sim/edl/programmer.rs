@@ -281,6 +281,10 @@ impl Programmer<'_> {
         self.send(&DeviceDoc::response(
             Response::ack().with("rawmode", "true"),
         ))?;
+        if self.pty.skip_rest_of_transfer() {
+            // What the reader holds is the rest of the command's transfer, not data.
+            self.reader = DocReader::new();
+        }
         let mut buf = vec![0u8; IO_BUF_LEN];
         let mut left = span.len;
         // A storage failure does not end the data phase early: the host is still sending,

@@ -13,7 +13,7 @@ use super::bootloader::Bootloader;
 use super::link::Wire;
 use super::storage::Storage;
 use super::PhoneConfig;
-use crate::sim::gadget::{Function, Gadget, GadgetSpec};
+use crate::sim::gadget::{gadget_name, Function, Gadget, GadgetSpec};
 
 /// Google's vendor ID and the product ID its bootloaders use in fastboot mode.
 pub const USB_VID: u16 = 0x18d1;
@@ -40,7 +40,7 @@ impl UsbPhone {
     pub fn create(dir: &Path, cfg: PhoneConfig) -> io::Result<Self> {
         let storage = Storage::open(dir, cfg.partition_table()?)?;
         let spec = GadgetSpec {
-            name: gadget_name(&cfg.serial),
+            name: gadget_name("phone", &cfg.serial),
             vid: USB_VID,
             pid: USB_PID,
             manufacturer: "flashline".into(),
@@ -83,27 +83,5 @@ impl UsbPhone {
                 }
             }
         }
-    }
-}
-
-/// A gadget name from the serial: gadget names allow fewer characters than serials.
-fn gadget_name(serial: &str) -> String {
-    let safe: String = serial
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .take(16)
-        .collect();
-    format!("flashline-phone-{safe}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gadget_names_are_safe_directory_names() {
-        assert_eq!(gadget_name("FLSIM0001"), "flashline-phone-FLSIM0001");
-        assert_eq!(gadget_name("a/b c"), "flashline-phone-a_b_c");
-        assert!(gadget_name(&"x".repeat(64)).len() <= 32);
     }
 }
