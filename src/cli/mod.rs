@@ -823,7 +823,11 @@ fn watch_devices(json: bool) -> Result<ExitCode> {
             device_line(d).map(|line| format!("{event} {line}"))
         };
         let mut out = std::io::stdout().lock();
-        match line.and_then(|l| writeln!(out, "{l}").and_then(|()| out.flush()).map_err(Into::into)) {
+        match line.and_then(|l| {
+            writeln!(out, "{l}")
+                .and_then(|()| out.flush())
+                .map_err(Into::into)
+        }) {
             Ok(()) => std::ops::ControlFlow::Continue(()),
             Err(e) => std::ops::ControlFlow::Break(e),
         }

@@ -392,6 +392,13 @@ impl From<EdlConfigError> for io::Error {
     }
 }
 
+/// Creates the LUN files in `dir` (GPT and identity data) as [`EdlSim::new`] does, without
+/// serving: a modem that switches to EDL later has its flash before it is switched.
+pub fn create_luns(dir: &Path, cfg: &EdlConfig) -> io::Result<()> {
+    Storage::open(dir, cfg, &cfg.tables()?)?;
+    Ok(())
+}
+
 /// What survives mode switches and resets: configuration, flash, the event log, the
 /// fault plan being carried out.
 struct Device {

@@ -409,9 +409,9 @@ impl ModemSim {
     ) -> io::Result<RunningModem> {
         cfg.check()?;
         // Raw 8N1 without flow control, as the host's cdc-acm side will be.
-        let port = serialport::new(tty, 115_200)
-            .open_native()
-            .map_err(|e| io::Error::new(io::Error::from(e.clone()).kind(), format!("{tty}: {e}")))?;
+        let port = serialport::new(tty, 115_200).open_native().map_err(|e| {
+            io::Error::new(io::Error::from(e.clone()).kind(), format!("{tty}: {e}"))
+        })?;
         ModemSim::spawn(cfg, port, None, None, tty.to_string(), on_switch)
     }
 

@@ -27,7 +27,8 @@ usb_device() {
   local d
   for d in /sys/bus/usb/devices/*; do
     [ -f "$d/idVendor" ] || continue
-    if [ "$(cat "$d/idVendor")" = "$1" ] && [ "$(cat "$d/idProduct")" = "$2" ]; then
+    # A device leaving while we look has no attributes any more: not a match.
+    if [ "$(cat "$d/idVendor" 2>/dev/null)" = "$1" ] && [ "$(cat "$d/idProduct" 2>/dev/null)" = "$2" ]; then
       echo "$d"
       return 0
     fi

@@ -104,7 +104,9 @@ impl GadgetLine {
         let writer_stop = Arc::clone(&stop);
         thread::Builder::new()
             .name(format!("edl-usb-in {}", spec.name))
-            .spawn(move || write_transfers(to_host_ep, &outgoing, &done, &udc_file, &writer_stop))?;
+            .spawn(move || {
+                write_transfers(to_host_ep, &outgoing, &done, &udc_file, &writer_stop)
+            })?;
         Ok(GadgetLine {
             address: format!("usb-gadget:{}", spec.name),
             stop,

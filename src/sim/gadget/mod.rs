@@ -246,7 +246,10 @@ mod tests {
 
     #[test]
     fn gadget_names_are_safe_directory_names() {
-        assert_eq!(gadget_name("phone", "FLSIM0001"), "flashline-phone-FLSIM0001");
+        assert_eq!(
+            gadget_name("phone", "FLSIM0001"),
+            "flashline-phone-FLSIM0001"
+        );
         assert_eq!(gadget_name("edl", "a/b c"), "flashline-edl-a_b_c");
         assert!(gadget_name("modem", &"x".repeat(64)).len() <= 32);
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{ModemConfig, ModemSim, RunningModem};
 use crate::sim::bench::ZTE_EDL;
-use crate::sim::edl::{EdlConfig, EdlSim, RunningEdl};
+use crate::sim::edl::{create_luns, EdlConfig, EdlSim, RunningEdl};
 use crate::sim::gadget::{gadget_name, Function, Gadget, GadgetSpec};
 
 /// How often and how long to look for the gadget tty's device node.
@@ -33,7 +33,7 @@ impl UsbModem {
         edl.serial = modem.usb_serial.clone();
         (edl.vid, edl.pid) = ZTE_EDL;
         // The LUNs exist (with their identity data) before any switch, as on a real modem.
-        drop(EdlSim::new(dir, edl.clone(), None)?);
+        create_luns(dir, &edl)?;
         let spec = GadgetSpec {
             name: gadget_name("modem", &modem.usb_serial),
             vid: modem.vid,

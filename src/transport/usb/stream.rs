@@ -305,7 +305,10 @@ mod tests {
         ) -> Result<usize, TransportError> {
             let mut wire = self.0.lock().unwrap();
             wire.asked.push(buf.len());
-            assert!(buf.len().is_multiple_of(512), "IN requests must be whole packets");
+            assert!(
+                buf.len().is_multiple_of(512),
+                "IN requests must be whole packets"
+            );
             let Some(transfer) = wire.device.pop_front() else {
                 return Err(TransportError::Timeout(timeout));
             };

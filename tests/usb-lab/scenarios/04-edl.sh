@@ -5,7 +5,7 @@
 # LUN file holds exactly the images each wrote.
 export FLASHLINE_HOME=/tmp/home4
 lun=/tmp/e4/lun0.img
-FLASHLINE_LOG=flashline::sim=trace flashline sim edl --usb-gadget --dir /tmp/e4 --serial LAB0004 > /tmp/e4.log 2>&1 &
+FLASHLINE_LOG=flashline::sim=debug flashline sim edl --usb-gadget --dir /tmp/e4 --serial LAB0004 > /tmp/e4.log 2>&1 &
 wait_for 20 usb_device 05c6 9008 || { cat /tmp/e4.log; fail "the EDL device did not enumerate"; }
 dev=$(usb_device 05c6 9008)
 [ "$(cat "$dev/serial")" = LAB0004 ] || fail "serial $(cat "$dev/serial"), expected LAB0004"
