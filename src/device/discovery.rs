@@ -471,16 +471,17 @@ mod tests {
     fn changes_report_departures_then_arrivals() {
         let a = phone("usb:1-1", Some("A"));
         let b = phone("usb:2-1", Some("B"));
-        assert_eq!(changes(&[], &[a.clone()]), vec![Change::Arrived(a.clone())]);
-        assert_eq!(changes(&[a.clone()], &[a.clone()]), vec![]);
+        let one = std::slice::from_ref;
+        assert_eq!(changes(&[], one(&a)), vec![Change::Arrived(a.clone())]);
+        assert_eq!(changes(one(&a), one(&a)), vec![]);
         assert_eq!(
-            changes(&[a.clone()], &[b.clone()]),
+            changes(one(&a), one(&b)),
             vec![Change::Left(a.clone()), Change::Arrived(b)]
         );
         // Another device on the same port is a departure and an arrival.
         let c = phone("usb:1-1", Some("C"));
         assert_eq!(
-            changes(&[a.clone()], &[c.clone()]),
+            changes(one(&a), one(&c)),
             vec![Change::Left(a), Change::Arrived(c)]
         );
     }
