@@ -68,6 +68,153 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// The SHA-256 of each block of a stream, recorded on one pass so that a later pass over
+/// the same file can prove, block by block, that it reads the same bytes.
+///
+/// An image sent in several pieces is committed piece by piece; a single whole-file hash
+/// would only be known after the last one. Block hashes taken while the whole file was
+/// checked against its signature let every piece be checked before it is sent.
+#[derive(Debug, Clone)]
+pub struct BlockHashes {
+    block: usize,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl BlockHashes {
+    /// At most this many blocks are recorded, whatever the stream's length.
+    const MAX_BLOCKS: u64 = 65_536;
+    /// The smallest block: large enough that hashing per block costs nothing extra.
+    const MIN_BLOCK: u64 = 1024 * 1024;
+
+    /// The block size used for a stream of `len` bytes.
+    pub fn block_size(len: u64) -> usize {
+        let block = len.div_ceil(Self::MAX_BLOCKS).max(Self::MIN_BLOCK);
+        usize::try_from(block.next_multiple_of(Self::MIN_BLOCK)).unwrap_or(usize::MAX)
+    }
+}
+
+/// Records the [`BlockHashes`] of everything read through it.
+pub struct BlockHasher<R> {
+    inner: R,
+    block: usize,
+    filled: usize,
+    hasher: Sha256,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl<R> BlockHasher<R> {
+    /// Wraps `inner`, hashing in blocks of `block` bytes.
+    pub fn new(inner: R, block: usize) -> Self {
+        BlockHasher {
+            inner,
+            block: block.max(1),
+            filled: 0,
+            hasher: Sha256::new(),
+            hashes: Vec::new(),
+        }
+    }
+
+    /// The inner reader and the hashes of everything read (the last block may be short).
+    pub fn finish(mut self) -> (R, BlockHashes) {
+        if self.filled > 0 {
+            self.hashes.push(self.hasher.finalize_reset().into());
+        }
+        let hashes = BlockHashes {
+            block: self.block,
+            hashes: self.hashes,
+        };
+        (self.inner, hashes)
+    }
+}
+
+impl<R: Read> Read for BlockHasher<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let take = rest.len().min(self.block - self.filled);
+            self.hasher.update(&rest[..take]);
+            self.filled += take;
+            rest = &rest[take..];
+            if self.filled == self.block {
+                self.hashes.push(self.hasher.finalize_reset().into());
+                self.filled = 0;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Passes on the bytes of `inner` only a whole block at a time, each after its SHA-256 was
+/// found equal to the one recorded by a [`BlockHasher`]: no byte that differs from the
+/// earlier pass ever leaves it.
+pub struct BlockVerifier<R> {
+    inner: R,
+    expected: BlockHashes,
+    buf: Vec<u8>,
+    pos: usize,
+    next: usize,
+}
+
+impl<R: Read> BlockVerifier<R> {
+    /// Wraps `inner`, which must read the same bytes as the pass that recorded `expected`.
+    pub fn new(inner: R, expected: BlockHashes) -> Self {
+        BlockVerifier {
+            inner,
+            expected,
+            buf: Vec::new(),
+            pos: 0,
+            next: 0,
+        }
+    }
+
+    fn load_block(&mut self) -> io::Result<()> {
+        self.buf.resize(self.expected.block, 0);
+        let mut filled = 0;
+        while filled < self.buf.len() {
+            match self.inner.read(&mut self.buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.truncate(filled);
+        self.pos = 0;
+        let start = self.next as u64 * self.expected.block as u64;
+        let changed = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the image changed since it was verified: {what} at byte {start}"),
+            )
+        };
+        match self.expected.hashes.get(self.next) {
+            None if filled == 0 => Ok(()),
+            None => Err(changed("it is longer than it was")),
+            Some(_) if filled == 0 => Err(changed("it is shorter than it was")),
+            Some(hash) if *hash != <[u8; 32]>::from(Sha256::digest(&self.buf)) => {
+                Err(changed("a block differs"))
+            }
+            Some(_) => {
+                self.next += 1;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for BlockVerifier<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.load_block()?;
+        }
+        let n = buf.len().min(self.buf.len() - self.pos);
+        buf[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +230,53 @@ mod tests {
         w.write_all(b"abc").unwrap();
         let (bytes, digest) = w.finish();
         assert_eq!((bytes.as_slice(), digest), (&b"abc"[..], expected));
+    }
+
+    fn blocks_of(data: &[u8], block: usize) -> BlockHashes {
+        let mut hasher = BlockHasher::new(data, block);
+        io::copy(&mut hasher, &mut io::sink()).unwrap();
+        hasher.finish().1
+    }
+
+    #[test]
+    fn the_same_bytes_pass_block_verification() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let mut out = Vec::new();
+        BlockVerifier::new(&data[..], blocks_of(&data, 4096))
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn no_byte_of_a_changed_block_is_passed_on() {
+        let data = vec![5u8; 10_000];
+        let blocks = blocks_of(&data, 4096);
+        let mut changed = data.clone();
+        changed[5000] ^= 1;
+        let mut v = BlockVerifier::new(&changed[..], blocks.clone());
+        let mut out = vec![0u8; 4096];
+        v.read_exact(&mut out).unwrap();
+        let err = v.read(&mut out).unwrap_err();
+        assert!(
+            err.to_string().contains("block differs at byte 4096"),
+            "{err}"
+        );
+        let aligned = vec![5u8; 8192];
+        let blocks = blocks_of(&aligned, 4096);
+        let longer = [&aligned[..], b"x"].concat();
+        for (other, what) in [(&aligned[..4096], "shorter"), (&longer[..], "longer")] {
+            let err = BlockVerifier::new(other, blocks.clone())
+                .read_to_end(&mut Vec::new())
+                .unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+        }
+    }
+
+    #[test]
+    fn block_sizes_bound_the_number_of_hashes() {
+        assert_eq!(BlockHashes::block_size(10), 1024 * 1024);
+        let huge = 1u64 << 40;
+        assert!(huge.div_ceil(BlockHashes::block_size(huge) as u64) <= BlockHashes::MAX_BLOCKS);
     }
 }

@@ -34,3 +34,8 @@ pub fn backups_dir() -> PathBuf {
 pub fn history_file() -> PathBuf {
     home().join("history.json")
 }
+
+/// Per-device journals of jobs in progress, so an interrupted job can resume.
+pub fn journal_dir() -> PathBuf {
+    home().join("journal")
+}

@@ -54,6 +54,7 @@ fn request(dir: &Path, pkg: &Path, phone: &RunningPhone, options: JobOptions) ->
             reports_dir: dir.join("reports"),
             history_path: dir.join("history.json"),
             backups_dir: dir.join("backups"),
+            journal_dir: dir.join("journal"),
             ..options
         },
     }

@@ -1,178 +1,15 @@
 //! End to end: the real `flashline` binary packs, verifies and flashes packages onto the
 //! virtual phone, and the bytes stored on the phone are compared with the images.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use flashline::sim::phone::{PhoneConfig, PhoneSim, RunningPhone};
-use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::bench::{assert_prefix, events, hashes, image, Bench};
+use flashline::sim::phone::PhoneConfig;
 
 const MIB: usize = 1024 * 1024;
-
-/// A scratch bench: keys, a home folder for flashline, a package folder.
-struct Bench {
-    dir: tempfile::TempDir,
-}
-
-impl Bench {
-    fn new() -> Self {
-        let bench = Bench {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = bench.run(&[
-            "key",
-            "gen",
-            "--name",
-            "release",
-            "--out",
-            bench.path("keys").to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bench
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flashline"))
-            .args(args)
-            .env("FLASHLINE_HOME", self.path("home"))
-            .output()
-            .unwrap()
-    }
-
-    /// Writes the images and a manifest, packs them, returns the package path.
-    fn pack(
-        &self,
-        name: &str,
-        version: &str,
-        security: u64,
-        product: &str,
-        images: &[(&str, &[u8])],
-    ) -> PathBuf {
-        let dir = self.path(&format!("src-{name}-{version}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut manifest = format!(
-            "name = \"{name}\"\nversion = \"{version}\"\nsecurity_version = {security}\nmin_battery_percent = 30\n[[target]]\nproduct = \"{product}\"\n"
-        );
-        for (partition, bytes) in images {
-            std::fs::write(dir.join(format!("{partition}.img")), bytes).unwrap();
-            manifest.push_str(&format!(
-                "[[image]]\npartition = \"{partition}\"\nfile = \"{partition}.img\"\n"
-            ));
-        }
-        std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
-        let pkg = self.path(&format!("{name}-{version}.flpkg"));
-        let out = self.run(&[
-            "pack",
-            dir.join("manifest.toml").to_str().unwrap(),
-            "--key",
-            self.path("keys/release.key").to_str().unwrap(),
-            "-o",
-            pkg.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "pack failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        pkg
-    }
-
-    fn flash(
-        &self,
-        pkg: &Path,
-        phone: &RunningPhone,
-        extra: &[&str],
-    ) -> (Output, serde_json::Value) {
-        let report = self.path("report.json");
-        let _ = std::fs::remove_file(&report);
-        let keys = self.path("keys");
-        let address = phone.device_address();
-        let mut args = vec![
-            "flash",
-            pkg.to_str().unwrap(),
-            "--trust",
-            keys.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--json",
-            "--device",
-            &address,
-        ];
-        args.extend(extra);
-        let out = self.run(&args);
-        let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&report).expect("a report is always written"))
-                .unwrap();
-        (out, report)
-    }
-
-    fn phone(&self, cfg: PhoneConfig) -> (RunningPhone, PathBuf) {
-        let dir = self.path("phone");
-        let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), &dir, cfg).unwrap();
-        (phone, dir)
-    }
-}
-
-/// Deterministic test data: random-looking bytes, then zeros, then a fill pattern.
-fn image(random: usize, zeros: usize, fill: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (random + zeros + fill) as u64;
-    let mut out = Vec::with_capacity(random + zeros + fill);
-    while out.len() < random {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(random);
-    out.resize(random + zeros, 0);
-    out.extend(std::iter::repeat_n([0xA5u8, 0x5A, 0x01, 0x02], fill / 4).flatten());
-    out
-}
-
-fn assert_prefix(partition: &Path, expected: &[u8]) {
-    let stored = std::fs::read(partition).unwrap();
-    assert!(
-        stored.len() >= expected.len(),
-        "{} is smaller than the image",
-        partition.display()
-    );
-    assert!(
-        stored[..expected.len()] == *expected,
-        "{} does not hold the image",
-        partition.display()
-    );
-}
-
-fn hashes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "img"))
-        .map(|p| {
-            (
-                p.display().to_string(),
-                Sha256::digest(std::fs::read(&p).unwrap()).to_vec(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn events(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event: {l}: {e}")))
-        .collect()
-}
 
 fn small_phone() -> PhoneConfig {
     PhoneConfig {
@@ -714,4 +551,41 @@ fn the_demo_runs_the_whole_job_and_checks_the_bytes() {
     assert!(text.contains("reports firmware 2.1.0"), "{text}");
     let reports: Vec<_> = std::fs::read_dir(dir.join("reports")).unwrap().collect();
     assert_eq!(reports.len(), 1);
+}
+
+#[test]
+fn an_image_that_cannot_be_sent_is_refused_before_any_image_is_written() {
+    // A download buffer too small for even one sparse chunk: the second image cannot be
+    // cut into pieces, which is found before the first (small) image is written.
+    let bench = Bench::new();
+    let boot = image(40, 0, 0);
+    let system = image(64 * 1024, 0, 0);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("boot", &boot), ("system", &system)],
+    );
+    let (phone, dir) = bench.phone(PhoneConfig {
+        max_download_size: 48,
+        ..small_phone()
+    });
+    let before = hashes(&dir);
+    let (out, report) = bench.flash(&pkg, &phone, &[]);
+    assert!(!out.status.success());
+    assert_eq!(report["outcome"], "preflight-refused", "{report:#}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("system cannot be sent"),
+        "{report:#}"
+    );
+    assert!(
+        !phone.commands().iter().any(|c| c.starts_with("flash:")),
+        "{:?}",
+        phone.commands()
+    );
+    assert_eq!(hashes(&dir), before);
 }

@@ -4,92 +4,47 @@
 //! what the rawprogram/patch files describe.
 #![cfg(unix)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use flashline::protocol::gpt::Gpt;
+use common::bench::Bench;
+use common::edl::{
+    assert_flashed, edl_config, identity_hashes, layout, region, write_flat_build, IDENTITY, SECTOR,
+};
 use flashline::sim::bench::VirtualModem;
-use flashline::sim::edl::{build_test_programmer, EdlConfig, EdlSim, RunningEdl};
+use flashline::sim::edl::{EdlConfig, EdlSim, RunningEdl};
 use flashline::sim::modem::ModemConfig;
-use sha2::{Digest, Sha256};
-
-const SECTOR: u64 = 512;
 
 /// Tests that run the engine in this process point `FLASHLINE_HOME` (where discovery finds
 /// virtual devices) at their own bench; they take turns.
 static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-const IDENTITY: [&str; 5] = ["modemst1", "modemst2", "fsg", "fsc", "persist"];
 
-struct Bench {
-    dir: tempfile::TempDir,
+/// The Qualcomm side of the shared bench.
+trait EdlBench {
+    /// Where virtual serial devices announce themselves.
+    fn bench_dir(&self) -> PathBuf;
+    /// Packs [`common::edl::write_flat_build`] with the release key.
+    fn pack_flat(
+        &self,
+        name: &str,
+        version: &str,
+        product: &str,
+        boot_start: &str,
+        tweak: &str,
+    ) -> PathBuf;
+    /// A virtual modem that becomes the default EDL device.
+    fn modem(&self, cfg: ModemConfig) -> VirtualModem;
 }
 
-/// Where a partition of the virtual device lives: (first sector, sectors).
-fn layout(lun_file: &Path) -> Vec<(String, u64, u64)> {
-    let bytes = std::fs::read(lun_file).unwrap();
-    let gpt = Gpt::parse(SECTOR as u32, &bytes[..(34 * SECTOR) as usize]).unwrap();
-    gpt.partitions
-        .iter()
-        .map(|p| (p.label.clone(), p.first_lba, p.sectors()))
-        .collect()
-}
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-impl Bench {
-    fn new() -> Self {
-        let bench = Bench {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let keys = bench.path("keys");
-        assert!(bench
-            .run(&[
-                "key",
-                "gen",
-                "--name",
-                "release",
-                "--out",
-                keys.to_str().unwrap()
-            ])
-            .status
-            .success());
-        bench
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
+impl EdlBench for Bench {
     fn bench_dir(&self) -> PathBuf {
         self.path("home/bench")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flashline"))
-            .args(args)
-            .env("FLASHLINE_HOME", self.path("home"))
-            .output()
-            .unwrap()
-    }
-
-    fn programmer(&self) -> Vec<u8> {
-        build_test_programmer(&data(20_000, 7))
-    }
-
-    /// A flat build for the default virtual layout: sbl1, boot and modem images at their
-    /// sectors, a placeholder, and DISK patches using NUM_DISK_SECTORS and CRC32.
-    fn pack(
+    fn pack_flat(
         &self,
         name: &str,
         version: &str,
@@ -98,213 +53,28 @@ impl Bench {
         tweak: &str,
     ) -> PathBuf {
         let src = self.path(&format!("src-{name}-{version}"));
-        std::fs::create_dir_all(&src).unwrap();
-        let parts = reference_layout();
-        let at = |label: &str| {
-            parts
-                .iter()
-                .find(|p| p.0 == label)
-                .map(|p| (p.1, p.2))
-                .unwrap()
-        };
-        std::fs::write(src.join("prog_firehose_ddr.elf"), self.programmer()).unwrap();
-        std::fs::write(src.join("sbl1.mbn"), data(300 * 1024, 1)).unwrap();
-        std::fs::write(src.join("boot.img"), data(2 * 1024 * 1024 + 100, 2)).unwrap();
-        std::fs::write(src.join("NON-HLOS.bin"), data(5 * 1024 * 1024, 3)).unwrap();
-        let (sbl1, sbl1_n) = at("sbl1");
-        let (boot, boot_n) = at("boot");
-        let (modem, modem_n) = at("modem");
-        let (userdata, userdata_n) = at("userdata");
-        let boot_start = if boot_start.is_empty() {
-            format!("{boot}")
-        } else {
-            boot_start.to_string()
-        };
-        std::fs::write(
-            src.join("rawprogram0.xml"),
-            format!(
-                r#"<?xml version="1.0" ?>
-<data>
-  <program SECTOR_SIZE_IN_BYTES="512" file_sector_offset="0" filename="sbl1.mbn" label="sbl1" num_partition_sectors="{sbl1_n}" physical_partition_number="0" start_sector="{sbl1}" />
-  <program SECTOR_SIZE_IN_BYTES="512" file_sector_offset="0" filename="boot.img" label="boot" num_partition_sectors="{boot_n}" physical_partition_number="0" start_sector="{boot_start}" />
-  <program SECTOR_SIZE_IN_BYTES="512" file_sector_offset="0" filename="NON-HLOS.bin" label="modem" num_partition_sectors="{modem_n}" physical_partition_number="0" start_sector="{modem}" />
-  <program SECTOR_SIZE_IN_BYTES="512" file_sector_offset="0" filename="" label="userdata" num_partition_sectors="{userdata_n}" physical_partition_number="0" start_sector="{userdata}" />
-</data>
-"#
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            src.join("patch0.xml"),
-            format!(
-                r#"<?xml version="1.0" ?>
-<patches>
-  <patch SECTOR_SIZE_IN_BYTES="512" byte_offset="0" filename="gpt_main0.bin" physical_partition_number="0" size_in_bytes="8" start_sector="1" value="NUM_DISK_SECTORS-1." what="file patch, not for the device" />
-  <patch SECTOR_SIZE_IN_BYTES="512" byte_offset="0" filename="DISK" physical_partition_number="0" size_in_bytes="8" start_sector="{userdata}" value="NUM_DISK_SECTORS-1." what="last sector" />
-  <patch SECTOR_SIZE_IN_BYTES="512" byte_offset="8" filename="DISK" physical_partition_number="0" size_in_bytes="4" start_sector="{userdata}" value="CRC32({boot}.,512.)" what="CRC of boot's first sector" />
-  {tweak}
-</patches>
-"#
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            src.join("manifest.toml"),
-            format!(
-                "name = \"{name}\"\nversion = \"{version}\"\nsecurity_version = 3\nmin_battery_percent = 25\n[[target]]\nproduct = \"{product}\"\n[qualcomm]\nprogrammer = \"prog_firehose_ddr.elf\"\nrawprogram = [\"rawprogram0.xml\"]\npatch = [\"patch0.xml\"]\n"
-            ),
-        )
-        .unwrap();
-        let pkg = self.path(&format!("{name}-{version}.flpkg"));
-        let out = self.run(&[
-            "pack",
-            src.join("manifest.toml").to_str().unwrap(),
-            "--key",
-            self.path("keys/release.key").to_str().unwrap(),
-            "-o",
-            pkg.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        pkg
-    }
-
-    fn edl_config(&self) -> EdlConfig {
-        EdlConfig {
-            programmer_sha256: Some(Sha256::digest(self.programmer()).into()),
-            ..EdlConfig::default()
-        }
+        write_flat_build(&src, name, version, product, boot_start, tweak);
+        self.pack_manifest(&src, &format!("{name}-{version}"))
     }
 
     fn modem(&self, cfg: ModemConfig) -> VirtualModem {
-        VirtualModem::start(
-            cfg,
-            self.edl_config(),
-            &self.path("device"),
-            &self.bench_dir(),
-        )
-        .unwrap()
+        VirtualModem::start(cfg, edl_config(), &self.path("device"), &self.bench_dir()).unwrap()
     }
-
-    fn flash(
-        &self,
-        command: &str,
-        pkg: &Path,
-        device: Option<&str>,
-        extra: &[&str],
-    ) -> (Output, serde_json::Value) {
-        let report = self.path("report.json");
-        let _ = std::fs::remove_file(&report);
-        let keys = self.path("keys");
-        let mut args = vec![
-            command,
-            pkg.to_str().unwrap(),
-            "--trust",
-            keys.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--json",
-        ];
-        if let Some(d) = device {
-            args.extend(["--device", d]);
-        }
-        args.extend(extra);
-        let out = self.run(&args);
-        let report = serde_json::from_slice(&std::fs::read(&report).unwrap_or_else(|_| {
-            panic!(
-                "no report; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        }))
-        .unwrap();
-        (out, report)
-    }
-}
-
-/// The default virtual layout, read from a freshly created LUN.
-fn reference_layout() -> Vec<(String, u64, u64)> {
-    let dir = tempfile::tempdir().unwrap();
-    drop(EdlSim::new(dir.path(), EdlConfig::default(), None).unwrap());
-    layout(&flashline::sim::edl::lun_path(dir.path(), 0))
-}
-
-fn region(lun: &[u8], start: u64, sectors: u64) -> &[u8] {
-    &lun[(start * SECTOR) as usize..((start + sectors) * SECTOR) as usize]
-}
-
-fn identity_hashes(lun_file: &Path) -> Vec<Vec<u8>> {
-    let lun = std::fs::read(lun_file).unwrap();
-    let parts = layout(lun_file);
-    IDENTITY
-        .iter()
-        .map(|label| {
-            let (_, start, n) = parts.iter().find(|p| p.0 == *label).unwrap();
-            Sha256::digest(region(&lun, *start, *n)).to_vec()
-        })
-        .collect()
-}
-
-/// Asserts the LUN holds exactly what the flat build describes.
-fn assert_flashed(bench: &Bench, lun_file: &Path) {
-    let src = bench.path("src-stock-1.0.12");
-    let lun = std::fs::read(lun_file).unwrap();
-    let parts = layout(lun_file);
-    let at = |label: &str| {
-        parts
-            .iter()
-            .find(|p| p.0 == label)
-            .map(|p| (p.1, p.2))
-            .unwrap()
-    };
-    for (label, file) in [
-        ("sbl1", "sbl1.mbn"),
-        ("boot", "boot.img"),
-        ("modem", "NON-HLOS.bin"),
-    ] {
-        let image = std::fs::read(src.join(file)).unwrap();
-        let (start, _) = at(label);
-        let sectors = (image.len() as u64).div_ceil(SECTOR);
-        let written = region(&lun, start, sectors);
-        assert_eq!(
-            &written[..image.len()],
-            &image[..],
-            "{label} holds its image"
-        );
-        assert!(
-            written[image.len()..].iter().all(|&b| b == 0),
-            "{label}: the last sector is zero-padded"
-        );
-    }
-    let (userdata, _) = at("userdata");
-    let patched = region(&lun, userdata, 1);
-    let disk_sectors = (lun.len() as u64) / SECTOR;
-    assert_eq!(
-        u64::from_le_bytes(patched[..8].try_into().unwrap()),
-        disk_sectors - 1
-    );
-    let boot = std::fs::read(src.join("boot.img")).unwrap();
-    assert_eq!(
-        u32::from_le_bytes(patched[8..12].try_into().unwrap()),
-        crc32fast::hash(&boot[..512])
-    );
 }
 
 #[test]
 fn a_hotspot_is_identified_switched_flashed_and_verified() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MU300", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MU300", "", "");
     let modem = bench.modem(ModemConfig::hotspot());
     let identity_before = identity_hashes(&modem.lun_path(0));
-    let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+    let (out, report) = bench.job("flash", &pkg, Some(modem.address()), &[]);
     assert!(
         out.status.success(),
         "{report:#}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_flashed(&bench, &modem.lun_path(0));
+    assert_flashed(&bench.path("src-stock-1.0.12"), &modem.lun_path(0));
     assert_eq!(
         identity_hashes(&modem.lun_path(0)),
         identity_before,
@@ -351,11 +121,11 @@ fn a_hotspot_is_identified_switched_flashed_and_verified() {
 #[test]
 fn a_dongle_without_a_battery_is_flashed() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let modem = bench.modem(ModemConfig::dongle());
-    let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+    let (out, report) = bench.job("flash", &pkg, Some(modem.address()), &[]);
     assert!(out.status.success(), "{report:#}");
-    assert_flashed(&bench, &modem.lun_path(0));
+    assert_flashed(&bench.path("src-stock-1.0.12"), &modem.lun_path(0));
     let battery = report["preflight"]
         .as_array()
         .unwrap()
@@ -369,18 +139,18 @@ fn a_dongle_without_a_battery_is_flashed() {
 #[test]
 fn a_bricked_device_in_edl_is_recovered() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let dir = bench.path("device");
-    let sim = EdlSim::start(&dir, bench.edl_config(), Some(&bench.bench_dir())).unwrap();
+    let sim = EdlSim::start(&dir, edl_config(), Some(&bench.bench_dir())).unwrap();
     let identity_before = identity_hashes(&flashline::sim::edl::lun_path(&dir, 0));
     // No --device: recover finds the one device in EDL itself.
-    let (out, report) = bench.flash("recover", &pkg, None, &[]);
+    let (out, report) = bench.job("recover", &pkg, None, &[]);
     assert!(
         out.status.success(),
         "{report:#}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_flashed(&bench, &sim.lun_path(0));
+    assert_flashed(&bench.path("src-stock-1.0.12"), &sim.lun_path(0));
     assert_eq!(identity_hashes(&sim.lun_path(0)), identity_before);
     let product = report["preflight"]
         .as_array()
@@ -398,7 +168,7 @@ fn a_bricked_device_in_edl_is_recovered() {
 #[test]
 fn recover_without_a_device_explains_how_to_enter_edl() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let keys = bench.path("keys");
     let out = bench.run(&[
         "recover",
@@ -418,21 +188,21 @@ fn refusals_leave_the_lun_unchanged() {
     let cases = [
         (
             "wrong model",
-            bench.pack("dongle-fw", "1.0.12", "MF833V", "", ""),
+            bench.pack_flat("dongle-fw", "1.0.12", "MF833V", "", ""),
             ModemConfig::hotspot(),
             "product",
             false,
         ),
         (
             "downgrade",
-            bench.pack("old", "1.0.5", "MU300", "", ""),
+            bench.pack_flat("old", "1.0.5", "MU300", "", ""),
             ModemConfig::hotspot(),
             "version",
             false,
         ),
         (
             "low battery",
-            bench.pack("stock", "1.0.12", "MU300", "", ""),
+            bench.pack_flat("stock", "1.0.12", "MU300", "", ""),
             ModemConfig {
                 battery_percent: 10,
                 ..ModemConfig::hotspot()
@@ -442,7 +212,7 @@ fn refusals_leave_the_lun_unchanged() {
         ),
         (
             "image beyond the end of the LUN",
-            bench.pack("big", "1.0.12", "MU300", "NUM_DISK_SECTORS-100.", ""),
+            bench.pack_flat("big", "1.0.12", "MU300", "NUM_DISK_SECTORS-100.", ""),
             ModemConfig::hotspot(),
             "storage:boot",
             true,
@@ -451,7 +221,7 @@ fn refusals_leave_the_lun_unchanged() {
     for (what, pkg, cfg, check, switched) in cases {
         let modem = bench.modem(cfg);
         let before = std::fs::read(modem.lun_path(0)).unwrap();
-        let (out, report) = bench.flash("flash", &pkg, Some(modem.address()), &[]);
+        let (out, report) = bench.job("flash", &pkg, Some(modem.address()), &[]);
         assert_eq!(out.status.code(), Some(4), "{what}: {report:#}");
         let refused: Vec<_> = report["preflight"]
             .as_array()
@@ -485,7 +255,7 @@ fn refusals_leave_the_lun_unchanged() {
 #[test]
 fn a_programmer_the_device_does_not_accept_changes_nothing() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let dir = bench.path("device");
     let sim = EdlSim::start(
         &dir,
@@ -497,7 +267,7 @@ fn a_programmer_the_device_does_not_accept_changes_nothing() {
     )
     .unwrap();
     let before = std::fs::read(sim.lun_path(0)).unwrap();
-    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
     assert_eq!(out.status.code(), Some(5), "{report:#}");
     let error = report["error"].as_str().unwrap();
     assert!(error.contains("IMAGE_AUTH_FAILURE"), "{error}");
@@ -508,20 +278,20 @@ fn a_programmer_the_device_does_not_accept_changes_nothing() {
 #[test]
 fn a_firehose_nak_is_reported_in_plain_words() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     // A programmer for another storage type: it NAKs the package's <configure>.
     let sim = EdlSim::start(
         &bench.path("device"),
         EdlConfig {
             memory_name: "ufs".into(),
-            ..bench.edl_config()
+            ..edl_config()
         },
         Some(&bench.bench_dir()),
     )
     .unwrap();
     let before = std::fs::read(sim.lun_path(0)).unwrap();
     let started = Instant::now();
-    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
     assert_eq!(out.status.code(), Some(5), "{report:#}");
     let error = report["error"].as_str().unwrap();
     assert!(
@@ -537,15 +307,15 @@ fn a_firehose_nak_is_reported_in_plain_words() {
 fn a_patch_past_the_end_of_the_disk_is_refused_before_any_write() {
     let bench = Bench::new();
     let tweak = r#"<patch SECTOR_SIZE_IN_BYTES="512" byte_offset="0" filename="DISK" physical_partition_number="0" size_in_bytes="4" start_sector="NUM_DISK_SECTORS+5." value="1." what="beyond the disk" />"#;
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", tweak);
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", tweak);
     let sim = EdlSim::start(
         &bench.path("device"),
-        bench.edl_config(),
+        edl_config(),
         Some(&bench.bench_dir()),
     )
     .unwrap();
     let before = std::fs::read(sim.lun_path(0)).unwrap();
-    let (out, report) = bench.flash("recover", &pkg, Some(sim.address()), &[]);
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
     assert_eq!(out.status.code(), Some(4), "{report:#}");
     assert!(report["error"]
         .as_str()
@@ -566,9 +336,9 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
     use std::sync::{Arc, Mutex};
 
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let sim: Arc<Mutex<Option<RunningEdl>>> = Arc::new(Mutex::new(Some(
-        EdlSim::start(&bench.path("device"), bench.edl_config(), None).unwrap(),
+        EdlSim::start(&bench.path("device"), edl_config(), None).unwrap(),
     )));
     let address = sim.lock().unwrap().as_ref().unwrap().address().to_string();
     let req = JobRequest {
@@ -584,6 +354,7 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
             reports_dir: bench.path("reports"),
             history_path: bench.path("history.json"),
             backups_dir: bench.path("backups"),
+            journal_dir: bench.path("journal"),
             ..JobOptions::default()
         },
     };
@@ -628,10 +399,10 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
 #[test]
 fn backup_and_restore_round_trip_byte_identically() {
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let sim = EdlSim::start(
         &bench.path("device"),
-        bench.edl_config(),
+        edl_config(),
         Some(&bench.bench_dir()),
     )
     .unwrap();
@@ -848,7 +619,7 @@ fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
     use flashline::sim::modem::ModemSim;
 
     let bench = Bench::new();
-    let pkg = bench.pack("stock", "1.0.12", "MU300", "", "");
+    let pkg = bench.pack_flat("stock", "1.0.12", "MU300", "", "");
     let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("FLASHLINE_HOME", bench.path("home"));
     // Its switch command is answered, but no EDL device ever appears.
@@ -871,6 +642,7 @@ fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
             reports_dir: bench.path("reports"),
             history_path: bench.path("history.json"),
             backups_dir: bench.path("backups"),
+            journal_dir: bench.path("journal"),
             switch_timeout: Duration::from_secs(2),
             ..JobOptions::default()
         },

@@ -453,7 +453,7 @@ mod edl {
                 "{kind}: {err:?}"
             );
             drop(client);
-            assert_eq!(sim.faults_fired(), std::slice::from_ref(&fault));
+            assert_eq!(sim.faults_fired(), vec![fault.clone()]);
             let lun = range_bytes(&sim);
             assert!(
                 lun[..CUT] == new[..CUT],

@@ -83,6 +83,7 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
         options: JobOptions {
             reports_dir: work.join("reports"),
             history_path: work.join("history.json"),
+            journal_dir: work.join("journal"),
             reconnect: Duration::from_secs(5),
             ..JobOptions::default()
         },

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::device::discovery;
 use crate::device::quirks::Quirks;
 use crate::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome, Overrides};
-use crate::package::{self, Origin, Package, TrustStore};
+use crate::package::{self, Origin, Package, RootDocument, RootKey, SignedRoot, TrustStore};
 use crate::sim::fault::Fault;
 use crate::sim::phone::{PhoneConfig, PhoneSim};
 
@@ -45,6 +45,15 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage the signed trust root: which release keys this station trusts.
+    ///
+    /// A trust root lists the trusted release keys, a threshold and a version. A new root
+    /// is accepted only if a threshold of the current root's keys and a threshold of its
+    /// own keys signed it (each key counted once) and its version is higher; the demo key
+    /// can never be part of a root. Once a root is installed in a trust folder, only its
+    /// keys are trusted there (loose `.pub` files are ignored).
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Build and sign a package from a manifest.
     Pack {
         /// The manifest (TOML); image files are relative to it.
@@ -168,6 +177,48 @@ enum KeyCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Sign a new root: the keys it trusts, its threshold, and the signatures of the
+    /// current root's key holders (and of the new keys, so the new root can sign its own
+    /// successor). The result is checked the way stations will check it before it is written.
+    Rotate {
+        /// A public key (`NAME.pub`) the new root trusts; repeat for each key.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// How many distinct keys of the new root must sign its successor.
+        #[arg(long)]
+        threshold: u32,
+        /// A secret key (`NAME.key`) that signs the new root; repeat for each signer.
+        #[arg(long = "sign", required = true)]
+        signers: Vec<PathBuf>,
+        /// The current root, which the new one replaces (its version + 1 is used); without
+        /// it a first root (version 1) is made.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// Where to write the new root.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Install a first root into a trust folder that has none (a deliberate act of trust,
+    /// like copying a `.pub` file there).
+    Init {
+        /// The root file.
+        root: PathBuf,
+        /// The trust folder (default: flashline's own).
+        #[arg(long)]
+        trust: Option<PathBuf>,
+    },
+    /// Replace the installed root with a newer one signed by a threshold of its keys.
+    Update {
+        /// The new root file.
+        root: PathBuf,
+        /// The trust folder (default: flashline's own).
+        #[arg(long)]
+        trust: Option<PathBuf>,
+    },
+}
+
 #[derive(Args)]
 struct TrustArg {
     /// Trust the `.pub` keys in this folder instead of the default trust folder.
@@ -203,6 +254,10 @@ struct FlashArgs {
     /// Flash although the device does not report its battery (recorded in the report).
     #[arg(long)]
     force_battery: bool,
+    /// Give up on a device that stays silent this long when it owes an answer (e.g. `10s`),
+    /// instead of each protocol's default; an interrupted job resumes when run again.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<std::time::Duration>,
 }
 
 #[derive(Args)]
@@ -426,6 +481,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             println!("Keep the secret key offline. Technicians trust the .pub file.");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Trust(command) => trust(command),
         Command::Pack {
             manifest,
             key,
@@ -588,6 +644,74 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
+fn trust(command: TrustCommand) -> Result<ExitCode> {
+    let folder = |dir: Option<PathBuf>| dir.unwrap_or_else(crate::paths::trust_dir);
+    match command {
+        TrustCommand::Rotate {
+            keys,
+            threshold,
+            signers,
+            previous,
+            output,
+        } => {
+            let previous = previous.map(|p| SignedRoot::load(&p)).transpose()?;
+            let keys = keys
+                .iter()
+                .map(|p| package::PublicKey::load(p).map(|k| RootKey::of(&k)))
+                .collect::<Result<_, _>>()?;
+            let document = RootDocument {
+                version: previous.as_ref().map_or(1, |p| p.version() + 1),
+                threshold,
+                keys,
+            };
+            let root = SignedRoot::sign(document, &signers)?;
+            match &previous {
+                Some(previous) => previous.check_successor(&root)?,
+                None => root.check_self_signed()?,
+            }
+            std::fs::write(&output, root.to_file_text())
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!(
+                "trust root version {} ({} keys, threshold {}) → {}",
+                root.version(),
+                root.document().keys.len(),
+                threshold,
+                output.display()
+            );
+        }
+        TrustCommand::Init { root, trust } => {
+            let dir = folder(trust);
+            let root = SignedRoot::load(&root)?;
+            package::root::install_first(&dir, &root)?;
+            println!(
+                "installed trust root version {} in {}",
+                root.version(),
+                dir.display()
+            );
+            let loose = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pub"))
+                .count();
+            if loose > 0 {
+                println!("{loose} loose .pub files in that folder are no longer trusted: the root decides");
+            }
+        }
+        TrustCommand::Update { root, trust } => {
+            let dir = folder(trust);
+            let root = SignedRoot::load(&root)?;
+            let replaced = package::root::update(&dir, &root)?;
+            println!(
+                "trust root version {replaced} replaced by version {} in {}",
+                root.version(),
+                dir.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn load_trust(arg: &TrustArg) -> Result<TrustStore> {
     Ok(match &arg.trust {
         Some(dir) => TrustStore::load_dir(dir, Origin::Explicit)?,
@@ -667,6 +791,7 @@ fn flash(args: FlashArgs) -> Result<ExitCode> {
                 },
                 dry_run: args.dry_run,
                 report_path: args.report.clone(),
+                device_timeout: args.timeout,
                 ..JobOptions::default()
             },
         })
@@ -946,9 +1071,26 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 fn sim_phone_usb(dir: &Path, cfg: PhoneConfig) -> Result<ExitCode> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Ctrl-C and kill must remove the gadget, or it stays on the bus, dead, its name taken.
+    // The serving thread blocks in reads nothing interrupts, so the signals go to a thread
+    // of their own (blocked here, before any thread starts, so every thread inherits it).
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    stop.thread_block().context("cannot block SIGINT/SIGTERM")?;
     let serial = cfg.serial.clone();
     let phone = crate::sim::phone::UsbPhone::create(dir, cfg)
         .context("cannot plug the virtual phone in as a USB gadget")?;
+    let remover = phone.gadget().remover();
+    std::thread::Builder::new()
+        .name("stop-signal".into())
+        .spawn(move || {
+            let signal = stop.wait();
+            remover.remove();
+            eprintln!("virtual phone unplugged ({signal:?})");
+            std::process::exit(0);
+        })?;
     // The first line on stdout is the address to pass to --device, for scripts.
     println!("{serial}");
     eprintln!(

@@ -141,6 +141,13 @@ impl View {
             Event::ImageWritten {
                 target, seconds, ..
             } => format!("{target} written in {seconds:.2} s, hash of the bytes sent = signed"),
+            Event::Resuming { verified, .. } => {
+                format!(
+                    "resuming: {} image(s) verified earlier are kept",
+                    verified.len()
+                )
+            }
+            Event::ImageKept { target, .. } => format!("{target} kept (verified earlier)"),
             Event::Finished { outcome, error, .. } => match error {
                 Some(e) => format!("{}: {e}", outcome_word(*outcome)),
                 None => outcome_word(*outcome).to_string(),

@@ -115,6 +115,16 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             }
             println!("   {target}: written in {seconds:.2} s, sha256 of the bytes sent {} = signed", &sha256[..16]);
         }
+        Event::Resuming { verified, interrupted, since } => {
+            println!("   resuming the job interrupted at {since}: {} image(s) already verified", verified.len());
+            if let Some(target) = interrupted {
+                println!("   {target} was left incomplete and is written again from its start");
+            }
+        }
+        Event::ImageKept { target, checked_on_device, .. } => {
+            let how = if *checked_on_device { "the device's digest matches" } else { "verified by the interrupted run" };
+            println!("   {target}: kept ({how})");
+        }
         Event::DeviceMessage { text } => println!("   (device) {text}"),
         Event::SlotSwitched { slot } => println!("   the device will boot slot {slot}"),
         Event::DeviceSwitched { from, to } => println!("   {from} left; the device is back in download mode at {to}"),

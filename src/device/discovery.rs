@@ -469,20 +469,19 @@ mod tests {
 
     #[test]
     fn changes_report_departures_then_arrivals() {
-        let a = phone("usb:1-1", Some("A"));
-        let b = phone("usb:2-1", Some("B"));
-        let one = std::slice::from_ref;
-        assert_eq!(changes(&[], one(&a)), vec![Change::Arrived(a.clone())]);
-        assert_eq!(changes(one(&a), one(&a)), vec![]);
+        let a = vec![phone("usb:1-1", Some("A"))];
+        let b = vec![phone("usb:2-1", Some("B"))];
+        // Another device on the same port is a departure and an arrival too.
+        let c = vec![phone("usb:1-1", Some("C"))];
+        assert_eq!(changes(&[], &a), vec![Change::Arrived(a[0].clone())]);
+        assert_eq!(changes(&a, &a), vec![]);
         assert_eq!(
-            changes(one(&a), one(&b)),
-            vec![Change::Left(a.clone()), Change::Arrived(b)]
+            changes(&a, &b),
+            vec![Change::Left(a[0].clone()), Change::Arrived(b[0].clone())]
         );
-        // Another device on the same port is a departure and an arrival.
-        let c = phone("usb:1-1", Some("C"));
         assert_eq!(
-            changes(one(&a), one(&c)),
-            vec![Change::Left(a), Change::Arrived(c)]
+            changes(&a, &c),
+            vec![Change::Left(a[0].clone()), Change::Arrived(c[0].clone())]
         );
     }
 

@@ -9,11 +9,14 @@ use std::io::{self, Cursor, Read, Write};
 
 use crate::hashing::{HashingReader, HashingWriter};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{
     DeviceError, DeviceInfo, Driver, ImageSource, Lun, Mode, PartitionLocation, ProgressFn, Target,
 };
-use crate::protocol::firehose::{FirehoseClient, Patch, SectorRange};
+use crate::protocol::firehose::{
+    FirehoseClient, FirehoseTimeouts, Patch, PowerAction, SectorRange,
+};
 use crate::protocol::gpt;
 use crate::protocol::sahara::{self, SaharaOptions, SaharaOutcome};
 use crate::transport::Transport;
@@ -41,6 +44,8 @@ pub struct EdlDriver<T: Transport> {
     usb_serial: Option<String>,
     is_virtual: bool,
     messages: Arc<Mutex<Vec<String>>>,
+    /// The user's limit on every wait, instead of the protocols' defaults.
+    silence: Option<Duration>,
 }
 
 impl<T: Transport> EdlDriver<T> {
@@ -52,6 +57,7 @@ impl<T: Transport> EdlDriver<T> {
             usb_serial,
             is_virtual,
             messages: Arc::new(Mutex::new(Vec::new())),
+            silence: None,
         }
     }
 
@@ -147,6 +153,10 @@ fn read_gpt<T: Transport>(
 }
 
 impl<T: Transport> Driver for EdlDriver<T> {
+    fn set_timeout(&mut self, silence: Duration) {
+        self.silence = Some(silence);
+    }
+
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         let (luns, layout) = match self.session {
             Session::Firehose(_) => self.storage()?,
@@ -209,7 +219,14 @@ impl<T: Transport> Driver for EdlDriver<T> {
             &mut transport,
             &mut Cursor::new(bytes),
             len,
-            &SaharaOptions::default(),
+            // The wait for HELLO is a boot ROM starting up, not a silent device: it keeps
+            // its own limit.
+            &self
+                .silence
+                .map_or_else(SaharaOptions::default, |t| SaharaOptions {
+                    packet_timeout: t,
+                    ..SaharaOptions::default()
+                }),
             &mut |_| {},
         )?;
         let mut client = match outcome {
@@ -223,13 +240,28 @@ impl<T: Transport> Driver for EdlDriver<T> {
                 ))
             }
         };
+        if let Some(t) = self.silence {
+            client.set_timeouts(FirehoseTimeouts {
+                response: t,
+                data: t,
+                finish: t,
+                configure_boot: FirehoseTimeouts::default().configure_boot,
+            });
+        }
         let sink = Arc::clone(&self.messages);
         client.on_log(Box::new(move |line: &str| {
             if let Ok(mut m) = sink.lock() {
                 m.push(line.chars().filter(|c| !c.is_control()).take(256).collect());
             }
         }));
-        client.configure(memory, REQUESTED_PAYLOAD)?;
+        if let Err(e) = client.configure(memory, REQUESTED_PAYLOAD) {
+            // The programmer runs but cannot be used: back to the boot ROM, so that a retry
+            // can load it again instead of finding a programmer it may not drive.
+            if let Err(reset) = client.abandon(PowerAction::Edl) {
+                tracing::debug!("sending the device back to EDL failed: {reset}");
+            }
+            return Err(e.into());
+        }
         self.session = Session::Firehose(Box::new(client));
         Ok(())
     }
@@ -254,12 +286,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
                 ))
             })?;
         let mut src = image.send_reader().map_err(DeviceError::ImageRead)?;
-        // The last sector is padded with zeros; the device's digest covers the padding too.
-        let mut sent = HashingReader::new(
-            (&mut src)
-                .take(image.len())
-                .chain(io::repeat(0).take(total - image.len())),
-        );
+        let mut sent = padded(&mut src, image.len(), total);
         self.firehose()?.program(&range, &mut sent, progress)?;
         let sent_hash = sent.finish();
         src.verify()
@@ -292,6 +319,23 @@ impl<T: Transport> Driver for EdlDriver<T> {
         Ok(Some(self.firehose()?.sha256_digest(&range)?))
     }
 
+    fn holds(
+        &mut self,
+        target: &Target,
+        image: &dyn ImageSource,
+    ) -> Result<Option<bool>, DeviceError> {
+        let range = Self::range(target)?;
+        let Some(total) = range.byte_len().filter(|&n| n >= image.len()) else {
+            return Ok(Some(false));
+        };
+        let mut src = image.send_reader().map_err(DeviceError::ImageRead)?;
+        let mut expected = padded(&mut src, image.len(), total);
+        io::copy(&mut expected, &mut io::sink()).map_err(DeviceError::ImageRead)?;
+        let expected = expected.finish();
+        src.verify().map_err(DeviceError::ImageChanged)?;
+        Ok(Some(self.firehose()?.sha256_digest(&range)? == expected))
+    }
+
     fn erase(&mut self, target: &Target) -> Result<(), DeviceError> {
         let range = Self::range(target)?;
         Ok(self.firehose()?.erase(&range)?)
@@ -322,10 +366,25 @@ impl<T: Transport> Driver for EdlDriver<T> {
         Ok(result?)
     }
 
+    fn leave_for_recovery(&mut self) -> Result<(), DeviceError> {
+        if !matches!(self.session, Session::Firehose(_)) {
+            return Ok(());
+        }
+        let result = self.firehose()?.abandon(PowerAction::Edl);
+        self.session = Session::Gone;
+        Ok(result?)
+    }
+
     fn take_messages(&mut self) -> Vec<String> {
         self.messages
             .lock()
             .map(|mut m| std::mem::take(&mut *m))
             .unwrap_or_default()
     }
+}
+
+/// The bytes a range holds after `image` is written to it: the image, then zeros up to
+/// `total` (the last sector is padded, and the device's digest covers the padding too).
+fn padded<'a>(image: &'a mut dyn Read, len: u64, total: u64) -> HashingReader<impl Read + 'a> {
+    HashingReader::new(image.take(len).chain(io::repeat(0).take(total - len)))
 }

@@ -13,9 +13,10 @@ use super::read_ahead::ReadAhead;
 use super::{
     clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots, Target,
 };
+use crate::hashing::{BlockHasher, BlockHashes, BlockVerifier};
 use crate::protocol::fastboot::client::Client;
 use crate::protocol::fastboot::parse_number;
-use crate::protocol::sparse::{self, SourceCursor};
+use crate::protocol::sparse::{self, SourceCursor, SparseError};
 use crate::transport::Transport;
 
 /// Bytes of RAW data moved per step while writing a sparse piece.
@@ -32,6 +33,16 @@ pub struct FastbootDriver<T: Transport> {
     max_download: Option<u64>,
     messages: Arc<Mutex<Vec<String>>>,
     scratch: Vec<u8>,
+    /// Split plans made by [`Driver::prepare`], by partition.
+    prepared: BTreeMap<String, SplitPlan>,
+}
+
+/// How an image too large for one download is cut, from a first pass over all of it.
+struct SplitPlan {
+    layout: sparse::Layout,
+    pieces: Vec<sparse::Piece>,
+    /// Block hashes of the image, taken while it was checked against its signature.
+    blocks: BlockHashes,
 }
 
 impl<T: Transport> FastbootDriver<T> {
@@ -52,6 +63,7 @@ impl<T: Transport> FastbootDriver<T> {
             max_download: None,
             messages,
             scratch: Vec::new(),
+            prepared: BTreeMap::new(),
         }
     }
 
@@ -88,12 +100,21 @@ impl<T: Transport> FastbootDriver<T> {
             .and_then(|v| parse_number(&v))
             .unwrap_or(u64::from(u32::MAX))
             .min(u64::from(u32::MAX));
+        if limit == 0 {
+            return Err(DeviceError::Reports(
+                "max-download-size 0: it would accept no download".into(),
+            ));
+        }
         self.max_download = Some(limit);
         Ok(limit)
     }
 }
 
 impl<T: Transport> Driver for FastbootDriver<T> {
+    fn set_timeout(&mut self, silence: std::time::Duration) {
+        self.client.set_timeout(silence);
+    }
+
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         // One `getvar:all` answers most questions in one round trip; anything it lacks is
         // asked for on its own, since bootloaders implement `all` very differently.
@@ -179,25 +200,34 @@ impl<T: Transport> Driver for FastbootDriver<T> {
         })
     }
 
+    fn prepare(&mut self, target: &Target, image: &dyn ImageSource) -> Result<(), DeviceError> {
+        let partition = Self::partition(target)?;
+        let limit = self.download_limit()?;
+        if image.len() > limit {
+            let plan = Self::plan_split(image, limit)?;
+            self.prepared.insert(partition.to_string(), plan);
+        }
+        Ok(())
+    }
+
     fn write_image(
         &mut self,
         target: &Target,
         image: &dyn ImageSource,
         progress: &mut ProgressFn<'_>,
     ) -> Result<(), DeviceError> {
-        let Target::Partition { name: partition } = target else {
-            return Err(DeviceError::Unsupported(
-                "writing sectors by number over fastboot",
-            ));
-        };
+        let partition = Self::partition(target)?;
         let limit = self.download_limit()?;
+        if image.len() <= limit {
+            return self.write_whole(partition, image, progress);
+        }
+        let plan = match self.prepared.remove(partition) {
+            Some(plan) => plan,
+            None => Self::plan_split(image, limit)?,
+        };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.resize(SPLIT_SCRATCH, 0);
-        let result = if image.len() <= limit {
-            self.write_whole(partition, image, progress)
-        } else {
-            self.write_split(partition, image, limit, progress, &mut scratch)
-        };
+        let result = self.write_split(partition, image, plan, progress, &mut scratch);
         self.scratch = scratch;
         result
     }
@@ -266,23 +296,63 @@ impl<T: Transport> FastbootDriver<T> {
         Ok(())
     }
 
-    /// Splits the image into sparse pieces that each fit the device's download buffer.
+    fn partition(target: &Target) -> Result<&str, DeviceError> {
+        match target {
+            Target::Partition { name } => Ok(name),
+            Target::Sectors { .. } => Err(DeviceError::Unsupported(
+                "writing sectors by number over fastboot",
+            )),
+        }
+    }
+
+    /// The first pass over an image too large for one download: the whole image is
+    /// checked against its signature before any piece is sent, cut into pieces, and the
+    /// hash of every block is kept.
+    fn plan_split(image: &dyn ImageSource, limit: u64) -> Result<SplitPlan, DeviceError> {
+        let mut first = BlockHasher::new(
+            image.send_reader().map_err(DeviceError::ImageRead)?,
+            BlockHashes::block_size(image.len()),
+        );
+        let layout = if image.is_sparse() {
+            sparse::scan_sparse(&mut first)?
+        } else {
+            sparse::scan_raw(&mut first, image.len())?
+        };
+        io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
+        let (checked, blocks) = first.finish();
+        checked.verify().map_err(DeviceError::ImageChanged)?;
+        let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT)).map_err(|e| match e {
+            SparseError::PieceLimitTooSmall { .. } => DeviceError::Reports(format!(
+                "max-download-size {limit}, too small to send {} bytes in pieces ({e})",
+                image.len()
+            )),
+            e => e.into(),
+        })?;
+        Ok(SplitPlan {
+            layout,
+            pieces,
+            blocks,
+        })
+    }
+
+    /// Sends the image in sparse pieces that each fit the device's download buffer. Every
+    /// byte sent comes from a block equal to the one checked in the first pass, so each
+    /// piece may be committed as soon as it is sent.
     fn write_split(
         &mut self,
         partition: &str,
         image: &dyn ImageSource,
-        limit: u64,
+        plan: SplitPlan,
         progress: &mut ProgressFn<'_>,
         scratch: &mut [u8],
     ) -> Result<(), DeviceError> {
-        let plan_reader = image.plan_reader().map_err(DeviceError::ImageRead)?;
-        let layout = if image.is_sparse() {
-            sparse::scan_sparse(plan_reader)?
-        } else {
-            sparse::scan_raw(plan_reader, image.len())?
-        };
-        let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT))?;
-        let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
+        let SplitPlan {
+            layout,
+            pieces,
+            blocks,
+        } = plan;
+        let reader =
+            BlockVerifier::new(image.plan_reader().map_err(DeviceError::ImageRead)?, blocks);
         let client = &mut self.client;
         std::thread::scope(|scope| {
             let src = ReadAhead::spawn(scope, reader).map_err(DeviceError::ImageRead)?;
@@ -297,13 +367,8 @@ impl<T: Transport> FastbootDriver<T> {
                         .map_err(|e| io::Error::other(e.to_string()))
                 })?;
                 if i == last {
-                    // The last piece's flash commits the image: every byte must have been
-                    // read, hashed and found equal to the signed image first.
+                    // Whatever the pieces skipped must still be the checked image.
                     cursor.drain_to_end()?;
-                    let reader = cursor.into_inner().into_inner().finish();
-                    reader.verify().map_err(DeviceError::ImageChanged)?;
-                    client.flash(partition)?;
-                    return Ok(());
                 }
                 client.flash(partition)?;
             }
@@ -326,9 +391,6 @@ impl<'p, 'a, R> Counting<'p, 'a, R> {
             done: 0,
             progress,
         }
-    }
-    fn into_inner(self) -> R {
-        self.inner
     }
 }
 

@@ -181,6 +181,9 @@ pub enum DeviceError {
     /// An image does not fit what the device can take in one transfer.
     #[error("{0}")]
     TooLarge(String),
+    /// The device describes itself in a way no write can work with.
+    #[error("the device reports {0}")]
+    Reports(String),
 }
 
 /// Bytes to write, read twice at most: once to plan (optional), once to send.
@@ -273,6 +276,13 @@ pub trait Driver: Send {
         Err(DeviceError::Unsupported("loading a programmer"))
     }
 
+    /// Does the part of [`Driver::write_image`] that writes nothing (reading the image,
+    /// deciding how to send it) ahead of time, so that a problem with any image of a job
+    /// shows before the first one is written. `write_image` does it itself when not asked.
+    fn prepare(&mut self, _target: &Target, _image: &dyn ImageSource) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
     /// Writes `image` to `target`. Where the protocol has a commit step (fastboot's `flash`)
     /// it is taken only if the bytes sent verify; storage that commits as it receives
     /// (Firehose) is checked afterwards and reports [`DeviceError::WrittenButDiffers`].
@@ -297,6 +307,29 @@ pub trait Driver: Send {
 
     /// The device's own SHA-256 of `target`, where the device can compute one.
     fn digest(&mut self, _target: &Target) -> Result<Option<[u8; 32]>, DeviceError> {
+        Ok(None)
+    }
+
+    /// After a failed job: puts the device where the same job run again can pick it up,
+    /// and where it cannot boot half-written firmware (an EDL device goes back to its boot
+    /// ROM in EDL). Best effort; the default does nothing.
+    fn leave_for_recovery(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
+    /// Waits at most `silence` for any answer or transfer the device owes, instead of the
+    /// protocol's own defaults (which allow for slow storage). A technician lowers it to
+    /// give up on a hung device sooner; tests lower it so stalls end quickly.
+    fn set_timeout(&mut self, _silence: std::time::Duration) {}
+
+    /// Whether `target` holds exactly `image` (as [`Driver::write_image`] would have left
+    /// it), by the device's own digest; `None` when the device cannot tell. A resumed job
+    /// uses it to confirm the images an interrupted run verified before it skips them.
+    fn holds(
+        &mut self,
+        _target: &Target,
+        _image: &dyn ImageSource,
+    ) -> Result<Option<bool>, DeviceError> {
         Ok(None)
     }
 

@@ -35,6 +35,10 @@ impl<T: Transport> ModemDriver<T> {
 }
 
 impl<T: Transport> Driver for ModemDriver<T> {
+    fn set_timeout(&mut self, silence: std::time::Duration) {
+        self.client.set_timeout(silence);
+    }
+
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         let id = self.client.identify()?;
         let at = id

@@ -4,7 +4,8 @@
 //! `Stage(Preflight)`, `Preflight`, then for Qualcomm packages `Stage(Switch)`/`DeviceSwitched`
 //! (modems), `Stage(Programmer)` and a second `Preflight` with the storage checks;
 //! `Stage(Plan)`, `PlanReady`, `Stage(Backup)`/`BackupWritten` (Qualcomm), `Stage(Flash)`,
-//! then per image `ImageStarted`, `Progress`…, `ImageWritten`; then `Stage(Patch)`
+//! `Resuming` when an earlier run of the job was interrupted, then per image `ImageKept` or
+//! `ImageStarted`, `Progress`…, `ImageWritten`; then `Stage(Patch)`
 //! (Qualcomm) or `Stage(Activate)`/`SlotSwitched` (A/B phones), `Stage(Reboot)`, and exactly
 //! one `Finished`, always last. A job that stops early jumps straight to `Finished`.
 
@@ -113,6 +114,28 @@ pub enum Event {
         sha256: String,
         /// Seconds it took.
         seconds: f64,
+    },
+    /// An earlier run of this same job on this device stopped before it finished; this run
+    /// keeps the images that run verified and writes the rest.
+    Resuming {
+        /// Images the earlier run verified (targets).
+        verified: Vec<String>,
+        /// The image the earlier run left incomplete, if it had started one.
+        interrupted: Option<String>,
+        /// When the earlier run stopped.
+        since: String,
+    },
+    /// An image verified by an earlier run of this job is kept, not written again.
+    ImageKept {
+        /// 0-based image index.
+        index: usize,
+        /// Partition on the device.
+        target: String,
+        /// Bytes of the image (counted as done in overall progress).
+        bytes: u64,
+        /// Whether the device itself confirmed it holds the image (by its own digest) just
+        /// now; otherwise the job journal vouches for it.
+        checked_on_device: bool,
     },
     /// A message the device printed (fastboot INFO).
     DeviceMessage {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::event::{Event, Stage};
 use super::history::{History, HistoryEntry};
+use super::journal::{ImageState, Journal, Resumable};
 use super::plan::{self, FlashPlan};
 use super::preflight::{Overrides, Preflight};
 use super::report::{self, ImageReport, Outcome, PackageFacts, Report, Versions};
@@ -50,6 +51,11 @@ pub struct JobOptions {
     pub reconnect: Duration,
     /// Where identity-partition backups go.
     pub backups_dir: PathBuf,
+    /// Where the per-device job journals are kept (see [`super::journal`]).
+    pub journal_dir: PathBuf,
+    /// The longest the device may stay silent when it owes an answer; `None` keeps each
+    /// protocol's own limits.
+    pub device_timeout: Option<Duration>,
     /// How long a modem may take to come back in download mode.
     pub switch_timeout: Duration,
     /// Stop before the first step that changes anything on the device (a modem's switch to
@@ -103,6 +109,8 @@ impl Default for JobOptions {
             history_path: crate::paths::history_file(),
             reconnect: Duration::ZERO,
             backups_dir: crate::paths::backups_dir(),
+            journal_dir: crate::paths::journal_dir(),
+            device_timeout: None,
             switch_timeout: Duration::from_secs(30),
             check_only: false,
             cancel: Cancel::default(),
@@ -160,6 +168,7 @@ fn run_with(
         preflight: Vec::new(),
         overrides: Vec::new(),
         images: Vec::new(),
+        incomplete: None,
         activated_slot: None,
         backup: None,
         notes: Vec::new(),
@@ -332,22 +341,54 @@ fn fastboot(
     emit(Event::Stage {
         stage: Stage::Flash,
     });
+    let mut journal = Resumable::open(req, report, emit, device.serial.as_deref(), package);
+    let targets: Vec<Target> = plan
+        .writes
+        .iter()
+        .map(|w| Target::Partition {
+            name: w.target.clone(),
+        })
+        .collect();
+    // Every image that will be written is read and planned before the first write, so
+    // that no image can be found unsendable half way through the job.
+    for (index, target) in targets.iter().enumerate() {
+        if journal.was_verified(index) {
+            continue;
+        }
+        req.options.cancel.check(&format!("preparing {target}"))?;
+        let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
+        driver.prepare(target, &source).map_err(|e| {
+            (
+                Outcome::PreflightRefused,
+                format!(
+                    "refused before writing anything: {target} cannot be sent to this device: {e}"
+                ),
+            )
+        })?;
+    }
     let count = plan.writes.len();
-    for (index, write) in plan.writes.iter().enumerate() {
+    for (index, (write, target)) in plan.writes.iter().zip(&targets).enumerate() {
+        let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
+        if journal.keep(driver.as_mut(), index, target, &source, report, emit)? {
+            continue;
+        }
         req.options
             .cancel
             .check(&format!("writing {}", write.target))?;
-        let target = Target::Partition {
-            name: write.target.clone(),
-        };
+        battery_still_ok(
+            driver.as_mut(),
+            package,
+            &req.options.overrides,
+            &write.target,
+        )?;
         let step = ImageStep {
             index,
             count,
             name: &write.target,
-            target: &target,
-            source: &PackageImage::new(package, index).cancelled_by(&req.options.cancel),
+            target,
+            source: &source,
         };
-        write_step(driver.as_mut(), step, report, emit)?;
+        write_step(driver.as_mut(), step, journal.journal(), report, emit)?;
     }
 
     if let Some(slot) = &plan.activate_slot {
@@ -376,6 +417,7 @@ fn fastboot(
         },
     });
 
+    journal.finish(report);
     record_history(
         req,
         report,
@@ -384,6 +426,32 @@ fn fastboot(
         package,
     );
     Ok(Outcome::Success)
+}
+
+/// Reads the battery again before an image: a charge that fell below the package's minimum
+/// during the job stops it between two images, never in the middle of one.
+fn battery_still_ok(
+    driver: &mut dyn Driver,
+    package: &VerifiedPackage,
+    overrides: &super::preflight::Overrides,
+    next: &str,
+) -> Result<(), Stop> {
+    let device = driver
+        .identify()
+        .map_err(|e| (Outcome::DeviceError, e.to_string()))?;
+    let check =
+        super::preflight::battery(package.manifest().min_battery_percent, &device, overrides);
+    if check.status == super::Status::Refuse {
+        return Err((
+            Outcome::DeviceError,
+            format!(
+                "stopped before writing {next}: {}. The images written so far are kept; \
+                 run the same job again once the device is charged to resume",
+                check.message
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn versions(device: &DeviceInfo, source: &str) -> Versions {
@@ -531,6 +599,7 @@ pub(super) struct ImageStep<'a> {
 pub(super) fn write_step(
     driver: &mut dyn Driver,
     step: ImageStep<'_>,
+    mut journal: Option<&mut Journal>,
     report: &mut Report,
     emit: &mut dyn FnMut(Event),
 ) -> Result<(), Stop> {
@@ -548,12 +617,20 @@ pub(super) fn write_step(
         target: name.to_string(),
         bytes: total,
     });
+    if let Some(j) = journal.as_deref_mut() {
+        j.mark(index, ImageState::Started);
+    }
     let started = Instant::now();
     let mut last = 0u64;
     let result = driver.write_image(target, source, &mut |done: u64| {
         // Drivers may count padding past the image's end; progress never passes 100 %.
         let done = done.min(total);
         if done >= last + PROGRESS_STEP || (done == total && last < total) {
+            if done == total {
+                if let Some(j) = journal.as_deref_mut() {
+                    j.mark(index, ImageState::Written);
+                }
+            }
             last = done;
             emit(Event::Progress { index, done, total });
         }
@@ -566,10 +643,21 @@ pub(super) fn write_step(
     entry.seconds = Some(seconds);
     if let Err(e) = result {
         entry.status = "failed".into();
+        report.incomplete = Some(entry.target.clone());
+        if let Some(j) = journal {
+            report.notes.extend(j.take_failures());
+        }
         return Err((
             Outcome::DeviceError,
-            format!("writing {name} ({target}) failed: {e}"),
+            format!(
+                "writing {name} ({target}) failed: {e}. {name} is incomplete; the images \
+                 before it are verified and kept: once the device is back, run the same job \
+                 again to resume from {name}"
+            ),
         ));
+    }
+    if let Some(j) = journal {
+        j.mark(index, ImageState::Verified);
     }
     entry.status = "written".into();
     entry.sha256_sent = Some(entry.sha256_signed.clone());
@@ -608,13 +696,22 @@ pub(super) fn record_history(
 
 /// Opens the driver for the job's device.
 pub(super) fn open_device(req: &JobRequest) -> Result<Box<dyn Driver>, Stop> {
-    discovery::open(
-        &req.device.address,
-        &req.quirks,
-        req.device.is_virtual,
-        req.device.probe,
-    )
-    .map_err(|e| (Outcome::DeviceError, e.to_string()))
+    open_at(req, &req.device.address, req.device.probe)
+}
+
+/// Opens the driver for the job's device at `address` (where it is now), with the job's
+/// timeout.
+pub(super) fn open_at(
+    req: &JobRequest,
+    address: &str,
+    probe: bool,
+) -> Result<Box<dyn Driver>, Stop> {
+    let mut driver = discovery::open(address, &req.quirks, req.device.is_virtual, probe)
+        .map_err(|e| (Outcome::DeviceError, e.to_string()))?;
+    if let Some(silence) = req.options.device_timeout {
+        driver.set_timeout(silence);
+    }
+    Ok(driver)
 }
 
 /// Opens and verifies the job's package: nothing touches a device before this succeeds.

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod event;
 pub mod history;
 pub mod job;
+pub mod journal;
 pub mod plan;
 pub mod preflight;
 mod qualcomm;

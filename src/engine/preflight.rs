@@ -345,7 +345,8 @@ fn version(
     }
 }
 
-fn battery(min: u8, device: &DeviceInfo, overrides: &Overrides) -> Check {
+/// The battery check: at preflight, and again before each image of a job.
+pub(super) fn battery(min: u8, device: &DeviceInfo, overrides: &Overrides) -> Check {
     let required = format!("≥ {min} %");
     match device.battery {
         Battery::Percent(p) if p >= min => check("battery", Status::Pass, format!("{p} %"), required, format!("battery at {p} %")),

@@ -10,6 +10,7 @@ use super::backup;
 use super::event::{Event, PlannedWrite, Stage};
 use super::history::History;
 use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
+use super::journal::Resumable;
 use super::preflight::{storage_range, Preflight};
 use super::report::{BackupFacts, ImageReport, Outcome};
 use super::JobRequest;
@@ -34,7 +35,7 @@ pub(super) fn run(
         stage: Stage::Identify,
     });
     let mut driver = super::job::open_device(req)?;
-    let mut device = driver.identify().map_err(device_err)?;
+    let device = driver.identify().map_err(device_err)?;
     report.device = Some(device.clone());
     report.before = Some(super::job::versions(&device, "the device"));
     emit(Event::DeviceIdentified {
@@ -113,303 +114,346 @@ pub(super) fn run(
         stage: Stage::Programmer,
     });
     start_programmer(driver.as_mut(), package, plan)?;
-    let storage = driver.identify().map_err(device_err)?;
-    device.luns = storage.luns;
-    device.layout = storage.layout;
-    device.partitions = storage.partitions;
-    report.device = Some(device.clone());
-
-    // Storage preflight: every range resolved against the real LUN sizes before any write.
-    let mut writes = Vec::new();
-    let mut storage_checks = Vec::new();
-    for op in &plan.program {
-        let image = &package.manifest().images[op.image];
-        let sectors = op.sectors(image);
-        let start = resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut());
-        let (mut check, target) = storage_range(
-            &op.label,
-            op.lun,
-            op.sector_size,
-            start,
-            sectors,
-            &device.luns,
-        );
-        if op.sparse {
-            check.status = super::Status::Refuse;
-            check.message = format!(
-                "{} is a sparse image; writing sparse images over Firehose is not supported yet",
-                op.label
-            );
+    let job = Programmed {
+        req,
+        package,
+        plan,
+        model,
+        product: product.as_deref(),
+    };
+    let result = job.run(driver.as_mut(), device, report, emit);
+    if result.is_err() {
+        // Back to the boot ROM in EDL, never into half-written firmware: the same job run
+        // again loads the signed programmer and resumes.
+        if let Err(e) = driver.leave_for_recovery() {
+            tracing::debug!("leaving the device in EDL after a failed job: {e}");
         }
-        storage_checks.push(check);
-        writes.push((
-            op,
-            target,
-            image.size - op.file_sector_offset * u64::from(op.sector_size),
-        ));
     }
-    let mut erases = Vec::new();
-    for op in &plan.erase {
-        let label = op
-            .label
-            .clone()
-            .unwrap_or_else(|| format!("LUN {}", op.lun));
-        let start = resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut());
-        let (check, target) = storage_range(
-            &label,
-            op.lun,
-            op.sector_size,
-            start,
-            op.num_partition_sectors,
-            &device.luns,
-        );
-        storage_checks.push(check);
-        erases.push((label, target));
-    }
-    // Patches are checked now too (LUN, sector size, bounds, and values that do not depend
-    // on what the writes will put on the disk), so none can fail after the first write.
-    for op in &plan.patch {
-        let what = if op.what.is_empty() {
-            "patch"
-        } else {
-            op.what.as_str()
-        };
-        let start = resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut());
-        let span = op.byte_offset.div_ceil(u64::from(op.sector_size)) + 1;
-        let (mut check, _) = storage_range(
-            &format!("patch {what:?}"),
-            op.lun,
-            op.sector_size,
-            start.clone(),
-            span,
-            &device.luns,
-        );
-        let end = start.as_ref().ok().and_then(|s| {
-            s.checked_mul(u64::from(op.sector_size))?
-                .checked_add(op.byte_offset)?
-                .checked_add(u64::from(op.size_in_bytes))
-        });
-        let disk = device.luns.iter().find(|l| l.index == op.lun);
-        if check.status == super::Status::Pass {
-            let fits_disk = match (end, disk) {
-                (Some(end), Some(disk)) => {
-                    end <= disk.sectors.saturating_mul(u64::from(disk.sector_size))
-                }
-                _ => false,
-            };
-            let value_ok = op.value.as_str().contains("CRC32")
-                || resolve(&op.value, op.lun, &device.luns, driver.as_mut())
-                    .is_ok_and(|v| op.fits(v));
-            if !fits_disk || !value_ok {
-                check.status = super::Status::Refuse;
-                check.message = if fits_disk {
-                    format!(
-                        "patch {what:?}: its value {} does not fit in {} bytes",
-                        op.value, op.size_in_bytes
-                    )
-                } else {
-                    format!("patch {what:?} would write past the end of LUN {}", op.lun)
-                };
-            }
-        }
-        storage_checks.push(check);
-    }
-    let refused: Vec<String> = storage_checks
-        .iter()
-        .filter(|c| c.status == super::Status::Refuse)
-        .map(|c| c.message.clone())
-        .collect();
-    report.preflight.extend(storage_checks.iter().cloned());
-    emit(Event::Preflight {
-        checks: report.preflight.clone(),
-    });
-    if !refused.is_empty() {
-        let _ = driver.reboot();
-        return Err((
-            Outcome::PreflightRefused,
-            format!("refused before writing anything: {}", refused.join("; ")),
-        ));
-    }
+    result
+}
 
-    emit(Event::Stage { stage: Stage::Plan });
-    let planned: Vec<PlannedWrite> = writes
-        .iter()
-        .map(|(op, target, bytes)| PlannedWrite {
-            partition: op.label.clone(),
-            target: target
-                .as_ref()
-                .map_or_else(String::new, ToString::to_string),
-            bytes: *bytes,
-            sparse: op.sparse,
-        })
-        .collect();
-    report.images = writes
-        .iter()
-        .zip(&planned)
-        .map(|((op, _, bytes), p)| ImageReport {
-            partition: op.label.clone(),
-            target: p.target.clone(),
-            bytes: *bytes,
-            sha256_signed: package.manifest().images[op.image].sha256.to_string(),
-            sha256_sent: None,
-            seconds: None,
-            status: "not-started".into(),
-        })
-        .collect();
-    emit(Event::PlanReady {
-        total_bytes: planned.iter().map(|w| w.bytes).sum(),
-        writes: planned,
-        activate_slot: None,
-    });
-    if req.options.dry_run {
-        let _ = driver.reboot();
-        return Ok(Outcome::DryRun);
-    }
+/// The part of a Qualcomm job that runs with the package's programmer on the device.
+struct Programmed<'a> {
+    req: &'a JobRequest,
+    package: &'a VerifiedPackage,
+    plan: &'a QualcommPlan,
+    model: Option<&'a Model>,
+    product: Option<&'a str>,
+}
 
-    if let Err(stop) = cancel.check("the backup") {
-        let _ = driver.reboot();
-        return Err(stop);
-    }
-    emit(Event::Stage {
-        stage: Stage::Backup,
-    });
-    let mut labels: Vec<String> = model.map(|m| m.backup.clone()).unwrap_or_default();
-    labels.extend(plan.backup.iter().cloned());
-    let mut seen = std::collections::BTreeSet::new();
-    labels.retain(|l| seen.insert(l.clone()));
-    let (wanted, missing) = backup::locate(&labels, &device);
-    // A label the package itself asks for must be there, and a device whose partition
-    // table could not be read cannot show that its identity partitions are safe.
-    let required: Vec<&String> = missing.iter().filter(|l| plan.backup.contains(l)).collect();
-    if !required.is_empty() || (!labels.is_empty() && device.layout.is_empty()) {
-        let _ = driver.reboot();
-        let what = if device.layout.is_empty() {
-            "the device's partition table could not be read".to_string()
-        } else {
-            format!(
-                "the package requires a backup of {required:?}, which this device does not have"
-            )
-        };
-        return Err((
-            Outcome::PreflightRefused,
-            format!("refused before writing anything: {what}, so its identity partitions cannot be backed up"),
-        ));
-    }
-    for label in missing {
-        report.notes.push(format!(
-            "partition {label} is not on this device; nothing to back up"
-        ));
-    }
-    let (dir, manifest) = backup::create(
-        &req.options.backups_dir,
-        device.serial.as_deref(),
-        product.as_deref(),
-        &wanted,
-        driver.as_mut(),
-        &mut |_, _| {},
-    )
-    .map_err(|e| {
-        (
-            Outcome::DeviceError,
-            format!("the backup of the identity partitions failed, so nothing was written: {e}"),
-        )
-    })?;
-    for e in &manifest.entries {
-        emit(Event::BackupWritten {
-            label: e.label.clone(),
-            sha256: e.sha256.clone(),
-        });
-    }
-    report.backup = Some(BackupFacts {
-        dir,
-        partitions: manifest.entries,
-    });
-
-    emit(Event::Stage {
-        stage: Stage::Flash,
-    });
-    for (label, target) in &erases {
-        let target = target.as_ref().expect("cleared by the storage preflight");
-        driver
-            .erase(target)
-            .map_err(|e| (Outcome::DeviceError, format!("erasing {label} failed: {e}")))?;
-    }
-    let count = writes.len();
-    for (index, (op, target, _)) in writes.iter().enumerate() {
-        cancel.check(&format!("writing {}", op.label))?;
-        let target = target.as_ref().expect("cleared by the storage preflight");
-        let source = PackageImage::skipping(
+impl Programmed<'_> {
+    /// Storage preflight → plan → backup → erase → program → patch → reset.
+    fn run(
+        &self,
+        driver: &mut dyn Driver,
+        mut device: crate::device::DeviceInfo,
+        report: &mut super::Report,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Outcome, Stop> {
+        let Programmed {
+            req,
             package,
-            op.image,
-            op.file_sector_offset * u64::from(op.sector_size),
-        )
-        .cancelled_by(cancel);
-        let step = ImageStep {
-            index,
-            count,
-            name: &op.label,
-            target,
-            source: &source,
-        };
-        write_step(driver.as_mut(), step, report, emit)?;
-    }
+            plan,
+            model,
+            product,
+        } = *self;
+        let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
+        let cancel = &req.options.cancel;
+        let storage = driver.identify().map_err(device_err)?;
+        device.luns = storage.luns;
+        device.layout = storage.layout;
+        device.partitions = storage.partitions;
+        report.device = Some(device.clone());
 
-    emit(Event::Stage {
-        stage: Stage::Patch,
-    });
-    for op in &plan.patch {
-        let what = if op.what.is_empty() {
-            "patch"
-        } else {
-            op.what.as_str()
-        };
-        let fail = |detail: String| {
+        // Storage preflight: every range resolved against the real LUN sizes before any write.
+        let mut writes = Vec::new();
+        let mut storage_checks = Vec::new();
+        for op in &plan.program {
+            let image = &package.manifest().images[op.image];
+            let sectors = op.sectors(image);
+            let start = resolve(&op.start_sector, op.lun, &device.luns, driver);
+            let (mut check, target) = storage_range(
+                &op.label,
+                op.lun,
+                op.sector_size,
+                start,
+                sectors,
+                &device.luns,
+            );
+            if op.sparse {
+                check.status = super::Status::Refuse;
+                check.message = format!(
+                    "{} is a sparse image; writing sparse images over Firehose is not supported yet",
+                    op.label
+                );
+            }
+            storage_checks.push(check);
+            writes.push((
+                op,
+                target,
+                image.size - op.file_sector_offset * u64::from(op.sector_size),
+            ));
+        }
+        let mut erases = Vec::new();
+        for op in &plan.erase {
+            let label = op
+                .label
+                .clone()
+                .unwrap_or_else(|| format!("LUN {}", op.lun));
+            let start = resolve(&op.start_sector, op.lun, &device.luns, driver);
+            let (check, target) = storage_range(
+                &label,
+                op.lun,
+                op.sector_size,
+                start,
+                op.num_partition_sectors,
+                &device.luns,
+            );
+            storage_checks.push(check);
+            erases.push((label, target));
+        }
+        // Patches are checked now too (LUN, sector size, bounds, and values that do not depend
+        // on what the writes will put on the disk), so none can fail after the first write.
+        for op in &plan.patch {
+            let what = if op.what.is_empty() {
+                "patch"
+            } else {
+                op.what.as_str()
+            };
+            let start = resolve(&op.start_sector, op.lun, &device.luns, driver);
+            let span = op.byte_offset.div_ceil(u64::from(op.sector_size)) + 1;
+            let (mut check, _) = storage_range(
+                &format!("patch {what:?}"),
+                op.lun,
+                op.sector_size,
+                start.clone(),
+                span,
+                &device.luns,
+            );
+            let end = start.as_ref().ok().and_then(|s| {
+                s.checked_mul(u64::from(op.sector_size))?
+                    .checked_add(op.byte_offset)?
+                    .checked_add(u64::from(op.size_in_bytes))
+            });
+            let disk = device.luns.iter().find(|l| l.index == op.lun);
+            if check.status == super::Status::Pass {
+                let fits_disk = match (end, disk) {
+                    (Some(end), Some(disk)) => {
+                        end <= disk.sectors.saturating_mul(u64::from(disk.sector_size))
+                    }
+                    _ => false,
+                };
+                let value_ok = op.value.as_str().contains("CRC32")
+                    || resolve(&op.value, op.lun, &device.luns, driver).is_ok_and(|v| op.fits(v));
+                if !fits_disk || !value_ok {
+                    check.status = super::Status::Refuse;
+                    check.message = if fits_disk {
+                        format!(
+                            "patch {what:?}: its value {} does not fit in {} bytes",
+                            op.value, op.size_in_bytes
+                        )
+                    } else {
+                        format!("patch {what:?} would write past the end of LUN {}", op.lun)
+                    };
+                }
+            }
+            storage_checks.push(check);
+        }
+        let refused: Vec<String> = storage_checks
+            .iter()
+            .filter(|c| c.status == super::Status::Refuse)
+            .map(|c| c.message.clone())
+            .collect();
+        report.preflight.extend(storage_checks.iter().cloned());
+        emit(Event::Preflight {
+            checks: report.preflight.clone(),
+        });
+        if !refused.is_empty() {
+            let _ = driver.reboot();
+            return Err((
+                Outcome::PreflightRefused,
+                format!("refused before writing anything: {}", refused.join("; ")),
+            ));
+        }
+
+        emit(Event::Stage { stage: Stage::Plan });
+        let planned: Vec<PlannedWrite> = writes
+            .iter()
+            .map(|(op, target, bytes)| PlannedWrite {
+                partition: op.label.clone(),
+                target: target
+                    .as_ref()
+                    .map_or_else(String::new, ToString::to_string),
+                bytes: *bytes,
+                sparse: op.sparse,
+            })
+            .collect();
+        report.images = writes
+            .iter()
+            .zip(&planned)
+            .map(|((op, _, bytes), p)| ImageReport {
+                partition: op.label.clone(),
+                target: p.target.clone(),
+                bytes: *bytes,
+                sha256_signed: package.manifest().images[op.image].sha256.to_string(),
+                sha256_sent: None,
+                seconds: None,
+                status: "not-started".into(),
+            })
+            .collect();
+        emit(Event::PlanReady {
+            total_bytes: planned.iter().map(|w| w.bytes).sum(),
+            writes: planned,
+            activate_slot: None,
+        });
+        if req.options.dry_run {
+            let _ = driver.reboot();
+            return Ok(Outcome::DryRun);
+        }
+
+        if let Err(stop) = cancel.check("the backup") {
+            let _ = driver.reboot();
+            return Err(stop);
+        }
+        emit(Event::Stage {
+            stage: Stage::Backup,
+        });
+        let mut labels: Vec<String> = model.map(|m| m.backup.clone()).unwrap_or_default();
+        labels.extend(plan.backup.iter().cloned());
+        let mut seen = std::collections::BTreeSet::new();
+        labels.retain(|l| seen.insert(l.clone()));
+        let (wanted, missing) = backup::locate(&labels, &device);
+        // A label the package itself asks for must be there, and a device whose partition
+        // table could not be read cannot show that its identity partitions are safe.
+        let required: Vec<&String> = missing.iter().filter(|l| plan.backup.contains(l)).collect();
+        if !required.is_empty() || (!labels.is_empty() && device.layout.is_empty()) {
+            let _ = driver.reboot();
+            let what = if device.layout.is_empty() {
+                "the device's partition table could not be read".to_string()
+            } else {
+                format!(
+                    "the package requires a backup of {required:?}, which this device does not have"
+                )
+            };
+            return Err((
+                Outcome::PreflightRefused,
+                format!("refused before writing anything: {what}, so its identity partitions cannot be backed up"),
+            ));
+        }
+        for label in missing {
+            report.notes.push(format!(
+                "partition {label} is not on this device; nothing to back up"
+            ));
+        }
+        let (dir, manifest) = backup::create(
+            &req.options.backups_dir,
+            device.serial.as_deref(),
+            product,
+            &wanted,
+            driver,
+            &mut |_, _| {},
+        )
+        .map_err(|e| {
             (
                 Outcome::DeviceError,
-                format!("patch {what:?} failed: {detail}"),
+                format!(
+                    "the backup of the identity partitions failed, so nothing was written: {e}"
+                ),
             )
-        };
-        let start =
-            resolve(&op.start_sector, op.lun, &device.luns, driver.as_mut()).map_err(&fail)?;
-        // Evaluated just before it is applied: a CRC covers what earlier patches wrote.
-        let value = resolve(&op.value, op.lun, &device.luns, driver.as_mut()).map_err(&fail)?;
-        if !op.fits(value) {
-            return Err(fail(format!(
-                "value {value} does not fit in {} bytes",
-                op.size_in_bytes
-            )));
+        })?;
+        for e in &manifest.entries {
+            emit(Event::BackupWritten {
+                label: e.label.clone(),
+                sha256: e.sha256.clone(),
+            });
         }
-        let target = Target::Sectors {
-            lun: op.lun,
-            start,
-            count: 1,
-            sector_size: op.sector_size,
-        };
-        driver
-            .patch(&target, op.byte_offset, op.size_in_bytes, value)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    report
-        .notes
-        .push(format!("{} device patches applied", plan.patch.len()));
+        report.backup = Some(BackupFacts {
+            dir,
+            partitions: manifest.entries,
+        });
 
-    emit(Event::Stage {
-        stage: Stage::Reboot,
-    });
-    driver.reboot().map_err(device_err)?;
-    report.after = Some(super::report::Versions {
-        firmware: Some(package.manifest().version.to_string()),
-        security: Some(package.manifest().security_version),
-        source: "the package (the device was reset into its new firmware)".into(),
-    });
-    record_history(
-        req,
-        report,
-        device.serial.as_deref(),
-        product.as_deref(),
-        package,
-    );
-    Ok(Outcome::Success)
+        emit(Event::Stage {
+            stage: Stage::Flash,
+        });
+        let mut journal = Resumable::open(req, report, emit, device.serial.as_deref(), package);
+        for (label, target) in &erases {
+            let target = target.as_ref().expect("cleared by the storage preflight");
+            journal.erase(driver, label, target)?;
+        }
+        let count = writes.len();
+        for (index, (op, target, _)) in writes.iter().enumerate() {
+            let target = target.as_ref().expect("cleared by the storage preflight");
+            let source = PackageImage::skipping(
+                package,
+                op.image,
+                op.file_sector_offset * u64::from(op.sector_size),
+            )
+            .cancelled_by(cancel);
+            if journal.keep(driver, index, target, &source, report, emit)? {
+                continue;
+            }
+            cancel.check(&format!("writing {}", op.label))?;
+            let step = ImageStep {
+                index,
+                count,
+                name: &op.label,
+                target,
+                source: &source,
+            };
+            write_step(driver, step, journal.journal(), report, emit)?;
+        }
+
+        emit(Event::Stage {
+            stage: Stage::Patch,
+        });
+        for op in &plan.patch {
+            let what = if op.what.is_empty() {
+                "patch"
+            } else {
+                op.what.as_str()
+            };
+            let fail = |detail: String| {
+                (
+                    Outcome::DeviceError,
+                    format!("patch {what:?} failed: {detail}"),
+                )
+            };
+            let start = resolve(&op.start_sector, op.lun, &device.luns, driver).map_err(&fail)?;
+            // Evaluated just before it is applied: a CRC covers what earlier patches wrote.
+            let value = resolve(&op.value, op.lun, &device.luns, driver).map_err(&fail)?;
+            if !op.fits(value) {
+                return Err(fail(format!(
+                    "value {value} does not fit in {} bytes",
+                    op.size_in_bytes
+                )));
+            }
+            let target = Target::Sectors {
+                lun: op.lun,
+                start,
+                count: 1,
+                sector_size: op.sector_size,
+            };
+            driver
+                .patch(&target, op.byte_offset, op.size_in_bytes, value)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        report
+            .notes
+            .push(format!("{} device patches applied", plan.patch.len()));
+
+        emit(Event::Stage {
+            stage: Stage::Reboot,
+        });
+        driver.reboot().map_err(device_err)?;
+        journal.finish(report);
+        report.after = Some(super::report::Versions {
+            firmware: Some(package.manifest().version.to_string()),
+            security: Some(package.manifest().security_version),
+            source: "the package (the device was reset into its new firmware)".into(),
+        });
+        record_history(req, report, device.serial.as_deref(), product, package);
+        Ok(Outcome::Success)
+    }
 }
 
 /// Sends a modem to its download mode and opens it again there; returns the EDL driver
@@ -437,8 +481,7 @@ pub(super) fn switch_to_download(
         &req.quirks,
     )
     .map_err(device_err)?;
-    let edl = discovery::open(&found.address, &req.quirks, req.device.is_virtual, false)
-        .map_err(device_err)?;
+    let edl = super::job::open_at(req, &found.address, false)?;
     Ok((edl, found.address))
 }
 

@@ -83,7 +83,8 @@ pub struct ImageReport {
     pub sha256_sent: Option<String>,
     /// Seconds spent writing.
     pub seconds: Option<f64>,
-    /// `written`, `failed` or `not-started`.
+    /// `written`, `kept` (verified by an earlier, interrupted run of the same job),
+    /// `failed` or `not-started`.
     pub status: String,
 }
 
@@ -116,6 +117,9 @@ pub struct Report {
     pub overrides: Vec<String>,
     /// Images.
     pub images: Vec<ImageReport>,
+    /// The image the job left partly written when it stopped; running the same job again
+    /// writes it from its start (see the job journal).
+    pub incomplete: Option<String>,
     /// The slot switched to, on A/B devices.
     pub activated_slot: Option<String>,
     /// The identity partitions backed up before writing (Qualcomm).

@@ -988,6 +988,7 @@ impl AppState {
                         job.written += image.bytes;
                     }
                 }
+                Event::ImageKept { bytes, .. } => job.written += bytes,
                 Event::BackupWritten { label, .. } => job.backups.push(label),
                 Event::DeviceSwitched { to, .. } => row.address = to,
                 Event::Finished {
@@ -1008,7 +1009,9 @@ impl AppState {
                         report,
                     });
                 }
-                Event::SlotSwitched { .. } | Event::DeviceMessage { .. } => {}
+                Event::SlotSwitched { .. }
+                | Event::DeviceMessage { .. }
+                | Event::Resuming { .. } => {}
                 Event::PackageVerified { .. } => {}
             }
         }
@@ -1172,6 +1175,23 @@ fn describe(event: &Event) -> Option<(Level, String)> {
         Event::ImageWritten {
             target, seconds, ..
         } => format!("{target} written and verified in {seconds:.1} s"),
+        Event::Resuming {
+            verified,
+            interrupted,
+            ..
+        } => match interrupted {
+            Some(target) => format!(
+                "resuming an interrupted job: {} image(s) kept, {target} is written again",
+                verified.len()
+            ),
+            None => format!(
+                "resuming an interrupted job: {} image(s) kept",
+                verified.len()
+            ),
+        },
+        Event::ImageKept { target, .. } => {
+            format!("{target} kept: verified by the interrupted run")
+        }
         Event::DeviceMessage { text } => format!("device: {text}"),
         Event::DeviceSwitched { from, to } => format!("left {from}, back in download mode at {to}"),
         Event::BackupWritten { label, .. } => format!("{label} backed up and checked"),

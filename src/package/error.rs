@@ -290,6 +290,64 @@ pub enum PackageError {
     /// Two different keys in the trust store share a key id.
     #[error("two different trusted keys share the key id {0}")]
     KeyIdCollision(KeyId),
+    /// A trust root file that is not a root of the expected shape.
+    #[error("the trust root {path} is invalid: {reason}")]
+    RootInvalid {
+        /// The root file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A root listing the same key twice.
+    #[error("the trust root lists key {0} more than once")]
+    RootDuplicateKey(KeyId),
+    /// A root whose threshold is 0 or more than its keys.
+    #[error("the trust root's threshold {threshold} is not between 1 and its {keys} keys")]
+    RootThresholdInvalid {
+        /// The declared threshold.
+        threshold: u32,
+        /// How many keys the root lists.
+        keys: usize,
+    },
+    /// A root listing the demo key, whose secret half is public.
+    #[error(
+        "the trust root lists the insecure demo key; a root is trusted for real devices and \
+         can never contain it"
+    )]
+    RootContainsDemoKey,
+    /// A root not signed by enough distinct keys of a root that must approve it.
+    #[error(
+        "the trust root carries valid signatures by {signed} distinct keys of {by}; \
+         {threshold} are required"
+    )]
+    RootBelowThreshold {
+        /// Whose keys were counted (`"the current root"`, `"the root itself"`).
+        by: &'static str,
+        /// Distinct keys with a valid signature.
+        signed: usize,
+        /// The threshold.
+        threshold: u32,
+    },
+    /// A signature by a key of the approving root that does not verify.
+    #[error("the trust root's signature by key {0} is not valid: the root was altered or damaged")]
+    RootBadSignature(KeyId),
+    /// A root whose version is not above the installed one.
+    #[error(
+        "the trust root has version {offered}, but version {current} is installed; roots never \
+         go back or repeat"
+    )]
+    RootRollback {
+        /// The installed version.
+        current: u64,
+        /// The offered version.
+        offered: u64,
+    },
+    /// `update` without an installed root to check against.
+    #[error("no trust root is installed at {0}; install a first root with `flashline trust init`")]
+    RootNotInstalled(PathBuf),
+    /// `init` where a root is already installed.
+    #[error("a trust root is already installed at {0}; replace it with `flashline trust update`")]
+    RootAlreadyInstalled(PathBuf),
 }
 
 impl PackageError {

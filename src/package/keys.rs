@@ -102,7 +102,17 @@ impl PublicKey {
     /// Parses the text of a `.pub` file; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PackageError> {
         let (bytes, name) = parse_line(text, PUBLIC_TAG, path)?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| PackageError::KeyFileInvalid {
+        Self::from_parts(&bytes, name, path)
+    }
+
+    /// A key from its raw bytes and a name already checked as an identifier, with the same
+    /// point and weak-key checks as a `.pub` file; `path` only names the source in errors.
+    pub(crate) fn from_parts(
+        bytes: &[u8; 32],
+        name: String,
+        path: &Path,
+    ) -> Result<Self, PackageError> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| PackageError::KeyFileInvalid {
             path: path.to_owned(),
             reason: "the public key is not a valid ed25519 point",
         })?;

@@ -23,6 +23,7 @@ mod names;
 mod pack;
 pub mod qualcomm;
 mod reader;
+pub mod root;
 mod trust;
 mod verify;
 
@@ -34,6 +35,7 @@ pub use manifest::{
 };
 pub use pack::{pack, PackSummary};
 pub use reader::{ImageReader, PlanningReader};
+pub use root::{RootDocument, RootKey, SignedRoot};
 pub use trust::{KeyScope, Origin, TrustStore, TrustedKey};
 pub use verify::{Package, Signer, VerifiedPackage};
 

@@ -1,9 +1,11 @@
 //! Which public keys this computer trusts, and for what.
 //!
-//! Trust is a directory of `.pub` files. There is no trust on first use and no way to skip
-//! verification: a package verifies only against a key that is already here. The insecure
-//! demo key, whose secret half is public in the repository, is trusted for virtual devices
-//! only unless the user names a directory holding it explicitly.
+//! Trust is a directory of `.pub` files, or, once a signed trust root (`root.json`, see
+//! [`super::root`]) is installed there, exactly the keys of that root. There is no trust on
+//! first use and no way to skip verification: a package verifies only against a key that
+//! is already here. The insecure demo key, whose secret half is public in the repository,
+//! is trusted for virtual devices only unless the user names a directory holding it
+//! explicitly, and it can never be part of a root.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,12 +100,22 @@ impl TrustStore {
         store
     }
 
-    /// Loads every `*.pub` regular file in `dir`; other entries are ignored.
+    /// Loads the trust of `dir`: the keys of its signed root if one is installed, else every
+    /// `*.pub` regular file in it; other entries are ignored.
     ///
-    /// A malformed or weak `.pub` is an error naming the file: silently skipping a key the
-    /// user meant to trust would make a good package fail later with a misleading "unknown
-    /// key". Files are read in name order; the same key twice counts once.
+    /// With a root, loose `.pub` files are not trusted: a key the root rotated out must stop
+    /// being trusted even if its file is still lying in the folder. A malformed or weak
+    /// `.pub`, or a root that is malformed or not signed by its own threshold, is an error
+    /// naming the file: silently skipping a key the user meant to trust would make a good
+    /// package fail later with a misleading "unknown key". Files are read in name order;
+    /// the same key twice counts once.
     pub fn load_dir(dir: &Path, origin: Origin) -> Result<Self, PackageError> {
+        if let Some(root) = super::root::installed(dir)? {
+            return Ok(TrustStore::from_root(
+                &root,
+                &dir.join(super::root::ROOT_FILE),
+            ));
+        }
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(PackageError::io(dir))? {
             let path = entry.map_err(PackageError::io(dir))?.path();
@@ -129,6 +141,24 @@ impl TrustStore {
             })?;
         }
         Ok(store)
+    }
+
+    /// Trusts exactly the keys of `root` (read from `source`), for any device: a root can
+    /// never hold the demo key. The caller has checked the root's signatures.
+    pub(super) fn from_root(root: &super::SignedRoot, source: &Path) -> Self {
+        TrustStore {
+            keys: root
+                .keys()
+                .map(|key| {
+                    let trusted = TrustedKey {
+                        key: key.clone(),
+                        scope: KeyScope::Any,
+                        source: source.to_owned(),
+                    };
+                    (key.id(), trusted)
+                })
+                .collect(),
+        }
     }
 
     /// Adds every key of `other`. A key present in both keeps the narrower scope, so
@@ -178,7 +208,7 @@ impl TrustStore {
 
 /// The embedded demo key. It is a constant of this build, checked by a unit test, so a
 /// failure here is a build defect rather than bad input.
-fn demo_key() -> PublicKey {
+pub(super) fn demo_key() -> PublicKey {
     PublicKey::parse(DEMO_PUBLIC_KEY, Path::new(DEMO_KEY_FILE))
         .expect("the embedded demo public key is valid")
 }

@@ -20,6 +20,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_LINE_LEN: usize = 2048;
 /// Most information lines accepted in one answer.
 pub const MAX_ANSWER_LINES: usize = 64;
+/// Most unsolicited lines accepted while one command is outstanding. Real modems send a
+/// handful; a modem that never stops would otherwise hold the client (and flood whatever
+/// the URC handler feeds) until the command's timeout.
+pub const MAX_UNSOLICITED_LINES: usize = 256;
 /// Longest command line sent; V.250 only requires modems to take 40 characters.
 const MAX_COMMAND_LEN: usize = 512;
 /// Bytes read from the port at a time.
@@ -92,6 +96,14 @@ pub enum AtError {
     /// The modem sent more information lines than one answer may have.
     #[error("the modem sent more than {max} lines in answer to {command:?}")]
     TooManyLines {
+        /// The command line sent.
+        command: String,
+        /// The cap.
+        max: usize,
+    },
+    /// The modem kept sending unsolicited result codes instead of answering.
+    #[error("the modem sent more than {max} unsolicited lines without answering {command:?}")]
+    UnsolicitedFlood {
         /// The command line sent.
         command: String,
         /// The cap.
@@ -503,6 +515,7 @@ impl<T: Transport> AtClient<T> {
         timeout: Duration,
     ) -> Result<Vec<String>, AtError> {
         let mut info = Vec::new();
+        let mut unsolicited = 0;
         let mut buf = [0u8; READ_CHUNK];
         loop {
             while let Some(line) = self.reader.next_line() {
@@ -513,6 +526,13 @@ impl<T: Transport> AtClient<T> {
                     return finish(command, result, info);
                 }
                 if !is_information(command, &line) {
+                    unsolicited += 1;
+                    if unsolicited > MAX_UNSOLICITED_LINES {
+                        return Err(AtError::UnsolicitedFlood {
+                            command: command.into(),
+                            max: MAX_UNSOLICITED_LINES,
+                        });
+                    }
                     (self.on_urc)(&line);
                 } else if info.len() == MAX_ANSWER_LINES {
                     return Err(AtError::TooManyLines {

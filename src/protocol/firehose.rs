@@ -179,6 +179,9 @@ pub enum PowerAction {
     Reset,
     /// Power off (`value="off"`).
     Off,
+    /// Reboot into emergency download mode (`value="edl"`), so the boot ROM waits for a
+    /// programmer again instead of booting what the storage holds.
+    Edl,
 }
 
 /// One host → device command.
@@ -308,6 +311,7 @@ impl Command {
                 let value = match action {
                     PowerAction::Reset => "reset",
                     PowerAction::Off => "off",
+                    PowerAction::Edl => "edl",
                 };
                 let mut a = vec![(attr::VALUE, value.to_string())];
                 if let Some(delay) = delay_seconds {
@@ -387,6 +391,7 @@ impl Command {
                 let action = match element.required(attr::VALUE)?.to_ascii_lowercase().as_str() {
                     "reset" => PowerAction::Reset,
                     "off" => PowerAction::Off,
+                    "edl" => PowerAction::Edl,
                     other => return Err(element.bad(format!("unsupported power value {other:?}"))),
                 };
                 let delay_seconds = element

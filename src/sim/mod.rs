@@ -4,6 +4,10 @@
 //! A simulator is honest: it checks what the real device checks, refuses what the real
 //! device refuses, and stores exactly the bytes it was sent, so independent clients (such
 //! as Google's `fastboot`) can drive it and tests can inspect the result.
+//!
+//! Each one also takes a [`FaultPlan`]: deterministic, one-shot misbehaviour (a pulled
+//! cable, a power cut mid-write, a refused, unanswered or garbled command, a draining
+//! battery, a spontaneous mode switch) for tests that must prove a flash survives it.
 
 #[cfg(unix)]
 pub mod bench;

@@ -17,7 +17,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The device said nothing within the allowed time.
-    #[error("the device did not answer within {0:?}")]
+    #[error(
+        "the device did not answer within {} (is it still connected and powered?)",
+        humantime::format_duration(Duration::from_millis(.0.as_millis() as u64))
+    )]
     Timeout(Duration),
     /// The link went away (cable pulled, device rebooted, peer closed the connection).
     #[error("the device disconnected")]

@@ -34,6 +34,11 @@ const EDL_PROTOCOLS: [u8; 4] = [0xff, 0x10, 0x11, 0x13];
 /// transfer (and the kernel buffer behind it) bounded regardless of the message size.
 const MAX_BULK_WRITE: usize = 1 << 20;
 
+/// After a transfer error, how often and how far apart to look whether the device is gone:
+/// its removal may still be under way when the transfer fails.
+const DISCONNECT_CHECKS: u32 = 4;
+const DISCONNECT_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
 /// A device with a bulk interface flashline speaks, seen on the USB bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsbDevice {
@@ -228,7 +233,7 @@ impl Transport for UsbTransport {
             let sent = self
                 .handle
                 .write_bulk(self.ep_out, &rest[..len], libusb_timeout(timeout))
-                .map_err(|e| usb_error(e, timeout))?;
+                .map_err(|e| transfer_error(&self.handle, e, timeout))?;
             if sent == 0 {
                 return Err(TransportError::Timeout(timeout));
             }
@@ -247,7 +252,7 @@ impl Transport for UsbTransport {
                     len: buf.len() as u64 + 1,
                     max: buf.len(),
                 },
-                other => usb_error(other, timeout),
+                other => transfer_error(&self.handle, other, timeout),
             })
     }
 
@@ -277,7 +282,7 @@ impl BulkPipe for RusbPipe {
     fn write_bulk(&mut self, data: &[u8], timeout: Duration) -> Result<usize, TransportError> {
         self.handle
             .write_bulk(self.ep_out, data, libusb_timeout(timeout))
-            .map_err(|e| usb_error(e, timeout))
+            .map_err(|e| transfer_error(&self.handle, e, timeout))
     }
 
     /// rusb hands back what arrived before a timeout rather than dropping it, so a slow
@@ -285,7 +290,7 @@ impl BulkPipe for RusbPipe {
     fn read_bulk(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
         self.handle
             .read_bulk(self.ep_in, buf, libusb_timeout(timeout))
-            .map_err(|e| usb_error(e, timeout))
+            .map_err(|e| transfer_error(&self.handle, e, timeout))
     }
 }
 
@@ -407,6 +412,26 @@ fn libusb_timeout(timeout: Duration) -> Duration {
         Duration::from_millis(1),
         Duration::from_millis(u64::from(u32::MAX)),
     )
+}
+
+/// What a failed transfer means. A device that leaves the bus mid-transfer (cable pulled,
+/// device reset) makes libusb report a plain I/O or pipe error, not "no device"; asking the
+/// device for its configuration tells the two apart, once the kernel has finished removing
+/// it.
+fn transfer_error(
+    handle: &DeviceHandle<Context>,
+    e: rusb::Error,
+    timeout: Duration,
+) -> TransportError {
+    if matches!(e, rusb::Error::Io | rusb::Error::Pipe) {
+        for _ in 0..DISCONNECT_CHECKS {
+            if handle.active_configuration() == Err(rusb::Error::NoDevice) {
+                return TransportError::Disconnected;
+            }
+            std::thread::sleep(DISCONNECT_CHECK_INTERVAL);
+        }
+    }
+    usb_error(e, timeout)
 }
 
 fn usb_error(e: rusb::Error, timeout: Duration) -> TransportError {

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod bench;
+#[cfg(unix)]
+pub mod edl;
+
 use std::path::PathBuf;
 
 /// Finds an independent peer program (e.g. Google's `fastboot`, `simg2img`).

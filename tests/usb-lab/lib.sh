@@ -61,11 +61,14 @@ phone_enumerated() {
   usb_device 18d1 4ee0
 }
 
-# stop_phone: stops the phone started by start_phone and removes its gadget.
+# stop_phone: stops the phone started by start_phone (SIGTERM) and checks that it removed
+# its gadget: it left the bus and configfs.
 stop_phone() {
-  kill "$PHONE_PID" 2>/dev/null || true
-  wait "$PHONE_PID" 2>/dev/null || true
-  remove_gadgets
+  kill "$PHONE_PID"
+  wait "$PHONE_PID" || fail "the phone exited with $? on SIGTERM"
+  ! usb_device 18d1 4ee0 > /dev/null || fail "the phone is still on the bus after SIGTERM"
+  ! ls -d /sys/kernel/config/usb_gadget/* > /dev/null 2>&1 \
+    || fail "gadgets left in configfs: $(ls /sys/kernel/config/usb_gadget)"
 }
 
 # remove_gadgets: removes every configfs gadget a killed simulator left behind.

@@ -38,6 +38,9 @@ const DEFAULT_READ_CHUNK: usize = 1 << 20;
 /// How long a failed data write waits for the NAK that explains it.
 const NAK_GRACE: Duration = Duration::from_secs(1);
 
+/// Longest wait for the ACK of [`FirehoseClient::abandon`].
+const ABANDON_WAIT: Duration = Duration::from_secs(1);
+
 /// Log lines kept to explain a NAK.
 const REASON_LINES: usize = 5;
 
@@ -468,8 +471,36 @@ impl<T: Transport> FirehoseClient<T> {
 
     /// Reboots the device. It disconnects afterwards, so a lost link after the ACK is fine.
     pub fn power_reset(&mut self) -> Result<(), FirehoseError> {
+        self.power(PowerAction::Reset)
+    }
+
+    /// The last word to a device the host gives up on: sends `<power>` even when the
+    /// session is out of step (after garbage or a timeout nothing it says can be trusted,
+    /// but it may still obey a reset) and waits briefly for its ACK. A device that was
+    /// mid-transfer takes the command as data of the range being written, which the failed
+    /// job left incomplete anyway.
+    pub fn abandon(&mut self, action: PowerAction) -> Result<(), FirehoseError> {
         let command = Command::Power {
-            action: PowerAction::Reset,
+            action,
+            delay_seconds: None,
+        };
+        self.out_of_step = Some("the session was abandoned".into());
+        self.send(&command)?;
+        let mut exchange = Exchange::new(&command);
+        let response =
+            self.await_response(&mut exchange, self.timeouts.response.min(ABANDON_WAIT))?;
+        if response.ack {
+            Ok(())
+        } else {
+            Err(exchange.nak())
+        }
+    }
+
+    /// Reboots, powers off, or goes back to EDL, as `action` says. The device disconnects
+    /// afterwards, so a lost link after the ACK is fine.
+    fn power(&mut self, action: PowerAction) -> Result<(), FirehoseError> {
+        let command = Command::Power {
+            action,
             delay_seconds: None,
         };
         self.guarded(&command, |client| {
@@ -621,19 +652,26 @@ impl<T: Transport> FirehoseClient<T> {
         }
     }
 
-    /// Reads documents until one carries a response, handling the logs before it.
+    /// Reads documents until one carries a response, handling the logs before it. Running
+    /// out of time is reported with the whole `timeout`, however much of it a read had left.
     fn await_response(
         &mut self,
         exchange: &mut Exchange,
         timeout: Duration,
     ) -> Result<Response, FirehoseError> {
         let deadline = Instant::now() + timeout;
+        let timed_out = || FirehoseError::Transport(TransportError::Timeout(timeout));
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(TransportError::Timeout(timeout).into());
+                return Err(timed_out());
             }
-            let doc = self.next_doc(exchange, left)?;
+            let doc = match self.next_doc(exchange, left) {
+                Err(FirehoseError::Transport(TransportError::Timeout(_))) => {
+                    return Err(timed_out())
+                }
+                other => other?,
+            };
             if let Some(response) = doc.response {
                 tracing::debug!(command = exchange.command, ?response, "Firehose response");
                 return Ok(response);

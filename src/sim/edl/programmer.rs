@@ -470,7 +470,9 @@ impl Programmer<'_> {
         let delay = Duration::from_secs(delay_seconds.map_or(0, u64::from)).min(MAX_RESET_DELAY);
         self.pty.pause(delay);
         Ok(Flow::Exit(match action {
-            PowerAction::Reset => {
+            // The virtual device has no firmware to boot: a reset and a reboot into EDL
+            // both bring back its boot ROM.
+            PowerAction::Reset | PowerAction::Edl => {
                 // The time a reboot takes, so the host's log drain sees silence first.
                 self.pty.pause(REBOOT_TIME);
                 Exit::Reset
@@ -575,6 +577,7 @@ fn describe(command: &Command) -> String {
         Command::Power { action, .. } => match action {
             PowerAction::Reset => "power reset".into(),
             PowerAction::Off => "power off".into(),
+            PowerAction::Edl => "power edl".into(),
         },
         Command::Nop => "nop".into(),
         Command::Unknown { tag } => tag.clone(),

@@ -17,7 +17,8 @@ const LANG: &str = "0x409";
 const CONFIG: &str = "configs/c.1";
 
 /// One step to undo on removal.
-enum Undo {
+#[derive(Debug, Clone)]
+pub(super) enum Undo {
     Rmdir(PathBuf),
     Unlink(PathBuf),
 }
@@ -93,21 +94,20 @@ impl Tree {
 
     /// Detaches the gadget from its controller, if it is attached.
     pub fn unbind(&self) -> Result<(), GadgetError> {
-        if self.udc()?.is_empty() {
-            return Ok(());
-        }
-        self.write("UDC", "\n")
+        detach(&self.udc_file())
     }
 
     pub fn path(&self) -> &Path {
         &self.root
     }
 
-    /// The controller the gadget is attached to; empty when detached.
-    fn udc(&self) -> Result<String, GadgetError> {
-        let path = self.root.join("UDC");
-        let udc = fs::read_to_string(&path).map_err(at(&path))?;
-        Ok(udc.trim().to_string())
+    pub fn udc_file(&self) -> PathBuf {
+        self.root.join("UDC")
+    }
+
+    /// The steps that remove the tree, oldest first.
+    pub fn undo_steps(&self) -> &[Undo] {
+        &self.undo
     }
 
     fn mkdir(&mut self, relative: &str) -> Result<(), GadgetError> {
@@ -125,22 +125,32 @@ impl Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        while let Some(step) = self.undo.pop() {
-            let (path, result) = match step {
-                Undo::Rmdir(dir) => {
-                    let r = fs::remove_dir(&dir);
-                    (dir, r)
-                }
-                Undo::Unlink(link) => {
-                    let r = fs::remove_file(&link);
-                    (link, r)
-                }
-            };
-            if let Err(e) = result {
-                tracing::warn!("removing USB gadget: {}: {e}", path.display());
-            }
+        undo(&self.undo);
+        self.undo.clear();
+    }
+}
+
+/// Removes what a [`Tree`] made, newest first; logs what cannot be removed.
+pub(super) fn undo(steps: &[Undo]) {
+    for step in steps.iter().rev() {
+        let (path, result) = match step {
+            Undo::Rmdir(dir) => (dir, fs::remove_dir(dir)),
+            Undo::Unlink(link) => (link, fs::remove_file(link)),
+        };
+        if let Err(e) = result {
+            tracing::warn!("removing USB gadget: {}: {e}", path.display());
         }
     }
+}
+
+/// Writing an empty line to a gadget's `UDC` file detaches it; nothing to do when it is
+/// detached already (the kernel refuses the write then).
+pub(super) fn detach(udc_file: &Path) -> Result<(), GadgetError> {
+    let udc = fs::read_to_string(udc_file).map_err(at(udc_file))?;
+    if udc.trim().is_empty() {
+        return Ok(());
+    }
+    fs::write(udc_file, "\n").map_err(at(udc_file))
 }
 
 /// Fails with [`GadgetError::NoConfigfs`] unless gadgets can be made here.

@@ -8,7 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -114,6 +114,10 @@ impl FunctionFs {
         Ok(ffs)
     }
 
+    pub fn mount_point(&self) -> &Path {
+        &self.mount_point
+    }
+
     /// Opens the bulk endpoint files.
     pub fn endpoints(&self) -> Result<(BulkOut, BulkIn), GadgetError> {
         let open = |name: &str, write: bool| {
@@ -136,12 +140,17 @@ impl Drop for FunctionFs {
                 tracing::error!("FunctionFS event thread panicked");
             }
         }
-        // Lazily: endpoint files a caller still holds keep the instance alive until closed.
-        if let Err(e) = umount2(&self.mount_point, MntFlags::MNT_DETACH) {
-            tracing::warn!("unmounting {}: {e}", self.mount_point.display());
-        }
-        let _ = fs::remove_dir(&self.mount_point);
+        unmount(&self.mount_point);
     }
+}
+
+/// Unmounts an instance and removes its mount point. Lazily: endpoint files someone still
+/// holds keep the instance alive until they are closed.
+pub(super) fn unmount(mount_point: &Path) {
+    if let Err(e) = umount2(mount_point, MntFlags::MNT_DETACH) {
+        tracing::warn!("unmounting {}: {e}", mount_point.display());
+    }
+    let _ = fs::remove_dir(mount_point);
 }
 
 /// Answers `ep0` events until `stop` is set. The interface defines no control requests,

@@ -199,6 +199,40 @@ impl Gadget {
     pub fn path(&self) -> &Path {
         self.tree.path()
     }
+
+    /// A handle that removes this gadget from anywhere, e.g. from a thread that waits for
+    /// SIGINT/SIGTERM while another serves the gadget: dropping the [`Gadget`] is not
+    /// possible then, and a process that exits without removing its gadget leaves it
+    /// dead on the bus, its name taken.
+    pub fn remover(&self) -> Remover {
+        Remover {
+            udc_file: self.tree.udc_file(),
+            mount_point: self.ffs.as_ref().map(|f| f.mount_point().to_path_buf()),
+            undo: self.tree.undo_steps().to_vec(),
+        }
+    }
+}
+
+/// Removes a gadget whose [`Gadget`] cannot be dropped; see [`Gadget::remover`]. For a
+/// process about to exit: the [`Gadget`] must not be used (or dropped) afterwards.
+#[derive(Debug, Clone)]
+pub struct Remover {
+    udc_file: PathBuf,
+    mount_point: Option<PathBuf>,
+    undo: Vec<configfs::Undo>,
+}
+
+impl Remover {
+    /// Unplugs the gadget and removes it, as dropping the [`Gadget`] would.
+    pub fn remove(&self) {
+        if let Err(e) = configfs::detach(&self.udc_file) {
+            tracing::warn!("removing USB gadget: {e}");
+        }
+        if let Some(mount_point) = &self.mount_point {
+            ffs::unmount(mount_point);
+        }
+        configfs::undo(&self.undo);
+    }
 }
 
 impl Drop for Gadget {

@@ -6,20 +6,21 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::bootloader::Bootloader;
 use super::link::Wire;
 use super::storage::Storage;
 use super::PhoneConfig;
-use crate::sim::gadget::{gadget_name, Function, Gadget, GadgetSpec};
+use crate::sim::gadget::{Function, Gadget, GadgetSpec};
 
 /// Google's vendor ID and the product ID its bootloaders use in fastboot mode.
 pub const USB_VID: u16 = 0x18d1;
 /// See [`USB_VID`].
 pub const USB_PID: u16 = 0x4ee0;
-/// How long the phone stays on the bus after answering `reboot`, as a bootloader finishes
+/// How long the phone stays on the bus after a session ends with it leaving (e.g. after
+/// answering `reboot`), as a bootloader finishes
 /// up before it resets. Leaving at once can make the host's libusb lose the OKAY it has
 /// already received (it handles the disconnect before reaping the finished transfer).
 const REBOOT_DELAY: Duration = Duration::from_millis(100);
@@ -40,7 +41,7 @@ impl UsbPhone {
     pub fn create(dir: &Path, cfg: PhoneConfig) -> io::Result<Self> {
         let storage = Storage::open(dir, cfg.partition_table()?)?;
         let spec = GadgetSpec {
-            name: gadget_name("phone", &cfg.serial),
+            name: gadget_name(&cfg.serial),
             vid: USB_VID,
             pid: USB_PID,
             manufacturer: "flashline".into(),
@@ -53,7 +54,9 @@ impl UsbPhone {
             },
         };
         let gadget = Gadget::create(&spec)?;
-        let bootloader = Bootloader::new(cfg, storage, Arc::default(), Arc::default());
+        // Commands and fired faults show in the debug log; nobody in-process reads them.
+        let unread = || Arc::new(Mutex::new(Vec::new()));
+        let bootloader = Bootloader::new(cfg, storage, unread(), unread());
         Ok(UsbPhone { gadget, bootloader })
     }
 
@@ -64,9 +67,11 @@ impl UsbPhone {
 
     /// Serves the host on the calling thread for as long as the process lives. A session
     /// ends when the host deconfigures the device or the gadget is unbound (then the phone
-    /// waits for the host to come back) or on a reboot command (then the phone leaves the
-    /// bus briefly and re-enumerates, as a real one does). Returns only when the gadget
-    /// itself fails.
+    /// waits for the host to come back), or the way a device leaves the bus: a reboot
+    /// command, or an injected disconnect, power loss or re-enumeration (see
+    /// [`PhoneConfig::faults`]). Then the phone unplugs itself, stays away while it
+    /// "boots", and plugs in again, as a real one re-enumerates. Returns only when the
+    /// gadget itself fails.
     pub fn serve_forever(mut self) -> io::Result<()> {
         loop {
             let (out, to_host) = self.gadget.bulk_endpoints()?;
@@ -75,6 +80,9 @@ impl UsbPhone {
                     std::thread::sleep(REBOOT_DELAY);
                     self.gadget.unbind()?;
                     std::thread::sleep(REBOOT_OFF_BUS);
+                    while self.bootloader.is_away() {
+                        std::thread::sleep(RETRY);
+                    }
                     self.gadget.bind()?;
                 }
                 Err(e) => {
@@ -83,5 +91,27 @@ impl UsbPhone {
                 }
             }
         }
+    }
+}
+
+/// A gadget name from the serial: gadget names allow fewer characters than serials.
+fn gadget_name(serial: &str) -> String {
+    let safe: String = serial
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(16)
+        .collect();
+    format!("flashline-phone-{safe}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gadget_names_are_safe_directory_names() {
+        assert_eq!(gadget_name("FLSIM0001"), "flashline-phone-FLSIM0001");
+        assert_eq!(gadget_name("a/b c"), "flashline-phone-a_b_c");
+        assert!(gadget_name(&"x".repeat(64)).len() <= 32);
     }
 }

@@ -29,12 +29,12 @@ flashline devices | grep -q LAB0001 && fail "flashline devices still lists the p
 note "plugging in again"
 echo "$udc" > "$gadget/UDC"
 wait_for 10 arrivals 2 || fail "the watcher did not report the phone coming back"
-kill "$watcher" "$json_watcher"
-cat /tmp/watch.txt
+json_arrivals() { [ "$(count '"event":"arrived","address":"usb:1-1"' /tmp/watch.json)" = 2 ]; }
+wait_for 10 json_arrivals || fail "the JSON watcher did not report both arrivals"
 grep -q '"event":"left","address":"usb:1-1".*"serial":"LAB0001"' /tmp/watch.json \
   || fail "the JSON watcher did not report the departure"
-[ "$(grep -c '"event":"arrived","address":"usb:1-1"' /tmp/watch.json)" = 2 ] \
-  || fail "the JSON watcher did not report both arrivals"
+kill "$watcher" "$json_watcher"
+cat /tmp/watch.txt
 
 # The phone serves the host again after being plugged back in.
 flashline info LAB0001 | tee /tmp/info.txt

@@ -1,0 +1,561 @@
+//! The job journal: how far a job got on one device, kept on disk as it goes.
+//!
+//! A yanked cable, a power cut or flashline itself being killed can stop a job between any
+//! two bytes. The journal (one file per device serial) records for each image of the job
+//! whether it was started, fully sent, or verified, so that the same job run again after
+//! the device comes back skips the verified images and writes the interrupted one again
+//! from its start. Skipping is the only thing the journal decides, and it can only ever
+//! skip an image the device already holds: a journal of another package, another image
+//! list or another device is ignored, and drivers that can read a digest back check every
+//! skipped image against the device first.
+//!
+//! The journal is written atomically (temporary file, fsync, rename) at every step. Failing
+//! to write it never stops a job: the worst outcome of a stale journal is an image written
+//! twice.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::event::Event;
+use super::job::{JobRequest, Stop};
+use super::report::{now, safe_name, Outcome, Report};
+use crate::device::{Driver, ImageSource, Target};
+use crate::package::VerifiedPackage;
+
+/// The journal format this build writes and reads.
+const FORMAT: u32 = 1;
+
+/// Larger journal files are not read (a job has at most a few hundred images).
+const MAX_JOURNAL_BYTES: u64 = 1024 * 1024;
+
+/// How far one image got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageState {
+    /// Not touched by this job yet.
+    Pending,
+    /// Bytes may have reached the device; the partition may hold a mix of old and new.
+    Started,
+    /// Every byte was sent, but the device has not confirmed them yet.
+    Written,
+    /// The device holds exactly the signed image (the driver's own check passed).
+    Verified,
+}
+
+/// One image in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalImage {
+    /// Where the image goes (partition with slot suffix, or LUN and sectors).
+    pub target: String,
+    /// The signed SHA-256 of the image.
+    pub sha256: String,
+    /// How far it got.
+    pub state: ImageState,
+}
+
+/// What the journal file holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalEntry {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The device's serial number, as the device reported it.
+    pub serial: String,
+    /// SHA-256 of the whole package file.
+    pub package_sha256: String,
+    /// Package name and version, for messages.
+    pub package: String,
+    /// When the journal was last written.
+    pub updated_at: String,
+    /// Regions erased by this job (Qualcomm erase steps), by label.
+    pub erased: Vec<String>,
+    /// The job's images, in plan order.
+    pub images: Vec<JournalImage>,
+}
+
+/// What an earlier, unfinished run of the same job left on the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// Indexes of images the earlier run verified.
+    pub verified: Vec<usize>,
+    /// The first image the earlier run did not verify, with its state (the incomplete one).
+    pub interrupted: Option<(usize, ImageState)>,
+    /// Labels of erase steps the earlier run finished.
+    pub erased: Vec<String>,
+    /// When the earlier run last wrote the journal.
+    pub updated_at: String,
+}
+
+/// The journal of the job running now.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    entry: JournalEntry,
+    /// Write failures so far, reported once in the job's notes.
+    failures: Vec<String>,
+}
+
+impl Journal {
+    /// Opens the journal for `serial` in `dir` for a job writing `images` (target and signed
+    /// hash, in plan order) from the package with hash `package_sha256`.
+    ///
+    /// Returns what an earlier unfinished run of this same job verified, if there was one,
+    /// and a note for the report when an unfinished journal of another job is replaced.
+    pub fn open(
+        dir: &Path,
+        serial: &str,
+        package_sha256: &str,
+        package: &str,
+        images: &[(String, String)],
+    ) -> (Journal, Option<Resume>, Option<String>) {
+        let path = dir.join(file_name(serial));
+        let fresh = JournalEntry {
+            format: FORMAT,
+            serial: serial.to_string(),
+            package_sha256: package_sha256.to_string(),
+            package: package.to_string(),
+            updated_at: now(),
+            erased: Vec::new(),
+            images: images
+                .iter()
+                .map(|(target, sha256)| JournalImage {
+                    target: target.clone(),
+                    sha256: sha256.clone(),
+                    state: ImageState::Pending,
+                })
+                .collect(),
+        };
+        let (resume, note) = match load(&path) {
+            Ok(None) => (None, None),
+            Ok(Some(old)) if old.serial != serial => (
+                None,
+                Some(format!(
+                    "the job journal {} belongs to another serial number and was replaced",
+                    path.display()
+                )),
+            ),
+            Ok(Some(old)) if old.package_sha256 == package_sha256 && same_images(&old, &fresh) => {
+                (Some(resume_from(&old)), None)
+            }
+            Ok(Some(old)) => (
+                None,
+                Some(format!(
+                    "an earlier job ({}) on this device did not finish; this job replaces it",
+                    old.package
+                )),
+            ),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "the job journal {} could not be read ({e}); starting from the first image",
+                    path.display()
+                )),
+            ),
+        };
+        let mut entry = fresh;
+        if let Some(resume) = &resume {
+            for &i in &resume.verified {
+                entry.images[i].state = ImageState::Verified;
+            }
+            entry.erased = resume.erased.clone();
+        }
+        let mut journal = Journal {
+            path,
+            entry,
+            failures: Vec::new(),
+        };
+        journal.save();
+        (journal, resume, note)
+    }
+
+    /// Records how far image `index` got.
+    pub fn mark(&mut self, index: usize, state: ImageState) {
+        if let Some(image) = self.entry.images.get_mut(index) {
+            if image.state != state {
+                image.state = state;
+                self.save();
+            }
+        }
+    }
+
+    /// Records a finished erase step.
+    pub fn mark_erased(&mut self, label: &str) {
+        if !self.entry.erased.iter().any(|l| l == label) {
+            self.entry.erased.push(label.to_string());
+            self.save();
+        }
+    }
+
+    /// The state of image `index`.
+    pub fn state(&self, index: usize) -> Option<ImageState> {
+        self.entry.images.get(index).map(|i| i.state)
+    }
+
+    /// Where the journal lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The job is over and nothing is left to resume: the journal is removed.
+    pub fn finish(self) -> Option<String> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(format!(
+                "the finished job's journal {} could not be removed: {e}",
+                self.path.display()
+            )),
+        }
+    }
+
+    /// Write failures so far, as one note for the report.
+    pub fn take_failures(&mut self) -> Option<String> {
+        if self.failures.is_empty() {
+            return None;
+        }
+        let note = format!(
+            "the job journal could not be kept up to date ({}); an interrupted job may write some images again",
+            self.failures.join("; ")
+        );
+        self.failures.clear();
+        Some(note)
+    }
+
+    fn save(&mut self) {
+        self.entry.updated_at = now();
+        if let Err(e) = write_atomically(&self.path, &self.entry) {
+            self.failures
+                .push(format!("writing {}: {e}", self.path.display()));
+        }
+    }
+}
+
+/// The job journal as a job uses it: open (maybe resuming an earlier run), keep the images
+/// that run verified, record each write, and close at the end.
+pub(super) struct Resumable {
+    journal: Option<Journal>,
+    verified: Vec<usize>,
+    erased: Vec<String>,
+}
+
+impl Resumable {
+    /// Opens the journal of the device's serial for this job; without a serial number
+    /// there is nothing to key a journal on and the job cannot resume.
+    pub(super) fn open(
+        req: &JobRequest,
+        report: &mut Report,
+        emit: &mut dyn FnMut(Event),
+        serial: Option<&str>,
+        package: &VerifiedPackage,
+    ) -> Self {
+        let Some(serial) = serial else {
+            report.notes.push(
+                "the device reports no serial number, so this job keeps no journal and cannot resume if interrupted"
+                    .into(),
+            );
+            return Resumable {
+                journal: None,
+                verified: Vec::new(),
+                erased: Vec::new(),
+            };
+        };
+        let images: Vec<(String, String)> = report
+            .images
+            .iter()
+            .map(|i| (i.target.clone(), i.sha256_signed.clone()))
+            .collect();
+        let m = package.manifest();
+        let (journal, resume, note) = Journal::open(
+            &req.options.journal_dir,
+            serial,
+            &package.package_sha256().to_string(),
+            &format!("{} {}", m.name, m.version),
+            &images,
+        );
+        report.notes.extend(note);
+        let (verified, erased) = match resume {
+            Some(resume) => {
+                let name = |i: usize| images[i].0.clone();
+                let interrupted = resume.interrupted.map(|(i, _)| name(i));
+                report.notes.push(format!(
+                    "resumed a job interrupted at {}: {} image(s) it verified are kept{}",
+                    resume.updated_at,
+                    resume.verified.len(),
+                    interrupted
+                        .as_ref()
+                        .map(|t| format!(", {t} is written again from its start"))
+                        .unwrap_or_default()
+                ));
+                emit(Event::Resuming {
+                    verified: resume.verified.iter().map(|&i| name(i)).collect(),
+                    interrupted,
+                    since: resume.updated_at,
+                });
+                (resume.verified, resume.erased)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        Resumable {
+            journal: Some(journal),
+            verified,
+            erased,
+        }
+    }
+
+    /// Erases `target` unless the interrupted run already did (erasing again could wipe an
+    /// image that run wrote and verified inside it).
+    pub(super) fn erase(
+        &mut self,
+        driver: &mut dyn Driver,
+        label: &str,
+        target: &Target,
+    ) -> Result<(), Stop> {
+        if self.erased.iter().any(|l| l == label) {
+            return Ok(());
+        }
+        driver
+            .erase(target)
+            .map_err(|e| (Outcome::DeviceError, format!("erasing {label} failed: {e}")))?;
+        if let Some(j) = self.journal.as_mut() {
+            j.mark_erased(label);
+        }
+        Ok(())
+    }
+
+    /// Whether the interrupted run verified image `index` (it may still be written again
+    /// if the device no longer holds it; see [`Resumable::keep`]).
+    pub(super) fn was_verified(&self, index: usize) -> bool {
+        self.verified.contains(&index)
+    }
+
+    /// Whether image `index` was verified by the earlier run and is still on the device;
+    /// the device confirms it by digest when it can. An image the device no longer holds is
+    /// written again.
+    pub(super) fn keep(
+        &mut self,
+        driver: &mut dyn Driver,
+        index: usize,
+        target: &Target,
+        source: &dyn ImageSource,
+        report: &mut Report,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<bool, Stop> {
+        if !self.verified.contains(&index) {
+            return Ok(false);
+        }
+        let checked_on_device = match driver.holds(target, source) {
+            Ok(Some(true)) => true,
+            Ok(None) => false,
+            Ok(Some(false)) => {
+                report.notes.push(format!(
+                    "{target} was verified by the interrupted run but the device no longer holds it; it is written again"
+                ));
+                return Ok(false);
+            }
+            Err(e) => {
+                return Err((
+                    Outcome::DeviceError,
+                    format!("checking {target} from the interrupted run failed: {e}"),
+                ))
+            }
+        };
+        let entry = &mut report.images[index];
+        entry.status = "kept".into();
+        entry.sha256_sent = Some(entry.sha256_signed.clone());
+        emit(Event::ImageKept {
+            index,
+            target: entry.target.clone(),
+            bytes: entry.bytes,
+            checked_on_device,
+        });
+        Ok(true)
+    }
+
+    /// The journal to record writes in.
+    pub(super) fn journal(&mut self) -> Option<&mut Journal> {
+        self.journal.as_mut()
+    }
+
+    /// The job is done: nothing is left to resume.
+    pub(super) fn finish(self, report: &mut Report) {
+        if let Some(mut journal) = self.journal {
+            report.notes.extend(journal.take_failures());
+            report.notes.extend(journal.finish());
+        }
+    }
+}
+
+/// The journal's file name: the serial when it is a plain name, made unique with a hash of
+/// the exact serial so that cleaning never makes two devices share a journal.
+fn file_name(serial: &str) -> String {
+    let digest = Sha256::digest(serial.as_bytes());
+    format!("{}-{}.json", safe_name(serial), hex::encode(&digest[..6]))
+}
+
+fn same_images(a: &JournalEntry, b: &JournalEntry) -> bool {
+    a.images.len() == b.images.len()
+        && a.images
+            .iter()
+            .zip(&b.images)
+            .all(|(x, y)| x.target == y.target && x.sha256 == y.sha256)
+}
+
+fn resume_from(old: &JournalEntry) -> Resume {
+    let verified = old
+        .images
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.state == ImageState::Verified)
+        .map(|(n, _)| n)
+        .collect();
+    let interrupted = old
+        .images
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.state != ImageState::Verified)
+        .map(|(n, i)| (n, i.state));
+    Resume {
+        verified,
+        interrupted,
+        erased: old.erased.clone(),
+        updated_at: old.updated_at.clone(),
+    }
+}
+
+/// Why a journal file was not used.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("it is larger than {MAX_JOURNAL_BYTES} bytes")]
+    TooLarge,
+    #[error("it is damaged: {0}")]
+    Damaged(#[from] serde_json::Error),
+    #[error("it has format {0}, this flashline reads format {FORMAT}")]
+    Format(u32),
+}
+
+fn load(path: &Path) -> Result<Option<JournalEntry>, LoadError> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if file.metadata()?.len() > MAX_JOURNAL_BYTES {
+        return Err(LoadError::TooLarge);
+    }
+    let entry: JournalEntry = serde_json::from_reader(std::io::BufReader::new(file))?;
+    if entry.format != FORMAT {
+        return Err(LoadError::Format(entry.format));
+    }
+    Ok(Some(entry))
+}
+
+/// Replaces `path` with `entry` so that a crash at any point leaves either the old or the
+/// new journal, never a torn one.
+fn write_atomically(path: &Path, entry: &JournalEntry) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, entry)?;
+    tmp.write_all(b"\n")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images() -> Vec<(String, String)> {
+        vec![
+            ("boot".into(), "aa".repeat(32)),
+            ("system".into(), "bb".repeat(32)),
+            ("vendor".into(), "cc".repeat(32)),
+        ]
+    }
+
+    #[test]
+    fn a_fresh_job_has_nothing_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, resume, note) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        assert!(resume.is_none() && note.is_none());
+        assert!(journal.path().exists());
+        assert_eq!(journal.state(0), Some(ImageState::Pending));
+    }
+
+    #[test]
+    fn the_same_job_resumes_after_the_last_verified_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        journal.mark(0, ImageState::Verified);
+        journal.mark(1, ImageState::Started);
+        drop(journal); // as if flashline were killed here
+        let (journal, resume, note) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let resume = resume.expect("resumable");
+        assert_eq!(resume.verified, vec![0]);
+        assert_eq!(resume.interrupted, Some((1, ImageState::Started)));
+        assert!(note.is_none());
+        assert_eq!(journal.state(0), Some(ImageState::Verified));
+        assert_eq!(journal.state(1), Some(ImageState::Pending));
+        assert!(journal.finish().is_none());
+        let (_, resume, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        assert!(resume.is_none(), "a finished job leaves nothing to resume");
+    }
+
+    #[test]
+    fn another_package_or_image_list_starts_over_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        journal.mark(0, ImageState::Verified);
+        let (_, resume, note) = Journal::open(dir.path(), "SN1", "p2", "pkg 2", &images());
+        assert!(resume.is_none());
+        assert!(note.unwrap().contains("pkg 1"));
+        let mut other = images();
+        other[2].1 = "dd".repeat(32);
+        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        journal.mark(0, ImageState::Verified);
+        let (_, resume, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &other);
+        assert!(resume.is_none(), "a different image list is not resumed");
+    }
+
+    #[test]
+    fn serials_that_clean_alike_never_share_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _, _) = Journal::open(dir.path(), "a/b", "p1", "pkg", &images());
+        let (b, _, _) = Journal::open(dir.path(), "a_b", "p1", "pkg", &images());
+        assert_ne!(a.path(), b.path());
+        let (c, _, _) = Journal::open(dir.path(), "../../etc/passwd", "p1", "pkg", &images());
+        assert_eq!(c.path().parent(), Some(dir.path()));
+    }
+
+    #[test]
+    fn a_damaged_journal_is_ignored_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        std::fs::write(journal.path(), b"{\"format\": 1, \"serial\": ").unwrap();
+        let (_, resume, note) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        assert!(resume.is_none());
+        assert!(note.unwrap().contains("damaged"));
+    }
+
+    #[test]
+    fn write_failures_become_one_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("not-a-dir");
+        std::fs::write(&blocked, b"").unwrap();
+        let (mut journal, _, _) = Journal::open(&blocked, "SN1", "p1", "pkg", &images());
+        journal.mark(0, ImageState::Started);
+        let note = journal.take_failures().unwrap();
+        assert!(note.contains("could not be kept"), "{note}");
+        assert!(journal.take_failures().is_none());
+    }
+}
