@@ -326,6 +326,12 @@ struct ModemArgs {
     /// Misbehave once in EDL (may be repeated), as `sim edl --fault` does.
     #[arg(long = "edl-fault", value_name = "FAULT")]
     edl_faults: Vec<Fault>,
+    /// Appear as a USB modem (a CDC ACM gadget with the modem's USB IDs and serial, AT on
+    /// the gadget's tty) that re-enumerates as a USB EDL gadget on its download command,
+    /// instead of on a pseudo-terminal (Linux; needs configfs, libcomposite, usb_f_acm,
+    /// usb_f_fs and a UDC such as dummy_hcd's).
+    #[arg(long)]
+    usb_gadget: bool,
 }
 
 #[derive(Args)]
@@ -347,6 +353,11 @@ struct EdlArgs {
     /// reenumerate@program#2.
     #[arg(long = "fault", value_name = "FAULT")]
     faults: Vec<Fault>,
+    /// Appear as a USB device (05c6:9008, interface FF/FF/FF) through a USB gadget on this
+    /// machine's device controller, instead of on a pseudo-terminal (Linux; needs configfs,
+    /// libcomposite, usb_f_fs and a UDC such as dummy_hcd's).
+    #[arg(long)]
+    usb_gadget: bool,
 }
 
 #[derive(Args)]
@@ -971,6 +982,9 @@ fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
         faults: args.edl_faults.into(),
         ..EdlConfig::default()
     };
+    if args.usb_gadget {
+        return sim_modem_usb(&args.dir, cfg, edl);
+    }
     let modem = crate::sim::bench::VirtualModem::start(
         cfg,
         edl,
@@ -1001,6 +1015,9 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
         faults: args.faults.into(),
         ..d
     };
+    if args.usb_gadget {
+        return sim_edl_usb(&args.dir, cfg);
+    }
     let sim = EdlSim::new(&args.dir, cfg, Some(&crate::device::bench::default_dir()))
         .context("cannot start the virtual EDL device")?;
     println!("{}", sim.address());
@@ -1087,6 +1104,55 @@ fn sim_phone_usb(dir: &Path, cfg: PhoneConfig) -> Result<ExitCode> {
 
 #[cfg(not(target_os = "linux"))]
 fn sim_phone_usb(_dir: &Path, _cfg: PhoneConfig) -> Result<ExitCode> {
+    bail!("--usb-gadget needs Linux's USB gadget framework")
+}
+
+#[cfg(target_os = "linux")]
+fn sim_edl_usb(dir: &Path, cfg: crate::sim::edl::EdlConfig) -> Result<ExitCode> {
+    let serial = cfg.serial.clone();
+    let sim = crate::sim::edl::EdlSim::on_usb_gadget(dir, cfg)
+        .context("cannot plug the virtual EDL device in as a USB gadget")?;
+    // The first line on stdout is the address to pass to --device, for scripts.
+    println!("{serial}");
+    eprintln!(
+        "virtual EDL device on USB; LUNs in {}; stop with Ctrl-C",
+        dir.display()
+    );
+    sim.serve_forever();
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sim_edl_usb(_dir: &Path, _cfg: crate::sim::edl::EdlConfig) -> Result<ExitCode> {
+    bail!("--usb-gadget needs Linux's USB gadget framework")
+}
+
+#[cfg(target_os = "linux")]
+fn sim_modem_usb(
+    dir: &Path,
+    cfg: crate::sim::modem::ModemConfig,
+    edl: crate::sim::edl::EdlConfig,
+) -> Result<ExitCode> {
+    let serial = cfg.usb_serial.clone();
+    let modem = crate::sim::modem::UsbModem::start(cfg, edl, dir)
+        .context("cannot plug the virtual modem in as a USB gadget")?;
+    println!("{serial}");
+    eprintln!(
+        "virtual modem on USB, AT on {}; its EDL side keeps its LUNs in {}; stop with Ctrl-C",
+        modem.device_tty(),
+        dir.display()
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sim_modem_usb(
+    _dir: &Path,
+    _cfg: crate::sim::modem::ModemConfig,
+    _edl: crate::sim::edl::EdlConfig,
+) -> Result<ExitCode> {
     bail!("--usb-gadget needs Linux's USB gadget framework")
 }
 

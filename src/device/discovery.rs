@@ -5,6 +5,11 @@
 //! device in Qualcomm EDL on a serial line, `usb:BUS-PORT` for a USB bus path, or a bare
 //! USB serial number. A serial port's mode comes from its USB IDs through the quirks file;
 //! flashline never writes to a port the quirks file does not name.
+//!
+//! A device in Qualcomm EDL shows up either as a serial port (Linux's qcserial driver
+//! binds it) or, where no driver claims it (Windows and macOS without vendor drivers,
+//! Linux without qcserial), as a USB device with the quirks file's EDL IDs: both open the
+//! same EDL driver, over a tty or over the raw bulk endpoints.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -71,7 +76,7 @@ pub fn scan(connect: &[String], quirks: &Quirks, probe: bool) -> Vec<Found> {
             is_virtual: false,
         })
         .collect();
-    found.extend(serial_devices(quirks).into_iter().map(|mut f| {
+    found.extend(ports_and_edl(quirks).into_iter().map(|mut f| {
         if probe && f.mode == Mode::Unknown {
             f.mode = probe_serial(&f.address);
         }
@@ -166,6 +171,45 @@ fn serial_devices(quirks: &Quirks) -> Vec<Found> {
             serial: Some(e.serial),
         });
     ports.chain(virtual_ports).collect()
+}
+
+/// Serial ports and bench devices (see [`serial_devices`]), then devices in EDL on raw USB
+/// that no serial port already stands for: a device in download mode appears as one or
+/// the other.
+fn ports_and_edl(quirks: &Quirks) -> Vec<Found> {
+    let mut found = serial_devices(quirks);
+    let usb_edl: Vec<Found> = usb::list_edl(&edl_ids(quirks))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| Found {
+            known_as: known_as(Some(d.vid), Some(d.pid), quirks),
+            address: d.bus_path,
+            mode: Mode::Edl,
+            vid: Some(d.vid),
+            pid: Some(d.pid),
+            product: d.product_string,
+            serial: d.serial,
+            is_virtual: false,
+        })
+        // A tty for it (qcserial bound) is the one to use: it needs no driver detached.
+        .filter(|d| {
+            !found.iter().any(|p| {
+                d.serial.is_some() && (p.vid, p.pid, &p.serial) == (d.vid, d.pid, &d.serial)
+            })
+        })
+        .collect();
+    found.extend(usb_edl);
+    found
+}
+
+/// The USB IDs the quirks file gives to EDL, the only devices opened as EDL over raw USB.
+fn edl_ids(quirks: &Quirks) -> Vec<(u16, u16)> {
+    quirks
+        .usb
+        .iter()
+        .filter(|id| id.mode == "edl")
+        .map(|id| (id.vid, id.pid))
+        .collect()
 }
 
 /// True if `address` names a pseudo-terminal (`/dev/pts/N`) after resolving `..` and
@@ -298,6 +342,24 @@ pub fn open(
             "{address:?} is not a device address: use tcp:HOST:PORT, serial:PATH, usb:BUS-PORT or a serial number"
         )));
     }
+    let edl_ids = edl_ids(quirks);
+    let mut edl: Vec<_> = usb::list_edl(&edl_ids)?
+        .into_iter()
+        .filter(|d| d.is(address))
+        .collect();
+    match edl.len() {
+        0 => {}
+        1 => {
+            let device = edl.remove(0);
+            let stream = usb::open_edl(&device.bus_path, &edl_ids)?;
+            return Ok(Box::new(EdlDriver::new(stream, device.serial, false)));
+        }
+        n => {
+            return Err(DeviceError::BadAddress(format!(
+                "{n} devices in EDL have the serial number {address}; name one by its bus path (usb:BUS-PORT)"
+            )))
+        }
+    }
     let transport = UsbTransport::open(address)?;
     Ok(Box::new(FastbootDriver::new(
         transport,
@@ -317,7 +379,7 @@ fn usb_id(found: &Found) -> String {
 /// before a switch, so a device that was there before is never mistaken for the one
 /// coming back.
 pub fn present_counterparts(counterparts: &[UsbPair], quirks: &Quirks) -> Vec<String> {
-    serial_devices(quirks)
+    ports_and_edl(quirks)
         .into_iter()
         .filter(|f| is_counterpart(f, counterparts))
         .map(|f| f.address)
@@ -344,7 +406,7 @@ pub fn wait_for_counterpart(
     let deadline = Instant::now() + timeout;
     // The device in download mode may get the very port name the modem had (ttyUSB0 is
     // reused on Linux, as are pseudo-terminal numbers): only the modem itself must leave.
-    while serial_devices(quirks)
+    while ports_and_edl(quirks)
         .iter()
         .any(|f| f.address == old && !is_counterpart(f, counterparts))
     {
@@ -356,7 +418,7 @@ pub fn wait_for_counterpart(
         std::thread::sleep(POLL);
     }
     loop {
-        let mut back: Vec<Found> = serial_devices(quirks)
+        let mut back: Vec<Found> = ports_and_edl(quirks)
             .into_iter()
             .filter(|f| is_counterpart(f, counterparts) && !before.contains(&f.address))
             .filter(|f| serial.is_none() || f.serial.as_deref() == serial)

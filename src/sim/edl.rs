@@ -1,4 +1,5 @@
-//! A virtual Qualcomm device in emergency download mode (EDL), on a pseudo-terminal.
+//! A virtual Qualcomm device in emergency download mode (EDL), on a pseudo-terminal or on
+//! any other [`Line`] (a USB gadget's bulk endpoints).
 //!
 //! It behaves like a device whose boot ROM (PBL) speaks Sahara: it offers HELLO until a
 //! host answers, pulls a Firehose programmer out of the host the way a PBL does (header,
@@ -42,13 +43,15 @@ mod pbl;
 mod programmer;
 mod pty;
 mod storage;
+#[cfg(target_os = "linux")]
+mod usb;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -63,6 +66,58 @@ use storage::Storage;
 
 pub use elf::build_test_programmer;
 pub use storage::{lun_path, IdentityData};
+
+/// Longest single wait of a [`Line`], so a stop request is seen promptly.
+const SLICE: Duration = Duration::from_millis(50);
+
+/// The device's end of its cable. The boot ROM and the programmer only read, write and
+/// wait on it, so the same device runs on a pseudo-terminal (a serial EDL port) and on a
+/// USB gadget's bulk endpoints.
+///
+/// Every read and write must give up within [`SLICE`]-sized waits once the stop flag is
+/// set (with [`TransportError::Disconnected`](crate::transport::TransportError)), so a
+/// stopping simulator never hangs. Each `write` is one device transfer: a USB line ends it
+/// with a short packet or a zero-length packet, as hosts such as qdl read one Sahara
+/// packet or Firehose document per transfer.
+pub trait Line: Transport {
+    /// Set when the simulator is to stop.
+    fn stop_flag(&self) -> &AtomicBool;
+
+    /// Drops whatever the host sent that the device has not read yet, as a device that
+    /// reboots loses it.
+    fn discard_input(&mut self);
+
+    /// Drops the rest of the host transfer being read and says whether the line has
+    /// transfers at all. Over USB what follows a Firehose command in its transfer is
+    /// padding (qdl ends each document with a newline) and the data phase starts with the
+    /// next transfer; on a serial line (`false`) everything after `</data>` is data.
+    fn skip_rest_of_transfer(&mut self) -> bool {
+        false
+    }
+
+    /// The device reboots into its boot ROM: input is lost, and a line that is a USB
+    /// device leaves the bus and enumerates again, as real hardware does.
+    fn reboot(&mut self) {
+        self.discard_input();
+    }
+
+    /// Whether the simulator is shutting down.
+    fn stopping(&self) -> bool {
+        self.stop_flag().load(Ordering::SeqCst)
+    }
+
+    /// Waits out `duration` (a reboot, a requested delay) unless stopped first.
+    fn pause(&self, duration: Duration) {
+        let end = Instant::now() + duration;
+        while !self.stopping() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            thread::sleep(left.min(SLICE));
+        }
+    }
+}
 
 /// The END_OF_IMAGE status a secure device sends for a programmer it does not accept
 /// (`IMAGE_AUTH_FAILURE`).
@@ -337,6 +392,13 @@ impl From<EdlConfigError> for io::Error {
     }
 }
 
+/// Creates the LUN files in `dir` (GPT and identity data) as [`EdlSim::new`] does, without
+/// serving: a modem that switches to EDL later has its flash before it is switched.
+pub fn create_luns(dir: &Path, cfg: &EdlConfig) -> io::Result<()> {
+    Storage::open(dir, cfg, &cfg.tables()?)?;
+    Ok(())
+}
+
 /// What survives mode switches and resets: configuration, flash, the event log, the
 /// fault plan being carried out.
 struct Device {
@@ -363,7 +425,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A prepared, not yet serving, EDL device.
 pub struct EdlSim {
     device: Device,
-    pty: Pty,
+    dir: PathBuf,
+    line: Box<dyn Line>,
     announcement: Option<Announcement>,
     stop: Arc<AtomicBool>,
 }
@@ -372,24 +435,35 @@ impl EdlSim {
     /// Prepares the LUN files in `dir`, opens the pseudo-terminal and, with `bench_dir`,
     /// announces the device there with its USB identity.
     pub fn new(dir: &Path, cfg: EdlConfig, bench_dir: Option<&Path>) -> io::Result<EdlSim> {
+        let mut sim = EdlSim::on_line(dir, cfg, |stop| {
+            Ok(Box::new(Pty::open(stop)?) as Box<dyn Line>)
+        })?;
+        if let Some(bench_dir) = bench_dir {
+            let cfg = &sim.device.cfg;
+            let entry = BenchEntry {
+                address: sim.address().to_string(),
+                vid: cfg.vid,
+                pid: cfg.pid,
+                serial: cfg.serial.clone(),
+                product: cfg.product.clone(),
+            };
+            sim.announcement = Some(bench::announce(bench_dir, &entry)?);
+        }
+        Ok(sim)
+    }
+
+    /// Prepares the LUN files in `dir` and the line `open_line` makes; the line gets the
+    /// stop flag it must watch (see [`Line`]). A line that is a real USB device needs no
+    /// bench announcement: hosts find it on the bus.
+    pub fn on_line(
+        dir: &Path,
+        cfg: EdlConfig,
+        open_line: impl FnOnce(Arc<AtomicBool>) -> io::Result<Box<dyn Line>>,
+    ) -> io::Result<EdlSim> {
         let tables = cfg.tables()?;
         let storage = Storage::open(dir, &cfg, &tables)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let pty = Pty::open(Arc::clone(&stop))?;
-        let announcement = bench_dir
-            .map(|bench_dir| {
-                bench::announce(
-                    bench_dir,
-                    &BenchEntry {
-                        address: pty.address().to_string(),
-                        vid: cfg.vid,
-                        pid: cfg.pid,
-                        serial: cfg.serial.clone(),
-                        product: cfg.product.clone(),
-                    },
-                )
-            })
-            .transpose()?;
+        let line = open_line(Arc::clone(&stop))?;
         let faults_fired = Arc::default();
         Ok(EdlSim {
             device: Device {
@@ -399,30 +473,36 @@ impl EdlSim {
                 storage,
                 log: Arc::default(),
             },
-            pty,
-            announcement,
+            dir: dir.to_path_buf(),
+            line,
+            announcement: None,
             stop,
         })
     }
 
-    /// Where a host opens the device: `serial:/dev/pts/N`.
+    /// Where a host opens the device: `serial:/dev/pts/N` for a pseudo-terminal.
     pub fn address(&self) -> &str {
-        self.pty.address()
+        self.line.address()
     }
 
     /// Prepares the device as [`EdlSim::new`] does and serves it on a background thread.
     pub fn start(dir: &Path, cfg: EdlConfig, bench_dir: Option<&Path>) -> io::Result<RunningEdl> {
-        let sim = EdlSim::new(dir, cfg, bench_dir)?;
-        let address = sim.address().to_string();
-        let log = Arc::clone(&sim.device.log);
-        let faults_fired = Arc::clone(&sim.device.faults_fired);
-        let stop = Arc::clone(&sim.stop);
+        EdlSim::new(dir, cfg, bench_dir)?.spawn()
+    }
+
+    /// Serves on a background thread until the returned handle stops it.
+    pub fn spawn(self) -> io::Result<RunningEdl> {
+        let address = self.address().to_string();
+        let dir = self.dir.clone();
+        let log = Arc::clone(&self.device.log);
+        let faults_fired = Arc::clone(&self.device.faults_fired);
+        let stop = Arc::clone(&self.stop);
         let thread = thread::Builder::new()
             .name(format!("edl-sim {address}"))
-            .spawn(move || sim.serve_forever())?;
+            .spawn(move || self.serve_forever())?;
         Ok(RunningEdl {
             address,
-            dir: dir.to_path_buf(),
+            dir,
             log,
             faults_fired,
             stop,
@@ -436,9 +516,9 @@ impl EdlSim {
     /// is withdrawn then.
     pub fn serve_forever(mut self) {
         let _announcement = self.announcement.take();
-        while let Some(pending) = pbl::run(&self.device, &mut self.pty) {
-            match programmer::run(&self.device, &mut self.pty, &pending) {
-                programmer::Exit::Reset => self.pty.discard_input(),
+        while let Some(pending) = pbl::run(&self.device, &mut *self.line) {
+            match programmer::run(&self.device, &mut *self.line, &pending) {
+                programmer::Exit::Reset => self.line.reboot(),
                 programmer::Exit::PowerOff | programmer::Exit::Stopped => return,
             }
         }

@@ -25,6 +25,9 @@
 //! * disconnect and power loss do not apply (no data phase, no storage written over AT):
 //!   give them to the EDL side.
 
+#[cfg(target_os = "linux")]
+mod usb;
+
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +39,8 @@ use serialport::{SerialPort, TTYPort};
 
 use super::fault::{self, Fault, FaultPlan, FaultPlanError, Injector, Match, Reaction};
 use crate::device::bench::{self, Announcement, BenchEntry};
+#[cfg(target_os = "linux")]
+pub use usb::UsbModem;
 
 /// Longest command line accepted from the host; longer lines are discarded and refused
 /// with an error, as real modems do with an overflowing command buffer.
@@ -351,12 +356,12 @@ enum Ended {
     Switched,
 }
 
-/// A virtual modem on its pseudo-terminal.
+/// A virtual modem on its pseudo-terminal (or on a USB gadget's serial line).
 pub struct ModemSim {
     master: TTYPort,
-    /// Held open so the master never sees `EIO` while no host has the port open: the host
-    /// can close and reopen it, as with a real modem's tty.
-    slave: TTYPort,
+    /// A pseudo-terminal's slave, held open so the master never sees `EIO` while no host
+    /// has the port open: the host can close and reopen it, as with a real modem's tty.
+    slave: Option<TTYPort>,
     announcement: Option<Announcement>,
     modem: Modem,
     faults: Injector,
@@ -374,8 +379,7 @@ impl ModemSim {
         on_switch: Box<dyn FnOnce() + Send>,
     ) -> io::Result<RunningModem> {
         cfg.check()?;
-        let (mut master, slave) = TTYPort::pair().map_err(io::Error::from)?;
-        master.set_timeout(POLL_INTERVAL).map_err(io::Error::from)?;
+        let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
         let tty_path = slave
             .name()
             .ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
@@ -392,6 +396,35 @@ impl ModemSim {
                 bench::announce(dir, &entry)
             })
             .transpose()?;
+        ModemSim::spawn(cfg, master, Some(slave), announcement, tty_path, on_switch)
+    }
+
+    /// Serves AT commands on `tty`, the device side of a USB gadget's serial function
+    /// (`/dev/ttyGS<N>`), whose host side (`/dev/ttyACM<N>`) the host finds by its USB
+    /// identity; otherwise as [`ModemSim::start`].
+    pub fn start_on_tty(
+        cfg: ModemConfig,
+        tty: &str,
+        on_switch: Box<dyn FnOnce() + Send>,
+    ) -> io::Result<RunningModem> {
+        cfg.check()?;
+        // Raw 8N1 without flow control, as the host's cdc-acm side will be.
+        let port = serialport::new(tty, 115_200).open_native().map_err(|e| {
+            io::Error::new(io::Error::from(e.clone()).kind(), format!("{tty}: {e}"))
+        })?;
+        ModemSim::spawn(cfg, port, None, None, tty.to_string(), on_switch)
+    }
+
+    fn spawn(
+        cfg: ModemConfig,
+        mut master: TTYPort,
+        slave: Option<TTYPort>,
+        announcement: Option<Announcement>,
+        tty_path: String,
+        on_switch: Box<dyn FnOnce() + Send>,
+    ) -> io::Result<RunningModem> {
+        master.set_timeout(POLL_INTERVAL).map_err(io::Error::from)?;
+        let address = format!("serial:{tty_path}");
         let shared = Arc::new(Shared::default());
         let sim = ModemSim {
             master,

@@ -27,7 +27,8 @@ usb_device() {
   local d
   for d in /sys/bus/usb/devices/*; do
     [ -f "$d/idVendor" ] || continue
-    if [ "$(cat "$d/idVendor")" = "$1" ] && [ "$(cat "$d/idProduct")" = "$2" ]; then
+    # A device leaving while we look has no attributes any more: not a match.
+    if [ "$(cat "$d/idVendor" 2>/dev/null)" = "$1" ] && [ "$(cat "$d/idProduct" 2>/dev/null)" = "$2" ]; then
       echo "$d"
       return 0
     fi
@@ -94,3 +95,22 @@ sha() {
     sha256sum "$1" | cut -d' ' -f1
   fi
 }
+
+# check_lun LUN EXPECTED: every "LABEL START BYTES SHA256" line of EXPECTED matches the
+# bytes at sector START of the LUN file.
+check_lun() {
+  local label start size sum got
+  while read -r label start size sum; do
+    got=$(dd if="$1" bs=512 skip="$start" count=$(( (size + 511) / 512 )) 2>/dev/null | head -c "$size" | sha256sum | cut -d' ' -f1)
+    [ "$got" = "$sum" ] || fail "$label: sha256 $got at sector $start, expected $sum"
+    note "$label: $size bytes at sector $start equal the image"
+  done < "$2"
+}
+
+# le64_at LUN SECTOR: the 8 bytes at the start of SECTOR, as a little-endian number.
+le64_at() {
+  dd if="$1" bs=512 skip="$2" count=1 2>/dev/null | head -c 8 | od -An -tu8 | tr -d ' '
+}
+
+# uptime_s: seconds since boot, with hundredths (for wall times in the log).
+uptime_s() { cut -d' ' -f1 /proc/uptime; }

@@ -19,11 +19,10 @@ use sha2::{Digest, Sha256};
 use crate::protocol::sahara::{
     Packet, PacketReader, SaharaError, Status, MODE_COMMAND, MODE_IMAGE_TX_PENDING,
 };
-use crate::transport::{Transport, TransportError};
+use crate::transport::TransportError;
 
 use super::elf::{self, ELF32_HEADER_LEN, ELF64_HEADER_LEN};
-use super::pty::Pty;
-use super::{Device, PROGRAMMER_AUTH_FAILURE};
+use super::{Device, Line, PROGRAMMER_AUTH_FAILURE};
 
 /// How often HELLO is repeated while nobody answers.
 const HELLO_INTERVAL: Duration = Duration::from_millis(500);
@@ -52,7 +51,7 @@ mod client_cmd {
 /// Runs Sahara until a programmer is loaded and started. Returns the bytes the host sent
 /// right after DONE (the start of its first Firehose document), or `None` once the
 /// simulator is stopping.
-pub(super) fn run(device: &Device, pty: &mut Pty) -> Option<Vec<u8>> {
+pub(super) fn run(device: &Device, pty: &mut dyn Line) -> Option<Vec<u8>> {
     let mut pbl = Pbl {
         device,
         pty,
@@ -73,7 +72,7 @@ pub(super) fn run(device: &Device, pty: &mut Pty) -> Option<Vec<u8>> {
 
 struct Pbl<'a> {
     device: &'a Device,
-    pty: &'a mut Pty,
+    pty: &'a mut dyn Line,
     reader: PacketReader,
 }
 

@@ -26,12 +26,11 @@ use crate::protocol::firehose::{
     Command, Configure, DeviceDoc, DocReader, FirehoseError, Patch, PowerAction, Response,
     SectorRange,
 };
-use crate::transport::{Transport, TransportError};
+use crate::transport::TransportError;
 
 use super::pbl::REBOOT_TIME;
-use super::pty::Pty;
 use super::storage::{Span, IO_BUF_LEN};
-use super::{lock, Device};
+use super::{lock, Device, Line};
 use crate::sim::fault::{self, Cut, Match, Reaction};
 
 /// Largest host document, announced as `MaxXMLSizeInBytes`.
@@ -56,7 +55,7 @@ pub(super) enum Exit {
 }
 
 /// Runs the programmer; `pending` is what the host sent right after Sahara's DONE.
-pub(super) fn run(device: &Device, pty: &mut Pty, pending: &[u8]) -> Exit {
+pub(super) fn run(device: &Device, pty: &mut dyn Line, pending: &[u8]) -> Exit {
     let mut programmer = Programmer {
         device,
         pty,
@@ -74,7 +73,7 @@ enum Flow {
 
 struct Programmer<'a> {
     device: &'a Device,
-    pty: &'a mut Pty,
+    pty: &'a mut dyn Line,
     reader: DocReader,
     configured: bool,
 }
@@ -282,6 +281,10 @@ impl Programmer<'_> {
         self.send(&DeviceDoc::response(
             Response::ack().with("rawmode", "true"),
         ))?;
+        if self.pty.skip_rest_of_transfer() {
+            // What the reader holds is the rest of the command's transfer, not data.
+            self.reader = DocReader::new();
+        }
         let mut buf = vec![0u8; IO_BUF_LEN];
         let mut left = span.len;
         // A storage failure does not end the data phase early: the host is still sending,

@@ -21,7 +21,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +30,9 @@ use serialport::{ClearBuffer, SerialPort, TTYPort};
 
 use crate::transport::{Transport, TransportError};
 
-nix::ioctl_none_bad!(tiocnxcl, nix::libc::TIOCNXCL);
+use super::{Line, SLICE};
 
-/// Longest single wait, so a stop request is seen promptly.
-const SLICE: Duration = Duration::from_millis(50);
+nix::ioctl_none_bad!(tiocnxcl, nix::libc::TIOCNXCL);
 
 /// The device end of the pseudo-terminal.
 pub(super) struct Pty {
@@ -61,31 +60,6 @@ impl Pty {
         })
     }
 
-    /// Whether the simulator is shutting down.
-    pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    /// Drops whatever the host sent that the device has not read yet, as a device that
-    /// reboots loses it.
-    pub fn discard_input(&mut self) {
-        if let Err(e) = self.master.clear(ClearBuffer::Input) {
-            tracing::debug!("edl sim: cannot discard pending input: {e}");
-        }
-    }
-
-    /// Waits out `duration` (a reboot, a requested delay) unless stopped first.
-    pub fn pause(&self, duration: Duration) {
-        let end = Instant::now() + duration;
-        while !self.stopping() {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            std::thread::sleep(left.min(SLICE));
-        }
-    }
-
     /// The next slice to wait, or why no more waiting is allowed.
     fn slice(&self, deadline: Instant, timeout: Duration) -> Result<Duration, TransportError> {
         if self.stopping() {
@@ -104,6 +78,20 @@ impl Pty {
         // SAFETY: TIOCNXCL takes no argument; the descriptor is the open slave we own.
         if let Err(e) = unsafe { tiocnxcl(self.slave.as_raw_fd()) } {
             tracing::debug!("edl sim: cannot clear TIOCEXCL: {e}");
+        }
+    }
+}
+
+impl Line for Pty {
+    fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+
+    /// Drops whatever the host sent that the device has not read yet, as a device that
+    /// reboots loses it.
+    fn discard_input(&mut self) {
+        if let Err(e) = self.master.clear(ClearBuffer::Input) {
+            tracing::debug!("edl sim: cannot discard pending input: {e}");
         }
     }
 }

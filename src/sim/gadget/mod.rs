@@ -245,6 +245,18 @@ impl Drop for Gadget {
     }
 }
 
+/// A gadget name for a simulator `role` (`phone`, `edl`, `modem`) and its serial number:
+/// gadget names allow fewer characters than serial numbers, and one per role and serial
+/// keeps two simulators from taking each other's gadget.
+pub fn gadget_name(role: &str, serial: &str) -> String {
+    let safe: String = serial
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(16)
+        .collect();
+    format!("flashline-{role}-{safe}")
+}
+
 fn validate(spec: &GadgetSpec) -> Result<(), GadgetError> {
     let name_ok = (1..=32).contains(&spec.name.len())
         && spec
@@ -265,6 +277,16 @@ fn validate(spec: &GadgetSpec) -> Result<(), GadgetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gadget_names_are_safe_directory_names() {
+        assert_eq!(
+            gadget_name("phone", "FLSIM0001"),
+            "flashline-phone-FLSIM0001"
+        );
+        assert_eq!(gadget_name("edl", "a/b c"), "flashline-edl-a_b_c");
+        assert!(gadget_name("modem", &"x".repeat(64)).len() <= 32);
+    }
 
     fn spec() -> GadgetSpec {
         GadgetSpec {
