@@ -361,9 +361,11 @@ impl<T: Transport> Driver for EdlDriver<T> {
     }
 
     fn reboot(&mut self) -> Result<(), DeviceError> {
-        let result = self.firehose()?.power_reset();
+        self.firehose()?.power_reset()?;
+        // Only a reset the device acknowledged ends the session: after a refused or garbled
+        // answer the programmer may still run, and leave_for_recovery must still reach it.
         self.session = Session::Gone;
-        Ok(result?)
+        Ok(())
     }
 
     fn leave_for_recovery(&mut self) -> Result<(), DeviceError> {

@@ -444,7 +444,16 @@ impl Programmed<'_> {
         emit(Event::Stage {
             stage: Stage::Reboot,
         });
-        driver.reboot().map_err(device_err)?;
+        driver.reboot().map_err(|e| {
+            (
+                Outcome::DeviceError,
+                format!(
+                    "every image is written and verified and the patches are applied, but the \
+                     device did not confirm its reset ({e}): run the same job again, or \
+                     unplug and replug the device"
+                ),
+            )
+        })?;
         journal.finish(report);
         report.after = Some(super::report::Versions {
             firmware: Some(package.manifest().version.to_string()),
