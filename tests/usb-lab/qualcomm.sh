@@ -82,3 +82,18 @@ TOML
   mkdir -p "$(dirname "$out")/trust"
   cp "$keys/flashline-demo-INSECURE.pub" "$(dirname "$out")/trust/"
 }
+
+# stock_build SRC: the MF833V flat build both EDL scenarios flash with flashline (boot and
+# modem images, a DISK patch flashline evaluates), packed into $ARTEFACTS/stock.flpkg, with
+# what the LUN must then hold in $ARTEFACTS/expected.
+stock_build() {
+  local src=$1
+  programmer "$src/programmer.elf" 65536
+  random "$src/boot.img" $((2 * 1048576 + 100))
+  random "$src/NON-HLOS.bin" $((3 * 1048576))
+  rawprogram "$src/rawprogram0.xml" boot.img NON-HLOS.bin
+  patch "$src/patch0.xml" "NUM_DISK_SECTORS-1."
+  package "$src" MF833V "$ARTEFACTS/stock.flpkg"
+  expect "$ARTEFACTS/expected" boot "$BOOT_START" "$src/boot.img"
+  expect "$ARTEFACTS/expected" modem "$MODEM_START" "$src/NON-HLOS.bin"
+}

@@ -102,19 +102,25 @@ impl<P: BulkPipe> BulkStream<P> {
         })
     }
 
+    /// Sends the held-back bytes; they are dropped even when sending fails, since the
+    /// transfer they belonged to is broken either way.
+    fn send_held(&mut self, deadline: Instant, timeout: Duration) -> Result<(), TransportError> {
+        let sent = send(
+            &mut self.pipe,
+            self.out_packet,
+            &self.held,
+            deadline,
+            timeout,
+        );
+        self.held.clear();
+        sent
+    }
+
     /// Ends the host's transfer: the held-back bytes as a short packet, or a ZLP after a
     /// run of full packets, so a device reading into a larger buffer sees the message end.
     fn end_transfer(&mut self, deadline: Instant, timeout: Duration) -> Result<(), TransportError> {
         if !self.held.is_empty() {
-            let sent = send(
-                &mut self.pipe,
-                self.out_packet,
-                &self.held,
-                deadline,
-                timeout,
-            );
-            self.held.clear();
-            sent?;
+            self.send_held(deadline, timeout)?;
         } else if self.open {
             send_zlp(&mut self.pipe, deadline, timeout)?;
         }
@@ -135,15 +141,7 @@ impl<P: BulkPipe> Transport for BulkStream<P> {
             if self.held.len() < self.out_packet {
                 return Ok(());
             }
-            let sent = send(
-                &mut self.pipe,
-                self.out_packet,
-                &self.held,
-                deadline,
-                timeout,
-            );
-            self.held.clear();
-            sent?;
+            self.send_held(deadline, timeout)?;
             self.open = true;
         }
         let whole = data.len() / self.out_packet * self.out_packet;
