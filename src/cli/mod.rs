@@ -413,6 +413,17 @@ struct PhoneArgs {
     /// libcomposite, usb_f_fs and a UDC such as dummy_hcd's).
     #[arg(long, conflicts_with = "listen")]
     usb_gadget: bool,
+    /// Answer getvar exactly as the device of this `fastboot getvar all` transcript did,
+    /// with one partition per size it listed (e.g. tests/data/fastboot/pixel-7-pro.txt).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "partitions", "slots", "product", "serial", "battery", "no_battery_report", "max_download_size", "locked"])]
+    replay: Option<PathBuf>,
+    /// Word the answers as this bootloader family does: lk, abl, mtk-lk, uboot, pixel,
+    /// fastbootd.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<crate::sim::phone::Profile>,
+    /// Report the bootloader as locked (`unlocked: no`).
+    #[arg(long)]
+    locked: bool,
 }
 
 /// Runs the CLI.
@@ -1030,7 +1041,14 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
 }
 
 fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
-    let d = PhoneConfig::default();
+    let d = match &args.replay {
+        Some(path) => {
+            let transcript = crate::sim::phone::Transcript::load(path)
+                .with_context(|| format!("cannot replay {}", path.display()))?;
+            PhoneConfig::replaying(transcript)
+        }
+        None => PhoneConfig::default(),
+    };
     let cfg = PhoneConfig {
         product: args.product.unwrap_or(d.product),
         serial: args.serial.unwrap_or(d.serial),
@@ -1051,6 +1069,8 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         link_rate: args.link_rate,
         latency: args.latency.unwrap_or(d.latency),
         faults: args.faults.into(),
+        profile: args.profile,
+        locked: args.locked,
         ..d
     };
     if args.usb_gadget {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::device::{Battery, DeviceInfo};
+use crate::device::{Battery, DeviceInfo, LockState};
 use crate::engine::{Event, Stage, Status};
 use crate::package::{Inspection, KeyScope, SignatureStatus};
 
@@ -181,11 +181,20 @@ pub fn print_device(d: &DeviceInfo) {
         Battery::Unknown => "not reported".into(),
     };
     println!("   battery           {battery}");
+    let lock = match d.lock {
+        LockState::Unlocked => "unlocked: accepts writes",
+        LockState::Locked => "locked: will refuse writes",
+        LockState::Unknown => "not reported",
+    };
+    println!("   bootloader        {lock}");
     if let Some(s) = &d.slots {
         println!("   slots             {} (current {})", s.count, s.current);
     }
     for (name, size) in &d.partitions {
         println!("   partition         {name:<14} {size} bytes");
+    }
+    for name in &d.partitions_size_unknown {
+        println!("   partition         {name:<14} size unknown");
     }
 }
 

@@ -11,11 +11,15 @@ use std::sync::{Arc, Mutex};
 use super::quirks::{Quirks, VarSpec};
 use super::read_ahead::ReadAhead;
 use super::{
-    clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots, Target,
+    clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, LockState, Mode, ProgressFn,
+    Slots, Target,
 };
 use crate::hashing::{BlockHasher, BlockHashes, BlockVerifier};
 use crate::protocol::fastboot::client::Client;
-use crate::protocol::fastboot::parse_number;
+use crate::protocol::fastboot::vars::{
+    is_placeholder, is_placeholder_serial, parse_percent, parse_size, yes_no, NumberStyle,
+    Variables,
+};
 use crate::protocol::sparse::{self, SourceCursor, SparseError};
 use crate::transport::Transport;
 
@@ -24,6 +28,9 @@ const SPLIT_SCRATCH: usize = 1024 * 1024;
 /// Google's client never builds a sparse piece larger than this, whatever the device
 /// accepts; keeping the same budget gives devices the pieces they were tested with.
 const RESPARSE_LIMIT: u64 = 1024 * 1024 * 1024;
+/// After a failed `getvar:all`, how long the device must stay silent before its late lines
+/// are taken to be over and single `getvar`s are sent.
+const RESYNC_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Drives one device in fastboot mode.
 pub struct FastbootDriver<T: Transport> {
@@ -31,6 +38,8 @@ pub struct FastbootDriver<T: Transport> {
     quirks: Quirks,
     is_virtual: bool,
     max_download: Option<u64>,
+    /// How the device writes bare numbers, learnt from its `getvar all`.
+    style: NumberStyle,
     messages: Arc<Mutex<Vec<String>>>,
     scratch: Vec<u8>,
     /// Split plans made by [`Driver::prepare`], by partition.
@@ -61,33 +70,66 @@ impl<T: Transport> FastbootDriver<T> {
             quirks,
             is_virtual,
             max_download: None,
+            style: NumberStyle::default(),
             messages,
             scratch: Vec::new(),
             prepared: BTreeMap::new(),
         }
     }
 
-    fn fact(
-        &mut self,
-        vars: &BTreeMap<String, String>,
-        spec: &VarSpec,
-    ) -> Result<Option<String>, DeviceError> {
-        let raw = match vars.get(&spec.var) {
-            Some(v) => Some(v.clone()),
-            None => self.client.getvar(&spec.var)?,
-        };
-        Ok(raw.and_then(|r| spec.convert(&r)))
+    /// A quirk-defined fact: from the listing if it was listed, else asked on its own.
+    fn fact(&mut self, vars: &Variables, spec: &VarSpec) -> Result<Option<String>, DeviceError> {
+        Ok(self.var(vars, &spec.var)?.and_then(|r| spec.convert(&r)))
     }
 
-    fn var(
-        &mut self,
-        vars: &BTreeMap<String, String>,
-        name: &str,
-    ) -> Result<Option<String>, DeviceError> {
-        match vars.get(name) {
-            Some(v) => Ok(Some(v.clone())),
-            None => Ok(self.client.getvar(name)?),
+    /// A variable from the listing, or asked on its own if the listing lacks it. A value
+    /// that only says "not reported" (empty, `N/A`, `unknown`) is `None`; a variable the
+    /// listing names with such a value is not asked again.
+    fn var(&mut self, vars: &Variables, name: &str) -> Result<Option<String>, DeviceError> {
+        let value = match vars.get(name) {
+            Some(v) => Some(v.to_string()),
+            None => self.client.getvar(name)?,
+        };
+        Ok(value.filter(|v| !is_placeholder(v)))
+    }
+
+    /// `getvar:all`, or nothing if the device cannot list its variables. A listing that
+    /// fails or stalls leaves the session usable: late lines are drained and every fact is
+    /// then asked for on its own.
+    fn listing(&mut self) -> Variables {
+        match self.client.getvar_all() {
+            Ok(pairs) => Variables::new(pairs),
+            Err(e) => {
+                tracing::info!("getvar all failed ({e}); asking for each variable instead");
+                let quiet = self.client.timeout().min(RESYNC_QUIET);
+                if !self.client.resync(quiet) {
+                    tracing::warn!("the device did not settle after getvar all");
+                }
+                Variables::default()
+            }
         }
+    }
+
+    /// What the bootloader says about accepting writes: `unlocked` decides; without it,
+    /// an unlock of the critical partitions counts as unlocked, and `secure: yes` as locked.
+    fn lock_state(&mut self, vars: &Variables) -> Result<LockState, DeviceError> {
+        let answer = |v: Option<String>| v.as_deref().and_then(yes_no);
+        if let Some(unlocked) = answer(self.var(vars, "unlocked")?) {
+            return Ok(if unlocked {
+                LockState::Unlocked
+            } else {
+                LockState::Locked
+            });
+        }
+        for name in ["critical-unlocked", "unlock_critical"] {
+            if answer(self.var(vars, name)?) == Some(true) {
+                return Ok(LockState::Unlocked);
+            }
+        }
+        Ok(match answer(self.var(vars, "secure")?) {
+            Some(true) => LockState::Locked,
+            _ => LockState::Unknown,
+        })
     }
 
     fn download_limit(&mut self) -> Result<u64, DeviceError> {
@@ -97,7 +139,7 @@ impl<T: Transport> FastbootDriver<T> {
         let limit = self
             .client
             .getvar("max-download-size")?
-            .and_then(|v| parse_number(&v))
+            .and_then(|v| parse_size(&v, self.style))
             .unwrap_or(u64::from(u32::MAX))
             .min(u64::from(u32::MAX));
         if limit == 0 {
@@ -118,21 +160,18 @@ impl<T: Transport> Driver for FastbootDriver<T> {
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         // One `getvar:all` answers most questions in one round trip; anything it lacks is
         // asked for on its own, since bootloaders implement `all` very differently.
-        let vars: BTreeMap<String, String> = self
-            .client
-            .getvar_all()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let vars = self.listing();
+        self.style = vars.number_style();
         let product = self.var(&vars, "product")?.map(|s| clean(&s));
-        let serial = self.var(&vars, "serialno")?.map(|s| clean(&s));
+        let serial = self
+            .var(&vars, "serialno")?
+            .filter(|s| !is_placeholder_serial(s))
+            .map(|s| clean(&s));
         let facts = self.quirks.fastboot_facts(product.as_deref());
 
-        let firmware_version_raw = match vars.get(&facts.firmware_version.var) {
-            Some(v) => Some(v.clone()),
-            None => self.client.getvar(&facts.firmware_version.var)?,
-        }
-        .map(|s| clean(&s));
+        let firmware_version_raw = self
+            .var(&vars, &facts.firmware_version.var)?
+            .map(|s| clean(&s));
         let firmware_version = firmware_version_raw
             .as_deref()
             .and_then(|raw| facts.firmware_version.convert(raw))
@@ -145,24 +184,28 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .and_then(|v| v.trim().parse().ok());
         let battery = match self
             .fact(&vars, &facts.battery_percent)?
-            .and_then(|v| v.trim().parse::<u8>().ok())
-            .filter(|p| *p <= 100)
+            .and_then(|v| parse_percent(&v))
         {
             Some(p) => Battery::Percent(p),
-            None => match self.var(&vars, "battery-soc-ok")?.as_deref().map(str::trim) {
-                Some("yes") => Battery::SufficientForFlashing,
-                Some("no") => Battery::TooLowForFlashing,
-                _ => Battery::Unknown,
+            None => match self
+                .var(&vars, "battery-soc-ok")?
+                .as_deref()
+                .and_then(yes_no)
+            {
+                Some(true) => Battery::SufficientForFlashing,
+                Some(false) => Battery::TooLowForFlashing,
+                None => Battery::Unknown,
             },
         };
+        let lock = self.lock_state(&vars)?;
         let max_download = self
             .var(&vars, "max-download-size")?
-            .and_then(|v| parse_number(&v));
+            .and_then(|v| parse_size(&v, self.style));
         self.max_download = max_download.map(|m| m.min(u64::from(u32::MAX)));
 
         let slot_count = self
             .var(&vars, "slot-count")?
-            .and_then(|v| parse_number(&v))
+            .and_then(|v| parse_size(&v, NumberStyle::Decimal))
             .unwrap_or(0);
         let slots = if slot_count >= 2 {
             self.var(&vars, "current-slot")?.map(|s| Slots {
@@ -173,13 +216,12 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             None
         };
 
-        let partitions = vars
-            .iter()
-            .filter_map(|(k, v)| {
-                let name = k.strip_prefix("partition-size:")?;
-                Some((clean(name), parse_number(v)?))
-            })
+        let (sizes, unknown) = vars.partitions();
+        let partitions = sizes
+            .into_iter()
+            .map(|(p, size)| (clean(&p), size))
             .collect();
+        let partitions_size_unknown = unknown.iter().map(|p| clean(p)).collect();
 
         Ok(DeviceInfo {
             address: self.client.transport().address().to_string(),
@@ -192,7 +234,9 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             security_version,
             security_version_raw,
             battery,
+            lock,
             partitions,
+            partitions_size_unknown,
             slots,
             is_virtual: self.is_virtual,
             luns: Vec::new(),
@@ -236,7 +280,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
         Ok(self
             .client
             .getvar(&format!("partition-size:{partition}"))?
-            .and_then(|v| parse_number(&v)))
+            .and_then(|v| parse_size(&v, self.style)))
     }
 
     fn set_active_slot(&mut self, slot: &str) -> Result<(), DeviceError> {

@@ -13,7 +13,7 @@ pub mod modem;
 pub mod quirks;
 mod read_ahead;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use serde::Serialize;
@@ -55,6 +55,18 @@ pub enum Battery {
     Unknown,
 }
 
+/// Whether the bootloader will accept flash and erase commands, as it reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockState {
+    /// `unlocked: yes`: writes are accepted.
+    Unlocked,
+    /// `unlocked: no` (or `secure: yes` with no `unlocked`): writes will be refused.
+    Locked,
+    /// The bootloader does not say.
+    Unknown,
+}
+
 /// A/B slot facts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Slots {
@@ -90,8 +102,11 @@ pub struct DeviceInfo {
     pub security_version_raw: Option<String>,
     /// Battery state.
     pub battery: Battery,
+    pub lock: LockState,
     /// Partition sizes in bytes, by name as the device reports them (`boot_a`).
     pub partitions: BTreeMap<String, u64>,
+    /// Partitions the device names without a size that can be read; never dropped.
+    pub partitions_size_unknown: BTreeSet<String>,
     /// A/B slots, if the device has them.
     pub slots: Option<Slots>,
     /// True for flashline's own virtual devices.

@@ -294,7 +294,7 @@ impl VarSpec {
         };
         match self.millivolts {
             Some([empty, full]) => {
-                let mv: u32 = text.parse().ok()?;
+                let mv = crate::protocol::fastboot::vars::parse_millivolts(&text)?;
                 let pct =
                     (u64::from(mv.clamp(empty, full) - empty) * 100) / u64::from(full - empty);
                 Some(pct.to_string())
@@ -327,6 +327,10 @@ mod tests {
         assert_eq!(f.battery_percent.convert("3850").as_deref(), Some("50"));
         assert_eq!(f.battery_percent.convert("5000").as_deref(), Some("100"));
         assert_eq!(f.battery_percent.convert("n/a"), None);
+        // Voltages as bootloaders print them, units and all.
+        assert_eq!(f.battery_percent.convert("3850mV").as_deref(), Some("50"));
+        assert_eq!(f.battery_percent.convert("3.85V").as_deref(), Some("50"));
+        assert_eq!(f.battery_percent.convert("0mv"), None);
         let modem = q.model("MF833V").and_then(|m| m.at.as_ref()).unwrap();
         assert!(!modem.battery);
         assert_eq!(

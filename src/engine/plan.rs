@@ -112,7 +112,9 @@ mod tests {
             security_version: None,
             security_version_raw: None,
             battery: Battery::Unknown,
+            lock: crate::device::LockState::Unknown,
             partitions: parts.iter().map(|p| (p.to_string(), 4096)).collect(),
+            partitions_size_unknown: Default::default(),
             slots: slots.map(|s| Slots {
                 current: s.into(),
                 count: 2,

@@ -4,6 +4,7 @@
 //! message of at most [`MAX_RESPONSE_LEN`] bytes whose first four bytes are the status.
 
 pub mod client;
+pub mod vars;
 
 use std::fmt;
 

@@ -31,6 +31,8 @@
 
 mod bootloader;
 mod link;
+mod profile;
+mod replay;
 mod shaper;
 #[cfg(target_os = "linux")]
 mod splice;
@@ -53,6 +55,8 @@ use link::Wire;
 use storage::{Partition, Storage};
 
 pub use bootloader::{BATTERY_OK_PERCENT, BOOT_TIME};
+pub use profile::{Profile, PROFILES};
+pub use replay::{Transcript, TranscriptError};
 pub use shaper::parse_rate;
 #[cfg(target_os = "linux")]
 pub use usb::UsbPhone;
@@ -94,6 +98,14 @@ pub struct PhoneConfig {
     pub latency: Duration,
     /// How the phone misbehaves on purpose (see the module documentation); none by default.
     pub faults: FaultPlan,
+    /// Answer in the words of this bootloader family ([`Profile`]); `None` for flashline's
+    /// own plain wording.
+    pub profile: Option<Profile>,
+    /// Report the bootloader as locked (`unlocked: no`). Only the answers change.
+    pub locked: bool,
+    /// Answer every `getvar` as a real device did ([`Transcript`]); see
+    /// [`PhoneConfig::replaying`].
+    pub replay: Option<Arc<Transcript>>,
 }
 
 impl Default for PhoneConfig {
@@ -116,6 +128,28 @@ impl Default for PhoneConfig {
             link_rate: None,
             latency: Duration::ZERO,
             faults: FaultPlan::none(),
+            profile: None,
+            locked: false,
+            replay: None,
+        }
+    }
+}
+
+impl PhoneConfig {
+    /// A phone that answers `getvar` exactly as the device of `transcript` did, with one
+    /// partition (a sparse file) per size the device listed and the device's download
+    /// limit. Everything else (writes, slots switching, faults) behaves as configured.
+    pub fn replaying(transcript: Transcript) -> Self {
+        let d = PhoneConfig::default();
+        PhoneConfig {
+            partitions: transcript.partitions(),
+            max_download_size: transcript
+                .max_download_size()
+                .unwrap_or(d.max_download_size),
+            battery_percent: None,
+            version_partition: None,
+            replay: Some(Arc::new(transcript)),
+            ..d
         }
     }
 }

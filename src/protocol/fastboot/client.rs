@@ -208,16 +208,50 @@ impl<T: Transport> Client<T> {
     /// Reads every variable the device lists for `getvar:all`, in its order.
     ///
     /// Keys keep their argument (`partition-size:boot_a`); spaces around the colons are
-    /// dropped. Lines that are not `name:value` go to the info callback instead.
+    /// dropped, except in the parts of a split value (`name[0]`), whose text is kept as
+    /// sent. Lines that are not `name:value` go to the info callback instead. Some
+    /// bootloaders (Amlogic U-Boot) send the last variable in the final `OKAY` itself
+    /// (`OKAYunlocked:yes`); it is listed too.
     pub fn getvar_all(&mut self) -> Result<Vec<(String, String)>, FastbootError> {
         self.run(Command::GetVar("all".into()), |client, command| {
             let mut variables = Vec::new();
             match client.finish(command, Some(&mut variables))? {
-                Outcome::Okay(_) => Ok(variables),
+                Outcome::Okay(last) => {
+                    variables.extend(split_variable(&last));
+                    Ok(variables)
+                }
                 Outcome::Fail(reason) => Err(device_failed(command, reason)),
                 Outcome::Data(len) => Err(unexpected_data(command, len)),
             }
         })
+    }
+
+    /// Makes the session usable again after an error that left it out of step (a
+    /// `getvar:all` that stalled or sent garbage): whatever the device still sends for the
+    /// abandoned command is read and dropped until it has been silent for `quiet`.
+    ///
+    /// Only for commands without a data phase, whose late answers are harmless once read.
+    /// Returns whether the session is usable; it stays out of step if the link failed or the
+    /// device kept talking past [`MAX_INFO_MESSAGES`] messages.
+    pub fn resync(&mut self, quiet: Duration) -> bool {
+        if self.out_of_step.is_none() {
+            return true;
+        }
+        let mut buf = [0u8; MAX_RESPONSE_LEN];
+        for _ in 0..=MAX_INFO_MESSAGES {
+            match self.transport.read(&mut buf, quiet) {
+                Ok(len) => tracing::debug!(len, "dropping a late message of an abandoned command"),
+                Err(TransportError::Timeout(_)) => {
+                    self.out_of_step = None;
+                    return true;
+                }
+                Err(e) => {
+                    tracing::debug!("cannot resynchronise the session: {e}");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     /// Sends `size` bytes to the device's download buffer.
@@ -548,12 +582,20 @@ fn check_command(command: &str) -> Result<(), FastbootError> {
 /// Splits a `getvar:all` line into key and value, or `None` for free text.
 ///
 /// Values may contain colons (build fingerprints do), so only the first colon separates —
-/// after the argument for variables that take one.
-fn split_variable(line: &str) -> Option<(String, String)> {
+/// after the argument for variables that take one. A part of a split value (`name[1]`)
+/// keeps its text as sent but for the one blank after the colon: Motorola cuts long values
+/// at a fixed width, so a part may start or end with a meaningful space.
+pub fn split_variable(line: &str) -> Option<(String, String)> {
     let (name, rest) = line.split_once(':')?;
     let name = name.trim();
     if name.is_empty() || name.contains(char::is_whitespace) {
         return None;
+    }
+    if name.ends_with(']') {
+        return Some((
+            name.to_string(),
+            rest.strip_prefix(' ').unwrap_or(rest).to_string(),
+        ));
     }
     if ARGUMENT_VARIABLES.contains(&name) {
         if let Some((argument, value)) = rest.split_once(':') {
@@ -603,8 +645,10 @@ mod tests {
         HostData(usize),
         /// The device sends this message.
         Device(Vec<u8>),
+        /// The device says nothing: the host's read times out.
+        Silence,
     }
-    use Step::{Device, Host, HostData};
+    use Step::{Device, Host, HostData, Silence};
 
     fn dev(message: &str) -> Step {
         Device(message.as_bytes().to_vec())
@@ -661,7 +705,7 @@ mod tests {
                     buf[..message.len()].copy_from_slice(&message);
                     Ok(message.len())
                 }
-                None => Err(TransportError::Timeout(timeout)),
+                None | Some(Silence) => Err(TransportError::Timeout(timeout)),
                 Some(other) => panic!("host read while the script has {other:?}"),
             }
         }
@@ -745,6 +789,63 @@ mod tests {
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(vars, expected);
         assert_eq!(*seen.lock().unwrap(), ["all variables follow"]);
+        assert_done(&c);
+    }
+
+    #[test]
+    fn getvar_all_keeps_split_parts_as_sent_and_reads_a_variable_in_the_final_okay() {
+        let mut c = client(vec![
+            Host(b"getvar:all"),
+            dev("INFOkernel.version[2]: ) #1 SMP PREEMPT CST"),
+            dev("INFOkernel.version[3]:  2017"),
+            dev("INFO  version-preloader:"),
+            dev("OKAYunlocked:yes"),
+            Host(b"getvar:all"),
+            dev("INFOproduct:rk3229"),
+            dev("OKAYDone!"),
+        ]);
+        let vars = c.getvar_all().unwrap();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            vars,
+            [
+                ("kernel.version[2]", ") #1 SMP PREEMPT CST"),
+                ("kernel.version[3]", " 2017"),
+                ("version-preloader", ""),
+                ("unlocked", "yes"),
+            ]
+        );
+        assert_eq!(
+            c.getvar_all().unwrap(),
+            [("product".into(), "rk3229".into())]
+        );
+        assert_done(&c);
+    }
+
+    #[test]
+    fn a_stalled_getvar_all_does_not_poison_the_session() {
+        let mut c = client(vec![
+            Host(b"getvar:all"),
+            dev("INFOproduct:phone"),
+            // The device stops mid-listing, then finishes late, after the host gave up.
+            Silence,
+            dev("INFOserialno:123"),
+            dev("OKAY"),
+            Silence,
+            Host(b"getvar:product"),
+            dev("OKAYphone"),
+        ]);
+        assert!(matches!(
+            c.getvar_all(),
+            Err(FastbootError::Transport(TransportError::Timeout(_)))
+        ));
+        assert!(matches!(
+            c.getvar("product"),
+            Err(FastbootError::OutOfStep { .. })
+        ));
+        // The late lines are read and dropped, not taken as the answer to the next question.
+        assert!(c.resync(Duration::from_millis(10)));
+        assert_eq!(c.getvar("product").unwrap().as_deref(), Some("phone"));
         assert_done(&c);
     }
 

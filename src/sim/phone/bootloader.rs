@@ -174,10 +174,11 @@ impl Bootloader {
     fn execute(&mut self, command: Command, link: &mut Link) -> io::Result<Flow> {
         let response = match command {
             Command::GetVar(name) if name == "all" => {
-                for line in self.all_vars() {
+                let (lines, last) = self.all_vars();
+                for line in lines {
                     link.send(&Response::Info(line))?;
                 }
-                Response::Okay(String::new())
+                Response::Okay(last)
             }
             Command::GetVar(name) => match self.var(&name) {
                 Some(value) => Response::Okay(value),
@@ -381,8 +382,20 @@ impl Bootloader {
         }
     }
 
-    /// Answers `getvar:<name>`; `None` means "unknown variable".
+    /// Answers `getvar:<name>`, as the replayed device or the profile words it; `None`
+    /// means "unknown variable".
     fn var(&self, name: &str) -> Option<String> {
+        if let Some(replay) = &self.cfg.replay {
+            return replay.answer(name);
+        }
+        match self.cfg.profile {
+            Some(profile) => profile.value(name, &|n| self.own_var(n)),
+            None => self.own_var(name),
+        }
+    }
+
+    /// The phone's own answer to `getvar:<name>`, in flashline's plain wording.
+    fn own_var(&self, name: &str) -> Option<String> {
         let (key, arg) = match name.split_once(':') {
             Some((key, arg)) => (key, Some(arg)),
             None => (name, None),
@@ -392,7 +405,8 @@ impl Bootloader {
             ("version", None) => "0.4".to_string(),
             ("product", None) => self.cfg.product.clone(),
             ("serialno", None) => self.cfg.serial.clone(),
-            ("secure", None) | ("unlocked", None) => yes_no(true),
+            ("secure", None) => yes_no(true),
+            ("unlocked", None) => yes_no(!self.cfg.locked),
             ("max-download-size", None) => format!("0x{:X}", self.cfg.max_download_size),
             ("version-bootloader", None) => self.firmware_version.clone(),
             ("security-version", None) => self.security_version.to_string(),
@@ -434,8 +448,12 @@ impl Bootloader {
         self.cfg.battery_percent.map(|p| self.faults.battery(p))
     }
 
-    /// `getvar:all` as `name:value` lines, per-partition ones as `name:partition:value`.
-    fn all_vars(&self) -> Vec<String> {
+    /// `getvar:all`: the INFO lines (`name:value`, per-partition ones as
+    /// `name:partition:value`, worded as the profile says) and the final OKAY's text.
+    fn all_vars(&self) -> (Vec<String>, String) {
+        if let Some(replay) = &self.cfg.replay {
+            return (replay.listing().to_vec(), replay.final_okay().to_string());
+        }
         let mut names: Vec<String> = [
             "version",
             "version-bootloader",
@@ -464,10 +482,19 @@ impl Bootloader {
         for (base, _) in &self.cfg.partitions {
             names.push(format!("has-slot:{base}"));
         }
-        names
+        if let Some(profile) = self.cfg.profile {
+            names.extend(profile.extra_names().iter().map(|n| n.to_string()));
+        }
+        let vars = names
             .into_iter()
-            .filter_map(|name| Some(format!("{name}:{}", self.var(&name)?)))
-            .collect()
+            .filter_map(|name| Some((name.clone(), self.var(&name)?)));
+        match self.cfg.profile {
+            Some(profile) => profile.listing(vars.collect()),
+            None => (
+                vars.map(|(n, v)| format!("{n}:{v}")).collect(),
+                String::new(),
+            ),
+        }
     }
 }
 
