@@ -396,6 +396,22 @@ fn googles_fastboot_sees_the_replayed_device_as_it_was() {
         &["getvar", "partition-size:userdata"],
     );
     assert!(out.contains("partition-size:userdata: 1a864f8000"), "{out}");
+
+    // Every profile's wording is one Google's client takes too.
+    for profile in PROFILES {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PhoneConfig {
+            partitions: vec![("boot".into(), 4 * MIB)],
+            profile: Some(profile),
+            ..PhoneConfig::default()
+        };
+        let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), dir.path(), cfg).unwrap();
+        let out = run(&fastboot, &phone.device_address(), &["getvar", "all"]);
+        assert!(
+            out.contains("(bootloader) partition-size:boot"),
+            "{profile}: {out}"
+        );
+    }
 }
 
 /// Runs Google's client and returns what it printed (it prints variables on stderr).
@@ -489,5 +505,90 @@ fn a_garbled_getvar_all_falls_back_to_single_getvars() {
     assert!(
         commands.contains(&"getvar:product".to_string()),
         "{commands:?}"
+    );
+}
+
+/// Kills the command-line phone when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn flashline_info_shows_the_lock_state_and_partitions_of_unknown_size() {
+    use std::io::BufRead;
+    let bin = env!("CARGO_BIN_EXE_flashline");
+    let dir = tempfile::tempdir().unwrap();
+    let transcript = corpus_dir().join("xperia-1-v-fastbootd.txt");
+    let mut sim = Child(
+        Command::new(bin)
+            .args(["sim", "phone", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir.path().join("phone"))
+            .arg("--replay")
+            .arg(&transcript)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut address = String::new();
+    std::io::BufReader::new(sim.0.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    let address = address.trim();
+    assert!(address.starts_with("tcp:127.0.0.1:"), "{address}");
+    let info = |json: bool| {
+        let out = Command::new(bin)
+            .arg("info")
+            .arg(address)
+            .args(json.then_some("--json"))
+            .env("FLASHLINE_HOME", dir.path().join("home"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = info(false);
+    assert!(text.contains("bootloader        not reported"), "{text}");
+    assert!(
+        text.contains("partition         sda            size unknown"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&info(true)).unwrap();
+    assert_eq!(json["lock"], "unknown");
+    assert_eq!(
+        json["partitions_size_unknown"].as_array().unwrap().len(),
+        33
+    );
+    assert!(json["partitions_size_unknown"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("init_boot_b")));
+
+    // A locked device says so.
+    let dir = tempfile::tempdir().unwrap();
+    let phone = replay_phone("motorola-moto-g13-penangf.txt", dir.path());
+    let out = Command::new(bin)
+        .arg("info")
+        .arg(phone.device_address())
+        .env("FLASHLINE_HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("bootloader        locked: will refuse writes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("partition         userdata       113922506752 bytes"),
+        "{text}"
     );
 }
