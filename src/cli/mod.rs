@@ -353,6 +353,10 @@ struct EdlArgs {
     /// reenumerate@program#2.
     #[arg(long = "fault", value_name = "FAULT")]
     faults: Vec<Fault>,
+    /// Answer as shipped programmers do (may be repeated): no-digest, storage-info-nak,
+    /// damaged-gpt, counter-offer, configure-logs-only, other-memory-name.
+    #[arg(long = "profile", value_name = "PROFILE")]
+    profiles: Vec<crate::sim::edl::Profile>,
     /// Appear as a USB device (05c6:9008, interface FF/FF/FF) through a USB gadget on this
     /// machine's device controller, instead of on a pseudo-terminal (Linux; needs configfs,
     /// libcomposite, usb_f_fs and a UDC such as dummy_hcd's).
@@ -1020,12 +1024,15 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
     } else {
         EdlConfig::default()
     };
-    let cfg = EdlConfig {
+    let mut cfg = EdlConfig {
         serial: args.serial.unwrap_or(d.serial.clone()),
         programmer_sha256: parse_sha256(args.programmer_sha256)?,
         faults: args.faults.into(),
         ..d
     };
+    for profile in args.profiles {
+        profile.apply(&mut cfg);
+    }
     if args.usb_gadget {
         return sim_edl_usb(&args.dir, cfg);
     }

@@ -7,18 +7,20 @@
 
 use std::io::{self, Cursor, Read, Write};
 
-use crate::hashing::{HashingReader, HashingWriter};
+use crate::hashing::{BlockHasher, BlockHashes, BlockVerifier, HashingReader, HashingWriter};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
     DeviceError, DeviceInfo, Driver, ImageSource, Lun, Mode, PartitionLocation, ProgressFn, Target,
+    Verification,
 };
 use crate::protocol::firehose::{
-    FirehoseClient, FirehoseTimeouts, Patch, PowerAction, SectorRange,
+    FirehoseClient, FirehoseError, FirehoseTimeouts, Patch, PowerAction, SectorRange,
 };
 use crate::protocol::gpt;
 use crate::protocol::sahara::{self, SaharaOptions, SaharaOutcome};
+use crate::protocol::sparse::{self, ChunkData, SourceCursor};
 use crate::transport::Transport;
 
 /// Programmers are a few hundred KiB; anything far larger is not one.
@@ -46,6 +48,15 @@ pub struct EdlDriver<T: Transport> {
     messages: Arc<Mutex<Vec<String>>>,
     /// The user's limit on every wait, instead of the protocols' defaults.
     silence: Option<Duration>,
+    /// The sector size the configured memory uses, for LUNs the programmer will not
+    /// describe.
+    sector_size: u32,
+    /// Set once the programmer refused `<getsha256digest>`: many shipped programmers lack
+    /// it (public reports: notes/real-devices.md, "Optional commands"), and ranges are
+    /// then verified by reading them back.
+    no_digest: bool,
+    /// How the last write was verified.
+    verified_by: Option<Verification>,
 }
 
 impl<T: Transport> EdlDriver<T> {
@@ -58,7 +69,42 @@ impl<T: Transport> EdlDriver<T> {
             is_virtual,
             messages: Arc::new(Mutex::new(Vec::new())),
             silence: None,
+            sector_size: 512,
+            no_digest: false,
+            verified_by: None,
         }
+    }
+
+    /// Says something to the user through the job's device messages.
+    fn note(&self, text: String) {
+        tracing::info!("{text}");
+        if let Ok(mut m) = self.messages.lock() {
+            m.push(text);
+        }
+    }
+
+    /// The SHA-256 of `range` on the device: the programmer's own digest where it has the
+    /// command, otherwise the bytes read back and hashed here (slower: they cross the cable).
+    fn device_sha256(
+        &mut self,
+        range: &SectorRange,
+    ) -> Result<([u8; 32], Verification), DeviceError> {
+        if !self.no_digest {
+            match self.firehose()?.sha256_digest(range) {
+                Ok(digest) => return Ok((digest, Verification::DeviceDigest)),
+                Err(FirehoseError::Nak { reason, .. }) => {
+                    self.no_digest = true;
+                    self.note(format!(
+                        "the programmer refused <getsha256digest> ({reason}); written ranges are \
+                         verified by reading them back, which takes longer"
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut sink = HashingWriter::new(io::sink());
+        self.firehose()?.read(range, &mut sink, &mut |_| {})?;
+        Ok((sink.finish().1, Verification::ReadBack))
     }
 
     fn firehose(&mut self) -> Result<&mut FirehoseClient<T>, DeviceError> {
@@ -93,63 +139,296 @@ impl<T: Transport> EdlDriver<T> {
     }
 
     /// Storage facts and the partition table of every LUN, once the programmer runs.
+    ///
+    /// Some programmers refuse `<getstorageinfo>` for a LUN (public reports:
+    /// notes/real-devices.md, "Optional commands"); such a LUN's size is then taken from
+    /// its GPT, whose header names the last sector (where the backup header lives).
     fn storage(&mut self) -> Result<(Vec<Lun>, Vec<PartitionLocation>), DeviceError> {
+        let mut notes = Vec::new();
+        let fallback_sector = self.sector_size;
         let fh = self.firehose()?;
-        let first = fh.storage_info(0)?;
-        let count = first.num_physical.unwrap_or(1).clamp(1, MAX_LUNS);
-        let mut luns = vec![Lun {
-            index: 0,
-            sector_size: first.block_size,
-            sectors: first.total_blocks,
-        }];
-        for index in 1..count {
-            let info = fh.storage_info(index)?;
-            luns.push(Lun {
-                index,
-                sector_size: info.block_size,
-                sectors: info.total_blocks,
-            });
+        let mut luns = Vec::new();
+        let mut count = 1;
+        let mut index = 0;
+        while index < count {
+            match fh.storage_info(index) {
+                Ok(info) => {
+                    if index == 0 {
+                        count = info.num_physical.unwrap_or(1).clamp(1, MAX_LUNS);
+                    }
+                    luns.push(Lun {
+                        index,
+                        sector_size: info.block_size,
+                        sectors: info.total_blocks,
+                    });
+                }
+                Err(FirehoseError::Nak { reason, .. }) => {
+                    let sector_size = luns.first().map_or(fallback_sector, |l| l.sector_size);
+                    match size_from_gpt(fh, index, sector_size) {
+                        Ok(sectors) => {
+                            notes.push(format!(
+                                "LUN {index}: the programmer refused <getstorageinfo> ({reason}); \
+                                 its size ({sectors} sectors) comes from its partition table"
+                            ));
+                            luns.push(Lun {
+                                index,
+                                sector_size,
+                                sectors,
+                            });
+                        }
+                        Err(e) => notes.push(format!(
+                            "LUN {index}: the programmer refused <getstorageinfo> ({reason}) and \
+                             its partition table does not give its size ({e}); it is left alone"
+                        )),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            index += 1;
         }
         let mut layout = Vec::new();
         for lun in &luns {
             // A LUN without a valid GPT simply has no named partitions.
             match read_gpt(fh, lun) {
-                Ok(parts) => layout.extend(parts.into_iter().map(|p| PartitionLocation {
-                    sectors: p.sectors(),
-                    label: super::clean(&p.label),
-                    lun: lun.index,
-                    start_sector: p.first_lba,
-                })),
+                Ok((parts, source)) => {
+                    if source == GptCopy::Backup {
+                        notes.push(format!(
+                            "LUN {}: the primary partition table is damaged; the backup copy \
+                             in the last sector was used",
+                            lun.index
+                        ));
+                    }
+                    layout.extend(parts.into_iter().map(|p| PartitionLocation {
+                        sectors: p.sectors(),
+                        label: super::clean(&p.label),
+                        lun: lun.index,
+                        start_sector: p.first_lba,
+                    }))
+                }
                 Err(e) => tracing::info!("LUN {}: no usable partition table: {e}", lun.index),
             }
+        }
+        for text in notes {
+            self.note(text);
         }
         Ok((luns, layout))
     }
 }
 
-/// Reads the primary GPT of one LUN: the header at LBA 1, then its entry array.
+impl<T: Transport> EdlDriver<T> {
+    /// Writes an Android sparse image as qdl does: each RAW chunk's data to the target's
+    /// start plus the chunk's offset, each FILL chunk expanded, DONT_CARE runs left alone.
+    /// Every chunk is its own `<program>`, checked afterwards like a whole image; as for
+    /// raw images, the image is checked against its signature first and every block
+    /// sent is one that matched.
+    fn write_sparse(
+        &mut self,
+        range: &SectorRange,
+        target: &Target,
+        image: &dyn ImageSource,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<(), DeviceError> {
+        let mut first = BlockHasher::new(
+            image.send_reader().map_err(DeviceError::ImageRead)?,
+            BlockHashes::block_size(image.len()),
+        );
+        let layout = sparse::scan_sparse(&mut first)?;
+        io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
+        let (checked, blocks) = first.finish();
+        checked.verify().map_err(DeviceError::ImageChanged)?;
+        let sector = u64::from(range.sector_size);
+        let block = u64::from(layout.blk_sz);
+        let expanded = u64::from(layout.total_blks) * block;
+        if sector == 0 || block % sector != 0 {
+            return Err(DeviceError::Unsupported(
+                "a sparse image whose block size is not a whole number of sectors",
+            ));
+        }
+        if range.byte_len().is_none_or(|n| n < expanded) {
+            return Err(DeviceError::TooLarge(format!(
+                "the sparse image expands to {expanded} bytes and does not fit {target}"
+            )));
+        }
+        let mut cursor = SourceCursor::new(BlockVerifier::new(
+            image.plan_reader().map_err(DeviceError::ImageRead)?,
+            blocks,
+        ));
+        let mut how = None;
+        let mut done = 0u64;
+        for chunk in &layout.chunks {
+            let len = u64::from(chunk.blocks) * block;
+            let part = SectorRange {
+                start_sector: range.start_sector + u64::from(chunk.start_block) * block / sector,
+                num_sectors: len / sector,
+                ..*range
+            };
+            let mut data = HashingReader::new(ChunkBytes {
+                cursor: &mut cursor,
+                data: chunk.data,
+                at: 0,
+                len,
+            });
+            match self
+                .firehose()?
+                .program(&part, &mut data, &mut |n| progress(done + n))
+            {
+                Ok(()) => {}
+                Err(FirehoseError::SourceStopped { cause, .. }) => {
+                    return Err(DeviceError::WrittenButDiffers(format!(
+                        "{target}: a chunk of the sparse image could not be sent ({cause}); the \
+                         rest of its range was filled with zeros"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let sent = data.finish();
+            let (device, by) = self.device_sha256(&part)?;
+            if device != sent {
+                return Err(DeviceError::WrittenButDiffers(format!(
+                    "after writing sectors {}..{} of {target} the device's SHA-256 ({by}) differs \
+                     from the bytes sent",
+                    part.start_sector,
+                    part.start_sector + part.num_sectors
+                )));
+            }
+            how = Some(by);
+            done += len;
+        }
+        // Whatever no chunk carried must still be the checked image.
+        cursor.drain_to_end()?;
+        self.verified_by = how;
+        Ok(())
+    }
+}
+
+/// The bytes of one sparse chunk: RAW data pulled from the image, or a FILL pattern.
+struct ChunkBytes<'c, R> {
+    cursor: &'c mut SourceCursor<R>,
+    data: ChunkData,
+    at: u64,
+    len: u64,
+}
+
+impl<R: Read> Read for ChunkBytes<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.len - self.at).unwrap_or(usize::MAX));
+        let out = &mut buf[..n];
+        match self.data {
+            ChunkData::Raw { source_offset } => self
+                .cursor
+                .read_at(source_offset + self.at, out)
+                .map_err(io::Error::other)?,
+            ChunkData::Fill(pattern) => {
+                let pattern = pattern.to_le_bytes();
+                for (i, byte) in out.iter_mut().enumerate() {
+                    *byte = pattern[((self.at + i as u64) % 4) as usize];
+                }
+            }
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Which copy of a GPT was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GptCopy {
+    /// The header at LBA 1.
+    Primary,
+    /// The header in the LUN's last sector.
+    Backup,
+}
+
+/// Reads `count` sectors of one LUN.
+fn read_sectors<T: Transport>(
+    fh: &mut FirehoseClient<T>,
+    lun: u32,
+    sector_size: u32,
+    start: u64,
+    count: u64,
+) -> Result<Vec<u8>, DeviceError> {
+    let range = SectorRange {
+        lun,
+        start_sector: start,
+        sector_size,
+        num_sectors: count,
+    };
+    let mut buf = Vec::new();
+    fh.read(&range, &mut buf, &mut |_| {})?;
+    Ok(buf)
+}
+
+/// A LUN's size in sectors from its GPT: the primary header names the backup header's
+/// LBA, the LUN's last sector.
+fn size_from_gpt<T: Transport>(
+    fh: &mut FirehoseClient<T>,
+    lun: u32,
+    sector_size: u32,
+) -> Result<u64, DeviceError> {
+    let header = gpt::GptHeader::parse(&read_sectors(fh, lun, sector_size, 1, 1)?, sector_size, 1)
+        .map_err(|e| DeviceError::Layout(e.to_string()))?;
+    header
+        .alternate_lba
+        .checked_add(1)
+        .ok_or_else(|| DeviceError::Layout("the backup header LBA overflows".into()))
+}
+
+/// Reads the GPT of one LUN: the primary (header at LBA 1, then its entries), or, when
+/// that is damaged, the backup whose header is the LUN's last sector. A device that needs
+/// `recover` is exactly one whose primary table may be gone.
 fn read_gpt<T: Transport>(
     fh: &mut FirehoseClient<T>,
     lun: &Lun,
+) -> Result<(Vec<gpt::GptPartition>, GptCopy), DeviceError> {
+    let primary = read_gpt_at(fh, lun, 1);
+    match primary {
+        Ok(parts) => Ok((parts, GptCopy::Primary)),
+        Err(DeviceError::Layout(primary)) if lun.sectors > 1 => {
+            match read_gpt_at(fh, lun, lun.sectors - 1) {
+                Ok(parts) => Ok((parts, GptCopy::Backup)),
+                Err(DeviceError::Layout(backup)) => Err(DeviceError::Layout(format!(
+                    "primary: {primary}; backup: {backup}"
+                ))),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the GPT whose header is at `header_lba`.
+fn read_gpt_at<T: Transport>(
+    fh: &mut FirehoseClient<T>,
+    lun: &Lun,
+    header_lba: u64,
 ) -> Result<Vec<gpt::GptPartition>, DeviceError> {
-    let mut read = |start: u64, count: u64| -> Result<Vec<u8>, DeviceError> {
-        let range = SectorRange {
-            lun: lun.index,
-            start_sector: start,
-            sector_size: lun.sector_size,
-            num_sectors: count,
-        };
-        let mut buf = Vec::new();
-        fh.read(&range, &mut buf, &mut |_| {})?;
-        Ok(buf)
-    };
-    let header = gpt::GptHeader::parse(&read(1, 1)?, lun.sector_size, 1)
-        .map_err(|e| DeviceError::Layout(e.to_string()))?;
+    let layout = |e: gpt::GptError| DeviceError::Layout(e.to_string());
+    let header = gpt::GptHeader::parse(
+        &read_sectors(fh, lun.index, lun.sector_size, header_lba, 1)?,
+        lun.sector_size,
+        header_lba,
+    )
+    .map_err(layout)?;
+    if header
+        .entries_lba
+        .checked_add(header.entry_sectors())
+        .is_none_or(|end| end > lun.sectors)
+    {
+        return Err(DeviceError::Layout(
+            "the partition entries lie beyond the end of the LUN".into(),
+        ));
+    }
     // The header parser caps the entry array, so this read is bounded.
-    let entries = read(header.entries_lba, header.entry_sectors())?;
-    header
-        .parse_entries(&entries)
-        .map_err(|e| DeviceError::Layout(e.to_string()))
+    let entries = read_sectors(
+        fh,
+        lun.index,
+        lun.sector_size,
+        header.entries_lba,
+        header.entry_sectors(),
+    )?;
+    header.parse_entries(&entries).map_err(layout)
 }
 
 impl<T: Transport> Driver for EdlDriver<T> {
@@ -256,27 +535,57 @@ impl<T: Transport> Driver for EdlDriver<T> {
                 m.push(line.chars().filter(|c| !c.is_control()).take(256).collect());
             }
         }));
-        if let Err(e) = client.configure(memory, REQUESTED_PAYLOAD) {
-            // The programmer runs but cannot be used: back to the boot ROM, so that a retry
-            // can load it again instead of finding a programmer it may not drive.
-            if let Err(reset) = client.abandon(PowerAction::Edl) {
-                tracing::debug!("sending the device back to EDL failed: {reset}");
+        let config = match client.configure(memory, REQUESTED_PAYLOAD) {
+            Ok(config) => config,
+            Err(e) => {
+                // The programmer runs but cannot be used: back to the boot ROM, so that a
+                // retry can load it again instead of finding a programmer it may not drive.
+                if let Err(reset) = client.abandon(PowerAction::ResetToEdl) {
+                    tracing::debug!("sending the device back to EDL failed: {reset}");
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
+        };
         self.session = Session::Firehose(Box::new(client));
+        self.sector_size = sector_size_of(memory);
+        if !config.answered {
+            self.note(format!(
+                "the programmer answered <configure> with log lines only; it is taken to run \
+                 with {memory} and {}-byte writes",
+                config.max_payload_to_target
+            ));
+        }
+        match &config.memory_name {
+            Some(reported) if !reported.eq_ignore_ascii_case(memory) => {
+                // Programmers name their storage their own way (`eMMC`, `UFS`, `MMC`): the
+                // sector sizes come from the storage itself, not from this name.
+                self.note(format!(
+                    "the programmer reports MemoryName {:?} for the {memory} asked for; going \
+                     on with the sector sizes its storage reports",
+                    super::clean(reported)
+                ));
+            }
+            _ => {}
+        }
         Ok(())
     }
 
+    /// Firehose storage commits as it receives, so nothing can be taken back once sent. The
+    /// image is therefore read twice: first whole, checked against its signature while the
+    /// hash of every block is kept; then again to send, each block passed on only after
+    /// its hash matched the first pass. Bytes changed between the passes never leave
+    /// (issue 13: "writes first, checks later"); the range is finished with zeros instead.
+    /// Afterwards the device's copy is checked: by its own digest, or by reading it back.
     fn write_image(
         &mut self,
         target: &Target,
         image: &dyn ImageSource,
         progress: &mut ProgressFn<'_>,
     ) -> Result<(), DeviceError> {
+        self.verified_by = None;
         let range = Self::range(target)?;
         if image.is_sparse() {
-            return Err(DeviceError::Unsupported("sparse images over Firehose"));
+            return self.write_sparse(&range, target, image, progress);
         }
         let total = range
             .byte_len()
@@ -287,21 +596,38 @@ impl<T: Transport> Driver for EdlDriver<T> {
                     image.len()
                 ))
             })?;
-        let mut src = image.send_reader().map_err(DeviceError::ImageRead)?;
+        let blocks = sealed_blocks(image)?;
+        let mut src =
+            BlockVerifier::new(image.plan_reader().map_err(DeviceError::ImageRead)?, blocks);
         let mut sent = padded(&mut src, image.len(), total);
-        self.firehose()?.program(&range, &mut sent, progress)?;
+        match self.firehose()?.program(&range, &mut sent, progress) {
+            Ok(()) => {}
+            Err(FirehoseError::SourceStopped {
+                supplied, cause, ..
+            }) => {
+                return Err(DeviceError::WrittenButDiffers(format!(
+                    "{target}: the image could not be sent past byte {supplied} ({cause}); the \
+                     rest of the range was filled with zeros"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
         let sent_hash = sent.finish();
-        src.verify()
-            .map_err(|e| DeviceError::WrittenButDiffers(format!("{target}: {e}")))?;
-        let device = self.firehose()?.sha256_digest(&range)?;
+        let (device, how) = self.device_sha256(&range)?;
         if device != sent_hash {
             return Err(DeviceError::WrittenButDiffers(format!(
-                "after writing {target} the device's SHA-256 is {} but the bytes sent hash to {}",
+                "after writing {target} the device's SHA-256 ({how}) is {} but the bytes sent \
+                 hash to {}",
                 hex::encode(device),
                 hex::encode(sent_hash)
             )));
         }
+        self.verified_by = Some(how);
         Ok(())
+    }
+
+    fn verified_by(&self) -> Option<Verification> {
+        self.verified_by
     }
 
     fn read(
@@ -318,7 +644,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
 
     fn digest(&mut self, target: &Target) -> Result<Option<[u8; 32]>, DeviceError> {
         let range = Self::range(target)?;
-        Ok(Some(self.firehose()?.sha256_digest(&range)?))
+        Ok(Some(self.device_sha256(&range)?.0))
     }
 
     fn holds(
@@ -327,6 +653,10 @@ impl<T: Transport> Driver for EdlDriver<T> {
         image: &dyn ImageSource,
     ) -> Result<Option<bool>, DeviceError> {
         let range = Self::range(target)?;
+        if image.is_sparse() {
+            // Its DONT_CARE runs hold whatever they held: no digest of the range can tell.
+            return Ok(None);
+        }
         let Some(total) = range.byte_len().filter(|&n| n >= image.len()) else {
             return Ok(Some(false));
         };
@@ -335,7 +665,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
         io::copy(&mut expected, &mut io::sink()).map_err(DeviceError::ImageRead)?;
         let expected = expected.finish();
         src.verify().map_err(DeviceError::ImageChanged)?;
-        Ok(Some(self.firehose()?.sha256_digest(&range)? == expected))
+        Ok(Some(self.device_sha256(&range)?.0 == expected))
     }
 
     fn erase(&mut self, target: &Target) -> Result<(), DeviceError> {
@@ -362,6 +692,10 @@ impl<T: Transport> Driver for EdlDriver<T> {
         Ok(self.firehose()?.patch(&patch)?)
     }
 
+    fn set_boot_lun(&mut self, lun: u32) -> Result<(), DeviceError> {
+        Ok(self.firehose()?.set_bootable_storage_drive(lun)?)
+    }
+
     fn reboot(&mut self) -> Result<(), DeviceError> {
         self.firehose()?.power_reset()?;
         // Only a reset the device acknowledged ends the session: after a refused or garbled
@@ -374,7 +708,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
         if !matches!(self.session, Session::Firehose(_)) {
             return Ok(());
         }
-        let result = self.firehose()?.abandon(PowerAction::Edl);
+        let result = self.firehose()?.abandon(PowerAction::ResetToEdl);
         self.session = Session::Gone;
         Ok(result?)
     }
@@ -384,6 +718,28 @@ impl<T: Transport> Driver for EdlDriver<T> {
             .lock()
             .map(|mut m| std::mem::take(&mut *m))
             .unwrap_or_default()
+    }
+}
+
+/// The first pass over an image to write: all of it read and checked against its
+/// signature, with the hash of every block kept for the second pass.
+fn sealed_blocks(image: &dyn ImageSource) -> Result<BlockHashes, DeviceError> {
+    let mut first = BlockHasher::new(
+        image.send_reader().map_err(DeviceError::ImageRead)?,
+        BlockHashes::block_size(image.len()),
+    );
+    io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
+    let (checked, blocks) = first.finish();
+    checked.verify().map_err(DeviceError::ImageChanged)?;
+    Ok(blocks)
+}
+
+/// The sector size a memory type uses, for LUNs the programmer does not describe.
+fn sector_size_of(memory: &str) -> u32 {
+    if memory.eq_ignore_ascii_case("emmc") {
+        512
+    } else {
+        4096
     }
 }
 

@@ -227,6 +227,25 @@ pub trait SendReader: Read + Send {
     fn verify(self: Box<Self>) -> Result<(), String>;
 }
 
+/// How a driver checked that storage holds what was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verification {
+    /// The device's own SHA-256 of the range (Firehose `<getsha256digest>`).
+    DeviceDigest,
+    /// The range read back and hashed by flashline (programmers without a digest command).
+    ReadBack,
+}
+
+impl std::fmt::Display for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verification::DeviceDigest => "the device's own digest",
+            Verification::ReadBack => "read back",
+        })
+    }
+}
+
 /// Progress of one transfer: bytes done so far.
 pub type ProgressFn<'a> = dyn FnMut(u64) + 'a;
 
@@ -308,6 +327,17 @@ pub trait Driver: Send {
         _progress: &mut ProgressFn<'_>,
     ) -> Result<(), DeviceError> {
         Err(DeviceError::Unsupported("writing images"))
+    }
+
+    /// How the last successful [`Driver::write_image`] checked the storage afterwards, for
+    /// storage that commits as it receives; `None` where the commit step itself verified.
+    fn verified_by(&self) -> Option<Verification> {
+        None
+    }
+
+    /// Marks `lun` as the one the device boots from (Firehose `<setbootablestoragedrive>`).
+    fn set_boot_lun(&mut self, _lun: u32) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("choosing the boot LUN"))
     }
 
     /// Reads `target` into `out` and returns the SHA-256 of the bytes read.

@@ -335,6 +335,7 @@ fn fastboot(
             sha256_signed: image.sha256.to_string(),
             sha256_sent: None,
             seconds: None,
+            verified_by: None,
             status: "not-started".into(),
         })
         .collect();
@@ -569,11 +570,30 @@ impl ImageSource for PackageImage<'_> {
             .package
             .open_image_for_planning(self.index)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(Box::new(reader.skipping(self.skip)))
+        Ok(Box::new(StopOnCancel {
+            inner: reader.skipping(self.skip),
+            cancel: self.cancel.clone(),
+        }))
     }
 
     fn send_reader(&self) -> std::io::Result<Box<dyn SendReader + '_>> {
         Ok(Box::new(self.open()?))
+    }
+}
+
+/// A reader that fails once the job is cancelled, which ends the transfer in progress
+/// (drivers that send from a second pass read through it).
+struct StopOnCancel<R> {
+    inner: R,
+    cancel: Option<Cancel>,
+}
+
+impl<R: Read> Read for StopOnCancel<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            return Err(std::io::Error::other("the transfer was stopped"));
+        }
+        self.inner.read(buf)
     }
 }
 
@@ -685,6 +705,7 @@ pub(super) fn write_step(
         j.mark(index, ImageState::Verified);
     }
     entry.status = "written".into();
+    entry.verified_by = driver.verified_by();
     entry.sha256_sent = Some(entry.sha256_signed.clone());
     emit(Event::ImageWritten {
         index,

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod event;
 pub mod history;
+mod identity;
 pub mod job;
 pub mod journal;
 pub mod plan;

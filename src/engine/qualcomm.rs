@@ -9,6 +9,7 @@
 use super::backup;
 use super::event::{Event, PlannedWrite, Stage};
 use super::history::History;
+use super::identity;
 use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
 use super::preflight::{storage_range, Preflight};
@@ -172,7 +173,7 @@ impl Programmed<'_> {
             let image = &package.manifest().images[op.image];
             let sectors = op.sectors(image);
             let start = resolve(&op.start_sector, op.lun, &device.luns, driver);
-            let (mut check, target) = storage_range(
+            let (check, target) = storage_range(
                 &op.label,
                 op.lun,
                 op.sector_size,
@@ -180,13 +181,6 @@ impl Programmed<'_> {
                 sectors,
                 &device.luns,
             );
-            if op.sparse {
-                check.status = super::Status::Refuse;
-                check.message = format!(
-                    "{} is a sparse image; writing sparse images over Firehose is not supported yet",
-                    op.label
-                );
-            }
             storage_checks.push(check);
             writes.push((
                 op,
@@ -298,6 +292,7 @@ impl Programmed<'_> {
                 sha256_signed: package.manifest().images[op.image].sha256.to_string(),
                 sha256_sent: None,
                 seconds: None,
+                verified_by: None,
                 status: "not-started".into(),
             })
             .collect();
@@ -338,6 +333,23 @@ impl Programmed<'_> {
             return Err((
                 Outcome::PreflightRefused,
                 format!("refused before writing anything: {what}, so its identity partitions cannot be backed up"),
+            ));
+        }
+        let targets: Vec<_> = writes
+            .iter()
+            .filter_map(|(op, target, _)| Some((*op, target.as_ref()?)))
+            .collect();
+        let moved = identity::moved_by_package(package, &targets, &device, &labels)
+            .map_err(|e| (Outcome::PreflightRefused, e))?;
+        if !moved.is_empty() {
+            let _ = driver.reboot();
+            return Err((
+                Outcome::PreflightRefused,
+                format!(
+                    "refused before writing anything: the package's partition table moves the \
+                     device's identity partitions, whose bytes would be lost: {}",
+                    moved.join("; ")
+                ),
             ));
         }
         for label in missing {
@@ -440,6 +452,7 @@ impl Programmed<'_> {
         report
             .notes
             .push(format!("{} device patches applied", plan.patch.len()));
+        set_boot_lun(driver, plan, report)?;
 
         emit(Event::Stage {
             stage: Stage::Reboot,
@@ -463,6 +476,47 @@ impl Programmed<'_> {
         record_history(req, report, device.serial.as_deref(), product, package);
         Ok(Outcome::Success)
     }
+}
+
+/// Labels of the first-stage boot loader; the LUN that holds one is the one to boot from.
+const BOOT_LOADER_LABELS: [&str; 3] = ["xbl", "xbl_a", "sbl1"];
+
+/// After a build that wrote the boot loader, marks its LUN as the one the boot ROM boots
+/// from (`<setbootablestoragedrive>`), as qdl does. A programmer that refuses it is noted,
+/// not fatal: the storage holds the verified images, and the LUN may be marked already.
+fn set_boot_lun(
+    driver: &mut dyn Driver,
+    plan: &QualcommPlan,
+    report: &mut super::Report,
+) -> Result<(), Stop> {
+    let Some(op) = plan
+        .program
+        .iter()
+        .find(|op| BOOT_LOADER_LABELS.contains(&op.label.as_str()))
+    else {
+        return Ok(());
+    };
+    match driver.set_boot_lun(op.lun) {
+        Ok(()) => report.notes.push(format!(
+            "LUN {} ({}) marked as the boot LUN",
+            op.lun, op.label
+        )),
+        Err(DeviceError::Firehose(crate::protocol::firehose::FirehoseError::Nak {
+            reason,
+            ..
+        })) => report.notes.push(format!(
+            "the programmer refused to mark LUN {} as the boot LUN ({reason}); it keeps the \
+             one it had",
+            op.lun
+        )),
+        Err(e) => {
+            return Err((
+                Outcome::DeviceError,
+                format!("marking LUN {} as the boot LUN failed: {e}", op.lun),
+            ))
+        }
+    }
+    Ok(())
 }
 
 /// Sends a modem to its download mode and opens it again there; returns the EDL driver

@@ -83,6 +83,10 @@ pub struct ImageReport {
     pub sha256_sent: Option<String>,
     /// Seconds spent writing.
     pub seconds: Option<f64>,
+    /// How the storage was checked after the write, where it commits as it receives
+    /// (EDL): the device's own digest, or a read-back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<crate::device::Verification>,
     /// `written`, `kept` (verified by an earlier, interrupted run of the same job),
     /// `failed` or `not-started`.
     pub status: String,

@@ -10,7 +10,7 @@
 //! programmer = "prog_firehose_ddr.elf"
 //! rawprogram = ["rawprogram0.xml"]
 //! patch = ["patch0.xml"]
-//! memory = "emmc"              # or "ufs"; default "emmc"
+//! memory = "emmc"              # or "ufs"; default: from SECTOR_SIZE_IN_BYTES
 //! backup = ["fsg", "modemst1"] # labels to back up before any write, besides the model's
 //! ```
 //!
@@ -375,8 +375,11 @@ fn check_target(
     check_lun(lun).map_err(invalid)?;
     check_sector_size(sector_size).map_err(invalid)?;
     if sector_size != memory.sector_size() {
+        let fits = if sector_size == 4096 { "ufs" } else { "emmc" };
         return Err(invalid(format!(
-            "it uses {sector_size}-byte sectors, but {memory} storage has {}-byte sectors",
+            "it uses {sector_size}-byte sectors, but {memory} storage has {}-byte sectors \
+             (the manifest's [qualcomm] table sets the storage: `memory = \"{fits}\"` fits \
+             this entry)",
             memory.sector_size()
         )));
     }
@@ -429,8 +432,9 @@ pub(crate) struct SourceQualcomm {
     pub rawprogram: Vec<String>,
     #[serde(default)]
     pub patch: Vec<String>,
+    /// `None`: inferred from the rawprogram entries' sector size ([`infer_memory`]).
     #[serde(default)]
-    pub memory: Memory,
+    pub memory: Option<Memory>,
     #[serde(default)]
     pub backup: Vec<String>,
 }
@@ -473,7 +477,7 @@ pub(crate) fn build(
     };
     let mut plan = QualcommPlan {
         programmer: files.add(&source.programmer)?,
-        memory: source.memory,
+        memory: source.memory.unwrap_or_default(),
         rawprogram_files: Vec::new(),
         patch_files: Vec::new(),
         erase: Vec::new(),
@@ -497,7 +501,37 @@ pub(crate) fn build(
             .extend(parse_patches(&text).map_err(xml_error(name))?);
         plan.patch_files.push(index);
     }
+    if source.memory.is_none() {
+        plan.memory = infer_memory(&plan)?;
+    }
     Ok(plan)
+}
+
+/// The memory a flat build is for, from the sector size its rawprogram entries use, as
+/// qdl and QFIL builds imply it: 4096-byte sectors are UFS, 512-byte ones eMMC. A build
+/// that mixes them, or has no entries, must say which it is in the manifest.
+fn infer_memory(plan: &QualcommPlan) -> Result<Memory, PackageError> {
+    let sizes: BTreeSet<u32> = plan
+        .program
+        .iter()
+        .map(|op| op.sector_size)
+        .chain(plan.erase.iter().map(|op| op.sector_size))
+        .collect();
+    match sizes.iter().copied().collect::<Vec<_>>().as_slice() {
+        [512] => Ok(Memory::Emmc),
+        [4096] => Ok(Memory::Ufs),
+        [] => Err(PackageError::QualcommPlanInvalid(
+            "the rawprogram files write nothing, so the storage type cannot be told from their \
+             sector size: add `memory = \"emmc\"` or `memory = \"ufs\"` to the manifest's \
+             [qualcomm] table"
+                .into(),
+        )),
+        other => Err(PackageError::QualcommPlanInvalid(format!(
+            "the rawprogram entries use sector sizes {other:?}, so the storage type cannot be \
+             told from them: add `memory = \"emmc\"` (512-byte sectors) or `memory = \"ufs\"` \
+             (4096-byte sectors) to the manifest's [qualcomm] table"
+        ))),
+    }
 }
 
 /// The files of a Qualcomm package being packed, each described once.

@@ -80,17 +80,21 @@ pub enum FirehoseError {
         /// The cap that was hit.
         limit: usize,
     },
-    /// The data source for `<program>` ended early; the device is left mid-command.
-    #[error("the data for <program> ended after {supplied} of {expected} bytes")]
-    ShortData {
+    /// The data source for `<program>` failed or ended early (a cancel, a read error, an
+    /// image that changed): the rest of the range went out as zeros, so the device finished
+    /// the command and the session goes on. The range holds the bytes before `supplied`.
+    #[error(
+        "the data for <program> stopped after {supplied} of {expected} bytes ({cause}); \
+         the rest of the range was filled with zeros"
+    )]
+    SourceStopped {
         /// Bytes the command announced.
         expected: u64,
-        /// Bytes the source produced.
+        /// Bytes the source produced and were sent.
         supplied: u64,
+        /// Why the source stopped.
+        cause: String,
     },
-    /// Reading the data to program failed.
-    #[error("reading the data to program failed: {0}")]
-    Source(#[source] io::Error),
     /// Writing the data read from the device failed.
     #[error("writing the data read from the device failed: {0}")]
     Sink(#[source] io::Error),
@@ -179,9 +183,22 @@ pub enum PowerAction {
     Reset,
     /// Power off (`value="off"`).
     Off,
-    /// Reboot into emergency download mode (`value="edl"`), so the boot ROM waits for a
-    /// programmer again instead of booting what the storage holds.
-    Edl,
+    /// Reboot into emergency download mode (`value="reset_to_edl"`), so the boot ROM waits
+    /// for a programmer again instead of booting what the storage holds. The value is the
+    /// one fh_loader documents and qdl-rs sends; programmers NAK values they do not know
+    /// (public reports: notes/real-devices.md, "Optional commands").
+    ResetToEdl,
+}
+
+impl PowerAction {
+    /// The `value` attribute.
+    pub fn value(self) -> &'static str {
+        match self {
+            PowerAction::Reset => "reset",
+            PowerAction::Off => "off",
+            PowerAction::ResetToEdl => "reset_to_edl",
+        }
+    }
 }
 
 /// One host → device command.
@@ -217,6 +234,12 @@ pub enum Command {
         action: PowerAction,
         /// `DelayInSeconds`.
         delay_seconds: Option<u32>,
+    },
+    /// `<setbootablestoragedrive value="N"/>`: the LUN the boot ROM loads the boot loader
+    /// from (UFS), set after writing the LUN that holds xbl or sbl1, as qdl does.
+    SetBootableStorageDrive {
+        /// The LUN (`value`).
+        lun: u32,
     },
     /// `<nop/>`: liveness probe.
     Nop,
@@ -261,6 +284,7 @@ impl Command {
             Command::GetSha256Digest(_) => "getsha256digest",
             Command::GetStorageInfo { .. } => "getstorageinfo",
             Command::Power { .. } => "power",
+            Command::SetBootableStorageDrive { .. } => "setbootablestoragedrive",
             Command::Nop => "nop",
             Command::Unknown { tag } => tag,
         }
@@ -308,17 +332,13 @@ impl Command {
                 action,
                 delay_seconds,
             } => {
-                let value = match action {
-                    PowerAction::Reset => "reset",
-                    PowerAction::Off => "off",
-                    PowerAction::Edl => "edl",
-                };
-                let mut a = vec![(attr::VALUE, value.to_string())];
+                let mut a = vec![(attr::VALUE, action.value().to_string())];
                 if let Some(delay) = delay_seconds {
                     a.push((attr::DELAY, delay.to_string()));
                 }
                 a
             }
+            Command::SetBootableStorageDrive { lun } => vec![(attr::VALUE, lun.to_string())],
             Command::Nop | Command::Unknown { .. } => Vec::new(),
         };
         write_document(&[(self.tag(), attributes)])
@@ -391,7 +411,7 @@ impl Command {
                 let action = match element.required(attr::VALUE)?.to_ascii_lowercase().as_str() {
                     "reset" => PowerAction::Reset,
                     "off" => PowerAction::Off,
-                    "edl" => PowerAction::Edl,
+                    "reset_to_edl" => PowerAction::ResetToEdl,
                     other => return Err(element.bad(format!("unsupported power value {other:?}"))),
                 };
                 let delay_seconds = element
@@ -403,6 +423,9 @@ impl Command {
                     delay_seconds,
                 }
             }
+            "setbootablestoragedrive" => Command::SetBootableStorageDrive {
+                lun: element.number(attr::VALUE)?,
+            },
             "nop" => Command::Nop,
             _ => Command::Unknown { tag: element.name },
         })
@@ -851,6 +874,11 @@ mod tests {
                 action: PowerAction::Off,
                 delay_seconds: None,
             },
+            Command::Power {
+                action: PowerAction::ResetToEdl,
+                delay_seconds: None,
+            },
+            Command::SetBootableStorageDrive { lun: 1 },
             Command::Nop,
             Command::Unknown { tag: "peek".into() },
         ];
@@ -869,6 +897,28 @@ mod tests {
              num_partition_sectors=\"1024\" physical_partition_number=\"4\" \
              start_sector=\"6\"/></data>"
         );
+    }
+
+    #[test]
+    fn power_takes_only_the_documented_values() {
+        let power = |value: &str| {
+            Command::parse(&format!(
+                "<?xml version=\"1.0\" ?><data><power value=\"{value}\"/></data>"
+            ))
+        };
+        assert_eq!(
+            power("reset_to_edl").unwrap(),
+            Command::Power {
+                action: PowerAction::ResetToEdl,
+                delay_seconds: None
+            }
+        );
+        assert!(power("reset").is_ok() && power("off").is_ok());
+        // The value this project once invented; programmers do not know it.
+        assert!(matches!(
+            power("edl"),
+            Err(FirehoseError::BadCommand { .. })
+        ));
     }
 
     #[test]

@@ -39,6 +39,7 @@
 //! * battery drop does not apply: a device in EDL reports no battery.
 
 mod elf;
+mod habits;
 mod pbl;
 mod programmer;
 mod pty;
@@ -65,6 +66,7 @@ use pty::Pty;
 use storage::Storage;
 
 pub use elf::build_test_programmer;
+pub use habits::{ConfigureHabit, Habits, Profile};
 pub use storage::{lun_path, IdentityData};
 
 /// Longest single wait of a [`Line`], so a stop request is seen promptly.
@@ -189,6 +191,8 @@ pub struct EdlConfig {
     /// How the device misbehaves on purpose (see the module documentation); none by
     /// default.
     pub faults: FaultPlan,
+    /// Habits of shipped programmers it copies ([`Profile`]); none by default.
+    pub habits: Habits,
 }
 
 impl Default for EdlConfig {
@@ -212,6 +216,7 @@ impl Default for EdlConfig {
             late_logs: true,
             data_timeout: Duration::from_secs(10),
             faults: FaultPlan::none(),
+            habits: Habits::default(),
         }
     }
 }

@@ -14,8 +14,12 @@
 //!   transfer leaves exactly what arrived on the LUN.
 //! * `<getsha256digest>` answers with a `Digest <64 hex>` log, `<getstorageinfo>` with a
 //!   JSON log (`{"storage_info": {"total_blocks": …}}`), like Qualcomm's programmers.
+//! * `<setbootablestoragedrive>` is ACKed for an existing LUN. `<power>` takes `reset`,
+//!   `off` and `reset_to_edl`; any other value is NAKed.
 //! * Host documents over [`MAX_XML_SIZE`] bytes are NAKed unread.
 //! * With `late_logs`, the programmer logs at start-up and right after some ACKs.
+//! * [`Habits`](super::Habits) change some of this as shipped programmers do (no digest,
+//!   storage-info NAKs, other configure answers), each with its source.
 
 use std::io::{self, BufWriter, Read, Write};
 use std::time::Duration;
@@ -28,6 +32,7 @@ use crate::protocol::firehose::{
 };
 use crate::transport::TransportError;
 
+use super::habits::{self, ConfigureHabit};
 use super::pbl::REBOOT_TIME;
 use super::storage::{Span, IO_BUF_LEN};
 use super::{lock, Device, Line};
@@ -170,8 +175,19 @@ impl Programmer<'_> {
                 self.erase(span)
             }
             Command::Patch(patch) => self.patch(&patch),
+            Command::GetSha256Digest(_) if self.device.cfg.habits.no_digest => {
+                self.nak("unsupported command <getsha256digest>")?;
+                Ok(Flow::Next)
+            }
             Command::GetSha256Digest(range) => self.digest(&range),
             Command::GetStorageInfo { lun } => self.storage_info(lun),
+            Command::SetBootableStorageDrive { lun } => {
+                if self.device.storage.lun_sectors(lun).is_none() {
+                    self.nak(&format!("physical_partition_number {lun} does not exist"))?;
+                    return Ok(Flow::Next);
+                }
+                self.ack(Response::ack())
+            }
             Command::Power {
                 action,
                 delay_seconds,
@@ -228,7 +244,19 @@ impl Programmer<'_> {
 
     fn configure(&mut self, c: &Configure) -> Result<Flow, TransportError> {
         let cfg = &self.device.cfg;
-        if !c.memory_name.eq_ignore_ascii_case(&cfg.memory_name) {
+        let habit = cfg.habits.configure;
+        if habit == ConfigureHabit::LogsOnly {
+            self.log("Calling handler for configure")?;
+            self.log(&format!(
+                "Storage type set to value {}",
+                cfg.memory_name.to_ascii_uppercase()
+            ))?;
+            self.configured = true;
+            return Ok(Flow::Next);
+        }
+        if habit != ConfigureHabit::OtherMemoryName
+            && !c.memory_name.eq_ignore_ascii_case(&cfg.memory_name)
+        {
             self.nak(&format!(
                 "Not support configure MemoryName {}",
                 c.memory_name
@@ -237,6 +265,18 @@ impl Programmer<'_> {
         }
         let max = cfg.max_payload_to_target;
         let accepted = (1..=max).contains(&c.max_payload_to_target);
+        if habit == ConfigureHabit::CounterOffer {
+            let response = if accepted {
+                Response::ack()
+                    .with("MemoryName", &cfg.memory_name)
+                    .with("MaxPayloadSizeToTargetInBytes", c.max_payload_to_target)
+            } else {
+                Response::nak().with("MaxPayloadSizeToTargetInBytes", max)
+            };
+            self.configured |= accepted;
+            self.send(&DeviceDoc::response(response))?;
+            return Ok(Flow::Next);
+        }
         let response = if accepted {
             Response::ack()
         } else {
@@ -246,8 +286,13 @@ impl Programmer<'_> {
             ))?;
             Response::nak()
         };
+        let memory_name = if habit == ConfigureHabit::OtherMemoryName {
+            habits::vendor_memory_name(&cfg.memory_name)
+        } else {
+            &cfg.memory_name
+        };
         let response = response
-            .with("MemoryName", &cfg.memory_name)
+            .with("MemoryName", memory_name)
             .with(
                 "MaxPayloadSizeToTargetInBytes",
                 if accepted {
@@ -325,6 +370,8 @@ impl Programmer<'_> {
                     return self.aborted("program", span.len - left, span.len, e);
                 }
             };
+            let at = span.len - left;
+            self.wear(range, at, &mut buf[..n]);
             if failed.is_none() {
                 failed = file.write_all(&buf[..n]).err();
             }
@@ -343,6 +390,18 @@ impl Programmer<'_> {
             range.start_sector, range.num_sectors
         ))?;
         Ok(Flow::Next)
+    }
+
+    /// Flips the lowest bit of the weak byte ([`habits::Habits::weak_byte`]) if `chunk`,
+    /// which lands `at` bytes into `range`, covers it.
+    fn wear(&self, range: &SectorRange, at: u64, chunk: &mut [u8]) {
+        let Some((lun, byte)) = self.device.cfg.habits.weak_byte else {
+            return;
+        };
+        let start = range.start_sector * u64::from(range.sector_size) + at;
+        if lun == range.lun && (start..start + chunk.len() as u64).contains(&byte) {
+            chunk[(byte - start) as usize] ^= 1;
+        }
     }
 
     fn read(&mut self, range: &SectorRange) -> Result<Flow, TransportError> {
@@ -435,6 +494,10 @@ impl Programmer<'_> {
     }
 
     fn storage_info(&mut self, lun: u32) -> Result<Flow, TransportError> {
+        if self.device.cfg.habits.storage_info_nak.contains(&lun) {
+            self.nak(&format!("getstorageinfo is not supported for LUN {lun}"))?;
+            return Ok(Flow::Next);
+        }
         let storage = &self.device.storage;
         let Some(total_blocks) = storage.lun_sectors(lun) else {
             let reason = format!("physical_partition_number {lun} does not exist");
@@ -472,7 +535,7 @@ impl Programmer<'_> {
         Ok(Flow::Exit(match action {
             // The virtual device has no firmware to boot: a reset and a reboot into EDL
             // both bring back its boot ROM.
-            PowerAction::Reset | PowerAction::Edl => {
+            PowerAction::Reset | PowerAction::ResetToEdl => {
                 // The time a reboot takes, so the host's log drain sees silence first.
                 self.pty.pause(REBOOT_TIME);
                 Exit::Reset
@@ -577,8 +640,9 @@ fn describe(command: &Command) -> String {
         Command::Power { action, .. } => match action {
             PowerAction::Reset => "power reset".into(),
             PowerAction::Off => "power off".into(),
-            PowerAction::Edl => "power edl".into(),
+            PowerAction::ResetToEdl => "power reset_to_edl".into(),
         },
+        Command::SetBootableStorageDrive { lun } => format!("setbootablestoragedrive lun={lun}"),
         Command::Nop => "nop".into(),
         Command::Unknown { tag } => tag.clone(),
     }

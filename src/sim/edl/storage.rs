@@ -232,6 +232,11 @@ fn create_lun(path: &Path, len: u64, gpt: &Gpt, cfg: &EdlConfig) -> io::Result<(
     file.write_all(&gpt.encode_primary())?;
     file.seek(SeekFrom::Start(gpt.backup_entries_lba() * sector))?;
     file.write_all(&gpt.encode_backup())?;
+    if cfg.habits.damaged_primary_gpt {
+        // The primary header (LBA 1) is gone; the backup at the end survives.
+        file.seek(SeekFrom::Start(sector))?;
+        file.write_all(&vec![0xff; sector as usize])?;
+    }
     for part in gpt
         .partitions
         .iter()
