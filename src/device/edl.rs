@@ -182,6 +182,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
             security_version: None,
             security_version_raw: None,
             battery: super::Battery::Unknown,
+            lock: super::LockState::Unknown,
             partitions,
             slots: None,
             is_virtual: self.is_virtual,

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use super::quirks::{Quirks, VarSpec};
 use super::read_ahead::ReadAhead;
 use super::{
-    clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, Mode, ProgressFn, Slots, Target,
+    clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, LockState, Mode, ProgressFn,
+    Slots, Target,
 };
 use crate::hashing::{BlockHasher, BlockHashes, BlockVerifier};
 use crate::protocol::fastboot::client::Client;
@@ -35,6 +36,8 @@ pub struct FastbootDriver<T: Transport> {
     scratch: Vec<u8>,
     /// Split plans made by [`Driver::prepare`], by partition.
     prepared: BTreeMap<String, SplitPlan>,
+    /// What the last `getvar:all` listed, so later questions cost no round trip.
+    listed: BTreeMap<String, String>,
 }
 
 /// How an image too large for one download is cut, from a first pass over all of it.
@@ -64,6 +67,7 @@ impl<T: Transport> FastbootDriver<T> {
             messages,
             scratch: Vec::new(),
             prepared: BTreeMap::new(),
+            listed: BTreeMap::new(),
         }
     }
 
@@ -128,15 +132,17 @@ impl<T: Transport> Driver for FastbootDriver<T> {
         let serial = self.var(&vars, "serialno")?.map(|s| clean(&s));
         let facts = self.quirks.fastboot_facts(product.as_deref());
 
-        let firmware_version_raw = match vars.get(&facts.firmware_version.var) {
-            Some(v) => Some(v.clone()),
-            None => self.client.getvar(&facts.firmware_version.var)?,
-        }
-        .map(|s| clean(&s));
-        let firmware_version = firmware_version_raw
-            .as_deref()
-            .and_then(|raw| facts.firmware_version.convert(raw))
-            .and_then(|v| lenient_version(&v));
+        // A comparable version only where the quirks file names its variable; otherwise
+        // the bootloader's own version string is kept to be shown, never compared.
+        let version_var = facts
+            .firmware_version
+            .as_ref()
+            .map_or("version-bootloader", |spec| spec.var.as_str());
+        let firmware_version_raw = self.var(&vars, version_var)?.map(|s| clean(&s));
+        let firmware_version = facts.firmware_version.as_ref().and_then(|spec| {
+            let raw = firmware_version_raw.as_deref()?;
+            lenient_version(&spec.convert(raw)?)
+        });
         let security_version_raw = self
             .fact(&vars, &facts.security_version)?
             .map(|s| clean(&s));
@@ -155,6 +161,10 @@ impl<T: Transport> Driver for FastbootDriver<T> {
                 _ => Battery::Unknown,
             },
         };
+        let lock = lock_state(
+            self.var(&vars, "unlocked")?.as_deref(),
+            self.var(&vars, "secure")?.as_deref(),
+        );
         let max_download = self
             .var(&vars, "max-download-size")?
             .and_then(|v| parse_number(&v));
@@ -180,6 +190,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
                 Some((clean(name), parse_number(v)?))
             })
             .collect();
+        self.listed = vars;
 
         Ok(DeviceInfo {
             address: self.client.transport().address().to_string(),
@@ -192,6 +203,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             security_version,
             security_version_raw,
             battery,
+            lock,
             partitions,
             slots,
             is_virtual: self.is_virtual,
@@ -239,6 +251,13 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .and_then(|v| parse_number(&v)))
     }
 
+    fn variable(&mut self, name: &str) -> Result<Option<String>, DeviceError> {
+        match self.listed.get(name) {
+            Some(value) => Ok(Some(value.clone())),
+            None => Ok(self.client.getvar(name)?),
+        }
+    }
+
     fn set_active_slot(&mut self, slot: &str) -> Result<(), DeviceError> {
         Ok(self.client.set_active(slot)?)
     }
@@ -269,6 +288,13 @@ impl<T: Transport> FastbootDriver<T> {
     ) -> Result<(), DeviceError> {
         let len = u32::try_from(image.len())
             .map_err(|_| DeviceError::TooLarge("image too large for one download".into()))?;
+        // A sparse image writes its expanded size; its header says how much that is.
+        let writes = if image.is_sparse() {
+            let mut header = image.plan_reader().map_err(DeviceError::ImageRead)?;
+            sparse::read_header(&mut header)?.expanded_len()
+        } else {
+            u64::from(len)
+        };
         let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
         let client = &mut self.client;
         std::thread::scope(|scope| {
@@ -292,7 +318,7 @@ impl<T: Transport> FastbootDriver<T> {
             sent?;
             reader.verify().map_err(DeviceError::ImageChanged)
         })?;
-        self.client.flash(partition)?;
+        self.client.flash_writing(partition, writes)?;
         Ok(())
     }
 
@@ -370,7 +396,8 @@ impl<T: Transport> FastbootDriver<T> {
                     // Whatever the pieces skipped must still be the checked image.
                     cursor.drain_to_end()?;
                 }
-                client.flash(partition)?;
+                let span = u64::from(piece.blocks()) * u64::from(layout.blk_sz);
+                client.flash_writing(partition, span)?;
             }
             Ok(())
         })
@@ -403,6 +430,22 @@ impl<R: Read> Read for Counting<'_, '_, R> {
     }
 }
 
+/// The lock state from `unlocked` and `secure` as the bootloader answers them.
+///
+/// Only `yes`/`no` are read here; a bootloader that says neither is [`LockState::Unknown`].
+fn lock_state(unlocked: Option<&str>, secure: Option<&str>) -> LockState {
+    let yes_no = |v: Option<&str>| match v.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Some("yes") => Some(true),
+        Some("no") => Some(false),
+        _ => None,
+    };
+    match (yes_no(unlocked), yes_no(secure)) {
+        (Some(true), _) => LockState::Unlocked,
+        (Some(false), _) | (None, Some(true)) => LockState::Locked,
+        _ => LockState::Unknown,
+    }
+}
+
 /// Reads `1`, `1.2`, `1.2.3` or a full semver string as a comparable version.
 pub fn lenient_version(text: &str) -> Option<semver::Version> {
     let t = text.trim().trim_start_matches(['v', 'V']);
@@ -422,6 +465,15 @@ pub fn lenient_version(text: &str) -> Option<semver::Version> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_state_follows_unlocked_then_secure() {
+        assert_eq!(lock_state(Some("yes"), Some("yes")), LockState::Unlocked);
+        assert_eq!(lock_state(Some("no"), None), LockState::Locked);
+        assert_eq!(lock_state(None, Some("yes")), LockState::Locked);
+        assert_eq!(lock_state(None, Some("no")), LockState::Unknown);
+        assert_eq!(lock_state(Some("maybe"), None), LockState::Unknown);
+    }
 
     #[test]
     fn versions_are_read_leniently() {

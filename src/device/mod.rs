@@ -55,6 +55,18 @@ pub enum Battery {
     Unknown,
 }
 
+/// Whether the bootloader will accept flash and erase commands, as it reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockState {
+    /// `unlocked: yes`: writes are accepted.
+    Unlocked,
+    /// `unlocked: no` (or `secure: yes` with no `unlocked`): writes will be refused.
+    Locked,
+    /// The bootloader does not say.
+    Unknown,
+}
+
 /// A/B slot facts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Slots {
@@ -90,6 +102,7 @@ pub struct DeviceInfo {
     pub security_version_raw: Option<String>,
     /// Battery state.
     pub battery: Battery,
+    pub lock: LockState,
     /// Partition sizes in bytes, by name as the device reports them (`boot_a`).
     pub partitions: BTreeMap<String, u64>,
     /// A/B slots, if the device has them.
@@ -264,6 +277,12 @@ pub trait Driver: Send {
 
     /// The size of one partition, for devices whose identity listing left it out.
     fn partition_size(&mut self, _partition: &str) -> Result<Option<u64>, DeviceError> {
+        Ok(None)
+    }
+
+    /// The value of a variable the device reports by name (fastboot `getvar`), or `None`
+    /// when it does not know it. Used for a package's `[requires]` and `has-slot:<p>`.
+    fn variable(&mut self, _name: &str) -> Result<Option<String>, DeviceError> {
         Ok(None)
     }
 

@@ -77,6 +77,7 @@ impl<T: Transport> Driver for ModemDriver<T> {
             security_version: None,
             security_version_raw: None,
             battery,
+            lock: super::LockState::Unknown,
             partitions: Default::default(),
             slots: None,
             is_virtual: self.is_virtual,
