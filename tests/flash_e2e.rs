@@ -143,13 +143,13 @@ fn every_refusal_leaves_every_partition_unchanged() {
             "battery",
         ),
         (
-            "battery not reported",
-            bench.pack("nobat", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]),
+            "locked bootloader",
+            bench.pack("locked", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]),
             PhoneConfig {
-                battery_percent: None,
+                locked: true,
                 ..small_phone()
             },
-            "battery",
+            "lock",
         ),
         (
             "image larger than its partition",
@@ -403,12 +403,12 @@ fn dry_run_writes_nothing_and_info_reads_the_device() {
 }
 
 #[test]
-fn force_battery_flashes_a_device_that_does_not_report_its_battery() {
+fn force_battery_flashes_a_device_whose_battery_is_low() {
     let bench = Bench::new();
     let boot = image(MIB, 0, 0);
     let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]);
     let (phone, dir) = bench.phone(PhoneConfig {
-        battery_percent: None,
+        battery_percent: Some(12),
         ..small_phone()
     });
     let (out, report) = bench.flash(&pkg, &phone, &["--force-battery"]);

@@ -21,7 +21,9 @@ use flashline::device::fastboot::FastbootDriver;
 use flashline::device::quirks::Quirks;
 use flashline::device::{Driver, ImageSource, SendReader, Target};
 use flashline::protocol::at::{AtClient, AtError, MAX_LINE_LEN};
-use flashline::protocol::fastboot::client::{Client, FastbootError, MAX_INFO_MESSAGES};
+use flashline::protocol::fastboot::client::{
+    Client, FastbootError, COMMAND_BUDGET, MAX_INFO_MESSAGES,
+};
 use flashline::protocol::fastboot::MAX_RESPONSE_LEN;
 use flashline::protocol::firehose::client::{FirehoseTimeouts, MAX_LOG_LINES};
 use flashline::protocol::firehose::{FirehoseClient, FirehoseError, SectorRange, MAX_DOCUMENT_LEN};
@@ -277,6 +279,39 @@ fn fastboot_an_endless_info_flood_hits_the_cap() {
         "    the peer wrote {sent} bytes; the client read each frame into one 256-byte buffer"
     );
     assert!(sent >= (MAX_INFO_MESSAGES * 25) as u64, "sent {sent}");
+}
+
+#[test]
+fn fastboot_an_info_dripped_just_inside_the_timeout_ends_at_the_command_deadline() {
+    // One INFO every 250 ms keeps every wait under the 300 ms timeout; without an overall
+    // deadline it would keep the command alive for 10,000 × 250 ms, 42 minutes.
+    let peer = TcpPeer::start(|s, stop| {
+        read_frame(s, stop);
+        let mut sent = 0;
+        while !stop.load(Ordering::SeqCst) {
+            sent += send(s, stop, &frame(b"INFOstill working"));
+            thread::sleep(SHORT - Duration::from_millis(50));
+        }
+        sent
+    });
+    let mut client = peer.client();
+    let (result, elapsed) = timed("INFO drip", || client.getvar("product"));
+    let err = result.unwrap_err();
+    let budget = SHORT * COMMAND_BUDGET;
+    assert!(
+        matches!(&err, FastbootError::Deadline { command, limit }
+            if command == "getvar:product" && *limit == budget),
+        "{err}"
+    );
+    assert!(elapsed >= budget && elapsed < budget + SHORT, "{elapsed:?}");
+    // The command may be mid-answer: the session refuses to go on.
+    assert!(matches!(
+        client.getvar("serialno"),
+        Err(FastbootError::OutOfStep { .. })
+    ));
+    drop(client);
+    peer.finish();
+    report("fastboot: INFO dripped inside the timeout", elapsed, &err);
 }
 
 #[test]

@@ -251,11 +251,13 @@ struct FlashArgs {
     /// Allow a package older than the device's firmware (recorded in the report).
     #[arg(long)]
     allow_older: bool,
-    /// Flash although the device does not report its battery (recorded in the report).
+    /// Flash although the device says its battery is too low, e.g. on external power
+    /// (recorded in the report). A battery the device does not report is only a warning.
     #[arg(long)]
     force_battery: bool,
     /// Give up on a device that stays silent this long when it owes an answer (e.g. `10s`),
-    /// instead of each protocol's default; an interrupted job resumes when run again.
+    /// instead of each protocol's default; an interrupted job resumes when run again. A
+    /// fastboot `flash` or `erase` keeps its own, longer allowance for silent writes.
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<std::time::Duration>,
 }
@@ -406,6 +408,14 @@ struct PhoneArgs {
     /// Delay added to every command, like a real link's round trip (e.g. 500us).
     #[arg(long, value_parser = humantime::parse_duration)]
     latency: Option<std::time::Duration>,
+    /// Report a locked bootloader (`unlocked: no`): flash and erase fail as a locked
+    /// Qualcomm ABL's do.
+    #[arg(long)]
+    locked: bool,
+    /// Write to storage at this many bytes/s (e.g. 20M): `flash` and `erase` answer OKAY
+    /// only after that long, with no INFO in between, as LK and U-Boot do.
+    #[arg(long, value_parser = crate::sim::phone::parse_rate)]
+    write_rate: Option<u64>,
     /// Misbehave once (may be repeated): disconnect@bytes=N (download data),
     /// power-loss@bytes=N (bytes written by flash), fail@flash:boot#1,
     /// stall@getvar:product#2, garbage@download:#1, battery@bytes=N,percent=P,
@@ -425,9 +435,6 @@ struct PhoneArgs {
     /// fastbootd.
     #[arg(long, value_name = "NAME")]
     profile: Option<crate::sim::phone::Profile>,
-    /// Report the bootloader as locked (`unlocked: no`).
-    #[arg(long)]
-    locked: bool,
 }
 
 /// Runs the CLI.
@@ -1075,9 +1082,10 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         slots: args.slots,
         link_rate: args.link_rate,
         latency: args.latency.unwrap_or(d.latency),
+        locked: args.locked,
+        write_rate: args.write_rate,
         faults: args.faults.into(),
         profile: args.profile,
-        locked: args.locked,
         ..d
     };
     if args.usb_gadget {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::device::{Battery, DeviceInfo, LockState};
+use crate::device::{Battery, DeviceInfo, LockState, Mode};
 use crate::engine::{Event, Stage, Status};
 use crate::package::{Inspection, KeyScope, SignatureStatus};
 
@@ -181,12 +181,14 @@ pub fn print_device(d: &DeviceInfo) {
         Battery::Unknown => "not reported".into(),
     };
     println!("   battery           {battery}");
-    let lock = match d.lock {
-        LockState::Unlocked => "unlocked: accepts writes",
-        LockState::Locked => "locked: will refuse writes",
-        LockState::Unknown => "not reported",
-    };
-    println!("   bootloader        {lock}");
+    if d.mode == Mode::Fastboot {
+        let lock = match d.lock {
+            LockState::Unlocked => "unlocked (accepts flash and erase)",
+            LockState::Locked => "locked (refuses flash and erase; unlocking wipes user data)",
+            LockState::Unknown => "not reported",
+        };
+        println!("   bootloader        {lock}");
+    }
     if let Some(s) = &d.slots {
         println!("   slots             {} (current {})", s.count, s.current);
     }
@@ -211,6 +213,9 @@ pub fn print_inspection(i: &Inspection) {
     }
     for t in &m.targets {
         println!("target           {}", t.product);
+    }
+    for r in &m.requires {
+        println!("requires         {} = {}", r.variable, r.values.join(" | "));
     }
     for img in &m.images {
         let kind = match &img.sparse {

@@ -44,6 +44,8 @@ pub struct FastbootDriver<T: Transport> {
     scratch: Vec<u8>,
     /// Split plans made by [`Driver::prepare`], by partition.
     prepared: BTreeMap<String, SplitPlan>,
+    /// What the last `getvar:all` listed, so later questions cost no round trip.
+    listed: Variables,
 }
 
 /// How an image too large for one download is cut, from a first pass over all of it.
@@ -74,6 +76,7 @@ impl<T: Transport> FastbootDriver<T> {
             messages,
             scratch: Vec::new(),
             prepared: BTreeMap::new(),
+            listed: Variables::default(),
         }
     }
 
@@ -169,13 +172,17 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .map(|s| clean(&s));
         let facts = self.quirks.fastboot_facts(product.as_deref());
 
-        let firmware_version_raw = self
-            .var(&vars, &facts.firmware_version.var)?
-            .map(|s| clean(&s));
-        let firmware_version = firmware_version_raw
-            .as_deref()
-            .and_then(|raw| facts.firmware_version.convert(raw))
-            .and_then(|v| lenient_version(&v));
+        // A comparable version only where the quirks file names its variable; otherwise
+        // the bootloader's own version string is kept to be shown, never compared.
+        let version_var = facts
+            .firmware_version
+            .as_ref()
+            .map_or("version-bootloader", |spec| spec.var.as_str());
+        let firmware_version_raw = self.var(&vars, version_var)?.map(|s| clean(&s));
+        let firmware_version = facts.firmware_version.as_ref().and_then(|spec| {
+            let raw = firmware_version_raw.as_deref()?;
+            lenient_version(&spec.convert(raw)?)
+        });
         let security_version_raw = self
             .fact(&vars, &facts.security_version)?
             .map(|s| clean(&s));
@@ -222,6 +229,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .map(|(p, size)| (clean(&p), size))
             .collect();
         let partitions_size_unknown = unknown.iter().map(|p| clean(p)).collect();
+        self.listed = vars;
 
         Ok(DeviceInfo {
             address: self.client.transport().address().to_string(),
@@ -283,6 +291,13 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .and_then(|v| parse_size(&v, self.style)))
     }
 
+    fn variable(&mut self, name: &str) -> Result<Option<String>, DeviceError> {
+        match self.listed.get(name) {
+            Some(value) => Ok(Some(value.to_string())),
+            None => Ok(self.client.getvar(name)?),
+        }
+    }
+
     fn set_active_slot(&mut self, slot: &str) -> Result<(), DeviceError> {
         Ok(self.client.set_active(slot)?)
     }
@@ -313,6 +328,13 @@ impl<T: Transport> FastbootDriver<T> {
     ) -> Result<(), DeviceError> {
         let len = u32::try_from(image.len())
             .map_err(|_| DeviceError::TooLarge("image too large for one download".into()))?;
+        // A sparse image writes its expanded size; its header says how much that is.
+        let writes = if image.is_sparse() {
+            let mut header = image.plan_reader().map_err(DeviceError::ImageRead)?;
+            sparse::read_header(&mut header)?.expanded_len()
+        } else {
+            u64::from(len)
+        };
         let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
         let client = &mut self.client;
         std::thread::scope(|scope| {
@@ -336,7 +358,7 @@ impl<T: Transport> FastbootDriver<T> {
             sent?;
             reader.verify().map_err(DeviceError::ImageChanged)
         })?;
-        self.client.flash(partition)?;
+        self.client.flash_writing(partition, writes)?;
         Ok(())
     }
 
@@ -414,7 +436,8 @@ impl<T: Transport> FastbootDriver<T> {
                     // Whatever the pieces skipped must still be the checked image.
                     cursor.drain_to_end()?;
                 }
-                client.flash(partition)?;
+                let span = u64::from(piece.blocks()) * u64::from(layout.blk_sz);
+                client.flash_writing(partition, span)?;
             }
             Ok(())
         })

@@ -301,6 +301,12 @@ pub trait Driver: Send {
         Ok(None)
     }
 
+    /// The value of a variable the device reports by name (fastboot `getvar`), or `None`
+    /// when it does not know it. Used for a package's `[requires]` and `has-slot:<p>`.
+    fn variable(&mut self, _name: &str) -> Result<Option<String>, DeviceError> {
+        Ok(None)
+    }
+
     /// Runs the package's programmer (Qualcomm EDL) and configures `memory` (`emmc`, `ufs`).
     fn load_programmer(
         &mut self,

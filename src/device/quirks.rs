@@ -127,8 +127,12 @@ impl<'de> Deserialize<'de> for UsbPair {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FastbootFacts {
-    /// The firmware version.
-    pub firmware_version: VarSpec,
+    /// The variable carrying a firmware version comparable with a package's, if the model
+    /// has one. None by default: `version-bootloader` is the bootloader's own build
+    /// (`b1c1-0.3-6863019`, `MBM-3.0-uefi-e666aa4b16c-220816`), not the firmware a package
+    /// installs, so only a model entry that knows better names a variable and a pattern.
+    #[serde(default)]
+    pub firmware_version: Option<VarSpec>,
     /// The anti-rollback security version.
     pub security_version: VarSpec,
     /// The battery charge.
@@ -185,10 +189,13 @@ impl Quirks {
         let mut seen = BTreeSet::new();
         let default = ("default", &quirks.fastboot);
         for spec in [
-            &default.1.firmware_version,
-            &default.1.security_version,
-            &default.1.battery_percent,
-        ] {
+            default.1.firmware_version.as_ref(),
+            Some(&default.1.security_version),
+            Some(&default.1.battery_percent),
+        ]
+        .into_iter()
+        .flatten()
+        {
             spec.check(default.0)?;
         }
         for model in &quirks.models {
@@ -218,7 +225,7 @@ impl Quirks {
         if let Some(model) = product.and_then(|p| self.models.iter().find(|m| m.product == p)) {
             let f = &model.fastboot;
             if let Some(s) = &f.firmware_version {
-                facts.firmware_version = s.clone();
+                facts.firmware_version = Some(s.clone());
             }
             if let Some(s) = &f.security_version {
                 facts.security_version = s.clone();
@@ -311,7 +318,14 @@ mod tests {
     #[test]
     fn builtin_file_parses() {
         let q = Quirks::builtin();
-        assert_eq!(q.fastboot.firmware_version.var, "version-bootloader");
+        assert!(
+            q.fastboot.firmware_version.is_none(),
+            "version-bootloader is no firmware version"
+        );
+        let demo = q.fastboot_facts(Some("zte-demo-phone")).firmware_version;
+        let demo = demo.expect("the virtual phone's version is comparable");
+        assert_eq!(demo.convert("2.1.0").as_deref(), Some("2.1.0"));
+        assert_eq!(demo.convert("b1c1-0.3-6863019"), None);
         assert!(q.usb(0x05c6, 0x9008).is_some());
     }
 
@@ -319,11 +333,9 @@ mod tests {
     fn model_overrides_and_conversions() {
         let q = Quirks::builtin();
         let f = q.fastboot_facts(Some("zte-legacy-phone"));
-        assert_eq!(f.firmware_version.var, "version-baseband");
-        assert_eq!(
-            f.firmware_version.convert("BD_P01V2.1.3B07").as_deref(),
-            Some("2.1.3")
-        );
+        let version = f.firmware_version.unwrap();
+        assert_eq!(version.var, "version-baseband");
+        assert_eq!(version.convert("BD_P01V2.1.3B07").as_deref(), Some("2.1.3"));
         assert_eq!(f.battery_percent.convert("3850").as_deref(), Some("50"));
         assert_eq!(f.battery_percent.convert("5000").as_deref(), Some("100"));
         assert_eq!(f.battery_percent.convert("n/a"), None);
@@ -355,11 +367,12 @@ mod tests {
         }
         let d = q.fastboot_facts(Some("other"));
         assert_eq!(d.battery_percent.var, "battery-soc");
+        assert!(d.firmware_version.is_none());
     }
 
     #[test]
     fn bad_files_are_refused() {
-        let base = "[fastboot]\nfirmware_version={var=\"a\"}\nsecurity_version={var=\"b\"}\nbattery_percent={var=\"c\"}\n";
+        let base = "[fastboot]\nsecurity_version={var=\"b\"}\nbattery_percent={var=\"c\"}\n";
         assert!(Quirks::parse(base).is_ok());
         assert!(matches!(
             Quirks::parse(&format!(

@@ -179,6 +179,9 @@ pub struct PlannedWrite {
     pub partition: String,
     /// Partition on the device (slot suffix included).
     pub target: String,
+    /// On an A/B device, a partition without slots (persist, modemst1, misc, …): written in
+    /// place, live, so no other slot keeps its old content if the job is interrupted.
+    pub live: bool,
     /// Bytes of the image as stored.
     pub bytes: u64,
     /// Whether it is an Android sparse image.

@@ -276,7 +276,8 @@ fn fastboot(
     let device_err = |e: crate::device::DeviceError| (Outcome::DeviceError, e.to_string());
     let mut driver = open_device(req)?;
     let mut device = driver.identify().map_err(device_err)?;
-    let mut targets = plan::targets(package, &device);
+    let slotted = plan::ask_slots(driver.as_mut(), package, &device).map_err(device_err)?;
+    let mut targets = plan::targets(package, &device, &slotted);
     for (target, size) in &mut targets {
         if size.is_none() {
             *size = driver.partition_size(target).map_err(device_err)?;
@@ -297,15 +298,25 @@ fn fastboot(
     let history = History::load(&req.options.history_path)
         .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
     let past = device.serial.as_deref().and_then(|s| history.get(s));
-    if past.is_some()
-        && (device.firmware_version_raw.is_none() || device.security_version.is_none())
-    {
+    if past.is_some() && (device.firmware_version.is_none() || device.security_version.is_none()) {
         report.notes.push(
-            "the device does not report all its versions; flashline's history of this serial was used for the downgrade check"
+            "the device does not report all its versions comparably; flashline's history of this serial was used for the downgrade check"
                 .into(),
         );
     }
-    let preflight = Preflight::run(package, &device, &targets, past, &req.options.overrides);
+    let mut reported = Vec::new();
+    for requirement in &manifest.requires {
+        let value = driver
+            .variable(&requirement.variable)
+            .map_err(device_err)?
+            .map(|v| crate::device::clean(&v));
+        reported.push(value);
+    }
+    let mut preflight = Preflight::run(package, &device, &targets, past, &req.options.overrides);
+    preflight.checks.extend(super::preflight::requirements(
+        &manifest.requires,
+        &reported,
+    ));
     report.preflight = preflight.checks.clone();
     emit(Event::Preflight {
         checks: preflight.checks.clone(),
@@ -323,7 +334,7 @@ fn fastboot(
         .collect();
 
     emit(Event::Stage { stage: Stage::Plan });
-    let plan = FlashPlan::build(package, &device, &cleared);
+    let plan = FlashPlan::build(package, &device, &slotted, &cleared);
     report.images = plan
         .writes
         .iter()

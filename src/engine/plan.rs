@@ -2,12 +2,43 @@
 //!
 //! On A/B devices the plan writes the slot that is *not* running and switches to it only
 //! after every image is written and verified, so an interrupted job leaves the device
-//! booting its old, intact slot.
+//! booting its old, intact slot — for the partitions that have slots. Which ones do is
+//! asked of the device (`has-slot:<partition>`), never guessed when it answers. A
+//! partition without slots (persist, modemst1, misc, …) exists once and is written in
+//! place, live: the plan marks it so, and no slot keeps its old content.
+
+use std::collections::BTreeMap;
 
 use super::event::PlannedWrite;
 use super::preflight::Cleared;
-use crate::device::DeviceInfo;
+use crate::device::{DeviceError, DeviceInfo, Driver};
 use crate::package::VerifiedPackage;
+
+/// The device's `has-slot` answer for each of the package's partitions, where it gave one.
+pub type Slotted = BTreeMap<String, bool>;
+
+/// Asks an A/B device whether each of the package's partitions has slots. A device without
+/// slots is not asked; an answer other than `yes`/`no` leaves the partition out, and the
+/// partition list decides for it.
+pub fn ask_slots(
+    driver: &mut dyn Driver,
+    package: &VerifiedPackage,
+    device: &DeviceInfo,
+) -> Result<Slotted, DeviceError> {
+    let mut slotted = Slotted::new();
+    if device.slots.is_none() {
+        return Ok(slotted);
+    }
+    for image in &package.manifest().images {
+        let answer = driver.variable(&format!("has-slot:{}", image.partition))?;
+        match answer.as_deref().map(str::trim) {
+            Some("yes") => slotted.insert(image.partition.clone(), true),
+            Some("no") => slotted.insert(image.partition.clone(), false),
+            _ => None,
+        };
+    }
+    Ok(slotted)
+}
 
 /// What a job will do to a device.
 #[derive(Debug, Clone)]
@@ -20,17 +51,26 @@ pub struct FlashPlan {
 
 impl FlashPlan {
     /// Builds the plan. Requires a cleared preflight: no plan exists for a refused job.
-    pub fn build(package: &VerifiedPackage, device: &DeviceInfo, _cleared: &Cleared) -> Self {
+    pub fn build(
+        package: &VerifiedPackage,
+        device: &DeviceInfo,
+        slotted: &Slotted,
+        _cleared: &Cleared,
+    ) -> Self {
         let slot = target_slot(device);
         let writes = package
             .manifest()
             .images
             .iter()
-            .map(|image| PlannedWrite {
-                partition: image.partition.clone(),
-                target: target_partition(&image.partition, device, slot.as_deref()),
-                bytes: image.size,
-                sparse: image.sparse.is_some(),
+            .map(|image| {
+                let target = target_partition(&image.partition, device, slot.as_deref(), slotted);
+                PlannedWrite {
+                    partition: image.partition.clone(),
+                    live: slot.is_some() && target == image.partition,
+                    target,
+                    bytes: image.size,
+                    sparse: image.sparse.is_some(),
+                }
             })
             .collect::<Vec<_>>();
         // Switch only to a slot that this plan actually writes.
@@ -51,14 +91,18 @@ impl FlashPlan {
 }
 
 /// The partition each image of `package` would be written to, with its size if known.
-pub fn targets(package: &VerifiedPackage, device: &DeviceInfo) -> Vec<(String, Option<u64>)> {
+pub fn targets(
+    package: &VerifiedPackage,
+    device: &DeviceInfo,
+    slotted: &Slotted,
+) -> Vec<(String, Option<u64>)> {
     let slot = target_slot(device);
     package
         .manifest()
         .images
         .iter()
         .map(|image| {
-            let target = target_partition(&image.partition, device, slot.as_deref());
+            let target = target_partition(&image.partition, device, slot.as_deref(), slotted);
             let size = device.partitions.get(&target).copied();
             (target, size)
         })
@@ -78,20 +122,26 @@ fn target_slot(device: &DeviceInfo) -> Option<String> {
     Some(char::from(b'a' + (index + 1) % count).to_string())
 }
 
-/// `boot` → `boot_b` when the device has slotted `boot_*` partitions, else `boot`.
-fn target_partition(partition: &str, device: &DeviceInfo, slot: Option<&str>) -> String {
-    match slot {
-        Some(slot) => {
-            let slotted = format!("{partition}_{slot}");
-            if device.partitions.contains_key(&slotted)
-                || !device.partitions.contains_key(partition)
-            {
-                slotted
-            } else {
-                partition.to_string()
-            }
-        }
-        None => partition.to_string(),
+/// `boot` → `boot_b` when the device says `boot` has slots, `persist` → `persist` when it
+/// says it has none; where it gave no answer, `boot_b` if the partition list has slotted
+/// `boot_*` partitions (or no plain `boot`), else `boot`.
+fn target_partition(
+    partition: &str,
+    device: &DeviceInfo,
+    slot: Option<&str>,
+    slotted: &Slotted,
+) -> String {
+    let Some(slot) = slot else {
+        return partition.to_string();
+    };
+    let suffixed = format!("{partition}_{slot}");
+    let has_slots = slotted.get(partition).copied().unwrap_or_else(|| {
+        device.partitions.contains_key(&suffixed) || !device.partitions.contains_key(partition)
+    });
+    if has_slots {
+        suffixed
+    } else {
+        partition.to_string()
     }
 }
 
@@ -127,18 +177,37 @@ mod tests {
 
     #[test]
     fn ab_devices_get_the_other_slot() {
+        let none = Slotted::new();
         let d = device(Some("a"), &["boot_a", "boot_b", "userdata"]);
         assert_eq!(target_slot(&d).as_deref(), Some("b"));
-        assert_eq!(target_partition("boot", &d, Some("b")), "boot_b");
-        assert_eq!(target_partition("userdata", &d, Some("b")), "userdata");
+        assert_eq!(target_partition("boot", &d, Some("b"), &none), "boot_b");
+        assert_eq!(
+            target_partition("userdata", &d, Some("b"), &none),
+            "userdata"
+        );
         let d = device(Some("b"), &["boot_a", "boot_b"]);
         assert_eq!(target_slot(&d).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn the_device_answer_beats_the_partition_list() {
+        // A size list that misses `persist` would make it look slotted; has-slot says no.
+        let d = device(Some("a"), &["boot_a", "boot_b"]);
+        let answers = Slotted::from([("persist".into(), false), ("modem".into(), true)]);
+        assert_eq!(
+            target_partition("persist", &d, Some("b"), &answers),
+            "persist"
+        );
+        assert_eq!(
+            target_partition("modem", &d, Some("b"), &answers),
+            "modem_b"
+        );
     }
 
     #[test]
     fn plain_devices_keep_names() {
         let d = device(None, &["boot"]);
         assert_eq!(target_slot(&d), None);
-        assert_eq!(target_partition("boot", &d, None), "boot");
+        assert_eq!(target_partition("boot", &d, None, &Slotted::new()), "boot");
     }
 }

@@ -7,8 +7,8 @@
 use serde::Serialize;
 
 use super::history::HistoryEntry;
-use crate::device::{Battery, DeviceInfo, Lun, Mode, Target};
-use crate::package::{KeyScope, VerifiedPackage};
+use crate::device::{Battery, DeviceInfo, LockState, Lun, Mode, Target};
+use crate::package::{KeyScope, Requirement, VerifiedPackage};
 
 /// What a preflight check concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +51,7 @@ impl Check {
 pub struct Overrides {
     /// Allow a package whose version is older than the device's.
     pub allow_older: bool,
-    /// Flash although the device does not report its battery.
+    /// Flash although the device says its battery is too low.
     pub force_battery: bool,
 }
 
@@ -85,6 +85,9 @@ impl Preflight {
             version(&m.version, device, history, overrides),
             battery(m.min_battery_percent, device, overrides),
         ];
+        if device.mode == Mode::Fastboot {
+            checks.push(lock(device.lock));
+        }
         for (image, (target, size)) in m.images.iter().zip(targets) {
             checks.push(storage(
                 &image.partition,
@@ -245,39 +248,20 @@ fn version(
     overrides: &Overrides,
 ) -> Check {
     let required = format!("≤ {package}");
-    let (actual, source) = match (
-        &device.firmware_version,
-        &device.firmware_version_raw,
-        history,
-    ) {
-        (Some(v), _, _) => (v.clone(), "the device".to_string()),
-        (None, Some(raw), _) => {
-            let refused = check(
-                "version",
-                Status::Refuse,
-                raw.clone(),
-                required,
-                format!(
-                    "the device reports version {raw:?}, which flashline cannot compare with {package}; \
-                     add a version pattern for this model to the quirks file, or pass --allow-older \
-                     if you are sure"
-                ),
-            );
-            return if overrides.allow_older {
-                Check {
-                    status: Status::Warn,
-                    ..refused
-                }
-                .relaxed_by("--allow-older")
-            } else {
-                refused
-            };
+    // What the device says, comparable or not, is shown on every line.
+    let reported = match &device.firmware_version_raw {
+        Some(raw) => {
+            format!("the device reports {raw:?}, which is not a version flashline can compare")
         }
-        (None, None, Some(h)) => match semver::Version::parse(&h.version) {
+        None => "the device reports no firmware version".to_string(),
+    };
+    let (actual, source) = match (&device.firmware_version, history) {
+        (Some(v), _) => (v.clone(), "the device".to_string()),
+        (None, Some(h)) => match semver::Version::parse(&h.version) {
             Ok(v) => (
                 v,
                 format!(
-                    "flashline's history of this serial ({} flashed {})",
+                    "flashline's history of this serial ({} flashed {}), since {reported}",
                     h.package, h.flashed_at
                 ),
             ),
@@ -290,18 +274,30 @@ fn version(
                      ruled out: fix or remove the entry in history.json",
             ),
         },
-        (None, None, None) => {
+        // Not comparable and never flashed by flashline: a warning that shows both values,
+        // never a refusal. The device's own anti-rollback check and the security version
+        // still apply.
+        (None, None) => {
             return check(
                 "version",
                 Status::Warn,
-                "not reported",
+                device
+                    .firmware_version_raw
+                    .clone()
+                    .unwrap_or_else(|| "not reported".into()),
                 required,
-                "the device reports no firmware version and flashline has not flashed it before, \
-                 so a downgrade cannot be ruled out",
+                format!(
+                    "{reported} with the package's {package}, and flashline has not flashed \
+                     it before, so a downgrade cannot be ruled out; the security version \
+                     check still applies"
+                ),
             )
         }
     };
-    let actual_text = actual.to_string();
+    let actual_text = match (&device.firmware_version, &device.firmware_version_raw) {
+        (None, Some(raw)) => format!("{actual} (history; the device reports {raw:?})"),
+        _ => actual.to_string(),
+    };
     if *package < actual {
         if overrides.allow_older {
             check(
@@ -346,16 +342,41 @@ fn version(
 }
 
 /// The battery check: at preflight, and again before each image of a job.
+///
+/// Only a battery known to be low is refused (`--force-battery` flashes anyway); one the
+/// device does not report is a warning, as fwupd treats it: many bootloaders report none.
 pub(super) fn battery(min: u8, device: &DeviceInfo, overrides: &Overrides) -> Check {
     let required = format!("≥ {min} %");
+    let low = |actual: String, message: String| {
+        if overrides.force_battery {
+            check(
+                "battery",
+                Status::Warn,
+                actual,
+                required.clone(),
+                format!("{message}; flashing anyway because of --force-battery"),
+            )
+            .relaxed_by("--force-battery")
+        } else {
+            check(
+                "battery",
+                Status::Refuse,
+                actual,
+                required.clone(),
+                format!("{message}: charge it and try again, or pass --force-battery if it is on external power"),
+            )
+        }
+    };
+    let reporter = if device.mode == Mode::Fastboot {
+        "the bootloader"
+    } else {
+        "the device"
+    };
     match device.battery {
         Battery::Percent(p) if p >= min => check("battery", Status::Pass, format!("{p} %"), required, format!("battery at {p} %")),
-        Battery::Percent(p) => check(
-            "battery",
-            Status::Refuse,
+        Battery::Percent(p) => low(
             format!("{p} %"),
-            required,
-            format!("the battery is at {p} %, below the {min} % this package needs: charge the device and try again"),
+            format!("the battery is at {p} %, below the {min} % this package needs"),
         ),
         Battery::SufficientForFlashing => check(
             "battery",
@@ -364,12 +385,9 @@ pub(super) fn battery(min: u8, device: &DeviceInfo, overrides: &Overrides) -> Ch
             required,
             "the device reports no percentage but says its charge is enough to flash",
         ),
-        Battery::TooLowForFlashing => check(
-            "battery",
-            Status::Refuse,
-            "too low (battery-soc-ok: no)",
-            required,
-            "the device says its battery is too low to flash: charge it and try again",
+        Battery::TooLowForFlashing => low(
+            "too low (battery-soc-ok: no)".into(),
+            "the device says its battery is too low to flash".into(),
         ),
         Battery::NoBattery => check("battery", Status::Pass, "no battery", required, "the device has no battery"),
         Battery::Unknown if device.mode == Mode::Edl => check(
@@ -379,22 +397,83 @@ pub(super) fn battery(min: u8, device: &DeviceInfo, overrides: &Overrides) -> Ch
             required,
             format!("the battery cannot be read in emergency download mode: make sure it is charged to at least {min} % or on external power"),
         ),
-        Battery::Unknown if overrides.force_battery => check(
+        Battery::Unknown => check(
             "battery",
+            Status::Warn,
+            format!("not reported by {reporter}"),
+            required,
+            format!("the battery is not reported by {reporter}: make sure it is charged to at least {min} % or on external power"),
+        ),
+    }
+}
+
+/// The lock check: a locked bootloader refuses every flash and erase, so the job is refused
+/// before its first write. flashline never unlocks a device itself.
+fn lock(state: LockState) -> Check {
+    let required = "unlocked";
+    match state {
+        LockState::Unlocked => check("lock", Status::Pass, "unlocked", required, "the bootloader is unlocked and accepts writes"),
+        LockState::Locked => check(
+            "lock",
+            Status::Refuse,
+            "locked",
+            required,
+            "the bootloader is locked and would refuse every write. Unlocking wipes all user data \
+             on the phone: if that is intended, run `fastboot flashing unlock` (older devices: \
+             `fastboot oem unlock`) and confirm on the phone's screen with its volume and power \
+             keys, then flash again. flashline never unlocks a device by itself",
+        ),
+        LockState::Unknown => check(
+            "lock",
             Status::Warn,
             "not reported",
             required,
-            "the device does not report its battery; flashing anyway because of --force-battery",
-        )
-        .relaxed_by("--force-battery"),
-        Battery::Unknown => check(
-            "battery",
-            Status::Refuse,
-            "not reported",
-            required,
-            "the device does not report its battery: make sure it is charged, then pass --force-battery",
+            "the bootloader does not say whether it is unlocked; if it is locked, the first write will fail and nothing is written",
         ),
     }
+}
+
+/// The package's `[requires]`, against the values the device reported for them (`None`:
+/// not reported). A value outside the accepted list, or none at all, is refused.
+pub fn requirements(requires: &[Requirement], reported: &[Option<String>]) -> Vec<Check> {
+    requires
+        .iter()
+        .zip(reported)
+        .map(|(r, value)| {
+            let name = format!("requires:{}", r.variable);
+            let required = r.values.join(" or ");
+            match value {
+                Some(v) if r.values.iter().any(|a| a == v) => check(
+                    &name,
+                    Status::Pass,
+                    v.clone(),
+                    required,
+                    format!("{} is {v}, as the package requires", r.variable),
+                ),
+                Some(v) => check(
+                    &name,
+                    Status::Refuse,
+                    v.clone(),
+                    required.clone(),
+                    format!(
+                        "the package requires {} to be {required}, but the device reports {v:?}: \
+                         this package is not made for this device's {}",
+                        r.variable, r.variable
+                    ),
+                ),
+                None => check(
+                    &name,
+                    Status::Refuse,
+                    "not reported",
+                    required.clone(),
+                    format!(
+                        "the package requires {} to be {required}, but the device does not report {}",
+                        r.variable, r.variable
+                    ),
+                ),
+            }
+        })
+        .collect()
 }
 
 fn storage(partition: &str, target: &str, needed: u64, size: Option<u64>) -> Check {

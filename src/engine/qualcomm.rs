@@ -275,6 +275,8 @@ impl Programmed<'_> {
             .iter()
             .map(|(op, target, bytes)| PlannedWrite {
                 partition: op.label.clone(),
+                // No A/B promise is made over EDL: every write is in place.
+                live: false,
                 target: target
                     .as_ref()
                     .map_or_else(String::new, ToString::to_string),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::device::discovery::Found;
-use crate::device::{Battery, DeviceInfo, Mode};
+use crate::device::{Battery, DeviceInfo, LockState, Mode};
 use crate::engine::{Check, Event, Outcome, PlannedWrite, Stage, Status};
 
 /// Log lines kept in memory; older ones are dropped (the reports keep the record).
@@ -235,6 +235,8 @@ pub struct DeviceRow {
     pub firmware: Option<String>,
     /// Battery.
     pub battery: Option<Battery>,
+    /// Whether the bootloader accepts writes (fastboot), as it reports it.
+    pub lock: Option<LockState>,
     /// Storage in bytes, where known.
     pub storage: Option<u64>,
     /// Still listed by discovery.
@@ -664,6 +666,7 @@ impl AppState {
                 serial: f.serial,
                 firmware: None,
                 battery: None,
+                lock: None,
                 storage: None,
                 present: true,
                 selected: false,
@@ -872,14 +875,27 @@ impl AppState {
                     CheckState::Done(list) if !list.writes.is_empty() => list
                         .writes
                         .iter()
-                        .map(|w| format!("{} to {} ({})", w.partition, w.target, bytes(w.bytes)))
+                        .map(|w| {
+                            let live = if w.live {
+                                ", written live: it has no slots, so no other slot keeps its old content"
+                            } else {
+                                ""
+                            };
+                            format!("{} to {} ({}){live}", w.partition, w.target, bytes(w.bytes))
+                        })
                         .collect(),
                     _ => card.writes.clone(),
                 };
                 if let CheckState::Done(list) = &d.check {
                     if let Some(slot) = &list.activate_slot {
+                        let live = if list.writes.iter().any(|w| w.live) {
+                            ", except for the partitions written live"
+                        } else {
+                            ""
+                        };
                         lines.push(format!(
-                            "then slot {slot} becomes active, after every image is verified"
+                            "then slot {slot} becomes active, after every image is verified; \
+                             until then the phone boots its old, intact slot{live}"
                         ));
                     }
                     if let Some(plan) = list.checks.iter().find(|c| c.name == "backup plan") {
@@ -1092,6 +1108,9 @@ fn fill(row: &mut DeviceRow, info: &DeviceInfo) {
     if info.battery != Battery::Unknown || row.battery.is_none() {
         row.battery = Some(info.battery);
     }
+    if info.mode == Mode::Fastboot {
+        row.lock = Some(info.lock);
+    }
     let storage: u64 = if info.luns.is_empty() {
         info.partitions.values().sum()
     } else {
@@ -1116,11 +1135,29 @@ fn backup_plan(package: &PackageState, list: &Checklist) -> Check {
                 .to_string(),
         )
     } else if let Some(slot) = &list.activate_slot {
+        let live: Vec<&str> = list
+            .writes
+            .iter()
+            .filter(|w| w.live)
+            .map(|w| w.target.as_str())
+            .collect();
+        let kept = if live.is_empty() {
+            "the current slot stays untouched".to_string()
+        } else {
+            format!(
+                "{} {} no slots and {} written live, so the current slot does not keep \
+                 {} old content",
+                live.join(", "),
+                if live.len() == 1 { "has" } else { "have" },
+                if live.len() == 1 { "is" } else { "are" },
+                if live.len() == 1 { "its" } else { "their" },
+            )
+        };
         (
             format!("A/B: writes slot {slot}"),
             format!(
                 "the images go to slot {slot}, and the phone switches to it only after every \
-                 image is verified; the current slot stays untouched"
+                 image is verified; {kept}"
             ),
         )
     } else {
@@ -1259,6 +1296,15 @@ pub fn battery_text(battery: Option<Battery>) -> String {
         Some(Battery::TooLowForFlashing) => "too low".into(),
         Some(Battery::NoBattery) => "no battery".into(),
         Some(Battery::Unknown) | None => "—".into(),
+    }
+}
+
+/// A bootloader's lock state for the device list.
+pub fn lock_text(lock: Option<LockState>) -> &'static str {
+    match lock {
+        Some(LockState::Unlocked) => "unlocked",
+        Some(LockState::Locked) => "locked",
+        Some(LockState::Unknown) | None => "—",
     }
 }
 
@@ -1464,6 +1510,81 @@ mod tests {
             s.devices[0].badge(),
             Badge::Refused,
             "a stale check is ignored"
+        );
+    }
+
+    #[test]
+    fn the_confirmation_says_which_partitions_are_written_live() {
+        let mut s = state();
+        s.package = PackageState::Ready(PackageCard {
+            path: "p".into(),
+            name: "n".into(),
+            version: "1.0.0".into(),
+            security_version: 1,
+            min_battery_percent: 30,
+            description: None,
+            targets: vec![],
+            writes: vec![],
+            qualcomm: false,
+            signature: String::new(),
+        });
+        s.apply(
+            Msg::Devices(vec![found("a", Mode::Fastboot, "S")]),
+            Instant::now(),
+        );
+        s.select("S", true);
+        assert_eq!(s.pending_checks().len(), 1);
+        let write = |partition: &str, target: &str, live| PlannedWrite {
+            partition: partition.into(),
+            target: target.into(),
+            live,
+            bytes: 4096,
+            sparse: false,
+        };
+        for event in [
+            Event::Preflight { checks: vec![] },
+            Event::PlanReady {
+                writes: vec![
+                    write("boot", "boot_b", false),
+                    write("persist", "persist", true),
+                ],
+                activate_slot: Some("b".into()),
+                total_bytes: 8192,
+            },
+            Event::Finished {
+                outcome: Outcome::DryRun,
+                error: None,
+                report: None,
+            },
+        ] {
+            s.apply(
+                Msg::Check {
+                    key: "S".into(),
+                    generation: 0,
+                    event,
+                },
+                Instant::now(),
+            );
+        }
+        s.request_flash();
+        let lines = &s
+            .confirm
+            .as_ref()
+            .expect("the confirmation is open")
+            .devices[0]
+            .2;
+        assert_eq!(lines[0], "boot to boot_b (4.0 KiB)");
+        assert!(
+            lines[1].starts_with("persist to persist (4.0 KiB), written live"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].contains("old, intact slot, except for the partitions written live"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[3].contains("persist has no slots and is written live"),
+            "{lines:?}"
         );
     }
 

@@ -223,6 +223,12 @@ pub enum PackageError {
          fastboot package or a Qualcomm package"
     )]
     QualcommMixedKinds,
+    /// A `[requires]` table in a Qualcomm package, whose devices report no variables.
+    #[error(
+        "[requires] is checked over fastboot only; a Qualcomm package cannot require \
+         variables"
+    )]
+    RequiresOverFastbootOnly,
     /// An image larger than the partition its rawprogram entry gives it.
     #[error(
         "{file:?} needs {sectors} sectors but rawprogram entry {label:?} gives it only \

@@ -4,7 +4,7 @@
 //! back from the exact signed bytes with the same strict derive (unknown fields and duplicate
 //! fields are errors), so the verifier and the flasher always see one and the same object.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -18,6 +18,11 @@ use super::{names, PackageError};
 pub const MAX_TARGETS: usize = 64;
 /// Most images one package may carry.
 pub const MAX_IMAGES: usize = 128;
+/// Most variables one package may require.
+pub const MAX_REQUIREMENTS: usize = 16;
+/// Most accepted values per required variable.
+pub const MAX_REQUIRED_VALUES: usize = 32;
+
 /// Largest image size accepted (256 TiB): far beyond any real partition, far below where
 /// offset arithmetic could overflow, so absurd declared sizes fail early and by name.
 pub const MAX_IMAGE_SIZE: u64 = 1 << 48;
@@ -40,6 +45,10 @@ pub struct Manifest {
     pub description: Option<String>,
     /// Devices this package fits.
     pub targets: Vec<Target>,
+    /// Variables the device must report with one of the accepted values before anything is
+    /// written (see [`Requirement`]); in variable order, each variable once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<Requirement>,
     /// Images in container order.
     pub images: Vec<Image>,
     /// Present in a Qualcomm package: what to do in EDL, in terms of `images`. A package
@@ -56,6 +65,61 @@ pub struct Manifest {
 pub struct Target {
     /// What the device reports as its product (fastboot `getvar product`).
     pub product: String,
+}
+
+/// One requirement on what the device reports, like an Android factory image's
+/// `android-info.txt` line `require version-bootloader=b1c1-0.3-6863019|b1c1-0.3-7241706`.
+///
+/// The device's answer to `getvar:<variable>` must equal one of `values` exactly; a device
+/// that does not report the variable does not meet it. fastboot packages only: the
+/// variables are read over fastboot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// The getvar variable (`board`, `version-bootloader`, `version-baseband`, …).
+    pub variable: String,
+    /// The accepted values.
+    pub values: Vec<String>,
+}
+
+impl Requirement {
+    fn validate(&self) -> Result<(), PackageError> {
+        names::identifier("required variable", &self.variable)?;
+        check_count("required values", self.values.len(), MAX_REQUIRED_VALUES)?;
+        for value in &self.values {
+            names::product(value).map_err(|e| match e {
+                PackageError::InvalidName { value, reason, .. } => PackageError::InvalidName {
+                    what: "required value",
+                    value,
+                    reason,
+                },
+                e => e,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the requirements of a package: a bounded list, each variable once.
+fn check_requirements(requires: &[Requirement]) -> Result<(), PackageError> {
+    if requires.len() > MAX_REQUIREMENTS {
+        return Err(PackageError::TooMany {
+            what: "required variables",
+            count: requires.len() as u64,
+            max: MAX_REQUIREMENTS as u64,
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for requirement in requires {
+        requirement.validate()?;
+        if !seen.insert(requirement.variable.as_str()) {
+            return Err(PackageError::ManifestInvalid(format!(
+                "variable {:?} is required twice",
+                requirement.variable
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One image: the bytes destined for one partition.
@@ -142,7 +206,11 @@ impl Manifest {
         for image in &self.images {
             image.validate()?;
         }
+        check_requirements(&self.requires)?;
         if let Some(plan) = &self.qualcomm {
+            if !self.requires.is_empty() {
+                return Err(PackageError::RequiresOverFastbootOnly);
+            }
             plan.validate(&self.images)?;
         }
         Ok(())
@@ -200,6 +268,9 @@ pub(crate) struct SourceManifest {
     pub description: Option<String>,
     #[serde(default)]
     pub target: Vec<Target>,
+    /// `[requires]`: variable = [accepted values].
+    #[serde(default)]
+    pub requires: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub image: Vec<SourceImage>,
     #[serde(default)]
@@ -216,6 +287,17 @@ pub(crate) struct SourceImage {
 }
 
 impl SourceManifest {
+    /// The `[requires]` table as the signed manifest lists it.
+    pub(crate) fn requirements(&self) -> Vec<Requirement> {
+        self.requires
+            .iter()
+            .map(|(variable, values)| Requirement {
+                variable: variable.clone(),
+                values: values.clone(),
+            })
+            .collect()
+    }
+
     /// Checks everything that does not need the image files, so a typo is reported before
     /// gigabytes are hashed.
     pub(crate) fn validate(&self) -> Result<(), PackageError> {
@@ -225,9 +307,13 @@ impl SourceManifest {
             self.min_battery_percent,
             &self.target,
         )?;
+        check_requirements(&self.requirements())?;
         if let Some(qualcomm) = &self.qualcomm {
             if !self.image.is_empty() {
                 return Err(PackageError::QualcommMixedKinds);
+            }
+            if !self.requires.is_empty() {
+                return Err(PackageError::RequiresOverFastbootOnly);
             }
             return qualcomm.validate();
         }
@@ -310,6 +396,7 @@ mod tests {
             targets: vec![Target {
                 product: "zte-demo-phone".into(),
             }],
+            requires: Vec::new(),
             images: vec![Image {
                 partition: "boot".into(),
                 file: "boot.img".into(),
@@ -381,6 +468,25 @@ mod tests {
             m.validate(),
             Err(PackageError::SparseInfoInconsistent { .. })
         ));
+        let requirement = |variable: &str, values: &[&str]| Requirement {
+            variable: variable.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let mut m = sample();
+        m.requires = vec![requirement("version-bootloader", &["b1c1-0.3-6863019"])];
+        m.validate().unwrap();
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert_eq!(Manifest::from_signed_bytes(&bytes).unwrap(), m);
+        for bad in [
+            vec![requirement("board", &[])],
+            vec![requirement("board", &["a\u{1b}[2J"])],
+            vec![requirement("bo ard", &["x"])],
+            vec![requirement("board", &["x"]), requirement("board", &["y"])],
+        ] {
+            let mut m = sample();
+            m.requires = bad.clone();
+            assert!(m.validate().is_err(), "{bad:?}");
+        }
         let mut m = sample();
         m.images[0].partition = "boot\n".into();
         assert!(matches!(

@@ -68,12 +68,14 @@ pub fn pack(
         mut files, images, ..
     } = sources;
 
+    let requires = source.requirements();
     let manifest = Manifest {
         name: source.name,
         version: source.version,
         security_version: source.security_version,
         min_battery_percent: source.min_battery_percent,
         description: source.description,
+        requires,
         targets: source.target,
         images,
         qualcomm,

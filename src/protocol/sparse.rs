@@ -608,6 +608,12 @@ impl Piece {
         self.encoded_len
     }
 
+    /// Blocks from the first to the last one this piece carries: at most what writing it
+    /// puts on storage.
+    pub fn blocks(&self) -> u32 {
+        self.end_block - self.start_block
+    }
+
     /// Writes this piece to `out`: exactly [`Piece::encoded_len`] bytes, RAW data streamed
     /// from `src` through `scratch`. The header's image checksum is 0 and no CRC32 chunk is
     /// written, as libsparse does for fastboot.

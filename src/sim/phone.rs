@@ -81,7 +81,9 @@ pub struct PhoneConfig {
     pub max_download_size: u32,
     /// Partition base names and sizes in bytes.
     pub partitions: Vec<(String, u64)>,
-    /// A/B phone: every partition exists as `NAME_a` and `NAME_b`, slot `a` active.
+    /// A/B phone: every partition exists as `NAME_a` and `NAME_b`, slot `a` active,
+    /// except those real A/B phones keep once (persist, misc, modemst1, …; see
+    /// `has-slot` in the bootloader module).
     pub slots: bool,
     /// Base name of the partition whose image decides the reported versions. At every
     /// boot (start, `reboot`, `reboot-bootloader`, `continue`) the phone reads the first
@@ -96,13 +98,23 @@ pub struct PhoneConfig {
     /// Added to every command before it is answered: the round trip of a real link
     /// (about 0.5 ms over USB 2.0); zero for none.
     pub latency: Duration,
+    /// A locked bootloader: `unlocked` is `no`, and `flash`/`erase` fail with the messages
+    /// of a locked Qualcomm ABL.
+    pub locked: bool,
+    /// Bytes per second the phone writes to storage: `flash` and `erase` answer only after
+    /// the bytes they write (an erase: the partition's size) would take at this rate, and
+    /// send no INFO meanwhile, as LK and U-Boot bootloaders do; `None` for no delay.
+    pub write_rate: Option<u64>,
+    /// A host closing the connection in the middle of a download does not end it: the
+    /// phone keeps waiting for the announced bytes, and the next connection's bytes
+    /// complete it, as a bootloader over USB does (it never learns that the host process
+    /// went away). Off, closing the connection ends the download, as fastboot over TCP does.
+    pub keep_download_on_close: bool,
     /// How the phone misbehaves on purpose (see the module documentation); none by default.
     pub faults: FaultPlan,
     /// Answer in the words of this bootloader family ([`Profile`]); `None` for flashline's
     /// own plain wording.
     pub profile: Option<Profile>,
-    /// Report the bootloader as locked (`unlocked: no`). Only the answers change.
-    pub locked: bool,
     /// Answer every `getvar` as a real device did ([`Transcript`]); see
     /// [`PhoneConfig::replaying`].
     pub replay: Option<Arc<Transcript>>,
@@ -127,9 +139,11 @@ impl Default for PhoneConfig {
             version_partition: Some("boot".into()),
             link_rate: None,
             latency: Duration::ZERO,
+            locked: false,
+            write_rate: None,
+            keep_download_on_close: false,
             faults: FaultPlan::none(),
             profile: None,
-            locked: false,
             replay: None,
         }
     }
@@ -173,8 +187,8 @@ pub enum ConfigError {
     /// `version_partition` names no declared partition.
     #[error("version partition {0:?} is not one of the declared partitions")]
     UnknownVersionPartition(String),
-    /// A link rate of 0 would never deliver a byte.
-    #[error("the link rate must be at least 1 byte/s")]
+    /// A link or write rate of 0 would never move a byte.
+    #[error("the link and write rates must be at least 1 byte/s")]
     ZeroLinkRate,
     /// `max_download_size` of 0 would refuse every download.
     #[error("max-download-size must be at least 1 byte")]
@@ -226,7 +240,7 @@ impl PhoneConfig {
         if self.max_download_size == 0 {
             return Err(ConfigError::ZeroDownloadSize);
         }
-        if self.link_rate == Some(0) {
+        if self.link_rate == Some(0) || self.write_rate == Some(0) {
             return Err(ConfigError::ZeroLinkRate);
         }
         if let Some(pct) = self.battery_percent.filter(|&p| p > 100) {
@@ -239,9 +253,13 @@ impl PhoneConfig {
             }
             _ => None,
         })?;
-        let suffixes: &[&str] = if self.slots { &["_a", "_b"] } else { &[""] };
         let mut table: Vec<Partition> = Vec::new();
         for (base, size) in &self.partitions {
+            let suffixes: &[&str] = if self.slots && !bootloader::is_unslotted(base) {
+                &["_a", "_b"]
+            } else {
+                &[""]
+            };
             for suffix in suffixes {
                 let name = format!("{base}{suffix}");
                 if !storage::is_valid_name(base) || !storage::is_valid_name(&name) {

@@ -4,7 +4,7 @@ use eframe::egui;
 use eframe::egui::RichText;
 
 use super::badge;
-use crate::gui::state::{battery_text, bytes, mode_name, AppState, Badge};
+use crate::gui::state::{battery_text, bytes, lock_text, mode_name, AppState, Badge};
 
 /// Draws the list.
 pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
@@ -21,11 +21,11 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
         .show(ui, |ui| {
             egui::Grid::new("device list")
                 .striped(true)
-                .num_columns(7)
+                .num_columns(8)
                 .spacing([12.0, 6.0])
                 .show(ui, |ui| {
                     for title in [
-                        "Device", "Mode", "Firmware", "Battery", "Storage", "State", "",
+                        "Device", "Mode", "Firmware", "Battery", "Lock", "Storage", "State", "",
                     ] {
                         ui.label(RichText::new(title).strong());
                     }
@@ -46,6 +46,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
                         ui.label(mode_name(d.mode));
                         ui.label(d.firmware.as_deref().unwrap_or("—"));
                         ui.label(battery_text(d.battery));
+                        ui.label(lock_text(d.lock));
                         ui.label(d.storage.map_or("—".to_string(), bytes));
                         badge(ui, d.badge());
                         if d.badge() == Badge::Bricked {

@@ -1,14 +1,28 @@
 //! The host side of a fastboot session: one command at a time, over any [`Transport`].
 //!
 //! The client bounds everything a device controls: each response is at most
-//! [`MAX_RESPONSE_LEN`] bytes (the transport refuses longer ones), every wait has a timeout
-//! that only an `INFO`/`TEXT` message can extend, a command may produce at most
-//! [`MAX_INFO_MESSAGES`] of those, and a download sends exactly the byte count both sides
-//! agreed on. After an error that may leave the device mid-command, the session refuses
-//! further commands instead of pairing a late answer with the wrong question.
+//! [`MAX_RESPONSE_LEN`] bytes (the transport refuses longer ones), a command may produce at
+//! most [`MAX_INFO_MESSAGES`] `INFO`/`TEXT` messages, and a download sends exactly the byte
+//! count both sides agreed on. After an error that may leave the device mid-command, the
+//! session refuses further commands instead of pairing a late answer with the wrong
+//! question.
+//!
+//! # How long a command may take
+//!
+//! * Short commands (`getvar`, `download`'s answers, `set_active`, `reboot`, `oem …`): each
+//!   message must come within the silence timeout ([`DEFAULT_TIMEOUT`], `--timeout`), and
+//!   the whole command within [`COMMAND_BUDGET`] times it, so a device dripping one `INFO`
+//!   just inside the timeout cannot keep a command alive for long.
+//! * `flash` and `erase` write storage, and LK and U-Boot stay silent while they do: they
+//!   get [`write_deadline`]`(bytes)` = [`WRITE_BASE`] + one second per [`SLOW_WRITE_RATE`]
+//!   bytes written (a slow eMMC), for silence and the whole command alike, and never less
+//!   than the silence timeout. `--timeout` does not shorten them.
+//! * A download's data phase: each [`DOWNLOAD_CHUNK`] must be taken within the silence
+//!   timeout, and the whole phase within [`COMMAND_BUDGET`] times it plus one second per
+//!   [`SLOW_LINK_RATE`] bytes.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Command, Response, MAX_COMMAND_LEN, MAX_RESPONSE_LEN};
 use crate::transport::{Transport, TransportError};
@@ -19,6 +33,25 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most `INFO`/`TEXT` messages one command may produce (this also bounds `getvar:all`).
 pub const MAX_INFO_MESSAGES: usize = 10_000;
+
+/// A short command may take this many silence timeouts in all.
+pub const COMMAND_BUDGET: u32 = 4;
+
+/// What any `flash` or `erase` may take before a byte is counted: a bootloader may erase or
+/// check a whole partition before it writes a small image.
+pub const WRITE_BASE: Duration = Duration::from_secs(60);
+
+/// Bytes per second a slow eMMC is still assumed to write (real ones write 20–40 MB/s).
+pub const SLOW_WRITE_RATE: u64 = 5_000_000;
+
+/// Bytes per second the slowest link is still assumed to carry (USB 1.1 full speed moves
+/// about 1 MB/s).
+pub const SLOW_LINK_RATE: u64 = 500_000;
+
+/// How long a `flash` or `erase` that writes `bytes` may take, silence included.
+pub fn write_deadline(bytes: u64) -> Duration {
+    WRITE_BASE + Duration::from_secs_f64(bytes as f64 / SLOW_WRITE_RATE as f64)
+}
 
 /// Size of the transport writes a download is cut into.
 pub const DOWNLOAD_CHUNK: usize = 1 << 20;
@@ -90,6 +123,26 @@ pub enum FastbootError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The command did not finish within its overall deadline, although the device kept
+    /// sending messages (see the module documentation).
+    #[error(
+        "`{command}`: the device did not finish within {}, although it kept sending messages",
+        humantime::format_duration(Duration::from_millis(.limit.as_millis() as u64))
+    )]
+    Deadline {
+        /// The command as sent.
+        command: String,
+        /// The deadline that passed.
+        limit: Duration,
+    },
+    /// The image source failed or ended early during a download. The rest of the announced
+    /// bytes went out as zeros, so the device finished the download and waits for its next
+    /// command; the download must not be flashed (the driver does not).
+    #[error("{cause}; the rest of the download was sent as zeros and not flashed, so the device is ready for its next command")]
+    Abandoned {
+        /// Why the image's bytes stopped.
+        cause: Box<FastbootError>,
+    },
     /// An earlier error may have left the device mid-command; reconnect to go on.
     #[error("cannot send `{command}`: the session is out of step with the device after: {cause}")]
     OutOfStep {
@@ -108,6 +161,7 @@ impl FastbootError {
             self,
             FastbootError::DeviceFailed { .. }
                 | FastbootError::LongDownload { .. }
+                | FastbootError::Abandoned { .. }
                 | FastbootError::InvalidCommand { .. }
                 | FastbootError::OutOfStep { .. }
         )
@@ -119,6 +173,51 @@ enum Outcome {
     Okay(String),
     Fail(String),
     Data(u32),
+}
+
+/// How a data phase ended on the host's side.
+enum Sent {
+    /// Every announced byte came from the image; `overran` if the image had more.
+    Whole { overran: bool },
+    /// The image stopped early; the rest went out as zeros. Why it stopped.
+    Padded(FastbootError),
+}
+
+/// How long the command being run may wait (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+struct Wait {
+    /// Longest silence between two messages.
+    silence: Duration,
+    /// When the whole command must be done.
+    until: Instant,
+    /// The whole command's allowance, for the error message.
+    limit: Duration,
+}
+
+impl Wait {
+    fn new(silence: Duration, limit: Duration) -> Self {
+        Wait {
+            silence,
+            until: Instant::now() + limit,
+            limit,
+        }
+    }
+
+    /// How long the next read may wait, or the deadline error if the time is up.
+    fn next(&self, command: &str) -> Result<Duration, FastbootError> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.passed(command));
+        }
+        Ok(self.silence.min(left))
+    }
+
+    fn passed(&self, command: &str) -> FastbootError {
+        FastbootError::Deadline {
+            command: command.to_string(),
+            limit: self.limit,
+        }
+    }
 }
 
 /// Receives `INFO`/`TEXT` text from the device while a command runs.
@@ -133,6 +232,10 @@ pub struct Client<T: Transport> {
     chunk: Vec<u8>,
     /// Why the session can no longer be trusted, if it cannot.
     out_of_step: Option<String>,
+    /// How long the command being run may wait.
+    wait: Wait,
+    /// Bytes of the last completed download, which a `flash` writes.
+    downloaded: u64,
 }
 
 impl<T: Transport> std::fmt::Debug for Client<T> {
@@ -154,12 +257,26 @@ impl<T: Transport> Client<T> {
             on_info: None,
             chunk: Vec::new(),
             out_of_step: None,
+            wait: Wait::new(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT),
+            downloaded: 0,
         }
     }
 
-    /// Sets how long to wait for each device message (and for each download write).
+    /// Sets how long the device may stay silent during a short command (and during each
+    /// download write); see the module documentation for `flash` and `erase`.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+    }
+
+    /// The wait of a short command.
+    fn short_wait(&self) -> Wait {
+        Wait::new(self.timeout, self.timeout * COMMAND_BUDGET)
+    }
+
+    /// The wait of a `flash` or `erase` writing `bytes`.
+    fn write_wait(&self, bytes: u64) -> Wait {
+        let limit = write_deadline(bytes).max(self.timeout);
+        Wait::new(limit, limit)
     }
 
     /// The current per-message timeout.
@@ -266,6 +383,7 @@ impl<T: Transport> Client<T> {
         size: u32,
         feed: impl FnOnce(&mut DownloadWriter<'_>) -> io::Result<()>,
     ) -> Result<(), FastbootError> {
+        self.downloaded = 0;
         self.run(Command::Download(size), |client, command| {
             match client.finish(command, None)? {
                 Outcome::Data(len) if len == size => {}
@@ -286,35 +404,66 @@ impl<T: Transport> Client<T> {
             if client.chunk.capacity() < DOWNLOAD_CHUNK {
                 client.chunk.reserve_exact(DOWNLOAD_CHUNK);
             }
+            let data_limit = client.timeout * COMMAND_BUDGET
+                + Duration::from_secs_f64(f64::from(size) / SLOW_LINK_RATE as f64);
             let mut writer = DownloadWriter {
                 transport: &mut client.transport,
                 chunk: &mut client.chunk,
                 expected: size,
                 written: 0,
-                timeout: client.timeout,
+                wait: Wait::new(client.timeout, data_limit),
                 overran: false,
                 failed: None,
             };
             writer.chunk.clear();
             let fed = feed(&mut writer);
-            let overran = writer.finish(fed)?;
-            match client.finish(command, None)? {
-                Outcome::Okay(_) if overran => Err(FastbootError::LongDownload { expected: size }),
-                Outcome::Okay(_) => Ok(()),
-                Outcome::Fail(reason) => Err(device_failed(command, reason)),
-                Outcome::Data(len) => Err(unexpected_data(command, len)),
+            let sent = writer.finish(fed)?;
+            client.wait = client.short_wait();
+            match (sent, client.finish(command, None)?) {
+                (Sent::Whole { overran: true }, Outcome::Okay(_)) => {
+                    Err(FastbootError::LongDownload { expected: size })
+                }
+                (Sent::Whole { .. }, Outcome::Okay(_)) => {
+                    client.downloaded = u64::from(size);
+                    Ok(())
+                }
+                (Sent::Padded(cause), Outcome::Okay(_)) => Err(FastbootError::Abandoned {
+                    cause: Box::new(cause),
+                }),
+                (_, Outcome::Fail(reason)) => Err(device_failed(command, reason)),
+                (_, Outcome::Data(len)) => Err(unexpected_data(command, len)),
             }
         })
     }
 
-    /// Writes the last download to `partition` (`flash:<partition>`, slot suffix included).
+    /// Writes the last download to `partition` (`flash:<partition>`, slot suffix included),
+    /// allowing the time that writing the download's bytes takes (see [`write_deadline`]).
     pub fn flash(&mut self, partition: &str) -> Result<(), FastbootError> {
-        self.simple(Command::Flash(partition.to_string()))
+        self.flash_writing(partition, self.downloaded)
     }
 
-    /// Erases `partition` (`erase:<partition>`).
-    pub fn erase(&mut self, partition: &str) -> Result<(), FastbootError> {
-        self.simple(Command::Erase(partition.to_string()))
+    /// [`Client::flash`] of a download that writes `bytes` to storage: more than were
+    /// downloaded when a sparse image expands (its FILL chunks).
+    pub fn flash_writing(&mut self, partition: &str, bytes: u64) -> Result<(), FastbootError> {
+        let wait = self.write_wait(bytes.max(self.downloaded));
+        self.run_with(
+            Command::Flash(partition.to_string()),
+            wait,
+            Self::expect_okay,
+        )
+        .map(drop)
+    }
+
+    /// Erases `partition` (`erase:<partition>`), allowing for writing `size` bytes (the
+    /// partition's size where known: a bootloader may write zeros over all of it).
+    pub fn erase(&mut self, partition: &str, size: Option<u64>) -> Result<(), FastbootError> {
+        let wait = self.write_wait(size.unwrap_or(0));
+        self.run_with(
+            Command::Erase(partition.to_string()),
+            wait,
+            Self::expect_okay,
+        )
+        .map(drop)
     }
 
     /// Makes `slot` the one to boot (`set_active:<slot>`); `b` and `_b` both mean slot b,
@@ -362,13 +511,25 @@ impl<T: Transport> Client<T> {
         self.run(command, Self::expect_okay).map(drop)
     }
 
-    /// Sends `command`, lets `then` read the rest of the exchange, and remembers an error
-    /// that leaves the device mid-command.
+    /// Sends a short command (see [`Client::run_with`]).
     fn run<R>(
         &mut self,
         command: Command,
         then: impl FnOnce(&mut Self, &str) -> Result<R, FastbootError>,
     ) -> Result<R, FastbootError> {
+        let wait = self.short_wait();
+        self.run_with(command, wait, then)
+    }
+
+    /// Sends `command`, lets `then` read the rest of the exchange within `wait`, and
+    /// remembers an error that leaves the device mid-command.
+    fn run_with<R>(
+        &mut self,
+        command: Command,
+        wait: Wait,
+        then: impl FnOnce(&mut Self, &str) -> Result<R, FastbootError>,
+    ) -> Result<R, FastbootError> {
+        self.wait = wait;
         let command = command.to_string();
         if let Some(cause) = &self.out_of_step {
             return Err(FastbootError::OutOfStep {
@@ -409,7 +570,14 @@ impl<T: Transport> Client<T> {
         let mut buf = [0u8; MAX_RESPONSE_LEN];
         let mut chatter = 0;
         loop {
-            let len = self.transport.read(&mut buf, self.timeout)?;
+            let wait = self.wait.next(command)?;
+            let len = match self.transport.read(&mut buf, wait) {
+                // Cut short by the command's deadline, not by the device's silence.
+                Err(TransportError::Timeout(_)) if wait < self.wait.silence => {
+                    return Err(self.wait.passed(command))
+                }
+                other => other?,
+            };
             // Zero-length packets carry nothing and are to be ignored, but still counted so
             // that a device cannot keep the command alive with them forever.
             let response = (len > 0)
@@ -454,7 +622,7 @@ pub struct DownloadWriter<'a> {
     chunk: &'a mut Vec<u8>,
     expected: u32,
     written: u64,
-    timeout: Duration,
+    wait: Wait,
     overran: bool,
     failed: Option<TransportError>,
 }
@@ -470,14 +638,19 @@ impl DownloadWriter<'_> {
         u64::from(self.expected) - self.written
     }
 
-    /// Sends `bytes` as one transport write, keeping the transport's error for the client.
+    /// Sends `bytes` as one transport write within the data phase's time, keeping the
+    /// transport's error for the client.
     fn send(
         transport: &mut dyn Transport,
         failed: &mut Option<TransportError>,
         bytes: &[u8],
-        timeout: Duration,
+        wait: &Wait,
     ) -> io::Result<()> {
-        transport.write(bytes, timeout).map_err(|e| {
+        let result = match wait.next("download") {
+            Ok(timeout) => transport.write(bytes, timeout),
+            Err(_) => Err(TransportError::Timeout(wait.limit)),
+        };
+        result.map_err(|e| {
             let message = e.to_string();
             *failed = Some(e);
             io::Error::other(message)
@@ -487,33 +660,69 @@ impl DownloadWriter<'_> {
     /// Sends what is buffered, if anything.
     fn send_chunk(&mut self) -> io::Result<()> {
         if !self.chunk.is_empty() {
-            Self::send(self.transport, &mut self.failed, self.chunk, self.timeout)?;
+            Self::send(self.transport, &mut self.failed, self.chunk, &self.wait)?;
             self.chunk.clear();
         }
         Ok(())
     }
 
-    /// Sends the tail after `feed` returned and says whether `feed` tried to overrun.
-    fn finish(mut self, fed: io::Result<()>) -> Result<bool, FastbootError> {
+    /// Ends the data phase after `feed` returned. If the image stopped early (its source
+    /// failed or ran out), what is still buffered is dropped and every byte still owed goes
+    /// out as zeros: a bootloader waits for all the bytes it was promised, and would take
+    /// the next commands as data otherwise. Only a failed link leaves the phase unfinished.
+    fn finish(mut self, fed: io::Result<()>) -> Result<Sent, FastbootError> {
         if let Some(e) = self.failed.take() {
             return Err(e.into());
         }
-        if !self.overran {
-            fed.map_err(FastbootError::Source)?;
+        let stopped = match fed {
+            Err(e) if !self.overran => Some(FastbootError::Source(e)),
+            _ => {
+                if let Err(e) = self.send_chunk() {
+                    return Err(self
+                        .failed
+                        .take()
+                        .map_or(FastbootError::Source(e), FastbootError::Transport));
+                }
+                (self.written < u64::from(self.expected)).then_some(FastbootError::ShortDownload {
+                    expected: self.expected,
+                    written: self.written,
+                })
+            }
+        };
+        match stopped {
+            None => Ok(Sent::Whole {
+                overran: self.overran,
+            }),
+            Some(cause) => {
+                self.pad()?;
+                Ok(Sent::Padded(cause))
+            }
         }
-        if let Err(e) = self.send_chunk() {
-            return Err(self
-                .failed
-                .take()
-                .map_or(FastbootError::Source(e), FastbootError::Transport));
+    }
+
+    /// Sends zeros for every announced byte not yet on the wire.
+    fn pad(&mut self) -> Result<(), FastbootError> {
+        let on_wire = self.written - self.chunk.len() as u64;
+        let mut owed = u64::from(self.expected) - on_wire;
+        self.chunk.clear();
+        self.chunk
+            .resize(owed.min(DOWNLOAD_CHUNK as u64) as usize, 0);
+        while owed > 0 {
+            let n = owed.min(self.chunk.len() as u64) as usize;
+            let sent = Self::send(
+                self.transport,
+                &mut self.failed,
+                &self.chunk[..n],
+                &self.wait,
+            );
+            if sent.is_err() {
+                let e = self.failed.take().expect("send keeps its error");
+                return Err(e.into());
+            }
+            owed -= n as u64;
         }
-        if self.written < u64::from(self.expected) {
-            return Err(FastbootError::ShortDownload {
-                expected: self.expected,
-                written: self.written,
-            });
-        }
-        Ok(self.overran)
+        self.chunk.clear();
+        Ok(())
     }
 }
 
@@ -541,7 +750,7 @@ impl io::Write for DownloadWriter<'_> {
         let data = &data[..data.len().min(room)];
         let accepted = if self.chunk.is_empty() && data.len() >= DOWNLOAD_CHUNK {
             let whole = &data[..DOWNLOAD_CHUNK];
-            Self::send(self.transport, &mut self.failed, whole, self.timeout)?;
+            Self::send(self.transport, &mut self.failed, whole, &self.wait)?;
             whole.len()
         } else {
             let take = data.len().min(DOWNLOAD_CHUNK - self.chunk.len());
@@ -860,7 +1069,7 @@ mod tests {
             dev("OKAY"),
         ]);
         let seen = record_info(&mut c);
-        c.erase("userdata").unwrap();
+        c.erase("userdata", None).unwrap();
         assert_eq!(*seen.lock().unwrap(), ["erasing...", "50%", "done"]);
         assert_done(&c);
     }
@@ -926,21 +1135,32 @@ mod tests {
     }
 
     #[test]
-    fn a_short_feed_is_an_error_and_stops_the_session() {
+    fn a_short_feed_is_padded_so_the_session_goes_on() {
         let mut c = client(vec![
             Host(b"download:00000010"),
             dev("DATA00000010"),
             HostData(16),
+            dev("OKAY"),
+            Host(b"getvar:product"),
+            dev("OKAYphone"),
         ]);
         match c.download(16, |w| w.write_all(&[7; 10])) {
-            Err(FastbootError::ShortDownload {
-                expected: 16,
-                written: 10,
-            }) => {}
-            other => panic!("expected ShortDownload, got {other:?}"),
+            Err(FastbootError::Abandoned { cause }) => assert!(
+                matches!(
+                    *cause,
+                    FastbootError::ShortDownload {
+                        expected: 16,
+                        written: 10,
+                    }
+                ),
+                "{cause}"
+            ),
+            other => panic!("expected an abandoned download, got {other:?}"),
         }
-        assert!(matches!(c.reboot(), Err(FastbootError::OutOfStep { .. })));
-        assert_eq!(c.transport().data, [7; 10]);
+        // The device got all 16 bytes it was promised and is ready for the next command.
+        assert_eq!(c.getvar("product").unwrap().as_deref(), Some("phone"));
+        assert_eq!(c.transport().data, [[7u8; 10].as_slice(), &[0; 6]].concat());
+        assert_done(&c);
     }
 
     #[test]
@@ -965,16 +1185,30 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_source_is_reported_as_such() {
+    fn a_failing_source_is_reported_as_such_and_nothing_of_it_is_sent() {
         let mut c = client(vec![
-            Host(b"download:00000010"),
-            dev("DATA00000010"),
-            HostData(16),
+            Host(b"download:00200010"),
+            dev("DATA00200010"),
+            HostData(DOWNLOAD_CHUNK * 2 + 16),
+            dev("OKAY"),
         ]);
         let err = c
-            .download(16, |_| Err(io::Error::other("disk on fire")))
+            .download((DOWNLOAD_CHUNK * 2 + 16) as u32, |w| {
+                // One chunk goes out, half of the next is buffered, then the source fails:
+                // the buffered half is dropped and zeros are sent in its place.
+                w.write_all(&vec![5; DOWNLOAD_CHUNK + DOWNLOAD_CHUNK / 2])?;
+                Err(io::Error::other("disk on fire"))
+            })
             .unwrap_err();
-        assert!(matches!(err, FastbootError::Source(_)), "{err}");
+        assert!(
+            matches!(&err, FastbootError::Abandoned { cause } if matches!(**cause, FastbootError::Source(_))),
+            "{err}"
+        );
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+        let data = &c.transport().data;
+        assert!(data[..DOWNLOAD_CHUNK].iter().all(|&b| b == 5));
+        assert!(data[DOWNLOAD_CHUNK..].iter().all(|&b| b == 0));
+        assert_done(&c);
     }
 
     #[test]

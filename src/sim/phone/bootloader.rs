@@ -8,7 +8,15 @@
 //! * `slot-count` is `0` on a phone without slots (as fastbootd answers); `current-slot`,
 //!   `slot-*` and, without a battery, `battery-*` are unknown variables there.
 //! * `has-slot:<base>` is `yes` for a slotted base name, `no` for any other partition,
-//!   and unknown for names not in the table; Google's client reads FAIL as `no`.
+//!   and unknown for names not in the table; Google's client reads FAIL as `no`. On an A/B
+//!   phone the partitions real A/B phones keep once ([`UNSLOTTED`]) have no slots.
+//! * Locked ([`PhoneConfig::locked`]): `unlocked` is `no`, and `flash`/`erase` fail with a
+//!   locked Qualcomm ABL's own messages ([`LOCKED_FLASH`], [`LOCKED_ERASE`]).
+//! * With a write rate ([`PhoneConfig::write_rate`]), `flash` and `erase` answer only once
+//!   their bytes would be written at that rate, silently: no INFO while writing.
+//! * A download cut short by the host closing the connection is lost, unless
+//!   [`PhoneConfig::keep_download_on_close`] makes it wait, as over USB, for the rest:
+//!   the next connection's bytes (command frames included) are taken as its data.
 //! * `battery-soc-ok` is `yes` from [`BATTERY_OK_PERCENT`] on.
 //! * `erase` fills with zeros; raw `flash` writes from offset 0 and keeps the rest; a
 //!   sparse `flash` writes RAW/FILL blocks only, so split images add up.
@@ -35,6 +43,26 @@ pub const BOOT_TIME: Duration = Duration::from_millis(300);
 const INJECTED_FAILURE: &str = "injected fault: command refused";
 /// Slot letters of an A/B phone, in index order.
 const SLOTS: [char; 2] = ['a', 'b'];
+/// Partitions an A/B phone keeps once, whatever its slots: device identity and calibration
+/// (persist, modemst1/2, fsg, fsc), boot control (misc), user data and its metadata, and
+/// factory reset protection. Source: AOSP's A/B documentation (userdata, metadata and misc
+/// are not slotted) and public `getvar all` dumps of A/B phones, which list `has-slot:`
+/// `no` for these names.
+pub(super) const UNSLOTTED: &[&str] = &[
+    "persist", "misc", "modemst1", "modemst2", "fsg", "fsc", "frp", "userdata", "metadata",
+];
+/// A locked Qualcomm ABL's answer to `flash:`; public source: `CmdFlash` in
+/// QcomModulePkg/Application/FastbootApp/FastbootCmds.c (github.com/SHIFTPHONES/
+/// android_bootable_bootloader_edk2), and users' transcripts (`Writing 'boot_a' FAILED
+/// (remote: 'Flashing is not allowed in Lock State')`).
+pub(super) const LOCKED_FLASH: &str = "Flashing is not allowed in Lock State";
+/// A locked Qualcomm ABL's answer to `erase:` (`CmdErase`, same file).
+pub(super) const LOCKED_ERASE: &str = "Erase is not allowed in Lock State";
+
+/// Whether an A/B phone keeps `base` once (see [`UNSLOTTED`]).
+pub(super) fn is_unslotted(base: &str) -> bool {
+    UNSLOTTED.contains(&base)
+}
 
 /// Everything that outlives a connection.
 pub(super) struct Bootloader {
@@ -53,6 +81,17 @@ pub(super) struct Bootloader {
     faults: Injector,
     /// Until when the phone is booting and takes no connection.
     away_until: Option<Instant>,
+    /// A download the host stopped sending when it closed its connection, still waiting
+    /// for its bytes ([`PhoneConfig::keep_download_on_close`]).
+    pending: Option<Pending>,
+}
+
+/// A download still owed bytes across connections.
+struct Pending {
+    /// Bytes announced.
+    len: u64,
+    /// Bytes stored so far.
+    received: u64,
 }
 
 /// A/B state.
@@ -91,6 +130,7 @@ impl Bootloader {
             log,
             faults,
             away_until: None,
+            pending: None,
         };
         bootloader.boot();
         bootloader
@@ -99,6 +139,11 @@ impl Bootloader {
     /// Serves one host session until the host closes it (TCP) or asks for a reboot.
     pub fn serve(&mut self, wire: Wire) -> io::Result<()> {
         let mut link = Link::accept(wire, self.cfg.link_rate)?;
+        if let Some(pending) = self.pending.take() {
+            if let Flow::Close = self.receive(&mut link, pending)? {
+                return Ok(());
+            }
+        }
         loop {
             let bytes = match link.next_command()? {
                 Incoming::Closed => return Ok(()),
@@ -159,6 +204,7 @@ impl Bootloader {
     /// boot reads the version partition, and for [`BOOT_TIME`] nobody answers.
     fn restart(&mut self) {
         self.download = None;
+        self.pending = None;
         self.boot();
         self.away_until = Some(Instant::now() + BOOT_TIME);
     }
@@ -185,15 +231,22 @@ impl Bootloader {
                 None => Response::Fail("unknown variable".into()),
             },
             Command::Download(len) => return self.download(len, link),
+            Command::Flash(_) if self.cfg.locked => Response::Fail(LOCKED_FLASH.into()),
+            Command::Erase(_) if self.cfg.locked => Response::Fail(LOCKED_ERASE.into()),
             Command::Flash(name) => match self.check_flash(&name) {
                 Ok(image) => {
-                    link.send(&Response::Info(format!(
-                        "writing {} bytes of {} image to {name}",
-                        image.len,
-                        if image.sparse { "sparse" } else { "raw" }
-                    )))?;
+                    // A phone with a write rate models LK and U-Boot: silent until OKAY.
+                    if self.cfg.write_rate.is_none() {
+                        link.send(&Response::Info(format!(
+                            "writing {} bytes of {} image to {name}",
+                            image.len,
+                            if image.sparse { "sparse" } else { "raw" }
+                        )))?;
+                    }
                     let mut meter = Meter::new(self.faults.write_budget());
+                    let started = Instant::now();
                     let response = self.write_flash(&image, &mut meter);
+                    self.take_write_time(started, meter.written());
                     self.faults.add_written(meter.written());
                     if let Some(Cut::Power) = self.faults.cut() {
                         // The partition keeps what was written; the phone dies unanswered.
@@ -205,10 +258,17 @@ impl Bootloader {
                 Err(reason) => Response::Fail(reason),
             },
             Command::Erase(name) => match self.storage.get(&name) {
-                Some(part) => match self.storage.erase(part) {
-                    Ok(()) => Response::Okay(String::new()),
-                    Err(e) => Response::Fail(format!("erasing {name} failed: {e}")),
-                },
+                Some(part) => {
+                    let started = Instant::now();
+                    let size = part.size;
+                    match self.storage.erase(part) {
+                        Ok(()) => {
+                            self.take_write_time(started, size);
+                            Response::Okay(String::new())
+                        }
+                        Err(e) => Response::Fail(format!("erasing {name} failed: {e}")),
+                    }
+                }
                 None => Response::Fail(format!("unknown partition '{name}'")),
             },
             Command::SetActive(slot) => self.set_active(&slot),
@@ -241,22 +301,42 @@ impl Bootloader {
             link.send(&Response::Fail(reason))?;
             return Ok(Flow::Next);
         }
-        let file = match self.storage.create_download() {
+        let file = match self.storage.open_download_at(0) {
             Ok(file) => file,
             Err(e) => {
                 link.send(&Response::Fail(format!("cannot store download: {e}")))?;
                 return Ok(Flow::Next);
             }
         };
+        drop(file);
         link.send(&Response::Data(len))?;
-        let len = u64::from(len);
+        self.receive(
+            link,
+            Pending {
+                len: u64::from(len),
+                received: 0,
+            },
+        )
+    }
+
+    /// Receives the rest of a download's data phase into storage and answers it.
+    fn receive(&mut self, link: &mut Link, pending: Pending) -> io::Result<Flow> {
+        let Pending { len, received } = pending;
+        let file = match self.storage.open_download_at(received) {
+            Ok(file) => file,
+            Err(e) => {
+                link.send(&Response::Fail(format!("cannot store download: {e}")))?;
+                return Ok(Flow::Next);
+            }
+        };
+        let left = len - received;
         let limit = self
             .faults
             .receive_budget()
-            .map_or(len, |budget| budget.min(len));
-        let mut received = 0;
-        let result = link.receive_data(len, limit, &file, &mut received);
-        self.faults.add_received(received);
+            .map_or(left, |budget| budget.min(left));
+        let mut got = 0;
+        let result = link.receive_data(left, limit, &file, &mut got);
+        self.faults.add_received(got);
         if result.is_ok() && self.faults.cut().is_some() {
             // The cable is pulled: no answer, and the download never completed.
             return Ok(Flow::Close);
@@ -267,11 +347,31 @@ impl Bootloader {
                 link.send(&Response::Okay(String::new()))?;
                 Ok(Flow::Next)
             }
+            Err(e) if self.cfg.keep_download_on_close && host_went_away(&e) => {
+                // The host went away; the phone did not notice and still expects the rest.
+                self.pending = Some(Pending {
+                    len,
+                    received: received + got,
+                });
+                Ok(Flow::Close)
+            }
             Err(e) => {
                 // Best effort: the host may already be gone.
                 let _ = link.send(&Response::Fail(format!("download failed: {e}")));
                 Err(e)
             }
+        }
+    }
+
+    /// Holds the answer to a `flash` or `erase` until `bytes` would have been written at the
+    /// configured write rate, counting the time the write itself took.
+    fn take_write_time(&self, started: Instant, bytes: u64) {
+        let Some(rate) = self.cfg.write_rate else {
+            return;
+        };
+        let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        if let Some(left) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(left);
         }
     }
 
@@ -432,7 +532,9 @@ impl Bootloader {
                 yes_no(false)
             }
             ("has-slot", Some(p)) => {
-                let slotted = self.slots.is_some() && self.storage.get(&format!("{p}_a")).is_some();
+                let slotted = self.slots.is_some()
+                    && !is_unslotted(p)
+                    && self.storage.get(&format!("{p}_a")).is_some();
                 if !slotted {
                     self.storage.get(p)?;
                 }
@@ -496,6 +598,17 @@ impl Bootloader {
             ),
         }
     }
+}
+
+/// Whether a data phase ended because the host closed or reset its connection.
+fn host_went_away(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// A download that passed every check for one partition.

@@ -105,16 +105,19 @@ impl Storage {
         self.dir.join(DOWNLOAD_FILE)
     }
 
-    /// Starts a new download over the previous one. The file is overwritten in place and
-    /// cut to the new length only at the end ([`File::set_len`]): truncating first would
-    /// free its pages and make every download pay to allocate them again, which on tmpfs
-    /// or in a VM costs more than receiving the bytes.
-    pub fn create_download(&self) -> io::Result<File> {
-        OpenOptions::new()
+    /// Opens the download for writing at `offset`: 0 starts a new download over the
+    /// previous one, more continues one whose first `offset` bytes are stored. The file is
+    /// overwritten in place and cut to the new length only at the end ([`File::set_len`]):
+    /// truncating first would free its pages and make every download pay to allocate them
+    /// again, which on tmpfs or in a VM costs more than receiving the bytes.
+    pub fn open_download_at(&self, offset: u64) -> io::Result<File> {
+        let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
-            .open(self.download_path())
+            .open(self.download_path())?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(file)
     }
 
     /// Opens the last download for reading.
