@@ -120,6 +120,7 @@ mod tests {
             is_virtual: true,
             luns: Vec::new(),
             layout: Vec::new(),
+            chip: None,
         }
     }
 

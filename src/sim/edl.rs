@@ -38,6 +38,7 @@
 //! * reenumerate: no answer, nothing executed; the device resets into the boot ROM.
 //! * battery drop does not apply: a device in EDL reports no battery.
 
+mod chip;
 mod elf;
 mod pbl;
 mod programmer;
@@ -64,6 +65,7 @@ use crate::transport::Transport;
 use pty::Pty;
 use storage::Storage;
 
+pub use chip::{virtual_pk_hash, ChipProfile, VIRTUAL_HWID};
 pub use elf::build_test_programmer;
 pub use storage::{lun_path, IdentityData};
 
@@ -189,6 +191,15 @@ pub struct EdlConfig {
     /// How the device misbehaves on purpose (see the module documentation); none by
     /// default.
     pub faults: FaultPlan,
+    /// What the boot ROM answers in Sahara command mode.
+    pub chip: ChipProfile,
+    /// Whether the USB device has a serial number string. Real 05c6:9008 devices usually
+    /// have none and carry the chip serial in the product string instead
+    /// ([`EdlConfig::without_iserial`]).
+    pub iserial: bool,
+    /// Where the device is plugged in, announced on the bench (a modem that switched keeps
+    /// its port path).
+    pub port_path: Option<String>,
 }
 
 impl Default for EdlConfig {
@@ -212,6 +223,9 @@ impl Default for EdlConfig {
             late_logs: true,
             data_timeout: Duration::from_secs(10),
             faults: FaultPlan::none(),
+            chip: ChipProfile::default(),
+            iserial: true,
+            port_path: None,
         }
     }
 }
@@ -251,6 +265,28 @@ impl EdlConfig {
             luns: vec![64 * 256, 256],
             partitions,
             ..EdlConfig::default()
+        }
+    }
+
+    /// The device as most real 05c6:9008 devices enumerate: no USB serial number, and the
+    /// chip serial in the product string, `QUSB__BULK_SN:xxxxxxxx`.
+    pub fn without_iserial(self) -> EdlConfig {
+        let serial =
+            crate::protocol::sahara::identity::parse_serial(&self.chip.serial_answer(&self.serial))
+                .unwrap_or_default();
+        EdlConfig {
+            product: format!("QUSB__BULK_SN:{serial:08x}"),
+            iserial: false,
+            ..self
+        }
+    }
+
+    /// The USB serial number string the device enumerates with, if any.
+    pub fn usb_serial(&self) -> &str {
+        if self.iserial {
+            &self.serial
+        } else {
+            ""
         }
     }
 
@@ -444,8 +480,10 @@ impl EdlSim {
                 address: sim.address().to_string(),
                 vid: cfg.vid,
                 pid: cfg.pid,
-                serial: cfg.serial.clone(),
+                serial: cfg.usb_serial().to_string(),
                 product: cfg.product.clone(),
+                interface: None,
+                port_path: cfg.port_path.clone(),
             };
             sim.announcement = Some(bench::announce(bench_dir, &entry)?);
         }
