@@ -360,6 +360,8 @@ fn a_cancel_mid_program_pads_the_range_and_the_rerun_needs_no_replug() {
             pid: 0x9008,
             serial: "FLMODEM0001".into(),
             product: "QUSB__BULK".into(),
+            interface: None,
+            port_path: None,
         },
     )
     .unwrap();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use flashline::device::bench;
 use flashline::protocol::at::{AtClient, AtError, BatteryReading};
+use flashline::protocol::diag;
 use flashline::sim::{ModemConfig, ModemSim, RunningModem};
 use flashline::transport::serial::{list_ports, SerialTransport};
 use flashline::transport::{Transport, TransportError};
@@ -40,6 +41,7 @@ fn a_dongle_identifies_itself_and_has_no_battery() {
             pid: 0x1403,
             serial: "FLMODEM0001".into(),
             product: "MF833V".into(),
+            ..bench::BenchEntry::default()
         }]
     );
 
@@ -111,12 +113,29 @@ fn refusals_are_errors_plain_or_verbose() {
     ));
 }
 
+/// Reads DIAG frames from `port` until one decodes, within `timeout`.
+fn diag_answer(port: &mut SerialTransport, timeout: Duration) -> Vec<u8> {
+    let mut reader = diag::FrameReader::new();
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 64];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = port.read(&mut buf, left).expect("a DIAG answer");
+        if let Some(frame) = reader.push(&buf[..n]).into_iter().next() {
+            return frame.unwrap();
+        }
+    }
+}
+
 #[test]
-fn the_download_command_makes_the_modem_vanish() {
+fn factory_mode_brings_a_diag_port_whose_dload_request_ends_in_edl() {
     let bench_dir = tempfile::tempdir().unwrap();
     let (ran, switched) = mpsc::channel();
     let modem = ModemSim::start(
-        ModemConfig::dongle(),
+        ModemConfig {
+            port_path: Some("usb:sim-1".into()),
+            ..ModemConfig::dongle()
+        },
         Some(bench_dir.path()),
         Box::new(move || ran.send(()).unwrap()),
     )
@@ -125,7 +144,61 @@ fn the_download_command_makes_the_modem_vanish() {
     client.command("AT").unwrap();
     assert_eq!(bench::list(bench_dir.path()).len(), 1);
 
-    client.send_switch("AT+ZDLMODE=1").unwrap();
+    client.send_switch("AT+ZCDRUN=E").unwrap();
+    // The AT port goes; a DIAG port of the factory composition comes, on the same port.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let diag_port = loop {
+        let entries = bench::list(bench_dir.path());
+        if let [entry] = entries.as_slice() {
+            if entry.address != modem.address() {
+                break entry.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no DIAG port appeared");
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(modem.switched());
+    assert_eq!((diag_port.vid, diag_port.pid), (0x19d2, 0x0016));
+    assert_eq!(diag_port.interface, Some(0));
+    assert_eq!(diag_port.port_path.as_deref(), Some("usb:sim-1"));
+    assert!(
+        switched.try_recv().is_err(),
+        "not in EDL before the DIAG request"
+    );
+
+    let mut port = SerialTransport::open(&diag_port.address).unwrap();
+    // An unknown request is answered with 0x13 and the request.
+    port.write(&diag::encode(&[0x00]), Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(diag_answer(&mut port, Duration::from_secs(2)), [0x13, 0x00]);
+    // DIAG_DLOAD_F, exactly as reported on the wire, is echoed and ends in EDL.
+    port.write(&[0x3A, 0xA1, 0x6E, 0x7E], Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(diag_answer(&mut port, Duration::from_secs(2)), [0x3A]);
+    switched.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(bench::list(bench_dir.path()).is_empty());
+    assert_eq!(modem.diag_requests(), ["00", "3a"]);
+    assert_eq!(modem.commands().last().unwrap(), "AT+ZCDRUN=E");
+    modem.stop();
+}
+
+#[test]
+fn a_modem_that_goes_straight_to_edl_vanishes_on_the_factory_command() {
+    let bench_dir = tempfile::tempdir().unwrap();
+    let (ran, switched) = mpsc::channel();
+    let modem = ModemSim::start(
+        ModemConfig::hotspot(),
+        Some(bench_dir.path()),
+        Box::new(move || ran.send(()).unwrap()),
+    )
+    .unwrap();
+    let mut client = connect(&modem);
+    // The invented command of earlier versions is refused, as real modems refuse it.
+    assert!(matches!(
+        client.command("AT+ZDLMODE=1"),
+        Err(AtError::Error { .. })
+    ));
+    client.send_switch("AT+ZCDRUN=E").unwrap();
     switched.recv_timeout(Duration::from_secs(5)).unwrap();
     assert!(modem.switched());
     assert!(bench::list(bench_dir.path()).is_empty());
@@ -136,7 +209,7 @@ fn the_download_command_makes_the_modem_vanish() {
         port.read(&mut [0u8; 64], Duration::from_secs(1)),
         Err(TransportError::Disconnected)
     ));
-    assert_eq!(modem.commands().last().unwrap(), "AT+ZDLMODE=1");
+    assert!(modem.diag_requests().is_empty());
     modem.stop();
 }
 

@@ -80,7 +80,9 @@ fn a_hotspot_is_identified_switched_flashed_and_verified() {
         identity_before,
         "identity partitions are untouched"
     );
-    assert!(modem.at_commands().iter().any(|c| c == "AT+ZDLMODE=1"));
+    // The hotspot goes straight to EDL on the factory-mode command: no DIAG step.
+    assert!(modem.at_commands().iter().any(|c| c == "AT+ZCDRUN=E"));
+    assert!(modem.diag_requests().is_empty());
     let edl = modem.edl_commands();
     assert!(
         edl.iter().any(|c| c.starts_with("sahara:programmer")),
@@ -133,6 +135,35 @@ fn a_dongle_without_a_battery_is_flashed() {
         .find(|c| c["name"] == "battery")
         .unwrap();
     assert_eq!(battery["actual"], "no battery", "no battery is not 0 %");
+    // The dongle needs the DIAG step: factory mode, then DIAG_DLOAD_F on its DIAG port.
+    assert!(modem.at_commands().iter().any(|c| c == "AT+ZCDRUN=E"));
+    assert_eq!(modem.diag_requests(), ["3a"]);
+    let steps: Vec<String> = common::bench::events(&out)
+        .iter()
+        .filter(|e| e["event"] == "switch-step")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(
+        steps[0].starts_with("AT AT+ZCDRUN=E on serial:"),
+        "{steps:?}"
+    );
+    assert!(
+        steps[1].starts_with("DIAG dload request on serial:"),
+        "{steps:?}"
+    );
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("rests on public reports only"), "{notes}");
+    // The chip was identified in Sahara command mode before the upload, and matched the
+    // model's hardware id in the quirks file.
+    assert_eq!(report["device"]["chip"]["hwid"], "0x0f1a5e0000000000");
+    let chip = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "chip")
+        .unwrap();
+    assert_eq!(chip["status"], "pass", "{chip}");
     modem.stop();
 }
 
@@ -158,11 +189,115 @@ fn a_bricked_device_in_edl_is_recovered() {
         .iter()
         .find(|c| c["name"] == "product")
         .unwrap();
-    assert_eq!(
-        product["status"], "warn",
-        "a device in EDL cannot report its model"
+    // A device in EDL cannot say what it is; its chip's hardware id and key hash name it
+    // through the quirks file.
+    assert_eq!(product["status"], "pass", "{product}");
+    assert_eq!(product["actual"], "MF833V");
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("identified as MF833V by its hardware id"),
+        "{report:#}"
     );
     sim.stop();
+}
+
+#[test]
+fn a_9008_without_a_usb_serial_and_a_sahara_3_rom_is_identified_and_recovered() {
+    use flashline::sim::edl::ChipProfile;
+    let bench = Bench::new();
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
+    let dir = bench.path("device");
+    let cfg = EdlConfig {
+        chip: ChipProfile::sahara_v3(),
+        ..edl_config()
+    }
+    .without_iserial();
+    assert!(cfg.product.starts_with("QUSB__BULK_SN:"), "{}", cfg.product);
+    let sim = EdlSim::start(&dir, cfg, Some(&bench.bench_dir())).unwrap();
+    let (out, report) = bench.job("recover", &pkg, None, &[]);
+    assert!(
+        out.status.success(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_flashed(&bench.path("src-stock-1.0.12"), &sim.lun_path(0));
+    let device = &report["device"];
+    // No iSerial: the chip serial from the product string names the device.
+    assert_eq!(device["serial"], "0x0123456789abcdef", "{device:#}");
+    let chip = &device["chip"];
+    assert_eq!(chip["sahara_version"], 3);
+    assert_eq!(chip["serial"], 0x0123_4567_89AB_CDEFu64);
+    // Sahara 3 refuses MSM_HW_ID_READ; the id comes from READ_CHIP_ID_V3.
+    assert_eq!(chip["hwid"], "0x0f1a5e0000000000");
+    // The SHA-384 key hash without its 48 bytes of zero padding.
+    assert_eq!(chip["pk_hash"].as_str().unwrap().len(), 96);
+    let log = sim.commands();
+    assert!(
+        log.iter().any(|c| c == "sahara:execute cmd=0x0a"),
+        "{log:?}"
+    );
+    // Command mode, then a second HELLO answered for the image transfer.
+    let hellos = log
+        .iter()
+        .filter(|c| c.starts_with("sahara:hello-resp"))
+        .count();
+    assert_eq!(hellos, 2, "{log:?}");
+    sim.stop();
+}
+
+#[test]
+fn a_programmer_for_another_chip_is_refused_before_upload() {
+    let bench = Bench::new();
+    let src = bench.path("src-other-chip");
+    common::edl::write_flat_build(&src, "stock", "1.0.12", "MF833V", "", "");
+    let manifest = src.join("manifest.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("hwid = \"0x000960e10029003e\"\n");
+    std::fs::write(&manifest, text).unwrap();
+    let pkg = bench.pack_manifest(&src, "other-chip");
+    let modem = bench.modem(ModemConfig::dongle());
+    let before = std::fs::read(modem.lun_path(0)).unwrap();
+    let (out, report) = bench.job("flash", &pkg, Some(modem.address()), &[]);
+    assert_eq!(out.status.code(), Some(4), "{report:#}");
+    let chip = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "chip")
+        .unwrap()
+        .clone();
+    assert_eq!(chip["status"], "refuse", "{chip}");
+    assert_eq!(
+        chip["actual"].as_str().unwrap().split(',').next(),
+        Some("HWID 0x0f1a5e0000000000")
+    );
+    assert!(
+        chip["required"]
+            .as_str()
+            .unwrap()
+            .contains("HWID 0x000960e10029003e"),
+        "{chip}"
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("before the programmer was sent"),
+        "{report:#}"
+    );
+    let log = modem.edl_commands();
+    assert!(
+        log.iter().any(|c| c.starts_with("sahara:execute")),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|c| c.starts_with("sahara:read-data") || c.starts_with("sahara:programmer")),
+        "the device received programmer bytes: {log:?}"
+    );
+    assert!(std::fs::read(modem.lun_path(0)).unwrap() == before);
+    modem.stop();
 }
 
 #[test]
@@ -232,7 +367,7 @@ fn refusals_leave_the_lun_unchanged() {
             .collect();
         assert_eq!(refused, vec![check.to_string()], "{what}");
         assert_eq!(
-            modem.at_commands().iter().any(|c| c == "AT+ZDLMODE=1"),
+            modem.at_commands().iter().any(|c| c == "AT+ZCDRUN=E"),
             switched,
             "{what}"
         );
@@ -353,6 +488,7 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
             pid: 0x9008,
             serial: "FLMODEM0001".into(),
             product: "QUSB__BULK".into(),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -15,10 +15,13 @@ use flashline::protocol::firehose::{
     SectorRange,
 };
 use flashline::protocol::gpt::{Gpt, GptHeader};
-use flashline::protocol::sahara::{Packet, PacketReader, Status};
+use flashline::protocol::sahara::{
+    read_identity, upload_programmer, ChipIdentity, Hwid, Packet, PacketReader, SaharaOptions,
+    SaharaOutcome, Status,
+};
 use flashline::sim::edl::{
-    build_test_programmer, EdlConfig, EdlSim, IdentityData, PartSpec, RunningEdl,
-    PROGRAMMER_AUTH_FAILURE,
+    build_test_programmer, virtual_pk_hash, ChipProfile, EdlConfig, EdlSim, IdentityData, PartSpec,
+    RunningEdl, PROGRAMMER_AUTH_FAILURE, VIRTUAL_HWID,
 };
 use flashline::transport::{Transport, TransportError};
 
@@ -465,6 +468,85 @@ fn command_mode_reports_identity_then_switches_to_image_transfer() {
     host.send(&Packet::SwitchMode { mode: 0 });
     host.hello(0);
     assert_eq!(host.upload(&programmer()).status, Status::SUCCESS);
+}
+
+/// The host's command-mode reader against a profile, then an upload on the same link: the
+/// second HELLO after command mode must be answered for image transfer.
+fn identity_then_upload(chip: ChipProfile) -> (ChipIdentity, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EdlConfig {
+        chip,
+        late_logs: false,
+        ..EdlConfig::default()
+    };
+    let sim = EdlSim::start(dir.path(), cfg, None).unwrap();
+    let mut host = Host::open(sim.address());
+    let options = SaharaOptions {
+        hello_timeout: WAIT,
+        ..SaharaOptions::default()
+    };
+    let identity = read_identity(&mut host.link, &options).unwrap();
+    let image = programmer();
+    let outcome = upload_programmer(
+        &mut host.link,
+        &mut std::io::Cursor::new(&image),
+        image.len() as u64,
+        &options,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(matches!(outcome, SaharaOutcome::Uploaded { .. }));
+    host.ack(&Command::Nop);
+    (identity, sim.commands())
+}
+
+#[test]
+fn the_host_reads_chip_identity_from_every_rom_profile() {
+    // Sahara 2: every query answered.
+    let (id, log) = identity_then_upload(ChipProfile::default());
+    assert_eq!(id.sahara_version, 2);
+    assert_eq!(id.hwid, Some(Hwid(VIRTUAL_HWID)));
+    assert_eq!(id.pk_hash, Some(hex::encode(virtual_pk_hash())));
+    assert_eq!(
+        id.serial,
+        Some(u64::from(ChipProfile::derived_serial("FLMODEM0001")))
+    );
+    assert_eq!(id.sbl_version, Some(0));
+    assert!(!id.command_mode_refused);
+    assert!(
+        log.contains(&"sahara:switch-mode mode=0".to_string()),
+        "{log:?}"
+    );
+
+    // Sahara 3: no MSM_HW_ID_READ, the id from READ_CHIP_ID_V3, a 64-bit serial, a
+    // SHA-384 hash followed by 48 zero bytes.
+    let v3 = ChipProfile::sahara_v3();
+    let (id, log) = identity_then_upload(v3.clone());
+    assert_eq!(id.sahara_version, 3);
+    assert_eq!(id.hwid, Some(Hwid(VIRTUAL_HWID)));
+    assert_eq!(id.serial, Some(0x0123_4567_89AB_CDEF));
+    assert_eq!(id.pk_hash, Some(hex::encode(&v3.pk_hash[..48])));
+    assert!(
+        log.contains(&"sahara:execute cmd=0x0a".to_string()),
+        "{log:?}"
+    );
+
+    // A v3 ROM that reports no hardware id at all, and a placeholder serial.
+    let (id, _) = identity_then_upload(ChipProfile {
+        hwid: None,
+        serial: Some(0x1234u32.to_le_bytes().to_vec()),
+        ..ChipProfile::sahara_v3()
+    });
+    assert_eq!((id.hwid, id.serial), (None, None));
+    assert!(id.pk_hash.is_some());
+
+    // A ROM that refuses command mode: nothing known, and the upload still works.
+    let (id, _) = identity_then_upload(ChipProfile {
+        command_mode: false,
+        ..ChipProfile::default()
+    });
+    assert!(id.command_mode_refused);
+    assert_eq!((id.hwid, id.serial, id.pk_hash), (None, None, None));
 }
 
 #[test]

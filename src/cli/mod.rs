@@ -328,6 +328,11 @@ struct ModemArgs {
     /// Misbehave once in EDL (may be repeated), as `sim edl --fault` does.
     #[arg(long = "edl-fault", value_name = "FAULT")]
     edl_faults: Vec<Fault>,
+    /// How the download command (AT+ZCDRUN=E) leads to EDL: `diag` (a DIAG port appears,
+    /// whose DIAG_DLOAD_F request ends in EDL; the dongle's default) or `direct` (the
+    /// hotspot's default).
+    #[arg(long, value_parser = ["diag", "direct"])]
+    route: Option<String>,
     /// Appear as a USB modem (a CDC ACM gadget with the modem's USB IDs and serial, AT on
     /// the gadget's tty) that re-enumerates as a USB EDL gadget on its download command,
     /// instead of on a pseudo-terminal (Linux; needs configfs, libcomposite, usb_f_acm,
@@ -350,6 +355,14 @@ struct EdlArgs {
     /// SHA-256 of the only programmer accepted (as a secure-boot device does).
     #[arg(long)]
     programmer_sha256: Option<String>,
+    /// No USB serial number; the chip serial is in the USB product string
+    /// (`QUSB__BULK_SN:xxxxxxxx`), as on most real 05c6:9008 devices.
+    #[arg(long)]
+    no_iserial: bool,
+    /// A Sahara 3 boot ROM: 8-byte chip serial, no MSM_HW_ID_READ, a SHA-384 key hash
+    /// padded with 48 zero bytes.
+    #[arg(long)]
+    sahara_v3: bool,
     /// Misbehave once (may be repeated): disconnect@bytes=N, power-loss@bytes=N (N bytes of
     /// program data), fail@program#1, stall@configure#1, garbage@getsha256digest#1,
     /// reenumerate@program#2.
@@ -997,6 +1010,11 @@ fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
         usb_serial: args.serial.unwrap_or(d.usb_serial.clone()),
         battery_percent: args.battery.unwrap_or(d.battery_percent),
         faults: args.faults.into(),
+        route: match args.route.as_deref() {
+            Some("direct") => crate::sim::modem::DownloadRoute::Direct,
+            Some(_) => crate::sim::modem::DownloadRoute::Diag,
+            None => d.route,
+        },
         ..d
     };
     let edl = EdlConfig {
@@ -1039,6 +1057,12 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
     };
     for profile in args.profiles {
         profile.apply(&mut cfg);
+    }
+    if args.sahara_v3 {
+        cfg.chip = crate::sim::edl::ChipProfile::sahara_v3();
+    }
+    if args.no_iserial {
+        cfg = cfg.without_iserial();
     }
     if args.usb_gadget {
         return sim_edl_usb(&args.dir, cfg);
@@ -1144,7 +1168,11 @@ fn sim_phone_usb(_dir: &Path, _cfg: PhoneConfig) -> Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 fn sim_edl_usb(dir: &Path, cfg: crate::sim::edl::EdlConfig) -> Result<ExitCode> {
-    let serial = cfg.serial.clone();
+    let serial = if cfg.iserial {
+        cfg.serial.clone()
+    } else {
+        cfg.product.clone()
+    };
     let sim = crate::sim::edl::EdlSim::on_usb_gadget(dir, cfg)
         .context("cannot plug the virtual EDL device in as a USB gadget")?;
     // The first line on stdout is the address to pass to --device, for scripts.

@@ -128,6 +128,12 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
         Event::DeviceMessage { text } => println!("   (device) {text}"),
         Event::SlotSwitched { slot } => println!("   the device will boot slot {slot}"),
         Event::DeviceSwitched { from, to } => println!("   {from} left; the device is back in download mode at {to}"),
+        Event::SwitchStep { step, provenance, reports_only } => {
+            println!("   {step}");
+            if *reports_only {
+                println!("   note: this step rests on public reports only ({provenance})");
+            }
+        }
         Event::BackupWritten { label, sha256 } => println!("   {label}: saved and checked (sha256 {})", &sha256[..16]),
         Event::Finished { outcome, error, report } => {
             if let Some(pb) = bar.take() {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 const MAX_ENTRY_LEN: u64 = 4096;
 
 /// What a virtual device announces: the facts USB enumeration would give.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BenchEntry {
     /// The address to open it with (`serial:/dev/pts/7`).
@@ -28,6 +28,13 @@ pub struct BenchEntry {
     pub serial: String,
     /// USB product string.
     pub product: String,
+    /// The USB interface number of this tty, for a composition with several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<u8>,
+    /// Where it is plugged in (`usb:1-1`): the same for every mode the device re-enumerates
+    /// in, and for each of its ttys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_path: Option<String>,
 }
 
 /// A published announcement; dropping it withdraws the device.
@@ -101,6 +108,7 @@ mod tests {
             pid: 0x1403,
             serial: "../../etc".into(),
             product: "MF833V".into(),
+            ..BenchEntry::default()
         };
         let a = announce(dir.path(), &entry).unwrap();
         assert_eq!(list(dir.path()), vec![entry.clone()]);

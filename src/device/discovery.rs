@@ -9,7 +9,10 @@
 //! A device in Qualcomm EDL shows up either as a serial port (Linux's qcserial driver
 //! binds it) or, where no driver claims it (Windows and macOS without vendor drivers,
 //! Linux without qcserial), as a USB device with the quirks file's EDL IDs: both open the
-//! same EDL driver, over a tty or over the raw bulk endpoints.
+//! same EDL driver, over a tty or over the raw bulk endpoints. A tty and a raw USB node on
+//! the same USB port path are one device. A modem's composition may have several ttys
+//! under one VID:PID (DIAG, NMEA, AT, PPP); the quirks file names the AT and DIAG
+//! interfaces, and the others are never written to.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -21,7 +24,7 @@ use super::bench;
 use super::edl::EdlDriver;
 use super::fastboot::FastbootDriver;
 use super::modem::ModemDriver;
-use super::quirks::{Quirks, UsbPair};
+use super::quirks::{PortRole, Quirks, UsbPair};
 use super::{DeviceError, Driver, Mode};
 use crate::protocol::sahara;
 use crate::transport::serial::{self, SerialTransport};
@@ -56,6 +59,12 @@ pub struct Found {
     pub known_as: Option<String>,
     /// True for flashline's own virtual devices.
     pub is_virtual: bool,
+    /// The USB interface of a tty, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<u8>,
+    /// Where the USB device is plugged in (`usb:1-1.2`), where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_path: Option<String>,
 }
 
 /// Lists what is attached: fastboot devices on USB, serial ports (classified by their USB
@@ -74,6 +83,8 @@ pub fn scan(connect: &[String], quirks: &Quirks, probe: bool) -> Vec<Found> {
             product: d.product_string,
             serial: d.serial,
             is_virtual: false,
+            interface: None,
+            port_path: None,
         })
         .collect();
     found.extend(ports_and_edl(quirks).into_iter().map(|mut f| {
@@ -93,6 +104,8 @@ pub fn scan(connect: &[String], quirks: &Quirks, probe: bool) -> Vec<Found> {
                 serial: info.serial,
                 known_as: None,
                 is_virtual: false,
+                interface: None,
+                port_path: None,
             }),
             Err(e) => tracing::info!("{address}: no device: {e}"),
         }
@@ -149,33 +162,37 @@ fn changes(before: &[Found], now: &[Found]) -> Vec<Change> {
 /// Serial ports of the operating system and of the virtual bench, classified.
 fn serial_devices(quirks: &Quirks) -> Vec<Found> {
     let ports = serial::list_ports().into_iter().map(|p| Found {
-        mode: classify(p.vid, p.pid, quirks),
+        mode: classify(p.vid, p.pid, p.interface, quirks),
         known_as: known_as(p.vid, p.pid, quirks),
         address: format!("serial:{}", p.path),
         vid: p.vid,
         pid: p.pid,
         product: p.product,
-        serial: p.serial,
+        serial: p.serial.filter(|s| !s.is_empty()),
         is_virtual: false,
+        interface: p.interface,
+        port_path: p.port_path,
     });
     let virtual_ports = bench::list(&bench::default_dir())
         .into_iter()
         .map(|e| Found {
-            mode: classify(Some(e.vid), Some(e.pid), quirks),
+            mode: classify(Some(e.vid), Some(e.pid), e.interface, quirks),
             known_as: known_as(Some(e.vid), Some(e.pid), quirks),
             is_virtual: is_pseudo_terminal(&e.address),
             address: e.address,
             vid: Some(e.vid),
             pid: Some(e.pid),
             product: Some(e.product),
-            serial: Some(e.serial),
+            serial: Some(e.serial).filter(|s| !s.is_empty()),
+            interface: e.interface,
+            port_path: e.port_path,
         });
     ports.chain(virtual_ports).collect()
 }
 
 /// Serial ports and bench devices (see [`serial_devices`]), then devices in EDL on raw USB
 /// that no serial port already stands for: a device in download mode appears as one or
-/// the other.
+/// the other, and a tty on the same USB port path is the same device.
 fn ports_and_edl(quirks: &Quirks) -> Vec<Found> {
     let mut found = serial_devices(quirks);
     let usb_edl: Vec<Found> = usb::list_edl(&edl_ids(quirks))
@@ -183,23 +200,33 @@ fn ports_and_edl(quirks: &Quirks) -> Vec<Found> {
         .into_iter()
         .map(|d| Found {
             known_as: known_as(Some(d.vid), Some(d.pid), quirks),
+            port_path: Some(d.bus_path.clone()),
             address: d.bus_path,
             mode: Mode::Edl,
             vid: Some(d.vid),
             pid: Some(d.pid),
             product: d.product_string,
-            serial: d.serial,
+            serial: d.serial.filter(|s| !s.is_empty()),
             is_virtual: false,
+            interface: None,
         })
         // A tty for it (qcserial bound) is the one to use: it needs no driver detached.
-        .filter(|d| {
-            !found.iter().any(|p| {
-                d.serial.is_some() && (p.vid, p.pid, &p.serial) == (d.vid, d.pid, &d.serial)
-            })
-        })
+        .filter(|d| !found.iter().any(|p| same_device(p, d)))
         .collect();
     found.extend(usb_edl);
     found
+}
+
+/// Whether a tty and a raw USB node are one device: the same USB port path, or (where the
+/// OS gives no path) the same IDs and a USB serial number.
+fn same_device(tty: &Found, node: &Found) -> bool {
+    match (&tty.port_path, &node.port_path) {
+        (Some(a), Some(b)) => a == b,
+        _ => {
+            node.serial.is_some()
+                && (tty.vid, tty.pid, &tty.serial) == (node.vid, node.pid, &node.serial)
+        }
+    }
 }
 
 /// The USB IDs the quirks file gives to EDL, the only devices opened as EDL over raw USB.
@@ -222,12 +249,16 @@ fn is_pseudo_terminal(address: &str) -> bool {
         .is_some_and(|p| p.parent() == Some(Path::new("/dev/pts")))
 }
 
-fn classify(vid: Option<u16>, pid: Option<u16>, quirks: &Quirks) -> Mode {
+/// The mode of a tty with these USB IDs on USB interface `interface`: a modem
+/// composition's DIAG port is [`Mode::Diag`], and its ttys that are neither the AT port
+/// nor DIAG are unknown (never written to).
+fn classify(vid: Option<u16>, pid: Option<u16>, interface: Option<u8>, quirks: &Quirks) -> Mode {
     match vid.zip(pid).and_then(|(v, p)| quirks.usb(v, p)) {
-        Some(id) => match id.mode.as_str() {
-            "fastboot" => Mode::Fastboot,
-            "modem" => Mode::Modem,
-            "edl" => Mode::Edl,
+        Some(id) => match (id.mode.as_str(), id.port_role(interface)) {
+            ("modem", PortRole::At) => Mode::Modem,
+            ("modem", PortRole::Diag) => Mode::Diag,
+            ("fastboot", _) => Mode::Fastboot,
+            ("edl", _) => Mode::Edl,
             _ => Mode::Unknown,
         },
         None => Mode::Unknown,
@@ -310,6 +341,8 @@ pub fn open(
                     serial: None,
                     known_as: None,
                     is_virtual: false,
+                    interface: None,
+                    port_path: None,
                 })
             })
             .ok_or_else(|| {
@@ -327,8 +360,15 @@ pub fn open(
             }
             Mode::Edl => {
                 let transport = SerialTransport::open(address)?;
-                Ok(Box::new(EdlDriver::new(transport, found.serial, found.is_virtual)))
+                Ok(Box::new(
+                    EdlDriver::new(transport, found.serial, found.is_virtual)
+                        .with_usb_product(found.product.as_deref()),
+                ))
             }
+            Mode::Diag => Err(DeviceError::BadAddress(format!(
+                "{address} is a modem's DIAG port; flash the modem through its AT port, or \
+                 bring it into emergency download mode and run `flashline recover`"
+            ))),
             Mode::Fastboot | Mode::Unknown => Err(DeviceError::BadAddress(format!(
                 "{address} is not a device the quirks file names (USB ID {}); flashline does not write \
                  to unknown ports unless you pass --probe",
@@ -352,7 +392,10 @@ pub fn open(
         1 => {
             let device = edl.remove(0);
             let stream = usb::open_edl(&device.bus_path, &edl_ids)?;
-            return Ok(Box::new(EdlDriver::new(stream, device.serial, false)));
+            return Ok(Box::new(
+                EdlDriver::new(stream, device.serial, false)
+                    .with_usb_product(device.product_string.as_deref()),
+            ));
         }
         n => {
             return Err(DeviceError::BadAddress(format!(
@@ -392,17 +435,42 @@ fn is_counterpart(f: &Found, counterparts: &[UsbPair]) -> bool {
         .is_some_and(|(vid, pid)| counterparts.contains(&UsbPair { vid, pid }))
 }
 
-/// Waits for a device that is re-enumerating: first for `old` to disappear, then for a new
-/// device (not in `before`) with one of the `counterparts` USB IDs and, when known, the same
-/// USB serial. Without a serial, two newcomers are refused rather than guessed between.
+/// Where a device was before it re-enumerated, and what may name it again.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The address it had.
+    pub address: String,
+    /// Where it is plugged in, if known: the same in every mode.
+    pub port_path: Option<String>,
+}
+
+impl Origin {
+    /// The origin of a device discovery lists at `address`.
+    pub fn of(address: &str, quirks: &Quirks) -> Origin {
+        Origin {
+            address: address.to_string(),
+            port_path: ports_and_edl(quirks)
+                .into_iter()
+                .find(|f| f.address == address)
+                .and_then(|f| f.port_path),
+        }
+    }
+}
+
+/// Waits for a device that is re-enumerating: first for `origin` to disappear, then for a
+/// new device (not in `before`) with one of the `counterparts` USB IDs in download mode
+/// (EDL) or with a DIAG port. The device coming back is the one new such device on the
+/// same USB port path, or, where port paths are not known, the only new one: a USB serial
+/// number alone never decides (EDL devices rarely have one, and placeholder serials are
+/// shared), so several newcomers are refused rather than guessed between.
 pub fn wait_for_counterpart(
-    old: &str,
+    origin: &Origin,
     counterparts: &[UsbPair],
-    serial: Option<&str>,
     before: &[String],
     timeout: Duration,
     quirks: &Quirks,
 ) -> Result<Found, DeviceError> {
+    let old = origin.address.as_str();
     let deadline = Instant::now() + timeout;
     // The device in download mode may get the very port name the modem had (ttyUSB0 is
     // reused on Linux, as are pseudo-terminal numbers): only the modem itself must leave.
@@ -418,19 +486,21 @@ pub fn wait_for_counterpart(
         std::thread::sleep(POLL);
     }
     loop {
-        let mut back: Vec<Found> = ports_and_edl(quirks)
+        let back: Vec<Found> = ports_and_edl(quirks)
             .into_iter()
-            .filter(|f| is_counterpart(f, counterparts) && !before.contains(&f.address))
-            .filter(|f| serial.is_none() || f.serial.as_deref() == serial)
+            .filter(|f| {
+                is_counterpart(f, counterparts)
+                    && matches!(f.mode, Mode::Edl | Mode::Diag)
+                    && !before.contains(&f.address)
+            })
             .collect();
-        match back.len() {
-            1 => return Ok(back.remove(0)),
-            0 => {}
-            _ => {
-                let addresses: Vec<&str> = back.iter().map(|f| f.address.as_str()).collect();
+        match pick_returning(origin, back) {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(addresses) => {
                 return Err(DeviceError::BadAddress(format!(
-                    "several devices appeared in download mode ({}) and the device has no serial number \
-                     to tell them apart: unplug the others and run `flashline recover`",
+                    "several devices appeared in download mode ({}) and none is on {old}'s USB port: \
+                     unplug the others and run `flashline recover`",
                     addresses.join(", ")
                 )));
             }
@@ -450,6 +520,32 @@ pub fn wait_for_counterpart(
     }
 }
 
+/// The newcomer that is the device from `origin`: the one on its port path, else the only
+/// one. `Err` lists the candidates when that does not decide.
+fn pick_returning(origin: &Origin, mut back: Vec<Found>) -> Result<Option<Found>, Vec<String>> {
+    if let Some(path) = &origin.port_path {
+        let mut same: Vec<Found> = back
+            .iter()
+            .filter(|f| f.port_path.as_ref() == Some(path))
+            .cloned()
+            .collect();
+        if same.len() == 1 {
+            return Ok(same.pop());
+        }
+        if same.len() > 1 {
+            back = same;
+        } else if back.iter().all(|f| f.port_path.is_some()) {
+            // Every newcomer is somewhere else: none of them is this device.
+            return Ok(None);
+        }
+    }
+    match back.len() {
+        0 => Ok(None),
+        1 => Ok(back.pop()),
+        _ => Err(back.into_iter().map(|f| f.address).collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,7 +560,69 @@ mod tests {
             serial: serial.map(Into::into),
             known_as: None,
             is_virtual: false,
+            interface: None,
+            port_path: None,
         }
+    }
+
+    fn edl(address: &str, port_path: Option<&str>) -> Found {
+        Found {
+            mode: Mode::Edl,
+            port_path: port_path.map(Into::into),
+            ..phone(address, None)
+        }
+    }
+
+    #[test]
+    fn the_returning_device_is_the_one_on_the_same_port() {
+        let origin = Origin {
+            address: "serial:/dev/ttyUSB2".into(),
+            port_path: Some("usb:1-1".into()),
+        };
+        let here = edl("usb:1-1", Some("usb:1-1"));
+        let there = edl("usb:1-2", Some("usb:1-2"));
+        assert_eq!(
+            pick_returning(&origin, vec![there.clone(), here.clone()]),
+            Ok(Some(here.clone()))
+        );
+        // Another port's newcomer is not this device, even alone.
+        assert_eq!(pick_returning(&origin, vec![there.clone()]), Ok(None));
+        // Without port paths: the only newcomer, never one of several.
+        let unknown = Origin::default();
+        let a = edl("serial:/dev/ttyUSB0", None);
+        let b = edl("serial:/dev/ttyUSB1", None);
+        assert_eq!(
+            pick_returning(&unknown, vec![a.clone()]),
+            Ok(Some(a.clone()))
+        );
+        assert_eq!(
+            pick_returning(&unknown, vec![a, b]),
+            Err(vec![
+                "serial:/dev/ttyUSB0".to_string(),
+                "serial:/dev/ttyUSB1".to_string()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_tty_and_a_raw_node_on_one_port_are_one_device() {
+        let tty = Found {
+            address: "serial:/dev/ttyUSB0".into(),
+            ..edl("", Some("usb:1-1"))
+        };
+        assert!(same_device(&tty, &edl("usb:1-1", Some("usb:1-1"))));
+        assert!(!same_device(&tty, &edl("usb:1-2", Some("usb:1-2"))));
+    }
+
+    #[test]
+    fn only_the_at_interface_of_a_modem_composition_is_a_modem() {
+        let q = Quirks::builtin();
+        let at = |iface| classify(Some(0x19d2), Some(0x0016), iface, &q);
+        assert_eq!(at(Some(2)), Mode::Modem);
+        assert_eq!(at(Some(0)), Mode::Diag);
+        assert_eq!(at(Some(1)), Mode::Unknown, "NMEA is never written to");
+        assert_eq!(at(None), Mode::Modem);
+        assert_eq!(classify(Some(0x05c6), Some(0x9008), Some(0), &q), Mode::Edl);
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //!
 //! The boot ROM speaks Sahara only long enough to receive a programmer (the Firehose
 //! loader carried in the signed package); the programmer then speaks Firehose on the same
-//! pipe and gives access to the storage. Until the programmer runs, the device can say
-//! nothing about itself beyond its USB identity.
+//! pipe and gives access to the storage. Until the programmer runs, the device tells who
+//! it is in two ways, read as qdl and edl read them: its USB product string, which on
+//! most 05c6:9008 devices carries the chip serial (`QUSB__BULK_SN:xxxxxxxx`; older ones say
+//! only `QHSUSB__BULK`, and few have a USB serial number), and Sahara command mode (chip
+//! serial, MSM hardware id, OEM key hash), read once before the programmer is uploaded.
 
 use std::io::{self, Cursor, Read, Write};
 
@@ -19,7 +22,7 @@ use crate::protocol::firehose::{
     FirehoseClient, FirehoseError, FirehoseTimeouts, Patch, PowerAction, SectorRange,
 };
 use crate::protocol::gpt;
-use crate::protocol::sahara::{self, SaharaOptions, SaharaOutcome};
+use crate::protocol::sahara::{self, ChipIdentity, SaharaOptions, SaharaOutcome};
 use crate::protocol::sparse::{self, ChunkData, SourceCursor};
 use crate::transport::Transport;
 
@@ -44,6 +47,11 @@ pub struct EdlDriver<T: Transport> {
     session: Session<T>,
     address: String,
     usb_serial: Option<String>,
+    /// The chip serial from the USB product string, if it carries one.
+    product_serial: Option<u64>,
+    /// What Sahara command mode said; `None` until asked, and after a failed attempt.
+    chip: Option<ChipIdentity>,
+    chip_asked: bool,
     is_virtual: bool,
     messages: Arc<Mutex<Vec<String>>>,
     /// The user's limit on every wait, instead of the protocols' defaults.
@@ -59,13 +67,27 @@ pub struct EdlDriver<T: Transport> {
     verified_by: Option<Verification>,
 }
 
+/// The chip serial in an EDL device's USB product string: `QUSB__BULK_SN:xxxxxxxx` (hex).
+/// Older boot ROMs say only `QHSUSB__BULK`, which carries none.
+pub fn serial_in_product(product: &str) -> Option<u64> {
+    let (_, digits) = product.rsplit_once("_SN:")?;
+    let digits = digits.trim();
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
 impl<T: Transport> EdlDriver<T> {
     /// Wraps an open pipe to a device in EDL. `usb_serial` identifies it across modes.
     pub fn new(transport: T, usb_serial: Option<String>, is_virtual: bool) -> Self {
         EdlDriver {
             address: transport.address().to_string(),
             session: Session::Sahara(transport),
-            usb_serial,
+            usb_serial: usb_serial.filter(|s| !s.trim().is_empty()),
+            product_serial: None,
+            chip: None,
+            chip_asked: false,
             is_virtual,
             messages: Arc::new(Mutex::new(Vec::new())),
             silence: None,
@@ -105,6 +127,48 @@ impl<T: Transport> EdlDriver<T> {
         let mut sink = HashingWriter::new(io::sink());
         self.firehose()?.read(range, &mut sink, &mut |_| {})?;
         Ok((sink.finish().1, Verification::ReadBack))
+    }
+
+    /// Takes the USB product string in, for the chip serial it may carry.
+    pub fn with_usb_product(mut self, product: Option<&str>) -> Self {
+        self.product_serial = product.and_then(serial_in_product);
+        self
+    }
+
+    /// Reads the chip identity in Sahara command mode, once, while the boot ROM waits for
+    /// a programmer. A device that does not answer is not an error here: the upload that
+    /// follows says what is wrong with it.
+    fn ask_chip(&mut self) {
+        if self.chip_asked {
+            return;
+        }
+        self.chip_asked = true;
+        let Session::Sahara(transport) = &mut self.session else {
+            return;
+        };
+        let options = self
+            .silence
+            .map_or_else(SaharaOptions::default, |t| SaharaOptions {
+                packet_timeout: t,
+                ..SaharaOptions::default()
+            });
+        match sahara::read_identity(transport, &options) {
+            Ok(chip) => self.chip = Some(chip),
+            Err(e) => tracing::info!(
+                "{}: no chip identity from Sahara command mode: {e}",
+                self.address
+            ),
+        }
+    }
+
+    /// The serial that names this device: the USB serial number, else the chip serial
+    /// from the product string, else the one Sahara reported.
+    fn serial(&self) -> Option<String> {
+        self.usb_serial.clone().or_else(|| {
+            self.product_serial
+                .or(self.chip.as_ref().and_then(|c| c.serial))
+                .map(sahara::identity::serial_text)
+        })
     }
 
     fn firehose(&mut self) -> Result<&mut FirehoseClient<T>, DeviceError> {
@@ -439,7 +503,11 @@ impl<T: Transport> Driver for EdlDriver<T> {
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         let (luns, layout) = match self.session {
             Session::Firehose(_) => self.storage()?,
-            _ => (Vec::new(), Vec::new()),
+            Session::Sahara(_) => {
+                self.ask_chip();
+                (Vec::new(), Vec::new())
+            }
+            Session::Gone => (Vec::new(), Vec::new()),
         };
         let sector = |lun: u32| {
             luns.iter()
@@ -454,7 +522,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
             address: self.address.clone(),
             mode: Mode::Edl,
             product: None,
-            serial: self.usb_serial.clone(),
+            serial: self.serial().as_deref().map(super::clean),
             imei: None,
             firmware_version_raw: None,
             firmware_version: None,
@@ -468,6 +536,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
             is_virtual: self.is_virtual,
             luns,
             layout,
+            chip: self.chip.clone(),
         })
     }
 
@@ -747,4 +816,24 @@ fn sector_size_of(memory: &str) -> u32 {
 /// `total` (the last sector is padded, and the device's digest covers the padding too).
 fn padded<'a>(image: &'a mut dyn Read, len: u64, total: u64) -> HashingReader<impl Read + 'a> {
     HashingReader::new(image.take(len).chain(io::repeat(0).take(total - len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_strings_carry_the_chip_serial() {
+        assert_eq!(
+            serial_in_product("QUSB__BULK_SN:a1b2c3d4"),
+            Some(0xA1B2_C3D4)
+        );
+        assert_eq!(
+            serial_in_product("QUSB__BULK_SN:0123456789ABCDEF"),
+            Some(0x0123_4567_89AB_CDEF)
+        );
+        assert_eq!(serial_in_product("QHSUSB__BULK"), None);
+        assert_eq!(serial_in_product("QUSB__BULK_SN:"), None);
+        assert_eq!(serial_in_product("QUSB__BULK_SN:xyz"), None);
+    }
 }

@@ -249,6 +249,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             is_virtual: self.is_virtual,
             luns: Vec::new(),
             layout: Vec::new(),
+            chip: None,
         })
     }
 

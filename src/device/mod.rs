@@ -35,6 +35,9 @@ pub enum Mode {
     Modem,
     /// Qualcomm emergency download (Sahara, then Firehose).
     Edl,
+    /// A Qualcomm DIAG port (a modem in factory mode): flashline only ever sends it the
+    /// request that reboots the modem into EDL.
+    Diag,
     /// Not identified (a serial port the quirks file does not name).
     Unknown,
 }
@@ -115,6 +118,9 @@ pub struct DeviceInfo {
     pub luns: Vec<Lun>,
     /// Where each named partition lives, read from the device's partition tables (EDL).
     pub layout: Vec<PartitionLocation>,
+    /// What the boot ROM said about its chip in Sahara command mode (EDL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chip: Option<crate::protocol::sahara::ChipIdentity>,
 }
 
 /// Device strings longer than this are cut: they are shown to people and put in reports.

@@ -53,10 +53,12 @@ impl<T: Transport> Driver for ModemDriver<T> {
         };
         let reading = self.client.battery()?;
         let battery = match (at.as_ref().map(|a| a.battery), reading) {
-            // The quirks file knows this model has no battery, whatever +CBC says.
-            (Some(false), _) => Battery::NoBattery,
+            // A level the device reports while on battery or charger (27.007 bcs 0 or 1)
+            // rules over a quirk that says the model has none: that unit has one.
             (_, BatteryReading::Percent { percent, .. }) => Battery::Percent(percent.min(100)),
             (_, BatteryReading::PowerFault) => Battery::TooLowForFlashing,
+            // The quirks file knows this model has no battery.
+            (Some(false), _) => Battery::NoBattery,
             // A model with a battery that reports none, or no reading at all: unknown.
             (Some(true), BatteryReading::NoBattery) | (_, BatteryReading::Unsupported) => {
                 Battery::Unknown
@@ -68,8 +70,8 @@ impl<T: Transport> Driver for ModemDriver<T> {
             address: self.address.clone(),
             mode: Mode::Modem,
             product: id.model.as_deref().map(clean),
-            // Only the USB serial identifies the device again after it re-enumerates; the
-            // IMEI stays in its own field.
+            // The USB serial names the modem in reports and history; the IMEI stays in its
+            // own field. After the switch the device is found again by its USB port path.
             serial: self.usb_serial.as_deref().map(clean),
             imei: id.imei.as_deref().map(clean),
             firmware_version_raw: id.revision.as_deref().map(clean),
@@ -84,6 +86,7 @@ impl<T: Transport> Driver for ModemDriver<T> {
             is_virtual: self.is_virtual,
             luns: Vec::new(),
             layout: Vec::new(),
+            chip: None,
         })
     }
 

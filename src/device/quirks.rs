@@ -8,6 +8,10 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
+use crate::protocol::diag::DownloadRequest;
+use crate::protocol::sahara::identity::parse_pk_hash;
+use crate::protocol::sahara::Hwid;
+
 /// The quirks file shipped with flashline.
 pub const BUILTIN: &str = include_str!("../../assets/quirks.toml");
 
@@ -34,6 +38,65 @@ pub enum QuirksError {
     /// The same product named twice.
     #[error("quirks file names product {0:?} twice")]
     DuplicateProduct(String),
+    /// A value the entry cannot use (a hardware id, a key hash, a DIAG request).
+    #[error("quirks entry for {owner}: {what}")]
+    BadValue {
+        /// The model or USB ID.
+        owner: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// Where a device fact comes from, so nobody mistakes a report for a tested fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provenance {
+    /// Tried on real hardware by this project.
+    HardwareVerified,
+    /// Seen in public reports (forum posts, wikis, other tools' sources), not on hardware
+    /// this project tested; `source` names where.
+    PublicReports {
+        /// Where the reports are (URLs).
+        source: String,
+    },
+    /// A fact of flashline's own simulators.
+    Virtual,
+}
+
+impl Provenance {
+    /// Whether the fact rests on public reports only.
+    pub fn reports_only(&self) -> bool {
+        matches!(self, Provenance::PublicReports { .. })
+    }
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Provenance::HardwareVerified => f.write_str("hardware-verified"),
+            Provenance::PublicReports { source } => write!(f, "public reports: {source}"),
+            Provenance::Virtual => f.write_str("virtual"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Provenance {
+    /// `hardware-verified`, `virtual`, or `public reports: <sources>`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "hardware-verified" => Ok(Provenance::HardwareVerified),
+            "virtual" => Ok(Provenance::Virtual),
+            other => match other.strip_prefix("public reports:").map(str::trim) {
+                Some(source) if !source.is_empty() => Ok(Provenance::PublicReports {
+                    source: source.to_string(),
+                }),
+                _ => Err(serde::de::Error::custom(format!(
+                    "provenance {text:?} must be \"hardware-verified\", \"virtual\" or \"public reports: <source>\""
+                ))),
+            },
+        }
+    }
 }
 
 /// The parsed quirks file.
@@ -70,6 +133,36 @@ pub struct Model {
     /// How a person brings this model into the mode it is recovered in, when it is bricked
     /// or not found.
     pub recovery: Option<Recovery>,
+    /// The MSM hardware id its boot ROM reports in EDL (`0x` + 16 hex digits), which names
+    /// a bricked device that cannot say what it is.
+    pub hwid: Option<String>,
+    /// The hash of the OEM key its boot ROM accepts programmers from (hex), as reported in
+    /// EDL.
+    pub pk_hash: Option<String>,
+    /// Where the entry's facts come from.
+    pub provenance: Option<Provenance>,
+}
+
+impl Model {
+    /// Whether a device in EDL with these chip facts is this model: every fact both sides
+    /// know must agree, and at least one must be known on both.
+    pub fn matches_chip(&self, hwid: Option<Hwid>, pk_hash: Option<&str>) -> bool {
+        let model_hwid = self.hwid.as_deref().and_then(Hwid::parse);
+        let model_pk = self
+            .pk_hash
+            .as_deref()
+            .and_then(parse_pk_hash)
+            .map(hex::encode);
+        let hwid_match = model_hwid.zip(hwid).map(|(a, b)| a == b);
+        let pk_match = model_pk
+            .as_deref()
+            .zip(pk_hash)
+            .map(|(a, b)| a.eq_ignore_ascii_case(b));
+        match (hwid_match, pk_match) {
+            (None, None) => false,
+            (a, b) => a.unwrap_or(true) && b.unwrap_or(true),
+        }
+    }
 }
 
 /// Step-by-step guidance into a recovery mode, shown by the recovery wizard.
@@ -90,10 +183,33 @@ pub struct AtFacts {
     pub battery: bool,
     /// How to read a comparable version from what `+CGMR` reports (`var` is informational).
     pub version: VarSpec,
-    /// The command that sends the device to its download mode.
+    /// The AT command that starts the way to download mode (ZTE: `AT+ZCDRUN=E`, factory
+    /// mode). The device then comes back with a DIAG port ([`AtFacts::diag_ports`]) or
+    /// directly in EDL ([`AtFacts::counterparts`]), whichever it does.
     pub download: String,
-    /// USB IDs (`vvvv:pppp`) the device comes back with in download mode.
+    /// The DIAG request that sends it on from its DIAG port into EDL: `dload`
+    /// (`DIAG_DLOAD_F`) or `subsys-edl` (`4B 65 01 00`).
+    #[serde(default)]
+    pub diag_request: Option<String>,
+    /// USB IDs (`vvvv:pppp`) the device comes back with in download mode (EDL).
     pub counterparts: Vec<UsbPair>,
+    /// USB IDs of the composition with a DIAG port the download command may lead to.
+    #[serde(default)]
+    pub diag_ports: Vec<UsbPair>,
+    /// Where the route into download mode is known from; CLI and GUI say so when it rests
+    /// on public reports only.
+    pub provenance: Provenance,
+}
+
+impl AtFacts {
+    /// The DIAG request named by [`AtFacts::diag_request`] (checked when the file is
+    /// parsed); `dload` when none is named.
+    pub fn diag_request(&self) -> DownloadRequest {
+        self.diag_request
+            .as_deref()
+            .and_then(DownloadRequest::from_name)
+            .unwrap_or(DownloadRequest::Dload)
+    }
 }
 
 /// A USB vendor:product pair written `vvvv:pppp` in hex.
@@ -175,6 +291,35 @@ pub struct UsbId {
     pub mode: String,
     /// A readable name.
     pub name: String,
+    /// For a modem composition with several ttys (DIAG, NMEA, AT, PPP): the USB interface
+    /// number of the AT port. Its other ttys are never written to as AT ports.
+    pub at_interface: Option<u8>,
+    /// The USB interface number of the composition's DIAG port, if it has one.
+    pub diag_interface: Option<u8>,
+    /// Where the entry's facts come from.
+    pub provenance: Option<Provenance>,
+}
+
+/// What a tty of a known USB device is, by its interface number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRole {
+    /// The AT command port (or the only port, or one whose interface is not known).
+    At,
+    /// The DIAG port.
+    Diag,
+    /// Another port of the composition (NMEA, PPP, …): never written to.
+    Other,
+}
+
+impl UsbId {
+    /// The role of this device's tty on USB interface `interface`.
+    pub fn port_role(&self, interface: Option<u8>) -> PortRole {
+        match interface {
+            Some(i) if self.diag_interface == Some(i) => PortRole::Diag,
+            Some(i) if self.at_interface.is_some_and(|at| at != i) => PortRole::Other,
+            _ => PortRole::At,
+        }
+    }
 }
 
 impl Quirks {
@@ -208,6 +353,7 @@ impl Quirks {
                     return Err(QuirksError::Recovery(model.product.clone()));
                 }
             }
+            model.check_values()?;
             for spec in [&f.firmware_version, &f.security_version, &f.battery_percent]
                 .into_iter()
                 .flatten()
@@ -242,6 +388,15 @@ impl Quirks {
         self.models.iter().find(|m| m.product == product)
     }
 
+    /// The models a device in EDL with these chip facts may be (see
+    /// [`Model::matches_chip`]).
+    pub fn models_for_chip(&self, hwid: Option<Hwid>, pk_hash: Option<&str>) -> Vec<&Model> {
+        self.models
+            .iter()
+            .filter(|m| m.matches_chip(hwid, pk_hash))
+            .collect()
+    }
+
     /// The known entry for a USB ID, if any.
     pub fn usb(&self, vid: u16, pid: u16) -> Option<&UsbId> {
         self.usb.iter().find(|u| u.vid == vid && u.pid == pid)
@@ -250,19 +405,62 @@ impl Quirks {
     /// udev rules granting the logged-in user access to every known USB ID.
     ///
     /// `uaccess` hands the device node to the seat's user through an ACL; no world-writable
-    /// mode is ever set.
+    /// mode is ever set. Download modes (EDL, DIAG compositions) also get
+    /// `ID_MM_DEVICE_IGNORE`, so ModemManager keeps off them, and every known modem's
+    /// ttys get `uaccess` too, since flashline talks AT and DIAG there.
     pub fn udev_rules(&self) -> String {
         let mut out = String::from(
             "# Generated by `flashline udev-rules` from assets/quirks.toml; do not edit.\n\
              # Grants the logged-in user access to devices flashline can flash.\n",
         );
         for id in &self.usb {
+            let download = id.mode == "edl" || id.diag_interface.is_some();
+            let ignore = if download {
+                ", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
+            } else {
+                ""
+            };
             out.push_str(&format!(
-                "# {} ({})\nSUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"{:04x}\", ATTR{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"\n",
+                "# {} ({})\nSUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"{:04x}\", ATTR{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                 id.name, id.mode, id.vid, id.pid
             ));
+            if matches!(id.mode.as_str(), "modem" | "edl") {
+                out.push_str(&format!(
+                    "SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"{:04x}\", ATTRS{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
+                    id.vid, id.pid
+                ));
+            }
         }
         out
+    }
+}
+
+impl Model {
+    /// Checks the values serde cannot: hardware id, key hash, DIAG request.
+    fn check_values(&self) -> Result<(), QuirksError> {
+        let bad = |what: String| QuirksError::BadValue {
+            owner: self.product.clone(),
+            what,
+        };
+        if let Some(hwid) = &self.hwid {
+            Hwid::parse(hwid)
+                .ok_or_else(|| bad(format!("hwid {hwid:?} is not 0x and up to 16 hex digits")))?;
+        }
+        if let Some(hash) = &self.pk_hash {
+            parse_pk_hash(hash).ok_or_else(|| {
+                bad(format!(
+                    "pk_hash {hash:?} is not a hash of 32 to 128 bytes in hex"
+                ))
+            })?;
+        }
+        if let Some(request) = self.at.as_ref().and_then(|a| a.diag_request.as_deref()) {
+            DownloadRequest::from_name(request).ok_or_else(|| {
+                bad(format!(
+                    "diag_request {request:?} is not \"dload\" or \"subsys-edl\""
+                ))
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -149,6 +149,16 @@ pub enum Event {
         /// Where it is now.
         to: String,
     },
+    /// A step on the way into download mode is taken (an AT command, a DIAG request).
+    SwitchStep {
+        /// What is done, and on which port.
+        step: String,
+        /// Where the step is known from (`hardware-verified`, `public reports: …`,
+        /// `virtual`).
+        provenance: String,
+        /// The step rests on public reports only, not on tested hardware.
+        reports_only: bool,
+    },
     /// An identity partition was read back, stored and checked.
     BackupWritten {
         /// The partition.

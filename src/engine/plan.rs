@@ -172,6 +172,7 @@ mod tests {
             is_virtual: true,
             luns: Vec::new(),
             layout: Vec::new(),
+            chip: None,
         }
     }
 

@@ -12,14 +12,18 @@ use super::history::History;
 use super::identity;
 use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
-use super::preflight::{storage_range, Preflight};
+use super::preflight::{storage_range, Check, Preflight};
 use super::report::{BackupFacts, ImageReport, Outcome};
 use super::JobRequest;
-use crate::device::quirks::Model;
-use crate::device::{discovery, DeviceError, Driver, Lun, Mode, Target};
+use crate::device::quirks::{Model, Provenance, Quirks};
+use crate::device::{discovery, DeviceError, DeviceInfo, Driver, Lun, Mode, Target};
 use crate::package::qualcomm::expr::{EvalError, Expr, ExprContext};
 use crate::package::qualcomm::QualcommPlan;
 use crate::package::VerifiedPackage;
+use crate::protocol::diag;
+use crate::protocol::sahara::identity::parse_pk_hash;
+use crate::protocol::sahara::{ChipIdentity, Hwid};
+use crate::transport::serial::SerialTransport;
 
 /// Runs the Qualcomm part of a job, after the package was verified.
 pub(super) fn run(
@@ -36,7 +40,10 @@ pub(super) fn run(
         stage: Stage::Identify,
     });
     let mut driver = super::job::open_device(req)?;
-    let device = driver.identify().map_err(device_err)?;
+    let mut device = driver.identify().map_err(device_err)?;
+    if device.mode == Mode::Edl && device.product.is_none() {
+        name_by_chip(&mut device, &req.quirks, report);
+    }
     report.device = Some(device.clone());
     report.before = Some(super::job::versions(&device, "the device"));
     emit(Event::DeviceIdentified {
@@ -98,7 +105,7 @@ pub(super) fn run(
         emit(Event::Stage {
             stage: Stage::Switch,
         });
-        let (edl, to) = switch_to_download(driver, &device, model, req)?;
+        let (edl, to) = switch_to_download(driver, model, req, &mut report.notes, emit)?;
         driver = edl;
         emit(Event::DeviceSwitched {
             from: req.device.address.clone(),
@@ -114,6 +121,29 @@ pub(super) fn run(
     emit(Event::Stage {
         stage: Stage::Programmer,
     });
+    // The chip as its boot ROM describes it: read now for a modem that just switched, and
+    // already for a device that was in EDL.
+    let chip = match device.mode {
+        Mode::Edl => device.chip.clone(),
+        _ => driver.identify().map_err(device_err)?.chip,
+    };
+    let chip_check = programmer_fits(plan, model, chip.as_ref());
+    if let Some(check) = &chip_check {
+        report.preflight.push(check.clone());
+        emit(Event::Preflight {
+            checks: report.preflight.clone(),
+        });
+        if check.status == super::Status::Refuse {
+            return Err((
+                Outcome::PreflightRefused,
+                format!("refused before the programmer was sent: {}", check.message),
+            ));
+        }
+    }
+    if device.chip.is_none() && chip.is_some() {
+        device.chip = chip;
+        report.device = Some(device.clone());
+    }
     start_programmer(driver.as_mut(), package, plan)?;
     let job = Programmed {
         req,
@@ -521,33 +551,224 @@ fn set_boot_lun(
     Ok(())
 }
 
+/// How long a DIAG port gets to answer the download request before the wait for EDL
+/// begins (a device often reboots without answering).
+const DIAG_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Sends a modem to its download mode and opens it again there; returns the EDL driver
 /// and the device's new address.
+///
+/// The model's AT command comes first (ZTE: factory mode). Whatever the device comes back
+/// as within the switch timeout is accepted: directly in EDL, or with a DIAG port, which
+/// then gets the model's DIAG request and is waited on in turn. Each step that rests on
+/// public reports only is said so, in an event and in the report.
 pub(super) fn switch_to_download(
     mut driver: Box<dyn Driver>,
-    device: &crate::device::DeviceInfo,
     model: Option<&Model>,
     req: &JobRequest,
+    notes: &mut Vec<String>,
+    emit: &mut dyn FnMut(Event),
 ) -> Result<(Box<dyn Driver>, String), Stop> {
     let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
-    let counterparts = model
-        .and_then(|m| m.at.as_ref())
-        .map(|a| a.counterparts.clone())
-        .unwrap_or_default();
-    let before = discovery::present_counterparts(&counterparts, &req.quirks);
+    let at = model.and_then(|m| m.at.as_ref());
+    let edl_ids = at.map(|a| a.counterparts.clone()).unwrap_or_default();
+    let mut returning = edl_ids.clone();
+    returning.extend(at.map(|a| a.diag_ports.clone()).unwrap_or_default());
+    let origin = discovery::Origin::of(&req.device.address, &req.quirks);
+    let before = discovery::present_counterparts(&returning, &req.quirks);
+    if let Some(at) = at {
+        announce_step(
+            &format!("AT {} on {}", at.download, req.device.address),
+            &at.provenance,
+            notes,
+            emit,
+        );
+    }
     driver.detach().map_err(device_err)?;
     drop(driver);
-    let found = discovery::wait_for_counterpart(
-        &req.device.address,
-        &counterparts,
-        device.serial.as_deref(),
+    let mut found = discovery::wait_for_counterpart(
+        &origin,
+        &returning,
         &before,
         req.options.switch_timeout,
         &req.quirks,
     )
     .map_err(device_err)?;
+    if found.mode == Mode::Diag {
+        let at = at.expect("a DIAG port is only waited for when the model names one");
+        let request = at.diag_request();
+        announce_step(
+            &format!("DIAG {} request on {}", request.name(), found.address),
+            &at.provenance,
+            notes,
+            emit,
+        );
+        let origin = discovery::Origin {
+            address: found.address.clone(),
+            port_path: found.port_path.clone().or(origin.port_path),
+        };
+        let before = discovery::present_counterparts(&edl_ids, &req.quirks);
+        let mut port = SerialTransport::open(&found.address).map_err(|e| device_err(e.into()))?;
+        let answer = diag::request_download(&mut port, request, DIAG_ANSWER_WAIT)
+            .map_err(|e| (Outcome::DeviceError, format!("{}: {e}", found.address)))?;
+        tracing::info!(?answer, "DIAG download request sent");
+        drop(port);
+        found = discovery::wait_for_counterpart(
+            &origin,
+            &edl_ids,
+            &before,
+            req.options.switch_timeout,
+            &req.quirks,
+        )
+        .map_err(device_err)?;
+    }
     let edl = super::job::open_at(req, &found.address, false)?;
     Ok((edl, found.address))
+}
+
+/// Says which step of the way into download mode runs and where it is known from.
+fn announce_step(
+    step: &str,
+    provenance: &Provenance,
+    notes: &mut Vec<String>,
+    emit: &mut dyn FnMut(Event),
+) {
+    if provenance.reports_only() {
+        let note = format!(
+            "{step}: this step rests on public reports only ({provenance}), not on hardware flashline was tested on"
+        );
+        tracing::info!("{note}");
+        notes.push(note);
+    }
+    emit(Event::SwitchStep {
+        step: step.to_string(),
+        provenance: provenance.to_string(),
+        reports_only: provenance.reports_only(),
+    });
+}
+
+/// Names a device in EDL that cannot say what it is by its chip: the quirks file's model
+/// with the same hardware id and OEM key hash, when exactly one has them.
+fn name_by_chip(device: &mut DeviceInfo, quirks: &Quirks, report: &mut super::Report) {
+    let Some(chip) = &device.chip else {
+        return;
+    };
+    let models = quirks.models_for_chip(chip.hwid, chip.pk_hash.as_deref());
+    match models.as_slice() {
+        [model] => {
+            report.notes.push(format!(
+                "the device in EDL was identified as {} by its hardware id and key hash (quirks file, {})",
+                model.product,
+                model.provenance.as_ref().map_or_else(|| "no provenance".into(), ToString::to_string)
+            ));
+            device.product = Some(model.product.clone());
+        }
+        [] => {}
+        several => report.notes.push(format!(
+            "the device's hardware id and key hash fit several models ({}); it cannot be told which",
+            several.iter().map(|m| m.product.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// Whether the package's programmer is signed for this chip, and whether the chip is the
+/// model the job is for: the package's `hwid` and `pk_hash`, and the model's in the quirks
+/// file, against what the boot ROM reported. `None` when nothing is declared to compare.
+/// A fact the device did not report is a warning (its boot ROM still checks the
+/// programmer's signature itself); a different one refuses before any programmer byte.
+fn programmer_fits(
+    plan: &QualcommPlan,
+    model: Option<&Model>,
+    chip: Option<&ChipIdentity>,
+) -> Option<Check> {
+    let mut required = Vec::new();
+    let mut mismatches = Vec::new();
+    let mut unknown = Vec::new();
+    let hwid = chip.and_then(|c| c.hwid);
+    let pk_hash = chip.and_then(|c| c.pk_hash.clone());
+    let wanted = [
+        (
+            "the package's programmer is signed for",
+            plan.hwid.as_deref(),
+            plan.pk_hash.as_deref(),
+        ),
+        (
+            "the model is",
+            model.and_then(|m| m.hwid.as_deref()),
+            model.and_then(|m| m.pk_hash.as_deref()),
+        ),
+    ];
+    for (whose, want_hwid, want_pk) in wanted {
+        if let Some(want) = want_hwid.and_then(Hwid::parse) {
+            required.push(format!("HWID {want}"));
+            match hwid {
+                Some(actual) if actual != want => mismatches.push(format!(
+                    "{whose} HWID {want}, but the device reports {actual}"
+                )),
+                Some(_) => {}
+                None => unknown.push("HWID"),
+            }
+        }
+        if let Some(want) = want_pk.and_then(parse_pk_hash).map(hex::encode) {
+            required.push(format!("PK hash {}…", &want[..16]));
+            match &pk_hash {
+                Some(actual) if !actual.eq_ignore_ascii_case(&want) => mismatches.push(format!(
+                    "{whose} OEM key hash {want}, but the device reports {actual}"
+                )),
+                Some(_) => {}
+                None => unknown.push("OEM key hash"),
+            }
+        }
+    }
+    if required.is_empty() {
+        return None;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    required.retain(|r| seen.insert(r.clone()));
+    let actual = match (hwid, &pk_hash) {
+        (None, None) => "not reported".to_string(),
+        (h, p) => [
+            h.map(|h| format!("HWID {h}")),
+            p.as_ref()
+                .map(|p| format!("PK hash {}…", &p[..p.len().min(16)])),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", "),
+    };
+    unknown.sort_unstable();
+    unknown.dedup();
+    let (status, message) = if !mismatches.is_empty() {
+        (
+            super::Status::Refuse,
+            format!(
+                "{}: this package is not for this device",
+                mismatches.join("; ")
+            ),
+        )
+    } else if !unknown.is_empty() {
+        (
+            super::Status::Warn,
+            format!(
+                "the device does not report its {}; its boot ROM checks the programmer's signature itself",
+                unknown.join(" or ")
+            ),
+        )
+    } else {
+        (
+            super::Status::Pass,
+            "the programmer is signed for this chip".to_string(),
+        )
+    };
+    Some(Check {
+        name: "chip".into(),
+        status,
+        actual,
+        required: required.join(", "),
+        message,
+        relaxed_by: None,
+    })
 }
 
 /// Starts the package's signed programmer on a device in EDL.

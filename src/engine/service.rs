@@ -36,7 +36,7 @@ fn open_storage(
     }
     if device.mode == Mode::Modem {
         let model = device.product.as_deref().and_then(|p| req.quirks.model(p));
-        driver = switch_to_download(driver, &device, model, req)?.0;
+        driver = switch_to_download(driver, model, req, &mut Vec::new(), &mut |_| {})?.0;
     }
     start_programmer(driver.as_mut(), &package, &plan)?;
     let storage = driver.identify().map_err(device_err)?;

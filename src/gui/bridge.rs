@@ -423,6 +423,8 @@ impl Scanner {
                             serial: info.serial.clone(),
                             known_as: None,
                             is_virtual: self.watch_virtual,
+                            interface: None,
+                            port_path: None,
                         },
                     );
                     self.identified.insert(address.clone());

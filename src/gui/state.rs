@@ -1027,6 +1027,7 @@ impl AppState {
                 }
                 Event::SlotSwitched { .. }
                 | Event::DeviceMessage { .. }
+                | Event::SwitchStep { .. }
                 | Event::Resuming { .. } => {}
                 Event::PackageVerified { .. } => {}
             }
@@ -1231,6 +1232,17 @@ fn describe(event: &Event) -> Option<(Level, String)> {
         }
         Event::DeviceMessage { text } => format!("device: {text}"),
         Event::DeviceSwitched { from, to } => format!("left {from}, back in download mode at {to}"),
+        Event::SwitchStep {
+            step,
+            provenance,
+            reports_only,
+        } => {
+            if *reports_only {
+                format!("{step} (rests on public reports only: {provenance})")
+            } else {
+                format!("{step} ({provenance})")
+            }
+        }
         Event::BackupWritten { label, .. } => format!("{label} backed up and checked"),
         Event::SlotSwitched { slot } => format!("slot {slot} is now active"),
         Event::Finished { outcome, error, .. } => {
@@ -1284,6 +1296,7 @@ pub fn mode_name(mode: Mode) -> &'static str {
         Mode::Fastboot => "fastboot",
         Mode::Modem => "modem",
         Mode::Edl => "EDL",
+        Mode::Diag => "DIAG",
         Mode::Unknown => "unknown",
     }
 }
@@ -1344,6 +1357,8 @@ mod tests {
             serial: Some(serial.into()),
             known_as: None,
             is_virtual: true,
+            interface: None,
+            port_path: None,
         }
     }
 

@@ -115,6 +115,13 @@ pub struct QualcommPlan {
     pub patch: Vec<PatchOp>,
     /// Partition labels to back up before any write, besides the model's own list.
     pub backup: Vec<String>,
+    /// The MSM hardware id the programmer is signed for (`0x` + hex): a device reporting
+    /// another one is refused before the programmer is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hwid: Option<String>,
+    /// The OEM key hash the programmer is signed for (hex), checked like `hwid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pk_hash: Option<String>,
 }
 
 /// One `<program>`: write an image to a LUN.
@@ -284,6 +291,7 @@ impl QualcommPlan {
             })
         };
         image(self.programmer, "the programmer")?;
+        check_signing(self.hwid.as_deref(), self.pk_hash.as_deref())?;
         check_count(
             "rawprogram files",
             self.rawprogram_files.len(),
@@ -437,6 +445,10 @@ pub(crate) struct SourceQualcomm {
     pub memory: Option<Memory>,
     #[serde(default)]
     pub backup: Vec<String>,
+    #[serde(default)]
+    pub hwid: Option<String>,
+    #[serde(default)]
+    pub pk_hash: Option<String>,
 }
 
 impl SourceQualcomm {
@@ -461,8 +473,25 @@ impl SourceQualcomm {
                 }
             }
         }
-        check_backup(&self.backup)
+        check_backup(&self.backup)?;
+        check_signing(self.hwid.as_deref(), self.pk_hash.as_deref())
     }
+}
+
+/// Checks `[qualcomm] hwid` and `pk_hash`, the device a programmer is signed for.
+fn check_signing(hwid: Option<&str>, pk_hash: Option<&str>) -> Result<(), PackageError> {
+    use crate::protocol::sahara::{identity::parse_pk_hash, Hwid};
+    if let Some(hwid) = hwid.filter(|h| Hwid::parse(h).is_none()) {
+        return Err(PackageError::QualcommPlanInvalid(format!(
+            "hwid {hwid:?} is not 0x followed by up to 16 hex digits"
+        )));
+    }
+    if let Some(hash) = pk_hash.filter(|h| parse_pk_hash(h).is_none()) {
+        return Err(PackageError::QualcommPlanInvalid(format!(
+            "pk_hash {hash:?} is not a hash of 32 to 128 bytes in hex"
+        )));
+    }
+    Ok(())
 }
 
 /// Pack time: describes the programmer, the XML files and every file they name into
@@ -484,6 +513,8 @@ pub(crate) fn build(
         program: Vec::new(),
         patch: Vec::new(),
         backup: source.backup.clone(),
+        hwid: source.hwid.clone(),
+        pk_hash: source.pk_hash.clone(),
     };
     for name in &source.rawprogram {
         let (index, text) = files.xml(name)?;
@@ -635,6 +666,8 @@ mod tests {
                 what: String::new(),
             }],
             backup: vec!["fsg".into()],
+            hwid: None,
+            pk_hash: None,
         }
     }
 

@@ -909,10 +909,10 @@ mod tests {
     #[test]
     fn switching_accepts_ok_silence_or_a_vanished_port() {
         let (mut zte, _) = client(&[b"\r\nOK\r\n", b"", b"\r\n+CME ERROR: 4\r\n"]);
-        zte.send_switch("AT+ZDLMODE=1").unwrap();
-        zte.send_switch("AT+ZDLMODE=1").unwrap();
+        zte.send_switch("AT+ZCDRUN=E").unwrap();
+        zte.send_switch("AT+ZCDRUN=E").unwrap();
         assert!(matches!(
-            zte.send_switch("AT+ZDLMODE=1"),
+            zte.send_switch("AT+ZCDRUN=E"),
             Err(AtError::CmeError { .. })
         ));
         let (mut quectel, _) = client(&[b""]);

@@ -7,8 +7,10 @@
 //! (a serial port), where one read may hold part of a packet or several.
 
 pub mod client;
+pub mod identity;
 
 pub use client::{upload_programmer, SaharaOptions, SaharaOutcome};
+pub use identity::{read_identity, ChipIdentity, Hwid};
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -15,6 +15,13 @@ use super::modem::{ModemConfig, ModemSim, RunningModem};
 /// ZTE's download-mode USB IDs (Qualcomm EDL under ZTE's vendor ID).
 pub const ZTE_EDL: (u16, u16) = (0x19d2, 0x0076);
 
+/// A port path no real USB device has (`usb:sim-…`), the same for the same device folder.
+fn virtual_port_path(dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(dir.to_string_lossy().as_bytes());
+    format!("usb:sim-{}", hex::encode(&digest[..4]))
+}
+
 /// A running virtual modem and, once switched, its EDL side.
 pub struct VirtualModem {
     modem: RunningModem,
@@ -26,13 +33,20 @@ impl VirtualModem {
     /// Starts the modem in `dir`, announced on `bench_dir`. `edl` describes the device it
     /// becomes in download mode; its serial and USB IDs are set here to match the modem.
     pub fn start(
-        modem: ModemConfig,
+        mut modem: ModemConfig,
         mut edl: EdlConfig,
         dir: &Path,
         bench_dir: &Path,
     ) -> io::Result<Self> {
         edl.serial = modem.usb_serial.clone();
         (edl.vid, edl.pid) = ZTE_EDL;
+        // A virtual USB port of its own, kept in every mode, as a real device keeps the
+        // port it is plugged into.
+        let port_path = modem
+            .port_path
+            .get_or_insert_with(|| virtual_port_path(dir))
+            .clone();
+        edl.port_path = Some(port_path);
         let slot: Arc<Mutex<Option<RunningEdl>>> = Arc::new(Mutex::new(None));
         let (edl_dir, edl_bench, edl_slot) = (
             dir.to_path_buf(),
@@ -67,6 +81,11 @@ impl VirtualModem {
     /// The AT commands received.
     pub fn at_commands(&self) -> Vec<String> {
         self.modem.commands()
+    }
+
+    /// The DIAG requests its DIAG port received, in hex.
+    pub fn diag_requests(&self) -> Vec<String> {
+        self.modem.diag_requests()
     }
 
     /// The injected faults that have fired so far: the AT side's, then the EDL side's.

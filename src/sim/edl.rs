@@ -38,6 +38,7 @@
 //! * reenumerate: no answer, nothing executed; the device resets into the boot ROM.
 //! * battery drop does not apply: a device in EDL reports no battery.
 
+mod chip;
 mod elf;
 mod habits;
 mod pbl;
@@ -65,6 +66,7 @@ use crate::transport::Transport;
 use pty::Pty;
 use storage::Storage;
 
+pub use chip::{virtual_pk_hash, ChipProfile, VIRTUAL_HWID};
 pub use elf::build_test_programmer;
 pub use habits::{ConfigureHabit, Habits, Profile};
 pub use storage::{lun_path, IdentityData};
@@ -193,6 +195,15 @@ pub struct EdlConfig {
     pub faults: FaultPlan,
     /// Habits of shipped programmers it copies ([`Profile`]); none by default.
     pub habits: Habits,
+    /// What the boot ROM answers in Sahara command mode.
+    pub chip: ChipProfile,
+    /// Whether the USB device has a serial number string. Real 05c6:9008 devices usually
+    /// have none and carry the chip serial in the product string instead
+    /// ([`EdlConfig::without_iserial`]).
+    pub iserial: bool,
+    /// Where the device is plugged in, announced on the bench (a modem that switched keeps
+    /// its port path).
+    pub port_path: Option<String>,
 }
 
 impl Default for EdlConfig {
@@ -217,6 +228,9 @@ impl Default for EdlConfig {
             data_timeout: Duration::from_secs(10),
             faults: FaultPlan::none(),
             habits: Habits::default(),
+            chip: ChipProfile::default(),
+            iserial: true,
+            port_path: None,
         }
     }
 }
@@ -256,6 +270,28 @@ impl EdlConfig {
             luns: vec![64 * 256, 256],
             partitions,
             ..EdlConfig::default()
+        }
+    }
+
+    /// The device as most real 05c6:9008 devices enumerate: no USB serial number, and the
+    /// chip serial in the product string, `QUSB__BULK_SN:xxxxxxxx`.
+    pub fn without_iserial(self) -> EdlConfig {
+        let serial =
+            crate::protocol::sahara::identity::parse_serial(&self.chip.serial_answer(&self.serial))
+                .unwrap_or_default();
+        EdlConfig {
+            product: format!("QUSB__BULK_SN:{serial:08x}"),
+            iserial: false,
+            ..self
+        }
+    }
+
+    /// The USB serial number string the device enumerates with, if any.
+    pub fn usb_serial(&self) -> &str {
+        if self.iserial {
+            &self.serial
+        } else {
+            ""
         }
     }
 
@@ -449,8 +485,10 @@ impl EdlSim {
                 address: sim.address().to_string(),
                 vid: cfg.vid,
                 pid: cfg.pid,
-                serial: cfg.serial.clone(),
+                serial: cfg.usb_serial().to_string(),
                 product: cfg.product.clone(),
+                interface: None,
+                port_path: cfg.port_path.clone(),
             };
             sim.announcement = Some(bench::announce(bench_dir, &entry)?);
         }

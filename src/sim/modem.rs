@@ -4,9 +4,12 @@
 //! The host side opens the pty's slave path (`/dev/pts/N`) like any serial port; the
 //! simulator serves the master side on a background thread. Since no operating system
 //! lists ptys, the modem announces itself on the virtual bench with the USB identity a real
-//! one would enumerate with. Its download-mode command makes it behave like a modem
-//! rebooting: it answers `OK`, its announcement and its tty disappear, and the caller's
-//! `on_switch` brings up whatever the modem "reboots" into.
+//! one would enumerate with. Its download command (`AT+ZCDRUN=E`, factory mode, as
+//! reported for real ZTE devices) makes it behave like a modem rebooting: it answers `OK`,
+//! its announcement and its tty disappear, and then, by its [`DownloadRoute`], either a
+//! DIAG port appears (19d2:0016, interface 0) whose `DIAG_DLOAD_F` or `4B 65 01 00`
+//! request ends in EDL, or it goes straight to EDL. The caller's `on_switch` brings up
+//! whatever the modem "reboots" into.
 //!
 //! Injected faults ([`ModemConfig::faults`]) are matched against each command line as
 //! received, without regard to case (`AT+CGMR` matches `at+cgmr`). The modem has no data
@@ -25,6 +28,7 @@
 //! * disconnect and power loss do not apply (no data phase, no storage written over AT):
 //!   give them to the EDL side.
 
+mod diag;
 #[cfg(target_os = "linux")]
 mod usb;
 
@@ -39,6 +43,7 @@ use serialport::{SerialPort, TTYPort};
 
 use super::fault::{self, Fault, FaultPlan, FaultPlanError, Injector, Match, Reaction};
 use crate::device::bench::{self, Announcement, BenchEntry};
+pub use diag::{DiagLine, OpenDiag};
 #[cfg(target_os = "linux")]
 pub use usb::UsbModem;
 
@@ -60,6 +65,21 @@ pub enum ModemKind {
     /// A battery-powered mobile hotspot.
     Hotspot,
 }
+
+/// Where the download command leads, as real ZTE devices are reported to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadRoute {
+    /// Factory mode: the modem comes back with a DIAG port, where a download request sends
+    /// it into EDL.
+    Diag,
+    /// The command reboots the modem straight into EDL.
+    Direct,
+}
+
+/// USB IDs of the factory composition with the DIAG port (ZTE).
+pub const ZTE_FACTORY: (u16, u16) = (0x19d2, 0x0016);
+/// The USB interface of the factory composition's DIAG port.
+pub const DIAG_INTERFACE: u8 = 0;
 
 /// What the virtual modem is and says.
 ///
@@ -97,6 +117,11 @@ pub struct ModemConfig {
     /// How the modem misbehaves on purpose (see the module documentation); none by
     /// default.
     pub faults: FaultPlan,
+    /// Where the download command leads.
+    pub route: DownloadRoute,
+    /// Where the modem is plugged in, announced with each of its ports and kept by the
+    /// device it becomes, as a USB port path is.
+    pub port_path: Option<String>,
 }
 
 impl ModemConfig {
@@ -113,19 +138,22 @@ impl ModemConfig {
             pid: 0x1403,
             battery_percent: 0,
             charging: false,
-            download_command: "AT+ZDLMODE=1".into(),
+            download_command: "AT+ZCDRUN=E".into(),
             echo: true,
             unsolicited: false,
             faults: FaultPlan::none(),
+            route: DownloadRoute::Diag,
+            port_path: None,
         }
     }
 
-    /// A ZTE MU300-style mobile hotspot at 80 %, not charging.
+    /// A ZTE MU300-style mobile hotspot at 80 %, not charging, that goes straight to EDL.
     pub fn hotspot() -> Self {
         ModemConfig {
             kind: ModemKind::Hotspot,
             model: "MU300".into(),
             battery_percent: 80,
+            route: DownloadRoute::Direct,
             ..ModemConfig::dongle()
         }
     }
@@ -209,6 +237,37 @@ impl From<ModemConfigError> for io::Error {
     }
 }
 
+/// The DIAG port of a modem on the virtual bench: a new pseudo-terminal, announced in
+/// `bench_dir` with the factory composition's IDs, the DIAG interface and the modem's port
+/// path.
+fn diag_pty(cfg: &ModemConfig, bench_dir: &Path) -> OpenDiag {
+    let entry = BenchEntry {
+        address: String::new(),
+        vid: ZTE_FACTORY.0,
+        pid: ZTE_FACTORY.1,
+        serial: cfg.usb_serial.clone(),
+        product: cfg.model.clone(),
+        interface: Some(DIAG_INTERFACE),
+        port_path: cfg.port_path.clone(),
+    };
+    let bench_dir = bench_dir.to_path_buf();
+    Box::new(move || {
+        let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
+        let path = slave
+            .name()
+            .ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
+        let entry = BenchEntry {
+            address: format!("serial:{path}"),
+            ..entry
+        };
+        let announcement = bench::announce(&bench_dir, &entry)?;
+        Ok(DiagLine {
+            port: master,
+            keep: Box::new((slave, announcement)),
+        })
+    })
+}
+
 fn starts_with_at(line: &str) -> bool {
     line.get(..2)
         .is_some_and(|at| at.eq_ignore_ascii_case("AT"))
@@ -272,9 +331,10 @@ impl Modem {
     /// Answers one command line (`AT…`, without the CR). Commands are case-insensitive.
     fn handle(&mut self, line: &str) -> Reply {
         if line.eq_ignore_ascii_case(&self.cfg.download_command) {
+            // The answer ZTE modems are reported to give to AT+ZCDRUN=E.
             return Reply {
                 switch: true,
-                ..Reply::ok(Vec::new())
+                ..Reply::ok(vec!["Enter download mode result(0:FAIL 1:SUCCESS):1".into()])
             };
         }
         let cfg = &self.cfg;
@@ -339,6 +399,7 @@ impl Modem {
 #[derive(Default)]
 struct Shared {
     commands: Mutex<Vec<String>>,
+    diag_requests: Mutex<Vec<String>>,
     faults_fired: Arc<Mutex<Vec<String>>>,
     stopping: AtomicBool,
     switched: AtomicBool,
@@ -366,6 +427,7 @@ pub struct ModemSim {
     modem: Modem,
     faults: Injector,
     shared: Arc<Shared>,
+    open_diag: Option<OpenDiag>,
 }
 
 impl ModemSim {
@@ -392,11 +454,22 @@ impl ModemSim {
                     pid: cfg.pid,
                     serial: cfg.usb_serial.clone(),
                     product: cfg.model.clone(),
+                    interface: None,
+                    port_path: cfg.port_path.clone(),
                 };
                 bench::announce(dir, &entry)
             })
             .transpose()?;
-        ModemSim::spawn(cfg, master, Some(slave), announcement, tty_path, on_switch)
+        let open_diag = bench_dir.map(|dir| diag_pty(&cfg, dir));
+        ModemSim::spawn(
+            cfg,
+            master,
+            Some(slave),
+            announcement,
+            tty_path,
+            open_diag,
+            on_switch,
+        )
     }
 
     /// Serves AT commands on `tty`, the device side of a USB gadget's serial function
@@ -405,6 +478,7 @@ impl ModemSim {
     pub fn start_on_tty(
         cfg: ModemConfig,
         tty: &str,
+        open_diag: OpenDiag,
         on_switch: Box<dyn FnOnce() + Send>,
     ) -> io::Result<RunningModem> {
         cfg.check()?;
@@ -412,7 +486,15 @@ impl ModemSim {
         let port = serialport::new(tty, 115_200).open_native().map_err(|e| {
             io::Error::new(io::Error::from(e.clone()).kind(), format!("{tty}: {e}"))
         })?;
-        ModemSim::spawn(cfg, port, None, None, tty.to_string(), on_switch)
+        ModemSim::spawn(
+            cfg,
+            port,
+            None,
+            None,
+            tty.to_string(),
+            Some(open_diag),
+            on_switch,
+        )
     }
 
     fn spawn(
@@ -421,6 +503,7 @@ impl ModemSim {
         slave: Option<TTYPort>,
         announcement: Option<Announcement>,
         tty_path: String,
+        open_diag: Option<OpenDiag>,
         on_switch: Box<dyn FnOnce() + Send>,
     ) -> io::Result<RunningModem> {
         master.set_timeout(POLL_INTERVAL).map_err(io::Error::from)?;
@@ -433,6 +516,7 @@ impl ModemSim {
             faults: Injector::new(&cfg.faults, Arc::clone(&shared.faults_fired)),
             modem: Modem::new(cfg),
             shared: Arc::clone(&shared),
+            open_diag,
         };
         let thread = thread::Builder::new()
             .name(format!("modem-sim {tty_path}"))
@@ -453,12 +537,32 @@ impl ModemSim {
                 slave,
                 announcement,
                 shared,
+                open_diag,
+                modem,
                 ..
             } = self;
             drop(announcement);
             drop(slave);
             drop(master);
             shared.switched.store(true, Ordering::SeqCst);
+            if modem.cfg.route == DownloadRoute::Diag {
+                // Factory mode: back with a DIAG port, which the download request ends.
+                let Some(open_diag) = open_diag else {
+                    tracing::error!("the virtual modem has no DIAG port to come back with");
+                    return;
+                };
+                thread::sleep(SWITCH_DELAY);
+                let mut line = match open_diag() {
+                    Ok(line) => line,
+                    Err(e) => {
+                        tracing::error!("the virtual modem's DIAG port could not appear: {e}");
+                        return;
+                    }
+                };
+                if !diag::serve(&mut line, &shared.stopping, &shared.diag_requests) {
+                    return;
+                }
+            }
             on_switch();
         }
     }
@@ -564,6 +668,12 @@ impl RunningModem {
         lock(&self.shared.commands).clone()
     }
 
+    /// Every DIAG request its DIAG port received, oldest first, in hex (`3a` for
+    /// `DIAG_DLOAD_F`).
+    pub fn diag_requests(&self) -> Vec<String> {
+        lock(&self.shared.diag_requests).clone()
+    }
+
     /// Whether the modem vanished into download mode (its download command, or an
     /// injected re-enumeration).
     pub fn switched(&self) -> bool {
@@ -657,8 +767,13 @@ mod tests {
     #[test]
     fn only_the_download_command_switches() {
         let mut modem = Modem::new(ModemConfig::dongle());
-        assert!(!modem.handle("AT+ZDLMODE=0").switch);
-        let reply = modem.handle("at+zdlmode=1");
+        assert!(!modem.handle("AT+ZCDRUN=F").switch);
+        assert_eq!(
+            modem.handle("AT+ZDLMODE=1").outcome,
+            Outcome::Error,
+            "an invented command"
+        );
+        let reply = modem.handle("at+zcdrun=e");
         assert!(reply.switch);
         assert_eq!(reply.outcome, Outcome::Ok);
     }
@@ -691,7 +806,7 @@ mod tests {
                 ..ModemConfig::dongle()
             },
             ModemConfig {
-                download_command: "+ZDLMODE=1".into(),
+                download_command: "+ZCDRUN=E".into(),
                 ..ModemConfig::dongle()
             },
         ];

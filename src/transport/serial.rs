@@ -32,6 +32,32 @@ pub struct SerialPortFacts {
     pub serial: Option<String>,
     /// USB product string, when the OS reports one.
     pub product: Option<String>,
+    /// The USB interface the tty belongs to: a modem has several ttys under one VID:PID.
+    pub interface: Option<u8>,
+    /// Where the USB device is plugged in (`usb:1-1.2`, as [`crate::transport::usb`]
+    /// names it), where the OS says: a device's ttys and its raw USB node share it.
+    pub port_path: Option<String>,
+}
+
+/// The USB port path of tty `name` (`ttyUSB0`), from sysfs: the nearest ancestor of its
+/// device that is a USB device (`1-1.2`, no `:` of an interface).
+#[cfg(target_os = "linux")]
+fn port_path(name: &str) -> Option<String> {
+    let device =
+        std::fs::canonicalize(Path::new("/sys/class/tty").join(name).join("device")).ok()?;
+    device.ancestors().find_map(|dir| {
+        let base = dir.file_name()?.to_str()?;
+        let (bus, ports) = base.split_once('-')?;
+        let usb_device = !base.contains(':')
+            && bus.bytes().all(|b| b.is_ascii_digit())
+            && ports.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        usb_device.then(|| format!("usb:{base}"))
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn port_path(_name: &str) -> Option<String> {
+    None
 }
 
 /// Every serial port the operating system lists, with its USB identity where known.
@@ -52,11 +78,13 @@ pub fn list_ports() -> Vec<SerialPortFacts> {
         .into_iter()
         .map(|port| match port.port_type {
             SerialPortType::UsbPort(usb) => SerialPortFacts {
+                port_path: port_path(port.port_name.rsplit('/').next().unwrap_or_default()),
                 path: port.port_name,
                 vid: Some(usb.vid),
                 pid: Some(usb.pid),
                 serial: usb.serial_number,
                 product: usb.product,
+                interface: usb.interface,
             },
             _ => SerialPortFacts {
                 path: port.port_name,
@@ -64,6 +92,8 @@ pub fn list_ports() -> Vec<SerialPortFacts> {
                 pid: None,
                 serial: None,
                 product: None,
+                interface: None,
+                port_path: None,
             },
         })
         .collect()
@@ -85,7 +115,8 @@ impl std::fmt::Debug for SerialTransport {
 }
 
 impl SerialTransport {
-    /// Opens `serial:PATH` or a bare `PATH` at 115200 8N1 without flow control.
+    /// Opens `serial:PATH` or a bare `PATH` at 115200 8N1 without flow control, with DTR
+    /// and RTS raised.
     ///
     /// On Unix the port is taken exclusively (`TIOCEXCL` plus `flock`, released again on
     /// drop), so a second program such as ModemManager cannot interleave its own commands.
@@ -101,7 +132,7 @@ impl SerialTransport {
         if path.is_empty() {
             return Err(open_error("no port path given".into()));
         }
-        let port = serialport::new(path, BAUD_RATE)
+        let mut port = serialport::new(path, BAUD_RATE)
             .data_bits(DataBits::Eight)
             .parity(Parity::None)
             .stop_bits(StopBits::One)
@@ -110,6 +141,16 @@ impl SerialTransport {
             .map_err(|e| open_error(e.to_string()))?;
         port.clear(ClearBuffer::Input)
             .map_err(|e| open_error(format!("cannot discard stale input: {e}")))?;
+        // DTR and RTS raised: Windows' driver leaves DTR low, and many modems stay silent
+        // until it is high. A pseudo-terminal has no modem lines; that is not an error.
+        for (line, result) in [
+            ("DTR", port.write_data_terminal_ready(true)),
+            ("RTS", port.write_request_to_send(true)),
+        ] {
+            if let Err(e) = result {
+                tracing::debug!(%address, "cannot raise {line}: {e}");
+            }
+        }
         tracing::debug!(%address, "serial port open");
         Ok(SerialTransport {
             port,

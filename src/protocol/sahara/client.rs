@@ -8,9 +8,9 @@ use super::{Packet, PacketReader, SaharaError, Status, HEADER_LEN, MODE_IMAGE_TX
 use crate::transport::{Transport, TransportError};
 
 /// Sahara version the host answers with; every image-transfer host uses 2.
-const HOST_VERSION: u32 = 2;
+pub(super) const HOST_VERSION: u32 = 2;
 /// Oldest version the host accepts.
-const HOST_VERSION_COMPATIBLE: u32 = 1;
+pub(super) const HOST_VERSION_COMPATIBLE: u32 = 1;
 
 /// Size of the buffer the programmer is streamed through.
 const SERVE_CHUNK: usize = 64 * 1024;
@@ -181,7 +181,7 @@ pub fn upload_programmer<T: Transport, R: Read + Seek>(
 const XML_STARTS: [&[u8]; 2] = [b"<?xml", b"<data"];
 
 /// What the device said first.
-enum Greeting {
+pub(super) enum Greeting {
     Hello(Packet),
     Firehose,
 }
@@ -203,7 +203,7 @@ fn hello_header() -> [u8; HEADER_LEN] {
 
 /// Waits for a HELLO, skipping the tail of any packet a late-opened serial port caught
 /// midway, and recognises a programmer that is already running by its XML.
-fn wait_for_hello(
+pub(super) fn wait_for_hello(
     transport: &mut dyn Transport,
     reader: &mut PacketReader,
     options: &SaharaOptions,

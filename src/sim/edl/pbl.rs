@@ -6,7 +6,9 @@
 //!   out of order (see `elf`). A refused image is answered with END_OF_IMAGE and the
 //!   device stays in Sahara until the host sends RESET, as a real one does.
 //! * Mode 3 (command mode, used by hosts to read chip identity) answers serial number,
-//!   hardware id, OEM key hash and SBL version, and leaves with SWITCH_MODE.
+//!   hardware id, OEM key hash and SBL version as the chip profile (`chip`) says, and
+//!   leaves with SWITCH_MODE, after which the device starts over with a second HELLO. A
+//!   profile without command mode answers the mode-3 HELLO_RESP with END_OF_IMAGE.
 //! * RESET is answered with RESET_RESP and the device reboots into a fresh HELLO.
 //!
 //! A host that vanishes mid-transfer is noticed by the data timeout; the device then
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::protocol::sahara::identity::client_cmd;
 use crate::protocol::sahara::{
     Packet, PacketReader, SaharaError, Status, MODE_COMMAND, MODE_IMAGE_TX_PENDING,
 };
@@ -32,21 +35,9 @@ const PROGRAMMER_IMAGE_ID: u32 = 13;
 const MAX_CMD_PACKET_LEN: u32 = 1024;
 /// How long the device is away when it reboots.
 pub(super) const REBOOT_TIME: Duration = Duration::from_millis(300);
-/// Hardware id for command mode: msm_id `0x0F1A5E00`, which no real chip has, so no host
-/// takes the simulator for real hardware; OEM and model id 0.
-const MSM_HW_ID: u64 = 0x0F1A_5E00 << 32;
-
 const INVALID_HOST_MODE: Status = Status(0x18);
 const EXEC_CMD_UNSUPPORTED: Status = Status(0x1F);
 const EXEC_DATA_INVALID_CLIENT_CMD: Status = Status(0x20);
-
-/// Command-mode client commands the device answers.
-mod client_cmd {
-    pub const SERIAL_NUM_READ: u32 = 0x01;
-    pub const MSM_HW_ID_READ: u32 = 0x02;
-    pub const OEM_PK_HASH_READ: u32 = 0x03;
-    pub const GET_SOFTWARE_VERSION_SBL: u32 = 0x07;
-}
 
 /// Runs Sahara until a programmer is loaded and started. Returns the bytes the host sent
 /// right after DONE (the start of its first Firehose document), or `None` once the
@@ -84,7 +75,7 @@ impl Pbl<'_> {
         };
         match mode {
             MODE_IMAGE_TX_PENDING => self.load_programmer(),
-            MODE_COMMAND => self.command_mode().map(|()| None),
+            MODE_COMMAND if self.device.cfg.chip.command_mode => self.command_mode().map(|()| None),
             _ => {
                 self.end_of_image(0, INVALID_HOST_MODE)?;
                 Ok(None)
@@ -95,7 +86,11 @@ impl Pbl<'_> {
     /// Offers HELLO until the host answers; the mode it agreed to, or `None` to start over.
     fn hello(&mut self) -> Result<Option<u32>, SaharaError> {
         let hello = Packet::Hello {
-            version: if self.device.cfg.read_data64 { 3 } else { 2 },
+            version: if self.device.cfg.read_data64 {
+                self.device.cfg.chip.sahara_version.max(3)
+            } else {
+                self.device.cfg.chip.sahara_version
+            },
             version_compatible: 1,
             max_cmd_packet_len: MAX_CMD_PACKET_LEN,
             mode: MODE_IMAGE_TX_PENDING,
@@ -284,16 +279,17 @@ impl Pbl<'_> {
         }
     }
 
-    /// The answer to a command-mode query, derived from the device's identity.
+    /// The answer to a command-mode query, as the device's chip profile says.
     fn client_data(&self, cmd: u32) -> Option<Vec<u8>> {
         let cfg = &self.device.cfg;
-        let digest = |text: String| Sha256::digest(text).to_vec();
+        let chip = &cfg.chip;
         match cmd {
-            client_cmd::SERIAL_NUM_READ => {
-                Some(digest(format!("serial {}", cfg.serial))[..4].to_vec())
+            client_cmd::SERIAL_NUM_READ => Some(chip.serial_answer(&cfg.serial)),
+            client_cmd::MSM_HW_ID_READ if chip.sahara_version < 3 => {
+                chip.hwid.map(|id| id.to_le_bytes().to_vec())
             }
-            client_cmd::MSM_HW_ID_READ => Some(MSM_HW_ID.to_le_bytes().to_vec()),
-            client_cmd::OEM_PK_HASH_READ => Some(digest(format!("oem key {}", cfg.product))),
+            client_cmd::READ_CHIP_ID_V3 if chip.sahara_version >= 3 => chip.chip_id_v3(),
+            client_cmd::OEM_PK_HASH_READ => Some(chip.pk_hash.clone()),
             client_cmd::GET_SOFTWARE_VERSION_SBL => Some(vec![0; 4]),
             _ => None,
         }

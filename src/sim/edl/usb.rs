@@ -58,7 +58,7 @@ impl EdlSim {
             pid: cfg.pid,
             manufacturer: "Qualcomm CDMA Technologies MSM".into(),
             product: cfg.product.clone(),
-            serial: cfg.serial.clone(),
+            serial: cfg.usb_serial().to_string(),
             function: Function::Bulk {
                 class: EDL_INTERFACE.0,
                 subclass: EDL_INTERFACE.1,

@@ -49,7 +49,10 @@ impl Tree {
         tree.mkdir(&strings)?;
         tree.write(&format!("{strings}/manufacturer"), &spec.manufacturer)?;
         tree.write(&format!("{strings}/product"), &spec.product)?;
-        tree.write(&format!("{strings}/serialnumber"), &spec.serial)?;
+        // An empty serial is no serial: iSerialNumber stays 0, as on most EDL devices.
+        if !spec.serial.is_empty() {
+            tree.write(&format!("{strings}/serialnumber"), &spec.serial)?;
+        }
         tree.mkdir(CONFIG)?;
         tree.write(&format!("{CONFIG}/MaxPower"), "250")?;
         tree.mkdir(&format!("{CONFIG}/strings/{LANG}"))?;

@@ -1,8 +1,10 @@
 # Scenario 5: a USB modem (ZTE MF833V, 19d2:1403) on a CDC ACM gadget. flashline finds its
 # /dev/ttyACM port by VID/PID through serialport, identifies it over AT, and `flashline
-# flash` switches it to download mode: the ACM gadget goes away and the EDL gadget
-# (19d2:0076) comes with the same serial number, as a real modem re-enumerates; the job
-# then loads the programmer and flashes over USB bulk. The LUN file holds the images.
+# flash` takes it to download mode as real ZTE modems are reported to go: AT+ZCDRUN=E
+# (factory mode) makes the ACM gadget go away and a DIAG port come (19d2:0016, interface
+# 0, another ACM gadget); flashline sends DIAG_DLOAD_F there, the DIAG port goes and the
+# EDL gadget (19d2:0076) comes on the same USB port; the job then loads the programmer and
+# flashes over USB bulk. The LUN file holds the images.
 export FLASHLINE_HOME=/tmp/home5
 lun=/tmp/m5/lun0.img
 FLASHLINE_LOG=flashline::sim=debug flashline sim modem --usb-gadget --dir /tmp/m5 --serial LAB0005 > /tmp/m5.log 2>&1 &
@@ -23,6 +25,9 @@ flashline flash /lab/05-modem/stock.flpkg --device "$port" --trust /lab/05-modem
   > /tmp/flash5.json 2>&1 || { cat /tmp/flash5.json; tail -n 40 /tmp/m5.log; fail "flashline flash failed"; }
 note "flashline flash (switch included) took $(echo "$(uptime_s) $start" | awk '{print $1 - $2}') s"
 grep -q '"outcome": *"success"' /tmp/flash5.json || { cat /tmp/flash5.json; fail "no success outcome"; }
+grep -q '"step": *"DIAG dload request on serial:/dev/ttyACM' /tmp/flash5.json \
+  || { cat /tmp/flash5.json; fail "the download request did not go to the DIAG port"; }
+note "AT+ZCDRUN=E, then DIAG_DLOAD_F on the DIAG port"
 # The job ended with a reset: the device re-enumerates (off the bus for a moment), still
 # in EDL with the modem's serial, and the modem composition does not come back.
 sleep 1
