@@ -278,7 +278,7 @@ fn a_cancel_stops_one_device_and_the_other_finishes() {
         s.devices.iter().all(|d| d.badge() == Badge::Ready)
     });
     b.click("Flash 2 devices");
-    // Cancel the first phone at once, while its package is still being verified.
+    // Cancel the first phone at once, before its first write.
     b.harness.get_by_label("Start flashing").click();
     b.harness.run_steps(4);
     b.harness.get_all_by_label("Cancel").next().unwrap().click();
@@ -427,6 +427,7 @@ fn recover_offers_a_flat_build_that_fits_the_brick_not_the_open_phone_package() 
     b.harness
         .get_by_label_contains("Package: demo-zte-modem-stock 1.0.12");
     b.click("Recover now");
+    b.wait("the confirmation", |s| s.confirm.is_some());
     b.click("Start flashing");
     b.wait("the recovery", |s| {
         s.device("FLBRICK0001")

@@ -384,6 +384,13 @@ fn fastboot(
         req.options.cancel.check(&format!("preparing {target}"))?;
         let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
         driver.prepare(target, &source).map_err(|e| {
+            // A cancel stops the reading of the image: that is no verdict on the device.
+            if req.options.cancel.is_cancelled() {
+                return (
+                    Outcome::Cancelled,
+                    format!("cancelled by the user while preparing {target}; nothing was written"),
+                );
+            }
             (
                 Outcome::PreflightRefused,
                 format!(
