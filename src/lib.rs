@@ -24,6 +24,7 @@ pub mod gui;
 pub mod hashing;
 pub mod package;
 pub mod paths;
+pub mod platform;
 pub mod protocol;
 pub mod sim;
 pub mod transport;

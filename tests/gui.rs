@@ -278,7 +278,7 @@ fn a_cancel_stops_one_device_and_the_other_finishes() {
         s.devices.iter().all(|d| d.badge() == Badge::Ready)
     });
     b.click("Flash 2 devices");
-    // Cancel the first phone at once, while its package is still being verified.
+    // Cancel the first phone at once, before its first write.
     b.harness.get_by_label("Start flashing").click();
     b.harness.run_steps(4);
     b.harness.get_all_by_label("Cancel").next().unwrap().click();
@@ -366,4 +366,218 @@ fn a_hotspot_is_switched_and_flashed_and_a_brick_recovered_through_the_wizard() 
     assert_eq!(finished.outcome, Outcome::Success, "{:?}", finished.error);
     b.harness
         .get_by_label("Recovered. The device restarts into its new firmware.");
+}
+
+#[test]
+fn recover_offers_a_flat_build_that_fits_the_brick_not_the_open_phone_package() {
+    let _one = exclusive();
+    let mut b = Bench::start(BenchSpec {
+        phones: 1,
+        qualcomm: true,
+    });
+    b.wait("the phone and the brick", |s| {
+        identified("FLSIM0001")(s) && s.device("FLBRICK0001").is_some()
+    });
+    let phone = b.packages().phone.clone();
+    b.open(&phone);
+
+    // Recover from the brick's row, with the phone package open.
+    b.harness
+        .get_by_role_and_label(Role::Button, "Recover…")
+        .click();
+    b.wait("the brick's preflight with the phone package", |s| {
+        matches!(
+            s.device("FLBRICK0001").map(|d| &d.check),
+            Some(CheckState::Done(_))
+        ) && !s.catalog.is_empty()
+    });
+    b.harness
+        .get_by_label_contains("The open package, demo-phone-stock, is a fastboot package; this device needs a Qualcomm flat build.");
+    // The engine says it too, in the checklist, instead of "no partition boot".
+    b.harness.get_by_label("Refused: Package kind");
+    assert!(b
+        .harness
+        .query_all_by_label_contains(
+            "this is a fastboot package; this device needs a Qualcomm flat build (it is in emergency download mode)",
+        )
+        .next()
+        .is_some());
+    assert!(b
+        .harness
+        .query_all_by_label_contains("reports no partition")
+        .next()
+        .is_none());
+    // Only the flat build is offered: no phone package, whatever else the folder holds.
+    assert!(b
+        .harness
+        .query_by_label("Use demo-phone-stock 2.1.0")
+        .is_none());
+    assert!(b
+        .harness
+        .query_by_label("Use demo-phone-stock 1.9.0")
+        .is_none());
+    b.harness
+        .get_by_role_and_label(Role::Button, "Use demo-zte-modem-stock 1.0.12")
+        .click();
+    b.wait("the flat build's preflight", |s| {
+        matches!(&s.package, PackageState::Ready(card) if card.qualcomm)
+            && s.device("FLBRICK0001")
+                .is_some_and(|d| d.badge() == Badge::Ready)
+    });
+    b.harness
+        .get_by_label_contains("Package: demo-zte-modem-stock 1.0.12");
+    b.click("Recover now");
+    b.wait("the confirmation", |s| s.confirm.is_some());
+    b.click("Start flashing");
+    b.wait("the recovery", |s| {
+        s.device("FLBRICK0001")
+            .is_some_and(|d| d.badge() != Badge::Flashing)
+    });
+    let finished = b.row("FLBRICK0001").job.clone().unwrap().finished.unwrap();
+    assert_eq!(finished.outcome, Outcome::Success, "{:?}", finished.error);
+}
+
+#[test]
+fn a_package_replaced_after_its_card_was_drawn_is_refused_and_nothing_is_written() {
+    let _one = exclusive();
+    let mut b = Bench::start(BenchSpec {
+        phones: 1,
+        qualcomm: false,
+    });
+    b.wait("the phone", identified("FLSIM0001"));
+    let pkg = b.packages().phone.clone();
+    b.open(&pkg);
+    b.tick("zte-demo-phone FLSIM0001");
+    b.wait("the preflight", |s| {
+        s.device("FLSIM0001")
+            .is_some_and(|d| d.badge() == Badge::Ready)
+    });
+    let phone_dir = b.bench.as_ref().unwrap().work_dir().join("virtual-phone-1");
+    let before = partition_hashes(&phone_dir);
+
+    // Another signed package is put in the file's place, as a copy or a download would.
+    let other = b.packages().phone_old.clone();
+    let incoming = pkg.with_extension("incoming");
+    std::fs::copy(&other, &incoming).unwrap();
+    std::fs::rename(&incoming, &pkg).unwrap();
+
+    b.click("Flash 1 device");
+    b.click("Start flashing");
+    b.wait("the job to end", |s| {
+        s.device("FLSIM0001")
+            .is_some_and(|d| d.job.as_ref().is_some_and(|j| j.finished.is_some()))
+    });
+    let finished = b.row("FLSIM0001").job.clone().unwrap().finished.unwrap();
+    assert_eq!(finished.outcome, Outcome::PackageRejected);
+    let error = finished.error.unwrap();
+    assert!(
+        error.contains("changed since it was verified and shown; nothing was written"),
+        "{error}"
+    );
+    assert!(b
+        .harness
+        .query_all_by_label_contains("changed since it was verified and shown")
+        .next()
+        .is_some());
+    assert_eq!(
+        partition_hashes(&phone_dir),
+        before,
+        "the phone was written"
+    );
+}
+
+#[test]
+fn a_stalled_device_does_not_hide_the_others() {
+    use flashline::gui::bridge::BridgeConfig;
+    use flashline::gui::state::Settings;
+    use flashline::sim::phone::{PhoneConfig, PhoneSim};
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let phone = |name: &str, faults: &[&str]| {
+        let cfg = PhoneConfig {
+            serial: name.into(),
+            faults: faults
+                .iter()
+                .map(|f| f.parse().unwrap())
+                .collect::<Vec<_>>()
+                .into(),
+            ..PhoneConfig::default()
+        };
+        PhoneSim::start("127.0.0.1:0".parse().unwrap(), &dir.path().join(name), cfg).unwrap()
+    };
+    // The stalled one is first in line, as on a bench where it was plugged in first.
+    let stalled = phone("FLSTALL001", &["stall@getvar:all#1"]);
+    let healthy = phone("FLHEALTHY1", &[]);
+    let home = dir.path().join("home");
+    let config = AppConfig {
+        bridge: BridgeConfig {
+            watch: vec![stalled.device_address(), healthy.device_address()],
+            watch_virtual: true,
+            demo_trust: true,
+            history_path: home.join("history.json"),
+            backups_dir: home.join("backups"),
+            scan_every: Duration::from_millis(100),
+        },
+        settings: Settings {
+            trust_dir: home.join("trust"),
+            reports_dir: home.join("reports"),
+            last_package_dir: None,
+        },
+        persist: false,
+        quick_packages: Vec::new(),
+    };
+    let mut harness = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_eframe(move |cc| FlashlineApp::new(cc, config).unwrap());
+    let started = Instant::now();
+    let state = |h: &Harness<'static, FlashlineApp>| {
+        let s = h.state().state();
+        (identified("FLHEALTHY1")(s), identified("FLSTALL001")(s))
+    };
+    while !state(&harness).0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the healthy phone was never listed"
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let healthy_after = started.elapsed();
+    let (_, stalled_too) = state(&harness);
+    // The stalled phone is given up on after 2 × 5 s of silence at least; the healthy one
+    // must not wait for that.
+    assert!(
+        healthy_after < Duration::from_secs(4) && !stalled_too,
+        "the healthy phone waited for the stalled one ({healthy_after:?})"
+    );
+    harness.get_by_role_and_label(Role::CheckBox, "zte-demo-phone FLHEALTHY1");
+    // The stall fires once: the stalled phone is read on a later try.
+    while !state(&harness).1 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the stalled phone was never read again"
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(harness);
+    stalled.stop();
+    healthy.stop();
+}
+
+/// The SHA-256 of every partition file of a virtual phone.
+fn partition_hashes(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    use sha2::{Digest, Sha256};
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "img"))
+        .map(|p| {
+            let hash = Sha256::digest(std::fs::read(&p).unwrap()).to_vec();
+            (p, hash)
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no partitions in {}", dir.display());
+    out
 }

@@ -266,9 +266,19 @@ struct FlashArgs {
 struct RecoverArgs {
     /// The package.
     package: PathBuf,
-    /// The device in EDL (`serial:PATH`); found automatically when there is exactly one.
+    /// The device in EDL (`serial:PATH`, `usb:BUS-PORT` or a USB serial number); found
+    /// automatically when there is exactly one. A serial port the quirks file does not name
+    /// is taken to be in EDL once it sends a Sahara HELLO; nothing is written to it before.
     #[arg(long)]
     device: Option<String>,
+    /// Instead of waiting for a HELLO, learn what an unnamed serial port is as `flash
+    /// --probe` does (listen for a HELLO briefly, then ask `AT`).
+    #[arg(long)]
+    probe: bool,
+    /// Give up on a device that stays silent this long when it owes an answer (e.g. `10s`),
+    /// the wait for the first HELLO included.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<std::time::Duration>,
     #[command(flatten)]
     trust: TrustArg,
     /// Print events as JSON lines.
@@ -885,7 +895,7 @@ fn recover(args: RecoverArgs) -> Result<ExitCode> {
         device: DeviceTarget {
             address,
             is_virtual: false,
-            probe: false,
+            probe: args.probe,
         },
         quirks,
         options: JobOptions {
@@ -895,6 +905,8 @@ fn recover(args: RecoverArgs) -> Result<ExitCode> {
             },
             dry_run: args.dry_run,
             report_path: args.report,
+            device_timeout: args.timeout,
+            expect_edl: true,
             ..JobOptions::default()
         },
     };
@@ -946,6 +958,7 @@ To put a bricked modem or hotspot into EDL:
 If it does not appear, try another USB cable and a port directly on the computer, not a hub.
 Nothing has been written to the device.";
 
+#[cfg(unix)]
 fn parse_sha256(text: Option<String>) -> Result<Option<[u8; 32]>> {
     text.map(|t| {
         let mut out = [0u8; 32];
@@ -995,6 +1008,7 @@ fn watch_devices(json: bool) -> Result<ExitCode> {
     Err(result)
 }
 
+#[cfg(unix)]
 fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
     use crate::sim::edl::EdlConfig;
     use crate::sim::modem::ModemConfig;
@@ -1042,6 +1056,18 @@ fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
     }
 }
 
+/// The virtual serial devices need pseudo-terminals, which Windows does not have.
+#[cfg(not(unix))]
+fn sim_modem(_args: ModemArgs) -> Result<ExitCode> {
+    bail!("the virtual modem needs a pseudo-terminal (Linux or macOS); the virtual phone (`sim phone`) runs everywhere")
+}
+
+#[cfg(not(unix))]
+fn sim_edl(_args: EdlArgs) -> Result<ExitCode> {
+    bail!("the virtual EDL device needs a pseudo-terminal or Linux's USB gadgets; the virtual phone (`sim phone`) runs everywhere")
+}
+
+#[cfg(unix)]
 fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
     use crate::sim::edl::{EdlConfig, EdlSim};
     let d = if args.ufs {
@@ -1130,26 +1156,12 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 fn sim_phone_usb(dir: &Path, cfg: PhoneConfig) -> Result<ExitCode> {
-    use nix::sys::signal::{SigSet, Signal};
     // Ctrl-C and kill must remove the gadget, or it stays on the bus, dead, its name taken.
-    // The serving thread blocks in reads nothing interrupts, so the signals go to a thread
-    // of their own (blocked here, before any thread starts, so every thread inherits it).
-    let mut stop = SigSet::empty();
-    stop.add(Signal::SIGINT);
-    stop.add(Signal::SIGTERM);
-    stop.thread_block().context("cannot block SIGINT/SIGTERM")?;
+    let stop = crate::sim::gadget::StopSignals::block().context("cannot block SIGINT/SIGTERM")?;
     let serial = cfg.serial.clone();
     let phone = crate::sim::phone::UsbPhone::create(dir, cfg)
         .context("cannot plug the virtual phone in as a USB gadget")?;
-    let remover = phone.gadget().remover();
-    std::thread::Builder::new()
-        .name("stop-signal".into())
-        .spawn(move || {
-            let signal = stop.wait();
-            remover.remove();
-            eprintln!("virtual phone unplugged ({signal:?})");
-            std::process::exit(0);
-        })?;
+    stop.remove_on_signal(phone.gadget().remover(), "virtual phone")?;
     // The first line on stdout is the address to pass to --device, for scripts.
     println!("{serial}");
     eprintln!(
@@ -1185,7 +1197,7 @@ fn sim_edl_usb(dir: &Path, cfg: crate::sim::edl::EdlConfig) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 fn sim_edl_usb(_dir: &Path, _cfg: crate::sim::edl::EdlConfig) -> Result<ExitCode> {
     bail!("--usb-gadget needs Linux's USB gadget framework")
 }
@@ -1210,7 +1222,7 @@ fn sim_modem_usb(
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 fn sim_modem_usb(
     _dir: &Path,
     _cfg: crate::sim::modem::ModemConfig,

@@ -34,6 +34,9 @@ use crate::transport::Transport;
 
 /// How long to wait for a TCP device to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a port the user says is in EDL may take to send its Sahara HELLO: the boot ROM
+/// repeats it until a host answers.
+pub const HELLO_WAIT: Duration = Duration::from_secs(10);
 /// How often discovery looks again while waiting for a device.
 const POLL: Duration = Duration::from_millis(100);
 /// How often [`watch`] looks for devices arriving and leaving: quick enough that a
@@ -239,14 +242,13 @@ fn edl_ids(quirks: &Quirks) -> Vec<(u16, u16)> {
         .collect()
 }
 
-/// True if `address` names a pseudo-terminal (`/dev/pts/N`) after resolving `..` and
-/// links: only a pseudo-terminal can be a virtual device, so a bench file naming a real tty
-/// does not make that device virtual.
+/// True if `address` names a pseudo-terminal after resolving `..` and links: only a
+/// pseudo-terminal can be a virtual device, so a bench file naming a real tty does not make
+/// that device virtual.
 fn is_pseudo_terminal(address: &str) -> bool {
     address
         .strip_prefix("serial:")
-        .and_then(|p| std::fs::canonicalize(p).ok())
-        .is_some_and(|p| p.parent() == Some(Path::new("/dev/pts")))
+        .is_some_and(|p| crate::platform::is_pseudo_terminal_here(Path::new(p)))
 }
 
 /// The mode of a tty with these USB IDs on USB interface `interface`: a modem
@@ -307,6 +309,88 @@ pub fn probe_serial(address: &str) -> Mode {
         }
     }
     Mode::Unknown
+}
+
+/// Opens `address` as a device in Qualcomm EDL because the user says it is one
+/// (`recover --device serial:PATH`), once the port proves it by sending a Sahara HELLO
+/// within `wait`.
+///
+/// A port the quirks file names (or the virtual bench announces) opens as [`open`] would
+/// open it. Any other port is only listened to: nothing is written until a HELLO arrives.
+/// The boot ROM repeats HELLO until a host answers, so the HELLO heard here is not lost:
+/// the Sahara client answers the next one on the same open port.
+pub fn open_as_edl(
+    address: &str,
+    quirks: &Quirks,
+    wait: Duration,
+) -> Result<Box<dyn Driver>, DeviceError> {
+    let Some(path) = address.strip_prefix("serial:") else {
+        return open(address, quirks, false, false);
+    };
+    let listed = lookup_serial(address, quirks);
+    if let Some(found) = &listed {
+        if found.mode != Mode::Unknown {
+            return open(address, quirks, false, false);
+        }
+    }
+    if !Path::new(path).exists() {
+        return Err(DeviceError::BadAddress(format!(
+            "{address}: no such serial port (is the device plugged in?)"
+        )));
+    }
+    let mut port = SerialTransport::open(address)?;
+    listen_for_hello(&mut port, wait).map_err(|e| match e {
+        DeviceError::Transport(crate::transport::TransportError::Timeout(_)) => {
+            DeviceError::BadAddress(format!(
+                "{address} sent no Sahara HELLO within {wait:?}: it is not a device in \
+                 emergency download mode (or another program has the port open). Nothing \
+                 was written to it"
+            ))
+        }
+        other => other,
+    })?;
+    tracing::info!("{address}: Sahara HELLO heard; opening it as a device in EDL");
+    Ok(Box::new(EdlDriver::new(
+        port,
+        listed.and_then(|f| f.serial),
+        false,
+    )))
+}
+
+/// Waits up to `wait` for a whole Sahara HELLO packet, reading no byte past its end.
+fn listen_for_hello(port: &mut SerialTransport, wait: Duration) -> Result<(), DeviceError> {
+    // Command 1 (HELLO) and its fixed length 0x30, both little-endian.
+    const HEADER: [u8; 8] = [1, 0, 0, 0, 0x30, 0, 0, 0];
+    const LEN: usize = 0x30;
+    let deadline = Instant::now() + wait;
+    let mut seen = Vec::with_capacity(LEN);
+    loop {
+        // Whatever cannot begin a HELLO is noise from before it.
+        while !seen.is_empty() && !HEADER.starts_with(&seen[..seen.len().min(HEADER.len())]) {
+            seen.remove(0);
+        }
+        if seen.len() == LEN {
+            if matches!(
+                sahara::Packet::parse(&seen),
+                Ok(sahara::Packet::Hello { .. })
+            ) {
+                return Ok(());
+            }
+            seen.remove(0);
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(crate::transport::TransportError::Timeout(wait).into());
+        }
+        let mut buf = [0u8; LEN];
+        let want = LEN - seen.len();
+        match port.read(&mut buf[..want], left) {
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(crate::transport::TransportError::Timeout(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Opens a driver for `address`. `is_virtual` marks flashline's own virtual devices reached

@@ -64,6 +64,10 @@ pub struct JobOptions {
     pub check_only: bool,
     /// The user's request to stop this job.
     pub cancel: Cancel,
+    /// The user says the serial port in the address is a device in emergency download
+    /// mode (`recover --device serial:PATH`): a port the quirks file does not name is
+    /// opened as one once it sends a Sahara HELLO (within `device_timeout`, or 10 s).
+    pub expect_edl: bool,
 }
 
 /// A cooperative stop request for one job, shared by the front end and the job.
@@ -117,6 +121,7 @@ impl JobOptions {
             switch_timeout: Duration::from_secs(30),
             check_only: false,
             cancel: Cancel::default(),
+            expect_edl: false,
         }
     }
 }
@@ -276,6 +281,18 @@ fn fastboot(
     let device_err = |e: crate::device::DeviceError| (Outcome::DeviceError, e.to_string());
     let mut driver = open_device(req)?;
     let mut device = driver.identify().map_err(device_err)?;
+    if let Some(check) = fastboot_package_on(&device) {
+        let message = format!("refused before writing anything: {}", check.message);
+        report.device = Some(device.clone());
+        report.preflight = vec![check.clone()];
+        emit(Event::DeviceIdentified {
+            device: Box::new(device),
+        });
+        emit(Event::Preflight {
+            checks: vec![check],
+        });
+        return Err((Outcome::PreflightRefused, message));
+    }
     let slotted = plan::ask_slots(driver.as_mut(), package, &device).map_err(device_err)?;
     let mut targets = plan::targets(package, &device, &slotted);
     for (target, size) in &mut targets {
@@ -379,6 +396,13 @@ fn fastboot(
         req.options.cancel.check(&format!("preparing {target}"))?;
         let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
         driver.prepare(target, &source).map_err(|e| {
+            // A cancel stops the reading of the image: that is no verdict on the device.
+            if req.options.cancel.is_cancelled() {
+                return (
+                    Outcome::Cancelled,
+                    format!("cancelled by the user while preparing {target}; nothing was written"),
+                );
+            }
             (
                 Outcome::PreflightRefused,
                 format!(
@@ -463,6 +487,28 @@ fn fastboot(
         package,
     );
     Ok(Outcome::Success)
+}
+
+/// The refusal of a fastboot package on a modem or a device in EDL, which name no
+/// partitions before a programmer runs: the package is the wrong kind, and saying that
+/// beats listing every partition the device "does not report".
+fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
+    let (actual, mode) = match device.mode {
+        crate::device::Mode::Edl => ("EDL", "it is in emergency download mode"),
+        crate::device::Mode::Modem => ("modem (AT)", "it is a modem answering AT commands"),
+        crate::device::Mode::Diag => ("DIAG", "it is a modem's diagnostic port"),
+        crate::device::Mode::Fastboot | crate::device::Mode::Unknown => return None,
+    };
+    Some(super::Check {
+        name: "package-kind".into(),
+        status: super::Status::Refuse,
+        actual: actual.into(),
+        required: "fastboot mode".into(),
+        message: format!(
+            "this is a fastboot package; this device needs a Qualcomm flat build ({mode})"
+        ),
+        relaxed_by: None,
+    })
 }
 
 /// Reads the battery again before an image: a charge that fell below the package's minimum
@@ -763,8 +809,13 @@ pub(super) fn open_at(
     address: &str,
     probe: bool,
 ) -> Result<Box<dyn Driver>, Stop> {
-    let mut driver = discovery::open(address, &req.quirks, req.device.is_virtual, probe)
-        .map_err(|e| (Outcome::DeviceError, e.to_string()))?;
+    let opened = if req.options.expect_edl && !probe {
+        let wait = req.options.device_timeout.unwrap_or(discovery::HELLO_WAIT);
+        discovery::open_as_edl(address, &req.quirks, wait)
+    } else {
+        discovery::open(address, &req.quirks, req.device.is_virtual, probe)
+    };
+    let mut driver = opened.map_err(|e| (Outcome::DeviceError, e.to_string()))?;
     if let Some(silence) = req.options.device_timeout {
         driver.set_timeout(silence);
     }

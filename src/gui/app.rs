@@ -129,6 +129,7 @@ impl eframe::App for FlashlineApp {
             follow.push(self.state.open_package(path));
         }
         follow.extend(self.state.pending_checks());
+        follow.extend(self.state.pending_catalog());
         self.execute(follow);
         // Rates and ETAs move with the clock, not only with events.
         if self.state.devices.iter().any(|d| d.busy()) {
@@ -140,6 +141,7 @@ impl eframe::App for FlashlineApp {
         let mut intents = Vec::new();
         views::show(ui, &mut self.state, &mut intents, Instant::now());
         intents.extend(self.state.pending_checks());
+        intents.extend(self.state.pending_catalog());
         self.execute(intents);
     }
 

@@ -10,14 +10,17 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
 use crate::cli::demo::{demo_key, phone_package, write_image};
-use crate::protocol::gpt::Gpt;
-use crate::sim::bench::VirtualModem;
-use crate::sim::edl::{build_test_programmer, lun_path, EdlConfig, EdlSim, RunningEdl};
-use crate::sim::modem::ModemConfig;
 use crate::sim::phone::{PhoneConfig, PhoneSim, RunningPhone};
+#[cfg(unix)]
+use {
+    crate::protocol::gpt::Gpt,
+    crate::sim::bench::VirtualModem,
+    crate::sim::edl::{build_test_programmer, lun_path, EdlConfig, EdlSim, RunningEdl},
+    crate::sim::modem::ModemConfig,
+    sha2::{Digest, Sha256},
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -69,7 +72,9 @@ pub struct DemoBench {
     /// The packages.
     pub packages: DemoPackages,
     phones: Vec<RunningPhone>,
+    #[cfg(unix)]
     modems: Vec<VirtualModem>,
+    #[cfg(unix)]
     brick: Option<RunningEdl>,
     work: PathBuf,
 }
@@ -110,16 +115,26 @@ impl DemoBench {
                 modem: None,
             },
             phones,
+            #[cfg(unix)]
             modems: Vec::new(),
+            #[cfg(unix)]
             brick: None,
             work: work.to_path_buf(),
         };
+        // The serial devices need pseudo-terminals: on Windows the bench has phones only.
+        #[cfg(unix)]
         if spec.qualcomm {
             bench.start_qualcomm(bench_dir)?;
+        }
+        #[cfg(not(unix))]
+        if spec.qualcomm {
+            let _ = bench_dir;
+            tracing::warn!("the virtual modems and the EDL device need pseudo-terminals; this bench has phones only");
         }
         Ok(bench)
     }
 
+    #[cfg(unix)]
     fn start_qualcomm(&mut self, bench_dir: &Path) -> Result<()> {
         let programmer = build_test_programmer(&noise(64 * 1024, 7));
         let edl = EdlConfig {
@@ -175,9 +190,11 @@ impl DemoBench {
         for phone in self.phones {
             phone.stop();
         }
+        #[cfg(unix)]
         for modem in self.modems {
             modem.stop();
         }
+        #[cfg(unix)]
         if let Some(brick) = self.brick {
             brick.stop();
         }
@@ -224,6 +241,7 @@ fn tampered_copy(pkg: &Path, out: &Path) -> Result<PathBuf> {
 
 /// A Qualcomm flat build for the default virtual layout: sbl1, boot and modem images at
 /// their partitions, and patches that use the disk's size and a CRC, as real builds do.
+#[cfg(unix)]
 fn qualcomm_package(work: &Path, programmer: &[u8]) -> Result<PathBuf> {
     let src = work.join("package-modem");
     std::fs::create_dir_all(&src)?;
@@ -289,6 +307,7 @@ fn qualcomm_package(work: &Path, programmer: &[u8]) -> Result<PathBuf> {
 }
 
 /// The default virtual device's partitions: (label, first sector, sectors).
+#[cfg(unix)]
 fn reference_layout(dir: &Path) -> Result<Vec<(String, u64, u64)>> {
     drop(EdlSim::new(dir, EdlConfig::default(), None)?);
     let mut head = vec![0u8; 34 * 512];
@@ -304,6 +323,7 @@ fn reference_layout(dir: &Path) -> Result<Vec<(String, u64, u64)>> {
 }
 
 /// Deterministic bytes (xorshift), for the programmer's payload.
+#[cfg(unix)]
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)

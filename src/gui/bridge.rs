@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use crate::device::discovery::{self, Found};
 use crate::device::quirks::Quirks;
-use crate::device::Mode;
+use crate::device::{DeviceInfo, Mode};
 use crate::engine::{self, Cancel, DeviceTarget, JobOptions, JobRequest};
-use crate::package::{self, KeyScope, Origin, Package, SignatureStatus, TrustStore};
+use crate::package::{
+    self, KeyScope, Origin, Package, SignatureStatus, TrustStore, VerifiedPackage,
+};
 
 use super::state::{bytes, DeviceKey, Intent, JobTarget, Msg, PackageCard, PackageState, Settings};
 
@@ -25,6 +27,9 @@ use super::state::{bytes, DeviceKey, Intent, JobTarget, Msg, PackageCard, Packag
 const MAX_REPORT_LEN: u64 = 4 * 1024 * 1024;
 /// How long a job waits for discovery to finish probing its device.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a device may stay silent while discovery reads its facts: one that stalls
+/// is given up on (and tried again in a later pass) and frees its address for jobs.
+const IDENTIFY_SILENCE: Duration = Duration::from_secs(5);
 /// How long a job waits for a phone to come back after its reboot.
 const RECONNECT: Duration = Duration::from_secs(5);
 
@@ -94,15 +99,63 @@ impl Claims {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-
-    fn is_claimed(&self, address: &str) -> bool {
-        self.lock().contains(address)
-    }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         self.claims.lock().remove(&self.address);
+    }
+}
+
+/// A package as its card shows it: verified when it was opened, through the file handle
+/// it keeps (the path is never opened again), and what the path held then.
+#[derive(Clone)]
+struct Pinned {
+    package: Arc<VerifiedPackage>,
+    stamp: std::fs::Metadata,
+}
+
+impl Pinned {
+    /// The verified package, if the file at `path` is still the one it was verified from.
+    ///
+    /// The bytes sent come from the verified file handle and are hashed again on their way,
+    /// so a file put in the path's place could never be flashed; refusing it says so at
+    /// once, instead of flashing what the user may no longer mean.
+    fn unchanged(&self, path: &Path) -> Result<Arc<VerifiedPackage>, String> {
+        let changed = |how: &str| {
+            format!(
+                "the package file {} {how} since it was verified and shown; nothing was \
+                 written. Open it again to check what it holds now",
+                path.display()
+            )
+        };
+        let now = std::fs::metadata(path).map_err(|e| changed(&format!("is gone ({e})")))?;
+        let replaced = crate::platform::same_file(&self.stamp, &now) == Some(false);
+        if replaced
+            || now.len() != self.stamp.len()
+            || now.modified().ok() != self.stamp.modified().ok()
+        {
+            return Err(changed("changed"));
+        }
+        Ok(Arc::clone(&self.package))
+    }
+}
+
+/// The packages verified in this session, by path.
+#[derive(Clone, Default)]
+struct Pins(Arc<Mutex<HashMap<PathBuf, Pinned>>>);
+
+impl Pins {
+    fn lock(&self) -> MutexGuard<'_, HashMap<PathBuf, Pinned>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, path: &Path) -> Option<Pinned> {
+        self.lock().get(path).cloned()
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
     }
 }
 
@@ -117,6 +170,7 @@ pub struct Bridge {
     settings: Settings,
     cancels: HashMap<DeviceKey, Cancel>,
     claims: Claims,
+    pins: Pins,
     stop: Arc<AtomicBool>,
     scratch: tempfile::TempDir,
 }
@@ -145,6 +199,7 @@ impl Bridge {
             settings,
             cancels: HashMap::new(),
             claims: Claims::default(),
+            pins: Pins::default(),
             stop: Arc::new(AtomicBool::new(false)),
             scratch: tempfile::tempdir()?,
         };
@@ -187,8 +242,18 @@ impl Bridge {
                 }
             }
             Intent::ReadReport { key, path } => self.read_report(key, path),
+            Intent::ListPackages { files, dirs } => {
+                let outbox = self.outbox.clone();
+                self.handle().spawn_blocking(move || {
+                    outbox.send(Msg::Catalog(super::catalog::list(&files, &dirs)));
+                });
+            }
             Intent::OpenFolder(path) => self.open_folder(path),
-            Intent::SettingsChanged => self.reload_trust(),
+            Intent::SettingsChanged => {
+                // Packages were verified against the old trust: they must be opened again.
+                self.pins.clear();
+                self.reload_trust();
+            }
         }
     }
 
@@ -237,8 +302,24 @@ impl Bridge {
 
     fn open_package(&self, path: PathBuf) {
         let (outbox, trust) = (self.outbox.clone(), self.trust());
+        let pins = self.pins.clone();
         self.handle().spawn_blocking(move || {
-            outbox.send(Msg::Package(package_state(&path, &trust)));
+            // Taken before the file is opened: a file put in its place after this moment
+            // no longer matches, even if it was put there while being verified.
+            let stamp = std::fs::metadata(&path);
+            let (state, verified) = describe(&path, &trust);
+            let mut pins = pins.lock();
+            match (verified, stamp) {
+                (Some(package), Ok(stamp)) => {
+                    let package = Arc::new(package);
+                    pins.insert(path, Pinned { package, stamp });
+                }
+                _ => {
+                    pins.remove(&path);
+                }
+            }
+            drop(pins);
+            outbox.send(Msg::Package(state));
         });
     }
 
@@ -261,6 +342,7 @@ impl Bridge {
     }
 
     fn check(&self, target: JobTarget, package: PathBuf, generation: u64) {
+        let pinned = self.pins.get(&package);
         let report = self.scratch.path().join(format!(
             "check-{}.json",
             engine::report::safe_name(&target.key)
@@ -275,7 +357,7 @@ impl Bridge {
                 ..JobOptions::default()
             },
         );
-        self.run_job(target, req, move |key, event| Msg::Check {
+        self.run_job(target, req, pinned, move |key, event| Msg::Check {
             key,
             generation,
             event,
@@ -283,6 +365,7 @@ impl Bridge {
     }
 
     fn flash(&mut self, target: JobTarget, package: PathBuf) {
+        let pinned = self.pins.get(&package);
         let cancel = Cancel::default();
         self.cancels.insert(target.key.clone(), cancel.clone());
         let req = self.request(
@@ -295,34 +378,58 @@ impl Bridge {
                 ..JobOptions::default()
             },
         );
-        self.run_job(target, req, |key, event| Msg::Job { key, event });
+        self.run_job(target, req, pinned, |key, event| Msg::Job { key, event });
     }
 
     /// Runs one engine job on the blocking pool, tagging its events with the device.
+    ///
+    /// The job flashes the package the card showed (`pinned`, verified when it was
+    /// opened), never whatever the path holds now; a file changed or replaced since then
+    /// is refused before the device is touched.
     fn run_job(
         &self,
         target: JobTarget,
         req: JobRequest,
+        pinned: Option<Pinned>,
         wrap: impl Fn(DeviceKey, engine::Event) -> Msg + Send + 'static,
     ) {
         let (outbox, claims) = (self.outbox.clone(), self.claims.clone());
         self.handle().spawn_blocking(move || {
             let key = target.key;
-            let Some(_claim) = claims.claim(&target.address, CLAIM_TIMEOUT) else {
+            let refuse = |outcome, error: String| {
                 outbox.send(wrap(
-                    key,
+                    key.clone(),
                     engine::Event::Finished {
-                        outcome: engine::Outcome::DeviceError,
-                        error: Some(format!(
-                            "{} stayed busy for {CLAIM_TIMEOUT:?}; try again",
-                            target.address
-                        )),
+                        outcome,
+                        error: Some(error),
                         report: None,
                     },
                 ));
-                return;
             };
-            engine::run(&req, &mut |event| outbox.send(wrap(key.clone(), event)));
+            let package = match pinned {
+                Some(pinned) => pinned.unchanged(&req.package),
+                None => Err(format!(
+                    "the package {} was not verified in this session (or the trust settings \
+                     changed since); open it again. Nothing was written",
+                    req.package.display()
+                )),
+            };
+            let package = match package {
+                Ok(package) => package,
+                Err(error) => return refuse(engine::Outcome::PackageRejected, error),
+            };
+            let Some(_claim) = claims.claim(&target.address, CLAIM_TIMEOUT) else {
+                return refuse(
+                    engine::Outcome::DeviceError,
+                    format!(
+                        "{} stayed busy for {CLAIM_TIMEOUT:?}; try again",
+                        target.address
+                    ),
+                );
+            };
+            engine::run_verified(&req, &package, &mut |event| {
+                outbox.send(wrap(key.clone(), event))
+            });
         });
     }
 
@@ -345,16 +452,7 @@ impl Bridge {
     }
 
     fn start_discovery(&self) {
-        let scanner = Scanner {
-            outbox: self.outbox.clone(),
-            claims: self.claims.clone(),
-            quirks: Arc::clone(&self.quirks),
-            watch: self.config.watch.clone(),
-            watch_virtual: self.config.watch_virtual,
-            identified: HashSet::new(),
-            watched: HashMap::new(),
-            last: Vec::new(),
-        };
+        let scanner = Scanner::new(self);
         let (stop, every) = (Arc::clone(&self.stop), self.config.scan_every);
         let handle = self.handle().clone();
         self.handle().spawn(async move {
@@ -392,6 +490,11 @@ impl Drop for Bridge {
 }
 
 /// Discovery: lists devices, and reads each new one's facts once.
+///
+/// Each device is identified on a thread of its own, with its own limit on silence
+/// ([`IDENTIFY_SILENCE`]): a device that stalls holds up only its own row, never the list
+/// or the identification of the others. A pass never waits for one; what they learn
+/// arrives in a later pass.
 struct Scanner {
     outbox: Outbox,
     claims: Claims,
@@ -400,56 +503,69 @@ struct Scanner {
     watch_virtual: bool,
     /// Addresses whose facts were read.
     identified: HashSet<String>,
+    /// Addresses being identified now.
+    identifying: HashSet<String>,
+    /// Where the identifying threads report: the address and what it said, if anything.
+    learned_tx: mpsc::Sender<(String, Option<DeviceInfo>)>,
+    learned: mpsc::Receiver<(String, Option<DeviceInfo>)>,
     /// Watched network devices that answered, as discovery would list them.
     watched: HashMap<String, Found>,
     last: Vec<Found>,
 }
 
 impl Scanner {
-    fn pass(&mut self) {
-        let mut found = discovery::scan(&[], &self.quirks, false);
-        let mut facts = Vec::new();
-        for address in &self.watch {
-            if !self.watched.contains_key(address) {
-                if let Some(info) = self.identify(address, self.watch_virtual) {
-                    self.watched.insert(
-                        address.clone(),
-                        Found {
-                            address: address.clone(),
-                            mode: info.mode,
-                            vid: None,
-                            pid: None,
-                            product: info.product.clone(),
-                            serial: info.serial.clone(),
-                            known_as: None,
-                            is_virtual: self.watch_virtual,
-                            interface: None,
-                            port_path: None,
-                        },
-                    );
-                    self.identified.insert(address.clone());
-                    facts.push((address.clone(), info));
-                }
-            }
-            if let Some(f) = self.watched.get(address) {
-                found.push(f.clone());
-            }
+    fn new(bridge: &Bridge) -> Self {
+        let (learned_tx, learned) = mpsc::channel();
+        Scanner {
+            outbox: bridge.outbox.clone(),
+            claims: bridge.claims.clone(),
+            quirks: Arc::clone(&bridge.quirks),
+            watch: bridge.config.watch.clone(),
+            watch_virtual: bridge.config.watch_virtual,
+            identified: HashSet::new(),
+            identifying: HashSet::new(),
+            learned_tx,
+            learned,
+            watched: HashMap::new(),
+            last: Vec::new(),
         }
+    }
+
+    fn pass(&mut self) {
+        let mut facts = Vec::new();
+        while let Ok((address, info)) = self.learned.try_recv() {
+            self.identifying.remove(&address);
+            let Some(info) = info else { continue };
+            self.identified.insert(address.clone());
+            if self.watch.contains(&address) {
+                self.watched.insert(
+                    address.clone(),
+                    Found {
+                        address: address.clone(),
+                        mode: info.mode,
+                        vid: None,
+                        pid: None,
+                        product: info.product.clone(),
+                        serial: info.serial.clone(),
+                        known_as: None,
+                        is_virtual: self.watch_virtual,
+                        interface: None,
+                        port_path: None,
+                    },
+                );
+            }
+            facts.push((address, info));
+        }
+        let mut found = discovery::scan(&[], &self.quirks, false);
+        found.extend(
+            self.watch
+                .iter()
+                .filter_map(|a| self.watched.get(a))
+                .cloned(),
+        );
         if found != self.last {
             self.last = found.clone();
             self.outbox.send(Msg::Devices(found.clone()));
-        }
-        // A device in EDL says nothing until a programmer runs, and probing an unknown
-        // port is never done: only fastboot devices and modems are read.
-        for f in found {
-            if matches!(f.mode, Mode::Fastboot | Mode::Modem)
-                && !self.identified.contains(&f.address)
-            {
-                if let Some(info) = self.identify(&f.address, f.is_virtual) {
-                    self.identified.insert(f.address.clone());
-                    facts.push((f.address, info));
-                }
-            }
         }
         // After the list, so that each one's row exists.
         for (address, info) in facts {
@@ -458,36 +574,70 @@ impl Scanner {
                 info: Box::new(info),
             });
         }
+        // A device in EDL says nothing until a programmer runs, and probing an unknown
+        // port is never done: only fastboot devices, modems and watched addresses are read.
+        let wanted: Vec<(String, bool)> = self
+            .watch
+            .iter()
+            .filter(|a| !self.watched.contains_key(*a))
+            .map(|a| (a.clone(), self.watch_virtual))
+            .chain(
+                found
+                    .into_iter()
+                    .filter(|f| matches!(f.mode, Mode::Fastboot | Mode::Modem))
+                    .map(|f| (f.address, f.is_virtual)),
+            )
+            .collect();
+        for (address, is_virtual) in wanted {
+            if !self.identified.contains(&address) && !self.identifying.contains(&address) {
+                self.identify(address, is_virtual);
+            }
+        }
     }
 
-    /// Reads a device's facts, unless a job has it open.
-    fn identify(&self, address: &str, is_virtual: bool) -> Option<crate::device::DeviceInfo> {
-        if self.claims.is_claimed(address) {
-            return None;
-        }
-        let _claim = self.claims.try_claim(address)?;
-        match discovery::open(address, &self.quirks, is_virtual, false)
-            .and_then(|mut d| d.identify())
-        {
-            Ok(info) => Some(info),
-            Err(e) => {
-                tracing::info!("{address}: not identified: {e}");
-                None
-            }
+    /// Reads a device's facts on a thread of its own, unless a job has it open.
+    fn identify(&mut self, address: String, is_virtual: bool) {
+        let Some(claim) = self.claims.try_claim(&address) else {
+            return;
+        };
+        self.identifying.insert(address.clone());
+        let (quirks, learned) = (Arc::clone(&self.quirks), self.learned_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("identify {address}"))
+            .spawn(move || {
+                let info = discovery::open(&address, &quirks, is_virtual, false)
+                    .and_then(|mut d| {
+                        d.set_timeout(IDENTIFY_SILENCE);
+                        d.identify()
+                    })
+                    .map_err(|e| tracing::info!("{address}: not identified: {e}"))
+                    .ok();
+                drop(claim);
+                // The scanner only goes away with the bridge; nobody is left to tell then.
+                let _ = learned.send((address, info));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start identifying a device: {e}");
         }
     }
 }
 
 /// Opens and verifies a package, and describes it for the card.
 pub fn package_state(path: &Path, trust: &TrustStore) -> PackageState {
+    describe(path, trust).0
+}
+
+/// Opens and verifies a package: the card, and the verified package when it is trusted.
+fn describe(path: &Path, trust: &TrustStore) -> (PackageState, Option<VerifiedPackage>) {
     let opened = match Package::open(path) {
         Ok(p) => p,
         Err(e) => {
-            return PackageState::Refused {
+            let refused = PackageState::Refused {
                 path: path.to_path_buf(),
                 card: None,
                 reason: e.to_string(),
-            }
+            };
+            return (refused, None);
         }
     };
     let inspection = package::inspect(&opened, trust);
@@ -517,13 +667,16 @@ pub fn package_state(path: &Path, trust: &TrustStore) -> PackageState {
                     s.name, s.key_id
                 ),
             };
-            PackageState::Ready(card)
+            (PackageState::Ready(card), Some(verified))
         }
-        Err(e) => PackageState::Refused {
-            path: path.to_path_buf(),
-            card: Some(Box::new(card)),
-            reason: e.to_string(),
-        },
+        Err(e) => (
+            PackageState::Refused {
+                path: path.to_path_buf(),
+                card: Some(Box::new(card)),
+                reason: e.to_string(),
+            },
+            None,
+        ),
     }
 }
 

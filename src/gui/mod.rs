@@ -10,6 +10,7 @@
 mod app;
 pub mod bench;
 pub mod bridge;
+pub mod catalog;
 pub mod state;
 mod views;
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::{CatalogEntry, Offer};
 use crate::device::discovery::Found;
 use crate::device::{Battery, DeviceInfo, LockState, Mode};
 use crate::engine::{Check, Event, Outcome, PlannedWrite, Stage, Status};
@@ -87,6 +88,8 @@ pub enum Msg {
     },
     /// Something to tell the user that belongs to no device.
     Notice(String),
+    /// The packages found for the recovery wizard to offer.
+    Catalog(Vec<CatalogEntry>),
 }
 
 /// What a click asks the workers to do.
@@ -125,6 +128,14 @@ pub enum Intent {
     OpenFolder(PathBuf),
     /// The settings changed: reload the trust keys, save.
     SettingsChanged,
+    /// Read what these packages, and those in these folders, claim to be (for the
+    /// recovery wizard's offer).
+    ListPackages {
+        /// Package files.
+        files: Vec<PathBuf>,
+        /// Folders of packages.
+        dirs: Vec<PathBuf>,
+    },
 }
 
 /// The device a job runs on.
@@ -554,6 +565,10 @@ pub struct AppState {
     pub quick_packages: Vec<PathBuf>,
     /// A message for the user, shown until dismissed.
     pub notice: Option<String>,
+    /// The packages the recovery wizard can offer.
+    pub catalog: Vec<CatalogEntry>,
+    /// The catalog was asked for since the wizard last moved to a device.
+    catalog_asked: bool,
     /// Counts package openings, so that late events of an old check are dropped.
     generation: u64,
     started: Instant,
@@ -576,6 +591,8 @@ impl AppState {
             guides,
             quick_packages: Vec::new(),
             notice: None,
+            catalog: Vec::new(),
+            catalog_asked: false,
             generation: 0,
             started: Instant::now(),
         }
@@ -622,6 +639,7 @@ impl AppState {
                 self.log(None, Level::Warn, text.clone());
                 self.notice = Some(text);
             }
+            Msg::Catalog(catalog) => self.catalog = catalog,
         }
         Vec::new()
     }
@@ -1093,6 +1111,53 @@ impl AppState {
         if let Some(w) = &mut self.wizard {
             w.step = WizardStep::Recover(key.to_string());
         }
+        self.catalog_asked = false;
+    }
+
+    /// Asks once for the packages the wizard may offer, when it shows a device to recover:
+    /// the one-click packages, the open one and those in the last package folder.
+    pub fn pending_catalog(&mut self) -> Option<Intent> {
+        let recovering = matches!(
+            self.wizard.as_ref().map(|w| &w.step),
+            Some(WizardStep::Recover(_))
+        );
+        if !recovering || self.catalog_asked {
+            return None;
+        }
+        self.catalog_asked = true;
+        let mut files = self.quick_packages.clone();
+        if let PackageState::Ready(card) = &self.package {
+            files.push(card.path.clone());
+        }
+        Some(Intent::ListPackages {
+            files,
+            dirs: self.settings.last_package_dir.iter().cloned().collect(),
+        })
+    }
+
+    /// The packages that fit the device `key` for recovery. Its model is the one the
+    /// wizard's guide names, else what the device said; see [`super::catalog::offer`].
+    /// The open package is always among the candidates, found or not.
+    pub fn recovery_offer(&self, key: &str) -> Option<Offer> {
+        let d = self.device(key)?;
+        let guide = self.wizard.as_ref().and_then(|w| w.guide);
+        let model = guide
+            .and_then(|i| self.guides.get(i))
+            .map(|g| g.product.as_str())
+            .or(d.model.as_deref());
+        let mut candidates = self.catalog.clone();
+        if let PackageState::Ready(card) = &self.package {
+            if !candidates.iter().any(|e| e.path == card.path) {
+                candidates.push(CatalogEntry {
+                    path: card.path.clone(),
+                    name: card.name.clone(),
+                    version: card.version.clone(),
+                    targets: card.targets.clone(),
+                    qualcomm: card.qualcomm,
+                });
+            }
+        }
+        Some(super::catalog::offer(&candidates, d.mode, model))
     }
 }
 

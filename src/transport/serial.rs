@@ -65,7 +65,7 @@ fn port_path(_name: &str) -> Option<String> {
 /// Discovery must keep working on machines where enumeration fails (containers without
 /// sysfs, missing permissions), so a failure yields no ports rather than an error.
 /// Pseudo-terminals are never listed; virtual devices announce themselves on the bench
-/// (`crate::device::bench`) instead.
+/// (`crate::device::bench`) instead. A port the OS names twice (macOS) is listed once.
 pub fn list_ports() -> Vec<SerialPortFacts> {
     let ports = match serialport::available_ports() {
         Ok(ports) => ports,
@@ -74,6 +74,8 @@ pub fn list_ports() -> Vec<SerialPortFacts> {
             return Vec::new();
         }
     };
+    let ports =
+        crate::platform::dedupe_ports(crate::platform::Os::HERE, ports, |p| p.port_name.as_str());
     ports
         .into_iter()
         .map(|port| match port.port_type {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use eframe::egui::RichText;
 
+use crate::device::Mode;
 use crate::gui::state::{mode_name, AppState, Badge, CheckState, Intent, PackageState, WizardStep};
 
 /// Draws whichever dialogs are open.
@@ -66,6 +67,7 @@ fn wizard(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let mut next = None;
     let mut recover = None;
     let mut flash = false;
+    let mut use_package = None;
     egui::Window::new("Recovery wizard")
         .open(&mut open)
         .default_width(520.0)
@@ -141,8 +143,15 @@ fn wizard(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
                     return;
                 };
                 ui.label(format!("Recovering {} at {}.", d.name(), d.address));
-                match &state.package {
-                    PackageState::Ready(card) => {
+                let offer = state.recovery_offer(key);
+                let offered = offer.as_ref().map_or(&[][..], |o| &o.packages[..]);
+                let open = match &state.package {
+                    PackageState::Ready(card) => Some(card),
+                    _ => None,
+                };
+                let fits = open.is_some_and(|c| offered.iter().any(|e| e.path == c.path));
+                match open {
+                    Some(card) if fits => {
                         ui.label(format!(
                             "Package: {} {} (fits {})",
                             card.name,
@@ -150,12 +159,52 @@ fn wizard(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
                             card.targets.join(", ")
                         ));
                     }
-                    _ => {
-                        ui.label("Open the firmware package made for this model:");
-                        if ui.button("Open package…").clicked() {
-                            out.push(Intent::PickPackage);
+                    Some(card) if !card.qualcomm && matches!(d.mode, Mode::Edl | Mode::Modem) => {
+                        ui.colored_label(
+                            ui.visuals().warn_fg_color,
+                            format!(
+                                "The open package, {}, is a fastboot package; this device \
+                                 needs a Qualcomm flat build.",
+                                card.name
+                            ),
+                        );
+                    }
+                    Some(card) => {
+                        ui.colored_label(
+                            ui.visuals().warn_fg_color,
+                            format!(
+                                "The open package, {} (fits {}), is not one made for this \
+                                 device.",
+                                card.name,
+                                card.targets.join(", ")
+                            ),
+                        );
+                    }
+                    None => {}
+                }
+                if !fits {
+                    let offer_text = match &offer {
+                        Some(o) if o.by_model => "Packages made for this model:",
+                        Some(o) if !o.packages.is_empty() => {
+                            "The device cannot say its model; packages of its kind:"
+                        }
+                        _ => "No package for this device is open or in the package folder.",
+                    };
+                    ui.label(offer_text);
+                    for entry in offered {
+                        let label = format!("Use {} {}", entry.name, entry.version);
+                        if ui
+                            .button(label)
+                            .on_hover_text(entry.path.display().to_string())
+                            .clicked()
+                        {
+                            use_package = Some(entry.path.clone());
                         }
                     }
+                    if ui.button("Open package…").clicked() {
+                        out.push(Intent::PickPackage);
+                    }
+                    return;
                 }
                 match (&d.check, d.badge()) {
                     (_, Badge::Flashing) => {
@@ -214,6 +263,9 @@ fn wizard(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     }
     if let Some(key) = recover {
         state.wizard_recover(&key);
+    }
+    if let Some(path) = use_package {
+        out.push(state.open_package(path));
     }
     if flash {
         state.request_flash();

@@ -196,6 +196,7 @@ fn title(name: &str) -> String {
         "battery" => "Battery".into(),
         "signer" => "Signer".into(),
         "backup plan" => "Backup plan".into(),
+        "package-kind" => "Package kind".into(),
         other => match other.strip_prefix("storage:") {
             Some(part) => format!("Storage for {part}"),
             None => other.to_string(),

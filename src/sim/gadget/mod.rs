@@ -235,6 +235,37 @@ impl Remover {
     }
 }
 
+/// SIGINT and SIGTERM, blocked in every thread so that one thread can wait for them and
+/// remove a gadget before the process exits: a serving thread blocks in reads nothing
+/// interrupts, and a gadget left behind stays dead on the bus, its name taken.
+pub struct StopSignals(nix::sys::signal::SigSet);
+
+impl StopSignals {
+    /// Blocks the signals; call it before any thread starts, so every thread inherits it.
+    pub fn block() -> io::Result<Self> {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGINT);
+        set.add(Signal::SIGTERM);
+        set.thread_block().map_err(io::Error::from)?;
+        Ok(StopSignals(set))
+    }
+
+    /// Starts the thread that, on the first signal, removes the gadget, says so (`what` was
+    /// unplugged) and exits the process.
+    pub fn remove_on_signal(self, remover: Remover, what: &'static str) -> io::Result<()> {
+        std::thread::Builder::new()
+            .name("stop-signal".into())
+            .spawn(move || {
+                let signal = self.0.wait();
+                remover.remove();
+                eprintln!("{what} unplugged ({signal:?})");
+                std::process::exit(0);
+            })
+            .map(drop)
+    }
+}
+
 impl Drop for Gadget {
     fn drop(&mut self) {
         // Unplug first, so the host lets go before the function disappears.

@@ -1,0 +1,156 @@
+//! What differs between the operating systems flashline runs on, in one place.
+//!
+//! Everything outside this module (and outside the simulators in [`crate::sim`], whose
+//! serial devices need pseudo-terminals and are built on Unix only) is the same code on
+//! Linux, macOS and Windows. A test (`tests/portability.rs`) keeps it that way: no other
+//! module names `std::os::unix`, `nix` or `libc`.
+//!
+//! The facts are pure functions of an [`Os`] so that every platform's rule is tested on
+//! whichever machine runs the tests; the `*_here` wrappers apply the rule of the platform
+//! flashline was built for.
+
+use std::fs::Metadata;
+use std::path::Path;
+
+/// The operating systems whose conventions differ here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Os {
+    /// Linux and the other Unix systems with `/dev/pts`.
+    Linux,
+    /// macOS: BSD-style pseudo-terminals and two device nodes per serial port.
+    MacOs,
+    /// Windows: `COMn` ports, no pseudo-terminals.
+    Windows,
+}
+
+impl Os {
+    /// The platform this build runs on.
+    pub const HERE: Os = if cfg!(target_os = "macos") {
+        Os::MacOs
+    } else if cfg!(windows) {
+        Os::Windows
+    } else {
+        Os::Linux
+    };
+}
+
+/// Whether `path` (already resolved: no `..`, no links) is a pseudo-terminal on `os`.
+///
+/// Only a pseudo-terminal can be one of flashline's virtual serial devices, so a bench file
+/// naming a real tty does not make that device virtual. Linux has `/dev/pts/N`; macOS names
+/// them `/dev/ttysNNN` (lower-case `s` and digits only: `/dev/tty.usbmodem1` is a real port).
+pub fn is_pty_path(os: Os, path: &Path) -> bool {
+    match os {
+        Os::Linux => path.parent() == Some(Path::new("/dev/pts")),
+        Os::MacOs => {
+            path.parent() == Some(Path::new("/dev"))
+                && path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("ttys"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
+        Os::Windows => false,
+    }
+}
+
+/// Whether the serial port at `path` is a pseudo-terminal on this platform.
+pub fn is_pseudo_terminal_here(path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| is_pty_path(Os::HERE, &p))
+}
+
+/// Drops the second name of each serial port on `os`, keeping the order of the rest.
+///
+/// macOS lists every serial port twice: `/dev/cu.NAME` (call-out: opening it does not wait
+/// for carrier detect) and `/dev/tty.NAME` (dial-in: opening it blocks until the modem
+/// raises DCD). One device must be one row, and the one to open is `cu.`: a `tty.` port is
+/// kept only when its `cu.` twin is missing. Other systems name each port once.
+pub fn dedupe_ports<T>(os: Os, ports: Vec<T>, path: impl Fn(&T) -> &str) -> Vec<T> {
+    if os != Os::MacOs {
+        return ports;
+    }
+    let names: Vec<String> = ports.iter().map(|p| path(p).to_string()).collect();
+    ports
+        .into_iter()
+        .zip(&names)
+        .filter(|(_, name)| match name.strip_prefix("/dev/tty.") {
+            Some(rest) => !names.iter().any(|n| *n == format!("/dev/cu.{rest}")),
+            None => true,
+        })
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Whether two metadata records are of the very same file (not a copy, not a file put in
+/// its place), where the platform can tell; `None` where it cannot.
+///
+/// Unix compares device and inode. Windows' file index needs an unstable API, so there
+/// only size and modification time (compared by the caller) speak.
+pub fn same_file(a: &Metadata, b: &Metadata) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(a.dev() == b.dev() && a.ino() == b.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudo_terminals_are_named_per_platform() {
+        let p = Path::new;
+        assert!(is_pty_path(Os::Linux, p("/dev/pts/7")));
+        assert!(!is_pty_path(Os::Linux, p("/dev/ttyUSB0")));
+        assert!(!is_pty_path(Os::Linux, p("/dev/ttys004")));
+        assert!(is_pty_path(Os::MacOs, p("/dev/ttys004")));
+        assert!(!is_pty_path(Os::MacOs, p("/dev/ttys")));
+        assert!(!is_pty_path(Os::MacOs, p("/dev/tty.usbmodem14101")));
+        assert!(!is_pty_path(Os::MacOs, p("/dev/cu.usbmodem14101")));
+        assert!(!is_pty_path(Os::MacOs, p("/dev/pts/7")));
+        assert!(!is_pty_path(Os::Windows, p("COM3")));
+    }
+
+    #[test]
+    fn macos_lists_each_port_once_by_its_call_out_name() {
+        let listed = vec![
+            "/dev/cu.usbmodem14101",
+            "/dev/tty.usbmodem14101",
+            "/dev/tty.Bluetooth-Incoming-Port",
+            "/dev/cu.Bluetooth-Incoming-Port",
+            "/dev/tty.only-dial-in",
+            "/dev/cu.usbserial-A1",
+        ];
+        let kept = dedupe_ports(Os::MacOs, listed.clone(), |p| p);
+        assert_eq!(
+            kept,
+            vec![
+                "/dev/cu.usbmodem14101",
+                "/dev/cu.Bluetooth-Incoming-Port",
+                "/dev/tty.only-dial-in",
+                "/dev/cu.usbserial-A1",
+            ]
+        );
+        // Elsewhere both names are distinct ports and stay.
+        assert_eq!(dedupe_ports(Os::Linux, listed.clone(), |p| p), listed);
+    }
+
+    #[test]
+    fn a_file_is_itself_and_not_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"x").unwrap();
+        std::fs::write(&b, b"x").unwrap();
+        let meta = |p: &Path| std::fs::metadata(p).unwrap();
+        if let Some(same) = same_file(&meta(&a), &meta(&a)) {
+            assert!(same);
+            assert_eq!(same_file(&meta(&a), &meta(&b)), Some(false));
+        }
+    }
+}
