@@ -25,5 +25,6 @@ pub mod hashing;
 pub mod package;
 pub mod paths;
 pub mod protocol;
+pub mod secure_fs;
 pub mod sim;
 pub mod transport;

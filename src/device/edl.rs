@@ -175,7 +175,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
             address: self.address.clone(),
             mode: Mode::Edl,
             product: None,
-            serial: self.usb_serial.clone(),
+            serial: self.usb_serial.as_deref().map(super::clean),
             imei: None,
             firmware_version_raw: None,
             firmware_version: None,

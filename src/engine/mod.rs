@@ -12,6 +12,7 @@ pub mod preflight;
 mod qualcomm;
 pub mod report;
 pub mod service;
+pub mod station;
 
 pub use event::{Event, PlannedWrite, Stage};
 pub use job::{
