@@ -26,5 +26,6 @@ pub mod package;
 pub mod paths;
 pub mod platform;
 pub mod protocol;
+pub mod secure_fs;
 pub mod sim;
 pub mod transport;

@@ -3,7 +3,7 @@
 //! Everything lives under one home directory, `$FLASHLINE_HOME` if set (tests and
 //! technicians with several benches use it), else the platform's config directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// flashline's home directory.
 pub fn home() -> PathBuf {
@@ -33,4 +33,69 @@ pub fn backups_dir() -> PathBuf {
 /// The local record of what was flashed onto which serial number.
 pub fn history_file() -> PathBuf {
     home().join("history.json")
+}
+
+/// Why running as root is a bad idea here, if it is.
+///
+/// flashline needs no root: the udev rules (`flashline udev-rules`) give the logged-in user
+/// access to the devices it knows. Run as root (say with `sudo`, which keeps the user's
+/// `HOME` on many systems), it would create its history, journal, reports, backups and
+/// station key owned by root inside that user's home, all private (0600/0700): every later
+/// run as the user then fails to read or update them. So the warning is given exactly when
+/// the effective user is root and flashline's home, or the nearest folder above it that
+/// exists, belongs to someone else. Root working in root's own home (a CI container with
+/// `HOME=/root`) breaks nothing and gets no warning.
+pub fn root_warning(euid: u32, home: &Path, home_owner: Option<u32>) -> Option<String> {
+    match home_owner {
+        Some(owner) if euid == 0 && owner != 0 => Some(format!(
+            "warning: flashline is running as root, but its home {} belongs to user {owner}: \
+             the files it writes there will belong to root, and later runs as that user will \
+             not be able to use them. flashline needs no root: install the udev rules \
+             (`flashline udev-rules`) and run it as yourself.",
+            home.display()
+        )),
+        _ => None,
+    }
+}
+
+/// [`root_warning`] for this process and flashline's [`home`].
+#[cfg(unix)]
+pub fn root_warning_here() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let home = home();
+    let owner = home
+        .ancestors()
+        .find_map(|dir| std::fs::metadata(dir).ok())
+        .map(|m| m.uid());
+    root_warning(nix::unistd::geteuid().as_raw(), &home, owner)
+}
+
+/// Elsewhere, files belong to whoever runs flashline: nothing to warn about.
+#[cfg(not(unix))]
+pub fn root_warning_here() -> Option<String> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_warned_only_in_someone_elses_home() {
+        let home = Path::new("/home/tech/.config/flashline");
+        let warning = root_warning(0, home, Some(1000)).unwrap();
+        assert!(warning.contains("running as root"), "{warning}");
+        assert!(warning.contains("udev-rules"), "{warning}");
+        // Root in its own home (CI), or a user anywhere: nothing breaks.
+        assert_eq!(
+            root_warning(0, Path::new("/root/.config/flashline"), Some(0)),
+            None
+        );
+        assert_eq!(root_warning(1000, home, Some(1000)), None);
+        assert_eq!(
+            root_warning(1000, Path::new("/srv/flashline"), Some(0)),
+            None
+        );
+        assert_eq!(root_warning(0, home, None), None);
+    }
 }

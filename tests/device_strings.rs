@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use flashline::device::{DeviceError, DeviceInfo, Driver, ProgressFn, Target};
 use flashline::engine::backup::{self, Wanted};
+use flashline::engine::station::StationKey;
 use flashline::engine::{self, Outcome};
 use flashline::package::TrustStore;
 use flashline::sim::phone::{PhoneConfig, PhoneSim};
@@ -233,11 +234,13 @@ fn backups_stay_in_their_folder_whatever_the_device_calls_things() {
                 },
             },
         ];
+        let key = StationKey::open_or_create(&dir.path().join("a/station.key")).unwrap();
         let (folder, manifest) = backup::create(
             &root,
             Some(&evil),
             Some(&evil),
             &wanted,
+            &key,
             &mut Zeros,
             &mut |_, _| {},
         )
@@ -260,12 +263,76 @@ fn backups_stay_in_their_folder_whatever_the_device_calls_things() {
         // Only the backup folder exists under the temp dir, besides the path to it.
         for path in tree(dir.path()) {
             assert!(
-                path.starts_with("a/b/backups") || root.starts_with(dir.path().join(&path)),
+                path.starts_with("a/b/backups")
+                    || path == Path::new("a/station.key")
+                    || root.starts_with(dir.path().join(&path)),
                 "{evil:?}: unexpected {}",
                 path.display()
             );
         }
         // The folder reads back as a valid backup.
-        backup::open(&folder).unwrap();
+        backup::open(&folder, &key).unwrap();
     }
+}
+
+/// A device whose USB serial number and product string carry terminal escape sequences (an
+/// OSC that retitles the window and rings the bell, a screen clear): `devices`, `info` and
+/// `flash` show it without a single ESC or BEL byte.
+#[cfg(unix)]
+#[test]
+fn device_strings_cannot_steer_the_terminal() {
+    use common::bench::Bench;
+    use common::edl::{edl_config, write_flat_build};
+    use flashline::sim::edl::{EdlConfig, EdlSim};
+
+    let bench = Bench::new();
+    let src = bench.path("src");
+    write_flat_build(&src, "stock", "1.0.12", "MF833V", "", "");
+    let pkg = bench.pack_manifest(&src, "stock-1.0.12");
+    let sim = EdlSim::start(
+        &bench.path("device"),
+        EdlConfig {
+            serial: "EVIL\x1b]0;x\x07SN".into(),
+            product: "QUSB\x1b[2J\x07\u{9b}31m".into(),
+            ..edl_config()
+        },
+        Some(&bench.path("home/bench")),
+    )
+    .unwrap();
+    let address = sim.address().to_string();
+    let keys = bench.path("keys");
+    let report = bench.path("report.json");
+    let runs = [
+        vec!["devices"],
+        vec!["info", &address],
+        vec![
+            "flash",
+            pkg.to_str().unwrap(),
+            "--device",
+            &address,
+            "--trust",
+            keys.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    ];
+    for args in runs {
+        let out = bench.run(&args);
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        let text = String::from_utf8_lossy(&all);
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(
+            !all.iter().any(|b| matches!(b, 0x1b | 0x07)) && !text.contains('\u{9b}'),
+            "{args:?} printed a control character: {text:?}"
+        );
+        assert!(
+            text.contains("EVIL]0;xSN"),
+            "{args:?} shows the serial: {text}"
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["device"]["serial"], "EVIL]0;xSN");
+    sim.stop();
 }

@@ -307,8 +307,12 @@ fn a_device_without_version_facts_flashes_and_history_guards_downgrades() {
     assert_eq!(hashes(&dir), before);
 }
 
+/// The demo key's secret half is public: a package it signs never reaches a device that is
+/// not one of flashline's own virtual devices, whether the key sits in the default trust
+/// folder or in a folder named with `--trust`. From the command line a `tcp:` address is
+/// never virtual, so the virtual phone stands in for a real one here.
 #[test]
-fn the_demo_key_is_not_trusted_for_real_devices_by_default() {
+fn the_demo_key_is_refused_for_real_devices_even_with_trust() {
     let bench = Bench::new();
     let trust = bench.path("home/trust");
     std::fs::create_dir_all(&trust).unwrap();
@@ -335,7 +339,7 @@ fn the_demo_key_is_not_trusted_for_real_devices_by_default() {
         pkg.to_str().unwrap(),
     ]);
     assert!(out.status.success());
-    let (phone, _) = bench.phone(small_phone());
+    let (phone, phone_dir) = bench.phone(small_phone());
     let address = phone.device_address();
     let out = bench.run(&[
         "flash",
@@ -351,7 +355,8 @@ fn the_demo_key_is_not_trusted_for_real_devices_by_default() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("trusted only for virtual devices"));
-    // Named explicitly, the user takes responsibility: it is trusted.
+    // Named explicitly, it is refused all the same, and nothing advises naming it.
+    let before = hashes(&phone_dir);
     let demo_keys = demo_pub.parent().unwrap().to_str().unwrap();
     let out = bench.run(&[
         "flash",
@@ -361,10 +366,20 @@ fn the_demo_key_is_not_trusted_for_real_devices_by_default() {
         "--trust",
         demo_keys,
     ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout.contains("trusted only for virtual devices"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("--trust"), "{stdout}");
+    assert_eq!(hashes(&phone_dir), before, "nothing was written");
+    assert!(
+        phone.commands().iter().all(|c| !c.starts_with("download:")
+            && !c.starts_with("flash:")
+            && !c.starts_with("erase:")),
+        "{:?}",
+        phone.commands()
     );
 }
 

@@ -10,10 +10,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use common::bench::Bench;
 use common::edl::{
     assert_flashed, edl_config, identity_hashes, layout, region, write_flat_build, IDENTITY, SECTOR,
 };
+use flashline::engine::station::StationKey;
 use flashline::sim::bench::VirtualModem;
 use flashline::sim::edl::{EdlConfig, EdlSim, RunningEdl};
 use flashline::sim::modem::ModemConfig;
@@ -578,8 +581,7 @@ fn backup_and_restore_round_trip_byte_identically() {
         std::fs::read(&lun_file).unwrap() == original,
         "restored byte-identically"
     );
-    // A hand-edited range (backup.json is not signed) is refused: the device's own
-    // partition table decides where each partition lives.
+    // A hand-edited range is refused: without the station key the edit breaks the seal.
     let json_path = folder.join("backup.json");
     let original_json = std::fs::read_to_string(&json_path).unwrap();
     let mut edited: serde_json::Value = serde_json::from_str(&original_json).unwrap();
@@ -595,12 +597,31 @@ fn backup_and_restore_round_trip_byte_identically() {
         "--trust",
         keys.to_str().unwrap(),
     ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("changed after this station sealed it"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Even sealed (someone with the station key), the device's own partition table decides
+    // where each partition lives.
+    reseal(&bench, &folder, &serde_json::to_vec(&edited).unwrap());
+    let out = bench.run(&[
+        "restore",
+        folder.to_str().unwrap(),
+        "--package",
+        pkg.to_str().unwrap(),
+        "--device",
+        sim.address(),
+        "--trust",
+        keys.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("partition table puts it at"));
     // Another device's identity data never goes onto this one.
     edited = serde_json::from_str(&original_json).unwrap();
     edited["serial"] = serde_json::json!("SOMEONE-ELSE");
-    std::fs::write(&json_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    reseal(&bench, &folder, &serde_json::to_vec(&edited).unwrap());
     let out = bench.run(&[
         "restore",
         folder.to_str().unwrap(),
@@ -613,7 +634,7 @@ fn backup_and_restore_round_trip_byte_identically() {
     ]);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to device SOMEONE-ELSE"));
-    std::fs::write(&json_path, original_json).unwrap();
+    reseal(&bench, &folder, original_json.as_bytes());
     assert!(
         std::fs::read(&lun_file).unwrap() == original,
         "refusals wrote nothing"
@@ -639,6 +660,128 @@ fn backup_and_restore_round_trip_byte_identically() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not match its recorded SHA-256"));
+    sim.stop();
+}
+
+/// Writes `json` as the folder's `backup.json`, sealed with the bench's station key: what
+/// someone who stole the key could do.
+fn reseal(bench: &Bench, folder: &std::path::Path, json: &[u8]) {
+    let key = StationKey::open_or_create(&bench.path("home/station.key")).unwrap();
+    std::fs::write(folder.join("backup.json"), json).unwrap();
+    std::fs::write(folder.join("backup.sig"), key.seal(json)).unwrap();
+}
+
+/// `restore backups/X --package P --device D` with the bench's release key.
+fn restore(
+    bench: &Bench,
+    folder: &std::path::Path,
+    pkg: &std::path::Path,
+    device: &str,
+) -> std::process::Output {
+    bench.run(&[
+        "restore",
+        folder.to_str().unwrap(),
+        "--package",
+        pkg.to_str().unwrap(),
+        "--device",
+        device,
+        "--trust",
+        bench.path("keys").to_str().unwrap(),
+    ])
+}
+
+/// A "customer backup" relabelled to aim at a boot loader: modemst1's entry renamed to
+/// sbl1, given sbl1's range from the device's own partition table, its file replaced and
+/// its hash recomputed. Unsealed, the edit is caught by the seal (exit 3); sealed with the
+/// station key, or made genuinely with `backup --partitions sbl1`, the label is refused
+/// because a restore writes identity partitions only (exit 4). The LUN never changes.
+#[test]
+fn a_relabelled_backup_never_reaches_a_boot_partition() {
+    let bench = Bench::new();
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
+    let sim = EdlSim::start(
+        &bench.path("device"),
+        edl_config(),
+        Some(&bench.bench_dir()),
+    )
+    .unwrap();
+    let lun_file = sim.lun_path(0);
+    let original = std::fs::read(&lun_file).unwrap();
+    let out_dir = bench.path("my-backups");
+    let backup = |partitions: &[&str]| {
+        let mut args = vec![
+            "backup".to_string(),
+            pkg.display().to_string(),
+            "--device".into(),
+            sim.address().to_string(),
+            "--trust".into(),
+            bench.path("keys").display().to_string(),
+            "--out".into(),
+            out_dir.display().to_string(),
+        ];
+        for p in partitions {
+            args.extend(["--partition".to_string(), p.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = bench.run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("backup: ").map(str::to_string))
+            .unwrap();
+        PathBuf::from(line)
+    };
+    let folder = backup(&[]);
+    let json_path = folder.join("backup.json");
+    let mut edited: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    let entries = edited["entries"].as_array_mut().unwrap();
+    let at = entries
+        .iter()
+        .position(|e| e["label"] == "modemst1")
+        .unwrap();
+    let (_, sbl1_start, sbl1_sectors) = layout(&lun_file)
+        .into_iter()
+        .find(|p| p.0 == "sbl1")
+        .unwrap();
+    let payload = vec![0xCCu8; (sbl1_sectors * SECTOR) as usize];
+    let file = entries[at]["file"].as_str().unwrap().to_string();
+    std::fs::write(folder.join(&file), &payload).unwrap();
+    entries[at]["label"] = "sbl1".into();
+    entries[at]["start_sector"] = sbl1_start.into();
+    entries[at]["sectors"] = sbl1_sectors.into();
+    entries[at]["sha256"] = hex::encode(Sha256::digest(&payload)).into();
+    let forged = serde_json::to_vec_pretty(&edited).unwrap();
+    std::fs::write(&json_path, &forged).unwrap();
+
+    let out = restore(&bench, &folder, &pkg, sim.address());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot be trusted"), "{stderr}");
+
+    reseal(&bench, &folder, &forged);
+    let out = restore(&bench, &folder, &pkg, sim.address());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("\"sbl1\", which is not an identity partition"),
+        "{stderr}"
+    );
+
+    let genuine = backup(&["sbl1"]);
+    let out = restore(&bench, &genuine, &pkg, sim.address());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("not an identity partition"), "{stderr}");
+
+    assert!(
+        std::fs::read(&lun_file).unwrap() == original,
+        "no refusal wrote anything"
+    );
     sim.stop();
 }
 

@@ -14,12 +14,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::device::discovery;
 use crate::device::quirks::Quirks;
+use crate::device::{discovery, printable};
 use crate::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome, Overrides};
 use crate::package::{self, Origin, Package, RootDocument, RootKey, SignedRoot, TrustStore};
 use crate::sim::fault::Fault;
 use crate::sim::phone::{PhoneConfig, PhoneSim};
+use render::{say, say_err};
 
 /// Exit code: the package failed verification.
 pub const EXIT_PACKAGE_REJECTED: u8 = 3;
@@ -476,21 +477,22 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(warning) = crate::paths::root_warning_here() {
+        say_err!("{warning}");
+    }
     let Some(command) = cli.command else {
         #[cfg(feature = "gui")]
         return crate::gui::run(crate::gui::Launch::Desktop);
         #[cfg(not(feature = "gui"))]
         {
-            eprintln!(
-                "this build of flashline has no GUI; run `flashline --help` for its commands"
-            );
+            say_err!("this build of flashline has no GUI; run `flashline --help` for its commands");
             return ExitCode::from(2);
         }
     };
     match dispatch(command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            say_err!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -562,7 +564,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("REJECTED: {e}");
+                    say_err!("REJECTED: {e}");
                     Ok(ExitCode::from(EXIT_PACKAGE_REJECTED))
                 }
             }
@@ -588,7 +590,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 println!("No devices found. A phone must be in fastboot mode; network devices need --connect tcp:HOST:PORT.");
             } else {
                 for d in &found {
-                    println!("{}", device_line(d)?);
+                    say!("{}", device_line(d)?);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -604,7 +606,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let info = match info {
                 Ok(info) => info,
                 Err(e) => {
-                    eprintln!("error: {}", chain(&e));
+                    say_err!("error: {}", chain(&e));
                     return Ok(ExitCode::from(EXIT_DEVICE_ERROR));
                 }
             };
@@ -629,16 +631,20 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             match engine::service::backup_device(&req, &partitions, &out) {
                 Ok((dir, manifest)) => {
                     for e in &manifest.entries {
-                        println!(
+                        say!(
                             "{:<10} LUN {} sectors {}+{}  sha256 {}",
-                            e.label, e.lun, e.start_sector, e.sectors, e.sha256
+                            e.label,
+                            e.lun,
+                            e.start_sector,
+                            e.sectors,
+                            e.sha256
                         );
                     }
                     println!("backup: {}", dir.display());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err((outcome, message)) => {
-                    eprintln!("error: {message}");
+                    say_err!("error: {message}");
                     Ok(exit_code(outcome))
                 }
             }
@@ -653,7 +659,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             match engine::service::restore_device(&req, &backup) {
                 Ok(manifest) => {
                     for e in &manifest.entries {
-                        println!(
+                        say!(
                             "{:<10} restored and confirmed by the device's digest",
                             e.label
                         );
@@ -661,7 +667,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err((outcome, message)) => {
-                    eprintln!("error: {message}");
+                    say_err!("error: {message}");
                     Ok(exit_code(outcome))
                 }
             }
@@ -678,7 +684,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 if crate::gui::display_available() {
                     return Ok(crate::gui::run(crate::gui::Launch::Demo(dir.as_deref())));
                 }
-                eprintln!("note: no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so the GUI bench cannot open; running the terminal demo instead (`flashline demo --cli`)\n");
+                say_err!("note: no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so the GUI bench cannot open; running the terminal demo instead (`flashline demo --cli`)\n");
             }
             demo::run(dir.as_deref(), json)
         }
@@ -776,7 +782,7 @@ fn inspect(path: &Path, trust: &TrustArg, json: bool) -> Result<ExitCode> {
     let package = match Package::open(path) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("REJECTED: {e}");
+            say_err!("REJECTED: {e}");
             return Ok(ExitCode::from(EXIT_PACKAGE_REJECTED));
         }
     };
@@ -925,17 +931,17 @@ fn pick_device(
         .collect();
     match found.as_slice() {
         [one] => {
-            eprintln!("using the only suitable device: {}", one.address);
+            say_err!("using the only suitable device: {}", one.address);
             Ok(one.address.clone())
         }
         [] => {
-            eprintln!("{none}");
+            say_err!("{none}");
             Err(ExitCode::from(EXIT_DEVICE_ERROR))
         }
         many => {
-            eprintln!("several devices are attached; pick one with --device:");
+            say_err!("several devices are attached; pick one with --device:");
             for d in many {
-                eprintln!(
+                say_err!(
                     "  {}  serial {}",
                     d.address,
                     d.serial.clone().unwrap_or_default()
@@ -973,10 +979,10 @@ fn parse_sha256(text: Option<String>) -> Result<Option<[u8; 32]>> {
 fn device_line(d: &discovery::Found) -> Result<String> {
     Ok(format!(
         "{:<28} {:<9} {:<20} {}",
-        d.address,
+        printable(&d.address),
         serde_json::to_string(&d.mode)?.trim_matches('"'),
-        d.product.as_deref().unwrap_or_default(),
-        d.serial.as_deref().unwrap_or_default()
+        printable(d.product.as_deref().unwrap_or_default()),
+        printable(d.serial.as_deref().unwrap_or_default())
     ))
 }
 
@@ -1047,7 +1053,7 @@ fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
     )
     .context("cannot start the virtual modem")?;
     println!("{}", modem.address());
-    eprintln!(
+    say_err!(
         "virtual modem listening; its EDL side keeps its LUNs in {}; stop with Ctrl-C",
         args.dir.display()
     );
@@ -1096,7 +1102,7 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
     let sim = EdlSim::new(&args.dir, cfg, Some(&crate::device::bench::default_dir()))
         .context("cannot start the virtual EDL device")?;
     println!("{}", sim.address());
-    eprintln!(
+    say_err!(
         "virtual EDL device; LUNs in {}; stop with Ctrl-C",
         args.dir.display()
     );
@@ -1146,7 +1152,7 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
     let addr = sim.local_addr()?;
     // The first line on stdout is the address to pass to --device, for scripts.
     println!("tcp:{addr}");
-    eprintln!(
+    say_err!(
         "virtual phone listening; partitions in {}; stop with Ctrl-C",
         args.dir.display()
     );
@@ -1164,7 +1170,7 @@ fn sim_phone_usb(dir: &Path, cfg: PhoneConfig) -> Result<ExitCode> {
     stop.remove_on_signal(phone.gadget().remover(), "virtual phone")?;
     // The first line on stdout is the address to pass to --device, for scripts.
     println!("{serial}");
-    eprintln!(
+    say_err!(
         "virtual phone on USB ({}); partitions in {}; stop with Ctrl-C",
         phone.gadget().path().display(),
         dir.display()
@@ -1189,7 +1195,7 @@ fn sim_edl_usb(dir: &Path, cfg: crate::sim::edl::EdlConfig) -> Result<ExitCode> 
         .context("cannot plug the virtual EDL device in as a USB gadget")?;
     // The first line on stdout is the address to pass to --device, for scripts.
     println!("{serial}");
-    eprintln!(
+    say_err!(
         "virtual EDL device on USB; LUNs in {}; stop with Ctrl-C",
         dir.display()
     );
@@ -1212,7 +1218,7 @@ fn sim_modem_usb(
     let modem = crate::sim::modem::UsbModem::start(cfg, edl, dir)
         .context("cannot plug the virtual modem in as a USB gadget")?;
     println!("{serial}");
-    eprintln!(
+    say_err!(
         "virtual modem on USB, AT on {}; its EDL side keeps its LUNs in {}; stop with Ctrl-C",
         modem.device_tty(),
         dir.display()

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use super::render::say;
+use crate::device::printable;
 use crate::engine::{self, Event, JobRequest, Outcome, Report, Stage};
 use crate::package::Package;
 
@@ -149,12 +151,12 @@ impl View {
             }
             Event::ImageKept { target, .. } => format!("{target} kept (verified earlier)"),
             Event::Finished { outcome, error, .. } => match error {
-                Some(e) => format!("{}: {e}", outcome_word(*outcome)),
+                Some(e) => format!("{}: {}", outcome_word(*outcome), printable(e)),
                 None => outcome_word(*outcome).to_string(),
             },
             _ => return,
         };
-        println!("[{address}] {line}");
+        say!("[{address}] {line}");
     }
 }
 
@@ -170,15 +172,13 @@ fn summary(reports: &[Report], seconds: f64) {
     println!();
     for r in reports {
         let flash: f64 = r.images.iter().filter_map(|i| i.seconds).sum();
-        print!(
-            "{:<28} {:<18} flashing {flash:>7.2} s",
+        let error = r.error.as_deref().map(|e| format!("  {}", printable(e)));
+        say!(
+            "{:<28} {:<18} flashing {flash:>7.2} s{}",
             r.device_address,
-            outcome_word(r.outcome)
+            outcome_word(r.outcome),
+            error.unwrap_or_default()
         );
-        if let Some(e) = &r.error {
-            print!("  {e}");
-        }
-        println!();
     }
     let ok = reports
         .iter()

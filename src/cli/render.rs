@@ -5,9 +5,29 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::device::{Battery, DeviceInfo, LockState, Mode};
+use crate::device::{printable, Battery, DeviceInfo, LockState, Mode};
 use crate::engine::{Event, Stage, Status};
 use crate::package::{Inspection, KeyScope, SignatureStatus};
+
+/// `println!` for people: the whole line goes through [`crate::device::printable_lines`],
+/// so device text in it (a serial number, a FAIL reason) cannot steer the terminal.
+macro_rules! say {
+    () => {
+        println!()
+    };
+    ($($arg:tt)*) => {
+        println!("{}", $crate::device::printable_lines(&format!($($arg)*)))
+    };
+}
+
+/// [`say!`] on stderr.
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::device::printable_lines(&format!($($arg)*)))
+    };
+}
+
+pub(crate) use {say, say_err};
 
 /// Renders events as they arrive.
 pub enum Renderer {
@@ -46,13 +66,13 @@ impl Renderer {
 
 fn human(bar: &mut Option<ProgressBar>, event: &Event) {
     match event {
-        Event::Stage { stage } => println!("\n== {}", stage_title(*stage)),
+        Event::Stage { stage } => say!("\n== {}", stage_title(*stage)),
         Event::PackageVerified {
             name,
             version,
             signer,
             signer_name,
-        } => println!("   {name} {version}: signature and every image hash verified (signed by {signer_name}, key {signer})"),
+        } => say!("   {name} {version}: signature and every image hash verified (signed by {signer_name}, key {signer})"),
         Event::DeviceIdentified { device } => print_device(device),
         Event::Preflight { checks } => {
             for c in checks {
@@ -61,9 +81,9 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
                     Status::Warn => "warn",
                     Status::Refuse => "NO  ",
                 };
-                println!("   [{mark}] {:<18} device: {:<24} package needs: {}", c.name, c.actual, c.required);
+                say!("   [{mark}] {:<18} device: {:<24} package needs: {}", c.name, c.actual, c.required);
                 if c.status != Status::Pass {
-                    println!("          {}", c.message);
+                    say!("          {}", c.message);
                 }
             }
         }
@@ -74,12 +94,12 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
         } => {
             for w in writes {
                 let kind = if w.sparse { "sparse" } else { "raw" };
-                println!("   {:<12} → {:<14} {:>12} bytes ({kind})", w.partition, w.target, w.bytes);
+                say!("   {:<12} → {:<14} {:>12} bytes ({kind})", w.partition, w.target, w.bytes);
             }
             if let Some(slot) = activate_slot {
-                println!("   then boot slot {slot} (switched only after every image is verified)");
+                say!("   then boot slot {slot} (switched only after every image is verified)");
             }
-            println!("   {total_bytes} bytes in all");
+            say!("   {total_bytes} bytes in all");
         }
         Event::ImageStarted {
             index,
@@ -95,7 +115,7 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            pb.set_prefix(format!("image {}/{} {target}", index + 1, count));
+            pb.set_prefix(printable(&format!("image {}/{} {target}", index + 1, count)).into_owned());
             pb.enable_steady_tick(Duration::from_millis(200));
             *bar = Some(pb);
         }
@@ -113,39 +133,39 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             if let Some(pb) = bar.take() {
                 pb.finish_and_clear();
             }
-            println!("   {target}: written in {seconds:.2} s, sha256 of the bytes sent {} = signed", &sha256[..16]);
+            say!("   {target}: written in {seconds:.2} s, sha256 of the bytes sent {} = signed", &sha256[..16]);
         }
         Event::Resuming { verified, interrupted, since } => {
-            println!("   resuming the job interrupted at {since}: {} image(s) already verified", verified.len());
+            say!("   resuming the job interrupted at {since}: {} image(s) already verified", verified.len());
             if let Some(target) = interrupted {
-                println!("   {target} was left incomplete and is written again from its start");
+                say!("   {target} was left incomplete and is written again from its start");
             }
         }
         Event::ImageKept { target, checked_on_device, .. } => {
             let how = if *checked_on_device { "the device's digest matches" } else { "verified by the interrupted run" };
-            println!("   {target}: kept ({how})");
+            say!("   {target}: kept ({how})");
         }
-        Event::DeviceMessage { text } => println!("   (device) {text}"),
-        Event::SlotSwitched { slot } => println!("   the device will boot slot {slot}"),
-        Event::DeviceSwitched { from, to } => println!("   {from} left; the device is back in download mode at {to}"),
+        Event::DeviceMessage { text } => say!("   (device) {}", printable(text)),
+        Event::SlotSwitched { slot } => say!("   the device will boot slot {slot}"),
+        Event::DeviceSwitched { from, to } => say!("   {from} left; the device is back in download mode at {to}"),
         Event::SwitchStep { step, provenance, reports_only } => {
-            println!("   {step}");
+            say!("   {step}");
             if *reports_only {
-                println!("   note: this step rests on public reports only ({provenance})");
+                say!("   note: this step rests on public reports only ({provenance})");
             }
         }
-        Event::BackupWritten { label, sha256 } => println!("   {label}: saved and checked (sha256 {})", &sha256[..16]),
+        Event::BackupWritten { label, sha256 } => say!("   {label}: saved and checked (sha256 {})", &sha256[..16]),
         Event::Finished { outcome, error, report } => {
             if let Some(pb) = bar.take() {
                 pb.abandon();
             }
-            println!();
+            say!();
             match error {
-                None => println!("Done: {}", serde_json::to_string(outcome).unwrap_or_default().trim_matches('"')),
-                Some(e) => println!("Stopped: {e}"),
+                None => say!("Done: {}", serde_json::to_string(outcome).unwrap_or_default().trim_matches('"')),
+                Some(e) => say!("Stopped: {}", printable(e)),
             }
             if let Some(path) = report {
-                println!("Report: {}", path.display());
+                say!("Report: {}", path.display());
             }
         }
     }
@@ -170,11 +190,11 @@ fn stage_title(stage: Stage) -> &'static str {
 /// Prints a device's facts, one per line.
 pub fn print_device(d: &DeviceInfo) {
     let or = |o: &Option<String>| o.clone().unwrap_or_else(|| "not reported".into());
-    println!("   address           {}", d.address);
-    println!("   product           {}", or(&d.product));
-    println!("   serial            {}", or(&d.serial));
-    println!("   firmware version  {}", or(&d.firmware_version_raw));
-    println!(
+    say!("   address           {}", d.address);
+    say!("   product           {}", or(&d.product));
+    say!("   serial            {}", or(&d.serial));
+    say!("   firmware version  {}", or(&d.firmware_version_raw));
+    say!(
         "   security version  {}",
         d.security_version
             .map_or("not reported".into(), |v| v.to_string())
@@ -186,56 +206,59 @@ pub fn print_device(d: &DeviceInfo) {
         Battery::NoBattery => "no battery".into(),
         Battery::Unknown => "not reported".into(),
     };
-    println!("   battery           {battery}");
+    say!("   battery           {battery}");
     if d.mode == Mode::Fastboot {
         let lock = match d.lock {
             LockState::Unlocked => "unlocked (accepts flash and erase)",
             LockState::Locked => "locked (refuses flash and erase; unlocking wipes user data)",
             LockState::Unknown => "not reported",
         };
-        println!("   bootloader        {lock}");
+        say!("   bootloader        {lock}");
     }
     if let Some(s) = &d.slots {
-        println!("   slots             {} (current {})", s.count, s.current);
+        say!("   slots             {} (current {})", s.count, s.current);
     }
     for (name, size) in &d.partitions {
-        println!("   partition         {name:<14} {size} bytes");
+        say!("   partition         {name:<14} {size} bytes");
     }
     for name in &d.partitions_size_unknown {
-        println!("   partition         {name:<14} size unknown");
+        say!("   partition         {name:<14} size unknown");
     }
 }
 
 /// Prints a package inspection for people.
 pub fn print_inspection(i: &Inspection) {
     let m = &i.manifest;
-    println!("package          {}", i.path.display());
-    println!("name             {}", m.name);
-    println!("version          {}", m.version);
-    println!("security version {}", m.security_version);
-    println!("min battery      {} %", m.min_battery_percent);
+    say!("package          {}", i.path.display());
+    say!("name             {}", m.name);
+    say!("version          {}", m.version);
+    say!("security version {}", m.security_version);
+    say!("min battery      {} %", m.min_battery_percent);
     if let Some(d) = &m.description {
-        println!("description      {d}");
+        say!("description      {d}");
     }
     for t in &m.targets {
-        println!("target           {}", t.product);
+        say!("target           {}", t.product);
     }
     for r in &m.requires {
-        println!("requires         {} = {}", r.variable, r.values.join(" | "));
+        say!("requires         {} = {}", r.variable, r.values.join(" | "));
     }
     for img in &m.images {
         let kind = match &img.sparse {
             Some(s) => format!("sparse, expands to {} bytes", s.expanded_size),
             None => "raw".to_string(),
         };
-        println!(
+        say!(
             "image            {:<12} {} ({} bytes, {kind}) sha256 {}",
-            img.partition, img.file, img.size, img.sha256
+            img.partition,
+            img.file,
+            img.size,
+            img.sha256
         );
     }
-    println!("signer           {}", m.signer);
+    say!("signer           {}", m.signer);
     if i.signatures.is_empty() {
-        println!("signature        none: this package is not signed and will be rejected");
+        say!("signature        none: this package is not signed and will be rejected");
     }
     for s in &i.signatures {
         let status = match &s.status {
@@ -253,7 +276,7 @@ pub fn print_inspection(i: &Inspection) {
             }
             SignatureStatus::Duplicate => "duplicate entry: rejected".into(),
         };
-        println!("signature        key {}: {status}", s.key_id);
+        say!("signature        key {}: {status}", s.key_id);
     }
-    println!("(image hashes are checked by `flashline verify`)");
+    say!("(image hashes are checked by `flashline verify`)");
 }

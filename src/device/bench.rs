@@ -59,16 +59,16 @@ pub fn default_dir() -> PathBuf {
     crate::paths::home().join("bench")
 }
 
-/// Publishes `entry` in `dir`. The file name is generated, never taken from the entry.
+/// Publishes `entry` in `dir`. The file name is generated, never taken from the entry, and
+/// the file is written like every file under flashline's home (see [`crate::secure_fs`]).
 pub fn announce(dir: &Path, entry: &BenchEntry) -> std::io::Result<Announcement> {
-    std::fs::create_dir_all(dir)?;
     let mut id = [0u8; 8];
     getrandom::getrandom(&mut id).map_err(|e| std::io::Error::other(e.to_string()))?;
     let path = dir.join(format!("{}.json", hex::encode(id)));
     let tmp = path.with_extension("tmp");
-    std::fs::write(
+    crate::secure_fs::write_new(
         &tmp,
-        serde_json::to_vec(entry).map_err(std::io::Error::other)?,
+        &serde_json::to_vec(entry).map_err(std::io::Error::other)?,
     )?;
     std::fs::rename(&tmp, &path)?;
     Ok(Announcement { path })

@@ -89,6 +89,7 @@ pub fn scan(connect: &[String], quirks: &Quirks, probe: bool) -> Vec<Found> {
             interface: None,
             port_path: None,
         })
+        .map(cleaned)
         .collect();
     found.extend(ports_and_edl(quirks).into_iter().map(|mut f| {
         if probe && f.mode == Mode::Unknown {
@@ -190,7 +191,16 @@ fn serial_devices(quirks: &Quirks) -> Vec<Found> {
             interface: e.interface,
             port_path: e.port_path,
         });
-    ports.chain(virtual_ports).collect()
+    ports.chain(virtual_ports).map(cleaned).collect()
+}
+
+/// USB descriptor strings and bench entries are device text: cleaned like a driver cleans
+/// what it reads (see [`super::clean`]), so a serial number is the same string however the
+/// device was found, and holds nothing that could steer a terminal.
+fn cleaned(mut f: Found) -> Found {
+    f.product = f.product.as_deref().map(super::clean);
+    f.serial = f.serial.as_deref().map(super::clean);
+    f
 }
 
 /// Serial ports and bench devices (see [`serial_devices`]), then devices in EDL on raw USB
@@ -213,6 +223,7 @@ fn ports_and_edl(quirks: &Quirks) -> Vec<Found> {
             is_virtual: false,
             interface: None,
         })
+        .map(cleaned)
         // A tty for it (qcserial bound) is the one to use: it needs no driver detached.
         .filter(|d| !found.iter().any(|p| same_device(p, d)))
         .collect();

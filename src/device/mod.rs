@@ -135,6 +135,43 @@ pub(crate) fn clean(s: &str) -> String {
         .collect()
 }
 
+/// Device text made safe for a terminal: every control character (C0, DEL, C1: ESC, BEL,
+/// carriage return, line breaks, …) and every character that reorders or hides text (bidi
+/// controls, zero-width marks) is written as an escape such as `\u{1b}`.
+///
+/// [`clean`] already strips what a driver stores; this is for text shown to people that may
+/// carry device words a driver did not clean (a fastboot FAIL reason, a USB descriptor, an
+/// error quoting either), so a device cannot retitle a window, move the cursor, fake a line
+/// or ring the bell on the technician's terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_if(text, |_| false)
+}
+
+/// [`printable`] for several lines of flashline's own making: line breaks stay.
+pub fn printable_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_if(text, |c| c == '\n')
+}
+
+fn escape_if(text: &str, keep: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        !keep(c)
+            && (c.is_control()
+                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'))
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// One physical partition (eMMC user area, UFS LUN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lun {
@@ -434,5 +471,17 @@ mod tests {
     fn device_strings_are_cleaned() {
         assert_eq!(clean(" ok\x1b[31m\n"), "ok[31m");
         assert_eq!(clean(&"x".repeat(500)).len(), MAX_DEVICE_STRING);
+    }
+
+    #[test]
+    fn printable_escapes_what_steers_a_terminal() {
+        assert_eq!(printable("SN\x1b]0;x\x07"), "SN\\u{1b}]0;x\\u{7}");
+        assert_eq!(printable("a\r\nb\u{9b}c"), "a\\u{d}\\u{a}b\\u{9b}c");
+        assert_eq!(printable("\u{202e}gnp.exe"), "\\u{202e}gnp.exe");
+        assert_eq!(printable_lines("one\ntwo\x1b[2J"), "one\ntwo\\u{1b}[2J");
+        assert!(matches!(
+            printable("plain ÄÖ"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -4,23 +4,31 @@
 //! cannot be rebuilt from any firmware package, so they are read back and stored before
 //! anything is erased or written. A backup is one folder: one file per partition, named by
 //! flashline (never by what the device calls it), and `backup.json` recording where each
-//! came from and its SHA-256. A restore writes them back to the same sectors and checks the
+//! came from and its SHA-256, sealed by this station's key in `backup.sig` (see
+//! [`super::station`]). A restore writes them back to the same sectors and checks the
 //! device's own digest afterwards.
+//!
+//! Backups are private (folders 0700, files 0600, never written through a symbolic link:
+//! see [`crate::secure_fs`]) and pruned by [`prune`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::hashing::HashingWriter;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::report::{now, safe_name};
+use super::station::StationKey;
 use crate::device::{DeviceError, DeviceInfo, Driver, ImageSource, SendReader, Target};
 
 /// The file that describes a backup folder.
 pub const MANIFEST: &str = "backup.json";
+/// The station's seal over `backup.json`.
+pub const SEAL: &str = "backup.sig";
 /// Largest `backup.json` read back: the folder may have been edited by hand.
 const MAX_MANIFEST_LEN: u64 = 1024 * 1024;
 /// Largest partition backed up. Identity partitions are a few MiB; a device claiming more
@@ -162,7 +170,8 @@ pub fn locate(labels: &[String], device: &DeviceInfo) -> (Vec<Wanted>, Vec<Strin
     (wanted, missing)
 }
 
-/// Reads every `wanted` partition from the device into a new folder under `root`.
+/// Reads every `wanted` partition from the device into a new folder under `root`, sealed
+/// with `key`.
 ///
 /// Each file is hashed as it is written and compared with the driver's hash of the bytes it
 /// read, and with the device's own digest where it has one: a backup that cannot be proven
@@ -172,6 +181,7 @@ pub fn create(
     serial: Option<&str>,
     product: Option<&str>,
     wanted: &[Wanted],
+    key: &StationKey,
     driver: &mut dyn Driver,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<(PathBuf, BackupManifest), BackupError> {
@@ -180,15 +190,12 @@ pub fn create(
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .collect();
-    let dir = root.join(format!(
-        "{}-{stamp}",
-        safe_name(serial.unwrap_or("unknown-device"))
-    ));
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BackupError::Io { path, source }
     };
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let stem = format!("{}-{stamp}", safe_name(serial.unwrap_or("unknown-device")));
+    let dir = crate::secure_fs::new_private_dir(root, &stem).map_err(io_err(root))?;
     let mut entries = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
         let Target::Sectors {
@@ -205,7 +212,7 @@ pub fn create(
         };
         let file = format!("{:02}-{}.bin", i, safe_name(&w.label));
         let path = dir.join(&file);
-        let out = File::create(&path).map_err(io_err(&path))?;
+        let out = crate::secure_fs::create_new(&path).map_err(io_err(&path))?;
         let mut out = HashingWriter::new(BufWriter::new(out));
         let device_err = |source| BackupError::Device {
             label: w.label.clone(),
@@ -249,12 +256,21 @@ pub fn create(
     };
     let path = dir.join(MANIFEST);
     let json = serde_json::to_vec_pretty(&manifest).expect("backup manifests serialise");
-    std::fs::write(&path, json).map_err(io_err(&path))?;
+    crate::secure_fs::write_new(&path, &json).map_err(io_err(&path))?;
+    let seal = dir.join(SEAL);
+    crate::secure_fs::write_new(&seal, key.seal(&json).as_bytes()).map_err(io_err(&seal))?;
+    // Backups without a serial number cannot be told apart by device, so none is pruned.
+    if let Some(serial) = serial {
+        if let Err(e) = prune(root, serial, key, SystemTime::now()) {
+            tracing::warn!("old backups were not pruned: {e}");
+        }
+    }
     Ok((dir, manifest))
 }
 
-/// Reads and checks a backup folder: every file present, of the recorded size and hash.
-pub fn open(dir: &Path) -> Result<BackupManifest, BackupError> {
+/// Reads and checks a backup folder: `backup.json` sealed by `key` (this station's), every
+/// file present, of the recorded size and hash.
+pub fn open(dir: &Path, key: &StationKey) -> Result<BackupManifest, BackupError> {
     let invalid = |reason: String| BackupError::Invalid {
         path: dir.to_path_buf(),
         reason,
@@ -268,6 +284,10 @@ pub fn open(dir: &Path) -> Result<BackupManifest, BackupError> {
     if text.len() as u64 > MAX_MANIFEST_LEN {
         return Err(invalid(format!("{MANIFEST} is too large")));
     }
+    let seal = super::station::read_small(&dir.join(SEAL))
+        .map_err(|e| invalid(format!("cannot read its seal {SEAL}: {e}")))?;
+    key.check(&text, &seal)
+        .map_err(|why| invalid(format!("{MANIFEST} cannot be trusted: {why}")))?;
     let manifest: BackupManifest =
         serde_json::from_slice(&text).map_err(|e| invalid(format!("{MANIFEST}: {e}")))?;
     let mut labels = std::collections::BTreeSet::new();
@@ -356,6 +376,63 @@ pub fn restore(
     Ok(())
 }
 
+/// The pruning policy: every backup of the last [`KEEP_DAYS`] days is kept, and of older
+/// ones the [`KEEP_NEWEST`] newest of each serial number.
+///
+/// Only backups that [`open`] accepts (sealed by this station, every file intact) count and
+/// are ever deleted; anything else in the folder is left for a person to look at. Because
+/// the newest good backups of a serial are always among those kept, pruning can never remove
+/// the last good backup of a device, even one whose newer backups were damaged.
+pub const KEEP_NEWEST: usize = 3;
+/// See [`KEEP_NEWEST`].
+pub const KEEP_DAYS: u64 = 30;
+
+/// Deletes the backups of `serial` in `root` that the policy of [`KEEP_NEWEST`] no longer
+/// keeps, as of `now`; returns the folders deleted.
+pub fn prune(
+    root: &Path,
+    serial: &str,
+    key: &StationKey,
+    now: SystemTime,
+) -> Result<Vec<PathBuf>, BackupError> {
+    let io_err = |source| BackupError::Io {
+        path: root.to_path_buf(),
+        source,
+    };
+    let mut good = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(io_err)? {
+        let dir = entry.map_err(io_err)?.path();
+        // Only real folders: a link is never followed into, nor deleted through.
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let Ok(manifest) = open(&dir, key) else {
+            continue;
+        };
+        let created = humantime::parse_rfc3339(&manifest.created_at);
+        if let (Some(serial_of), Ok(created)) = (manifest.serial.as_deref(), created) {
+            if serial_of == serial {
+                good.push((created, dir));
+            }
+        }
+    }
+    good.sort_by(|a, b| b.cmp(a));
+    let recent = now
+        .checked_sub(Duration::from_secs(KEEP_DAYS * 24 * 60 * 60))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut deleted = Vec::new();
+    for (created, dir) in good.into_iter().skip(KEEP_NEWEST) {
+        if created < recent {
+            std::fs::remove_dir_all(&dir).map_err(|source| BackupError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            deleted.push(dir);
+        }
+    }
+    Ok(deleted)
+}
+
 fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
@@ -431,5 +508,97 @@ impl SendReader for HashedFile {
             return Err("the file changed since the backup was checked".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+    /// A backup folder as [`create`] would leave it, of `serial`, made `age` before `now`.
+    fn backup_at(
+        root: &Path,
+        key: &StationKey,
+        serial: &str,
+        now: SystemTime,
+        age: Duration,
+    ) -> PathBuf {
+        let created = now - age;
+        let dir = root.join(format!("{serial}-{}", (age.as_secs() / 3600)));
+        std::fs::create_dir(&dir).unwrap();
+        let bytes = vec![0x5Au8; 512];
+        std::fs::write(dir.join("00-fsg.bin"), &bytes).unwrap();
+        let manifest = BackupManifest {
+            serial: Some(serial.into()),
+            product: Some("MF833V".into()),
+            created_at: humantime::format_rfc3339_millis(created).to_string(),
+            entries: vec![BackupEntry {
+                label: "fsg".into(),
+                file: "00-fsg.bin".into(),
+                lun: 0,
+                start_sector: 34,
+                sectors: 1,
+                sector_size: 512,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            }],
+        };
+        let json = serde_json::to_vec_pretty(&manifest).unwrap();
+        std::fs::write(dir.join(MANIFEST), &json).unwrap();
+        std::fs::write(dir.join(SEAL), key.seal(&json)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn pruning_keeps_recent_ones_the_newest_few_and_the_last_good_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("backups");
+        std::fs::create_dir(&root).unwrap();
+        let key = StationKey::open_or_create(&tmp.path().join("station.key")).unwrap();
+        let now = SystemTime::now();
+        let a: Vec<PathBuf> = [0, 1, 40, 50, 60, 70]
+            .iter()
+            .map(|d| backup_at(&root, &key, "A", now, DAY * *d))
+            .collect();
+        let lonely = backup_at(&root, &key, "B", now, DAY * 400);
+        // C: one good backup long ago, three newer ones damaged.
+        let c_good = backup_at(&root, &key, "C", now, DAY * 100);
+        let c_bad: Vec<PathBuf> = [41, 42, 43]
+            .iter()
+            .map(|d| {
+                let dir = backup_at(&root, &key, "C", now, DAY * *d);
+                std::fs::write(dir.join("00-fsg.bin"), [0u8; 512]).unwrap();
+                dir
+            })
+            .collect();
+        // Something that is not a backup of this station.
+        let foreign = root.join("C-notes");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join(MANIFEST), b"{}").unwrap();
+
+        let mut deleted = prune(&root, "A", &key, now).unwrap();
+        deleted.sort();
+        let mut expected = a[3..].to_vec();
+        expected.sort();
+        assert_eq!(
+            deleted, expected,
+            "older than 30 days and not among the newest 3"
+        );
+        assert!(a[..3].iter().all(|d| d.is_dir()));
+
+        assert!(prune(&root, "B", &key, now).unwrap().is_empty());
+        assert!(
+            lonely.is_dir(),
+            "the only backup of a serial stays, however old"
+        );
+
+        assert!(prune(&root, "C", &key, now).unwrap().is_empty());
+        assert!(c_good.is_dir(), "the last good backup stays");
+        assert!(
+            c_bad.iter().all(|d| d.is_dir()),
+            "damaged ones are left for a person"
+        );
+        assert!(foreign.is_dir());
     }
 }

@@ -199,14 +199,11 @@ fn run_with(
     report.outcome = outcome;
     report.error = error.clone();
     report.finished_at = report::now();
-    let path = req
-        .options
-        .report_path
-        .clone()
-        .unwrap_or_else(|| report.default_path(&req.options.reports_dir));
-    let (written, error) = match report.write(&path) {
-        Ok(()) => (Some(path), error),
+    let explicit = req.options.report_path.as_deref();
+    let (written, error) = match report.save(explicit, &req.options.reports_dir) {
+        Ok(path) => (Some(path), error),
         Err(e) => {
+            let path = explicit.unwrap_or(&req.options.reports_dir);
             let msg = format!("could not write the report to {}: {e}", path.display());
             (
                 None,

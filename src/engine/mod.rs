@@ -13,6 +13,7 @@ pub mod preflight;
 mod qualcomm;
 pub mod report;
 pub mod service;
+pub mod station;
 
 pub use event::{Event, PlannedWrite, Stage};
 pub use job::{

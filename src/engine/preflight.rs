@@ -142,8 +142,9 @@ fn signer(package: &VerifiedPackage, device: &DeviceInfo) -> Check {
             actual,
             "a key trusted for real devices",
             format!(
-                "the package is signed with {}, which is trusted only for virtual devices; \
-                 name its key with --trust to use it on real hardware",
+                "the package is signed with {}, whose secret half is public, so it is \
+                 trusted only for virtual devices, never for real hardware; flash a package \
+                 signed with your own release key",
                 s.name
             ),
         );

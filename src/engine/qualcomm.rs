@@ -14,6 +14,7 @@ use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
 use super::preflight::{storage_range, Check, Preflight};
 use super::report::{BackupFacts, ImageReport, Outcome};
+use super::station::StationKey;
 use super::JobRequest;
 use crate::device::quirks::{Model, Provenance, Quirks};
 use crate::device::{discovery, DeviceError, DeviceInfo, Driver, Lun, Mode, Target};
@@ -389,11 +390,13 @@ impl Programmed<'_> {
                 "partition {label} is not on this device; nothing to back up"
             ));
         }
+        let key = station_key(req)?;
         let (dir, manifest) = backup::create(
             &req.options.backups_dir,
             device.serial.as_deref(),
             product,
             &wanted,
+            &key,
             driver,
             &mut |_, _| {},
         )
@@ -826,4 +829,14 @@ impl ExprContext for DeviceDisk<'_> {
         bytes.truncate(len as usize);
         Ok(crc32fast::hash(&bytes))
     }
+}
+
+/// This station's backup key (see [`super::station`]), made on first use.
+pub(super) fn station_key(req: &JobRequest) -> Result<StationKey, Stop> {
+    StationKey::open_or_create(&super::station::beside(&req.options.history_path)).map_err(|e| {
+        (
+            Outcome::DeviceError,
+            format!("backups cannot be sealed: {e}"),
+        )
+    })
 }

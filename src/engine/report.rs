@@ -133,17 +133,23 @@ pub struct Report {
 }
 
 impl Report {
-    /// Writes the report as pretty JSON, creating the directory if needed.
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+    /// Writes the report as pretty JSON and returns where it went.
+    ///
+    /// With no `path`, the file gets a new name in `dir` (see [`Report::file_stem`]): two
+    /// reports of the same second and serial never overwrite each other. A `path` the user
+    /// named is replaced atomically. Either way the file is private (it holds the device's
+    /// identity) and never written through a symbolic link (see [`crate::secure_fs`]).
+    pub fn save(&self, path: Option<&Path>, dir: &Path) -> std::io::Result<PathBuf> {
+        let json = serde_json::to_string_pretty(self).expect("reports serialise") + "\n";
+        match path {
+            Some(path) => crate::secure_fs::replace(path, json.as_bytes()).map(|()| path.into()),
+            None => crate::secure_fs::write_unique(dir, &self.file_stem(), "json", json.as_bytes()),
         }
-        let json = serde_json::to_string_pretty(self).expect("reports serialise");
-        std::fs::write(path, json + "\n")
     }
 
-    /// The default file name: time, then the device serial made safe for a file name.
-    pub fn default_path(&self, dir: &Path) -> PathBuf {
+    /// The default file name without its extension: time, then the device serial made safe
+    /// for a file name.
+    pub fn file_stem(&self) -> String {
         let serial = self
             .device
             .as_ref()
@@ -155,7 +161,7 @@ impl Report {
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .collect();
-        dir.join(format!("{stamp}-{serial}.json"))
+        format!("{stamp}-{serial}")
     }
 }
 
@@ -187,6 +193,53 @@ pub fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report() -> Report {
+        Report {
+            tool: "flashline test".into(),
+            started_at: "2026-12-06T07:00:00.000Z".into(),
+            finished_at: "2026-12-06T07:00:00.000Z".into(),
+            outcome: Outcome::Success,
+            error: None,
+            device_address: "tcp:127.0.0.1:1".into(),
+            package: None,
+            device: None,
+            before: None,
+            after: None,
+            preflight: Vec::new(),
+            overrides: Vec::new(),
+            images: Vec::new(),
+            incomplete: None,
+            activated_slot: None,
+            backup: None,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn reports_of_the_same_moment_never_overwrite_each_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("reports");
+        let first = report().save(None, &dir).unwrap();
+        let mut second = report();
+        second.outcome = Outcome::DeviceError;
+        let second = second.save(None, &dir).unwrap();
+        assert_ne!(first, second);
+        assert!(std::fs::read_to_string(&first)
+            .unwrap()
+            .contains("\"success\""));
+        assert!(std::fs::read_to_string(&second)
+            .unwrap()
+            .contains("\"device-error\""));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&first), 0o600);
+            assert_eq!(mode(&second), 0o600);
+        }
+    }
 
     #[test]
     fn device_strings_cannot_escape_the_report_folder() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::backup::{self, BackupManifest};
 use super::job::{verify_package, Stop};
 use super::preflight::{self, Status};
-use super::qualcomm::{start_programmer, switch_to_download};
+use super::qualcomm::{start_programmer, station_key, switch_to_download};
 use super::{JobRequest, Outcome};
 use crate::device::{Driver, Mode};
 use crate::package::VerifiedPackage;
@@ -51,6 +51,7 @@ pub fn backup_device(
     labels: &[String],
     out: &Path,
 ) -> Result<(PathBuf, BackupManifest), Stop> {
+    let key = station_key(req)?;
     let (package, mut driver, device) = open_storage(req)?;
     let product = device.product.clone().or_else(|| {
         package
@@ -60,8 +61,7 @@ pub fn backup_device(
             .map(|t| t.product.clone())
     });
     let labels: Vec<String> = if labels.is_empty() {
-        let model = product.as_deref().and_then(|p| req.quirks.model(p));
-        model.map(|m| m.backup.clone()).unwrap_or_default()
+        identity_labels(req, &package, &device)
     } else {
         labels.to_vec()
     };
@@ -78,6 +78,7 @@ pub fn backup_device(
         device.serial.as_deref(),
         product.as_deref(),
         &wanted,
+        &key,
         driver.as_mut(),
         &mut |_, _| {},
     )
@@ -87,10 +88,30 @@ pub fn backup_device(
 }
 
 /// Writes a checked backup folder back to the device and confirms each partition by digest.
+///
+/// The backup must be sealed by this station, and only identity partitions go back: those
+/// the quirks file names for the model and those the signed package adds. Any other label
+/// (a boot loader, say) is refused even in a genuine backup, which `--partitions` can make.
 pub fn restore_device(req: &JobRequest, dir: &Path) -> Result<BackupManifest, Stop> {
-    let manifest = backup::open(dir).map_err(|e| (Outcome::PackageRejected, e.to_string()))?;
-    let (_, mut driver, device) = open_storage(req)?;
-    if let Err(why) = restorable(&manifest, &device) {
+    let key = station_key(req)?;
+    let manifest =
+        backup::open(dir, &key).map_err(|e| (Outcome::PackageRejected, e.to_string()))?;
+    let (package, mut driver, device) = open_storage(req)?;
+    let identity = identity_labels(req, &package, &device);
+    let checked = match manifest
+        .entries
+        .iter()
+        .find(|e| !identity.contains(&e.label))
+    {
+        Some(e) => Err(format!(
+            "the backup holds partition {:?}, which is not an identity partition of this model \
+             ({}); a restore writes identity partitions only",
+            e.label,
+            identity.join(", ")
+        )),
+        None => restorable(&manifest, &device),
+    };
+    if let Err(why) = checked {
         let _ = driver.reboot();
         return Err((
             Outcome::PreflightRefused,
@@ -103,9 +124,34 @@ pub fn restore_device(req: &JobRequest, dir: &Path) -> Result<BackupManifest, St
     result.map(|()| manifest)
 }
 
+/// The identity partitions of the device: the quirks file's list for its model (by the
+/// product it reports, or in EDL, which reports none, the package's first target), then
+/// the labels the signed package adds.
+fn identity_labels(
+    req: &JobRequest,
+    package: &VerifiedPackage,
+    device: &crate::device::DeviceInfo,
+) -> Vec<String> {
+    let product = device.product.clone().or_else(|| {
+        package
+            .manifest()
+            .targets
+            .first()
+            .map(|t| t.product.clone())
+    });
+    let model = product.as_deref().and_then(|p| req.quirks.model(p));
+    let mut labels: Vec<String> = model.map(|m| m.backup.clone()).unwrap_or_default();
+    for label in package.qualcomm().map(|q| &q.backup).into_iter().flatten() {
+        if !labels.contains(label) {
+            labels.push(label.clone());
+        }
+    }
+    labels
+}
+
 /// A backup goes back only to the device it came from, and only to the partitions the
-/// device's own partition table names: `backup.json` is not signed, so its ranges are not
-/// trusted on their own.
+/// device's own partition table names: the seal shows the backup was made here, not that
+/// its ranges still fit this device.
 fn restorable(manifest: &BackupManifest, device: &crate::device::DeviceInfo) -> Result<(), String> {
     match (&manifest.serial, &device.serial) {
         (Some(theirs), Some(ours)) if theirs == ours => {}

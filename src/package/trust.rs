@@ -4,8 +4,9 @@
 //! [`super::root`]) is installed there, exactly the keys of that root. There is no trust on
 //! first use and no way to skip verification: a package verifies only against a key that
 //! is already here. The insecure demo key, whose secret half is public in the repository,
-//! is trusted for virtual devices only unless the user names a directory holding it
-//! explicitly, and it can never be part of a root.
+//! is trusted for virtual devices only, wherever it is found (also in a folder named with
+//! `--trust`), and it can never be part of a root: anyone can sign with it, so no bench
+//! setting may let it open a real device.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,13 +32,14 @@ pub enum KeyScope {
     VirtualOnly,
 }
 
-/// How a trust directory was chosen, which decides how far the demo key is trusted.
+/// How a trust directory was chosen: flashline's default folder or one the user named.
+///
+/// It widens nothing: the demo key is [`KeyScope::VirtualOnly`] from either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// flashline's own default trust directory: the demo key found there stays
-    /// [`KeyScope::VirtualOnly`], so copying it in by accident cannot open real devices to it.
+    /// flashline's own default trust directory.
     Default,
-    /// A directory the user named on purpose: every key in it gets [`KeyScope::Any`].
+    /// A directory the user named (`--trust`).
     Explicit,
 }
 
@@ -109,7 +111,7 @@ impl TrustStore {
     /// naming the file: silently skipping a key the user meant to trust would make a good
     /// package fail later with a misleading "unknown key". Files are read in name order;
     /// the same key twice counts once.
-    pub fn load_dir(dir: &Path, origin: Origin) -> Result<Self, PackageError> {
+    pub fn load_dir(dir: &Path, _origin: Origin) -> Result<Self, PackageError> {
         if let Some(root) = super::root::installed(dir)? {
             return Ok(TrustStore::from_root(
                 &root,
@@ -129,10 +131,10 @@ impl TrustStore {
         let mut store = TrustStore::empty();
         for path in paths {
             let key = PublicKey::load(&path)?;
-            let is_demo = key.verifying_key() == demo.verifying_key();
-            let scope = match origin {
-                Origin::Default if is_demo => KeyScope::VirtualOnly,
-                _ => KeyScope::Any,
+            let scope = if key.verifying_key() == demo.verifying_key() {
+                KeyScope::VirtualOnly
+            } else {
+                KeyScope::Any
             };
             store.insert(TrustedKey {
                 key,
@@ -228,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn demo_key_scope_depends_on_origin() {
+    fn demo_key_is_virtual_only_from_any_folder() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(DEMO_KEY_FILE), DEMO_PUBLIC_KEY).unwrap();
         let real = generate_key("release", dir.path()).unwrap();
@@ -242,7 +244,11 @@ mod tests {
         assert_eq!(default.get(real.key_id).unwrap().scope(), KeyScope::Any);
 
         let explicit = TrustStore::load_dir(dir.path(), Origin::Explicit).unwrap();
-        assert_eq!(explicit.get(demo_id).unwrap().scope(), KeyScope::Any);
+        assert_eq!(
+            explicit.get(demo_id).unwrap().scope(),
+            KeyScope::VirtualOnly
+        );
+        assert_eq!(explicit.get(real.key_id).unwrap().scope(), KeyScope::Any);
     }
 
     #[test]

@@ -97,16 +97,27 @@ impl Package {
     /// Every length is checked against its cap and the file size before anything is read
     /// or allocated; the file must be exactly as long as its regions add up to.
     pub fn open(path: &Path) -> Result<Self, PackageError> {
-        // Refuse FIFOs and devices before open(), which could block on them.
-        let meta = std::fs::metadata(path).map_err(PackageError::io(path))?;
+        // Without a non-blocking open, refuse FIFOs and devices before opening them.
+        #[cfg(not(unix))]
+        {
+            let meta = std::fs::metadata(path).map_err(PackageError::io(path))?;
+            if !meta.is_file() {
+                return Err(PackageError::NotARegularFile {
+                    path: path.to_owned(),
+                    kind: file_kind(&meta),
+                });
+            }
+        }
+        let file = open_read_only(path)?;
+        // What was opened, not what the path named a moment before, must be a plain file.
+        let meta = file.metadata().map_err(PackageError::io(path))?;
         if !meta.is_file() {
             return Err(PackageError::NotARegularFile {
                 path: path.to_owned(),
                 kind: file_kind(&meta),
             });
         }
-        let file = open_read_only(path)?;
-        let file_len = file.metadata().map_err(PackageError::io(path))?.len();
+        let file_len = meta.len();
 
         let mut head = [0u8; HEADER_LEN as usize];
         let got = fill_at(&file, &mut head, 0).map_err(PackageError::io(path))?;
@@ -461,6 +472,10 @@ impl std::fmt::Debug for Package {
 }
 
 /// Opens the package read-only; on Windows other processes may not write it while open.
+///
+/// On unix the open is non-blocking, so a FIFO (or a device) put where a package was
+/// expected cannot stall flashline in `open()` waiting for a writer; the caller then refuses
+/// anything that is not a regular file. Blocking mode is restored for the reads.
 fn open_read_only(path: &Path) -> Result<File, PackageError> {
     let mut options = OpenOptions::new();
     options.read(true);
@@ -470,7 +485,22 @@ fn open_read_only(path: &Path) -> Result<File, PackageError> {
         const FILE_SHARE_READ: u32 = 0x1;
         options.share_mode(FILE_SHARE_READ);
     }
-    options.open(path).map_err(PackageError::io(path))
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(PackageError::io(path))?;
+    #[cfg(unix)]
+    {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        let errno = |e: nix::errno::Errno| PackageError::io(path)(std::io::Error::from(e));
+        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).map_err(errno)?);
+        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).map_err(errno)?;
+    }
+    Ok(file)
 }
 
 /// A word for what a non-regular file is, for error messages.

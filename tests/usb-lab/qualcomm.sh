@@ -61,8 +61,9 @@ expect() {
 }
 
 # package DIR PRODUCT OUT: packs DIR (programmer.elf, rawprogram0.xml, patch0.xml and the
-# images) for PRODUCT with the demo key, writing the package to OUT and the key to trust
-# next to it.
+# images) for PRODUCT with a key made for this run (the demo key opens virtual devices
+# only, and a gadget on the lab's USB bus is a real device to flashline), writing the
+# package to OUT and the public key to trust next to it.
 package() {
   local dir=$1 product=$2 out=$3 keys
   cat > "$dir/manifest.toml" <<TOML
@@ -77,10 +78,11 @@ programmer = "programmer.elf"
 rawprogram = ["rawprogram0.xml"]
 patch = ["patch0.xml"]
 TOML
-  keys=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../assets/demo-keys" && pwd)
-  "$FLASHLINE" pack "$dir/manifest.toml" --key "$keys/flashline-demo-INSECURE.key" -o "$out"
+  keys=$(mktemp -d "$dir/keys.XXXXXX")
+  "$FLASHLINE" key gen --name lab-release --out "$keys" > /dev/null
+  "$FLASHLINE" pack "$dir/manifest.toml" --key "$keys/lab-release.key" -o "$out"
   mkdir -p "$(dirname "$out")/trust"
-  cp "$keys/flashline-demo-INSECURE.pub" "$(dirname "$out")/trust/"
+  cp "$keys/lab-release.pub" "$(dirname "$out")/trust/"
 }
 
 # stock_build SRC: the MF833V flat build both EDL scenarios flash with flashline (boot and

@@ -7,6 +7,7 @@ use std::time::Instant;
 use eframe::egui::RichText;
 
 use super::{badge, status_color};
+use crate::device::printable;
 use crate::engine::{Check, Status};
 use crate::gui::state::{bytes, outcome_title, AppState, CheckState, DeviceRow, Intent, JobView};
 
@@ -111,7 +112,7 @@ fn progress(ui: &mut egui::Ui, job: &JobView, now: Instant) -> bool {
             };
             let mut line = outcome_title(f.outcome).to_string();
             if let Some(e) = &f.error {
-                line = format!("{line}: {e}");
+                line = format!("{line}: {}", printable(e));
             }
             ui.label(RichText::new(line).color(color).strong());
             if let Some(rate) = job.rate(now) {
@@ -143,7 +144,7 @@ fn checklist(ui: &mut egui::Ui, d: &DeviceRow) {
         }
         CheckState::Failed(e) => {
             ui.label(
-                RichText::new(format!("The preflight could not run: {e}"))
+                RichText::new(format!("The preflight could not run: {}", printable(e)))
                     .color(ui.visuals().error_fg_color),
             );
         }
@@ -178,13 +179,15 @@ fn check_line(ui: &mut egui::Ui, c: &Check) {
         );
         ui.label(format!(
             "device: {} · package needs: {}",
-            c.actual, c.required
+            printable(&c.actual),
+            c.required
         ));
     });
+    let message = printable(&c.message);
     if c.status != Status::Pass {
-        ui.label(RichText::new(&c.message).color(color));
+        ui.label(RichText::new(message).color(color));
     } else {
-        ui.label(RichText::new(&c.message).weak());
+        ui.label(RichText::new(message).weak());
     }
 }
 

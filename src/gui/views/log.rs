@@ -4,6 +4,7 @@ use eframe::egui;
 use eframe::egui::RichText;
 use serde_json::Value;
 
+use crate::device::printable;
 use crate::gui::state::{AppState, Intent, Level, Pane, ReportView};
 
 /// Draws the pane.
@@ -41,9 +42,14 @@ fn log(ui: &mut egui::Ui, state: &AppState) {
                     };
                     let device = line.device.as_deref().unwrap_or("");
                     ui.label(
-                        RichText::new(format!("{:>8.2}  {device:<14} {}", line.at, line.text))
-                            .monospace()
-                            .color(color),
+                        RichText::new(format!(
+                            "{:>8.2}  {:<14} {}",
+                            line.at,
+                            printable(device),
+                            printable(&line.text)
+                        ))
+                        .monospace()
+                        .color(color),
                     );
                 }
             },
@@ -87,14 +93,14 @@ fn reports(ui: &mut egui::Ui, state: &mut AppState) {
 fn readable(ui: &mut egui::Ui, r: &ReportView) {
     ui.label(RichText::new(r.path.display().to_string()).weak());
     if let Some(e) = &r.error {
-        ui.colored_label(ui.visuals().error_fg_color, e);
+        ui.colored_label(ui.visuals().error_fg_color, printable(e).into_owned());
     }
     let Some(j) = &r.json else {
         return;
     };
     let text = |v: &Value| match v {
         Value::Null => "—".to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s).into_owned(),
         other => other.to_string(),
     };
     egui::Grid::new(("report facts", &r.path))

@@ -1,0 +1,249 @@
+//! Private files under flashline's home: owner-only, created new, never through a symlink.
+//!
+//! Reports and identity backups hold IMEIs and RF calibration, the station key authenticates
+//! backups: other users of the machine must not read them, and nobody must be able to steer
+//! a write elsewhere by planting a symbolic link where flashline is about to write (a link
+//! from `reports/` to `~/.bashrc`'s folder, say). So:
+//!
+//! - folders flashline creates are mode 0700, files 0600 (on unix; elsewhere the platform's
+//!   per-user profile folders already keep other users out);
+//! - a folder flashline writes into must be a real folder, not a symbolic link; the folders
+//!   *above* it are not checked, because dotfile managers commonly link `~/.config`;
+//! - files are created with `O_CREAT | O_EXCL | O_NOFOLLOW` (Rust's `create_new`), which
+//!   fails on anything already at the path, a symbolic link included, dangling or not;
+//! - a file that must be replaced is written to a new temporary file and renamed over the
+//!   old one: `rename` replaces a symbolic link itself instead of following it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Mode of the folders flashline creates.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of the files flashline creates.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Why a folder or file was not used.
+fn refused(path: &Path, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {what}; flashline writes only into real folders it can trust \
+             (remove it, or point FLASHLINE_HOME elsewhere)",
+            path.display()
+        ),
+    )
+}
+
+/// Makes sure `dir` is a real folder, creating it and any missing parents with mode 0700.
+///
+/// The folder itself and the existing folder a new one is created in must not be symbolic
+/// links (see the module documentation for why the folders above are not checked).
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.file_type().is_symlink() => Err(refused(dir, "a symbolic link")),
+        Ok(_) => Err(refused(dir, "not a folder")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                private_dir(parent)?;
+            }
+            let mut builder = std::fs::DirBuilder::new();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(DIR_MODE);
+            }
+            match builder.create(dir) {
+                Ok(()) => Ok(()),
+                // Another process made it meanwhile: check what it made.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => private_dir(dir),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a new folder (mode 0700) named `stem` in `root`, or `stem-2`, `stem-3`, … if
+/// that name is taken; `root` is checked (and created) by [`private_dir`].
+pub fn new_private_dir(root: &Path, stem: &str) -> io::Result<PathBuf> {
+    private_dir(root)?;
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(DIR_MODE);
+    }
+    for n in 1..=MAX_TRIES {
+        let dir = root.join(numbered(stem, n, ""));
+        match builder.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(all_taken(root, stem, ""))
+}
+
+/// Creates a new file with mode 0600 in a folder checked by [`private_dir`]; fails if
+/// anything, a symbolic link included, is already at `path`.
+pub fn create_new(path: &Path) -> io::Result<File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        private_dir(parent)?;
+    }
+    open_new(path)
+}
+
+/// `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, in whatever folder `path` names.
+fn open_new(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(FILE_MODE).custom_flags(nix::libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
+/// Writes `bytes` to a new file at `path` (see [`create_new`]) and syncs it.
+pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = create_new(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Writes `bytes` to a new file named `stem.ext` in `dir`, or `stem-2.ext`, `stem-3.ext`, …
+/// if that name is taken: nothing already there is ever overwritten. Returns the path.
+pub fn write_unique(dir: &Path, stem: &str, ext: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    let ext = format!(".{ext}");
+    for n in 1..=MAX_TRIES {
+        let path = dir.join(numbered(stem, n, &ext));
+        match write_new(&path, bytes) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(all_taken(dir, stem, &ext))
+}
+
+/// How many numbered names are tried before giving up.
+const MAX_TRIES: u32 = 1000;
+
+/// `stem.ext`, then `stem-2.ext`, `stem-3.ext`, …
+fn numbered(stem: &str, n: u32, ext: &str) -> String {
+    if n == 1 {
+        format!("{stem}{ext}")
+    } else {
+        format!("{stem}-{n}{ext}")
+    }
+}
+
+fn all_taken(dir: &Path, stem: &str, ext: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{MAX_TRIES} entries named {stem}*{ext} already exist in {}",
+            dir.display()
+        ),
+    )
+}
+
+/// Replaces whatever file is at `path` with `bytes`, atomically: a new private file beside
+/// it, synced, then renamed over it. A symbolic link at `path` is replaced, not followed.
+///
+/// This is for a path the user named (`--report PATH`): its folder is created if missing
+/// but, being the user's choice, may be reached through links.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| refused(path, "not a file name"))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(DIR_MODE);
+    }
+    builder.create(dir)?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let written = open_new(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    written
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn folders_and_files_are_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        let path = write_unique(&dir, "r", "json", b"{}").unwrap();
+        assert_eq!(mode(&tmp.path().join("a")), 0o700);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn unique_names_never_overwrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = write_unique(tmp.path(), "same", "json", b"1").unwrap();
+        let b = write_unique(tmp.path(), "same", "json", b"2").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(std::fs::read(a).unwrap(), b"1");
+        assert_eq!(std::fs::read(b).unwrap(), b"2");
+    }
+
+    #[test]
+    fn symlinks_are_refused_and_their_targets_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("file"), b"precious").unwrap();
+        // A linked folder.
+        let home = tmp.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::symlink(&victim, home.join("reports")).unwrap();
+        let err = write_unique(&home.join("reports"), "r", "json", b"x").unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = private_dir(&home.join("reports/sub")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        // A linked file.
+        std::os::unix::fs::symlink(victim.join("file"), home.join("r.json")).unwrap();
+        assert!(write_new(&home.join("r.json"), b"x").is_err());
+        // Replacing swaps the link itself.
+        replace(&home.join("r.json"), b"new").unwrap();
+        assert!(!std::fs::symlink_metadata(home.join("r.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(victim.join("file")).unwrap(), b"precious");
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1);
+    }
+}
