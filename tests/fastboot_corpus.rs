@@ -478,34 +478,39 @@ fn each_profile_is_read_the_same_by_flashline() {
 }
 
 #[test]
-fn a_garbled_getvar_all_falls_back_to_single_getvars() {
-    // The Pixel answers `getvar:all` with garbage once; the driver drops it, waits for the
-    // device to settle, and asks for each fact on its own over the same session.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = PhoneConfig {
-        faults: vec!["garbage@getvar:all#1".parse().unwrap()].into(),
-        ..common::replay::replay_config("pixel-7-pro.txt")
-    };
-    let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), dir.path(), cfg).unwrap();
-    let info = identify(&phone.device_address(), Quirks::builtin());
-    assert_eq!(phone.faults_fired(), ["garbage@getvar:all#1"]);
-    assert_eq!(info.product.as_deref(), Some("cheetah"));
-    assert_eq!(
-        info.firmware_version_raw.as_deref(),
-        Some("cloudripper-15.1-12292122")
-    );
-    assert_eq!(info.battery, Battery::Percent(68));
-    assert_eq!(info.lock, LockState::Unlocked);
-    assert_eq!(
-        info.slots.map(|s| (s.current, s.count)),
-        Some(("a".into(), 2))
-    );
-    let commands = phone.commands();
-    assert_eq!(commands[0], "getvar:all");
-    assert!(
-        commands.contains(&"getvar:product".to_string()),
-        "{commands:?}"
-    );
+fn a_failed_or_garbled_getvar_all_falls_back_to_single_getvars() {
+    // The Pixel answers `getvar:all` once with FAIL, once with garbage; the driver drops what
+    // it got, waits for the device to settle, and asks for each fact on its own over the
+    // same session.
+    for fault in ["fail@getvar:all#1", "garbage@getvar:all#1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PhoneConfig {
+            faults: vec![fault.parse().unwrap()].into(),
+            ..common::replay::replay_config("pixel-7-pro.txt")
+        };
+        let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), dir.path(), cfg).unwrap();
+        let info = identify(&phone.device_address(), Quirks::builtin());
+        assert_eq!(phone.faults_fired(), [fault]);
+        assert_eq!(info.product.as_deref(), Some("cheetah"), "{fault}");
+        assert_eq!(
+            info.firmware_version_raw.as_deref(),
+            Some("cloudripper-15.1-12292122"),
+            "{fault}"
+        );
+        assert_eq!(info.battery, Battery::Percent(68), "{fault}");
+        assert_eq!(info.lock, LockState::Unlocked, "{fault}");
+        assert_eq!(
+            info.slots.map(|s| (s.current, s.count)),
+            Some(("a".into(), 2)),
+            "{fault}"
+        );
+        let commands = phone.commands();
+        assert_eq!(commands[0], "getvar:all");
+        assert!(
+            commands.contains(&"getvar:product".to_string()),
+            "{commands:?}"
+        );
+    }
 }
 
 /// Kills the command-line phone when the test ends, however it ends.
