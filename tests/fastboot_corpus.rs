@@ -597,3 +597,36 @@ fn flashline_info_shows_the_lock_state_and_partitions_of_unknown_size() {
         "{text}"
     );
 }
+
+#[test]
+fn the_lock_state_follows_unlocked_then_critical_unlock_then_secure() {
+    // Made-up listings, one rule each (the corpus covers the real spellings).
+    let cases = [
+        (
+            "unlocked:no\ncritical-unlocked:yes\nsecure:no",
+            LockState::Locked,
+        ),
+        ("unlocked: yes\nsecure:yes", LockState::Unlocked),
+        ("critical-unlocked:yes\nsecure:yes", LockState::Unlocked),
+        ("unlock_critical:1\nsecure:yes", LockState::Unlocked),
+        ("critical-unlocked:no\nsecure:yes", LockState::Locked),
+        ("secure:no", LockState::Unknown),
+        ("unlocked:\nsecure:", LockState::Unknown),
+    ];
+    for (listing, lock) in cases {
+        let text: String = listing
+            .lines()
+            .map(|l| format!("(bootloader) {l}\n"))
+            .collect();
+        let transcript = flashline::sim::phone::Transcript::parse(&text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let phone = PhoneSim::start(
+            "127.0.0.1:0".parse().unwrap(),
+            dir.path(),
+            PhoneConfig::replaying(transcript),
+        )
+        .unwrap();
+        let info = identify(&phone.device_address(), Quirks::builtin());
+        assert_eq!(info.lock, lock, "{listing:?}");
+    }
+}
