@@ -250,6 +250,32 @@ const CORPUS: &[Expected] = &[
         ],
         ..device("xperia-1-v-fastbootd.txt")
     },
+    // One phone twice: MediaTek LK prints `383aff8000`, its fastbootd `0x383AFF8000`.
+    Expected {
+        product: Some("k6895v1_64"),
+        firmware: Some("k6895v1_64_fbb6716_202211021427"),
+        sizes: &[
+            ("userdata", 0x38_3aff_8000),
+            ("super", 0x2_e000_0000),
+            ("lk_a", 0x50_0000),
+        ],
+        lock: LockState::Unlocked,
+        slots: Some(("a", 2)),
+        ..device("oneplus-ace-racing-lk.txt")
+    },
+    Expected {
+        product: Some("ossi"),
+        sizes: &[
+            ("userdata", 0x38_3aff_8000),
+            ("super", 0x2_e000_0000),
+            ("vendor_a", 0x43EA_1000),
+            ("vendor_b", 0),
+        ],
+        unknown: &["persist", "sda", "sdb", "sdc"],
+        lock: LockState::Unlocked,
+        slots: Some(("a", 2)),
+        ..device("oneplus-ace-racing-fastbootd.txt")
+    },
 ];
 
 fn identify(address: &str, quirks: Quirks) -> DeviceInfo {
@@ -280,7 +306,8 @@ fn every_corpus_device_is_read_as_it_meant() {
         let phone = replay_phone(file, dir.path());
         let info = identify(&phone.device_address(), Quirks::builtin());
         assert_eq!(info.product.as_deref(), expected.product, "{file}: product");
-        if expected.serial.is_some() {
+        if expected.serial.is_some() || file.starts_with("oneplus") {
+            // The OnePlus serials were blanked out in Chinese: nothing printable is left.
             assert_eq!(info.serial.as_deref(), expected.serial, "{file}: serial");
         }
         assert_eq!(

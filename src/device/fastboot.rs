@@ -162,16 +162,19 @@ impl<T: Transport> Driver for FastbootDriver<T> {
         // asked for on its own, since bootloaders implement `all` very differently.
         let vars = self.listing();
         self.style = vars.number_style();
-        let product = self.var(&vars, "product")?.map(|s| clean(&s));
+        // A string with nothing printable left (a serial blanked out in another script)
+        // says nothing either.
+        let printable = |s: String| Some(clean(&s)).filter(|s| !s.is_empty());
+        let product = self.var(&vars, "product")?.and_then(printable);
         let serial = self
             .var(&vars, "serialno")?
             .filter(|s| !is_placeholder_serial(s))
-            .map(|s| clean(&s));
+            .and_then(printable);
         let facts = self.quirks.fastboot_facts(product.as_deref());
 
         let firmware_version_raw = self
             .var(&vars, &facts.firmware_version.var)?
-            .map(|s| clean(&s));
+            .and_then(printable);
         let firmware_version = firmware_version_raw
             .as_deref()
             .and_then(|raw| facts.firmware_version.convert(raw))
