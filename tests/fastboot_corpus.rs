@@ -217,6 +217,8 @@ const CORPUS: &[Expected] = &[
         product: Some("jarvis"),
         firmware: Some("01.01.250529.170449"),
         sizes: &[("userdata", 0x5_75a0_0000), ("super", 0x1_8000_0000)],
+        // Named by `is_logical:` only.
+        unknown: &["data", "system_a", "vendor_b", "odm_b"],
         lock: LockState::Locked,
         slots: Some(("b", 2)),
         ..device("onn-4k-pro.txt")

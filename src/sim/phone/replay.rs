@@ -12,8 +12,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::protocol::fastboot::client::split_variable;
-use crate::protocol::fastboot::vars::{parse_size, Variables};
+use crate::protocol::fastboot::vars::{parse_size, split_variable, Variables};
 use crate::protocol::fastboot::MAX_RESPONSE_LEN;
 
 use super::storage;
