@@ -659,3 +659,79 @@ fn the_lock_state_follows_unlocked_then_critical_unlock_then_secure() {
         assert_eq!(info.lock, lock, "{listing:?}");
     }
 }
+
+/// An image of one repeated byte, streamed, never held in memory.
+struct Pattern {
+    len: u64,
+    byte: u8,
+}
+
+struct Unchecked<R>(R);
+
+impl<R: std::io::Read> std::io::Read for Unchecked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: std::io::Read + Send> flashline::device::SendReader for Unchecked<R> {
+    fn verify(self: Box<Self>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl flashline::device::ImageSource for Pattern {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn is_sparse(&self) -> bool {
+        false
+    }
+    fn plan_reader(&self) -> std::io::Result<Box<dyn std::io::Read + Send + '_>> {
+        Ok(Box::new(std::io::Read::take(
+            std::io::repeat(self.byte),
+            self.len,
+        )))
+    }
+    fn send_reader(&self) -> std::io::Result<Box<dyn flashline::device::SendReader + '_>> {
+        Ok(Box::new(Unchecked(std::io::Read::take(
+            std::io::repeat(self.byte),
+            self.len,
+        ))))
+    }
+}
+
+#[test]
+fn an_amlogic_downloadsize_is_the_download_limit() {
+    // The onn box lists no `max-download-size`, only U-Boot's older `downloadsize:
+    // 0x08000000`. An image 4 KiB larger must go in sparse pieces that fit it: sent whole,
+    // the phone (which holds to the same limit) refuses the download.
+    let dir = tempfile::tempdir().unwrap();
+    let phone = replay_phone("onn-4k-pro.txt", dir.path());
+    let transport = TcpTransport::connect(&phone.device_address(), Duration::from_secs(5)).unwrap();
+    let mut driver = FastbootDriver::new(transport, Quirks::builtin(), true);
+    driver.identify().unwrap();
+    let image = Pattern {
+        len: 0x0800_0000 + 4096,
+        byte: 0xA5,
+    };
+    let target = flashline::device::Target::Partition {
+        name: "super".into(),
+    };
+    driver.write_image(&target, &image, &mut |_| {}).unwrap();
+    let downloads: Vec<u32> = phone
+        .commands()
+        .iter()
+        .filter_map(|c| c.strip_prefix("download:"))
+        .map(|hex| u32::from_str_radix(hex, 16).unwrap())
+        .collect();
+    assert!(!downloads.is_empty());
+    assert!(downloads.iter().all(|n| *n <= 0x0800_0000), "{downloads:?}");
+    let mut head = [0u8; 4096];
+    let mut tail = [0u8; 4096];
+    let mut file = std::fs::File::open(dir.path().join("super.img")).unwrap();
+    std::io::Read::read_exact(&mut file, &mut head).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0x0800_0000)).unwrap();
+    std::io::Read::read_exact(&mut file, &mut tail).unwrap();
+    assert!(head.iter().chain(&tail).all(|b| *b == 0xA5));
+}

@@ -201,9 +201,12 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             },
         };
         let lock = self.lock_state(&vars)?;
-        let max_download = self
-            .var(&vars, "max-download-size")?
-            .and_then(|v| parse_size(&v, self.style));
+        let max_download = match self.var(&vars, "max-download-size")? {
+            Some(size) => Some(size),
+            // Older U-Boot fastboot (Amlogic) names its download buffer `downloadsize`.
+            None => vars.get("downloadsize").map(str::to_string),
+        }
+        .and_then(|v| parse_size(&v, self.style));
         self.max_download = max_download.map(|m| m.min(u64::from(u32::MAX)));
 
         let slot_count = self
