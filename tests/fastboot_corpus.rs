@@ -217,6 +217,8 @@ const CORPUS: &[Expected] = &[
         product: Some("jarvis"),
         firmware: Some("01.01.250529.170449"),
         sizes: &[("userdata", 0x5_75a0_0000), ("super", 0x1_8000_0000)],
+        // Named by `is_logical:` only.
+        unknown: &["data", "system_a", "vendor_b", "odm_b"],
         lock: LockState::Locked,
         slots: Some(("b", 2)),
         ..device("onn-4k-pro.txt")
@@ -250,6 +252,32 @@ const CORPUS: &[Expected] = &[
         ],
         ..device("xperia-1-v-fastbootd.txt")
     },
+    // One phone twice: MediaTek LK prints `383aff8000`, its fastbootd `0x383AFF8000`.
+    Expected {
+        product: Some("k6895v1_64"),
+        firmware: Some("k6895v1_64_fbb6716_202211021427"),
+        sizes: &[
+            ("userdata", 0x38_3aff_8000),
+            ("super", 0x2_e000_0000),
+            ("lk_a", 0x50_0000),
+        ],
+        lock: LockState::Unlocked,
+        slots: Some(("a", 2)),
+        ..device("oneplus-ace-racing-lk.txt")
+    },
+    Expected {
+        product: Some("ossi"),
+        sizes: &[
+            ("userdata", 0x38_3aff_8000),
+            ("super", 0x2_e000_0000),
+            ("vendor_a", 0x43EA_1000),
+            ("vendor_b", 0),
+        ],
+        unknown: &["persist", "sda", "sdb", "sdc"],
+        lock: LockState::Unlocked,
+        slots: Some(("a", 2)),
+        ..device("oneplus-ace-racing-fastbootd.txt")
+    },
 ];
 
 fn identify(address: &str, quirks: Quirks) -> DeviceInfo {
@@ -280,7 +308,8 @@ fn every_corpus_device_is_read_as_it_meant() {
         let phone = replay_phone(file, dir.path());
         let info = identify(&phone.device_address(), Quirks::builtin());
         assert_eq!(info.product.as_deref(), expected.product, "{file}: product");
-        if expected.serial.is_some() {
+        if expected.serial.is_some() || file.starts_with("oneplus") {
+            // The OnePlus serials were blanked out in Chinese: nothing printable is left.
             assert_eq!(info.serial.as_deref(), expected.serial, "{file}: serial");
         }
         assert_eq!(
@@ -478,34 +507,39 @@ fn each_profile_is_read_the_same_by_flashline() {
 }
 
 #[test]
-fn a_garbled_getvar_all_falls_back_to_single_getvars() {
-    // The Pixel answers `getvar:all` with garbage once; the driver drops it, waits for the
-    // device to settle, and asks for each fact on its own over the same session.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = PhoneConfig {
-        faults: vec!["garbage@getvar:all#1".parse().unwrap()].into(),
-        ..common::replay::replay_config("pixel-7-pro.txt")
-    };
-    let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), dir.path(), cfg).unwrap();
-    let info = identify(&phone.device_address(), Quirks::builtin());
-    assert_eq!(phone.faults_fired(), ["garbage@getvar:all#1"]);
-    assert_eq!(info.product.as_deref(), Some("cheetah"));
-    assert_eq!(
-        info.firmware_version_raw.as_deref(),
-        Some("cloudripper-15.1-12292122")
-    );
-    assert_eq!(info.battery, Battery::Percent(68));
-    assert_eq!(info.lock, LockState::Unlocked);
-    assert_eq!(
-        info.slots.map(|s| (s.current, s.count)),
-        Some(("a".into(), 2))
-    );
-    let commands = phone.commands();
-    assert_eq!(commands[0], "getvar:all");
-    assert!(
-        commands.contains(&"getvar:product".to_string()),
-        "{commands:?}"
-    );
+fn a_failed_or_garbled_getvar_all_falls_back_to_single_getvars() {
+    // The Pixel answers `getvar:all` once with FAIL, once with garbage; the driver drops what
+    // it got, waits for the device to settle, and asks for each fact on its own over the
+    // same session.
+    for fault in ["fail@getvar:all#1", "garbage@getvar:all#1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PhoneConfig {
+            faults: vec![fault.parse().unwrap()].into(),
+            ..common::replay::replay_config("pixel-7-pro.txt")
+        };
+        let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), dir.path(), cfg).unwrap();
+        let info = identify(&phone.device_address(), Quirks::builtin());
+        assert_eq!(phone.faults_fired(), [fault]);
+        assert_eq!(info.product.as_deref(), Some("cheetah"), "{fault}");
+        assert_eq!(
+            info.firmware_version_raw.as_deref(),
+            Some("cloudripper-15.1-12292122"),
+            "{fault}"
+        );
+        assert_eq!(info.battery, Battery::Percent(68), "{fault}");
+        assert_eq!(info.lock, LockState::Unlocked, "{fault}");
+        assert_eq!(
+            info.slots.map(|s| (s.current, s.count)),
+            Some(("a".into(), 2)),
+            "{fault}"
+        );
+        let commands = phone.commands();
+        assert_eq!(commands[0], "getvar:all");
+        assert!(
+            commands.contains(&"getvar:product".to_string()),
+            "{commands:?}"
+        );
+    }
 }
 
 /// Kills the command-line phone when the test ends, however it ends.
@@ -591,4 +625,113 @@ fn flashline_info_shows_the_lock_state_and_partitions_of_unknown_size() {
         text.contains("partition         userdata       113922506752 bytes"),
         "{text}"
     );
+}
+
+#[test]
+fn the_lock_state_follows_unlocked_then_critical_unlock_then_secure() {
+    // Made-up listings, one rule each (the corpus covers the real spellings).
+    let cases = [
+        (
+            "unlocked:no\ncritical-unlocked:yes\nsecure:no",
+            LockState::Locked,
+        ),
+        ("unlocked: yes\nsecure:yes", LockState::Unlocked),
+        ("critical-unlocked:yes\nsecure:yes", LockState::Unlocked),
+        ("unlock_critical:1\nsecure:yes", LockState::Unlocked),
+        ("critical-unlocked:no\nsecure:yes", LockState::Locked),
+        ("secure:no", LockState::Unknown),
+        ("unlocked:\nsecure:", LockState::Unknown),
+    ];
+    for (listing, lock) in cases {
+        let text: String = listing
+            .lines()
+            .map(|l| format!("(bootloader) {l}\n"))
+            .collect();
+        let transcript = flashline::sim::phone::Transcript::parse(&text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let phone = PhoneSim::start(
+            "127.0.0.1:0".parse().unwrap(),
+            dir.path(),
+            PhoneConfig::replaying(transcript),
+        )
+        .unwrap();
+        let info = identify(&phone.device_address(), Quirks::builtin());
+        assert_eq!(info.lock, lock, "{listing:?}");
+    }
+}
+
+/// An image of one repeated byte, streamed, never held in memory.
+struct Pattern {
+    len: u64,
+    byte: u8,
+}
+
+struct Unchecked<R>(R);
+
+impl<R: std::io::Read> std::io::Read for Unchecked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: std::io::Read + Send> flashline::device::SendReader for Unchecked<R> {
+    fn verify(self: Box<Self>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl flashline::device::ImageSource for Pattern {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn is_sparse(&self) -> bool {
+        false
+    }
+    fn plan_reader(&self) -> std::io::Result<Box<dyn std::io::Read + Send + '_>> {
+        Ok(Box::new(std::io::Read::take(
+            std::io::repeat(self.byte),
+            self.len,
+        )))
+    }
+    fn send_reader(&self) -> std::io::Result<Box<dyn flashline::device::SendReader + '_>> {
+        Ok(Box::new(Unchecked(std::io::Read::take(
+            std::io::repeat(self.byte),
+            self.len,
+        ))))
+    }
+}
+
+#[test]
+fn an_amlogic_downloadsize_is_the_download_limit() {
+    // The onn box lists no `max-download-size`, only U-Boot's older `downloadsize:
+    // 0x08000000`. An image 4 KiB larger must go in sparse pieces that fit it: sent whole,
+    // the phone (which holds to the same limit) refuses the download.
+    let dir = tempfile::tempdir().unwrap();
+    let phone = replay_phone("onn-4k-pro.txt", dir.path());
+    let transport = TcpTransport::connect(&phone.device_address(), Duration::from_secs(5)).unwrap();
+    let mut driver = FastbootDriver::new(transport, Quirks::builtin(), true);
+    driver.identify().unwrap();
+    let image = Pattern {
+        len: 0x0800_0000 + 4096,
+        byte: 0xA5,
+    };
+    let target = flashline::device::Target::Partition {
+        name: "super".into(),
+    };
+    driver.write_image(&target, &image, &mut |_| {}).unwrap();
+    let downloads: Vec<u32> = phone
+        .commands()
+        .iter()
+        .filter_map(|c| c.strip_prefix("download:"))
+        .map(|hex| u32::from_str_radix(hex, 16).unwrap())
+        .collect();
+    assert!(!downloads.is_empty());
+    assert!(downloads.iter().all(|n| *n <= 0x0800_0000), "{downloads:?}");
+    let mut head = [0u8; 4096];
+    let mut tail = [0u8; 4096];
+    let mut file = std::fs::File::open(dir.path().join("super.img")).unwrap();
+    std::io::Read::read_exact(&mut file, &mut head).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0x0800_0000)).unwrap();
+    std::io::Read::read_exact(&mut file, &mut tail).unwrap();
+    assert!(head.iter().chain(&tail).all(|b| *b == 0xA5));
 }

@@ -165,11 +165,14 @@ impl<T: Transport> Driver for FastbootDriver<T> {
         // asked for on its own, since bootloaders implement `all` very differently.
         let vars = self.listing();
         self.style = vars.number_style();
-        let product = self.var(&vars, "product")?.map(|s| clean(&s));
+        // A string with nothing printable left (a serial blanked out in another script)
+        // says nothing either.
+        let printable = |s: String| Some(clean(&s)).filter(|s| !s.is_empty());
+        let product = self.var(&vars, "product")?.and_then(printable);
         let serial = self
             .var(&vars, "serialno")?
             .filter(|s| !is_placeholder_serial(s))
-            .map(|s| clean(&s));
+            .and_then(printable);
         let facts = self.quirks.fastboot_facts(product.as_deref());
 
         // A comparable version only where the quirks file names its variable; otherwise
@@ -178,7 +181,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .firmware_version
             .as_ref()
             .map_or("version-bootloader", |spec| spec.var.as_str());
-        let firmware_version_raw = self.var(&vars, version_var)?.map(|s| clean(&s));
+        let firmware_version_raw = self.var(&vars, version_var)?.and_then(printable);
         let firmware_version = facts.firmware_version.as_ref().and_then(|spec| {
             let raw = firmware_version_raw.as_deref()?;
             lenient_version(&spec.convert(raw)?)
@@ -205,9 +208,12 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             },
         };
         let lock = self.lock_state(&vars)?;
-        let max_download = self
-            .var(&vars, "max-download-size")?
-            .and_then(|v| parse_size(&v, self.style));
+        let max_download = match self.var(&vars, "max-download-size")? {
+            Some(size) => Some(size),
+            // Older U-Boot fastboot (Amlogic) names its download buffer `downloadsize`.
+            None => vars.get("downloadsize").map(str::to_string),
+        }
+        .and_then(|v| parse_size(&v, self.style));
         self.max_download = max_download.map(|m| m.min(u64::from(u32::MAX)));
 
         let slot_count = self

@@ -297,6 +297,7 @@ fn fastboot(
             *size = driver.partition_size(target).map_err(device_err)?;
             if let Some(s) = size {
                 device.partitions.insert(target.clone(), *s);
+                device.partitions_size_unknown.remove(target);
             }
         }
     }

@@ -7,6 +7,10 @@
 //! image a client flashed. Connections are served one after another, as a phone's single
 //! USB/TCP endpoint does; partitions, slots and versions survive connections and reboots.
 //!
+//! The phone words its answers plainly, or as one family of real bootloaders does
+//! ([`Profile`]), or answers `getvar` exactly as a real device did in a recorded
+//! `getvar all` transcript ([`PhoneConfig::replaying`]).
+//!
 //! Injected faults ([`PhoneConfig::faults`]) are matched against the command text as it
 //! arrives (`flash:boot`, `download:00100000`, `getvar:battery-soc-ok`). Payload bytes
 //! *received* are download data; payload bytes *written* are image bytes a `flash:` puts

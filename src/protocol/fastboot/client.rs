@@ -24,6 +24,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::vars::split_variable;
 use super::{Command, Response, MAX_COMMAND_LEN, MAX_RESPONSE_LEN};
 use crate::transport::{Transport, TransportError};
 
@@ -55,17 +56,6 @@ pub fn write_deadline(bytes: u64) -> Duration {
 
 /// Size of the transport writes a download is cut into.
 pub const DOWNLOAD_CHUNK: usize = 1 << 20;
-
-/// Variables that take an argument; `getvar:all` prints them as `name:arg:value`.
-const ARGUMENT_VARIABLES: &[&str] = &[
-    "partition-size",
-    "partition-type",
-    "has-slot",
-    "is-logical",
-    "slot-successful",
-    "slot-unbootable",
-    "slot-retry-count",
-];
 
 /// Why a fastboot command did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -786,35 +776,6 @@ fn check_command(command: &str) -> Result<(), FastbootError> {
         command: command.to_string(),
         reason,
     })
-}
-
-/// Splits a `getvar:all` line into key and value, or `None` for free text.
-///
-/// Values may contain colons (build fingerprints do), so only the first colon separates —
-/// after the argument for variables that take one. A part of a split value (`name[1]`)
-/// keeps its text as sent but for the one blank after the colon: Motorola cuts long values
-/// at a fixed width, so a part may start or end with a meaningful space.
-pub fn split_variable(line: &str) -> Option<(String, String)> {
-    let (name, rest) = line.split_once(':')?;
-    let name = name.trim();
-    if name.is_empty() || name.contains(char::is_whitespace) {
-        return None;
-    }
-    if name.ends_with(']') {
-        return Some((
-            name.to_string(),
-            rest.strip_prefix(' ').unwrap_or(rest).to_string(),
-        ));
-    }
-    if ARGUMENT_VARIABLES.contains(&name) {
-        if let Some((argument, value)) = rest.split_once(':') {
-            return Some((
-                format!("{name}:{}", argument.trim()),
-                value.trim().to_string(),
-            ));
-        }
-    }
-    Some((name.to_string(), rest.trim().to_string()))
 }
 
 fn device_failed(command: &str, reason: String) -> FastbootError {

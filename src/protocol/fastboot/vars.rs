@@ -28,7 +28,12 @@ pub enum NumberStyle {
 const SECTOR: u64 = 512;
 
 /// Variables that name a partition after the colon.
-const PARTITION_LISTS: &[&str] = &["partition-size", "partition-type", "is-logical"];
+const PARTITION_LISTS: &[&str] = &[
+    "partition-size",
+    "partition-type",
+    "is-logical",
+    "is_logical",
+];
 
 /// The variables of one `getvar all`, split values joined, in the device's order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,6 +123,48 @@ impl Variables {
             .collect();
         (sizes, unknown)
     }
+}
+
+/// Variables that take an argument; `getvar:all` prints them as `name:arg:value`.
+const ARGUMENT_VARIABLES: &[&str] = &[
+    "partition-size",
+    "partition-type",
+    "has-slot",
+    "is-logical",
+    // Amlogic's U-Boot spells it with an underscore.
+    "is_logical",
+    "slot-successful",
+    "slot-unbootable",
+    "slot-retry-count",
+];
+
+/// Splits a `getvar:all` line into key and value, or `None` for free text.
+///
+/// Values may contain colons (build fingerprints do), so only the first colon separates —
+/// after the argument for variables that take one. A part of a split value (`name[1]`)
+/// keeps its text as sent but for the one blank after the colon: Motorola cuts long values
+/// at a fixed width, so a part may start or end with a meaningful space.
+pub fn split_variable(line: &str) -> Option<(String, String)> {
+    let (name, rest) = line.split_once(':')?;
+    let name = name.trim();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return None;
+    }
+    if name.ends_with(']') {
+        return Some((
+            name.to_string(),
+            rest.strip_prefix(' ').unwrap_or(rest).to_string(),
+        ));
+    }
+    if ARGUMENT_VARIABLES.contains(&name) {
+        if let Some((argument, value)) = rest.split_once(':') {
+            return Some((
+                format!("{name}:{}", argument.trim()),
+                value.trim().to_string(),
+            ));
+        }
+    }
+    Some((name.to_string(), rest.trim().to_string()))
 }
 
 /// `name[3]` → (`name`, 3).

@@ -12,8 +12,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::protocol::fastboot::client::split_variable;
-use crate::protocol::fastboot::vars::{parse_size, Variables};
+use crate::protocol::fastboot::vars::{parse_size, split_variable, Variables};
 use crate::protocol::fastboot::MAX_RESPONSE_LEN;
 
 use super::storage;
@@ -135,9 +134,13 @@ impl Transcript {
             .collect()
     }
 
-    /// The device's download limit, if it listed one that fits a download command.
+    /// The device's download limit, if it listed one that fits a download command
+    /// (`max-download-size`, or older U-Boot's `downloadsize`).
     pub fn max_download_size(&self) -> Option<u32> {
-        let value = self.vars.get("max-download-size")?;
+        let value = self
+            .vars
+            .get("max-download-size")
+            .or_else(|| self.vars.get("downloadsize"))?;
         let size = parse_size(value, self.vars.number_style())?;
         u32::try_from(size).ok().filter(|s| *s > 0)
     }
