@@ -378,6 +378,13 @@ fn fastboot(
         req.options.cancel.check(&format!("preparing {target}"))?;
         let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
         driver.prepare(target, &source).map_err(|e| {
+            // Reading the image stops when the job is cancelled: that is no refusal.
+            if req.options.cancel.is_cancelled() {
+                return (
+                    Outcome::Cancelled,
+                    format!("cancelled by the user while preparing {target}"),
+                );
+            }
             (
                 Outcome::PreflightRefused,
                 format!(
