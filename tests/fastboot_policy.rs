@@ -318,6 +318,28 @@ fn partitions_without_slots_are_written_live_and_say_so() {
         .collect();
     // `getvar:all` listed has-slot for every partition, so nothing was asked on its own.
     assert!(asked.is_empty(), "{asked:?}");
+
+    // A dry run says it to people too.
+    let keys = bench.path("keys");
+    let report = bench.path("dry.json");
+    let address = phone.device_address();
+    let dry = bench.run(&[
+        "flash",
+        pkg.to_str().unwrap(),
+        "--trust",
+        keys.to_str().unwrap(),
+        "--device",
+        &address,
+        "--report",
+        report.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{text}");
+    let persist_line = text.lines().find(|l| l.contains("→ persist")).unwrap();
+    assert!(persist_line.contains("written live"), "{text}");
+    let boot_line = text.lines().find(|l| l.contains("→ boot_a")).unwrap();
+    assert!(!boot_line.contains("written live"), "{text}");
 }
 
 #[test]
