@@ -318,6 +318,28 @@ fn partitions_without_slots_are_written_live_and_say_so() {
         .collect();
     // `getvar:all` listed has-slot for every partition, so nothing was asked on its own.
     assert!(asked.is_empty(), "{asked:?}");
+
+    // A dry run says it to people too.
+    let keys = bench.path("keys");
+    let report = bench.path("dry.json");
+    let address = phone.device_address();
+    let dry = bench.run(&[
+        "flash",
+        pkg.to_str().unwrap(),
+        "--trust",
+        keys.to_str().unwrap(),
+        "--device",
+        &address,
+        "--report",
+        report.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{text}");
+    let persist_line = text.lines().find(|l| l.contains("→ persist")).unwrap();
+    assert!(persist_line.contains("written live"), "{text}");
+    let boot_line = text.lines().find(|l| l.contains("→ boot_a")).unwrap();
+    assert!(!boot_line.contains("written live"), "{text}");
 }
 
 #[test]
@@ -439,4 +461,34 @@ fn the_phone_keeps_expecting_a_download_across_a_closed_connection() {
     assert_eq!(answer(&mut second).as_deref(), Some("OKAY"));
     second.write_all(&frame(command)).unwrap();
     assert_eq!(answer(&mut second).as_deref(), Some("OKAYzte-demo-phone"));
+}
+
+#[test]
+fn the_command_line_phone_can_be_locked_and_slow() {
+    use std::io::BufRead;
+    let bench = Bench::new();
+    let dir = bench.path("cli-phone");
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_flashline"))
+        .args(["sim", "phone", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&dir)
+        .args(["--partition", "boot=1M", "--locked", "--write-rate", "20M"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let out = bench.run(&["info", first.trim(), "--json"]);
+    sim.kill().unwrap();
+    sim.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["lock"], "locked");
+    let bad = bench.run(&["sim", "phone", "--dir", "x", "--write-rate", "0"]);
+    assert!(!bad.status.success());
 }

@@ -141,6 +141,8 @@ fn open_a_package_see_the_preflight_flash_and_read_the_report() {
     b.wait("the phone", identified("FLSIM0001"));
     assert_eq!(b.row("FLSIM0001").firmware.as_deref(), Some("2.0.0"));
     b.harness.get_by_label("Battery");
+    b.harness.get_by_label("Lock");
+    b.harness.get_by_label("unlocked");
 
     let pkg = b.packages().phone.clone();
     b.open(&pkg);
@@ -160,6 +162,7 @@ fn open_a_package_see_the_preflight_flash_and_read_the_report() {
         "Pass: Security version",
         "Pass: Version",
         "Pass: Battery",
+        "Pass: Bootloader lock",
         "Pass: Backup plan",
     ] {
         b.harness.get_by_label(item);

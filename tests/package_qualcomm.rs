@@ -387,6 +387,17 @@ fn options_backup_and_memory() {
         bench.pack(&mixed, &[]),
         Err(PackageError::QualcommMixedKinds)
     ));
+
+    // `[requires]` is read over fastboot; a device in EDL reports no variables.
+    let requiring = MANIFEST.replacen(
+        "[qualcomm]",
+        "[requires]\nversion-baseband = [\"x\"]\n[qualcomm]",
+        1,
+    );
+    assert!(matches!(
+        bench.pack(&requiring, &[]),
+        Err(PackageError::RequiresOverFastbootOnly)
+    ));
 }
 
 #[test]

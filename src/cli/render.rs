@@ -94,7 +94,15 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
         } => {
             for w in writes {
                 let kind = if w.sparse { "sparse" } else { "raw" };
-                say!("   {:<12} → {:<14} {:>12} bytes ({kind})", w.partition, w.target, w.bytes);
+                let live = if w.live {
+                    ", written live: no slots, no old copy kept"
+                } else {
+                    ""
+                };
+                say!(
+                    "   {:<12} → {:<14} {:>12} bytes ({kind}{live})",
+                    w.partition, w.target, w.bytes
+                );
             }
             if let Some(slot) = activate_slot {
                 say!("   then boot slot {slot} (switched only after every image is verified)");

@@ -413,7 +413,8 @@ pub trait Driver: Send {
 
     /// Waits at most `silence` for any answer or transfer the device owes, instead of the
     /// protocol's own defaults (which allow for slow storage). A technician lowers it to
-    /// give up on a hung device sooner; tests lower it so stalls end quickly.
+    /// give up on a hung device sooner; tests lower it so stalls end quickly. A fastboot
+    /// `flash` or `erase` keeps the allowance its bytes need (silent writes are normal).
     fn set_timeout(&mut self, _silence: std::time::Duration) {}
 
     /// Whether `target` holds exactly `image` (as [`Driver::write_image`] would have left

@@ -251,10 +251,12 @@ fn version(
     let required = format!("≤ {package}");
     // What the device says, comparable or not, is shown on every line.
     let reported = match &device.firmware_version_raw {
-        Some(raw) => {
-            format!("the device reports {raw:?}, which is not a version flashline can compare")
-        }
-        None => "the device reports no firmware version".to_string(),
+        Some(raw) => format!(
+            "the device reports {raw:?}, which cannot be compared with the package's {package}"
+        ),
+        None => format!(
+            "the device reports no firmware version to compare with the package's {package}"
+        ),
     };
     let (actual, source) = match (&device.firmware_version, history) {
         (Some(v), _) => (v.clone(), "the device".to_string()),
@@ -288,9 +290,8 @@ fn version(
                     .unwrap_or_else(|| "not reported".into()),
                 required,
                 format!(
-                    "{reported} with the package's {package}, and flashline has not flashed \
-                     it before, so a downgrade cannot be ruled out; the security version \
-                     check still applies"
+                    "{reported}, and flashline has not flashed it before, so a downgrade \
+                     cannot be ruled out; the security version check still applies"
                 ),
             )
         }

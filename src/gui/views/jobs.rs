@@ -200,9 +200,14 @@ fn title(name: &str) -> String {
         "signer" => "Signer".into(),
         "backup plan" => "Backup plan".into(),
         "package-kind" => "Package kind".into(),
-        other => match other.strip_prefix("storage:") {
-            Some(part) => format!("Storage for {part}"),
-            None => other.to_string(),
+        "lock" => "Bootloader lock".into(),
+        other => match (
+            other.strip_prefix("storage:"),
+            other.strip_prefix("requires:"),
+        ) {
+            (Some(part), _) => format!("Storage for {part}"),
+            (_, Some(variable)) => format!("Required {variable}"),
+            _ => other.to_string(),
         },
     }
 }

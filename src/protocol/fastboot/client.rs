@@ -1229,6 +1229,28 @@ mod tests {
     }
 
     #[test]
+    fn writes_get_time_by_their_bytes_and_short_commands_a_budget() {
+        assert_eq!(write_deadline(0), WRITE_BASE);
+        // 1 GiB at a slow eMMC's 5 MB/s: 60 s + 214.7 s.
+        let gib = write_deadline(1 << 30).as_secs_f64();
+        assert!((274.0..275.0).contains(&gib), "{gib}");
+        let mut c = client(vec![]);
+        c.set_timeout(Duration::from_secs(2));
+        assert_eq!(c.short_wait().limit, Duration::from_secs(8));
+        assert_eq!(
+            c.write_wait(0).silence,
+            WRITE_BASE,
+            "--timeout does not shorten writes"
+        );
+        c.set_timeout(Duration::from_secs(600));
+        assert_eq!(
+            c.write_wait(0).limit,
+            Duration::from_secs(600),
+            "nor is shorter than it"
+        );
+    }
+
+    #[test]
     fn silence_is_a_timeout() {
         let mut c = client(vec![Host(b"reboot-bootloader")]);
         assert!(matches!(
