@@ -284,8 +284,16 @@ pub fn open(dir: &Path, key: &StationKey) -> Result<BackupManifest, BackupError>
     if text.len() as u64 > MAX_MANIFEST_LEN {
         return Err(invalid(format!("{MANIFEST} is too large")));
     }
-    let seal = super::station::read_small(&dir.join(SEAL))
-        .map_err(|e| invalid(format!("cannot read its seal {SEAL}: {e}")))?;
+    let seal = super::station::read_small(&dir.join(SEAL)).map_err(|e| {
+        invalid(if e.kind() == io::ErrorKind::NotFound {
+            format!(
+                "it has no seal ({SEAL}): only backups this station made and sealed are \
+                 restored"
+            )
+        } else {
+            format!("cannot read its seal {SEAL}: {e}")
+        })
+    })?;
     key.check(&text, &seal)
         .map_err(|why| invalid(format!("{MANIFEST} cannot be trusted: {why}")))?;
     let manifest: BackupManifest =
