@@ -7,8 +7,9 @@
 //!
 //! - folders flashline creates are mode 0700, files 0600 (on unix; elsewhere the platform's
 //!   per-user profile folders already keep other users out);
-//! - a folder flashline writes into must be a real folder, not a symbolic link; the folders
-//!   *above* it are not checked, because dotfile managers commonly link `~/.config`;
+//! - a folder flashline writes into (its home, `reports/`, `backups/`, a backup folder …)
+//!   must be a real folder, not a symbolic link; the folders *above* it are not checked,
+//!   because dotfile managers commonly link `~/.config`;
 //! - files are created with `O_CREAT | O_EXCL | O_NOFOLLOW` (Rust's `create_new`), which
 //!   fails on anything already at the path, a symbolic link included, dangling or not;
 //! - a file that must be replaced is written to a new temporary file and renamed over the
@@ -37,28 +38,28 @@ fn refused(path: &Path, what: &str) -> io::Error {
 
 /// Makes sure `dir` is a real folder, creating it and any missing parents with mode 0700.
 ///
-/// The folder itself and the existing folder a new one is created in must not be symbolic
-/// links (see the module documentation for why the folders above are not checked).
+/// `dir` itself, the folder flashline writes into, must not be a symbolic link. The
+/// folders above it may be: see the module documentation. (Nested folders flashline makes,
+/// such as one backup inside the backups folder, come from [`new_private_dir`], which checks
+/// the folder they are made in.)
 pub fn private_dir(dir: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(meta) if meta.file_type().is_symlink() => Err(refused(dir, "a symbolic link")),
         Ok(_) => Err(refused(dir, "not a folder")),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                private_dir(parent)?;
-            }
             let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::DirBuilderExt;
                 builder.mode(DIR_MODE);
             }
-            match builder.create(dir) {
-                Ok(()) => Ok(()),
-                // Another process made it meanwhile: check what it made.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => private_dir(dir),
-                Err(e) => Err(e),
+            builder.create(dir)?;
+            // Check what is there now, whoever made it.
+            match std::fs::symlink_metadata(dir) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                _ => Err(refused(dir, "not a real folder")),
             }
         }
         Err(e) => Err(e),
@@ -232,8 +233,13 @@ mod tests {
         std::os::unix::fs::symlink(&victim, home.join("reports")).unwrap();
         let err = write_unique(&home.join("reports"), "r", "json", b"x").unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
-        let err = private_dir(&home.join("reports/sub")).unwrap_err();
+        let err = new_private_dir(&home.join("reports"), "sub").unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+        // Links above the folder written into are followed: ~/.config may be one.
+        let config = tmp.path().join("config");
+        std::os::unix::fs::symlink(&victim, &config).unwrap();
+        write_unique(&config.join("flashline/reports"), "r", "json", b"x").unwrap();
+        std::fs::remove_dir_all(victim.join("flashline")).unwrap();
         // A linked file.
         std::os::unix::fs::symlink(victim.join("file"), home.join("r.json")).unwrap();
         assert!(write_new(&home.join("r.json"), b"x").is_err());

@@ -271,6 +271,34 @@ pub fn create(
 /// Reads and checks a backup folder: `backup.json` sealed by `key` (this station's), every
 /// file present, of the recorded size and hash.
 pub fn open(dir: &Path, key: &StationKey) -> Result<BackupManifest, BackupError> {
+    let manifest = sealed_manifest(dir, key)?;
+    for e in &manifest.entries {
+        let invalid = |reason: String| BackupError::Invalid {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let (len, digest) =
+            hash_file(&dir.join(&e.file)).map_err(|err| invalid(format!("{}: {err}", e.file)))?;
+        if len != e.len() {
+            return Err(invalid(format!(
+                "{} holds {len} bytes, {} recorded",
+                e.file,
+                e.len()
+            )));
+        }
+        if hex::encode(digest) != e.sha256 {
+            return Err(invalid(format!(
+                "{} does not match its recorded SHA-256",
+                e.file
+            )));
+        }
+    }
+    Ok(manifest)
+}
+
+/// `backup.json`, checked against its seal and for plain file names and possible ranges;
+/// the files it names are not read.
+fn sealed_manifest(dir: &Path, key: &StationKey) -> Result<BackupManifest, BackupError> {
     let invalid = |reason: String| BackupError::Invalid {
         path: dir.to_path_buf(),
         reason,
@@ -284,8 +312,16 @@ pub fn open(dir: &Path, key: &StationKey) -> Result<BackupManifest, BackupError>
     if text.len() as u64 > MAX_MANIFEST_LEN {
         return Err(invalid(format!("{MANIFEST} is too large")));
     }
-    let seal = super::station::read_small(&dir.join(SEAL))
-        .map_err(|e| invalid(format!("cannot read its seal {SEAL}: {e}")))?;
+    let seal = super::station::read_small(&dir.join(SEAL)).map_err(|e| {
+        invalid(if e.kind() == io::ErrorKind::NotFound {
+            format!(
+                "it has no seal ({SEAL}): only backups this station made and sealed are \
+                 restored"
+            )
+        } else {
+            format!("cannot read its seal {SEAL}: {e}")
+        })
+    })?;
     key.check(&text, &seal)
         .map_err(|why| invalid(format!("{MANIFEST} cannot be trusted: {why}")))?;
     let manifest: BackupManifest =
@@ -315,21 +351,6 @@ pub fn open(dir: &Path, key: &StationKey) -> Result<BackupManifest, BackupError>
             return Err(invalid(format!(
                 "entry {:?} has an impossible range",
                 e.label
-            )));
-        }
-        let (len, digest) =
-            hash_file(&dir.join(&e.file)).map_err(|err| invalid(format!("{}: {err}", e.file)))?;
-        if len != e.len() {
-            return Err(invalid(format!(
-                "{} holds {len} bytes, {} recorded",
-                e.file,
-                e.len()
-            )));
-        }
-        if hex::encode(digest) != e.sha256 {
-            return Err(invalid(format!(
-                "{} does not match its recorded SHA-256",
-                e.file
             )));
         }
     }
@@ -406,14 +427,15 @@ pub fn prune(
         if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        let Ok(manifest) = open(&dir, key) else {
+        // The seal first (cheap), then, for this serial only, every file's hash.
+        let Ok(manifest) = sealed_manifest(&dir, key) else {
             continue;
         };
-        let created = humantime::parse_rfc3339(&manifest.created_at);
-        if let (Some(serial_of), Ok(created)) = (manifest.serial.as_deref(), created) {
-            if serial_of == serial {
-                good.push((created, dir));
-            }
+        if manifest.serial.as_deref() != Some(serial) || open(&dir, key).is_err() {
+            continue;
+        }
+        if let Ok(created) = humantime::parse_rfc3339(&manifest.created_at) {
+            good.push((created, dir));
         }
     }
     good.sort_by(|a, b| b.cmp(a));

@@ -91,7 +91,7 @@ pub fn backup_device(
 ///
 /// The backup must be sealed by this station, and only identity partitions go back: those
 /// the quirks file names for the model and those the signed package adds. Any other label
-/// (a boot loader, say) is refused even in a genuine backup, which `--partitions` can make.
+/// (a boot loader, say) is refused even in a genuine backup, which `--partition` can make.
 pub fn restore_device(req: &JobRequest, dir: &Path) -> Result<BackupManifest, Stop> {
     let key = station_key(req)?;
     let manifest =
