@@ -484,7 +484,7 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
     let (actual, mode) = match device.mode {
         crate::device::Mode::Edl => ("EDL", "it is in emergency download mode"),
         crate::device::Mode::Modem => ("modem (AT)", "it is a modem answering AT commands"),
-        crate::device::Mode::Fastboot | crate::device::Mode::Unknown => return None,
+        _ => return None,
     };
     Some(super::Check {
         name: "package-kind".into(),
