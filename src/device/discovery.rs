@@ -344,7 +344,8 @@ pub fn open_as_edl(
             return open(address, quirks, false, false);
         }
     }
-    if !Path::new(path).exists() {
+    // A listed port exists (Windows' COM ports are no files); an unlisted one must.
+    if listed.is_none() && !Path::new(path).exists() {
         return Err(DeviceError::BadAddress(format!(
             "{address}: no such serial port (is the device plugged in?)"
         )));
@@ -718,6 +719,39 @@ mod tests {
         assert_eq!(at(Some(1)), Mode::Unknown, "NMEA is never written to");
         assert_eq!(at(None), Mode::Modem);
         assert_eq!(classify(Some(0x05c6), Some(0x9008), Some(0), &q), Mode::Edl);
+    }
+
+    /// Noise, a HELLO, then the start of the next one: the listener takes the HELLO and
+    /// leaves every byte after it for the Sahara client.
+    #[cfg(unix)]
+    #[test]
+    fn the_hello_listener_skips_noise_and_reads_no_byte_past_the_hello() {
+        use std::io::Write;
+        let (mut device, host) = serialport::TTYPort::pair().unwrap();
+        let path = serialport::SerialPort::name(&host).unwrap();
+        let mut port = SerialTransport::open(&path).unwrap();
+        let hello = sahara::Packet::Hello {
+            version: 2,
+            version_compatible: 1,
+            max_cmd_packet_len: 0x400,
+            mode: 0,
+        }
+        .encode();
+        let mut sent = vec![0x7e, 1, 0, 0, 0, 9];
+        sent.extend_from_slice(&hello);
+        sent.extend_from_slice(&hello[..8]);
+        device.write_all(&sent).unwrap();
+        listen_for_hello(&mut port, Duration::from_secs(2)).unwrap();
+        let mut rest = [0u8; 16];
+        let n = port.read(&mut rest, Duration::from_secs(1)).unwrap();
+        assert_eq!(&rest[..n], &hello[..8]);
+        // Silence is a bounded wait.
+        assert!(matches!(
+            listen_for_hello(&mut port, Duration::from_millis(100)),
+            Err(DeviceError::Transport(
+                crate::transport::TransportError::Timeout(_)
+            ))
+        ));
     }
 
     #[test]

@@ -121,17 +121,19 @@ impl DemoBench {
             brick: None,
             work: work.to_path_buf(),
         };
-        // The serial devices need pseudo-terminals: on Windows the bench has phones only.
-        #[cfg(unix)]
         if spec.qualcomm {
             bench.start_qualcomm(bench_dir)?;
         }
-        #[cfg(not(unix))]
-        if spec.qualcomm {
-            let _ = bench_dir;
-            tracing::warn!("the virtual modems and the EDL device need pseudo-terminals; this bench has phones only");
-        }
         Ok(bench)
+    }
+
+    /// The serial devices need pseudo-terminals: on Windows the bench has phones only.
+    #[cfg(not(unix))]
+    fn start_qualcomm(&mut self, _bench_dir: &Path) -> Result<()> {
+        tracing::warn!(
+            "the virtual modems and the EDL device need pseudo-terminals; this bench has phones only"
+        );
+        Ok(())
     }
 
     #[cfg(unix)]

@@ -141,7 +141,7 @@ impl Pinned {
     }
 }
 
-/// The packages verified in this session, by path.
+/// The package verified for the card, by path (at most one).
 #[derive(Clone, Default)]
 struct Pins(Arc<Mutex<HashMap<PathBuf, Pinned>>>);
 
@@ -308,15 +308,12 @@ impl Bridge {
             // no longer matches, even if it was put there while being verified.
             let stamp = std::fs::metadata(&path);
             let (state, verified) = describe(&path, &trust);
+            // Only the package on the card is pinned: its file handle stays open, no other.
             let mut pins = pins.lock();
-            match (verified, stamp) {
-                (Some(package), Ok(stamp)) => {
-                    let package = Arc::new(package);
-                    pins.insert(path, Pinned { package, stamp });
-                }
-                _ => {
-                    pins.remove(&path);
-                }
+            pins.clear();
+            if let (Some(package), Ok(stamp)) = (verified, stamp) {
+                let package = Arc::new(package);
+                pins.insert(path, Pinned { package, stamp });
             }
             drop(pins);
             outbox.send(Msg::Package(state));
@@ -409,8 +406,9 @@ impl Bridge {
             let package = match pinned {
                 Some(pinned) => pinned.unchanged(&req.package),
                 None => Err(format!(
-                    "the package {} was not verified in this session (or the trust settings \
-                     changed since); open it again. Nothing was written",
+                    "the package {} is not the one verified for the card (another was \
+                     opened, or the trust settings changed since); open it again. Nothing \
+                     was written",
                     req.package.display()
                 )),
             };
