@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::event::{Event, Stage};
-use super::history::{History, HistoryEntry};
+use super::history::{self, History, HistoryEntry};
 use super::journal::{ImageState, Journal, Resumable};
 use super::plan::{self, FlashPlan};
 use super::preflight::{Overrides, Preflight};
@@ -294,18 +294,21 @@ fn fastboot(
     emit(Event::Stage {
         stage: Stage::Preflight,
     });
-    let history = History::load(&req.options.history_path)
+    let past = history::lookup(&req.options.history_path, &device, package)
         .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
-    let past = device.serial.as_deref().and_then(|s| history.get(s));
-    if past.is_some()
-        && (device.firmware_version_raw.is_none() || device.security_version.is_none())
-    {
+    if past.is_some() {
         report.notes.push(
-            "the device does not report all its versions; flashline's history of this serial was used for the downgrade check"
+            "flashline's history of this device is a floor for the downgrade check: the higher of it and the device's own versions was compared"
                 .into(),
         );
     }
-    let preflight = Preflight::run(package, &device, &targets, past, &req.options.overrides);
+    let preflight = Preflight::run(
+        package,
+        &device,
+        &targets,
+        past.as_ref(),
+        &req.options.overrides,
+    );
     report.preflight = preflight.checks.clone();
     emit(Event::Preflight {
         checks: preflight.checks.clone(),
@@ -350,7 +353,7 @@ fn fastboot(
     emit(Event::Stage {
         stage: Stage::Flash,
     });
-    let mut journal = Resumable::open(req, report, emit, device.serial.as_deref(), package);
+    let mut journal = Resumable::open(req, report, emit, &device, package);
     let targets: Vec<Target> = plan
         .writes
         .iter()
@@ -695,7 +698,7 @@ pub(super) fn write_step(
     Ok(())
 }
 
-/// Records a successful job in the local history of the device's serial number.
+/// Records a successful job in the local history of the device (product and serial).
 pub(super) fn record_history(
     req: &JobRequest,
     report: &mut Report,
@@ -712,10 +715,11 @@ pub(super) fn record_history(
         security_version: m.security_version,
         flashed_at: report::now(),
     };
-    if let Err(e) = History::record(&req.options.history_path, serial, entry) {
-        report
+    match History::record(&req.options.history_path, serial, entry) {
+        Ok(note) => report.notes.extend(note),
+        Err(e) => report
             .notes
-            .push(format!("the flash history was not updated: {e}"));
+            .push(format!("the flash history was not updated: {e}")),
     }
 }
 

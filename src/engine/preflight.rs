@@ -202,19 +202,10 @@ fn security_version(package: u64, device: &DeviceInfo, history: Option<&HistoryE
             ),
         );
     }
-    let (actual, source) =
-        match (device.security_version, history) {
-            (Some(v), _) => (v, "the device"),
-            (None, Some(h)) => (h.security_version, "flashline's history of this serial"),
-            (None, None) => return check(
-                "security-version",
-                Status::Warn,
-                "not reported",
-                required,
-                "the device reports no security version and flashline has not flashed it before; \
-                 the device's own anti-rollback check still applies",
-            ),
-        };
+    let (actual, source) = match super::history::device_security_floor(device, history) {
+        Ok(floor) => (floor.value, floor.source),
+        Err((shown, why)) => return check("security-version", Status::Warn, shown, required, why),
+    };
     if package < actual {
         check(
             "security-version",
@@ -250,7 +241,9 @@ fn version(
         &device.firmware_version_raw,
         history,
     ) {
-        (Some(v), _, _) => (v.clone(), "the device".to_string()),
+        (Some(v), _, _) => super::history::version_floor(Some(v), history)
+            .map(|f| (f.value, f.source))
+            .unwrap_or_else(|| (v.clone(), "the device".to_string())),
         (None, Some(raw), _) => {
             let refused = check(
                 "version",
