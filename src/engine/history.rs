@@ -199,28 +199,23 @@ fn from_history(h: &HistoryEntry) -> String {
     )
 }
 
-/// The firmware version to compare with: the higher of the device's comparable version
-/// and the version flashline last wrote. A history entry whose version does not parse is
-/// not a floor (flashline writes only valid versions there).
+/// The firmware version to compare with, for a device that reports a comparable one: the
+/// higher of it and the version flashline last wrote. A history entry whose version does
+/// not parse is no floor (flashline writes only valid versions there).
 pub fn version_floor(
-    device: Option<&semver::Version>,
+    device: &semver::Version,
     history: Option<&HistoryEntry>,
-) -> Option<Floor<semver::Version>> {
+) -> Floor<semver::Version> {
     let written = history.and_then(|h| Some((semver::Version::parse(&h.version).ok()?, h)));
-    match (device, written) {
-        (Some(d), Some((w, h))) if w > *d => Some(Floor {
+    match written {
+        Some((w, h)) if w > *device => Floor {
             value: w,
-            source: format!("{}; the device reports only {d}", from_history(h)),
-        }),
-        (Some(d), _) => Some(Floor {
-            value: d.clone(),
+            source: format!("{}; the device reports only {device}", from_history(h)),
+        },
+        _ => Floor {
+            value: device.clone(),
             source: "the device".into(),
-        }),
-        (None, Some((w, h))) => Some(Floor {
-            value: w,
-            source: from_history(h),
-        }),
-        (None, None) => None,
+        },
     }
 }
 
@@ -411,7 +406,7 @@ mod tests {
     fn the_floor_is_the_higher_of_device_and_history() {
         let h = entry("p", "2.0.0", 9);
         let v1 = semver::Version::new(1, 0, 0);
-        let floor = version_floor(Some(&v1), Some(&h)).unwrap();
+        let floor = version_floor(&v1, Some(&h));
         assert_eq!(floor.value, semver::Version::new(2, 0, 0));
         assert!(
             floor.source.contains("reports only 1.0.0"),
@@ -419,7 +414,7 @@ mod tests {
             floor.source
         );
         let v3 = semver::Version::new(3, 0, 0);
-        assert_eq!(version_floor(Some(&v3), Some(&h)).unwrap().value, v3);
+        assert_eq!(version_floor(&v3, Some(&h)).value, v3);
         assert_eq!(security_floor(Some(5), Some(&h)).unwrap().value, 9);
         assert_eq!(security_floor(Some(12), Some(&h)).unwrap().value, 12);
         let impossible = security_floor(Some(IMPOSSIBLE_SECURITY_VERSION), Some(&h)).unwrap();

@@ -241,9 +241,10 @@ fn version(
         &device.firmware_version_raw,
         history,
     ) {
-        (Some(v), _, _) => super::history::version_floor(Some(v), history)
-            .map(|f| (f.value, f.source))
-            .unwrap_or_else(|| (v.clone(), "the device".to_string())),
+        (Some(v), _, _) => {
+            let floor = super::history::version_floor(v, history);
+            (floor.value, floor.source)
+        }
         (None, Some(raw), _) => {
             let refused = check(
                 "version",
