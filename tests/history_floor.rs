@@ -222,3 +222,87 @@ fn kept_aside(home: &Path) -> Vec<String> {
         .filter(|n| n.starts_with("history.json.damaged-"))
         .collect()
 }
+
+/// A device that reports an impossible security version (the largest u64, what an erased
+/// counter reads as) shows it as such; it is no floor, so flashline's history decides.
+#[test]
+fn an_impossible_security_version_is_shown_as_such_and_history_decides() {
+    let bench = Bench::new();
+    let cfg = PhoneConfig {
+        serial: SERIAL.into(),
+        firmware_version: "1.0.0".into(),
+        security_version: u64::MAX,
+        partitions: vec![("boot".into(), 1024 * 1024)],
+        ..PhoneConfig::default()
+    };
+    let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), &bench.path("phone"), cfg).unwrap();
+    let (out, report) = bench.flash(&package(&bench, "2.0.0", 9, "zte-demo-phone"), &phone, &[]);
+    assert!(out.status.success(), "{report:#}");
+    let security = check(&report, "security-version");
+    assert_eq!(security["status"], "warn", "{security:#}");
+    assert_eq!(security["actual"], "18446744073709551615 (impossible)");
+
+    let (_, report) = bench.flash(&package(&bench, "3.0.0", 8, "zte-demo-phone"), &phone, &[]);
+    assert_eq!(report["outcome"], "preflight-refused", "{report:#}");
+    let security = check(&report, "security-version");
+    assert_eq!(security["actual"], "9");
+    assert!(
+        security["message"]
+            .as_str()
+            .unwrap()
+            .contains("is impossible and was ignored"),
+        "{security:#}"
+    );
+}
+
+/// Devices in EDL report no version at all: flashline's history is the whole check, and
+/// preflight says so.
+#[cfg(unix)]
+#[test]
+fn for_an_edl_device_history_is_the_whole_check() {
+    use flashline::sim::edl::EdlSim;
+
+    let bench = Bench::new();
+    let flat = |version: &str, security: u64| {
+        let src = bench.path(&format!("src-flat-{version}"));
+        common::edl::write_flat_build(&src, "stock", version, "MF833V", "", "");
+        let manifest = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
+        let manifest = manifest.replace(
+            "security_version = 3",
+            &format!("security_version = {security}"),
+        );
+        std::fs::write(src.join("manifest.toml"), manifest).unwrap();
+        bench.pack_manifest(&src, &format!("flat-{version}"))
+    };
+    let sim = EdlSim::start(
+        &bench.path("device"),
+        common::edl::edl_config(),
+        Some(&bench.path("home/bench")),
+    )
+    .unwrap();
+    let (out, report) = bench.job("recover", &flat("1.0.12", 5), None, &[]);
+    assert!(out.status.success(), "{report:#}");
+    let security = check(&report, "security-version");
+    assert_eq!(security["status"], "warn", "{security:#}");
+    assert!(
+        security["message"]
+            .as_str()
+            .unwrap()
+            .contains("history is the whole check"),
+        "{security:#}"
+    );
+
+    let (_, report) = bench.job("recover", &flat("1.0.13", 4), None, &[]);
+    assert_eq!(report["outcome"], "preflight-refused", "{report:#}");
+    let security = check(&report, "security-version");
+    assert_eq!(security["status"], "refuse", "{security:#}");
+    assert_eq!(security["actual"], "5");
+    assert!(
+        security["message"]
+            .as_str()
+            .unwrap()
+            .contains("history is the whole check"),
+        "{security:#}"
+    );
+    sim.stop();
+}
