@@ -26,4 +26,5 @@ pub mod package;
 pub mod paths;
 pub mod protocol;
 pub mod sim;
+pub mod state_file;
 pub mod transport;

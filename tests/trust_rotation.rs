@@ -718,3 +718,23 @@ fn cosign(path: &Path, key_file: &Path) {
     bytes[20..24].copy_from_slice(&(count + 1).to_le_bytes());
     std::fs::write(path, bytes).unwrap();
 }
+
+#[test]
+fn a_clock_set_back_is_refused_so_expiry_holds() {
+    let bench = Bench::new();
+    let v1 = bench.root(1, 1, &["a"], &["a"]);
+    root::install_first(&bench.trust(), &v1, &bench.state()).unwrap();
+    let pkg = bench.package("a");
+    bench.verify(&pkg).unwrap();
+    // The station has seen a time a day ahead of the clock now: the clock was set back.
+    let state = bench.path("home/trust-state.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(json["latest_time"].is_string(), "{json:#}");
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(24 * 3600);
+    json["latest_time"] = humantime::format_rfc3339_seconds(ahead).to_string().into();
+    std::fs::write(&state, json.to_string()).unwrap();
+    let err = bench.verify(&pkg).unwrap_err();
+    assert!(matches!(err, PackageError::ClockSetBack { .. }), "{err}");
+    assert!(err.to_string().contains("set the clock right"), "{err}");
+}

@@ -12,18 +12,17 @@
 //!
 //! The file is shared by every flashline process on the computer: each read-modify-write
 //! holds an exclusive lock on `history.json.lock`, and the file is replaced atomically
-//! (temporary file, fsync, rename, fsync of the folder). A damaged file is never reset
-//! silently: it is renamed aside with a timestamp and the caller is told where it went.
+//! (see [`crate::state_file`]). A damaged file is never reset silently: it is renamed aside
+//! with a timestamp and the caller is told where it went.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::device::{DeviceInfo, Mode};
 use crate::package::VerifiedPackage;
+use crate::state_file;
 
 /// A security version no device can hold: the largest `u64` (what an unset or erased
 /// counter reads as). It is shown as impossible and never used as a floor.
@@ -90,7 +89,7 @@ impl History {
     /// Reads the history; a missing file is an empty history. A damaged file is renamed
     /// aside and reported as [`HistoryError::Damaged`].
     pub fn load(path: &Path) -> Result<Self, HistoryError> {
-        let _lock = Lock::take(path)?;
+        let _lock = lock(path)?;
         Self::read(path)
     }
 
@@ -109,7 +108,7 @@ impl History {
         serial: &str,
         entry: HistoryEntry,
     ) -> Result<Option<String>, HistoryError> {
-        let _lock = Lock::take(path)?;
+        let _lock = lock(path)?;
         let (mut history, note) = match Self::read(path) {
             Ok(history) => (history, None),
             Err(e @ HistoryError::Damaged { .. }) => (History::default(), Some(e.to_string())),
@@ -122,7 +121,8 @@ impl History {
             ..entry
         };
         serials.insert(serial.to_string(), entry);
-        write_atomically(path, &history).map_err(|source| HistoryError::Io {
+        let text = serde_json::to_string_pretty(&history).expect("the history serialises") + "\n";
+        state_file::replace(path, text.as_bytes()).map_err(|source| HistoryError::Io {
             path: path.display().to_string(),
             source,
         })?;
@@ -285,36 +285,12 @@ pub fn device_security_floor(
     }
 }
 
-/// An exclusive lock on `<history>.lock`, held for one read or read-modify-write and
-/// released when dropped (or when the process dies: it is an OS file lock).
-struct Lock {
-    _held: File,
-}
-
-impl Lock {
-    fn take(path: &Path) -> Result<Self, HistoryError> {
-        let io = |source| HistoryError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(lock_path(path))
-            .map_err(io)?;
-        file.lock().map_err(io)?;
-        Ok(Lock { _held: file })
-    }
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".lock");
-    path.with_file_name(name)
+/// Takes the lock on the history file shared by every flashline process.
+fn lock(path: &Path) -> Result<state_file::Lock, HistoryError> {
+    state_file::Lock::take(path).map_err(|source| HistoryError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Renames a damaged history aside (`history.json.damaged-<time>`) and says where.
@@ -344,21 +320,6 @@ fn keep_aside(path: &Path, reason: String) -> HistoryError {
             )),
         },
     }
-}
-
-/// Replaces `path` so that a crash at any point leaves the old or the new file, never a
-/// torn one (the journal does the same).
-fn write_atomically(path: &Path, history: &History) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, history)?;
-    tmp.write_all(b"\n")?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

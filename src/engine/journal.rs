@@ -22,7 +22,6 @@
 //! to write it never stops a job: the worst outcome of a stale journal is an image written
 //! twice.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -525,17 +524,8 @@ fn load(path: &Path) -> Result<Option<JournalEntry>, LoadError> {
 /// Replaces `path` with `entry` so that a crash at any point leaves either the old or the
 /// new journal, never a torn one.
 fn write_atomically(path: &Path, entry: &JournalEntry) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, entry)?;
-    tmp.write_all(b"\n")?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let text = serde_json::to_string_pretty(entry)? + "\n";
+    crate::state_file::replace(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -378,6 +378,20 @@ pub enum PackageError {
         /// The state file that recorded it.
         state: PathBuf,
     },
+    /// The clock stands well before a time this station has already seen.
+    #[error(
+        "the clock says {now}, but this station already trusted its root at {latest} \
+         (recorded in {state}); a clock set back could revive an expired trust root: set the \
+         clock right and try again"
+    )]
+    ClockSetBack {
+        /// The clock's time.
+        now: String,
+        /// The latest time seen.
+        latest: String,
+        /// The state file.
+        state: PathBuf,
+    },
     /// The record of installed roots cannot be read or written.
     #[error("the trust state {path} cannot be used: {reason}")]
     TrustStateInvalid {

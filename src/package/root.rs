@@ -573,11 +573,15 @@ pub fn current(trust_dir: &Path, state: &RootState) -> Result<Option<SignedRoot>
     }
 }
 
-/// The root `trust_dir` trusts now: [`current`], refused once it has expired.
+/// The root `trust_dir` trusts now: [`current`], refused once it has expired, or when the
+/// clock stands well before the latest time the station has seen (a clock set back would
+/// otherwise revive an expired root).
 pub fn trusted(trust_dir: &Path, state: &RootState) -> Result<Option<SignedRoot>, PackageError> {
     let root = current(trust_dir, state)?;
     if let Some(root) = &root {
-        root.check_fresh(&trust_dir.join(ROOT_FILE), SystemTime::now())?;
+        let now = SystemTime::now();
+        state.check_clock(now)?;
+        root.check_fresh(&trust_dir.join(ROOT_FILE), now)?;
     }
     Ok(root)
 }

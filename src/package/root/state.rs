@@ -8,13 +8,19 @@
 //! same version — is a rollback and refused.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::{SignedRoot, MAX_STATE_LEN};
 use crate::package::PackageError;
+use crate::state_file;
+
+/// How far the clock may stand before the latest time seen: clocks are corrected by a few
+/// seconds or minutes all the time; a clock an hour behind was set back.
+const CLOCK_TOLERANCE: Duration = Duration::from_secs(60 * 60);
 
 /// The state file's contents.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -22,6 +28,10 @@ use crate::package::PackageError;
 struct Records {
     /// Root file text by the trust folder's absolute path.
     roots: BTreeMap<String, String>,
+    /// The latest time (RFC 3339) a root was trusted at, moved forward at most once per
+    /// [`CLOCK_TOLERANCE`].
+    #[serde(default)]
+    latest_time: Option<String>,
 }
 
 /// The record of installed roots in one state file.
@@ -53,28 +63,46 @@ impl RootState {
             .transpose()
     }
 
+    /// Refuses a clock that stands more than [`CLOCK_TOLERANCE`] before the latest time a
+    /// root was trusted at, and moves that time forward (written at most once per tolerance).
+    pub fn check_clock(&self, now: SystemTime) -> Result<(), PackageError> {
+        let _lock = self.lock()?;
+        let mut records = self.read()?;
+        let latest = records
+            .latest_time
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339(t).ok());
+        match latest {
+            Some(latest) if now + CLOCK_TOLERANCE < latest => Err(PackageError::ClockSetBack {
+                now: humantime::format_rfc3339_seconds(now).to_string(),
+                latest: humantime::format_rfc3339_seconds(latest).to_string(),
+                state: self.path.clone(),
+            }),
+            Some(latest) if now < latest + CLOCK_TOLERANCE => Ok(()),
+            _ => {
+                records.latest_time = Some(humantime::format_rfc3339_seconds(now).to_string());
+                self.write(&records)
+            }
+        }
+    }
+
     /// Records `root` as the one installed in `trust_dir`.
     pub fn remember(&self, trust_dir: &Path, root: &SignedRoot) -> Result<(), PackageError> {
+        let _lock = self.lock()?;
         let mut records = self.read()?;
         records.roots.insert(key(trust_dir), root.to_file_text());
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let io = PackageError::io(&self.path);
-        std::fs::create_dir_all(dir).map_err(PackageError::io(dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(PackageError::io(dir))?;
-        let text = serde_json::to_string_pretty(&records).expect("the records serialise");
-        tmp.write_all(text.as_bytes())
-            .map_err(PackageError::io(&self.path))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(PackageError::io(&self.path))?;
-        tmp.persist(&self.path).map_err(|e| io(e.error))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        self.write(&records)
+    }
+
+    /// Replaces the state file atomically.
+    fn write(&self, records: &Records) -> Result<(), PackageError> {
+        let text = serde_json::to_string_pretty(records).expect("the records serialise");
+        state_file::replace(&self.path, text.as_bytes()).map_err(PackageError::io(&self.path))
+    }
+
+    /// Takes the lock for one read-modify-write of the state file.
+    fn lock(&self) -> Result<state_file::Lock, PackageError> {
+        state_file::Lock::take(&self.path).map_err(PackageError::io(&self.path))
     }
 
     fn read(&self) -> Result<Records, PackageError> {
