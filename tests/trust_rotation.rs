@@ -738,3 +738,96 @@ fn a_clock_set_back_is_refused_so_expiry_holds() {
     assert!(matches!(err, PackageError::ClockSetBack { .. }), "{err}");
     assert!(err.to_string().contains("set the clock right"), "{err}");
 }
+
+#[test]
+fn the_cli_delegates_roles_sets_expiry_and_retires_loose_keys() {
+    let bench = Bench::new();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flashline"))
+            .args(args)
+            .env("FLASHLINE_HOME", bench.path("home"))
+            .output()
+            .unwrap()
+    };
+    let k = |name: &str| {
+        let key = bench.key(name);
+        (
+            key.public_path.to_str().unwrap().to_string(),
+            key.secret_path.to_str().unwrap().to_string(),
+        )
+    };
+    let (root_pub, root_key) = k("root");
+    let (modem_pub, _) = k("modem-rel");
+    let home_trust = bench.path("home/trust");
+    std::fs::create_dir_all(&home_trust).unwrap();
+    std::fs::copy(&modem_pub, home_trust.join("modem-rel.pub")).unwrap();
+    let r1 = bench.path("root-1.json");
+    let out = run(&[
+        "trust",
+        "rotate",
+        "--key",
+        &root_pub,
+        "--threshold",
+        "1",
+        "--role",
+        &format!("modems:MF8*,MU3*:1:{modem_pub}"),
+        "--expires",
+        "30d",
+        "--sign",
+        &root_key,
+        "-o",
+        r1.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["trust", "init", r1.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 loose .pub files were moved to"),
+        "{stdout}"
+    );
+    assert!(home_trust
+        .join(RETIRED_KEYS_DIR)
+        .join("modem-rel.pub")
+        .is_file());
+
+    let modem_pkg = bench.package_for("modem-rel", "MF833V");
+    let out = run(&["verify", modem_pkg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let phone_pkg = bench.package_for("modem-rel", "zte-demo-phone");
+    let out = run(&["verify", phone_pkg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no role of the trust root"), "{stderr}");
+
+    // A malformed role is refused before anything is written.
+    let bad = run(&[
+        "trust",
+        "rotate",
+        "--key",
+        &root_pub,
+        "--threshold",
+        "1",
+        "--role",
+        "modems:MF8*",
+        "--sign",
+        &root_key,
+        "-o",
+        bench.path("bad.json").to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("NAME:PATTERN"));
+    assert!(!bench.path("bad.json").exists());
+}
