@@ -90,7 +90,7 @@ pub struct RootDocument {
 pub struct Role {
     /// The role's name (identifier charset), shown in refusals.
     pub name: String,
-    /// Product patterns: identifier characters, `*` for any run of them.
+    /// Product patterns: product names (printable ASCII) with `*` for any run of characters.
     pub products: Vec<String>,
     /// How many distinct keys of the role must sign a package.
     pub threshold: u32,
@@ -465,16 +465,12 @@ fn check_document(
             )));
         }
         for pattern in &role.products {
-            let ok = !pattern.is_empty()
-                && pattern.len() <= 64
-                && pattern
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'*'));
-            if !ok {
-                return Err(invalid(format!(
-                    "product pattern {pattern:?} may hold only letters, digits, '_', '.', '-' and '*'"
-                )));
-            }
+            // The charset of product names (printable ASCII), with `*` as the wildcard.
+            names::product(pattern).map_err(|_| {
+                invalid(format!(
+                    "product pattern {pattern:?} must be 1 to 64 printable ASCII characters"
+                ))
+            })?;
         }
         let keys = check_keys(&role.keys, source)?;
         if role.threshold == 0 || role.threshold as usize > keys.len() {
