@@ -28,4 +28,5 @@ pub mod platform;
 pub mod protocol;
 pub mod secure_fs;
 pub mod sim;
+pub mod state_file;
 pub mod transport;

@@ -230,3 +230,99 @@ fn a_journal_of_another_package_is_not_resumed() {
     assert_prefix(&dir.join("boot.img"), &boot2);
     assert_prefix(&dir.join("system.img"), &system);
 }
+
+/// Two phones with one serial number (placeholder serials are shared by whole production
+/// runs): a job interrupted on the first must not let the second inherit the images the
+/// first verified, since fastboot cannot read a digest back and only the journal vouches
+/// for them. The second phone has another partition table, so its fingerprint differs.
+#[test]
+fn a_second_phone_with_the_same_serial_gets_every_image_written() {
+    let bench = Bench::new();
+    let boot = image(MIB as usize, 0, 0);
+    let system = image(6 * MIB as usize, 0, 0);
+    let vendor = image(MIB as usize, 0, 0);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("boot", &boot), ("system", &system), ("vendor", &vendor)],
+    );
+    let (phone_a, _) = bench.phone(phone(false));
+    kill_during_image(
+        start_flash(&bench, &pkg, &phone_a.device_address()),
+        &bench,
+        1,
+    );
+    assert_eq!(journals(&bench).len(), 1);
+    phone_a.stop();
+
+    let mut cfg_b = phone(false);
+    cfg_b.partitions[2].1 = 3 * MIB; // same model, same serial, another vendor size
+    let dir_b = bench.path("phone-b");
+    let phone_b =
+        flashline::sim::phone::PhoneSim::start("127.0.0.1:0".parse().unwrap(), &dir_b, cfg_b)
+            .unwrap();
+    let (out, report) = bench.flash(&pkg, &phone_b, &[]);
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(statuses(&report), ["written", "written", "written"]);
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("may be another device"),
+        "{report:#}"
+    );
+    assert!(
+        phone_b.commands().iter().any(|c| c == "flash:boot"),
+        "boot is written to the second phone: {:?}",
+        phone_b.commands()
+    );
+    for (name, bytes) in [("boot", &boot), ("system", &system), ("vendor", &vendor)] {
+        assert_prefix(&dir_b.join(format!("{name}.img")), bytes);
+    }
+}
+
+/// A journal last written longer ago than the resume window is not resumed, even on the
+/// very same phone.
+#[test]
+fn a_journal_older_than_the_window_is_ignored() {
+    let bench = Bench::new();
+    let boot = image(MIB as usize, 0, 0);
+    let system = image(6 * MIB as usize, 0, 0);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("boot", &boot), ("system", &system)],
+    );
+    let (phone, dir) = bench.phone(phone(false));
+    kill_during_image(
+        start_flash(&bench, &pkg, &phone.device_address()),
+        &bench,
+        1,
+    );
+    let path = journals(&bench).remove(0);
+    let mut journal: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(journal["images"][0]["state"], "verified");
+    let stale = std::time::SystemTime::now()
+        - flashline::engine::journal::RESUME_WINDOW
+        - Duration::from_secs(60);
+    journal["updated_at"] = humantime::format_rfc3339_millis(stale).to_string().into();
+    std::fs::write(&path, journal.to_string()).unwrap();
+
+    let first_run = phone.commands().len();
+    let (out, report) = bench.flash(&pkg, &phone, &[]);
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(statuses(&report), ["written", "written"]);
+    assert!(
+        report["notes"].to_string().contains("outside the 24 h"),
+        "{report:#}"
+    );
+    assert!(phone.commands()[first_run..]
+        .iter()
+        .any(|c| c == "flash:boot"));
+    assert_prefix(&dir.join("boot.img"), &boot);
+    assert_prefix(&dir.join("system.img"), &system);
+}

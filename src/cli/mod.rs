@@ -48,11 +48,14 @@ enum Command {
     Key(KeyCommand),
     /// Manage the signed trust root: which release keys this station trusts.
     ///
-    /// A trust root lists the trusted release keys, a threshold and a version. A new root
-    /// is accepted only if a threshold of the current root's keys and a threshold of its
-    /// own keys signed it (each key counted once) and its version is higher; the demo key
-    /// can never be part of a root. Once a root is installed in a trust folder, only its
-    /// keys are trusted there (loose `.pub` files are ignored).
+    /// A trust root lists its root keys, a threshold, a version, an expiry time, and roles:
+    /// which release keys may sign packages for which products, with a threshold per role.
+    /// A new root is accepted only if a threshold of the current root's keys and a
+    /// threshold of its own keys signed it (each key counted once) and its version is
+    /// higher; the demo key can never be part of a root. Once a root is installed in a
+    /// trust folder, only its role keys are trusted there (`init` moves loose `.pub` files
+    /// into `retired-keys/`), an expired root is refused, and removing or rolling back the
+    /// root is refused (the station records the highest root in its home).
     #[command(subcommand)]
     Trust(TrustCommand),
     /// Build and sign a package from a manifest.
@@ -190,6 +193,15 @@ enum TrustCommand {
         /// How many distinct keys of the new root must sign its successor.
         #[arg(long)]
         threshold: u32,
+        /// A role: which keys may sign packages for which products, as
+        /// `NAME:PATTERN[,PATTERN…]:THRESHOLD:KEY.pub[,KEY.pub…]` (`*` in a pattern matches
+        /// any run of characters); repeat for each role. Without one, every `--key` may sign
+        /// for every product.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// How long the new root is trusted (`365d`, `18months`); stations refuse it after.
+        #[arg(long, default_value = "365d")]
+        expires: humantime::Duration,
         /// A secret key (`NAME.key`) that signs the new root; repeat for each signer.
         #[arg(long = "sign", required = true)]
         signers: Vec<PathBuf>,
@@ -701,19 +713,34 @@ fn trust(command: TrustCommand) -> Result<ExitCode> {
         TrustCommand::Rotate {
             keys,
             threshold,
+            roles,
+            expires,
             signers,
             previous,
             output,
         } => {
             let previous = previous.map(|p| SignedRoot::load(&p)).transpose()?;
-            let keys = keys
+            let keys: Vec<RootKey> = keys
                 .iter()
                 .map(|p| package::PublicKey::load(p).map(|k| RootKey::of(&k)))
                 .collect::<Result<_, _>>()?;
+            let roles = if roles.is_empty() {
+                println!("no --role given: every key of the new root may sign for every product");
+                vec![package::root::Role {
+                    name: "all-products".into(),
+                    products: vec!["*".into()],
+                    threshold: 1,
+                    keys: keys.clone(),
+                }]
+            } else {
+                roles.iter().map(|r| parse_role(r)).collect::<Result<_>>()?
+            };
             let document = RootDocument {
                 version: previous.as_ref().map_or(1, |p| p.version() + 1),
+                expires: package::root::Expiry::after(expires.into()),
                 threshold,
                 keys,
+                roles,
             };
             let root = SignedRoot::sign(document, &signers)?;
             match &previous {
@@ -733,26 +760,25 @@ fn trust(command: TrustCommand) -> Result<ExitCode> {
         TrustCommand::Init { root, trust } => {
             let dir = folder(trust);
             let root = SignedRoot::load(&root)?;
-            package::root::install_first(&dir, &root)?;
+            let moved = package::root::install_first(&dir, &root, &root_state())?;
             println!(
-                "installed trust root version {} in {}",
+                "installed trust root version {} in {} (expires {})",
                 root.version(),
-                dir.display()
+                dir.display(),
+                root.document().expires
             );
-            let loose = std::fs::read_dir(&dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "pub"))
-                .count();
-            if loose > 0 {
-                println!("{loose} loose .pub files in that folder are no longer trusted: the root decides");
+            if let Some(first) = moved.first() {
+                println!(
+                    "{} loose .pub files were moved to {}: they are no longer trusted, the root decides",
+                    moved.len(),
+                    first.parent().unwrap_or(&dir).display()
+                );
             }
         }
         TrustCommand::Update { root, trust } => {
             let dir = folder(trust);
             let root = SignedRoot::load(&root)?;
-            let replaced = package::root::update(&dir, &root)?;
+            let replaced = package::root::update(&dir, &root, &root_state())?;
             println!(
                 "trust root version {replaced} replaced by version {} in {}",
                 root.version(),
@@ -761,6 +787,34 @@ fn trust(command: TrustCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The station's record of installed trust roots, in flashline's home.
+fn root_state() -> package::root::RootState {
+    package::root::RootState::at(&crate::paths::home().join(package::root::STATE_FILE))
+}
+
+/// Parses `--role NAME:PATTERN[,PATTERN…]:THRESHOLD:KEY.pub[,KEY.pub…]`.
+fn parse_role(spec: &str) -> Result<package::root::Role> {
+    let parts: Vec<&str> = spec.splitn(4, ':').collect();
+    let [name, products, threshold, keys] = parts[..] else {
+        anyhow::bail!(
+            "--role {spec:?}: expected NAME:PATTERN[,PATTERN…]:THRESHOLD:KEY.pub[,KEY.pub…]"
+        );
+    };
+    let threshold = threshold
+        .parse()
+        .with_context(|| format!("--role {spec:?}: the threshold {threshold:?} is not a number"))?;
+    let keys = keys
+        .split(',')
+        .map(|p| package::PublicKey::load(Path::new(p)).map(|k| RootKey::of(&k)))
+        .collect::<Result<_, _>>()?;
+    Ok(package::root::Role {
+        name: name.to_string(),
+        products: products.split(',').map(str::to_string).collect(),
+        threshold,
+        keys,
+    })
 }
 
 fn load_trust(arg: &TrustArg) -> Result<TrustStore> {

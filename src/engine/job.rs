@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::event::{Event, Stage};
-use super::history::{History, HistoryEntry};
+use super::history::{self, History, HistoryEntry};
 use super::journal::{ImageState, Journal, Resumable};
 use super::plan::{self, FlashPlan};
 use super::preflight::{Overrides, Preflight};
@@ -310,12 +310,11 @@ fn fastboot(
     emit(Event::Stage {
         stage: Stage::Preflight,
     });
-    let history = History::load(&req.options.history_path)
+    let past = history::lookup(&req.options.history_path, &device, package)
         .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
-    let past = device.serial.as_deref().and_then(|s| history.get(s));
-    if past.is_some() && (device.firmware_version.is_none() || device.security_version.is_none()) {
+    if past.is_some() {
         report.notes.push(
-            "the device does not report all its versions comparably; flashline's history of this serial was used for the downgrade check"
+            "flashline's history of this device is a floor for the downgrade check: the higher of it and the device's own versions was compared"
                 .into(),
         );
     }
@@ -327,7 +326,13 @@ fn fastboot(
             .map(|v| crate::device::clean(&v));
         reported.push(value);
     }
-    let mut preflight = Preflight::run(package, &device, &targets, past, &req.options.overrides);
+    let mut preflight = Preflight::run(
+        package,
+        &device,
+        &targets,
+        past.as_ref(),
+        &req.options.overrides,
+    );
     preflight.checks.extend(super::preflight::requirements(
         &manifest.requires,
         &reported,
@@ -377,7 +382,7 @@ fn fastboot(
     emit(Event::Stage {
         stage: Stage::Flash,
     });
-    let mut journal = Resumable::open(req, report, emit, device.serial.as_deref(), package);
+    let mut journal = Resumable::open(req, report, emit, &device, package);
     let targets: Vec<Target> = plan
         .writes
         .iter()
@@ -771,7 +776,7 @@ pub(super) fn write_step(
     Ok(())
 }
 
-/// Records a successful job in the local history of the device's serial number.
+/// Records a successful job in the local history of the device (product and serial).
 pub(super) fn record_history(
     req: &JobRequest,
     report: &mut Report,
@@ -788,10 +793,11 @@ pub(super) fn record_history(
         security_version: m.security_version,
         flashed_at: report::now(),
     };
-    if let Err(e) = History::record(&req.options.history_path, serial, entry) {
-        report
+    match History::record(&req.options.history_path, serial, entry) {
+        Ok(note) => report.notes.extend(note),
+        Err(e) => report
             .notes
-            .push(format!("the flash history was not updated: {e}"));
+            .push(format!("the flash history was not updated: {e}")),
     }
 }
 

@@ -9,12 +9,21 @@
 //! list or another device is ignored, and drivers that can read a digest back check every
 //! skipped image against the device first.
 //!
+//! A fastboot device cannot read a digest back, so there the journal alone vouches for the
+//! images it keeps, and a serial number alone does not name one device (placeholder serials
+//! are shared by whole production runs). A journal is therefore bound to a fingerprint of
+//! the device it was written for (product, serial, the partition table `getvar all`
+//! reported — names and sizes —, the current slot, and for raw storage the LUN geometry)
+//! and to a time window of [`RESUME_WINDOW`] since it was last written: outside either, the
+//! whole job runs again. Two identical devices with one serial and one partition table are
+//! still indistinguishable; the window bounds how long such a mix-up can happen.
+//!
 //! The journal is written atomically (temporary file, fsync, rename) at every step. Failing
 //! to write it never stops a job: the worst outcome of a stale journal is an image written
 //! twice.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,11 +31,16 @@ use sha2::{Digest, Sha256};
 use super::event::Event;
 use super::job::{JobRequest, Stop};
 use super::report::{now, safe_name, Outcome, Report};
-use crate::device::{Driver, ImageSource, Target};
+use crate::device::{DeviceInfo, Driver, ImageSource, Target};
 use crate::package::VerifiedPackage;
 
 /// The journal format this build writes and reads.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+
+/// How long after its last write a journal may still be resumed: long enough to fetch a
+/// cable or a charger and run the job again, short enough that a journal left on a station
+/// is not applied to another device with the same serial days later.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Larger journal files are not read (a job has at most a few hundred images).
 const MAX_JOURNAL_BYTES: u64 = 1024 * 1024;
@@ -65,6 +79,8 @@ pub struct JournalEntry {
     pub format: u32,
     /// The device's serial number, as the device reported it.
     pub serial: String,
+    /// The device's [`fingerprint`].
+    pub device: String,
     /// SHA-256 of the whole package file.
     pub package_sha256: String,
     /// Package name and version, for messages.
@@ -101,13 +117,16 @@ pub struct Journal {
 
 impl Journal {
     /// Opens the journal for `serial` in `dir` for a job writing `images` (target and signed
-    /// hash, in plan order) from the package with hash `package_sha256`.
+    /// hash, in plan order) from the package with hash `package_sha256` to the device with
+    /// [`fingerprint`] `device`.
     ///
-    /// Returns what an earlier unfinished run of this same job verified, if there was one,
-    /// and a note for the report when an unfinished journal of another job is replaced.
+    /// Returns what an earlier unfinished run of this same job on this same device verified
+    /// within [`RESUME_WINDOW`], if there was one, and a note for the report when an
+    /// unfinished journal is not resumed.
     pub fn open(
         dir: &Path,
         serial: &str,
+        device: &str,
         package_sha256: &str,
         package: &str,
         images: &[(String, String)],
@@ -116,6 +135,7 @@ impl Journal {
         let fresh = JournalEntry {
             format: FORMAT,
             serial: serial.to_string(),
+            device: device.to_string(),
             package_sha256: package_sha256.to_string(),
             package: package.to_string(),
             updated_at: now(),
@@ -136,6 +156,24 @@ impl Journal {
                 Some(format!(
                     "the job journal {} belongs to another serial number and was replaced",
                     path.display()
+                )),
+            ),
+            Ok(Some(old)) if old.device != device => (
+                None,
+                Some(format!(
+                    "the job journal {} was left by a device with this serial but another product, \
+                     partition table or slot, so it may be another device: every image is written",
+                    path.display()
+                )),
+            ),
+            Ok(Some(old)) if !within_window(&old.updated_at, SystemTime::now()) => (
+                None,
+                Some(format!(
+                    "the job journal {} was last written at {}, outside the {} h in which a job \
+                     resumes: every image is written",
+                    path.display(),
+                    old.updated_at,
+                    RESUME_WINDOW.as_secs() / 3600
                 )),
             ),
             Ok(Some(old)) if old.package_sha256 == package_sha256 && same_images(&old, &fresh) => {
@@ -243,16 +281,17 @@ pub(super) struct Resumable {
 }
 
 impl Resumable {
-    /// Opens the journal of the device's serial for this job; without a serial number
-    /// there is nothing to key a journal on and the job cannot resume.
+    /// Opens the journal of the device's serial for this job, bound to the device's
+    /// [`fingerprint`]; without a serial number there is nothing to key a journal on and
+    /// the job cannot resume.
     pub(super) fn open(
         req: &JobRequest,
         report: &mut Report,
         emit: &mut dyn FnMut(Event),
-        serial: Option<&str>,
+        device: &DeviceInfo,
         package: &VerifiedPackage,
     ) -> Self {
-        let Some(serial) = serial else {
+        let Some(serial) = device.serial.as_deref() else {
             report.notes.push(
                 "the device reports no serial number, so this job keeps no journal and cannot resume if interrupted"
                     .into(),
@@ -272,6 +311,7 @@ impl Resumable {
         let (journal, resume, note) = Journal::open(
             &req.options.journal_dir,
             serial,
+            &fingerprint(device),
             &package.package_sha256().to_string(),
             &format!("{} {}", m.name, m.version),
             &images,
@@ -396,6 +436,32 @@ fn file_name(serial: &str) -> String {
     format!("{}-{}.json", safe_name(serial), hex::encode(&digest[..6]))
 }
 
+/// What identifies one device beyond its serial number, as a SHA-256: its product, serial,
+/// partition table (names and sizes, as `getvar all` reports them), current slot, and the
+/// geometry of its raw storage. The partition table read from raw storage (EDL) is left
+/// out: a Qualcomm job may rewrite it itself, and the EDL driver checks every kept image on
+/// the device by digest anyway.
+pub fn fingerprint(device: &DeviceInfo) -> String {
+    let raw_storage = !device.luns.is_empty();
+    let identity = serde_json::json!({
+        "product": device.product,
+        "serial": device.serial,
+        "partitions": (!raw_storage).then_some(&device.partitions),
+        "slot": device.slots.as_ref().map(|s| &s.current),
+        "luns": device.luns,
+    });
+    hex::encode(Sha256::digest(identity.to_string().as_bytes()))
+}
+
+/// Whether a journal last written at `updated_at` may still be resumed at `now`. A time
+/// that does not parse, or lies in the future (a clock set back), is outside.
+fn within_window(updated_at: &str, now: SystemTime) -> bool {
+    humantime::parse_rfc3339(updated_at)
+        .ok()
+        .and_then(|t| now.duration_since(t).ok())
+        .is_some_and(|age| age <= RESUME_WINDOW)
+}
+
 fn same_images(a: &JournalEntry, b: &JournalEntry) -> bool {
     a.images.len() == b.images.len()
         && a.images
@@ -458,17 +524,8 @@ fn load(path: &Path) -> Result<Option<JournalEntry>, LoadError> {
 /// Replaces `path` with `entry` so that a crash at any point leaves either the old or the
 /// new journal, never a torn one.
 fn write_atomically(path: &Path, entry: &JournalEntry) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, entry)?;
-    tmp.write_all(b"\n")?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let text = serde_json::to_string_pretty(entry)? + "\n";
+    crate::state_file::replace(path, text.as_bytes())
 }
 
 #[cfg(test)]
@@ -486,7 +543,8 @@ mod tests {
     #[test]
     fn a_fresh_job_has_nothing_to_resume() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, resume, note) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let (journal, resume, note) =
+            Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &images());
         assert!(resume.is_none() && note.is_none());
         assert!(journal.path().exists());
         assert_eq!(journal.state(0), Some(ImageState::Pending));
@@ -495,11 +553,12 @@ mod tests {
     #[test]
     fn the_same_job_resumes_after_the_last_verified_image() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &images());
         journal.mark(0, ImageState::Verified);
         journal.mark(1, ImageState::Started);
         drop(journal); // as if flashline were killed here
-        let (journal, resume, note) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let (journal, resume, note) =
+            Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &images());
         let resume = resume.expect("resumable");
         assert_eq!(resume.verified, vec![0]);
         assert_eq!(resume.interrupted, Some((1, ImageState::Started)));
@@ -507,42 +566,73 @@ mod tests {
         assert_eq!(journal.state(0), Some(ImageState::Verified));
         assert_eq!(journal.state(1), Some(ImageState::Pending));
         assert!(journal.finish().is_none());
-        let (_, resume, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let (_, resume, _) = Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &images());
         assert!(resume.is_none(), "a finished job leaves nothing to resume");
     }
 
     #[test]
     fn another_package_or_image_list_starts_over_with_a_note() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &images());
         journal.mark(0, ImageState::Verified);
-        let (_, resume, note) = Journal::open(dir.path(), "SN1", "p2", "pkg 2", &images());
+        let (_, resume, note) = Journal::open(dir.path(), "SN1", "dev", "p2", "pkg 2", &images());
         assert!(resume.is_none());
         assert!(note.unwrap().contains("pkg 1"));
         let mut other = images();
         other[2].1 = "dd".repeat(32);
-        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &images());
         journal.mark(0, ImageState::Verified);
-        let (_, resume, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &other);
+        let (_, resume, _) = Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &other);
         assert!(resume.is_none(), "a different image list is not resumed");
     }
 
     #[test]
     fn serials_that_clean_alike_never_share_a_journal() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, _, _) = Journal::open(dir.path(), "a/b", "p1", "pkg", &images());
-        let (b, _, _) = Journal::open(dir.path(), "a_b", "p1", "pkg", &images());
+        let (a, _, _) = Journal::open(dir.path(), "a/b", "dev", "p1", "pkg", &images());
+        let (b, _, _) = Journal::open(dir.path(), "a_b", "dev", "p1", "pkg", &images());
         assert_ne!(a.path(), b.path());
-        let (c, _, _) = Journal::open(dir.path(), "../../etc/passwd", "p1", "pkg", &images());
+        let (c, _, _) = Journal::open(
+            dir.path(),
+            "../../etc/passwd",
+            "dev",
+            "p1",
+            "pkg",
+            &images(),
+        );
         assert_eq!(c.path().parent(), Some(dir.path()));
+    }
+
+    #[test]
+    fn another_device_with_the_same_serial_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _, _) = Journal::open(dir.path(), "SN1", "dev", "p1", "pkg", &images());
+        journal.mark(0, ImageState::Verified);
+        let (_, resume, note) = Journal::open(dir.path(), "SN1", "other", "p1", "pkg", &images());
+        assert!(resume.is_none());
+        assert!(note.unwrap().contains("may be another device"));
+    }
+
+    #[test]
+    fn the_window_bounds_a_resume() {
+        let now = SystemTime::now();
+        let at = |age: Duration| humantime::format_rfc3339_millis(now - age).to_string();
+        assert!(within_window(&at(Duration::from_secs(60)), now));
+        assert!(!within_window(
+            &at(RESUME_WINDOW + Duration::from_secs(60)),
+            now
+        ));
+        let future = humantime::format_rfc3339_millis(now + Duration::from_secs(3600)).to_string();
+        assert!(!within_window(&future, now), "a clock set back is outside");
+        assert!(!within_window("yesterday", now));
     }
 
     #[test]
     fn a_damaged_journal_is_ignored_with_a_note() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _, _) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let (journal, _, _) = Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &images());
         std::fs::write(journal.path(), b"{\"format\": 1, \"serial\": ").unwrap();
-        let (_, resume, note) = Journal::open(dir.path(), "SN1", "p1", "pkg 1", &images());
+        let (_, resume, note) = Journal::open(dir.path(), "SN1", "dev", "p1", "pkg 1", &images());
         assert!(resume.is_none());
         assert!(note.unwrap().contains("damaged"));
     }
@@ -552,7 +642,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocked = dir.path().join("not-a-dir");
         std::fs::write(&blocked, b"").unwrap();
-        let (mut journal, _, _) = Journal::open(&blocked, "SN1", "p1", "pkg", &images());
+        let (mut journal, _, _) = Journal::open(&blocked, "SN1", "dev", "p1", "pkg", &images());
         journal.mark(0, ImageState::Started);
         let note = journal.take_failures().unwrap();
         assert!(note.contains("could not be kept"), "{note}");

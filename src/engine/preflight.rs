@@ -206,19 +206,10 @@ fn security_version(package: u64, device: &DeviceInfo, history: Option<&HistoryE
             ),
         );
     }
-    let (actual, source) =
-        match (device.security_version, history) {
-            (Some(v), _) => (v, "the device"),
-            (None, Some(h)) => (h.security_version, "flashline's history of this serial"),
-            (None, None) => return check(
-                "security-version",
-                Status::Warn,
-                "not reported",
-                required,
-                "the device reports no security version and flashline has not flashed it before; \
-                 the device's own anti-rollback check still applies",
-            ),
-        };
+    let (actual, source) = match super::history::device_security_floor(device, history) {
+        Ok(floor) => (floor.value, floor.source),
+        Err((shown, why)) => return check("security-version", Status::Warn, shown, required, why),
+    };
     if package < actual {
         check(
             "security-version",
@@ -259,7 +250,10 @@ fn version(
         ),
     };
     let (actual, source) = match (&device.firmware_version, history) {
-        (Some(v), _) => (v.clone(), "the device".to_string()),
+        (Some(v), _) => {
+            let floor = super::history::version_floor(v, history);
+            (floor.value, floor.source)
+        }
         (None, Some(h)) => match semver::Version::parse(&h.version) {
             Ok(v) => (
                 v,

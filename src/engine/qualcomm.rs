@@ -8,7 +8,7 @@
 
 use super::backup;
 use super::event::{Event, PlannedWrite, Stage};
-use super::history::History;
+use super::history;
 use super::identity;
 use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
@@ -54,15 +54,14 @@ pub(super) fn run(
     emit(Event::Stage {
         stage: Stage::Preflight,
     });
-    let history = History::load(&req.options.history_path)
+    let past = history::lookup(&req.options.history_path, &device, package)
         .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
-    let past = device.serial.as_deref().and_then(|s| history.get(s));
-    if past.is_some() && device.security_version.is_none() {
+    if past.is_some() {
         report
             .notes
-            .push("the device does not report a security version; flashline's history of this serial was used".into());
+            .push("the device reports no security version; flashline's history of this device was the downgrade floor".into());
     }
-    let preflight = Preflight::run(package, &device, &[], past, &req.options.overrides);
+    let preflight = Preflight::run(package, &device, &[], past.as_ref(), &req.options.overrides);
     report.preflight = preflight.checks.clone();
     report.overrides = preflight
         .checks
@@ -422,7 +421,7 @@ impl Programmed<'_> {
         emit(Event::Stage {
             stage: Stage::Flash,
         });
-        let mut journal = Resumable::open(req, report, emit, device.serial.as_deref(), package);
+        let mut journal = Resumable::open(req, report, emit, &device, package);
         for (label, target) in &erases {
             let target = target.as_ref().expect("cleared by the storage preflight");
             journal.erase(driver, label, target)?;

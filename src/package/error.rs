@@ -354,6 +354,93 @@ pub enum PackageError {
     /// `init` where a root is already installed.
     #[error("a trust root is already installed at {0}; replace it with `flashline trust update`")]
     RootAlreadyInstalled(PathBuf),
+    /// A root past its `expires` time.
+    #[error(
+        "the trust root {path} (version {version}) expired at {expires}: ask your release \
+         managers for a newer root and install it with `flashline trust update NEW-ROOT.json`"
+    )]
+    RootExpired {
+        /// The root file.
+        path: PathBuf,
+        /// Its version.
+        version: u64,
+        /// When it expired.
+        expires: String,
+    },
+    /// A trust folder whose root was removed, or replaced by an older or different one, after
+    /// this station had installed a root there.
+    #[error(
+        "the trust root {path} is {found}, but this station installed version {installed} there \
+         (recorded in {state}); a root can never be removed or rolled back: put back root.json \
+         version {installed}, or install a newer one with `flashline trust update`"
+    )]
+    RootRolledBack {
+        /// The root file.
+        path: PathBuf,
+        /// What lies there now (`missing`, `version 1`, `a different version 2`).
+        found: String,
+        /// The highest version this station installed there.
+        installed: u64,
+        /// The state file that recorded it.
+        state: PathBuf,
+    },
+    /// The clock stands well before a time this station has already seen.
+    #[error(
+        "the clock says {now}, but this station already trusted its root at {latest} \
+         (recorded in {state}); a clock set back could revive an expired trust root: set the \
+         clock right and try again"
+    )]
+    ClockSetBack {
+        /// The clock's time.
+        now: String,
+        /// The latest time seen.
+        latest: String,
+        /// The state file.
+        state: PathBuf,
+    },
+    /// The record of installed roots cannot be read or written.
+    #[error("the trust state {path} cannot be used: {reason}")]
+    TrustStateInvalid {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A role of a root that is not well formed.
+    #[error("the trust root's role {role:?} is invalid: {reason}")]
+    RoleInvalid {
+        /// The role's name.
+        role: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A package signed for a product by keys no role for that product delegates to.
+    #[error(
+        "the package is for {product}, but no role of the trust root lets its signer(s) sign \
+         for {product} (roles for it: {roles}): ask the key holders of that role to sign it"
+    )]
+    OutsideRole {
+        /// The package's target product.
+        product: String,
+        /// The roles whose patterns match the product, or `none`.
+        roles: String,
+    },
+    /// A package signed for a product by fewer distinct keys of its role than the role's
+    /// threshold.
+    #[error(
+        "the package is for {product}, which role {role:?} covers with a threshold of \
+         {threshold} keys, but only {signed} of them signed it"
+    )]
+    RoleBelowThreshold {
+        /// The role.
+        role: String,
+        /// The package's target product.
+        product: String,
+        /// Distinct role keys with a valid signature.
+        signed: usize,
+        /// The role's threshold.
+        threshold: u32,
+    },
 }
 
 impl PackageError {

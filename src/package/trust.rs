@@ -1,7 +1,8 @@
 //! Which public keys this computer trusts, and for what.
 //!
 //! Trust is a directory of `.pub` files, or, once a signed trust root (`root.json`, see
-//! [`super::root`]) is installed there, exactly the keys of that root. There is no trust on
+//! [`super::root`]) is installed there, exactly the role keys of that root, each allowed to
+//! sign only for the products its roles cover. There is no trust on
 //! first use and no way to skip verification: a package verifies only against a key that
 //! is already here. The insecure demo key, whose secret half is public in the repository,
 //! is trusted for virtual devices only, wherever it is found (also in a folder named with
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::keys::{KeyId, PublicKey};
+use super::root::{self, Grant, RootState};
 use super::PackageError;
 
 /// The demo public key, embedded so the virtual bench works out of the box.
@@ -81,6 +83,9 @@ impl TrustedKey {
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
     keys: BTreeMap<KeyId, TrustedKey>,
+    /// The roles of the installed root; empty for loose `.pub` keys, which sign for any
+    /// product.
+    grants: Vec<Grant>,
 }
 
 impl TrustStore {
@@ -111,12 +116,24 @@ impl TrustStore {
     /// naming the file: silently skipping a key the user meant to trust would make a good
     /// package fail later with a misleading "unknown key". Files are read in name order;
     /// the same key twice counts once.
-    pub fn load_dir(dir: &Path, _origin: Origin) -> Result<Self, PackageError> {
-        if let Some(root) = super::root::installed(dir)? {
-            return Ok(TrustStore::from_root(
-                &root,
-                &dir.join(super::root::ROOT_FILE),
-            ));
+    ///
+    /// The station's record of installed roots is `trust-state.json` in flashline's home
+    /// (see [`TrustStore::load_dir_with`]).
+    pub fn load_dir(dir: &Path, origin: Origin) -> Result<Self, PackageError> {
+        let state = RootState::at(&crate::paths::home().join(root::STATE_FILE));
+        Self::load_dir_with(dir, origin, &state)
+    }
+
+    /// [`TrustStore::load_dir`] with the record of installed roots in `state`. Once a root
+    /// was installed in `dir`, its removal or rollback is refused here, and an expired root
+    /// is refused: loose `.pub` files never come back into force.
+    pub fn load_dir_with(
+        dir: &Path,
+        _origin: Origin,
+        state: &RootState,
+    ) -> Result<Self, PackageError> {
+        if let Some(root) = root::trusted(dir, state)? {
+            return Ok(TrustStore::from_root(&root, &dir.join(root::ROOT_FILE)));
         }
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(PackageError::io(dir))? {
@@ -145,12 +162,15 @@ impl TrustStore {
         Ok(store)
     }
 
-    /// Trusts exactly the keys of `root` (read from `source`), for any device: a root can
-    /// never hold the demo key. The caller has checked the root's signatures.
+    /// Trusts exactly the role keys of `root` (read from `source`), for any device (a root
+    /// can never hold the demo key), each for the products of its roles. The caller has
+    /// checked the root's signatures.
     pub(super) fn from_root(root: &super::SignedRoot, source: &Path) -> Self {
         TrustStore {
             keys: root
-                .keys()
+                .grants()
+                .iter()
+                .flat_map(|g| g.keys.values())
                 .map(|key| {
                     let trusted = TrustedKey {
                         key: key.clone(),
@@ -160,15 +180,76 @@ impl TrustStore {
                     (key.id(), trusted)
                 })
                 .collect(),
+            grants: root.grants().to_vec(),
         }
     }
 
+    /// Checks that the distinct, verified `signers` of a package may sign for each of its
+    /// target `products`: some role of the root covering the product must count a threshold
+    /// of its keys among them. Keys from loose `.pub` files (no root) sign for any product;
+    /// once any signer is a root's key, the roles decide.
+    pub fn check_roles<'a>(
+        &self,
+        signers: &[KeyId],
+        products: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), PackageError> {
+        let by_root = signers
+            .iter()
+            .any(|id| self.grants.iter().any(|g| g.keys.contains_key(id)));
+        if !by_root {
+            return Ok(());
+        }
+        for product in products {
+            let counted: Vec<(&Grant, usize)> = self
+                .grants
+                .iter()
+                .filter(|g| g.covers(product))
+                .map(|g| {
+                    (
+                        g,
+                        signers.iter().filter(|id| g.keys.contains_key(id)).count(),
+                    )
+                })
+                .collect();
+            if counted.iter().any(|(g, n)| *n >= g.threshold as usize) {
+                continue;
+            }
+            match counted
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .max_by_key(|(_, n)| *n)
+            {
+                Some((g, n)) => {
+                    return Err(PackageError::RoleBelowThreshold {
+                        role: g.name.clone(),
+                        product: product.to_owned(),
+                        signed: *n,
+                        threshold: g.threshold,
+                    })
+                }
+                None => {
+                    let roles: Vec<&str> = counted.iter().map(|(g, _)| g.name.as_str()).collect();
+                    return Err(PackageError::OutsideRole {
+                        product: product.to_owned(),
+                        roles: if roles.is_empty() {
+                            "none".into()
+                        } else {
+                            roles.join(", ")
+                        },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Adds every key of `other`. A key present in both keeps the narrower scope, so
-    /// combining stores can never widen what a key is trusted for.
+    /// combining stores can never widen what a key is trusted for; roles are combined too.
     pub fn merge(&mut self, other: TrustStore) -> Result<(), PackageError> {
         for key in other.keys.into_values() {
             self.insert(key)?;
         }
+        self.grants.extend(other.grants);
         Ok(())
     }
 

@@ -264,7 +264,13 @@ impl Package {
                 signer = Some(checked);
             }
         }
-        signer.ok_or(PackageError::SignerMismatch(self.manifest.signer))
+        let signer = signer.ok_or(PackageError::SignerMismatch(self.manifest.signer))?;
+        let signers: Vec<KeyId> = self.signatures.iter().map(|s| s.key_id).collect();
+        trust.check_roles(
+            &signers,
+            self.manifest.targets.iter().map(|t| t.product.as_str()),
+        )?;
+        Ok(signer)
     }
 
     /// Re-reads everything before the first image, checks it is what `open` parsed, and
