@@ -75,13 +75,17 @@ impl SuperLayout {
         check_geometry(&self.geometry)?;
         let layout = |why: String| Err(LpError::Layout(why));
         let alignment = u64::from(self.alignment);
-        if alignment == 0 || alignment % u64::from(self.geometry.logical_block_size) != 0 {
+        if alignment == 0 || !alignment.is_multiple_of(u64::from(self.geometry.logical_block_size))
+        {
             return layout(format!(
                 "alignment {} is not a non-zero multiple of the block size {}",
                 self.alignment, self.geometry.logical_block_size
             ));
         }
-        if self.device_size % u64::from(self.geometry.logical_block_size) != 0 {
+        if !self
+            .device_size
+            .is_multiple_of(u64::from(self.geometry.logical_block_size))
+        {
             return layout(format!(
                 "device size {} is not a multiple of the block size {}",
                 self.device_size, self.geometry.logical_block_size

@@ -69,6 +69,12 @@ fn sha256_with_zeroed(bytes: &[u8], checksum_at: usize) -> [u8; 32] {
 
 /// Parses a geometry block (the first [`GEOMETRY_STRUCT_SIZE`] bytes of `block` count).
 pub fn parse_geometry(block: &[u8]) -> Result<Geometry, LpError> {
+    if let Some(magic) = block.get(..4) {
+        let found = u32::from_le_bytes(magic.try_into().expect("4 bytes"));
+        if found != GEOMETRY_MAGIC {
+            return Err(LpError::GeometryMagic { found });
+        }
+    }
     if block.len() < GEOMETRY_STRUCT_SIZE {
         return Err(LpError::Truncated {
             what: "geometry",
@@ -76,10 +82,6 @@ pub fn parse_geometry(block: &[u8]) -> Result<Geometry, LpError> {
         });
     }
     let f = Fields(block);
-    let magic = f.u32(0);
-    if magic != GEOMETRY_MAGIC {
-        return Err(LpError::GeometryMagic { found: magic });
-    }
     let struct_size = f.u32(4);
     if struct_size as usize != GEOMETRY_STRUCT_SIZE {
         return Err(LpError::GeometryStructSize(struct_size));
@@ -101,7 +103,7 @@ pub fn parse_geometry(block: &[u8]) -> Result<Geometry, LpError> {
 pub fn check_geometry(g: &Geometry) -> Result<(), LpError> {
     let bad = |why: String| Err(LpError::GeometryInvalid(why));
     if g.metadata_max_size == 0
-        || g.metadata_max_size % SECTOR_SIZE as u32 != 0
+        || !g.metadata_max_size.is_multiple_of(SECTOR_SIZE as u32)
         || g.metadata_max_size > MAX_METADATA_SIZE
     {
         return bad(format!(
@@ -121,7 +123,7 @@ pub fn check_geometry(g: &Geometry) -> Result<(), LpError> {
             g.metadata_slot_count
         ));
     }
-    if g.logical_block_size == 0 || g.logical_block_size % SECTOR_SIZE as u32 != 0 {
+    if g.logical_block_size == 0 || !g.logical_block_size.is_multiple_of(SECTOR_SIZE as u32) {
         return bad(format!(
             "logical_block_size {} is not a non-zero multiple of 512",
             g.logical_block_size

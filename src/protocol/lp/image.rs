@@ -45,14 +45,21 @@ pub fn read_metadata<R: Read + Seek>(
     slot: u32,
 ) -> Result<(Container, Metadata), LpError> {
     let head = read_at(r, 0, GEOMETRY_SIZE)?;
-    if let Ok(geometry) = parse_geometry(&head) {
-        if slot != 0 {
-            return Err(LpError::Slot { slot, count: 1 });
+    let head_error = match parse_geometry(&head) {
+        Ok(geometry) => {
+            if slot != 0 {
+                return Err(LpError::Slot { slot, count: 1 });
+            }
+            let bytes = read_at(r, GEOMETRY_SIZE as u64, geometry.metadata_max_size as usize)?;
+            return Ok((Container::EmptyImage, parse_metadata(geometry, &bytes)?));
         }
-        let bytes = read_at(r, GEOMETRY_SIZE as u64, geometry.metadata_max_size as usize)?;
-        return Ok((Container::EmptyImage, parse_metadata(geometry, &bytes)?));
-    }
+        Err(e) => e,
+    };
     let primary = read_at(r, RESERVED_BYTES, GEOMETRY_SIZE)?;
+    if primary.is_empty() {
+        // Too short to be a super device: say what is wrong with it as an empty image.
+        return Err(head_error);
+    }
     let geometry = match parse_geometry(&primary) {
         Ok(g) => g,
         Err(primary_error) => {
@@ -87,7 +94,7 @@ pub fn write_empty_image<W: Write>(metadata: &Metadata, out: &mut W) -> Result<(
 }
 
 fn write_zeros<W: Write>(out: &mut W, mut len: u64) -> io::Result<()> {
-    const ZEROS: [u8; CHUNK] = [0; CHUNK];
+    static ZEROS: [u8; CHUNK] = [0; CHUNK];
     while len > 0 {
         let n = len.min(CHUNK as u64) as usize;
         out.write_all(&ZEROS[..n])?;
