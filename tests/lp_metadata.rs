@@ -567,3 +567,58 @@ fn lp_dump_prints_the_metadata_for_people_and_as_json() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no LP geometry"));
 }
+
+/// system_a as three extents: 1 MiB on the device, 512 KiB of zeros, 1 MiB more.
+fn split_system(first: u64, second: u64) -> Metadata {
+    let mut m = small_layout().build().unwrap();
+    let linear = |first_sector, num_sectors| lp::Extent {
+        num_sectors,
+        target: Target::Linear {
+            block_device: 0,
+            first_sector,
+        },
+    };
+    let zero = lp::Extent {
+        num_sectors: 1024,
+        target: Target::Zero,
+    };
+    m.extents
+        .splice(0..1, [linear(first, 2048), zero, linear(second, 2048)]);
+    m.partitions[0].num_extents = 3;
+    for p in &mut m.partitions[1..] {
+        p.first_extent_index += 2;
+    }
+    m
+}
+
+#[test]
+fn zero_extents_and_split_partitions_stream_in_device_order() {
+    let m = split_system(2048, 4096);
+    let mut image = noise(MIB as usize, 5);
+    image.resize(MIB as usize + 512 * 1024, 0);
+    image.extend(noise(MIB as usize, 6));
+    let mut super_image = Vec::new();
+    let sources = [("system_a".to_string(), Cursor::new(image.clone()))];
+    lp::write_super_image(&m, sources, &mut super_image).unwrap();
+    assert_eq!(read_bytes(&super_image, 0).unwrap().1, m);
+    let mut out = Vec::new();
+    lp::extract_partition(&mut Cursor::new(&super_image), &m, "system_a", &mut out).unwrap();
+    assert!(
+        out == image,
+        "the zero extent reads back as zeros, the rest as written"
+    );
+    assert!(super_image[MIB as usize..2 * MIB as usize] == image[..MIB as usize]);
+
+    // Data where the zero extent is cannot be stored.
+    let mut image = image;
+    image[MIB as usize + 10] = 1;
+    let sources = [("system_a".to_string(), Cursor::new(image))];
+    let err = lp::write_super_image(&m, sources, &mut std::io::sink()).unwrap_err();
+    assert!(matches!(err, LpError::ZeroExtentData { .. }), "{err}");
+
+    // Extents in the opposite order to the device's cannot be streamed to a writer.
+    let m = split_system(4096, 2048);
+    let sources = [("system_a".to_string(), Cursor::new(vec![7u8; 4096]))];
+    let err = lp::write_super_image(&m, sources, &mut std::io::sink()).unwrap_err();
+    assert!(matches!(err, LpError::Unsupported(_)), "{err}");
+}
