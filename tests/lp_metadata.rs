@@ -610,7 +610,6 @@ fn zero_extents_and_split_partitions_stream_in_device_order() {
     assert!(super_image[MIB as usize..2 * MIB as usize] == image[..MIB as usize]);
 
     // Data where the zero extent is cannot be stored.
-    let mut image = image;
     image[MIB as usize + 10] = 1;
     let sources = [("system_a".to_string(), Cursor::new(image))];
     let err = lp::write_super_image(&m, sources, &mut std::io::sink()).unwrap_err();
