@@ -361,7 +361,11 @@ fn damaged_primary_copies_fall_back_to_their_backups() {
     let (m, mut image) = small_super();
     let geometry = m.geometry;
     // Primary geometry and slot 1's primary metadata damaged.
-    image[4096 + 60] ^= 0xff;
+    image[4096 + 44] ^= 0xff;
+    assert!(matches!(
+        lp::codec::parse_geometry(&image[4096..8192]),
+        Err(LpError::GeometryChecksum)
+    ));
     image[geometry.primary_metadata_offset(1) as usize + 20] ^= 0xff;
     assert_eq!(read_bytes(&image, 1).unwrap().1, m);
     // With the backup damaged too, the primary's error is reported.
@@ -375,6 +379,9 @@ fn damaged_primary_copies_fall_back_to_their_backups() {
         read_bytes(&image, 3),
         Err(LpError::Slot { slot: 3, count: 3 })
     ));
+    // The head of a super image (its metadata region) is enough to read it.
+    let region = geometry.metadata_region_size() as usize;
+    assert_eq!(read_bytes(&image[..region], 0).unwrap().1, m);
 }
 
 /// Replaces the header checksum after a deliberate edit, so that the later checks run.

@@ -321,7 +321,7 @@ pub fn extract_partition<R: Read + Seek, W: Write>(
                 if copied < len {
                     return Err(LpError::Truncated {
                         what: "partition data",
-                        len: first_sector * SECTOR_SIZE + copied,
+                        len: copied,
                     });
                 }
             }

@@ -230,7 +230,7 @@ pub enum LpError {
     Name(String),
     #[error("LP metadata slot {slot} does not exist (the geometry has {count})")]
     Slot { slot: u32, count: u32 },
-    #[error("the input ends after {len} bytes, before the end of the LP {what}")]
+    #[error("the LP {what} is cut short: only {len} bytes of it are there")]
     Truncated { what: &'static str, len: u64 },
     #[error("layout: {0}")]
     Layout(String),
