@@ -4,6 +4,7 @@
 //! refused, 5 device error.
 
 pub(crate) mod demo;
+mod lp;
 mod multi;
 mod render;
 
@@ -151,6 +152,9 @@ enum Command {
     /// Run a virtual device.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Android logical-partition (super) metadata.
+    #[command(subcommand)]
+    Lp(lp::LpCommand),
     /// Open the GUI on a built-in virtual bench (a phone, a hotspot, a dongle, a bricked
     /// device and demo packages); `--cli` runs the terminal demo on a virtual phone instead.
     Demo {
@@ -687,6 +691,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sim(SimCommand::Phone(args)) => sim_phone(args),
         Command::Sim(SimCommand::Modem(args)) => sim_modem(args),
         Command::Sim(SimCommand::Edl(args)) => sim_edl(args),
+        Command::Lp(command) => lp::run(command),
         Command::Demo { dir, cli, json } => {
             // Without the GUI every demo is the terminal demo.
             #[cfg(not(feature = "gui"))]

@@ -7,6 +7,7 @@ pub mod diag;
 pub mod fastboot;
 pub mod firehose;
 pub mod gpt;
+pub mod lp;
 mod read_buffer;
 pub mod sahara;
 pub mod sparse;
