@@ -208,8 +208,14 @@ fn a_9008_without_a_usb_serial_and_a_sahara_3_rom_is_identified_and_recovered() 
     let bench = Bench::new();
     let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let dir = bench.path("device");
+    // The MF833V's key hash (quirks file), sent padded with zeros to 64 bytes.
+    let mut pk_hash = flashline::sim::edl::virtual_pk_hash();
+    pk_hash.resize(64, 0);
     let cfg = EdlConfig {
-        chip: ChipProfile::sahara_v3(),
+        chip: ChipProfile {
+            pk_hash,
+            ..ChipProfile::sahara_v3()
+        },
         ..edl_config()
     }
     .without_iserial();
@@ -230,8 +236,12 @@ fn a_9008_without_a_usb_serial_and_a_sahara_3_rom_is_identified_and_recovered() 
     assert_eq!(chip["serial"], 0x0123_4567_89AB_CDEFu64);
     // Sahara 3 refuses MSM_HW_ID_READ; the id comes from READ_CHIP_ID_V3.
     assert_eq!(chip["hwid"], "0x0f1a5e0000000000");
-    // The SHA-384 key hash without its 48 bytes of zero padding.
-    assert_eq!(chip["pk_hash"].as_str().unwrap().len(), 96);
+    // The key hash without its zero padding, so the quirks file names the model.
+    assert_eq!(
+        chip["pk_hash"],
+        hex::encode(flashline::sim::edl::virtual_pk_hash())
+    );
+    assert_eq!(device["product"], "MF833V");
     let log = sim.commands();
     assert!(
         log.iter().any(|c| c == "sahara:execute cmd=0x0a"),
