@@ -776,3 +776,37 @@ fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
     assert!(started.elapsed() < Duration::from_secs(10));
     modem.stop();
 }
+
+#[test]
+fn a_reported_battery_level_rules_over_a_quirk_that_says_none() {
+    use flashline::sim::modem::ModemKind;
+    let bench = Bench::new();
+    // An MF833V (a dongle without a battery, says the quirks file) whose unit reports
+    // "+CBC: 0,55": on battery at 55 %.
+    let modem = bench.modem(ModemConfig {
+        kind: ModemKind::Hotspot,
+        battery_percent: 55,
+        ..ModemConfig::dongle()
+    });
+    let out = bench.run(&["info", modem.address(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["product"], "MF833V");
+    assert_eq!(info["battery"]["kind"], "percent", "{info:#}");
+    assert_eq!(info["battery"]["percent"], 55);
+    // The same model reporting bcs 2 has no battery.
+    let dongle = bench.modem(ModemConfig {
+        port_path: Some("usb:sim-dongle".into()),
+        usb_serial: "FLMODEM0002".into(),
+        ..ModemConfig::dongle()
+    });
+    let out = bench.run(&["info", dongle.address(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["battery"]["kind"], "no-battery", "{info:#}");
+    modem.stop();
+    dongle.stop();
+}
