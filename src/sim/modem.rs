@@ -566,6 +566,8 @@ impl ModemSim {
                 if !diag::serve(&mut line, &shared.stopping, &shared.diag_requests) {
                     return;
                 }
+                // The DIAG port leaves the bus before the device comes back in EDL.
+                drop(line);
             }
             on_switch();
         }
