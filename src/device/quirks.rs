@@ -163,6 +163,33 @@ impl Model {
             (a, b) => a.unwrap_or(true) && b.unwrap_or(true),
         }
     }
+
+    /// Checks the values serde cannot: hardware id, key hash, DIAG request.
+    fn check_values(&self) -> Result<(), QuirksError> {
+        let bad = |what: String| QuirksError::BadValue {
+            owner: self.product.clone(),
+            what,
+        };
+        if let Some(hwid) = &self.hwid {
+            Hwid::parse(hwid)
+                .ok_or_else(|| bad(format!("hwid {hwid:?} is not 0x and up to 16 hex digits")))?;
+        }
+        if let Some(hash) = &self.pk_hash {
+            parse_pk_hash(hash).ok_or_else(|| {
+                bad(format!(
+                    "pk_hash {hash:?} is not a hash of 32 to 128 bytes in hex"
+                ))
+            })?;
+        }
+        if let Some(request) = self.at.as_ref().and_then(|a| a.diag_request.as_deref()) {
+            DownloadRequest::from_name(request).ok_or_else(|| {
+                bad(format!(
+                    "diag_request {request:?} is not \"dload\" or \"subsys-edl\""
+                ))
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Step-by-step guidance into a recovery mode, shown by the recovery wizard.
@@ -425,35 +452,6 @@ impl Quirks {
             }
         }
         out
-    }
-}
-
-impl Model {
-    /// Checks the values serde cannot: hardware id, key hash, DIAG request.
-    fn check_values(&self) -> Result<(), QuirksError> {
-        let bad = |what: String| QuirksError::BadValue {
-            owner: self.product.clone(),
-            what,
-        };
-        if let Some(hwid) = &self.hwid {
-            Hwid::parse(hwid)
-                .ok_or_else(|| bad(format!("hwid {hwid:?} is not 0x and up to 16 hex digits")))?;
-        }
-        if let Some(hash) = &self.pk_hash {
-            parse_pk_hash(hash).ok_or_else(|| {
-                bad(format!(
-                    "pk_hash {hash:?} is not a hash of 32 to 128 bytes in hex"
-                ))
-            })?;
-        }
-        if let Some(request) = self.at.as_ref().and_then(|a| a.diag_request.as_deref()) {
-            DownloadRequest::from_name(request).ok_or_else(|| {
-                bad(format!(
-                    "diag_request {request:?} is not \"dload\" or \"subsys-edl\""
-                ))
-            })?;
-        }
-        Ok(())
     }
 }
 
