@@ -811,7 +811,7 @@ mod tests {
         assert_eq!(check.status, crate::engine::Status::Refuse);
         assert!(
             check.message.starts_with(
-                "a MF833V has HWID 0x0f1a5e0000000000, but the device reports 0x000960e10029003e"
+                "the MF833V has HWID 0x0f1a5e0000000000, but the device reports 0x000960e10029003e"
             ),
             "{}",
             check.message
