@@ -691,6 +691,53 @@ fn sahara_length_fields_that_do_not_add_up_are_refused() {
 }
 
 #[test]
+fn sahara_command_mode_answers_are_bounded() {
+    // An answer declared 2 GiB long is refused before anything is allocated or awaited.
+    let mut peer = sahara_peer(
+        [
+            Packet::CmdReady.encode(),
+            Packet::ExecuteResp {
+                client_cmd: 1,
+                data_len: 0x7fff_ffff,
+            }
+            .encode(),
+        ]
+        .concat(),
+    );
+    let mut transport = peer.transport();
+    let (result, elapsed) = timed("sahara", || {
+        sahara::read_identity(&mut transport, &sahara_options())
+    });
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SaharaError::BadLength {
+                declared: 0x7fff_ffff,
+                max: 1024,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    report("sahara: command-mode answer of 2 GiB", elapsed, &err);
+    drop(transport);
+    peer.finish();
+
+    // CMD_READY and then silence: the query times out.
+    let mut peer = sahara_peer(Packet::CmdReady.encode());
+    let mut transport = peer.transport();
+    let (result, elapsed) = timed("sahara", || {
+        sahara::read_identity(&mut transport, &sahara_options())
+    });
+    let err = result.unwrap_err();
+    assert!(matches!(err, SaharaError::Transport(_)), "{err}");
+    report("sahara: silent after CMD_READY", elapsed, &err);
+    drop(transport);
+    peer.finish();
+}
+
+#[test]
 fn sahara_a_read_beyond_the_image_is_refused() {
     let mut peer = sahara_peer(
         Packet::ReadData {

@@ -211,8 +211,14 @@ fn a_9008_without_a_usb_serial_and_a_sahara_3_rom_is_identified_and_recovered() 
     let bench = Bench::new();
     let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
     let dir = bench.path("device");
+    // The MF833V's key hash (quirks file), sent padded with zeros to 64 bytes.
+    let mut pk_hash = flashline::sim::edl::virtual_pk_hash();
+    pk_hash.resize(64, 0);
     let cfg = EdlConfig {
-        chip: ChipProfile::sahara_v3(),
+        chip: ChipProfile {
+            pk_hash,
+            ..ChipProfile::sahara_v3()
+        },
         ..edl_config()
     }
     .without_iserial();
@@ -233,8 +239,12 @@ fn a_9008_without_a_usb_serial_and_a_sahara_3_rom_is_identified_and_recovered() 
     assert_eq!(chip["serial"], 0x0123_4567_89AB_CDEFu64);
     // Sahara 3 refuses MSM_HW_ID_READ; the id comes from READ_CHIP_ID_V3.
     assert_eq!(chip["hwid"], "0x0f1a5e0000000000");
-    // The SHA-384 key hash without its 48 bytes of zero padding.
-    assert_eq!(chip["pk_hash"].as_str().unwrap().len(), 96);
+    // The key hash without its zero padding, so the quirks file names the model.
+    assert_eq!(
+        chip["pk_hash"],
+        hex::encode(flashline::sim::edl::virtual_pk_hash())
+    );
+    assert_eq!(device["product"], "MF833V");
     let log = sim.commands();
     assert!(
         log.iter().any(|c| c == "sahara:execute cmd=0x0a"),
@@ -908,4 +918,38 @@ fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     modem.stop();
+}
+
+#[test]
+fn a_reported_battery_level_rules_over_a_quirk_that_says_none() {
+    use flashline::sim::modem::ModemKind;
+    let bench = Bench::new();
+    // An MF833V (a dongle without a battery, says the quirks file) whose unit reports
+    // "+CBC: 0,55": on battery at 55 %.
+    let modem = bench.modem(ModemConfig {
+        kind: ModemKind::Hotspot,
+        battery_percent: 55,
+        ..ModemConfig::dongle()
+    });
+    let out = bench.run(&["info", modem.address(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["product"], "MF833V");
+    assert_eq!(info["battery"]["kind"], "percent", "{info:#}");
+    assert_eq!(info["battery"]["percent"], 55);
+    // The same model reporting bcs 2 has no battery.
+    let dongle = bench.modem(ModemConfig {
+        port_path: Some("usb:sim-dongle".into()),
+        usb_serial: "FLMODEM0002".into(),
+        ..ModemConfig::dongle()
+    });
+    let out = bench.run(&["info", dongle.address(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["battery"]["kind"], "no-battery", "{info:#}");
+    modem.stop();
+    dongle.stop();
 }

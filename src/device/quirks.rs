@@ -163,6 +163,33 @@ impl Model {
             (a, b) => a.unwrap_or(true) && b.unwrap_or(true),
         }
     }
+
+    /// Checks the values serde cannot: hardware id, key hash, DIAG request.
+    fn check_values(&self) -> Result<(), QuirksError> {
+        let bad = |what: String| QuirksError::BadValue {
+            owner: self.product.clone(),
+            what,
+        };
+        if let Some(hwid) = &self.hwid {
+            Hwid::parse(hwid)
+                .ok_or_else(|| bad(format!("hwid {hwid:?} is not 0x and up to 16 hex digits")))?;
+        }
+        if let Some(hash) = &self.pk_hash {
+            parse_pk_hash(hash).ok_or_else(|| {
+                bad(format!(
+                    "pk_hash {hash:?} is not a hash of 32 to 128 bytes in hex"
+                ))
+            })?;
+        }
+        if let Some(request) = self.at.as_ref().and_then(|a| a.diag_request.as_deref()) {
+            DownloadRequest::from_name(request).ok_or_else(|| {
+                bad(format!(
+                    "diag_request {request:?} is not \"dload\" or \"subsys-edl\""
+                ))
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Step-by-step guidance into a recovery mode, shown by the recovery wizard.
@@ -435,35 +462,6 @@ impl Quirks {
     }
 }
 
-impl Model {
-    /// Checks the values serde cannot: hardware id, key hash, DIAG request.
-    fn check_values(&self) -> Result<(), QuirksError> {
-        let bad = |what: String| QuirksError::BadValue {
-            owner: self.product.clone(),
-            what,
-        };
-        if let Some(hwid) = &self.hwid {
-            Hwid::parse(hwid)
-                .ok_or_else(|| bad(format!("hwid {hwid:?} is not 0x and up to 16 hex digits")))?;
-        }
-        if let Some(hash) = &self.pk_hash {
-            parse_pk_hash(hash).ok_or_else(|| {
-                bad(format!(
-                    "pk_hash {hash:?} is not a hash of 32 to 128 bytes in hex"
-                ))
-            })?;
-        }
-        if let Some(request) = self.at.as_ref().and_then(|a| a.diag_request.as_deref()) {
-            DownloadRequest::from_name(request).ok_or_else(|| {
-                bad(format!(
-                    "diag_request {request:?} is not \"dload\" or \"subsys-edl\""
-                ))
-            })?;
-        }
-        Ok(())
-    }
-}
-
 impl VarSpec {
     fn check(&self, owner: &str) -> Result<(), QuirksError> {
         if let Some(p) = &self.pattern {
@@ -600,6 +598,71 @@ mod tests {
     }
 
     #[test]
+    fn every_entry_says_where_its_facts_come_from() {
+        let q = Quirks::builtin();
+        for m in &q.models {
+            assert!(
+                m.provenance.is_some(),
+                "model {} has no provenance",
+                m.product
+            );
+        }
+        for u in &q.usb {
+            assert!(
+                u.provenance.is_some(),
+                "USB ID {:04x}:{:04x} has no provenance",
+                u.vid,
+                u.pid
+            );
+        }
+        let route = q.model("MF833V").and_then(|m| m.at.as_ref()).unwrap();
+        assert_eq!(route.download, "AT+ZCDRUN=E");
+        assert_eq!(route.diag_request(), DownloadRequest::Dload);
+        assert!(route.provenance.reports_only());
+        assert!(route.provenance.to_string().contains("https://"));
+        // The simulator's chip names the model a brick is.
+        let models = q.models_for_chip(
+            Some(Hwid(crate::sim::edl::VIRTUAL_HWID)),
+            Some(&hex::encode(crate::sim::edl::virtual_pk_hash())),
+        );
+        assert_eq!(
+            models
+                .iter()
+                .map(|m| m.product.as_str())
+                .collect::<Vec<_>>(),
+            ["MF833V"]
+        );
+        assert!(q.models_for_chip(Some(Hwid(1)), None).is_empty());
+        assert!(q.models_for_chip(None, None).is_empty());
+    }
+
+    #[test]
+    fn provenance_and_chip_values_are_checked() {
+        let base = "[fastboot]\nfirmware_version={var=\"a\"}\nsecurity_version={var=\"b\"}\nbattery_percent={var=\"c\"}\n";
+        for (entry, ok) in [
+            ("provenance=\"virtual\"", true),
+            ("provenance=\"hardware-verified\"", true),
+            (
+                "provenance=\"public reports: https://example.org/post\"",
+                true,
+            ),
+            ("provenance=\"public reports:\"", false),
+            ("provenance=\"a forum\"", false),
+            ("hwid=\"0x000960e10029003e\"", true),
+            ("hwid=\"000960e1\"", false),
+            ("pk_hash=\"abcd\"", false),
+        ] {
+            let text = format!("{base}[[model]]\nproduct=\"x\"\n{entry}\n");
+            assert_eq!(Quirks::parse(&text).is_ok(), ok, "{entry}");
+        }
+        let at = "at={battery=false, version={var=\"+CGMR\"}, download=\"AT+ZCDRUN=E\", counterparts=[], provenance=\"virtual\", diag_request=\"reboot\"}";
+        assert!(matches!(
+            Quirks::parse(&format!("{base}[[model]]\nproduct=\"x\"\n{at}\n")),
+            Err(QuirksError::BadValue { .. })
+        ));
+    }
+
+    #[test]
     fn udev_rules_are_in_sync_with_the_quirks_file() {
         let committed = include_str!("../../udev/70-flashline.rules");
         assert_eq!(
@@ -611,5 +674,12 @@ mod tests {
             !committed.contains("MODE="),
             "access is granted by uaccess only"
         );
+        // ModemManager keeps off download modes; modem ttys are granted too.
+        assert!(committed.contains(
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"05c6\", ATTR{idProduct}==\"9008\", TAG+=\"uaccess\", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
+        ));
+        assert!(committed.contains(
+            "SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"19d2\", ATTRS{idProduct}==\"1403\", TAG+=\"uaccess\"\n"
+        ));
     }
 }

@@ -688,6 +688,7 @@ fn programmer_fits(
     let mut unknown = Vec::new();
     let hwid = chip.and_then(|c| c.hwid);
     let pk_hash = chip.and_then(|c| c.pk_hash.clone());
+    let model_has = model.map_or_else(String::new, |m| format!("the {} has", m.product));
     let wanted = [
         (
             "the package's programmer is signed for",
@@ -695,7 +696,7 @@ fn programmer_fits(
             plan.pk_hash.as_deref(),
         ),
         (
-            "the model is",
+            model_has.as_str(),
             model.and_then(|m| m.hwid.as_deref()),
             model.and_then(|m| m.pk_hash.as_deref()),
         ),
@@ -838,4 +839,57 @@ pub(super) fn station_key(req: &JobRequest) -> Result<StationKey, Stop> {
             format!("backups cannot be sealed: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(hwid: Option<&str>) -> QualcommPlan {
+        serde_json::from_value(serde_json::json!({
+            "programmer": 0, "memory": "emmc", "rawprogram_files": [], "patch_files": [],
+            "erase": [], "program": [], "patch": [], "backup": [], "hwid": hwid,
+        }))
+        .unwrap()
+    }
+
+    fn chip(hwid: Option<u64>) -> ChipIdentity {
+        ChipIdentity {
+            hwid: hwid.map(Hwid),
+            ..ChipIdentity::default()
+        }
+    }
+
+    #[test]
+    fn the_programmer_must_fit_the_chip_and_the_chip_the_model() {
+        let quirks = Quirks::builtin();
+        let mf833v = quirks.model("MF833V");
+        let virtual_chip = ChipIdentity {
+            pk_hash: Some(hex::encode(crate::sim::edl::virtual_pk_hash())),
+            ..chip(Some(crate::sim::edl::VIRTUAL_HWID))
+        };
+        // Nothing declared: nothing to check.
+        assert!(programmer_fits(&plan(None), None, Some(&virtual_chip)).is_none());
+        // The model's hardware id matches.
+        let check = programmer_fits(&plan(None), mf833v, Some(&virtual_chip)).unwrap();
+        assert_eq!(check.status, crate::engine::Status::Pass);
+        // A device that came back as another chip is not this model.
+        let other = chip(Some(0x0009_60E1_0029_003E));
+        let check = programmer_fits(&plan(None), mf833v, Some(&other)).unwrap();
+        assert_eq!(check.status, crate::engine::Status::Refuse);
+        assert!(
+            check.message.starts_with(
+                "the MF833V has HWID 0x0f1a5e0000000000, but the device reports 0x000960e10029003e"
+            ),
+            "{}",
+            check.message
+        );
+        assert_eq!(check.actual, "HWID 0x000960e10029003e");
+        // A device that reports no hardware id: a warning, the boot ROM still checks.
+        let check =
+            programmer_fits(&plan(Some("0x000960e10029003e")), None, Some(&chip(None))).unwrap();
+        assert_eq!(check.status, crate::engine::Status::Warn);
+        assert_eq!(check.actual, "not reported");
+        assert_eq!(check.required, "HWID 0x000960e10029003e");
+    }
 }

@@ -240,16 +240,18 @@ pub fn request_download(
             Err(e) => return Err(e.into()),
         };
         for frame in reader.push(&buf[..n]) {
-            match frame {
-                Ok(answer) if answer.first() == request.payload().first() => {
+            match frame.as_deref().map(<[u8]>::first) {
+                Ok(first) if first == request.payload().first() => {
                     return Ok(DownloadAnswer::Accepted)
                 }
-                Ok(answer) => {
+                Ok(Some(&code @ (BAD_COMMAND | BAD_PARAMETERS | BAD_LENGTH))) => {
                     return Err(DiagError::Refused {
                         request: request.name(),
-                        code: answer.first().copied().unwrap_or(0),
+                        code,
                     })
                 }
+                // Something else the port sends (a log, an event): not the answer.
+                Ok(_) => tracing::debug!("skipping an unrelated DIAG frame"),
                 Err(e) => tracing::debug!("skipping a DIAG frame: {e}"),
             }
         }
@@ -327,6 +329,60 @@ mod tests {
             [Err(DiagError::TooLong)]
         ));
         assert!(reader.current.len() <= 2 * MAX_FRAME_LEN);
+    }
+
+    /// A DIAG port that answers every request with `answer` (bytes as sent).
+    struct Port {
+        answer: Vec<u8>,
+        sent: Vec<u8>,
+    }
+
+    impl Transport for Port {
+        fn write(&mut self, data: &[u8], _: Duration) -> Result<(), TransportError> {
+            self.sent.extend_from_slice(data);
+            Ok(())
+        }
+
+        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
+            if self.answer.is_empty() {
+                return Err(TransportError::Timeout(timeout));
+            }
+            let n = buf.len().min(self.answer.len());
+            buf[..n].copy_from_slice(&self.answer[..n]);
+            self.answer.drain(..n);
+            Ok(n)
+        }
+
+        fn address(&self) -> &str {
+            "diag"
+        }
+    }
+
+    fn ask(answer: Vec<u8>) -> (Result<DownloadAnswer, DiagError>, Vec<u8>) {
+        let mut port = Port {
+            answer,
+            sent: Vec::new(),
+        };
+        let result = request_download(&mut port, DownloadRequest::Dload, Duration::from_millis(50));
+        (result, port.sent)
+    }
+
+    #[test]
+    fn download_requests_accept_an_echo_or_silence_and_name_a_refusal() {
+        let (result, sent) = ask(encode(&[0x3A]));
+        assert_eq!(result.unwrap(), DownloadAnswer::Accepted);
+        assert_eq!(sent, [0x3A, 0xA1, 0x6E, 0x7E]);
+        // A log frame first, then the echo.
+        let (result, _) = ask([encode(&[0x10, 0, 1]), encode(&[0x3A])].concat());
+        assert_eq!(result.unwrap(), DownloadAnswer::Accepted);
+        assert_eq!(ask(Vec::new()).0.unwrap(), DownloadAnswer::Silent);
+        let (result, _) = ask(encode(&[BAD_COMMAND, 0x3A]));
+        let e = result.unwrap_err();
+        assert!(matches!(e, DiagError::Refused { code: 0x13, .. }));
+        assert_eq!(
+            e.to_string(),
+            "the device refused the DIAG dload request (answer 0x13: unknown command)"
+        );
     }
 
     #[test]

@@ -23,8 +23,8 @@
 //! * garbage: 64 bytes instead of the answer, non-text bytes ending in CR LF, so the host
 //!   reads one broken line and then no final result; nothing executed.
 //! * battery drop: a hotspot's `+CBC` reports the new charge.
-//! * reenumerate: no answer; the modem vanishes and comes back in download mode (EDL)
-//!   exactly as after its download command.
+//! * reenumerate: no answer; the modem vanishes and comes back in download mode (EDL),
+//!   without a DIAG step whatever its route.
 //! * disconnect and power loss do not apply (no data phase, no storage written over AT):
 //!   give them to the EDL side.
 
@@ -428,6 +428,8 @@ pub struct ModemSim {
     faults: Injector,
     shared: Arc<Shared>,
     open_diag: Option<OpenDiag>,
+    /// An injected re-enumeration: the modem comes back in EDL whatever its route.
+    straight_to_edl: bool,
 }
 
 impl ModemSim {
@@ -517,6 +519,7 @@ impl ModemSim {
             modem: Modem::new(cfg),
             shared: Arc::clone(&shared),
             open_diag,
+            straight_to_edl: false,
         };
         let thread = thread::Builder::new()
             .name(format!("modem-sim {tty_path}"))
@@ -539,13 +542,14 @@ impl ModemSim {
                 shared,
                 open_diag,
                 modem,
+                straight_to_edl,
                 ..
             } = self;
             drop(announcement);
             drop(slave);
             drop(master);
             shared.switched.store(true, Ordering::SeqCst);
-            if modem.cfg.route == DownloadRoute::Diag {
+            if modem.cfg.route == DownloadRoute::Diag && !straight_to_edl {
                 // Factory mode: back with a DIAG port, which the download request ends.
                 let Some(open_diag) = open_diag else {
                     tracing::error!("the virtual modem has no DIAG port to come back with");
@@ -562,6 +566,8 @@ impl ModemSim {
                 if !diag::serve(&mut line, &shared.stopping, &shared.diag_requests) {
                     return;
                 }
+                // The DIAG port leaves the bus before the device comes back in EDL.
+                drop(line);
             }
             on_switch();
         }
@@ -622,7 +628,10 @@ impl ModemSim {
                     self.send(&fault::garbage(b"\r\n"));
                     return false;
                 }
-                Some(Reaction::Reenumerate) => return true,
+                Some(Reaction::Reenumerate) => {
+                    self.straight_to_edl = true;
+                    return true;
+                }
                 None => self.modem.handle(&text),
             }
         } else {
