@@ -580,18 +580,19 @@ fn an_image_changed_after_verification_never_reaches_the_lun() {
 }
 
 /// A flat build that also writes its own partition table (`gpt_main0.bin` at sector 0),
-/// with `grow` extra sectors for the modem partition (which moves every partition after it).
-fn build_with_table(bench: &Bench, name: &str, grow: u64) -> PathBuf {
+/// with `grow` extra sectors for the modem partition (which moves every partition after
+/// it) and `shrink` fewer for fsg.
+fn build_with_table(bench: &Bench, name: &str, grow: u64, shrink: u64) -> PathBuf {
     use flashline::protocol::gpt::Guid;
     let src = bench.path(&format!("src-{name}"));
     write_flat_build(&src, name, "1.0.12", "MF833V", "", "");
     let disk = 64 * 1024 * 2;
     let mut gpt = Gpt::new(512, disk, Guid::from_seed(&[7; 16])).unwrap();
     for (i, (label, _, sectors)) in common::edl::reference_layout().iter().enumerate() {
-        let sectors = if label == "modem" {
-            sectors + grow
-        } else {
-            *sectors
+        let sectors = match label.as_str() {
+            "modem" => sectors + grow,
+            "fsg" => sectors - shrink,
+            _ => *sectors,
         };
         gpt.push(
             label,
@@ -608,43 +609,81 @@ fn build_with_table(bench: &Bench, name: &str, grow: u64) -> PathBuf {
         "  <program SECTOR_SIZE_IN_BYTES=\"512\" file_sector_offset=\"0\" filename=\"gpt_main0.bin\" label=\"PrimaryGPT\" num_partition_sectors=\"34\" physical_partition_number=\"0\" start_sector=\"0\" />\n</data>",
     );
     std::fs::write(src.join("rawprogram0.xml"), raw).unwrap();
+    // The patches follow userdata to where the new table puts it.
+    let userdata = common::edl::reference_layout()
+        .into_iter()
+        .find(|p| p.0 == "userdata")
+        .unwrap()
+        .1;
+    let patches = std::fs::read_to_string(src.join("patch0.xml")).unwrap();
+    let patches = patches.replace(
+        &format!("start_sector=\"{userdata}\""),
+        &format!("start_sector=\"{}\"", userdata + grow - shrink),
+    );
+    std::fs::write(src.join("patch0.xml"), patches).unwrap();
     bench.pack_manifest(&src, &format!("{name}-1.0.12"))
 }
 
 #[test]
-fn a_package_whose_table_moves_the_identity_partitions_is_refused() {
+fn identity_partitions_follow_a_table_that_moves_them_and_a_resize_is_refused() {
     let bench = Bench::new();
-    let moving = build_with_table(&bench, "moving", 64);
     let sim = EdlSim::start(
         &bench.path("device"),
         edl_config(),
         Some(&bench.path("home/bench")),
     )
     .unwrap();
+    let identity = identity_hashes(&sim.lun_path(0));
     let before = std::fs::read(sim.lun_path(0)).unwrap();
-    let (out, report) = bench.job("recover", &moving, Some(sim.address()), &[]);
+
+    // A table that makes fsg smaller would lose part of it: refused, nothing written.
+    let resizing = build_with_table(&bench, "resizing", 64, 8);
+    let (out, report) = bench.job("recover", &resizing, Some(sim.address()), &[]);
     assert_eq!(out.status.code(), Some(4), "{report:#}");
     let error = report["error"].as_str().unwrap();
     assert!(
-        error.contains("identity partitions") && error.contains("moves modemst1"),
+        error.contains("identity partitions") && error.contains("resizes fsg"),
         "{error}"
     );
-    assert!(
-        std::fs::read(sim.lun_path(0)).unwrap() == before,
-        "nothing was written"
-    );
-    assert!(!sim
-        .commands()
-        .iter()
-        .any(|c| c.starts_with("firehose:program")));
+    assert!(std::fs::read(sim.lun_path(0)).unwrap() == before);
 
-    // The same table with every partition in place is flashed.
-    let keeping = build_with_table(&bench, "keeping", 0);
-    let identity = identity_hashes(&sim.lun_path(0));
-    let (out, report) = bench.job("recover", &keeping, Some(sim.address()), &[]);
+    // A table that only moves them: their bytes go to the new ranges, before the table.
+    let moving = build_with_table(&bench, "moving", 64, 0);
+    let (out, report) = bench.job("recover", &moving, Some(sim.address()), &[]);
     succeeded(&out, &report);
-    assert_flashed(&bench.path("src-keeping"), &sim.lun_path(0));
+    let new_layout = layout(&sim.lun_path(0));
+    let modemst1 = new_layout.iter().find(|p| p.0 == "modemst1").unwrap();
+    let old_layout = common::edl::reference_layout();
+    let old_modemst1 = old_layout.iter().find(|p| p.0 == "modemst1").unwrap();
+    assert_eq!(
+        modemst1.1,
+        old_modemst1.1 + 64,
+        "the device now has the new table"
+    );
+    // Read by label through the new table: every identity partition holds its old bytes.
     assert_eq!(identity_hashes(&sim.lun_path(0)), identity);
+    assert_flashed(&bench.path("src-moving"), &sim.lun_path(0));
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("modemst1: its backed-up bytes were written"),
+        "{notes}"
+    );
+    let programs: Vec<String> = sim
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("firehose:program"))
+        .collect();
+    // Five identity partitions moved, then the table, then the images.
+    assert_eq!(programs.len(), 5 + 1 + 3, "{programs:?}");
+    assert_eq!(programs[5], "firehose:program lun=0 start=0 sectors=34");
+
+    // The same package again: nothing moves any more.
+    let (out, report) = bench.job("recover", &moving, Some(sim.address()), &[]);
+    succeeded(&out, &report);
+    assert_eq!(identity_hashes(&sim.lun_path(0)), identity);
+    assert!(!report["notes"]
+        .to_string()
+        .contains("backed-up bytes were written"));
     sim.stop();
 }
 
