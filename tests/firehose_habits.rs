@@ -783,3 +783,101 @@ fn sparse_entries_are_written_chunk_by_chunk_as_qdl_writes_them() {
     assert_eq!(report["images"][1]["verified_by"], "device-digest");
     sim.stop();
 }
+
+#[test]
+fn a_nand_build_of_2048_byte_pages_flashes_a_nand_modem() {
+    let bench = Bench::new();
+    let mut cfg = device_with(&[Profile::Nand]);
+    cfg.habits.no_digest = true;
+    let sim = EdlSim::start(&bench.path("device"), cfg, Some(&bench.path("home/bench"))).unwrap();
+    let src = bench.path("src-nand");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("prog_nand_firehose.mbn"), programmer()).unwrap();
+    // Pages, as NAND flat builds count them; no `memory` line: 2048-byte pages are NAND.
+    let images = [
+        ("sbl", "sbl1.mbn", 10u64, data(300 * 1024 + 1, 41)),
+        (
+            "modem",
+            "NON-HLOS.ubi",
+            2048,
+            data(2 * 1024 * 1024 + 5000, 42),
+        ),
+    ];
+    let mut raw = String::from("<?xml version=\"1.0\" ?>\n<data>\n");
+    for (label, file, start, bytes) in &images {
+        std::fs::write(src.join(file), bytes).unwrap();
+        raw.push_str(&format!(
+            "  <program SECTOR_SIZE_IN_BYTES=\"2048\" file_sector_offset=\"0\" filename=\"{file}\" label=\"{label}\" num_partition_sectors=\"2048\" physical_partition_number=\"0\" start_sector=\"{start}\" />\n"
+        ));
+    }
+    raw.push_str("</data>\n");
+    std::fs::write(src.join("rawprogram_nand.xml"), raw).unwrap();
+    std::fs::write(
+        src.join("manifest.toml"),
+        "name = \"nand\"\nversion = \"1.0.0\"\nsecurity_version = 1\nmin_battery_percent = 0\n\
+         [[target]]\nproduct = \"MDM9607-DONGLE\"\n[qualcomm]\n\
+         programmer = \"prog_nand_firehose.mbn\"\nrawprogram = [\"rawprogram_nand.xml\"]\n",
+    )
+    .unwrap();
+    let pkg = bench.pack_manifest(&src, "nand-1.0.0");
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
+    succeeded(&out, &report);
+    let lun = std::fs::read(sim.lun_path(0)).unwrap();
+    for (label, _, start, bytes) in &images {
+        let from = (start * 2048) as usize;
+        assert_eq!(&lun[from..from + bytes.len()], &bytes[..], "{label}");
+    }
+    let commands = sim.commands();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("firehose:configure memory=nand")),
+        "{commands:?}"
+    );
+    assert!(commands
+        .iter()
+        .any(|c| c == "firehose:program lun=0 start=2048 sectors=1027"));
+    // 512 erase blocks of 64 pages: the LUN is 32768 pages, as the device described it.
+    assert_eq!(report["device"]["luns"][0]["sectors"], 32768);
+    assert_eq!(report["device"]["luns"][0]["sector_size"], 2048);
+    assert_eq!(verified_by(&report), ["read-back"; 2]);
+    sim.stop();
+}
+
+#[test]
+fn a_build_whose_memory_cannot_be_told_names_the_manifest_line_that_fixes_it() {
+    let bench = Bench::new();
+    let src = bench.path("src-mixed");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("prog.elf"), programmer()).unwrap();
+    std::fs::write(src.join("a.bin"), data(4096, 1)).unwrap();
+    std::fs::write(
+        src.join("rawprogram0.xml"),
+        "<?xml version=\"1.0\" ?>\n<data>\n\
+         <program SECTOR_SIZE_IN_BYTES=\"512\" filename=\"a.bin\" label=\"a\" num_partition_sectors=\"8\" physical_partition_number=\"0\" start_sector=\"100\" />\n\
+         <program SECTOR_SIZE_IN_BYTES=\"4096\" filename=\"a.bin\" label=\"b\" num_partition_sectors=\"1\" physical_partition_number=\"1\" start_sector=\"100\" />\n\
+         </data>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("manifest.toml"),
+        "name = \"mixed\"\nversion = \"1.0.0\"\nsecurity_version = 1\nmin_battery_percent = 0\n\
+         [[target]]\nproduct = \"X\"\n[qualcomm]\nprogrammer = \"prog.elf\"\n\
+         rawprogram = [\"rawprogram0.xml\"]\n",
+    )
+    .unwrap();
+    let out = bench.run(&[
+        "pack",
+        src.join("manifest.toml").to_str().unwrap(),
+        "--key",
+        bench.path("keys/release.key").to_str().unwrap(),
+        "-o",
+        bench.path("mixed.flpkg").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("memory = \"emmc\"") && text.contains("[qualcomm]"),
+        "{text}"
+    );
+}

@@ -75,17 +75,22 @@ pub enum Profile {
     ConfigureLogsOnly,
     /// [`ConfigureHabit::OtherMemoryName`].
     OtherMemoryName,
+    /// Raw NAND storage ([`super::EdlConfig::nand`]): pages, erase blocks, no GPT, and a
+    /// wrong page size NAKed. Public reports: issue 12 (MDM9x07/SDX-class modems, most ZTE
+    /// dongles among them); notes/real-devices.md ("NAND modems NAK a wrong sector size").
+    Nand,
 }
 
 impl Profile {
     /// Every profile, for help texts.
-    pub const ALL: [Profile; 6] = [
+    pub const ALL: [Profile; 7] = [
         Profile::NoDigest,
         Profile::StorageInfoNak,
         Profile::DamagedGpt,
         Profile::CounterOffer,
         Profile::ConfigureLogsOnly,
         Profile::OtherMemoryName,
+        Profile::Nand,
     ];
 
     /// The name on the command line.
@@ -97,6 +102,7 @@ impl Profile {
             Profile::CounterOffer => "counter-offer",
             Profile::ConfigureLogsOnly => "configure-logs-only",
             Profile::OtherMemoryName => "other-memory-name",
+            Profile::Nand => "nand",
         }
     }
 
@@ -115,6 +121,14 @@ impl Profile {
             }
             Profile::ConfigureLogsOnly => habits.configure = ConfigureHabit::LogsOnly,
             Profile::OtherMemoryName => habits.configure = ConfigureHabit::OtherMemoryName,
+            Profile::Nand => {
+                let nand = super::EdlConfig::nand();
+                cfg.sector_size = nand.sector_size;
+                cfg.memory_name = nand.memory_name;
+                cfg.luns = nand.luns;
+                cfg.partitions = nand.partitions;
+                cfg.identity_labels = nand.identity_labels;
+            }
         }
     }
 }
