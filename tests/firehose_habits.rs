@@ -881,3 +881,78 @@ fn a_build_whose_memory_cannot_be_told_names_the_manifest_line_that_fixes_it() {
         "{text}"
     );
 }
+
+/// Issue 13, item 1, through the whole job: the package file (say, on a network share)
+/// is changed while its modem image is being sent. None of the changed bytes reaches the
+/// LUN, the job fails, and the device is left in EDL.
+#[test]
+fn a_package_changed_while_it_is_sent_never_puts_the_change_on_the_lun() {
+    use flashline::engine::{self, Event, Outcome};
+    use flashline::package::{Origin, TrustStore};
+
+    let bench = Bench::new();
+    let pkg = stock(&bench);
+    let image = std::fs::read(bench.path("src/NON-HLOS.bin")).unwrap();
+    let tampered_at = 4 * 1024 * 1024 + 512 * 1024;
+    let package = std::fs::read(&pkg).unwrap();
+    let needle = &image[tampered_at..tampered_at + 64];
+    let in_package = package
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
+    let address = sim.address().to_string();
+    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
+    let _announce = flashline::device::bench::announce(
+        &bench.path("home/bench"),
+        &flashline::device::bench::BenchEntry {
+            address: address.clone(),
+            vid: 0x05c6,
+            pid: 0x9008,
+            serial: "FLMODEM0001".into(),
+            product: "QUSB__BULK".into(),
+        },
+    )
+    .unwrap();
+    let req = common::virtual_job(&pkg, trust, &address, bench.dir.path());
+    let mut swapped = false;
+    let report = engine::run(&req, &mut |event| {
+        if let Event::Progress { index: 2, .. } = event {
+            if !swapped {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut file = std::fs::OpenOptions::new().write(true).open(&pkg).unwrap();
+                file.seek(SeekFrom::Start(in_package as u64)).unwrap();
+                file.write_all(&[0xee; 4096]).unwrap();
+                swapped = true;
+            }
+        }
+    });
+    assert!(swapped);
+    assert_eq!(report.outcome, Outcome::DeviceError);
+    let error = report.error.unwrap();
+    assert!(error.contains("changed since it was verified"), "{error}");
+    assert_eq!(report.images[2].status, "failed");
+    let lun = std::fs::read(sim.lun_path(0)).unwrap();
+    let (_, modem, _) = layout(&sim.lun_path(0))
+        .into_iter()
+        .find(|p| p.0 == "modem")
+        .unwrap();
+    let from = (modem * SECTOR) as usize;
+    let region = &lun[from..from + image.len()];
+    assert_eq!(
+        &region[..4 << 20],
+        &image[..4 << 20],
+        "blocks before the change"
+    );
+    assert!(
+        region[4 << 20..].iter().all(|&b| b == 0),
+        "nothing from the changed block on"
+    );
+    assert_eq!(
+        sim.commands().last().map(String::as_str),
+        Some("firehose:power reset_to_edl")
+    );
+    sim.stop();
+}
