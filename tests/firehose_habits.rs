@@ -90,6 +90,12 @@ fn a_programmer_without_a_digest_gives_verified_writes_by_reading_back() {
     succeeded(&out, &report);
     assert_flashed(&bench.path("src"), &sim.lun_path(0));
     assert_eq!(verified_by(&report), ["read-back"; 3]);
+    let written: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|e| e["event"] == "image-written")
+        .map(|e| e["verified_by"].clone())
+        .collect();
+    assert_eq!(written, vec![serde_json::json!("read-back"); 3]);
     let commands = sim.commands();
     assert!(
         commands

@@ -108,12 +108,14 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             target,
             sha256,
             seconds,
+            verified_by,
             ..
         } => {
             if let Some(pb) = bar.take() {
                 pb.finish_and_clear();
             }
-            println!("   {target}: written in {seconds:.2} s, sha256 of the bytes sent {} = signed", &sha256[..16]);
+            let checked = verified_by.map_or_else(String::new, |v| format!("; on the device: {v}"));
+            println!("   {target}: written in {seconds:.2} s, sha256 of the bytes sent {} = signed{checked}", &sha256[..16]);
         }
         Event::Resuming { verified, interrupted, since } => {
             println!("   resuming the job interrupted at {since}: {} image(s) already verified", verified.len());

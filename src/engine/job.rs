@@ -368,6 +368,13 @@ fn fastboot(
         req.options.cancel.check(&format!("preparing {target}"))?;
         let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
         driver.prepare(target, &source).map_err(|e| {
+            // A cancel stops the reads of a preparation too; that is no refusal.
+            if req.options.cancel.is_cancelled() {
+                return (
+                    Outcome::Cancelled,
+                    format!("cancelled by the user while preparing {target}"),
+                );
+            }
             (
                 Outcome::PreflightRefused,
                 format!(
@@ -712,6 +719,7 @@ pub(super) fn write_step(
         target: name.to_string(),
         sha256: entry.sha256_signed.clone(),
         seconds,
+        verified_by: entry.verified_by,
     });
     Ok(())
 }
