@@ -75,6 +75,15 @@ fn device_messages(out: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
+/// The last Firehose command the device received (a reset device goes on to Sahara).
+fn last_firehose(commands: &[String]) -> Option<&str> {
+    commands
+        .iter()
+        .rev()
+        .find(|c| c.starts_with("firehose:"))
+        .map(String::as_str)
+}
+
 fn succeeded(out: &std::process::Output, report: &serde_json::Value) {
     assert!(
         out.status.success(),
@@ -142,7 +151,7 @@ fn a_corrupted_read_back_is_caught_and_the_device_stays_in_edl() {
     assert_eq!(report["images"][1]["status"], "failed");
     let commands = sim.commands();
     assert_eq!(
-        commands.last().map(String::as_str),
+        last_firehose(&commands),
         Some("firehose:power reset_to_edl"),
         "{commands:?}"
     );
@@ -163,7 +172,7 @@ fn a_failed_job_leaves_the_device_in_edl_so_the_same_command_completes() {
     assert_eq!(report["images"][1]["status"], "failed");
     let commands = sim.commands();
     assert_eq!(
-        commands.last().map(String::as_str),
+        last_firehose(&commands),
         Some("firehose:power reset_to_edl"),
         "{commands:?}"
     );
@@ -394,7 +403,7 @@ fn a_cancel_mid_program_pads_the_range_and_the_rerun_needs_no_replug() {
         "{commands:?}"
     );
     assert_eq!(
-        commands.last().map(String::as_str),
+        last_firehose(&commands),
         Some("firehose:power reset_to_edl"),
         "{commands:?}"
     );
@@ -579,7 +588,7 @@ fn an_image_changed_after_verification_never_reaches_the_lun() {
     assert_eq!(&lun[from..from + signed.len()], &signed[..]);
     driver.leave_for_recovery().unwrap();
     assert_eq!(
-        sim.commands().last().map(String::as_str),
+        last_firehose(&sim.commands()),
         Some("firehose:power reset_to_edl")
     );
     sim.stop();
@@ -957,7 +966,7 @@ fn a_package_changed_while_it_is_sent_never_puts_the_change_on_the_lun() {
         "nothing from the changed block on"
     );
     assert_eq!(
-        sim.commands().last().map(String::as_str),
+        last_firehose(&sim.commands()),
         Some("firehose:power reset_to_edl")
     );
     sim.stop();
