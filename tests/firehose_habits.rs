@@ -75,6 +75,15 @@ fn device_messages(out: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
+/// The last Firehose command the device received (a reset device goes on to Sahara).
+fn last_firehose(commands: &[String]) -> Option<&str> {
+    commands
+        .iter()
+        .rev()
+        .find(|c| c.starts_with("firehose:"))
+        .map(String::as_str)
+}
+
 fn succeeded(out: &std::process::Output, report: &serde_json::Value) {
     assert!(
         out.status.success(),
@@ -90,6 +99,12 @@ fn a_programmer_without_a_digest_gives_verified_writes_by_reading_back() {
     succeeded(&out, &report);
     assert_flashed(&bench.path("src"), &sim.lun_path(0));
     assert_eq!(verified_by(&report), ["read-back"; 3]);
+    let written: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|e| e["event"] == "image-written")
+        .map(|e| e["verified_by"].clone())
+        .collect();
+    assert_eq!(written, vec![serde_json::json!("read-back"); 3]);
     let commands = sim.commands();
     assert!(
         commands
@@ -136,7 +151,7 @@ fn a_corrupted_read_back_is_caught_and_the_device_stays_in_edl() {
     assert_eq!(report["images"][1]["status"], "failed");
     let commands = sim.commands();
     assert_eq!(
-        commands.last().map(String::as_str),
+        last_firehose(&commands),
         Some("firehose:power reset_to_edl"),
         "{commands:?}"
     );
@@ -157,7 +172,7 @@ fn a_failed_job_leaves_the_device_in_edl_so_the_same_command_completes() {
     assert_eq!(report["images"][1]["status"], "failed");
     let commands = sim.commands();
     assert_eq!(
-        commands.last().map(String::as_str),
+        last_firehose(&commands),
         Some("firehose:power reset_to_edl"),
         "{commands:?}"
     );
@@ -360,8 +375,7 @@ fn a_cancel_mid_program_pads_the_range_and_the_rerun_needs_no_replug() {
             pid: 0x9008,
             serial: "FLMODEM0001".into(),
             product: "QUSB__BULK".into(),
-            interface: None,
-            port_path: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -390,7 +404,7 @@ fn a_cancel_mid_program_pads_the_range_and_the_rerun_needs_no_replug() {
         "{commands:?}"
     );
     assert_eq!(
-        commands.last().map(String::as_str),
+        last_firehose(&commands),
         Some("firehose:power reset_to_edl"),
         "{commands:?}"
     );
@@ -575,25 +589,26 @@ fn an_image_changed_after_verification_never_reaches_the_lun() {
     assert_eq!(&lun[from..from + signed.len()], &signed[..]);
     driver.leave_for_recovery().unwrap();
     assert_eq!(
-        sim.commands().last().map(String::as_str),
+        last_firehose(&sim.commands()),
         Some("firehose:power reset_to_edl")
     );
     sim.stop();
 }
 
 /// A flat build that also writes its own partition table (`gpt_main0.bin` at sector 0),
-/// with `grow` extra sectors for the modem partition (which moves every partition after it).
-fn build_with_table(bench: &Bench, name: &str, grow: u64) -> PathBuf {
+/// with `grow` extra sectors for the modem partition (which moves every partition after
+/// it) and `shrink` fewer for fsg.
+fn build_with_table(bench: &Bench, name: &str, grow: u64, shrink: u64) -> PathBuf {
     use flashline::protocol::gpt::Guid;
     let src = bench.path(&format!("src-{name}"));
     write_flat_build(&src, name, "1.0.12", "MF833V", "", "");
     let disk = 64 * 1024 * 2;
     let mut gpt = Gpt::new(512, disk, Guid::from_seed(&[7; 16])).unwrap();
     for (i, (label, _, sectors)) in common::edl::reference_layout().iter().enumerate() {
-        let sectors = if label == "modem" {
-            sectors + grow
-        } else {
-            *sectors
+        let sectors = match label.as_str() {
+            "modem" => sectors + grow,
+            "fsg" => sectors - shrink,
+            _ => *sectors,
         };
         gpt.push(
             label,
@@ -610,43 +625,81 @@ fn build_with_table(bench: &Bench, name: &str, grow: u64) -> PathBuf {
         "  <program SECTOR_SIZE_IN_BYTES=\"512\" file_sector_offset=\"0\" filename=\"gpt_main0.bin\" label=\"PrimaryGPT\" num_partition_sectors=\"34\" physical_partition_number=\"0\" start_sector=\"0\" />\n</data>",
     );
     std::fs::write(src.join("rawprogram0.xml"), raw).unwrap();
+    // The patches follow userdata to where the new table puts it.
+    let userdata = common::edl::reference_layout()
+        .into_iter()
+        .find(|p| p.0 == "userdata")
+        .unwrap()
+        .1;
+    let patches = std::fs::read_to_string(src.join("patch0.xml")).unwrap();
+    let patches = patches.replace(
+        &format!("start_sector=\"{userdata}\""),
+        &format!("start_sector=\"{}\"", userdata + grow - shrink),
+    );
+    std::fs::write(src.join("patch0.xml"), patches).unwrap();
     bench.pack_manifest(&src, &format!("{name}-1.0.12"))
 }
 
 #[test]
-fn a_package_whose_table_moves_the_identity_partitions_is_refused() {
+fn identity_partitions_follow_a_table_that_moves_them_and_a_resize_is_refused() {
     let bench = Bench::new();
-    let moving = build_with_table(&bench, "moving", 64);
     let sim = EdlSim::start(
         &bench.path("device"),
         edl_config(),
         Some(&bench.path("home/bench")),
     )
     .unwrap();
+    let identity = identity_hashes(&sim.lun_path(0));
     let before = std::fs::read(sim.lun_path(0)).unwrap();
-    let (out, report) = bench.job("recover", &moving, Some(sim.address()), &[]);
+
+    // A table that makes fsg smaller would lose part of it: refused, nothing written.
+    let resizing = build_with_table(&bench, "resizing", 64, 8);
+    let (out, report) = bench.job("recover", &resizing, Some(sim.address()), &[]);
     assert_eq!(out.status.code(), Some(4), "{report:#}");
     let error = report["error"].as_str().unwrap();
     assert!(
-        error.contains("identity partitions") && error.contains("moves modemst1"),
+        error.contains("identity partitions") && error.contains("resizes fsg"),
         "{error}"
     );
-    assert!(
-        std::fs::read(sim.lun_path(0)).unwrap() == before,
-        "nothing was written"
-    );
-    assert!(!sim
-        .commands()
-        .iter()
-        .any(|c| c.starts_with("firehose:program")));
+    assert!(std::fs::read(sim.lun_path(0)).unwrap() == before);
 
-    // The same table with every partition in place is flashed.
-    let keeping = build_with_table(&bench, "keeping", 0);
-    let identity = identity_hashes(&sim.lun_path(0));
-    let (out, report) = bench.job("recover", &keeping, Some(sim.address()), &[]);
+    // A table that only moves them: their bytes go to the new ranges, before the table.
+    let moving = build_with_table(&bench, "moving", 64, 0);
+    let (out, report) = bench.job("recover", &moving, Some(sim.address()), &[]);
     succeeded(&out, &report);
-    assert_flashed(&bench.path("src-keeping"), &sim.lun_path(0));
+    let new_layout = layout(&sim.lun_path(0));
+    let modemst1 = new_layout.iter().find(|p| p.0 == "modemst1").unwrap();
+    let old_layout = common::edl::reference_layout();
+    let old_modemst1 = old_layout.iter().find(|p| p.0 == "modemst1").unwrap();
+    assert_eq!(
+        modemst1.1,
+        old_modemst1.1 + 64,
+        "the device now has the new table"
+    );
+    // Read by label through the new table: every identity partition holds its old bytes.
     assert_eq!(identity_hashes(&sim.lun_path(0)), identity);
+    assert_flashed(&bench.path("src-moving"), &sim.lun_path(0));
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("modemst1: its backed-up bytes were written"),
+        "{notes}"
+    );
+    let programs: Vec<String> = sim
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("firehose:program"))
+        .collect();
+    // Five identity partitions moved, then the table, then the images.
+    assert_eq!(programs.len(), 5 + 1 + 3, "{programs:?}");
+    assert_eq!(programs[5], "firehose:program lun=0 start=0 sectors=34");
+
+    // The same package again: nothing moves any more.
+    let (out, report) = bench.job("recover", &moving, Some(sim.address()), &[]);
+    succeeded(&out, &report);
+    assert_eq!(identity_hashes(&sim.lun_path(0)), identity);
+    assert!(!report["notes"]
+        .to_string()
+        .contains("backed-up bytes were written"));
     sim.stop();
 }
 
@@ -744,5 +797,179 @@ fn sparse_entries_are_written_chunk_by_chunk_as_qdl_writes_them() {
         ]
     );
     assert_eq!(report["images"][1]["verified_by"], "device-digest");
+    sim.stop();
+}
+
+#[test]
+fn a_nand_build_of_2048_byte_pages_flashes_a_nand_modem() {
+    let bench = Bench::new();
+    let mut cfg = device_with(&[Profile::Nand]);
+    cfg.habits.no_digest = true;
+    let sim = EdlSim::start(&bench.path("device"), cfg, Some(&bench.path("home/bench"))).unwrap();
+    let src = bench.path("src-nand");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("prog_nand_firehose.mbn"), programmer()).unwrap();
+    // Pages, as NAND flat builds count them; no `memory` line: 2048-byte pages are NAND.
+    let images = [
+        ("sbl", "sbl1.mbn", 10u64, data(300 * 1024 + 1, 41)),
+        (
+            "modem",
+            "NON-HLOS.ubi",
+            2048,
+            data(2 * 1024 * 1024 + 5000, 42),
+        ),
+    ];
+    let mut raw = String::from("<?xml version=\"1.0\" ?>\n<data>\n");
+    for (label, file, start, bytes) in &images {
+        std::fs::write(src.join(file), bytes).unwrap();
+        raw.push_str(&format!(
+            "  <program SECTOR_SIZE_IN_BYTES=\"2048\" file_sector_offset=\"0\" filename=\"{file}\" label=\"{label}\" num_partition_sectors=\"2048\" physical_partition_number=\"0\" start_sector=\"{start}\" />\n"
+        ));
+    }
+    raw.push_str("</data>\n");
+    std::fs::write(src.join("rawprogram_nand.xml"), raw).unwrap();
+    std::fs::write(
+        src.join("manifest.toml"),
+        "name = \"nand\"\nversion = \"1.0.0\"\nsecurity_version = 1\nmin_battery_percent = 0\n\
+         [[target]]\nproduct = \"MDM9607-DONGLE\"\n[qualcomm]\n\
+         programmer = \"prog_nand_firehose.mbn\"\nrawprogram = [\"rawprogram_nand.xml\"]\n",
+    )
+    .unwrap();
+    let pkg = bench.pack_manifest(&src, "nand-1.0.0");
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
+    succeeded(&out, &report);
+    let lun = std::fs::read(sim.lun_path(0)).unwrap();
+    for (label, _, start, bytes) in &images {
+        let from = (start * 2048) as usize;
+        assert_eq!(&lun[from..from + bytes.len()], &bytes[..], "{label}");
+    }
+    let commands = sim.commands();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("firehose:configure memory=nand")),
+        "{commands:?}"
+    );
+    assert!(commands
+        .iter()
+        .any(|c| c == "firehose:program lun=0 start=2048 sectors=1027"));
+    // 512 erase blocks of 64 pages: the LUN is 32768 pages, as the device described it.
+    assert_eq!(report["device"]["luns"][0]["sectors"], 32768);
+    assert_eq!(report["device"]["luns"][0]["sector_size"], 2048);
+    assert_eq!(verified_by(&report), ["read-back"; 2]);
+    sim.stop();
+}
+
+#[test]
+fn a_build_whose_memory_cannot_be_told_names_the_manifest_line_that_fixes_it() {
+    let bench = Bench::new();
+    let src = bench.path("src-mixed");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("prog.elf"), programmer()).unwrap();
+    std::fs::write(src.join("a.bin"), data(4096, 1)).unwrap();
+    std::fs::write(
+        src.join("rawprogram0.xml"),
+        "<?xml version=\"1.0\" ?>\n<data>\n\
+         <program SECTOR_SIZE_IN_BYTES=\"512\" filename=\"a.bin\" label=\"a\" num_partition_sectors=\"8\" physical_partition_number=\"0\" start_sector=\"100\" />\n\
+         <program SECTOR_SIZE_IN_BYTES=\"4096\" filename=\"a.bin\" label=\"b\" num_partition_sectors=\"1\" physical_partition_number=\"1\" start_sector=\"100\" />\n\
+         </data>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("manifest.toml"),
+        "name = \"mixed\"\nversion = \"1.0.0\"\nsecurity_version = 1\nmin_battery_percent = 0\n\
+         [[target]]\nproduct = \"X\"\n[qualcomm]\nprogrammer = \"prog.elf\"\n\
+         rawprogram = [\"rawprogram0.xml\"]\n",
+    )
+    .unwrap();
+    let out = bench.run(&[
+        "pack",
+        src.join("manifest.toml").to_str().unwrap(),
+        "--key",
+        bench.path("keys/release.key").to_str().unwrap(),
+        "-o",
+        bench.path("mixed.flpkg").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("memory = \"emmc\"") && text.contains("[qualcomm]"),
+        "{text}"
+    );
+}
+
+/// Issue 13, item 1, through the whole job: the package file (say, on a network share)
+/// is changed while its modem image is being sent. None of the changed bytes reaches the
+/// LUN, the job fails, and the device is left in EDL.
+#[test]
+fn a_package_changed_while_it_is_sent_never_puts_the_change_on_the_lun() {
+    use flashline::engine::{self, Event, Outcome};
+    use flashline::package::{Origin, TrustStore};
+
+    let bench = Bench::new();
+    let pkg = stock(&bench);
+    let image = std::fs::read(bench.path("src/NON-HLOS.bin")).unwrap();
+    let tampered_at = 4 * 1024 * 1024 + 512 * 1024;
+    let package = std::fs::read(&pkg).unwrap();
+    let needle = &image[tampered_at..tampered_at + 64];
+    let in_package = package
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
+    let address = sim.address().to_string();
+    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
+    let _announce = flashline::device::bench::announce(
+        &bench.path("home/bench"),
+        &flashline::device::bench::BenchEntry {
+            address: address.clone(),
+            vid: 0x05c6,
+            pid: 0x9008,
+            serial: "FLMODEM0001".into(),
+            product: "QUSB__BULK".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let req = common::virtual_job(&pkg, trust, &address, bench.dir.path());
+    let mut swapped = false;
+    let report = engine::run(&req, &mut |event| {
+        if let Event::Progress { index: 2, .. } = event {
+            if !swapped {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut file = std::fs::OpenOptions::new().write(true).open(&pkg).unwrap();
+                file.seek(SeekFrom::Start(in_package as u64)).unwrap();
+                file.write_all(&[0xee; 4096]).unwrap();
+                swapped = true;
+            }
+        }
+    });
+    assert!(swapped);
+    assert_eq!(report.outcome, Outcome::DeviceError);
+    let error = report.error.unwrap();
+    assert!(error.contains("changed since it was verified"), "{error}");
+    assert_eq!(report.images[2].status, "failed");
+    let lun = std::fs::read(sim.lun_path(0)).unwrap();
+    let (_, modem, _) = layout(&sim.lun_path(0))
+        .into_iter()
+        .find(|p| p.0 == "modem")
+        .unwrap();
+    let from = (modem * SECTOR) as usize;
+    let region = &lun[from..from + image.len()];
+    assert_eq!(
+        &region[..4 << 20],
+        &image[..4 << 20],
+        "blocks before the change"
+    );
+    assert!(
+        region[4 << 20..].iter().all(|&b| b == 0),
+        "nothing from the changed block on"
+    );
+    assert_eq!(
+        last_firehose(&sim.commands()),
+        Some("firehose:power reset_to_edl")
+    );
     sim.stop();
 }

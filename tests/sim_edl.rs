@@ -956,3 +956,34 @@ fn the_host_clients_flash_the_device() {
     client.nop().unwrap();
     client.power_reset().unwrap();
 }
+
+#[test]
+fn power_takes_only_the_values_programmers_know_and_reset_to_edl_returns_to_sahara() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, mut host) = firehose(dir.path(), EdlConfig::default());
+    // The value flashline once invented is refused, as a shipped programmer refuses it,
+    // and the programmer keeps running.
+    host.send_xml("<?xml version=\"1.0\" ?><data><power value=\"edl\" /></data>");
+    let (logs, response) = host.response();
+    assert!(!response.ack, "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("unsupported power value")),
+        "{logs:?}"
+    );
+    host.ack(&Command::Nop);
+    host.ack(&Command::SetBootableStorageDrive { lun: 0 });
+    host.nak(&Command::SetBootableStorageDrive { lun: 5 });
+    host.ack(&Command::Power {
+        action: PowerAction::ResetToEdl,
+        delay_seconds: None,
+    });
+    drop(host);
+    // Back in the boot ROM, waiting for a programmer.
+    let mut host = Host::open(sim.address());
+    host.hello(0);
+    assert_eq!(host.upload(&programmer()).status, Status::SUCCESS);
+    assert!(sim
+        .commands()
+        .contains(&"firehose:power reset_to_edl".to_string()));
+    sim.stop();
+}

@@ -396,7 +396,7 @@ struct EdlArgs {
     #[arg(long = "fault", value_name = "FAULT")]
     faults: Vec<Fault>,
     /// Answer as shipped programmers do (may be repeated): no-digest, storage-info-nak,
-    /// damaged-gpt, counter-offer, configure-logs-only, other-memory-name.
+    /// damaged-gpt, counter-offer, configure-logs-only, other-memory-name, nand.
     #[arg(long = "profile", value_name = "PROFILE")]
     profiles: Vec<crate::sim::edl::Profile>,
     /// Appear as a USB device (05c6:9008, interface FF/FF/FF) through a USB gadget on this

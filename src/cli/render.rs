@@ -136,12 +136,14 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             target,
             sha256,
             seconds,
+            verified_by,
             ..
         } => {
             if let Some(pb) = bar.take() {
                 pb.finish_and_clear();
             }
-            say!("   {target}: written in {seconds:.2} s, sha256 of the bytes sent {} = signed", &sha256[..16]);
+            let checked = verified_by.map_or_else(String::new, |v| format!("; on the device: {v}"));
+            say!("   {target}: written in {seconds:.2} s, sha256 of the bytes sent {} = signed{checked}", &sha256[..16]);
         }
         Event::Resuming { verified, interrupted, since } => {
             say!("   resuming the job interrupted at {since}: {} image(s) already verified", verified.len());

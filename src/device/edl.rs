@@ -65,6 +65,8 @@ pub struct EdlDriver<T: Transport> {
     no_digest: bool,
     /// How the last write was verified.
     verified_by: Option<Verification>,
+    /// The storage is raw NAND: sectors are pages, and there is no GPT.
+    nand: bool,
 }
 
 /// The chip serial in an EDL device's USB product string: `QUSB__BULK_SN:xxxxxxxx` (hex).
@@ -94,6 +96,7 @@ impl<T: Transport> EdlDriver<T> {
             sector_size: 512,
             no_digest: false,
             verified_by: None,
+            nand: false,
         }
     }
 
@@ -210,6 +213,7 @@ impl<T: Transport> EdlDriver<T> {
     fn storage(&mut self) -> Result<(Vec<Lun>, Vec<PartitionLocation>), DeviceError> {
         let mut notes = Vec::new();
         let fallback_sector = self.sector_size;
+        let nand = self.nand;
         let fh = self.firehose()?;
         let mut luns = Vec::new();
         let mut count = 1;
@@ -220,10 +224,11 @@ impl<T: Transport> EdlDriver<T> {
                     if index == 0 {
                         count = info.num_physical.unwrap_or(1).clamp(1, MAX_LUNS);
                     }
+                    let (sector_size, sectors) = geometry(&info, nand)?;
                     luns.push(Lun {
                         index,
-                        sector_size: info.block_size,
-                        sectors: info.total_blocks,
+                        sector_size,
+                        sectors,
                     });
                 }
                 Err(FirehoseError::Nak { reason, .. }) => {
@@ -251,7 +256,8 @@ impl<T: Transport> EdlDriver<T> {
             index += 1;
         }
         let mut layout = Vec::new();
-        for lun in &luns {
+        // Raw NAND keeps Qualcomm's own partition table (MIBIB), not a GPT.
+        for lun in luns.iter().filter(|_| !nand) {
             // A LUN without a valid GPT simply has no named partitions.
             match read_gpt(fh, lun) {
                 Ok((parts, source)) => {
@@ -303,7 +309,7 @@ impl<T: Transport> EdlDriver<T> {
         let sector = u64::from(range.sector_size);
         let block = u64::from(layout.blk_sz);
         let expanded = u64::from(layout.total_blks) * block;
-        if sector == 0 || block % sector != 0 {
+        if sector == 0 || !block.is_multiple_of(sector) {
             return Err(DeviceError::Unsupported(
                 "a sparse image whose block size is not a whole number of sectors",
             ));
@@ -617,6 +623,7 @@ impl<T: Transport> Driver for EdlDriver<T> {
         };
         self.session = Session::Firehose(Box::new(client));
         self.sector_size = sector_size_of(memory);
+        self.nand = memory.eq_ignore_ascii_case("nand");
         if !config.answered {
             self.note(format!(
                 "the programmer answered <configure> with log lines only; it is taken to run \
@@ -801,6 +808,25 @@ fn sealed_blocks(image: &dyn ImageSource) -> Result<BlockHashes, DeviceError> {
     let (checked, blocks) = first.finish();
     checked.verify().map_err(DeviceError::ImageChanged)?;
     Ok(blocks)
+}
+
+/// A LUN's sector size and count from `<getstorageinfo>`. NAND programmers count erase
+/// blocks (`block_size` bytes each) of pages (`page_size`): flat builds for NAND address
+/// pages, so the pages are the sectors. Which blocks are bad is the programmer's business.
+fn geometry(
+    info: &crate::protocol::firehose::StorageInfo,
+    nand: bool,
+) -> Result<(u32, u64), DeviceError> {
+    match info.page_size {
+        Some(page) if nand && page > 0 && info.block_size.is_multiple_of(page) => {
+            let sectors = info
+                .total_blocks
+                .checked_mul(u64::from(info.block_size / page))
+                .ok_or_else(|| DeviceError::Layout("the NAND page count overflows".into()))?;
+            Ok((page, sectors))
+        }
+        _ => Ok((info.block_size, info.total_blocks)),
+    }
 }
 
 /// The sector size a memory type uses, for LUNs the programmer does not describe.

@@ -114,6 +114,9 @@ pub enum Event {
         sha256: String,
         /// Seconds it took.
         seconds: f64,
+        /// How storage that commits as it receives (EDL) was checked afterwards.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verified_by: Option<crate::device::Verification>,
     },
     /// An earlier run of this same job on this device stopped before it finished; this run
     /// keeps the images that run verified and writes the rest.

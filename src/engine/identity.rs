@@ -1,11 +1,15 @@
 //! The identity partitions (modemst1, modemst2, fsg, fsc, persist: IMEI, calibration,
-//! network settings) stay where the device keeps them.
+//! network settings) stay with the device, wherever its partition table puts them.
 //!
 //! A flat build may carry its own partition table (`gpt_main0.bin`, written at sector 0).
 //! If that table puts an identity partition somewhere else, the device's irreplaceable
-//! bytes would be left behind in what the new table calls another partition, and the new
-//! range would hold whatever was there. Such a package is refused before anything is
-//! written: flashline does not yet move the backed-up bytes into new ranges itself.
+//! bytes would be left behind in what the new table calls another partition. flashline
+//! then moves them itself: the backed-up bytes are written into the new range before the
+//! new table, and the table before anything else, so a job interrupted at any point
+//! leaves a device whose current table points at its identity data (a rerun backs up and
+//! moves again, or finds nothing to move). A table that resizes or drops an identity
+//! partition, or a package that writes into one's new range, is refused before anything
+//! is written.
 
 use std::io::Read;
 
@@ -18,22 +22,36 @@ use crate::protocol::gpt::Gpt;
 /// bytes or 6 of 4096.
 const MAX_TABLE_LEN: u64 = 1024 * 1024;
 
-/// For each identity label the device has, how the package's own partition table would
-/// move or drop it; empty when the package writes no table or keeps them all in place.
-pub(super) fn moved_by_package(
+/// An identity partition the package's table moves, and where its bytes must go.
+#[derive(Debug, Clone)]
+pub(super) struct Relocation {
+    /// The partition label.
+    pub label: String,
+    /// Its range under the package's table (same LUN, same size).
+    pub target: Target,
+    /// The write (index into the job's writes) that puts the new table on the device.
+    pub table: usize,
+}
+
+/// The identity partitions the package's own partition table moves, each with its new
+/// range; `Err` with the reasons when a move cannot be carried out safely. `others` are
+/// the job's erases and patches, which must stay out of the new ranges too.
+pub(super) fn relocations(
     package: &VerifiedPackage,
-    writes: &[(&ProgramOp, &Target)],
+    writes: &[(&ProgramOp, Option<&Target>)],
+    others: &[(&str, Option<&Target>)],
     device: &DeviceInfo,
     labels: &[String],
-) -> Result<Vec<String>, String> {
-    let mut moved = Vec::new();
-    for (op, target) in writes {
-        let Target::Sectors {
+) -> Result<Vec<Relocation>, String> {
+    let mut moves = Vec::new();
+    let mut refusals = Vec::new();
+    for (index, (op, target)) in writes.iter().enumerate() {
+        let Some(&Target::Sectors {
             lun,
             start: 0,
             sector_size,
             ..
-        } = **target
+        }) = *target
         else {
             continue;
         };
@@ -53,25 +71,90 @@ pub(super) fn moved_by_package(
                 now.start_sector,
                 now.start_sector + now.sectors
             );
-            match table.find(label) {
-                None => moved.push(format!(
+            let Some(new) = table.find(label) else {
+                refusals.push(format!(
                     "{label} ({was}) is not in the partition table {} writes",
                     op.label
-                )),
-                Some(p) if p.first_lba != now.start_sector || p.sectors() != now.sectors => moved
-                    .push(format!(
-                        "{} moves {label} from {was} to sectors {}..{}",
-                        op.label,
-                        p.first_lba,
-                        p.first_lba + p.sectors()
-                    )),
-                Some(_) => {}
+                ));
+                continue;
+            };
+            if new.first_lba == now.start_sector && new.sectors() == now.sectors {
+                continue;
             }
+            if new.sectors() != now.sectors {
+                refusals.push(format!(
+                    "{} resizes {label} from {} to {} sectors",
+                    op.label,
+                    now.sectors,
+                    new.sectors()
+                ));
+                continue;
+            }
+            let target = Target::Sectors {
+                lun,
+                start: new.first_lba,
+                count: now.sectors,
+                sector_size,
+            };
+            let clash = writes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .filter_map(|(_, (op, t))| Some((op.label.as_str(), (*t)?)))
+                .chain(others.iter().filter_map(|(what, t)| Some((*what, (*t)?))))
+                .find(|(_, t)| overlaps(t, &target));
+            if let Some((what, _)) = clash {
+                refusals.push(format!(
+                    "{} moves {label} to {target}, which {what} also writes",
+                    op.label
+                ));
+                continue;
+            }
+            moves.push(Relocation {
+                label: label.clone(),
+                target,
+                table: index,
+            });
         }
     }
-    Ok(moved)
+    if refusals.is_empty() {
+        Ok(moves)
+    } else {
+        Err(refusals.join("; "))
+    }
 }
 
+/// Whether two sector ranges share a sector.
+fn overlaps(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (
+            Target::Sectors {
+                lun: la,
+                start: sa,
+                count: ca,
+                sector_size: za,
+            },
+            Target::Sectors {
+                lun: lb,
+                start: sb,
+                count: cb,
+                sector_size: zb,
+            },
+        ) => {
+            let bytes = |start: &u64, count: &u64, size: &u32| {
+                let size = u64::from(*size);
+                (
+                    start.saturating_mul(size),
+                    start.saturating_add(*count).saturating_mul(size),
+                )
+            };
+            let (a0, a1) = bytes(sa, ca, za);
+            let (b0, b1) = bytes(sb, cb, zb);
+            la == lb && a0 < b1 && b0 < a1
+        }
+        _ => false,
+    }
+}
 /// The partition table an image written at sector 0 holds, if it holds one.
 fn read_table(
     package: &VerifiedPackage,

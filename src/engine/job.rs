@@ -772,6 +772,7 @@ pub(super) fn write_step(
         target: name.to_string(),
         sha256: entry.sha256_signed.clone(),
         seconds,
+        verified_by: entry.verified_by,
     });
     Ok(())
 }

@@ -238,6 +238,7 @@ impl Programmed<'_> {
         }
         // Patches are checked now too (LUN, sector size, bounds, and values that do not depend
         // on what the writes will put on the disk), so none can fail after the first write.
+        let mut patch_targets = Vec::new();
         for op in &plan.patch {
             let what = if op.what.is_empty() {
                 "patch"
@@ -246,7 +247,7 @@ impl Programmed<'_> {
             };
             let start = resolve(&op.start_sector, op.lun, &device.luns, driver);
             let span = op.byte_offset.div_ceil(u64::from(op.sector_size)) + 1;
-            let (mut check, _) = storage_range(
+            let (mut check, patch_target) = storage_range(
                 &format!("patch {what:?}"),
                 op.lun,
                 op.sector_size,
@@ -282,6 +283,7 @@ impl Programmed<'_> {
                 }
             }
             storage_checks.push(check);
+            patch_targets.push(patch_target);
         }
         let refused: Vec<String> = storage_checks
             .iter()
@@ -369,21 +371,27 @@ impl Programmed<'_> {
         }
         let targets: Vec<_> = writes
             .iter()
-            .filter_map(|(op, target, _)| Some((*op, target.as_ref()?)))
+            .map(|(op, target, _)| (*op, target.as_ref()))
             .collect();
-        let moved = identity::moved_by_package(package, &targets, &device, &labels)
-            .map_err(|e| (Outcome::PreflightRefused, e))?;
-        if !moved.is_empty() {
-            let _ = driver.reboot();
-            return Err((
-                Outcome::PreflightRefused,
-                format!(
-                    "refused before writing anything: the package's partition table moves the \
-                     device's identity partitions, whose bytes would be lost: {}",
-                    moved.join("; ")
-                ),
-            ));
-        }
+        let others: Vec<_> = erases
+            .iter()
+            .map(|(_, t)| ("an erase", t.as_ref()))
+            .chain(patch_targets.iter().map(|t| ("a patch", t.as_ref())))
+            .collect();
+        let relocations = match identity::relocations(package, &targets, &others, &device, &labels)
+        {
+            Ok(r) => r,
+            Err(why) => {
+                let _ = driver.reboot();
+                return Err((
+                    Outcome::PreflightRefused,
+                    format!(
+                        "refused before writing anything: the package's partition table \
+                             would lose the device's identity partitions: {why}"
+                    ),
+                ));
+            }
+        };
         for label in missing {
             report.notes.push(format!(
                 "partition {label} is not on this device; nothing to back up"
@@ -413,21 +421,34 @@ impl Programmed<'_> {
                 sha256: e.sha256.clone(),
             });
         }
+        emit(Event::Stage {
+            stage: Stage::Flash,
+        });
+        relocate(driver, &dir, &manifest.entries, &relocations, report)?;
         report.backup = Some(BackupFacts {
             dir,
             partitions: manifest.entries,
         });
-
-        emit(Event::Stage {
-            stage: Stage::Flash,
-        });
         let mut journal = Resumable::open(req, report, emit, &device, package);
-        for (label, target) in &erases {
-            let target = target.as_ref().expect("cleared by the storage preflight");
-            journal.erase(driver, label, target)?;
-        }
+        // A table that moves identity partitions goes first, right after their bytes were
+        // moved: from then on the device's own table points at them.
+        let mut first: Vec<usize> = relocations.iter().map(|r| r.table).collect();
+        first.sort_unstable();
+        first.dedup();
+        let order: Vec<usize> = first
+            .iter()
+            .copied()
+            .chain((0..writes.len()).filter(|i| !first.contains(i)))
+            .collect();
         let count = writes.len();
-        for (index, (op, target, _)) in writes.iter().enumerate() {
+        for (position, &index) in order.iter().enumerate() {
+            if position == first.len() {
+                for (label, target) in &erases {
+                    let target = target.as_ref().expect("cleared by the storage preflight");
+                    journal.erase(driver, label, target)?;
+                }
+            }
+            let (op, target, _) = &writes[index];
             let target = target.as_ref().expect("cleared by the storage preflight");
             let source = PackageImage::skipping(
                 package,
@@ -447,6 +468,13 @@ impl Programmed<'_> {
                 source: &source,
             };
             write_step(driver, step, journal.journal(), report, emit)?;
+        }
+        if order.len() == first.len() {
+            // Nothing but tables to write: the erases still run, after them.
+            for (label, target) in &erases {
+                let target = target.as_ref().expect("cleared by the storage preflight");
+                journal.erase(driver, label, target)?;
+            }
         }
 
         emit(Event::Stage {
@@ -510,6 +538,50 @@ impl Programmed<'_> {
         record_history(req, report, device.serial.as_deref(), product, package);
         Ok(Outcome::Success)
     }
+}
+
+/// Writes the backed-up bytes of each identity partition the package's table moves into
+/// its new range, checked like any image.
+fn relocate(
+    driver: &mut dyn Driver,
+    dir: &std::path::Path,
+    entries: &[backup::BackupEntry],
+    relocations: &[identity::Relocation],
+    report: &mut super::Report,
+) -> Result<(), Stop> {
+    for r in relocations {
+        let entry = entries.iter().find(|e| e.label == r.label).ok_or_else(|| {
+            (
+                Outcome::DeviceError,
+                format!("{} was to be moved but is not in the backup", r.label),
+            )
+        })?;
+        let image = backup::FileImage {
+            path: dir.join(&entry.file),
+            len: entry.len(),
+            sha256: entry.sha256.clone(),
+        };
+        driver
+            .write_image(&r.target, &image, &mut |_| {})
+            .map_err(|e| {
+                (
+                    Outcome::DeviceError,
+                    format!(
+                        "moving {} to {}, where the package's partition table puts it, failed: \
+                         {e}. Its bytes are kept in {}",
+                        r.label,
+                        r.target,
+                        dir.display()
+                    ),
+                )
+            })?;
+        report.notes.push(format!(
+            "{}: its backed-up bytes were written to {}, where the package's partition table \
+             puts it",
+            r.label, r.target
+        ));
+    }
+    Ok(())
 }
 
 /// Labels of the first-stage boot loader; the LUN that holds one is the one to boot from.

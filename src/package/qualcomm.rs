@@ -10,7 +10,7 @@
 //! programmer = "prog_firehose_ddr.elf"
 //! rawprogram = ["rawprogram0.xml"]
 //! patch = ["patch0.xml"]
-//! memory = "emmc"              # or "ufs"; default: from SECTOR_SIZE_IN_BYTES
+//! memory = "emmc"              # or "ufs", "nand"; default: from SECTOR_SIZE_IN_BYTES
 //! backup = ["fsg", "modemst1"] # labels to back up before any write, besides the model's
 //! ```
 //!
@@ -68,6 +68,10 @@ pub enum Memory {
     Emmc,
     /// UFS: 4096-byte sectors, several LUNs.
     Ufs,
+    /// Raw NAND (MDM9x07/SDX-class modems): entries count in pages of 2048 or 4096 bytes;
+    /// the erase block size comes from the device, and bad blocks are the programmer's
+    /// business.
+    Nand,
 }
 
 impl Memory {
@@ -76,14 +80,16 @@ impl Memory {
         match self {
             Memory::Emmc => "emmc",
             Memory::Ufs => "ufs",
+            Memory::Nand => "nand",
         }
     }
 
-    /// The sector size every entry of a plan for this memory uses.
-    pub fn sector_size(self) -> u32 {
+    /// The sector (NAND: page) sizes the entries of a plan for this memory may use.
+    pub fn sector_sizes(self) -> &'static [u32] {
         match self {
-            Memory::Emmc => 512,
-            Memory::Ufs => 4096,
+            Memory::Emmc => &[512],
+            Memory::Ufs => &[4096],
+            Memory::Nand => &[2048, 4096],
         }
     }
 }
@@ -382,24 +388,33 @@ fn check_target(
         |reason: String| PackageError::QualcommPlanInvalid(format!("entry {label:?}: {reason}"));
     check_lun(lun).map_err(invalid)?;
     check_sector_size(sector_size).map_err(invalid)?;
-    if sector_size != memory.sector_size() {
-        let fits = if sector_size == 4096 { "ufs" } else { "emmc" };
+    if !memory.sector_sizes().contains(&sector_size) {
+        let fits = match sector_size {
+            4096 => "ufs\"` or `memory = \"nand",
+            2048 => "nand",
+            _ => "emmc",
+        };
+        let has: Vec<String> = memory
+            .sector_sizes()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         return Err(invalid(format!(
-            "it uses {sector_size}-byte sectors, but {memory} storage has {}-byte sectors \
-             (the manifest's [qualcomm] table sets the storage: `memory = \"{fits}\"` fits \
-             this entry)",
-            memory.sector_size()
+            "it uses {sector_size}-byte sectors, but {memory} storage has {}-byte sectors (the \
+             manifest's [qualcomm] table sets the storage: `memory = \"{fits}\"` fits this \
+             entry)",
+            has.join("- or ")
         )));
     }
     Ok(())
 }
 
-/// `SECTOR_SIZE_IN_BYTES` is 512 (eMMC) or 4096 (UFS).
+/// `SECTOR_SIZE_IN_BYTES` is 512 (eMMC), 4096 (UFS, NAND) or 2048 (NAND pages).
 fn check_sector_size(size: u32) -> Result<(), String> {
-    if matches!(size, 512 | 4096) {
+    if matches!(size, 512 | 2048 | 4096) {
         Ok(())
     } else {
-        Err(format!("sector size {size} is neither 512 nor 4096"))
+        Err(format!("sector size {size} is not 512, 2048 or 4096"))
     }
 }
 
@@ -539,8 +554,9 @@ pub(crate) fn build(
 }
 
 /// The memory a flat build is for, from the sector size its rawprogram entries use, as
-/// qdl and QFIL builds imply it: 4096-byte sectors are UFS, 512-byte ones eMMC. A build
-/// that mixes them, or has no entries, must say which it is in the manifest.
+/// qdl and QFIL builds imply it: 4096-byte sectors are UFS, 512-byte ones eMMC, 2048-byte
+/// pages NAND. A build that mixes them, has no entries, or is for NAND with 4096-byte
+/// pages must say which it is in the manifest.
 fn infer_memory(plan: &QualcommPlan) -> Result<Memory, PackageError> {
     let sizes: BTreeSet<u32> = plan
         .program
@@ -550,6 +566,7 @@ fn infer_memory(plan: &QualcommPlan) -> Result<Memory, PackageError> {
         .collect();
     match sizes.iter().copied().collect::<Vec<_>>().as_slice() {
         [512] => Ok(Memory::Emmc),
+        [2048] => Ok(Memory::Nand),
         [4096] => Ok(Memory::Ufs),
         [] => Err(PackageError::QualcommPlanInvalid(
             "the rawprogram files write nothing, so the storage type cannot be told from their \

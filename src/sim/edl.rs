@@ -127,6 +127,11 @@ pub trait Line: Transport {
 /// (`IMAGE_AUTH_FAILURE`).
 pub const PROGRAMMER_AUTH_FAILURE: Status = Status(0x25);
 
+/// Page size of the virtual NAND ([`EdlConfig::nand`]).
+pub const NAND_PAGE: u32 = 2048;
+/// Pages per erase block of the virtual NAND.
+pub const NAND_PAGES_PER_BLOCK: u64 = 64;
+
 /// The most LUNs a device may have (UFS has 8 addressable ones).
 pub const MAX_LUNS: usize = 8;
 
@@ -295,8 +300,27 @@ impl EdlConfig {
         }
     }
 
-    /// Checks the configuration and builds each LUN's GPT.
-    fn tables(&self) -> Result<Vec<Gpt>, EdlConfigError> {
+    /// A raw NAND modem (MDM9x07/SDX class): one 64 MiB LUN of 2048-byte pages, 64 pages
+    /// to an erase block. Its partition table is Qualcomm's own in NAND (MIBIB), not a
+    /// GPT, so the simulator keeps none and has no identity partitions to show.
+    pub fn nand() -> EdlConfig {
+        EdlConfig {
+            sector_size: NAND_PAGE,
+            memory_name: "nand".into(),
+            luns: vec![64 * 1024 * 1024 / u64::from(NAND_PAGE)],
+            partitions: Vec::new(),
+            identity_labels: Vec::new(),
+            ..EdlConfig::default()
+        }
+    }
+
+    /// Whether the storage is raw NAND.
+    fn is_nand(&self) -> bool {
+        self.memory_name.eq_ignore_ascii_case("nand")
+    }
+
+    /// Checks the configuration and builds each LUN's GPT (none on NAND).
+    fn tables(&self) -> Result<Vec<Option<Gpt>>, EdlConfigError> {
         if self.luns.is_empty() || self.luns.len() > MAX_LUNS {
             return Err(EdlConfigError::LunCount(self.luns.len()));
         }
@@ -310,6 +334,17 @@ impl EdlConfig {
             Fault::BatteryDrop { .. } => Some("reports no battery"),
             _ => None,
         })?;
+        if self.is_nand() {
+            if let Some(part) = self.partitions.first() {
+                return Err(EdlConfigError::PartitionsOnNand(part.label.clone()));
+            }
+            for (lun, &sectors) in self.luns.iter().enumerate() {
+                if sectors.checked_mul(u64::from(self.sector_size)).is_none() {
+                    return Err(EdlConfigError::LunTooLarge(lun));
+                }
+            }
+            return Ok(vec![None; self.luns.len()]);
+        }
         let mut tables = Vec::with_capacity(self.luns.len());
         for (lun, &sectors) in self.luns.iter().enumerate() {
             if sectors.checked_mul(u64::from(self.sector_size)).is_none() {
@@ -344,7 +379,7 @@ impl EdlConfig {
         {
             return Err(EdlConfigError::UnknownIdentityPartition(label.clone()));
         }
-        Ok(tables)
+        Ok(tables.into_iter().map(Some).collect())
     }
 
     /// A GUID that is the same for the same device and purpose, so rebuilding a LUN
@@ -392,6 +427,9 @@ pub enum EdlConfigError {
     /// Two partitions with one label.
     #[error("partition {0:?} is declared twice")]
     DuplicateLabel(String),
+    /// A GPT partition declared on NAND storage, which keeps no GPT.
+    #[error("partition {0:?} is declared, but NAND storage keeps no GPT")]
+    PartitionsOnNand(String),
     /// An identity label that names no partition.
     #[error("identity partition {0:?} is not one of the declared partitions")]
     UnknownIdentityPartition(String),
@@ -635,7 +673,7 @@ mod tests {
         for cfg in [EdlConfig::default(), EdlConfig::ufs()] {
             let tables = cfg.tables().unwrap();
             assert_eq!(tables.len(), cfg.luns.len());
-            let modemst1 = tables[0].find("modemst1").unwrap();
+            let modemst1 = tables[0].as_ref().unwrap().find("modemst1").unwrap();
             assert!(modemst1.sectors() * u64::from(cfg.sector_size) >= 128 * 1024);
         }
     }

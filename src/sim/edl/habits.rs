@@ -6,9 +6,11 @@
 //! in tests/data/firehose/); none is hardware-verified by this project.
 //!
 //! One habit is always on rather than a profile: `<power>` takes only the values fh_loader
-//! documents (`reset`, `off`, `reset_to_edl`) and any other is NAKed, as programmers do
-//! with values they do not know (public reports: bkerler/edl issue #480, where `edl send
-//! power` left a device in EDL; qdl sends `reset`, qdl-rs `reset_to_edl`).
+//! documents (`reset`, `off`, `reset_to_edl`; public reports: notes/real-devices.md,
+//! "Optional commands"; qdl sends `reset`, qdl-rs `reset_to_edl`) and NAKs any other.
+//! That a programmer refuses a value it does not know is this simulator's reading
+//! (virtual): <https://github.com/bkerler/edl/issues/480> shows only that a `<power>` a
+//! programmer did not carry out as asked leaves the device sitting in EDL.
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,20 +23,22 @@ pub enum ConfigureHabit {
     Complete,
     /// A payload above the maximum is NAKed with only the counter-offer,
     /// `MaxPayloadSizeToTargetInBytes`, and no log; an ACK carries no
-    /// `MaxPayloadSizeFromTargetInBytes` or `TargetName`. Public reports: fwupd pull
-    /// request #3422 (modem-manager Firehose updater: "If the module replies with a NAK
-    /// specifying a different (shorter) max payload size ... the second configure attempt
-    /// will be done with that new suggested max payload size"); bkerler/edl pull request
-    /// #323 (an MSM8916 LTE modem whose configure failed until the NAK's size was used).
+    /// `MaxPayloadSizeFromTargetInBytes` or `TargetName`. Public reports:
+    /// <https://github.com/fwupd/fwupd/pull/3422> (fwupd's modem-manager Firehose updater
+    /// retries configure with the shorter size a NAK suggests);
+    /// <https://github.com/bkerler/edl/pull/323> (an MSM8916 LTE modem whose configure
+    /// failed until the NAK's size was used).
     CounterOffer,
     /// Log lines only, no `<response>`; the programmer is configured nonetheless. Public
-    /// reports: commaai/qdl.js issue #94 ("Calling handler for configure", "Storage type
-    /// set to value UFS" as logs); notes/real-devices.md, "configure".
+    /// reports: <https://github.com/commaai/qdl.js/issues/94> ("Calling handler for
+    /// configure", "Storage type set to value UFS" as logs);
+    /// <https://github.com/bkerler/edl/issues/230> (a configure answered by one log line,
+    /// "Host's payload to target size is too large"); notes/real-devices.md, "configure".
     LogsOnly,
     /// Any `MemoryName` is accepted and the ACK names the storage its own way (`SDCC` for
-    /// eMMC, the controller's name, which strongtz/edl-ng issue #5 shows configured as
-    /// `Sdcc`), not as it was asked. Public reports: notes/real-devices.md ("`MemoryName`
-    /// may differ from the request").
+    /// eMMC, the controller's name, which <https://github.com/strongtz/edl-ng/issues/5>
+    /// shows configured as `Sdcc`), not as it was asked. Public reports:
+    /// notes/real-devices.md ("`MemoryName` may differ from the request").
     OtherMemoryName,
 }
 
@@ -42,8 +46,9 @@ pub enum ConfigureHabit {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Habits {
     /// `<getsha256digest>` is an unknown tag, NAKed. Public reports: notes/real-devices.md
-    /// ("Many shipped programmers lack `getsha256digest`"); the commaai/qdl.js issue #94
-    /// device lists its 16 supported functions, and the digest is not one of them.
+    /// ("Many shipped programmers lack `getsha256digest`"); the device of
+    /// <https://github.com/commaai/qdl.js/issues/94> lists its 16 supported functions, and
+    /// the digest is not one of them.
     pub no_digest: bool,
     /// LUNs whose `<getstorageinfo>` is NAKed. Public reports: notes/real-devices.md ("some
     /// NAK `getstorageinfo` on higher LUNs").
@@ -75,17 +80,22 @@ pub enum Profile {
     ConfigureLogsOnly,
     /// [`ConfigureHabit::OtherMemoryName`].
     OtherMemoryName,
+    /// Raw NAND storage ([`super::EdlConfig::nand`]): pages, erase blocks, no GPT, and a
+    /// wrong page size NAKed. Public reports: issue 12 (MDM9x07/SDX-class modems, most ZTE
+    /// dongles among them); notes/real-devices.md ("NAND modems NAK a wrong sector size").
+    Nand,
 }
 
 impl Profile {
     /// Every profile, for help texts.
-    pub const ALL: [Profile; 6] = [
+    pub const ALL: [Profile; 7] = [
         Profile::NoDigest,
         Profile::StorageInfoNak,
         Profile::DamagedGpt,
         Profile::CounterOffer,
         Profile::ConfigureLogsOnly,
         Profile::OtherMemoryName,
+        Profile::Nand,
     ];
 
     /// The name on the command line.
@@ -97,6 +107,7 @@ impl Profile {
             Profile::CounterOffer => "counter-offer",
             Profile::ConfigureLogsOnly => "configure-logs-only",
             Profile::OtherMemoryName => "other-memory-name",
+            Profile::Nand => "nand",
         }
     }
 
@@ -115,6 +126,14 @@ impl Profile {
             }
             Profile::ConfigureLogsOnly => habits.configure = ConfigureHabit::LogsOnly,
             Profile::OtherMemoryName => habits.configure = ConfigureHabit::OtherMemoryName,
+            Profile::Nand => {
+                let nand = super::EdlConfig::nand();
+                cfg.sector_size = nand.sector_size;
+                cfg.memory_name = nand.memory_name;
+                cfg.luns = nand.luns;
+                cfg.partitions = nand.partitions;
+                cfg.identity_labels = nand.identity_labels;
+            }
         }
     }
 }

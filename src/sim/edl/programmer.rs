@@ -505,10 +505,19 @@ impl Programmer<'_> {
             return Ok(Flow::Next);
         };
         let cfg = &self.device.cfg;
+        // NAND programmers count erase blocks of pages; the others count sectors.
+        let (total_blocks, block_size) = if cfg.memory_name.eq_ignore_ascii_case("nand") {
+            (
+                total_blocks / super::NAND_PAGES_PER_BLOCK,
+                u64::from(storage.sector_size()) * super::NAND_PAGES_PER_BLOCK,
+            )
+        } else {
+            (total_blocks, u64::from(storage.sector_size()))
+        };
         let info = serde_json::json!({
             "storage_info": {
                 "total_blocks": total_blocks,
-                "block_size": storage.sector_size(),
+                "block_size": block_size,
                 "page_size": storage.sector_size(),
                 "num_physical": storage.lun_count(),
                 "manufacturer_id": 0,

@@ -50,7 +50,11 @@ impl Storage {
     /// Creates the missing LUN files (with `tables[n]` and identity data) and checks the
     /// size of existing ones. A LUN file of another size is refused rather than resized:
     /// that would destroy what an earlier run stored.
-    pub fn open(dir: &Path, cfg: &EdlConfig, tables: &[Gpt]) -> Result<Self, EdlConfigError> {
+    pub fn open(
+        dir: &Path,
+        cfg: &EdlConfig,
+        tables: &[Option<Gpt>],
+    ) -> Result<Self, EdlConfigError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| EdlConfigError::Io { path, source }
@@ -74,7 +78,7 @@ impl Storage {
                     // Built under a temporary name, so a failure never leaves a LUN that
                     // a later run would take for a finished one.
                     let tmp = dir.join(format!(".lun{lun}.img.new"));
-                    create_lun(&tmp, declared, gpt, cfg).map_err(io_err(&tmp))?;
+                    create_lun(&tmp, declared, gpt.as_ref(), cfg).map_err(io_err(&tmp))?;
                     fs::rename(&tmp, &path).map_err(io_err(&path))?;
                 }
                 Err(e) => return Err(io_err(&path)(e)),
@@ -224,10 +228,14 @@ fn check_len(done: u64, expected: u64) -> io::Result<()> {
     }
 }
 
-/// A new LUN file: zeros, the GPT at both ends, identity data in the identity partitions.
-fn create_lun(path: &Path, len: u64, gpt: &Gpt, cfg: &EdlConfig) -> io::Result<()> {
+/// A new LUN file: zeros, the GPT at both ends, identity data in the identity partitions
+/// (NAND: zeros only).
+fn create_lun(path: &Path, len: u64, gpt: Option<&Gpt>, cfg: &EdlConfig) -> io::Result<()> {
     let mut file = File::create(path)?;
     file.set_len(len)?;
+    let Some(gpt) = gpt else {
+        return file.sync_all();
+    };
     let sector = u64::from(gpt.sector_size);
     file.write_all(&gpt.encode_primary())?;
     file.seek(SeekFrom::Start(gpt.backup_entries_lba() * sector))?;
