@@ -153,17 +153,33 @@ fn a_requires_mismatch_is_refused_with_actual_and_required_before_any_write() {
     assert_eq!(hashes(&dir), before);
 
     // A variable the device does not report does not meet a requirement either.
+    let baseband = pack_with(
+        &bench,
+        "baseband",
+        "[requires]\nversion-baseband = [\"g8150-00123\"]\n",
+        &boot,
+    );
+    let (out, report) = bench.flash(&baseband, &phone, &[]);
+    assert_eq!(out.status.code(), Some(4), "{report:#}");
+    assert_eq!(
+        check(&report, "requires:version-baseband")["actual"],
+        "not reported"
+    );
+    assert!(writes(&phone).is_empty(), "{:?}", phone.commands());
+
+    // android-info.txt's `board` is answered by `product`, as Google's fastboot reads it.
     let board = pack_with(&bench, "board", "[requires]\nboard = [\"sdm845\"]\n", &boot);
     let (out, report) = bench.flash(&board, &phone, &[]);
     assert_eq!(out.status.code(), Some(4), "{report:#}");
-    assert_eq!(check(&report, "requires:board")["actual"], "not reported");
+    assert_eq!(check(&report, "requires:board")["actual"], "crosshatch");
     assert!(writes(&phone).is_empty(), "{:?}", phone.commands());
+    assert!(!phone.commands().contains(&"getvar:board".to_string()));
 
-    // The matching package passes the same check and is written.
+    // The matching package passes the same checks and is written.
     let matching = pack_with(
         &bench,
         "matching",
-        "[requires]\nversion-bootloader = [\"b1c1-0.3-6863019\"]\nproduct = [\"crosshatch\"]\n",
+        "[requires]\nversion-bootloader = [\"b1c1-0.3-6863019\"]\nboard = [\"crosshatch\"]\n",
         &boot,
     );
     let (out, report) = bench.flash(&matching, &phone, &[]);
@@ -172,6 +188,7 @@ fn a_requires_mismatch_is_refused_with_actual_and_required_before_any_write() {
         check(&report, "requires:version-bootloader")["status"],
         "pass"
     );
+    assert_eq!(check(&report, "requires:board")["status"], "pass");
     assert_prefix(&dir.join("boot.img"), &boot);
     let inspect = bench.run(&["inspect", matching.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&inspect.stdout);

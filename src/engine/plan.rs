@@ -123,8 +123,9 @@ fn target_slot(device: &DeviceInfo) -> Option<String> {
 }
 
 /// `boot` → `boot_b` when the device says `boot` has slots, `persist` → `persist` when it
-/// says it has none; where it gave no answer, `boot_b` if the partition list has slotted
-/// `boot_*` partitions (or no plain `boot`), else `boot`.
+/// says it has none; where it gave no answer (a bootloader without `has-slot:`), `boot_b`
+/// if the device lists a slotted `boot_*` partition, with or without its size (or no plain
+/// `boot`), else `boot`.
 fn target_partition(
     partition: &str,
     device: &DeviceInfo,
@@ -135,9 +136,13 @@ fn target_partition(
         return partition.to_string();
     };
     let suffixed = format!("{partition}_{slot}");
-    let has_slots = slotted.get(partition).copied().unwrap_or_else(|| {
-        device.partitions.contains_key(&suffixed) || !device.partitions.contains_key(partition)
-    });
+    let listed = |name: &str| {
+        device.partitions.contains_key(name) || device.partitions_size_unknown.contains(name)
+    };
+    let has_slots = slotted
+        .get(partition)
+        .copied()
+        .unwrap_or_else(|| listed(&suffixed) || !listed(partition));
     if has_slots {
         suffixed
     } else {
