@@ -509,3 +509,92 @@ fn the_command_line_phone_can_be_locked_and_slow() {
     let bad = bench.run(&["sim", "phone", "--dir", "x", "--write-rate", "0"]);
     assert!(!bad.status.success());
 }
+
+/// Starts `flashline sim phone` with `args`; returns the process and its address.
+fn cli_phone(dir: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_flashline"))
+        .args(["sim", "phone", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (sim, first.trim().to_string())
+}
+
+#[test]
+fn every_bootloader_profile_runs_locked_and_with_a_write_rate_from_the_command_line() {
+    let bench = Bench::new();
+    let boot = image(MIB, 0, 0);
+    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]);
+    for profile in ["lk", "abl", "mtk-lk", "uboot", "pixel", "fastbootd"] {
+        // Locked: `info` says so, and the flash is refused before any write.
+        let dir = bench.path(&format!("locked-{profile}"));
+        let (mut sim, address) = cli_phone(
+            &dir,
+            &[
+                "--profile",
+                profile,
+                "--write-rate",
+                "20M",
+                "--locked",
+                "--partition",
+                "boot=4M",
+            ],
+        );
+        let out = bench.run(&["info", &address, "--json"]);
+        assert!(
+            out.status.success(),
+            "{profile}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(info["lock"], "locked", "{profile}");
+        let before = hashes(&dir);
+        let args = ["flash", pkg.to_str().unwrap(), "--trust"];
+        let keys = bench.path("keys");
+        let out = bench.run(&[&args[..], &[keys.to_str().unwrap(), "--device", &address]].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{profile}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(hashes(&dir), before, "{profile}: nothing written");
+        sim.kill().unwrap();
+        sim.wait().unwrap();
+
+        // Unlocked, writing at 2 MB/s: the 1 MiB image takes its half second, silently,
+        // and lands whole.
+        let dir = bench.path(&format!("slow-{profile}"));
+        let (mut sim, address) = cli_phone(
+            &dir,
+            &[
+                "--profile",
+                profile,
+                "--write-rate",
+                "2M",
+                "--partition",
+                "boot=4M",
+            ],
+        );
+        let started = Instant::now();
+        let out = bench.run(&[&args[..], &[keys.to_str().unwrap(), "--device", &address]].concat());
+        let took = started.elapsed();
+        sim.kill().unwrap();
+        sim.wait().unwrap();
+        assert!(
+            out.status.success(),
+            "{profile}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(took >= Duration::from_millis(500), "{profile}: {took:?}");
+        assert_prefix(&dir.join("boot.img"), &boot);
+    }
+}
