@@ -319,3 +319,62 @@ fn a_replayed_pixel_is_flashed_end_to_end_and_switches_slot() {
         "{listing:?}"
     );
 }
+
+#[test]
+fn a_dump_without_product_is_refused_for_that_alone() {
+    // The Xperia XA2 post quoted a few lines, without `product`: as replayed, flashline
+    // cannot tell whether any package fits it, and says so; nothing else is refused.
+    let bench = Bench::new();
+    let dir = bench.path("xa2");
+    let phone = PhoneSim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &dir,
+        replay_config("sony-xperia-xa2.txt"),
+    )
+    .unwrap();
+    let image = common::bench::image(IMAGE_LEN, 0, 0);
+    let pkg = bench.pack("xa2", "1.0.0", 0, "pioneer", &[("userdata", &image)]);
+    let (out, report) = bench.flash(&pkg, &phone, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(4), "{report:#}");
+    let refused: Vec<&str> = checks(&report)
+        .iter()
+        .filter(|c| c["status"] == "refuse")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused, ["product"], "{report:#}");
+    assert_eq!(check(&report, "product")["actual"], "not reported");
+}
+
+#[test]
+fn a_replayed_locked_bootloader_refuses_writes_from_the_command_line() {
+    use std::io::BufRead;
+    // The moto g13 said `unlocked: no`: `flashline sim phone --replay` refuses an erase
+    // as a locked bootloader does.
+    let dir = tempfile::tempdir().unwrap();
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_flashline"))
+        .args(["sim", "phone", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.path())
+        .arg("--replay")
+        .arg(corpus_dir().join("motorola-moto-g13-penangf.txt"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut address = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    let transport = flashline::transport::tcp::TcpTransport::connect(
+        address.trim(),
+        std::time::Duration::from_secs(5),
+    );
+    let result = transport.map(|t| {
+        flashline::protocol::fastboot::client::Client::new(t)
+            .erase("boot_a", None)
+            .map_err(|e| e.to_string())
+    });
+    sim.kill().unwrap();
+    sim.wait().unwrap();
+    let error = result.unwrap().unwrap_err();
+    assert!(error.contains("not allowed in Lock State"), "{error}");
+}
