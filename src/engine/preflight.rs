@@ -92,7 +92,8 @@ impl Preflight {
             let listing = match size {
                 Some(size) => Listed::Size(*size),
                 None if device.partitions_size_unknown.contains(target) => Listed::SizeUnknown,
-                None if device.partitions.is_empty()
+                None if device.mode == Mode::Fastboot
+                    && device.partitions.is_empty()
                     && device.partitions_size_unknown.is_empty() =>
                 {
                     Listed::NoSizes
