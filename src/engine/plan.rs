@@ -211,6 +211,17 @@ mod tests {
     }
 
     #[test]
+    fn without_has_slot_partitions_of_unknown_size_count_too() {
+        // fastbootd lists many partitions by `is-logical:` only: `persist` exists once
+        // there, and stays `persist`.
+        let mut d = device(Some("a"), &["boot_a", "boot_b"]);
+        d.partitions_size_unknown = ["persist".to_string(), "vendor_a".to_string()].into();
+        let none = Slotted::new();
+        assert_eq!(target_partition("persist", &d, Some("b"), &none), "persist");
+        assert_eq!(target_partition("vendor", &d, Some("b"), &none), "vendor_b");
+    }
+
+    #[test]
     fn plain_devices_keep_names() {
         let d = device(None, &["boot"]);
         assert_eq!(target_slot(&d), None);
