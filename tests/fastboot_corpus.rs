@@ -618,7 +618,7 @@ fn flashline_info_shows_the_lock_state_and_partitions_of_unknown_size() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("bootloader        locked: will refuse writes"),
+        text.contains("bootloader        locked (refuses flash and erase"),
         "{text}"
     );
     assert!(
@@ -707,7 +707,13 @@ fn an_amlogic_downloadsize_is_the_download_limit() {
     // 0x08000000`. An image 4 KiB larger must go in sparse pieces that fit it: sent whole,
     // the phone (which holds to the same limit) refuses the download.
     let dir = tempfile::tempdir().unwrap();
-    let phone = replay_phone("onn-4k-pro.txt", dir.path());
+    // The box said `unlocked: no`; this test is about its download limit only, so its
+    // replay is unlocked (a locked replay refuses the write as the box would).
+    let cfg = PhoneConfig {
+        locked: false,
+        ..common::replay::replay_config("onn-4k-pro.txt")
+    };
+    let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), dir.path(), cfg).unwrap();
     let transport = TcpTransport::connect(&phone.device_address(), Duration::from_secs(5)).unwrap();
     let mut driver = FastbootDriver::new(transport, Quirks::builtin(), true);
     driver.identify().unwrap();

@@ -96,7 +96,10 @@ fn bootloader_strings_that_are_not_versions_warn_and_flash_without_allow_older()
         assert_eq!(version["required"], "≤ 2.1.0");
         let message = version["message"].as_str().unwrap();
         assert!(message.contains("2.1.0"), "{message}");
-        if !bootloader.is_empty() {
+        if bootloader.is_empty() || bootloader == "unknown" {
+            // An empty value and a placeholder are read as "not reported".
+            assert_eq!(version["actual"], "not reported", "{bootloader:?}");
+        } else {
             assert_eq!(version["actual"], bootloader);
             assert!(message.contains(bootloader), "{message}");
         }
@@ -153,17 +156,33 @@ fn a_requires_mismatch_is_refused_with_actual_and_required_before_any_write() {
     assert_eq!(hashes(&dir), before);
 
     // A variable the device does not report does not meet a requirement either.
+    let baseband = pack_with(
+        &bench,
+        "baseband",
+        "[requires]\nversion-baseband = [\"g8150-00123\"]\n",
+        &boot,
+    );
+    let (out, report) = bench.flash(&baseband, &phone, &[]);
+    assert_eq!(out.status.code(), Some(4), "{report:#}");
+    assert_eq!(
+        check(&report, "requires:version-baseband")["actual"],
+        "not reported"
+    );
+    assert!(writes(&phone).is_empty(), "{:?}", phone.commands());
+
+    // android-info.txt's `board` is answered by `product`, as Google's fastboot reads it.
     let board = pack_with(&bench, "board", "[requires]\nboard = [\"sdm845\"]\n", &boot);
     let (out, report) = bench.flash(&board, &phone, &[]);
     assert_eq!(out.status.code(), Some(4), "{report:#}");
-    assert_eq!(check(&report, "requires:board")["actual"], "not reported");
+    assert_eq!(check(&report, "requires:board")["actual"], "crosshatch");
     assert!(writes(&phone).is_empty(), "{:?}", phone.commands());
+    assert!(!phone.commands().contains(&"getvar:board".to_string()));
 
-    // The matching package passes the same check and is written.
+    // The matching package passes the same checks and is written.
     let matching = pack_with(
         &bench,
         "matching",
-        "[requires]\nversion-bootloader = [\"b1c1-0.3-6863019\"]\nproduct = [\"crosshatch\"]\n",
+        "[requires]\nversion-bootloader = [\"b1c1-0.3-6863019\"]\nboard = [\"crosshatch\"]\n",
         &boot,
     );
     let (out, report) = bench.flash(&matching, &phone, &[]);
@@ -172,6 +191,7 @@ fn a_requires_mismatch_is_refused_with_actual_and_required_before_any_write() {
         check(&report, "requires:version-bootloader")["status"],
         "pass"
     );
+    assert_eq!(check(&report, "requires:board")["status"], "pass");
     assert_prefix(&dir.join("boot.img"), &boot);
     let inspect = bench.run(&["inspect", matching.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&inspect.stdout);
@@ -491,4 +511,93 @@ fn the_command_line_phone_can_be_locked_and_slow() {
     assert_eq!(info["lock"], "locked");
     let bad = bench.run(&["sim", "phone", "--dir", "x", "--write-rate", "0"]);
     assert!(!bad.status.success());
+}
+
+/// Starts `flashline sim phone` with `args`; returns the process and its address.
+fn cli_phone(dir: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_flashline"))
+        .args(["sim", "phone", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (sim, first.trim().to_string())
+}
+
+#[test]
+fn every_bootloader_profile_runs_locked_and_with_a_write_rate_from_the_command_line() {
+    let bench = Bench::new();
+    let boot = image(MIB, 0, 0);
+    let pkg = bench.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]);
+    for profile in ["lk", "abl", "mtk-lk", "uboot", "pixel", "fastbootd"] {
+        // Locked: `info` says so, and the flash is refused before any write.
+        let dir = bench.path(&format!("locked-{profile}"));
+        let (mut sim, address) = cli_phone(
+            &dir,
+            &[
+                "--profile",
+                profile,
+                "--write-rate",
+                "20M",
+                "--locked",
+                "--partition",
+                "boot=4M",
+            ],
+        );
+        let out = bench.run(&["info", &address, "--json"]);
+        assert!(
+            out.status.success(),
+            "{profile}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(info["lock"], "locked", "{profile}");
+        let before = hashes(&dir);
+        let args = ["flash", pkg.to_str().unwrap(), "--trust"];
+        let keys = bench.path("keys");
+        let out = bench.run(&[&args[..], &[keys.to_str().unwrap(), "--device", &address]].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{profile}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(hashes(&dir), before, "{profile}: nothing written");
+        sim.kill().unwrap();
+        sim.wait().unwrap();
+
+        // Unlocked, writing at 2 MB/s: the 1 MiB image takes its half second, silently,
+        // and lands whole.
+        let dir = bench.path(&format!("slow-{profile}"));
+        let (mut sim, address) = cli_phone(
+            &dir,
+            &[
+                "--profile",
+                profile,
+                "--write-rate",
+                "2M",
+                "--partition",
+                "boot=4M",
+            ],
+        );
+        let started = Instant::now();
+        let out = bench.run(&[&args[..], &[keys.to_str().unwrap(), "--device", &address]].concat());
+        let took = started.elapsed();
+        sim.kill().unwrap();
+        sim.wait().unwrap();
+        assert!(
+            out.status.success(),
+            "{profile}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(took >= Duration::from_millis(500), "{profile}: {took:?}");
+        assert_prefix(&dir.join("boot.img"), &boot);
+    }
 }

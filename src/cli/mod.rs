@@ -1197,7 +1197,8 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         slots: args.slots,
         link_rate: args.link_rate,
         latency: args.latency.unwrap_or(d.latency),
-        locked: args.locked,
+        // A replay is locked when its device said so (`--locked` conflicts with `--replay`).
+        locked: args.locked || d.locked,
         write_rate: args.write_rate,
         faults: args.faults.into(),
         profile: args.profile,

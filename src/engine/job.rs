@@ -321,7 +321,7 @@ fn fastboot(
     let mut reported = Vec::new();
     for requirement in &manifest.requires {
         let value = driver
-            .variable(&requirement.variable)
+            .variable(requirement.device_variable())
             .map_err(device_err)?
             .map(|v| crate::device::clean(&v));
         reported.push(value);

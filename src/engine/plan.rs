@@ -123,8 +123,9 @@ fn target_slot(device: &DeviceInfo) -> Option<String> {
 }
 
 /// `boot` → `boot_b` when the device says `boot` has slots, `persist` → `persist` when it
-/// says it has none; where it gave no answer, `boot_b` if the partition list has slotted
-/// `boot_*` partitions (or no plain `boot`), else `boot`.
+/// says it has none; where it gave no answer (a bootloader without `has-slot:`), `boot_b`
+/// if the device lists a slotted `boot_*` partition, with or without its size (or no plain
+/// `boot`), else `boot`.
 fn target_partition(
     partition: &str,
     device: &DeviceInfo,
@@ -135,9 +136,13 @@ fn target_partition(
         return partition.to_string();
     };
     let suffixed = format!("{partition}_{slot}");
-    let has_slots = slotted.get(partition).copied().unwrap_or_else(|| {
-        device.partitions.contains_key(&suffixed) || !device.partitions.contains_key(partition)
-    });
+    let listed = |name: &str| {
+        device.partitions.contains_key(name) || device.partitions_size_unknown.contains(name)
+    };
+    let has_slots = slotted
+        .get(partition)
+        .copied()
+        .unwrap_or_else(|| listed(&suffixed) || !listed(partition));
     if has_slots {
         suffixed
     } else {
@@ -203,6 +208,17 @@ mod tests {
             target_partition("modem", &d, Some("b"), &answers),
             "modem_b"
         );
+    }
+
+    #[test]
+    fn without_has_slot_partitions_of_unknown_size_count_too() {
+        // fastbootd lists many partitions by `is-logical:` only: `persist` exists once
+        // there, and stays `persist`.
+        let mut d = device(Some("a"), &["boot_a", "boot_b"]);
+        d.partitions_size_unknown = ["persist".to_string(), "vendor_a".to_string()].into();
+        let none = Slotted::new();
+        assert_eq!(target_partition("persist", &d, Some("b"), &none), "persist");
+        assert_eq!(target_partition("vendor", &d, Some("b"), &none), "vendor_b");
     }
 
     #[test]

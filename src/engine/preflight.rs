@@ -89,11 +89,22 @@ impl Preflight {
             checks.push(lock(device.lock));
         }
         for (image, (target, size)) in m.images.iter().zip(targets) {
+            let listing = match size {
+                Some(size) => Listed::Size(*size),
+                None if device.partitions_size_unknown.contains(target) => Listed::SizeUnknown,
+                None if device.mode == Mode::Fastboot
+                    && device.partitions.is_empty()
+                    && device.partitions_size_unknown.is_empty() =>
+                {
+                    Listed::NoSizes
+                }
+                None => Listed::Absent,
+            };
             checks.push(storage(
                 &image.partition,
                 target,
                 image.expanded_size(),
-                *size,
+                listing,
             ));
         }
         Preflight { checks }
@@ -472,12 +483,45 @@ pub fn requirements(requires: &[Requirement], reported: &[Option<String>]) -> Ve
         .collect()
 }
 
-fn storage(partition: &str, target: &str, needed: u64, size: Option<u64>) -> Check {
+/// What the device said about a target partition.
+#[derive(Debug, Clone, Copy)]
+enum Listed {
+    /// Its size, in bytes.
+    Size(u64),
+    /// Its name, but no size flashline can read (`is-logical:` only, a size in words).
+    SizeUnknown,
+    /// No partition sizes at all (a bootloader without `partition-size:`).
+    NoSizes,
+    /// Sizes of other partitions, not of this one: the device has no such partition.
+    Absent,
+}
+
+fn storage(partition: &str, target: &str, needed: u64, listed: Listed) -> Check {
     let name = format!("storage:{partition}");
     let required = format!("≥ {needed} bytes");
-    match size {
-        Some(size) if needed <= size => check(&name, Status::Pass, format!("{size} bytes"), required, format!("{target} has room")),
-        Some(size) => check(
+    match listed {
+        Listed::Size(size) if needed <= size => check(&name, Status::Pass, format!("{size} bytes"), required, format!("{target} has room")),
+        Listed::SizeUnknown => check(
+            &name,
+            Status::Warn,
+            "size unknown",
+            required,
+            format!(
+                "the device lists partition {target} but not its size, so storage cannot be checked: \
+                 the {partition} image needs {needed} bytes, and the device itself refuses it if it does not fit"
+            ),
+        ),
+        Listed::NoSizes => check(
+            &name,
+            Status::Warn,
+            "no sizes reported",
+            required,
+            format!(
+                "the device lists no partition sizes, so storage cannot be checked: the {partition} image \
+                 needs {needed} bytes in {target}, and the device itself refuses it if it does not fit"
+            ),
+        ),
+        Listed::Size(size) => check(
             &name,
             Status::Refuse,
             format!("{size} bytes"),
@@ -487,7 +531,7 @@ fn storage(partition: &str, target: &str, needed: u64, size: Option<u64>) -> Che
                  this package does not fit this device"
             ),
         ),
-        None => check(
+        Listed::Absent => check(
             &name,
             Status::Refuse,
             "not reported",

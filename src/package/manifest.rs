@@ -83,6 +83,19 @@ pub struct Requirement {
 }
 
 impl Requirement {
+    /// The getvar variable the device answers this requirement with: its own name, but for
+    /// android-info.txt's `board`, which devices answer as `product`. Google's fastboot
+    /// reads `require board=…` so (`check_requirement` in fastboot/fastboot.cpp, "work
+    /// around an unfortunate name mismatch"; public source: AOSP platform/system/core,
+    /// mirrored at github.com/aosp-mirror/platform_system_core), and factory images are
+    /// written for it.
+    pub fn device_variable(&self) -> &str {
+        match self.variable.as_str() {
+            "board" => "product",
+            other => other,
+        }
+    }
+
     fn validate(&self) -> Result<(), PackageError> {
         names::identifier("required variable", &self.variable)?;
         check_count("required values", self.values.len(), MAX_REQUIRED_VALUES)?;

@@ -156,7 +156,9 @@ impl Default for PhoneConfig {
 impl PhoneConfig {
     /// A phone that answers `getvar` exactly as the device of `transcript` did, with one
     /// partition (a sparse file) per size the device listed and the device's download
-    /// limit. Everything else (writes, slots switching, faults) behaves as configured.
+    /// limit, locked if it said `unlocked: no`. An A/B device keeps its partitions' listed
+    /// `_a`/`_b` names, and `set_active` switches the slot it then reports as
+    /// `current-slot`. Everything else (writes, faults) behaves as configured.
     pub fn replaying(transcript: Transcript) -> Self {
         let d = PhoneConfig::default();
         PhoneConfig {
@@ -166,6 +168,7 @@ impl PhoneConfig {
                 .unwrap_or(d.max_download_size),
             battery_percent: None,
             version_partition: None,
+            locked: transcript.locked(),
             replay: Some(Arc::new(transcript)),
             ..d
         }

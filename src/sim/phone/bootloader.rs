@@ -26,6 +26,7 @@ use std::io::{self, BufReader, Read, Seek};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::protocol::fastboot::vars::split_variable;
 use crate::protocol::fastboot::{Command, Response, MAX_COMMAND_LEN};
 use crate::protocol::sparse::{self, Validate};
 
@@ -115,9 +116,14 @@ impl Bootloader {
         log: Arc<Mutex<Vec<String>>>,
         faults_fired: Arc<Mutex<Vec<String>>>,
     ) -> Self {
-        let slots = cfg.slots.then_some(Slots {
-            active: 0,
-            successful: [true, false],
+        // A replayed A/B device starts on the slot it listed; its partition names already
+        // carry their suffixes.
+        let replayed_slot = cfg.replay.as_ref().and_then(|r| r.current_slot());
+        let slots = (cfg.slots || replayed_slot.is_some()).then(|| {
+            let active = replayed_slot.unwrap_or(0);
+            let mut successful = [false; 2];
+            successful[active] = true;
+            Slots { active, successful }
         });
         let faults = Injector::new(&cfg.faults, faults_fired);
         let mut bootloader = Bootloader {
@@ -486,7 +492,19 @@ impl Bootloader {
     /// means "unknown variable".
     fn var(&self, name: &str) -> Option<String> {
         if let Some(replay) = &self.cfg.replay {
-            return replay.answer(name);
+            let recorded = replay.answer(name)?;
+            // The slot it runs follows `set_active`, in the device's own wording (`b`/`_b`).
+            return match (&self.slots, name) {
+                (Some(slots), "current-slot") => {
+                    let underscore = if recorded.trim().starts_with('_') {
+                        "_"
+                    } else {
+                        ""
+                    };
+                    Some(format!("{underscore}{}", SLOTS[slots.active]))
+                }
+                _ => Some(recorded),
+            };
         }
         match self.cfg.profile {
             Some(profile) => profile.value(name, &|n| self.own_var(n)),
@@ -545,6 +563,23 @@ impl Bootloader {
         Some(value)
     }
 
+    /// A replayed `getvar all` line, as sent, but for the slot letter of a `current-slot`
+    /// line, which follows `set_active` (the device lists the slot it runs).
+    fn replayed_slot_line(&self, line: &str) -> String {
+        let Some(slots) = &self.slots else {
+            return line.to_string();
+        };
+        match split_variable(line) {
+            Some((name, value)) if name == "current-slot" && line.ends_with(value.as_str()) => {
+                let letter = SLOTS[slots.active].to_string();
+                let kept = &line[..line.len() - value.len()];
+                let underscore = if value.starts_with('_') { "_" } else { "" };
+                format!("{kept}{underscore}{letter}")
+            }
+            _ => line.to_string(),
+        }
+    }
+
     /// The charge the battery reports, after any injected drop.
     fn battery(&self) -> Option<u8> {
         self.cfg.battery_percent.map(|p| self.faults.battery(p))
@@ -554,7 +589,12 @@ impl Bootloader {
     /// `name:partition:value`, worded as the profile says) and the final OKAY's text.
     fn all_vars(&self) -> (Vec<String>, String) {
         if let Some(replay) = &self.cfg.replay {
-            return (replay.listing().to_vec(), replay.final_okay().to_string());
+            let listing = replay
+                .listing()
+                .iter()
+                .map(|line| self.replayed_slot_line(line))
+                .collect();
+            return (listing, replay.final_okay().to_string());
         }
         let mut names: Vec<String> = [
             "version",

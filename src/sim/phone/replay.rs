@@ -12,7 +12,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::protocol::fastboot::vars::{parse_size, split_variable, Variables};
+use crate::protocol::fastboot::vars::{parse_size, split_variable, yes_no, Variables};
 use crate::protocol::fastboot::MAX_RESPONSE_LEN;
 
 use super::storage;
@@ -134,6 +134,28 @@ impl Transcript {
             .collect()
     }
 
+    /// Index of the slot the device was running (`0` for `a`, `1` for `b`), if it has A/B
+    /// slots: a `current-slot` of `a`/`b` (or `_a`/`_b`), else a `slot-count` of 2 or more,
+    /// which starts it on `a`. The phone then switches slots as a real one does on
+    /// `set_active`, its partitions keeping the `_a`/`_b` names the device listed.
+    pub fn current_slot(&self) -> Option<usize> {
+        let current = self.vars.get("current-slot").map(str::trim);
+        match current.map(|c| c.strip_prefix('_').unwrap_or(c)) {
+            Some("a") => Some(0),
+            Some("b") => Some(1),
+            _ => {
+                let count = self.vars.get("slot-count")?.trim().parse::<u32>().ok()?;
+                (count >= 2).then_some(0)
+            }
+        }
+    }
+
+    /// Whether the device said its bootloader is locked (`unlocked: no`): the phone then
+    /// refuses writes as a locked bootloader does.
+    pub fn locked(&self) -> bool {
+        self.vars.get("unlocked").and_then(yes_no) == Some(false)
+    }
+
     /// The device's download limit, if it listed one that fits a download command
     /// (`max-download-size`, or older U-Boot's `downloadsize`).
     pub fn max_download_size(&self) -> Option<u32> {
@@ -190,6 +212,23 @@ mod tests {
             ]
         );
         assert_eq!(t.max_download_size(), Some(0x800_0000));
+        assert_eq!(t.current_slot(), None);
+        assert!(!t.locked());
+    }
+
+    #[test]
+    fn slots_and_lock_state_are_read_as_listed() {
+        let t =
+            Transcript::parse("(bootloader) current-slot:_b\n(bootloader) unlocked: no\n").unwrap();
+        assert_eq!(t.current_slot(), Some(1));
+        assert!(t.locked());
+        let t = Transcript::parse("(bootloader)    slot-count: 2\n(bootloader) unlocked:yes\n")
+            .unwrap();
+        assert_eq!(t.current_slot(), Some(0));
+        assert!(!t.locked());
+        let t =
+            Transcript::parse("(bootloader) current-slot:\n(bootloader) slot-count:0\n").unwrap();
+        assert_eq!(t.current_slot(), None);
     }
 
     #[test]
