@@ -267,8 +267,10 @@ impl Journal {
     fn save(&mut self) {
         self.entry.updated_at = now();
         if let Err(e) = write_atomically(&self.path, &self.entry) {
-            self.failures
-                .push(format!("writing {}: {e}", self.path.display()));
+            let failure = format!("writing {}: {e}", self.path.display());
+            if !self.failures.contains(&failure) {
+                self.failures.push(failure);
+            }
         }
     }
 }
