@@ -122,6 +122,38 @@ fn the_security_floor_never_decreases() {
     assert_eq!(check(&report, "security-version")["actual"], "9");
 }
 
+/// The fast-forward attack's first step is raising the floor. Only a package flashline
+/// verified and wrote in full raises it: a dry run, or a job whose write the device
+/// refused, of a package claiming security version 99 leaves it where it was.
+#[test]
+fn only_a_package_flashline_wrote_raises_the_floor() {
+    let bench = Bench::new();
+    let phone = phone(&bench, "phone", "zte-demo-phone", SERIAL);
+    let (out, report) = bench.flash(&package(&bench, "2.0.0", 9, "zte-demo-phone"), &phone, &[]);
+    assert!(out.status.success(), "{report:#}");
+    let written = history(&bench);
+
+    let high = package(&bench, "9.0.0", 99, "zte-demo-phone");
+    let (out, report) = bench.flash(&high, &phone, &["--dry-run"]);
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(history(&bench), written, "a dry run raised the floor");
+
+    let cfg = PhoneConfig {
+        serial: SERIAL.into(),
+        firmware_version: "1.0.0".into(),
+        security_version: 7,
+        partitions: vec![("boot".into(), 1024 * 1024)],
+        faults: vec!["fail@flash:boot#1".parse().unwrap()].into(),
+        ..PhoneConfig::default()
+    };
+    let refusing =
+        PhoneSim::start("127.0.0.1:0".parse().unwrap(), &bench.path("phone-2"), cfg).unwrap();
+    let (out, report) = bench.flash(&high, &refusing, &[]);
+    assert!(!out.status.success(), "{report:#}");
+    assert_eq!(report["outcome"], "device-error", "{report:#}");
+    assert_eq!(history(&bench), written, "a failed write raised the floor");
+}
+
 #[test]
 fn two_products_sharing_a_serial_do_not_share_history() {
     let bench = Bench::new();
