@@ -275,9 +275,10 @@ fn running_as_root_warns_only_where_it_breaks_something() {
 /// for kept images) are read and written only as flashline's own files. A link planted for
 /// the history stops the job at preflight, before the device is written; a dangling link
 /// for its lock creates nothing; a linked journal folder is neither read nor written (the
-/// job runs whole and says why). Every link's target stays as it was.
+/// job runs whole and says why); a linked record of trust roots stops trust loading. Every
+/// link's target stays as it was.
 #[test]
-fn a_planted_symlink_for_the_history_or_the_journal_folder_is_refused() {
+fn a_planted_symlink_for_the_history_journal_or_trust_record_is_refused() {
     use std::os::unix::fs::symlink;
     let bench = Bench::new();
     let victim = bench.path("victim");
@@ -350,11 +351,35 @@ fn a_planted_symlink_for_the_history_or_the_journal_folder_is_refused() {
         .unwrap()
         .contains("FLSIM"));
 
-    let left: Vec<_> = std::fs::read_dir(&victim)
+    // The record of installed trust roots: an empty record elsewhere would forget every
+    // root installed here (and so allow a rollback); it is not read.
+    let empty_record = br#"{"roots": {}}"#;
+    std::fs::write(victim.join("trust-state.json"), empty_record).unwrap();
+    symlink(
+        victim.join("trust-state.json"),
+        home.join("trust-state.json"),
+    )
+    .unwrap();
+    let out = bench.run(&[
+        "verify",
+        pkg.to_str().unwrap(),
+        "--trust",
+        bench.path("keys").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(
+        std::fs::read(victim.join("trust-state.json")).unwrap(),
+        empty_record
+    );
+
+    let mut left: Vec<_> = std::fs::read_dir(&victim)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(left, ["history.json"], "{left:?}");
+    left.sort();
+    assert_eq!(left, ["history.json", "trust-state.json"], "{left:?}");
     assert_eq!(std::fs::read(victim.join("history.json")).unwrap(), planted);
 }
 
