@@ -13,11 +13,18 @@
 //! - files are created with `O_CREAT | O_EXCL | O_NOFOLLOW` (Rust's `create_new`), which
 //!   fails on anything already at the path, a symbolic link included, dangling or not;
 //! - a file that must be replaced is written to a new temporary file and renamed over the
-//!   old one: `rename` replaces a symbolic link itself instead of following it.
+//!   old one: `rename` replaces a symbolic link itself instead of following it;
+//! - files are read with `O_NOFOLLOW` and must be regular files, in a folder that is not a
+//!   symbolic link: a planted link cannot feed flashline a file of the attacker's choosing,
+//!   nor make it wait on a FIFO.
+//!
+//! [`crate::state_file`] builds the shared, locked state files (history, journals, the
+//! record of trust roots) on these.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Mode of the folders flashline creates.
 pub const DIR_MODE: u32 = 0o700;
@@ -96,16 +103,72 @@ pub fn create_new(path: &Path) -> io::Result<File> {
     open_new(path)
 }
 
-/// `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, in whatever folder `path` names.
-fn open_new(path: &Path) -> io::Result<File> {
+/// Open options that never follow a symbolic link at the path itself (`O_NOFOLLOW`), never
+/// wait on a FIFO (`O_NONBLOCK`, which changes nothing for regular files), and create with
+/// mode 0600.
+pub(crate) fn private_options() -> OpenOptions {
+    #[allow(unused_mut)]
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(FILE_MODE).custom_flags(nix::libc::O_NOFOLLOW);
+        options
+            .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
     }
-    options.open(path)
+    options
+}
+
+/// `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, in whatever folder `path` names.
+fn open_new(path: &Path) -> io::Result<File> {
+    private_options().write(true).create_new(true).open(path)
+}
+
+/// Reads the regular file at `path`, at most `max` bytes, without following a symbolic link
+/// (neither `path` nor its folder may be one). `Ok(None)` if there is nothing at `path`.
+pub fn read(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::symlink_metadata(parent) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(refused(parent, "a symbolic link"))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            _ => {}
+        }
+    }
+    let file = match private_options().read(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.file_type().is_symlink() => Err(refused(path, "a symbolic link")),
+                _ => Err(e),
+            }
+        }
+    };
+    if !file.metadata()?.is_file() {
+        return Err(refused(path, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {max} bytes", path.display()),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+/// Removes the file at `path` (a symbolic link there is removed itself), unless its folder
+/// is a symbolic link: then the file is not flashline's and is left alone.
+pub fn remove(path: &Path) -> io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if std::fs::symlink_metadata(parent).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(refused(parent, "a symbolic link"));
+        }
+    }
+    std::fs::remove_file(path)
 }
 
 /// Writes `bytes` to a new file at `path` (see [`create_new`]) and syncs it.
@@ -155,16 +218,11 @@ fn all_taken(dir: &Path, stem: &str, ext: &str) -> io::Error {
 /// Replaces whatever file is at `path` with `bytes`, atomically: a new private file beside
 /// it, synced, then renamed over it. A symbolic link at `path` is replaced, not followed.
 ///
-/// This is for a path the user named (`--report PATH`): its folder is created if missing
-/// but, being the user's choice, may be reached through links.
+/// This is for a path the user named (`--report PATH`, `--trust DIR`): its folder is created
+/// if missing but, being the user's choice, may be reached through links. Files flashline
+/// names itself under its home use [`replace_private`].
 pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| refused(path, "not a file name"))?;
+    let dir = folder(path);
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -173,9 +231,32 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
         builder.mode(DIR_MODE);
     }
     builder.create(dir)?;
+    swap_in(dir, path, bytes)
+}
+
+/// [`replace`] for a file under flashline's home: its folder must be a real folder (see
+/// [`private_dir`]).
+pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = folder(path);
+    private_dir(dir)?;
+    swap_in(dir, path, bytes)
+}
+
+/// Temporary file in `dir`, synced, renamed over `path`, then the folder synced: a power cut
+/// leaves the old file or the new one, never a torn one.
+fn swap_in(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    /// Makes temporary names unique between threads of this process.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .ok_or_else(|| refused(path, "not a file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    tmp_name.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = dir.join(tmp_name);
     let written = open_new(&tmp).and_then(|mut file| {
         file.write_all(bytes)?;
@@ -185,7 +266,25 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .and_then(|()| std::fs::rename(&tmp, path))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-        })
+        })?;
+    sync_dir(dir)
+}
+
+/// Makes a rename in `dir` durable (unix; elsewhere the rename is what the platform offers).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// The folder `path` is in (`.` for a bare name).
+fn folder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }
 
 #[cfg(all(test, unix))]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::bench::{assert_prefix, events, hashes, image, Bench};
 use flashline::engine::{self, Cancel, Event, Outcome};
-use flashline::package::{Origin, TrustStore};
+use flashline::package::TrustStore;
 use flashline::sim::phone::{PhoneConfig, PhoneSim, RunningPhone};
 
 const MIB: usize = 1024 * 1024;
@@ -409,7 +409,7 @@ fn a_cancelled_download_is_padded_and_the_rerun_needs_no_replug() {
             ..PhoneConfig::default()
         },
     );
-    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
     let cancel = Cancel::default();
     let mut req = common::virtual_job(&pkg, trust.clone(), &phone.device_address(), dir.path());
     req.options.cancel = cancel.clone();

@@ -357,14 +357,14 @@ fn a_4096_byte_sector_build_packs_without_a_memory_line_and_flashes_ufs() {
 #[test]
 fn a_cancel_mid_program_pads_the_range_and_the_rerun_needs_no_replug() {
     use flashline::engine::{self, Cancel, Event, Outcome};
-    use flashline::package::{Origin, TrustStore};
+    use flashline::package::TrustStore;
 
     let bench = Bench::new();
     write_flat_build(&bench.path("src"), "stock", "1.0.12", "MF833V", "", "");
     let pkg = bench.pack_manifest(&bench.path("src"), "stock-1.0.12");
     let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
     let address = sim.address().to_string();
-    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
     let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("FLASHLINE_HOME", bench.path("home"));
     let _announce = flashline::device::bench::announce(

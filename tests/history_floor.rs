@@ -12,7 +12,11 @@ use std::process::{Command, Stdio};
 use common::bench::{image, Bench};
 use flashline::sim::phone::{PhoneConfig, PhoneSim, RunningPhone};
 
-const SERIAL: &str = "0123456789ABCDEF";
+/// One serial for every phone here, as a production run that programmed the same serial into
+/// every unit would. (The unprogrammed `0123456789ABCDEF` is read as no serial at all, see
+/// `protocol::fastboot::vars::is_placeholder_serial`, and a device without a serial keeps
+/// no history.)
+const SERIAL: &str = "FLSHARED0001";
 
 /// A phone reporting firmware 1.0.0 and security version 7 whatever is flashed onto it
 /// (its images carry no version marker), as a phone whose version report was reset would.
@@ -118,15 +122,47 @@ fn the_security_floor_never_decreases() {
     assert_eq!(check(&report, "security-version")["actual"], "9");
 }
 
+/// The fast-forward attack's first step is raising the floor. Only a package flashline
+/// verified and wrote in full raises it: a dry run, or a job whose write the device
+/// refused, of a package claiming security version 99 leaves it where it was.
 #[test]
-fn two_products_sharing_a_placeholder_serial_do_not_share_history() {
+fn only_a_package_flashline_wrote_raises_the_floor() {
+    let bench = Bench::new();
+    let phone = phone(&bench, "phone", "zte-demo-phone", SERIAL);
+    let (out, report) = bench.flash(&package(&bench, "2.0.0", 9, "zte-demo-phone"), &phone, &[]);
+    assert!(out.status.success(), "{report:#}");
+    let written = history(&bench);
+
+    let high = package(&bench, "9.0.0", 99, "zte-demo-phone");
+    let (out, report) = bench.flash(&high, &phone, &["--dry-run"]);
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(history(&bench), written, "a dry run raised the floor");
+
+    let cfg = PhoneConfig {
+        serial: SERIAL.into(),
+        firmware_version: "1.0.0".into(),
+        security_version: 7,
+        partitions: vec![("boot".into(), 1024 * 1024)],
+        faults: vec!["fail@flash:boot#1".parse().unwrap()].into(),
+        ..PhoneConfig::default()
+    };
+    let refusing =
+        PhoneSim::start("127.0.0.1:0".parse().unwrap(), &bench.path("phone-2"), cfg).unwrap();
+    let (out, report) = bench.flash(&high, &refusing, &[]);
+    assert!(!out.status.success(), "{report:#}");
+    assert_eq!(report["outcome"], "device-error", "{report:#}");
+    assert_eq!(history(&bench), written, "a failed write raised the floor");
+}
+
+#[test]
+fn two_products_sharing_a_serial_do_not_share_history() {
     let bench = Bench::new();
     let first = phone(&bench, "phone-a", "zte-demo-phone", SERIAL);
     let (out, report) = bench.flash(&package(&bench, "2.0.0", 9, "zte-demo-phone"), &first, &[]);
     assert!(out.status.success(), "{report:#}");
     first.stop();
 
-    // Another model with the same placeholder serial: the zte-demo-phone's history is not its
+    // Another model with the same serial: the zte-demo-phone's history is not its
     // floor, so its own 1.0.0 and 7 are compared.
     let other = phone(&bench, "phone-b", "other-phone", SERIAL);
     let (out, report) = bench.flash(&package(&bench, "1.5.0", 8, "other-phone"), &other, &[]);
@@ -252,6 +288,44 @@ fn an_impossible_security_version_is_shown_as_such_and_history_decides() {
             .unwrap()
             .contains("is impossible and was ignored"),
         "{security:#}"
+    );
+}
+
+/// A firmware version that does not parse is shown as the device sent it, never taken as
+/// a version: with no history it is a warning; once flashline wrote 2.0.0, history is the
+/// floor and 1.5.0 is refused as a downgrade.
+#[test]
+fn an_unparsable_device_version_is_shown_as_such_and_history_is_the_floor() {
+    let bench = Bench::new();
+    let raw = "moto-msm8937-C0.15";
+    let cfg = PhoneConfig {
+        serial: SERIAL.into(),
+        firmware_version: raw.into(),
+        partitions: vec![("boot".into(), 1024 * 1024)],
+        ..PhoneConfig::default()
+    };
+    let phone = PhoneSim::start("127.0.0.1:0".parse().unwrap(), &bench.path("phone"), cfg).unwrap();
+    let (out, report) = bench.flash(&package(&bench, "2.0.0", 9, "zte-demo-phone"), &phone, &[]);
+    assert!(out.status.success(), "{report:#}");
+    let version = check(&report, "version");
+    assert_eq!(version["status"], "warn", "{version:#}");
+    assert_eq!(version["actual"], raw, "{version:#}");
+    assert!(
+        version["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be compared"),
+        "{version:#}"
+    );
+
+    let (_, report) = bench.flash(&package(&bench, "1.5.0", 9, "zte-demo-phone"), &phone, &[]);
+    assert_eq!(report["outcome"], "preflight-refused", "{report:#}");
+    let version = check(&report, "version");
+    assert_eq!(version["status"], "refuse", "{version:#}");
+    assert_eq!(
+        version["actual"],
+        format!("2.0.0 (history; the device reports {raw:?})"),
+        "{version:#}"
     );
 }
 

@@ -16,7 +16,7 @@ use flashline::engine::{self, JobRequest, Outcome};
 use flashline::package::container::{
     FORMAT_VERSION, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SIGNATURE_ENTRY_LEN,
 };
-use flashline::package::{generate_key, pack, KeyId, Origin, Package, PackageError, TrustStore};
+use flashline::package::{generate_key, pack, KeyId, Package, PackageError, TrustStore};
 use flashline::sim::phone::{PhoneConfig, PhoneSim, RunningPhone};
 use sha2::{Digest, Sha256};
 
@@ -110,7 +110,7 @@ impl Base {
         let keys = dir.path().join("keys");
         fs::create_dir(&keys).unwrap();
         let made = generate_key("corpus-release", &keys).unwrap();
-        let trust = TrustStore::load_dir(&keys, Origin::Explicit).unwrap();
+        let trust = TrustStore::load_dir(&keys).unwrap();
         let stranger_dir = dir.path().join("stranger");
         fs::create_dir(&stranger_dir).unwrap();
         let stranger = generate_key("stranger", &stranger_dir).unwrap();

@@ -10,7 +10,7 @@ use flashline::package::container::{
     FORMAT_VERSION, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SIGNATURE_ENTRY_LEN,
 };
 use flashline::package::{
-    generate_key, inspect, pack, KeyId, KeyScope, Origin, Package, PackageError, SignatureStatus,
+    generate_key, inspect, pack, KeyId, KeyScope, Package, PackageError, SignatureStatus,
     SparseInfo, TrustStore, VerifiedPackage,
 };
 use flashline::protocol::sparse;
@@ -44,7 +44,7 @@ impl Bench {
         fs::create_dir(&keys).unwrap();
         fs::create_dir(&release).unwrap();
         let made = generate_key("test-release", &keys).unwrap();
-        let trust = TrustStore::load_dir(&keys, Origin::Explicit).unwrap();
+        let trust = TrustStore::load_dir(&keys).unwrap();
         Bench {
             key_file: made.secret_path,
             key_id: made.key_id,
@@ -314,7 +314,7 @@ fn untrusted_signer_is_rejected_and_inspect_reports_it() {
     let (path, _, _) = small_package(&bench);
     let other = tempfile::tempdir().unwrap();
     generate_key("someone-else", other.path()).unwrap();
-    let stranger = TrustStore::load_dir(other.path(), Origin::Explicit).unwrap();
+    let stranger = TrustStore::load_dir(other.path()).unwrap();
 
     let pkg = Package::open(&path).unwrap();
     let report = inspect(&pkg, &stranger);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use flashline::package::qualcomm::expr::{EvalError, Expr, ExprContext, ExprError};
 use flashline::package::qualcomm::{Memory, XmlError};
 use flashline::package::{
-    generate_key, pack, Origin, Package, PackageError, SparseInfo, TrustStore, VerifiedPackage,
+    generate_key, pack, Package, PackageError, SparseInfo, TrustStore, VerifiedPackage,
 };
 use flashline::protocol::sparse;
 use tempfile::TempDir;
@@ -74,7 +74,7 @@ impl Bench {
         fs::create_dir(&keys).unwrap();
         fs::create_dir(dir.path().join("release")).unwrap();
         let made = generate_key("test-release", &keys).unwrap();
-        let trust = TrustStore::load_dir(&keys, Origin::Explicit).unwrap();
+        let trust = TrustStore::load_dir(&keys).unwrap();
         Bench {
             key_file: made.secret_path,
             trust,

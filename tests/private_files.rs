@@ -270,3 +270,171 @@ fn running_as_root_warns_only_where_it_breaks_something() {
         "the warning never reaches stdout"
     );
 }
+
+/// Issue 13, item 8: the history (the downgrade floor) and the job journal (which vouches
+/// for kept images) are read and written only as flashline's own files. A link planted for
+/// the history stops the job at preflight, before the device is written; a dangling link
+/// for its lock creates nothing; a linked journal folder is neither read nor written (the
+/// job runs whole and says why); a linked record of trust roots stops trust loading. Every
+/// link's target stays as it was.
+#[test]
+fn a_planted_symlink_for_the_history_journal_or_trust_record_is_refused() {
+    use std::os::unix::fs::symlink;
+    let bench = Bench::new();
+    let victim = bench.path("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    // A history that would lower the floor, were it read.
+    let planted = br#"{"products": {}}"#;
+    std::fs::write(victim.join("history.json"), planted).unwrap();
+    let home = bench.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let pkg = phone_package(&bench);
+    let (phone, phone_dir) = bench.phone(phone_config());
+    let before = common::bench::hashes(&phone_dir);
+
+    // The history file.
+    symlink(victim.join("history.json"), home.join("history.json")).unwrap();
+    let out = flash(&bench, &pkg, &phone.device_address());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+    assert!(
+        stdout.contains("history.json is a symbolic link"),
+        "{stdout}"
+    );
+    assert_eq!(
+        common::bench::hashes(&phone_dir),
+        before,
+        "the phone was written"
+    );
+    assert!(std::fs::symlink_metadata(home.join("history.json"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    std::fs::remove_file(home.join("history.json")).unwrap();
+
+    // Its lock: a dangling link is not followed to create a file.
+    std::fs::remove_file(home.join("history.json.lock")).unwrap();
+    symlink(victim.join("made-by-lock"), home.join("history.json.lock")).unwrap();
+    let out = flash(&bench, &pkg, &phone.device_address());
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        common::bench::hashes(&phone_dir),
+        before,
+        "the phone was written"
+    );
+    std::fs::remove_file(home.join("history.json.lock")).unwrap();
+
+    // The journal folder: the job runs, with no journal read or written.
+    symlink(&victim, home.join("journal")).unwrap();
+    let out = flash(&bench, &pkg, &phone.device_address());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let report = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Report: "))
+        .expect("a report");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("journal") && notes.contains("symbolic link"),
+        "{notes}"
+    );
+    assert_ne!(common::bench::hashes(&phone_dir), before, "the job ran");
+    // The history, a real file now, records the job.
+    assert!(std::fs::read_to_string(home.join("history.json"))
+        .unwrap()
+        .contains("FLSIM"));
+
+    // The record of installed trust roots: an empty record elsewhere would forget every
+    // root installed here (and so allow a rollback); it is not read.
+    let empty_record = br#"{"roots": {}}"#;
+    std::fs::write(victim.join("trust-state.json"), empty_record).unwrap();
+    symlink(
+        victim.join("trust-state.json"),
+        home.join("trust-state.json"),
+    )
+    .unwrap();
+    let out = bench.run(&[
+        "verify",
+        pkg.to_str().unwrap(),
+        "--trust",
+        bench.path("keys").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(
+        std::fs::read(victim.join("trust-state.json")).unwrap(),
+        empty_record
+    );
+
+    let mut left: Vec<_> = std::fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["history.json", "trust-state.json"], "{left:?}");
+    assert_eq!(std::fs::read(victim.join("history.json")).unwrap(), planted);
+}
+
+/// Issue 13, item 11: the generated udev rules give the seat's user every known modem's
+/// ttys (AT and DIAG are spoken there) as well as the raw USB device, through `uaccess`
+/// only, and keep ModemManager off download modes (EDL and DIAG compositions).
+#[test]
+fn udev_rules_grant_modem_ttys_and_hide_download_modes_from_modemmanager() {
+    let bench = Bench::new();
+    let out = bench.run(&["udev-rules"]);
+    assert!(out.status.success());
+    let rules = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !rules.contains("MODE="),
+        "access is granted by uaccess only"
+    );
+    let quirks = flashline::device::quirks::Quirks::builtin();
+    let lines: Vec<&str> = rules.lines().collect();
+    let mut modes = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(rest) = line.strip_prefix("SUBSYSTEM==\"usb\", ATTR{idVendor}==\"") else {
+            continue;
+        };
+        let hex = |s: &str| u16::from_str_radix(&s[..4], 16).unwrap();
+        let vid = hex(rest);
+        let pid = hex(rest.split("idProduct}==\"").nth(1).unwrap());
+        let id = quirks.usb(vid, pid).expect("every rule is a known USB ID");
+        let download = id.mode == "edl" || id.diag_interface.is_some();
+        assert!(line.contains("TAG+=\"uaccess\""), "{line}");
+        assert_eq!(
+            line.contains("ID_MM_DEVICE_IGNORE}=\"1\""),
+            download,
+            "{line}"
+        );
+        let tty = format!(
+            "SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"{vid:04x}\", ATTRS{{idProduct}}==\"{pid:04x}\", TAG+=\"uaccess\""
+        );
+        let next = lines.get(i + 1).copied().unwrap_or_default();
+        if matches!(id.mode.as_str(), "modem" | "edl") {
+            assert!(next.starts_with(&tty), "no tty rule after {line}");
+            assert_eq!(
+                next.contains("ID_MM_DEVICE_IGNORE}=\"1\""),
+                download,
+                "{next}"
+            );
+        } else {
+            assert!(!next.starts_with("SUBSYSTEM==\"tty\""), "{next}");
+        }
+        modes.push(id.mode.clone());
+    }
+    for mode in ["fastboot", "modem", "edl"] {
+        assert!(modes.iter().any(|m| m == mode), "no {mode} rule: {modes:?}");
+    }
+    // Qualcomm's EDL port, the one every recovery needs.
+    assert!(rules.contains(
+        "SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"05c6\", ATTRS{idProduct}==\"9008\", TAG+=\"uaccess\", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
+    ));
+}

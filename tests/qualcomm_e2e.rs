@@ -479,7 +479,7 @@ fn a_patch_past_the_end_of_the_disk_is_refused_before_any_write() {
 #[test]
 fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
     use flashline::engine::{self, Event, Outcome};
-    use flashline::package::{Origin, TrustStore};
+    use flashline::package::TrustStore;
     use std::sync::{Arc, Mutex};
 
     let bench = Bench::new();
@@ -488,7 +488,7 @@ fn a_disconnect_mid_transfer_fails_cleanly_without_a_hang() {
         EdlSim::start(&bench.path("device"), edl_config(), None).unwrap(),
     )));
     let address = sim.lock().unwrap().as_ref().unwrap().address().to_string();
-    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
     let req = common::virtual_job(&pkg, trust, &address, bench.dir.path());
     // The test process is its own bench: announce the device where discovery looks.
     let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
@@ -887,7 +887,7 @@ fn the_sims_print_their_address_first_and_devices_lists_them() {
 #[test]
 fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
     use flashline::engine::{self, Outcome};
-    use flashline::package::{Origin, TrustStore};
+    use flashline::package::TrustStore;
     use flashline::sim::modem::ModemSim;
 
     let bench = Bench::new();
@@ -901,7 +901,7 @@ fn a_modem_that_never_comes_back_in_edl_gets_a_clear_message() {
         Box::new(|| {}),
     )
     .unwrap();
-    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
     let mut req = common::virtual_job(&pkg, trust, modem.address(), bench.dir.path());
     req.options.switch_timeout = Duration::from_secs(2);
     let started = Instant::now();

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use flashline::package::root::{self, Expiry, Role, RootState, RETIRED_KEYS_DIR, ROOT_FILE};
 use flashline::package::{
-    generate_key, pack, GeneratedKey, Origin, Package, PackageError, PublicKey, RootDocument,
-    RootKey, SignedRoot, TrustStore,
+    generate_key, pack, GeneratedKey, Package, PackageError, PublicKey, RootDocument, RootKey,
+    SignedRoot, TrustStore,
 };
 
 const DEMO_PUB: &str = "assets/demo-keys/flashline-demo-INSECURE.pub";
@@ -138,7 +138,7 @@ impl Bench {
     }
 
     fn verify(&self, package: &Path) -> Result<(), PackageError> {
-        let trust = TrustStore::load_dir_with(&self.trust(), Origin::Default, &self.state())?;
+        let trust = TrustStore::load_dir_with(&self.trust(), &self.state())?;
         Package::open(package)?.verify(&trust).map(drop)
     }
 }
@@ -169,7 +169,7 @@ fn a_rotation_chain_is_accepted_step_by_step() {
 
     let installed = root::installed(&bench.trust()).unwrap().unwrap();
     assert_eq!(installed.version(), 3);
-    let trust = TrustStore::load_dir_with(&bench.trust(), Origin::Default, &bench.state()).unwrap();
+    let trust = TrustStore::load_dir_with(&bench.trust(), &bench.state()).unwrap();
     let mut ids: Vec<_> = trust.keys().map(|k| k.id()).collect();
     let mut want = vec![bench.key("d").key_id, bench.key("e").key_id];
     ids.sort();
@@ -341,7 +341,7 @@ fn the_demo_key_is_never_part_of_a_root() {
     root::install_first(&bench.trust(), &v1, &bench.state()).unwrap();
     std::fs::write(bench.trust().join(ROOT_FILE), json.to_string()).unwrap();
     assert!(matches!(
-        TrustStore::load_dir_with(&bench.trust(), Origin::Explicit, &bench.state()),
+        TrustStore::load_dir_with(&bench.trust(), &bench.state()),
         Err(PackageError::RootContainsDemoKey)
     ));
 }
@@ -370,7 +370,7 @@ fn a_tampered_root_is_refused() {
     )
     .unwrap();
     assert!(matches!(
-        TrustStore::load_dir_with(&bench.trust(), Origin::Default, &bench.state()),
+        TrustStore::load_dir_with(&bench.trust(), &bench.state()),
         Err(PackageError::RootBadSignature(_) | PackageError::RootBelowThreshold { .. })
     ));
 }

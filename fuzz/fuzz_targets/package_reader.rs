@@ -5,14 +5,14 @@
 use std::io::Write;
 use std::sync::OnceLock;
 
-use flashline::package::{Origin, Package, TrustStore};
+use flashline::package::{Package, TrustStore};
 use libfuzzer_sys::fuzz_target;
 
 fn trust() -> &'static TrustStore {
     static TRUST: OnceLock<TrustStore> = OnceLock::new();
     TRUST.get_or_init(|| {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/demo-keys");
-        TrustStore::load_dir(std::path::Path::new(dir), Origin::Explicit).expect("demo key loads")
+        TrustStore::load_dir(std::path::Path::new(dir)).expect("demo key loads")
     })
 }
 

@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::device::quirks::Quirks;
 use crate::device::{discovery, printable};
 use crate::engine::{self, DeviceTarget, JobOptions, JobRequest, Outcome, Overrides};
-use crate::package::{self, Origin, Package, RootDocument, RootKey, SignedRoot, TrustStore};
+use crate::package::{self, Package, RootDocument, RootKey, SignedRoot, TrustStore};
 use crate::sim::fault::Fault;
 use crate::sim::phone::{PhoneConfig, PhoneSim};
 use render::{say, say_err};
@@ -824,11 +824,11 @@ fn parse_role(spec: &str) -> Result<package::root::Role> {
 
 fn load_trust(arg: &TrustArg) -> Result<TrustStore> {
     Ok(match &arg.trust {
-        Some(dir) => TrustStore::load_dir(dir, Origin::Explicit)?,
+        Some(dir) => TrustStore::load_dir(dir)?,
         None => {
             let dir = crate::paths::trust_dir();
             if dir.is_dir() {
-                TrustStore::load_dir(&dir, Origin::Default)?
+                TrustStore::load_dir(&dir)?
             } else {
                 TrustStore::empty()
             }

@@ -12,7 +12,8 @@
 //!
 //! The file is shared by every flashline process on the computer: each read-modify-write
 //! holds an exclusive lock on `history.json.lock`, and the file is replaced atomically
-//! (see [`crate::state_file`]). A damaged file is never reset silently: it is renamed aside
+//! (see [`crate::state_file`]); a symbolic link planted for the file or its folder is
+//! refused, so the job stops at preflight rather than reading or writing through it. A damaged file is never reset silently: it is renamed aside
 //! with a timestamp and the caller is told where it went.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,9 @@ use crate::state_file;
 /// A security version no device can hold: the largest `u64` (what an unset or erased
 /// counter reads as). It is shown as impossible and never used as a floor.
 pub const IMPOSSIBLE_SECURITY_VERSION: u64 = u64::MAX;
+
+/// Larger history files are not read: about 300 000 devices' entries.
+const MAX_HISTORY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What flashline last wrote to one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,9 +135,9 @@ impl History {
 
     /// Reads the file; the caller holds the lock.
     fn read(path: &Path) -> Result<Self, HistoryError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+        let bytes = match state_file::read(path, MAX_HISTORY_BYTES) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Self::default()),
             Err(source) => {
                 return Err(HistoryError::Io {
                     path: path.display().to_string(),
@@ -141,7 +145,7 @@ impl History {
                 })
             }
         };
-        match serde_json::from_str::<History>(&text) {
+        match serde_json::from_slice::<History>(&bytes) {
             Ok(mut history) => {
                 for (serial, entry) in std::mem::take(&mut history.devices) {
                     history

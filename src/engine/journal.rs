@@ -18,9 +18,10 @@
 //! whole job runs again. Two identical devices with one serial and one partition table are
 //! still indistinguishable; the window bounds how long such a mix-up can happen.
 //!
-//! The journal is written atomically (temporary file, fsync, rename) at every step. Failing
-//! to write it never stops a job: the worst outcome of a stale journal is an image written
-//! twice.
+//! The journal is written atomically (temporary file, fsync, rename) at every step, as a
+//! private file (see [`crate::state_file`]): a symbolic link planted for the journal folder
+//! or file is neither read nor written through, so the job runs whole. Failing to write it
+//! never stops a job: the worst outcome of a stale journal is an image written twice.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -240,7 +241,7 @@ impl Journal {
 
     /// The job is over and nothing is left to resume: the journal is removed.
     pub fn finish(self) -> Option<String> {
-        match std::fs::remove_file(&self.path) {
+        match crate::secure_fs::remove(&self.path) {
             Ok(()) => None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => Some(format!(
@@ -266,8 +267,10 @@ impl Journal {
     fn save(&mut self) {
         self.entry.updated_at = now();
         if let Err(e) = write_atomically(&self.path, &self.entry) {
-            self.failures
-                .push(format!("writing {}: {e}", self.path.display()));
+            let failure = format!("writing {}: {e}", self.path.display());
+            if !self.failures.contains(&failure) {
+                self.failures.push(failure);
+            }
         }
     }
 }
@@ -506,15 +509,13 @@ enum LoadError {
 }
 
 fn load(path: &Path) -> Result<Option<JournalEntry>, LoadError> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let bytes = match crate::state_file::read(path, MAX_JOURNAL_BYTES) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(LoadError::TooLarge),
         Err(e) => return Err(e.into()),
     };
-    if file.metadata()?.len() > MAX_JOURNAL_BYTES {
-        return Err(LoadError::TooLarge);
-    }
-    let entry: JournalEntry = serde_json::from_reader(std::io::BufReader::new(file))?;
+    let entry: JournalEntry = serde_json::from_slice(&bytes)?;
     if entry.format != FORMAT {
         return Err(LoadError::Format(entry.format));
     }

@@ -14,7 +14,6 @@
 //! first bench's backups. A backup made on another station is refused; carrying one over
 //! means copying the key file on purpose.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -181,25 +180,8 @@ fn key_id(key: &VerifyingKey) -> String {
 
 /// Reads a file of at most [`MAX_FILE_LEN`] bytes, never following a symbolic link.
 pub(crate) fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(nix::libc::O_NOFOLLOW);
-    }
-    let mut bytes = Vec::new();
-    options
-        .open(path)?
-        .take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_LEN {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the file is too large",
-        ));
-    }
-    Ok(bytes)
+    crate::secure_fs::read(path, MAX_FILE_LEN)?
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
 }
 
 #[cfg(test)]

@@ -17,9 +17,7 @@ use crate::device::discovery::{self, Found};
 use crate::device::quirks::Quirks;
 use crate::device::{DeviceInfo, Mode};
 use crate::engine::{self, Cancel, DeviceTarget, JobOptions, JobRequest};
-use crate::package::{
-    self, KeyScope, Origin, Package, SignatureStatus, TrustStore, VerifiedPackage,
-};
+use crate::package::{self, KeyScope, Package, SignatureStatus, TrustStore, VerifiedPackage};
 
 use super::state::{bytes, DeviceKey, Intent, JobTarget, Msg, PackageCard, PackageState, Settings};
 
@@ -267,7 +265,7 @@ impl Bridge {
                 TrustStore::empty()
             };
             if dir.is_dir() {
-                match TrustStore::load_dir(&dir, Origin::Default).and_then(|s| store.merge(s)) {
+                match TrustStore::load_dir(&dir).and_then(|s| store.merge(s)) {
                     Ok(()) => {}
                     Err(e) => outbox.send(Msg::Notice(format!(
                         "the trust folder {} could not be read: {e}",

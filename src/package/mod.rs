@@ -37,7 +37,7 @@ pub use manifest::{
 pub use pack::{pack, PackSummary};
 pub use reader::{ImageReader, PlanningReader};
 pub use root::{RootDocument, RootKey, SignedRoot};
-pub use trust::{KeyScope, Origin, TrustStore, TrustedKey};
+pub use trust::{KeyScope, TrustStore, TrustedKey};
 pub use verify::{Package, Signer, VerifiedPackage};
 
 /// Decodes exactly `2 * N` lowercase hex digits; the one spelling keeps text forms canonical.

@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -654,23 +654,12 @@ fn retire_loose_keys(trust_dir: &Path) -> Result<Vec<PathBuf>, PackageError> {
 }
 
 /// Writes the root to a temporary file and renames it into place, so a station never sees
-/// half a root.
+/// half a root (see [`crate::secure_fs::replace`]; the trust folder may be one the user
+/// named, reached through links).
 fn write_root(trust_dir: &Path, root: &SignedRoot) -> Result<(), PackageError> {
-    std::fs::create_dir_all(trust_dir).map_err(PackageError::io(trust_dir))?;
     let path = trust_dir.join(ROOT_FILE);
-    let nonce: [u8; 8] = super::random().map_err(PackageError::io(&path))?;
-    let temp = trust_dir.join(format!(".{ROOT_FILE}.{}.partial", hex::encode(nonce)));
-    let written = File::create_new(&temp)
-        .and_then(|mut f| {
-            f.write_all(root.to_file_text().as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temp, &path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&temp);
-        return Err(PackageError::Io { path, source: e });
-    }
-    Ok(())
+    crate::secure_fs::replace(&path, root.to_file_text().as_bytes())
+        .map_err(PackageError::io(&path))
 }
 
 #[cfg(test)]

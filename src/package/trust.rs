@@ -34,17 +34,6 @@ pub enum KeyScope {
     VirtualOnly,
 }
 
-/// How a trust directory was chosen: flashline's default folder or one the user named.
-///
-/// It widens nothing: the demo key is [`KeyScope::VirtualOnly`] from either.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// flashline's own default trust directory.
-    Default,
-    /// A directory the user named (`--trust`).
-    Explicit,
-}
-
 /// One trusted public key.
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
@@ -119,19 +108,15 @@ impl TrustStore {
     ///
     /// The station's record of installed roots is `trust-state.json` in flashline's home
     /// (see [`TrustStore::load_dir_with`]).
-    pub fn load_dir(dir: &Path, origin: Origin) -> Result<Self, PackageError> {
+    pub fn load_dir(dir: &Path) -> Result<Self, PackageError> {
         let state = RootState::at(&crate::paths::home().join(root::STATE_FILE));
-        Self::load_dir_with(dir, origin, &state)
+        Self::load_dir_with(dir, &state)
     }
 
     /// [`TrustStore::load_dir`] with the record of installed roots in `state`. Once a root
     /// was installed in `dir`, its removal or rollback is refused here, and an expired root
     /// is refused: loose `.pub` files never come back into force.
-    pub fn load_dir_with(
-        dir: &Path,
-        _origin: Origin,
-        state: &RootState,
-    ) -> Result<Self, PackageError> {
+    pub fn load_dir_with(dir: &Path, state: &RootState) -> Result<Self, PackageError> {
         if let Some(root) = root::trusted(dir, state)? {
             return Ok(TrustStore::from_root(&root, &dir.join(root::ROOT_FILE)));
         }
@@ -318,18 +303,11 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "not a key").unwrap();
         std::fs::create_dir(dir.path().join("folder.pub")).unwrap();
 
-        let default = TrustStore::load_dir(dir.path(), Origin::Default).unwrap();
-        assert_eq!(default.len(), 2);
+        let store = TrustStore::load_dir(dir.path()).unwrap();
+        assert_eq!(store.len(), 2);
         let demo_id = demo_key().id();
-        assert_eq!(default.get(demo_id).unwrap().scope(), KeyScope::VirtualOnly);
-        assert_eq!(default.get(real.key_id).unwrap().scope(), KeyScope::Any);
-
-        let explicit = TrustStore::load_dir(dir.path(), Origin::Explicit).unwrap();
-        assert_eq!(
-            explicit.get(demo_id).unwrap().scope(),
-            KeyScope::VirtualOnly
-        );
-        assert_eq!(explicit.get(real.key_id).unwrap().scope(), KeyScope::Any);
+        assert_eq!(store.get(demo_id).unwrap().scope(), KeyScope::VirtualOnly);
+        assert_eq!(store.get(real.key_id).unwrap().scope(), KeyScope::Any);
     }
 
     #[test]
@@ -337,12 +315,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let made = generate_key("a", dir.path()).unwrap();
         std::fs::copy(&made.public_path, dir.path().join("a-copy.pub")).unwrap();
-        let store = TrustStore::load_dir(dir.path(), Origin::Explicit).unwrap();
+        let store = TrustStore::load_dir(dir.path()).unwrap();
         assert_eq!(store.len(), 1);
 
         let demo_dir = tempfile::tempdir().unwrap();
         std::fs::write(demo_dir.path().join(DEMO_KEY_FILE), DEMO_PUBLIC_KEY).unwrap();
-        let mut wide = TrustStore::load_dir(demo_dir.path(), Origin::Explicit).unwrap();
+        let mut wide = TrustStore::load_dir(demo_dir.path()).unwrap();
         wide.merge(TrustStore::demo()).unwrap();
         assert_eq!(
             wide.get(demo_key().id()).unwrap().scope(),
@@ -354,7 +332,7 @@ mod tests {
     fn malformed_pub_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("broken.pub"), "garbage").unwrap();
-        let err = TrustStore::load_dir(dir.path(), Origin::Default).unwrap_err();
+        let err = TrustStore::load_dir(dir.path()).unwrap_err();
         assert!(
             matches!(&err, PackageError::KeyFileInvalid { path, .. } if path.ends_with("broken.pub"))
         );

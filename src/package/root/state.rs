@@ -8,7 +8,6 @@
 //! same version — is a rollback and refused.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -110,18 +109,11 @@ impl RootState {
             path: self.path.clone(),
             reason,
         };
-        let file = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Records::default()),
+        let bytes = match state_file::read(&self.path, MAX_STATE_LEN) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Records::default()),
             Err(e) => return Err(invalid(e.to_string())),
         };
-        let mut bytes = Vec::new();
-        file.take(MAX_STATE_LEN + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| invalid(e.to_string()))?;
-        if bytes.len() as u64 > MAX_STATE_LEN {
-            return Err(invalid(format!("it is larger than {MAX_STATE_LEN} bytes")));
-        }
         // A damaged record is refused, not reset: resetting it would lift the rollback floor.
         serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))
     }
