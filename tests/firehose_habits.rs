@@ -904,7 +904,7 @@ fn a_build_whose_memory_cannot_be_told_names_the_manifest_line_that_fixes_it() {
 #[test]
 fn a_package_changed_while_it_is_sent_never_puts_the_change_on_the_lun() {
     use flashline::engine::{self, Event, Outcome};
-    use flashline::package::{Origin, TrustStore};
+    use flashline::package::TrustStore;
 
     let bench = Bench::new();
     let pkg = stock(&bench);
@@ -918,7 +918,7 @@ fn a_package_changed_while_it_is_sent_never_puts_the_change_on_the_lun() {
         .unwrap();
     let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
     let address = sim.address().to_string();
-    let trust = TrustStore::load_dir(&bench.path("keys"), Origin::Explicit).unwrap();
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
     let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("FLASHLINE_HOME", bench.path("home"));
     let _announce = flashline::device::bench::announce(
