@@ -300,10 +300,12 @@ mod fake {
         let f = fake.only();
         assert_eq!((f.code, f.severity), (Code::NoSeat, Severity::Warning));
         assert!(
-            f.fix.contains("sudo usermod -aG plugdev $USER"),
+            f.fix
+                .ends_with("sudo udevadm trigger && sudo usermod -aG plugdev $USER"),
             "{}",
             f.fix
         );
+        assert!(f.fix.contains("/etc/udev/rules.d/71-flashline-group.rules"));
     }
 
     #[test]

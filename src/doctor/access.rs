@@ -7,6 +7,10 @@ use super::{Code, Finding, Severity, SystemView, UsbDevice, User, REAPPLY_RULES}
 use crate::device::quirks::UsbId;
 use crate::platform::Ownership;
 
+/// flashline's rules with `uaccess` swapped for the `plugdev` group, in a file of their
+/// own (so `70-flashline.rules` stays as generated), and the user added to that group.
+const GROUP_RULES: &str = "flashline udev-rules | sed 's/TAG+=\"uaccess\"/GROUP=\"plugdev\", MODE=\"0660\"/' | sudo tee /etc/udev/rules.d/71-flashline-group.rules >/dev/null && sudo udevadm control --reload && sudo udevadm trigger && sudo usermod -aG plugdev $USER";
+
 /// `uaccess` gives a device to the user of the active session at a login seat, through an
 /// ACL. A user with no seat (logged in over SSH, or a system without logind's seats) gets
 /// nothing from it.
@@ -25,11 +29,10 @@ pub fn seat(view: &SystemView) -> Vec<Finding> {
                  a headless machine), so the rules' uaccess grants access to nobody",
                 seats.display()
             ),
-            fix: "on a headless bench, open the devices to a group instead: put \
-                  SUBSYSTEM==\"usb\", ATTR{idVendor}==\"VVVV\", GROUP=\"plugdev\", MODE=\"0660\" lines \
-                  in /etc/udev/rules.d/71-flashline-group.rules, run `sudo usermod -aG plugdev $USER`, \
-                  then log out and in"
-                .into(),
+            fix: format!(
+                "log in at this computer's own screen; on a headless bench, give the devices to a \
+                 group instead, then log out and in: {GROUP_RULES}"
+            ),
         }];
     }
     if active_seat_session(view, user.uid) {

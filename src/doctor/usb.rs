@@ -148,9 +148,9 @@ pub fn presence(
             code: Code::NoUsb,
             severity: Severity::Info,
             what: format!(
-                "this system shows no USB bus ({} does not exist): it is a container or a \
+                "this system shows no USB bus ({} cannot be read): it is a container or a \
                  virtual machine without USB, so no device can be seen here",
-                view.sys.join("bus/usb").display()
+                view.sys.join("bus/usb/devices").display()
             ),
             fix: "run flashline on the computer the device is plugged into, or pass USB through \
                   to this machine (a VM's USB passthrough; a container's `--device /dev/bus/usb`)"

@@ -22,3 +22,15 @@ pub fn driver_choice() -> Finding {
                 .into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_explanation_names_each_driver_and_where_to_change_it() {
+        let f = super::driver_choice();
+        for word in ["WinUSB", "QDLoader", "COM port", "05c6:9008", "Zadig"] {
+            assert!(f.what.contains(word), "{word} missing from {}", f.what);
+        }
+        assert!(f.fix.contains("Device Manager"));
+    }
+}
