@@ -3,7 +3,15 @@
 //! gives exactly its finding and fix; a healthy state gives none; and on this machine the
 //! command runs and exits 0.
 
+mod common;
+
 use std::process::Command;
+
+use common::bench::{image, Bench};
+use flashline::device::quirks::Quirks;
+use flashline::doctor::{self, Code, SystemView};
+use flashline::sim::fault::{Fault, FaultPlan};
+use flashline::sim::phone::{PhoneConfig, PhoneSim};
 
 /// `flashline doctor --json` runs on the real machine, exits 0 and prints findings; a
 /// machine without USB (a CI container) is told so rather than failing.
@@ -29,6 +37,80 @@ fn doctor_runs_on_this_machine() {
     if cfg!(target_os = "linux") && !std::path::Path::new("/sys/bus/usb").exists() {
         assert!(codes.contains(&"no-usb"), "{codes:?}");
     }
+}
+
+/// Jobs that `flashline flash` ran against virtual phones whose link drops once, at the
+/// byte offsets given (one phone per job), with the reports they wrote in one folder: the
+/// doctor's findings about them.
+fn disconnect_findings(drops_after: &[u64]) -> Vec<doctor::Finding> {
+    const KIB: usize = 1024;
+    let bench = Bench::new();
+    let pkg = bench.pack(
+        "doctor",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[
+            ("boot", &image(64 * KIB, 0, 0)),
+            ("system", &image(192 * KIB, 0, 64 * KIB)),
+        ],
+    );
+    for (n, after_bytes) in drops_after.iter().enumerate() {
+        let cfg = PhoneConfig {
+            partitions: vec![("boot".into(), 1 << 20), ("system".into(), 1 << 20)],
+            faults: FaultPlan {
+                faults: vec![Fault::Disconnect {
+                    after_bytes: *after_bytes,
+                }],
+            },
+            ..PhoneConfig::default()
+        };
+        let phone = PhoneSim::start(
+            "127.0.0.1:0".parse().unwrap(),
+            &bench.path(&format!("phone-{n}")),
+            cfg,
+        )
+        .unwrap();
+        let report = bench.path(&format!("system/reports/{n}.json"));
+        let out = bench.run(&[
+            "flash",
+            pkg.to_str().unwrap(),
+            "--trust",
+            bench.path("keys").to_str().unwrap(),
+            "--device",
+            &phone.device_address(),
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(5), "{out:?}");
+    }
+    let view = SystemView::under(&bench.path("system"), None);
+    doctor::diagnose(&view, &Quirks::builtin())
+        .into_iter()
+        .filter(|f| matches!(f.code, Code::DisconnectsVary | Code::DisconnectsSameStep))
+        .collect()
+}
+
+/// End to end: real job reports of a phone that drops while writing `system` each time
+/// (at different offsets) blame the device; drops in different images blame the link.
+#[test]
+fn disconnects_in_real_job_reports_are_classified() {
+    let same = disconnect_findings(&[64 * 1024 + 1000, 64 * 1024 + 90_000]);
+    assert_eq!(same.len(), 1, "{same:#?}");
+    assert_eq!(same[0].code, Code::DisconnectsSameStep);
+    assert!(
+        same[0].what.contains("FLSIM0001") && same[0].what.contains("each time writing system"),
+        "{}",
+        same[0].what
+    );
+    let vary = disconnect_findings(&[1000, 64 * 1024 + 1000]);
+    assert_eq!(vary.len(), 1, "{vary:#?}");
+    assert_eq!(vary[0].code, Code::DisconnectsVary);
+    assert!(
+        vary[0].what.contains("writing boot, writing system"),
+        "{}",
+        vary[0].what
+    );
 }
 
 #[cfg(target_os = "linux")]
