@@ -155,6 +155,10 @@ impl SystemView {
 }
 
 /// Runs every check against `view`, with the USB IDs and udev rules of `quirks`.
+///
+/// The system checks read Linux's sysfs, udev, logind and procfs; on Windows, where nothing
+/// of the kind can be read, the doctor explains the driver choice instead. The job reports
+/// are read everywhere.
 pub fn diagnose(view: &SystemView, quirks: &Quirks) -> Vec<Finding> {
     let mut findings = Vec::new();
     if cfg!(windows) {
