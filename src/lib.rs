@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod device;
+pub mod doctor;
 pub mod engine;
 #[cfg(feature = "gui")]
 pub mod gui;

@@ -99,6 +99,71 @@ pub fn same_file(a: &Metadata, b: &Metadata) -> Option<bool> {
     }
 }
 
+/// Owner, group and permission bits of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    /// Owning user id.
+    pub uid: u32,
+    /// Owning group id.
+    pub gid: u32,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u32,
+}
+
+/// Who owns a file and with which mode, where the platform has Unix ownership.
+pub fn ownership(meta: &Metadata) -> Option<Ownership> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(Ownership {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// This process's user id and every group it is in (the primary group first), where the
+/// platform has them.
+pub fn current_user() -> Option<(u32, Vec<u32>)> {
+    #[cfg(unix)]
+    {
+        let primary = nix::unistd::getegid().as_raw();
+        let mut gids = vec![primary];
+        for g in nix::unistd::getgroups().unwrap_or_default() {
+            if !gids.contains(&g.as_raw()) {
+                gids.push(g.as_raw());
+            }
+        }
+        Some((nix::unistd::geteuid().as_raw(), gids))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Whether this process may open `path` for reading and writing, by the kernel's own
+/// check (access(2)), which also honours ACLs such as the ones udev's `uaccess` grants;
+/// `None` where the platform has no such check.
+pub fn may_read_write(path: &Path) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        use nix::unistd::AccessFlags;
+        Some(nix::unistd::access(path, AccessFlags::R_OK | AccessFlags::W_OK).is_ok())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

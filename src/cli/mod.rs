@@ -4,6 +4,7 @@
 //! refused, 5 device error.
 
 pub(crate) mod demo;
+mod doctor;
 mod lp;
 mod multi;
 mod render;
@@ -170,6 +171,13 @@ enum Command {
     },
     /// Print udev rules that give the logged-in user access to known devices.
     UdevRules,
+    /// Find why a device is not seen (udev rules, seat, groups, ModemManager, drivers,
+    /// permissions, repeated disconnects), each finding with its fix.
+    Doctor {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -709,6 +717,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             print!("{}", Quirks::builtin().udev_rules());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor { json } => doctor::run(json),
     }
 }
 
