@@ -614,20 +614,32 @@ fn backup_and_restore_round_trip_byte_identically() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Even sealed (someone with the station key), the device's own partition table decides
-    // where each partition lives.
+    // where each partition lives: a restore follows labels, so the edited range is never
+    // written (sector 0 keeps the partition table) and modemst1 lands where it is.
     reseal(&bench, &folder, &serde_json::to_vec(&edited).unwrap());
-    let out = bench.run(&[
-        "restore",
-        folder.to_str().unwrap(),
-        "--package",
-        pkg.to_str().unwrap(),
-        "--device",
-        sim.address(),
-        "--trust",
-        keys.to_str().unwrap(),
-    ]);
+    std::fs::write(&lun_file, &damaged).unwrap();
+    let out = restore(&bench, &folder, &pkg, sim.address());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&lun_file).unwrap() == original,
+        "restored by label, not to the edited range"
+    );
+    // A label whose partition has another size than the backup's bytes is refused.
+    edited = serde_json::from_str(&original_json).unwrap();
+    assert_eq!(edited["entries"][0]["label"], "modemst1");
+    edited["entries"][0]["label"] = serde_json::json!("fsc");
+    reseal(&bench, &folder, &serde_json::to_vec(&edited).unwrap());
+    let out = restore(&bench, &folder, &pkg, sim.address());
     assert_eq!(out.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("partition table puts it at"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the device's partition table makes it"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Another device's identity data never goes onto this one.
     edited = serde_json::from_str(&original_json).unwrap();
     edited["serial"] = serde_json::json!("SOMEONE-ELSE");
