@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use crate::protocol::diag::DownloadRequest;
-use crate::protocol::sahara::identity::{parse_pk_hash, same_pk_hash};
+use crate::protocol::sahara::identity::{chip_fits, parse_pk_hash};
 use crate::protocol::sahara::Hwid;
 
 /// The quirks file shipped with flashline.
@@ -148,17 +148,7 @@ impl Model {
     /// know must agree, and at least one must be known on both.
     pub fn matches_chip(&self, hwid: Option<Hwid>, pk_hash: Option<&str>) -> bool {
         let model_hwid = self.hwid.as_deref().and_then(Hwid::parse);
-        let hwid_match = model_hwid.zip(hwid).map(|(a, b)| a == b);
-        // Hashes of different algorithms (SHA-256 vs SHA-384) are a fact not known.
-        let pk_match = self
-            .pk_hash
-            .as_deref()
-            .zip(pk_hash)
-            .and_then(|(a, b)| same_pk_hash(a, b));
-        match (hwid_match, pk_match) {
-            (None, None) => false,
-            (a, b) => a.unwrap_or(true) && b.unwrap_or(true),
-        }
+        chip_fits(model_hwid, self.pk_hash.as_deref(), hwid, pk_hash) == Some(true)
     }
 
     /// Checks the values serde cannot: hardware id, key hash, DIAG request.

@@ -723,7 +723,7 @@ fn announce_step(
 
 /// Names a device in EDL that cannot say what it is by its chip: the quirks file's model
 /// with the same hardware id and OEM key hash, when exactly one has them.
-fn name_by_chip(device: &mut DeviceInfo, quirks: &Quirks, report: &mut super::Report) {
+pub(super) fn name_by_chip(device: &mut DeviceInfo, quirks: &Quirks, report: &mut super::Report) {
     let Some(chip) = &device.chip else {
         return;
     };

@@ -113,6 +113,24 @@ pub fn same_pk_hash(a: &str, b: &str) -> Option<bool> {
     (a.len() == b.len()).then(|| a == b)
 }
 
+/// Whether a chip that reported `hwid` and `pk_hash` is the one declared by `want_hwid`
+/// and `want_pk` (a package's programmer, a quirks model): `Some(false)` when a fact known
+/// on both sides differs, `Some(true)` when at least one agrees and none differs, `None`
+/// when no fact can be compared (see [`same_pk_hash`]).
+pub fn chip_fits(
+    want_hwid: Option<Hwid>,
+    want_pk: Option<&str>,
+    hwid: Option<Hwid>,
+    pk_hash: Option<&str>,
+) -> Option<bool> {
+    let hwid_match = want_hwid.zip(hwid).map(|(a, b)| a == b);
+    let pk_match = want_pk.zip(pk_hash).and_then(|(a, b)| same_pk_hash(a, b));
+    match (hwid_match, pk_match) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(true) && b.unwrap_or(true)),
+    }
+}
+
 /// What Sahara command mode told about the chip. Every field is optional: boot ROMs
 /// answer different subsets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
