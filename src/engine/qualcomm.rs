@@ -935,6 +935,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn the_programmer_must_fit_the_chip_and_the_chip_the_model() {
         let quirks = Quirks::builtin();
         let mf833v = quirks.model("MF833V");
