@@ -672,10 +672,23 @@ fn backup_and_restore_round_trip_byte_identically() {
     // A label whose partition has another size than the backup's bytes is refused.
     edited = serde_json::from_str(&original_json).unwrap();
     assert_eq!(edited["entries"][0]["label"], "modemst1");
+    // (modemst1's and fsc's labels swapped: each label once, neither of the right size)
+    let fsc = edited["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|e| e["label"] == "fsc")
+        .unwrap();
     edited["entries"][0]["label"] = serde_json::json!("fsc");
+    edited["entries"][fsc]["label"] = serde_json::json!("modemst1");
     reseal(&bench, &folder, &serde_json::to_vec(&edited).unwrap());
     let out = restore(&bench, &folder, &pkg, sim.address());
-    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("the device's partition table makes it"),
         "{}",
