@@ -99,6 +99,22 @@ pub fn same_file(a: &Metadata, b: &Metadata) -> Option<bool> {
     }
 }
 
+/// Whether users other than the owner may read the file, by its Unix mode bits. Windows
+/// has no mode bits: a file there gets the access list of the folder it is in (the user's
+/// profile for flashline's home), so this says `false`.
+pub fn others_may_read(meta: &Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o077 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
 /// Owner, group and permission bits of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ownership {

@@ -6,7 +6,9 @@
 #![cfg(feature = "gui")]
 #![cfg(unix)]
 
-use std::path::Path;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,11 @@ struct Bench {
 
 impl Bench {
     fn start(spec: BenchSpec) -> Self {
+        Self::start_with(spec, Vec::new())
+    }
+
+    /// The bench, with `extra` packages among the one-click ones (and so in the catalog).
+    fn start_with(spec: BenchSpec, extra: Vec<PathBuf>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bench = DemoBench::start(
             &dir.path().join("bench"),
@@ -50,6 +57,7 @@ impl Bench {
         .unwrap();
         let mut config = AppConfig::demo(&bench);
         config.bridge.scan_every = Duration::from_millis(100);
+        config.quick_packages.extend(extra);
         let harness = Harness::builder()
             .with_size([1400.0, 1400.0])
             .build_eframe(move |cc| FlashlineApp::new(cc, config).unwrap());
@@ -439,6 +447,75 @@ fn recover_offers_a_flat_build_that_fits_the_brick_not_the_open_phone_package() 
     });
     let finished = b.row("FLBRICK0001").job.clone().unwrap().finished.unwrap();
     assert_eq!(finished.outcome, Outcome::Success, "{:?}", finished.error);
+}
+
+/// A flat build for `product` whose programmer is signed for `hwid` (`[qualcomm] hwid`).
+fn signed_flat_build(
+    bench: &common::bench::Bench,
+    name: &str,
+    product: &str,
+    hwid: &str,
+) -> PathBuf {
+    let src = bench.path(&format!("src-{name}"));
+    common::edl::write_flat_build(&src, name, "3.0.0", product, "", "");
+    let manifest = src.join("manifest.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        text.trim_end().ends_with("[\"patch0.xml\"]"),
+        "[qualcomm] is the last table"
+    );
+    text.push_str(&format!("hwid = \"{hwid}\"\n"));
+    std::fs::write(&manifest, text).unwrap();
+    bench.pack_manifest(&src, &format!("{name}-3.0.0"))
+}
+
+#[test]
+fn recover_offers_the_flat_builds_signed_for_the_bricks_chip() {
+    let _one = exclusive();
+    let packer = common::bench::Bench::new();
+    // Signed for the brick's chip (the virtual one), for a board name no model has.
+    let by_chip = signed_flat_build(&packer, "oem-board", "OEM-BOARD-7", "0x0f1a5e0000000000");
+    // Names the brick's model but is signed for another chip: the job would refuse it.
+    let other_chip = signed_flat_build(&packer, "other-chip", "MF833V", "0x000960e10029003e");
+    let mut b = Bench::start_with(
+        BenchSpec {
+            phones: 1,
+            qualcomm: true,
+        },
+        vec![by_chip, other_chip],
+    );
+    b.wait("the phone and the brick", |s| {
+        identified("FLSIM0001")(s) && s.device("FLBRICK0001").is_some()
+    });
+    let phone = b.packages().phone.clone();
+    b.open(&phone);
+    b.harness
+        .get_by_role_and_label(Role::Button, "Recover…")
+        .click();
+    b.wait("the brick's chip and the catalog", |s| {
+        s.device("FLBRICK0001")
+            .is_some_and(|d| d.chip.as_ref().is_some_and(|c| c.hwid.is_some()))
+            && s.catalog.len() >= 3
+    });
+    assert_eq!(
+        b.row("FLBRICK0001")
+            .chip
+            .as_ref()
+            .unwrap()
+            .hwid
+            .unwrap()
+            .to_string(),
+        "0x0f1a5e0000000000"
+    );
+    // The preflight named it by its chip too (quirks file), though the package was refused.
+    assert_eq!(b.row("FLBRICK0001").model.as_deref(), Some("MF833V"));
+    b.harness.get_by_label("Packages made for this model:");
+    // By its chip, though it names another board; by its model, the demo build.
+    b.harness
+        .get_by_role_and_label(Role::Button, "Use oem-board 3.0.0");
+    b.harness
+        .get_by_role_and_label(Role::Button, "Use demo-zte-modem-stock 1.0.12");
+    assert!(b.harness.query_by_label("Use other-chip 3.0.0").is_none());
 }
 
 #[test]

@@ -260,6 +260,47 @@ fn a_9008_without_a_usb_serial_and_a_sahara_3_rom_is_identified_and_recovered() 
 }
 
 #[test]
+fn a_sha384_key_hash_is_not_compared_with_a_sha256_one_and_the_hwid_decides() {
+    use flashline::sim::edl::ChipProfile;
+    let bench = Bench::new();
+    let pkg = bench.pack_flat("stock", "1.0.12", "MF833V", "", "");
+    // A Sahara 3 ROM of the MF833V's chip that hashes its root key with SHA-384 (48 bytes,
+    // then 48 zero bytes); the quirks file holds a SHA-256 hash (32 bytes).
+    let cfg = EdlConfig {
+        chip: ChipProfile::sahara_v3(),
+        ..edl_config()
+    };
+    let sim = EdlSim::start(&bench.path("device"), cfg, Some(&bench.bench_dir())).unwrap();
+    let (out, report) = bench.job("recover", &pkg, Some(sim.address()), &[]);
+    assert!(
+        out.status.success(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_flashed(&bench.path("src-stock-1.0.12"), &sim.lun_path(0));
+    let chip = &report["device"]["chip"];
+    assert_eq!(chip["pk_hash"].as_str().unwrap().len(), 96, "{chip}");
+    // Named by its hardware id, the one fact both sides can compare.
+    assert_eq!(report["device"]["product"], "MF833V");
+    let check = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "chip")
+        .unwrap()
+        .clone();
+    assert_eq!(check["status"], "warn", "{check}");
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .contains("OEM key hash in the declared hash's algorithm"),
+        "{check}"
+    );
+    sim.stop();
+}
+
+#[test]
 fn a_programmer_for_another_chip_is_refused_before_upload() {
     let bench = Bench::new();
     let src = bench.path("src-other-chip");
@@ -614,20 +655,45 @@ fn backup_and_restore_round_trip_byte_identically() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Even sealed (someone with the station key), the device's own partition table decides
-    // where each partition lives.
+    // where each partition lives: a restore follows labels, so the edited range is never
+    // written (sector 0 keeps the partition table) and modemst1 lands where it is.
     reseal(&bench, &folder, &serde_json::to_vec(&edited).unwrap());
-    let out = bench.run(&[
-        "restore",
-        folder.to_str().unwrap(),
-        "--package",
-        pkg.to_str().unwrap(),
-        "--device",
-        sim.address(),
-        "--trust",
-        keys.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("partition table puts it at"));
+    std::fs::write(&lun_file, &damaged).unwrap();
+    let out = restore(&bench, &folder, &pkg, sim.address());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&lun_file).unwrap() == original,
+        "restored by label, not to the edited range"
+    );
+    // A label whose partition has another size than the backup's bytes is refused.
+    edited = serde_json::from_str(&original_json).unwrap();
+    assert_eq!(edited["entries"][0]["label"], "modemst1");
+    // (modemst1's and fsc's labels swapped: each label once, neither of the right size)
+    let fsc = edited["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|e| e["label"] == "fsc")
+        .unwrap();
+    edited["entries"][0]["label"] = serde_json::json!("fsc");
+    edited["entries"][fsc]["label"] = serde_json::json!("modemst1");
+    reseal(&bench, &folder, &serde_json::to_vec(&edited).unwrap());
+    let out = restore(&bench, &folder, &pkg, sim.address());
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the device's partition table makes it"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Another device's identity data never goes onto this one.
     edited = serde_json::from_str(&original_json).unwrap();
     edited["serial"] = serde_json::json!("SOMEONE-ELSE");

@@ -406,6 +406,7 @@ struct EdlArgs {
     /// Answer as shipped programmers do (may be repeated): no-digest, storage-info-nak,
     /// damaged-gpt, counter-offer, configure-logs-only, other-memory-name, nand.
     #[arg(long = "profile", value_name = "PROFILE")]
+    #[cfg(unix)]
     profiles: Vec<crate::sim::edl::Profile>,
     /// Appear as a USB device (05c6:9008, interface FF/FF/FF) through a USB gadget on this
     /// machine's device controller, instead of on a pseudo-terminal (Linux; needs configfs,

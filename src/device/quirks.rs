@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use crate::protocol::diag::DownloadRequest;
-use crate::protocol::sahara::identity::parse_pk_hash;
+use crate::protocol::sahara::identity::{chip_fits, parse_pk_hash};
 use crate::protocol::sahara::Hwid;
 
 /// The quirks file shipped with flashline.
@@ -148,20 +148,7 @@ impl Model {
     /// know must agree, and at least one must be known on both.
     pub fn matches_chip(&self, hwid: Option<Hwid>, pk_hash: Option<&str>) -> bool {
         let model_hwid = self.hwid.as_deref().and_then(Hwid::parse);
-        let model_pk = self
-            .pk_hash
-            .as_deref()
-            .and_then(parse_pk_hash)
-            .map(hex::encode);
-        let hwid_match = model_hwid.zip(hwid).map(|(a, b)| a == b);
-        let pk_match = model_pk
-            .as_deref()
-            .zip(pk_hash)
-            .map(|(a, b)| a.eq_ignore_ascii_case(b));
-        match (hwid_match, pk_match) {
-            (None, None) => false,
-            (a, b) => a.unwrap_or(true) && b.unwrap_or(true),
-        }
+        chip_fits(model_hwid, self.pk_hash.as_deref(), hwid, pk_hash) == Some(true)
     }
 
     /// Checks the values serde cannot: hardware id, key hash, DIAG request.
@@ -620,18 +607,21 @@ mod tests {
         assert_eq!(route.diag_request(), DownloadRequest::Dload);
         assert!(route.provenance.reports_only());
         assert!(route.provenance.to_string().contains("https://"));
-        // The simulator's chip names the model a brick is.
-        let models = q.models_for_chip(
-            Some(Hwid(crate::sim::edl::VIRTUAL_HWID)),
-            Some(&hex::encode(crate::sim::edl::virtual_pk_hash())),
-        );
-        assert_eq!(
-            models
-                .iter()
-                .map(|m| m.product.as_str())
-                .collect::<Vec<_>>(),
-            ["MF833V"]
-        );
+        // The simulator's chip names the model a brick is (the simulator is Unix-only).
+        #[cfg(unix)]
+        {
+            let models = q.models_for_chip(
+                Some(Hwid(crate::sim::edl::VIRTUAL_HWID)),
+                Some(&hex::encode(crate::sim::edl::virtual_pk_hash())),
+            );
+            assert_eq!(
+                models
+                    .iter()
+                    .map(|m| m.product.as_str())
+                    .collect::<Vec<_>>(),
+                ["MF833V"]
+            );
+        }
         assert!(q.models_for_chip(Some(Hwid(1)), None).is_empty());
         assert!(q.models_for_chip(None, None).is_empty());
     }

@@ -357,20 +357,23 @@ fn sealed_manifest(dir: &Path, key: &StationKey) -> Result<BackupManifest, Backu
     Ok(manifest)
 }
 
-/// Writes every entry of a checked backup back to the device and checks its digest.
+/// Writes every entry of a checked backup back to the device, each to its target in
+/// `targets` (one per entry, in order: where the device's partition table has the label
+/// now), and checks its digest.
 pub fn restore(
     dir: &Path,
     manifest: &BackupManifest,
+    targets: &[Target],
     driver: &mut dyn Driver,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<(), BackupError> {
-    for e in &manifest.entries {
+    for (e, target) in manifest.entries.iter().zip(targets) {
         let image = FileImage {
             path: dir.join(&e.file),
             len: e.len(),
             sha256: e.sha256.clone(),
         };
-        let target = e.target();
+        let target = target.clone();
         let device_err = |source| BackupError::Device {
             label: e.label.clone(),
             source,

@@ -279,6 +279,10 @@ fn fastboot(
     let mut driver = open_device(req)?;
     let mut device = driver.identify().map_err(device_err)?;
     if let Some(check) = fastboot_package_on(&device) {
+        // Named by its chip all the same, so the GUI can offer the build that fits it.
+        if device.mode == crate::device::Mode::Edl && device.product.is_none() {
+            super::qualcomm::name_by_chip(&mut device, &req.quirks, report);
+        }
         let message = format!("refused before writing anything: {}", check.message);
         report.device = Some(device.clone());
         report.preflight = vec![check.clone()];

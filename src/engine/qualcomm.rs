@@ -22,7 +22,7 @@ use crate::package::qualcomm::expr::{EvalError, Expr, ExprContext};
 use crate::package::qualcomm::QualcommPlan;
 use crate::package::VerifiedPackage;
 use crate::protocol::diag;
-use crate::protocol::sahara::identity::parse_pk_hash;
+use crate::protocol::sahara::identity::{parse_pk_hash, same_pk_hash};
 use crate::protocol::sahara::{ChipIdentity, Hwid};
 use crate::transport::serial::SerialTransport;
 
@@ -723,7 +723,7 @@ fn announce_step(
 
 /// Names a device in EDL that cannot say what it is by its chip: the quirks file's model
 /// with the same hardware id and OEM key hash, when exactly one has them.
-fn name_by_chip(device: &mut DeviceInfo, quirks: &Quirks, report: &mut super::Report) {
+pub(super) fn name_by_chip(device: &mut DeviceInfo, quirks: &Quirks, report: &mut super::Report) {
     let Some(chip) = &device.chip else {
         return;
     };
@@ -786,11 +786,13 @@ fn programmer_fits(
         }
         if let Some(want) = want_pk.and_then(parse_pk_hash).map(hex::encode) {
             required.push(format!("PK hash {}…", &want[..16]));
-            match &pk_hash {
-                Some(actual) if !actual.eq_ignore_ascii_case(&want) => mismatches.push(format!(
+            match pk_hash.as_deref().map(|a| (a, same_pk_hash(&want, a))) {
+                Some((actual, Some(false))) => mismatches.push(format!(
                     "{whose} OEM key hash {want}, but the device reports {actual}"
                 )),
-                Some(_) => {}
+                Some((_, Some(true))) => {}
+                // SHA-256 against SHA-384: no byte of one says anything about the other.
+                Some((_, None)) => unknown.push("OEM key hash in the declared hash's algorithm"),
                 None => unknown.push("OEM key hash"),
             }
         }
@@ -933,6 +935,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn the_programmer_must_fit_the_chip_and_the_chip_the_model() {
         let quirks = Quirks::builtin();
         let mf833v = quirks.model("MF833V");
@@ -963,5 +966,22 @@ mod tests {
         assert_eq!(check.status, crate::engine::Status::Warn);
         assert_eq!(check.actual, "not reported");
         assert_eq!(check.required, "HWID 0x000960e10029003e");
+        // A Sahara 3 chip with a SHA-384 key hash against the model's SHA-256 one: not
+        // comparable, so the hardware id decides and the hash is a warning, not a refusal.
+        let mut sha384 = vec![0x5a; 48];
+        sha384.resize(96, 0);
+        let v3 = ChipIdentity {
+            pk_hash: Some(hex::encode(&sha384[..48])),
+            ..chip(Some(crate::sim::edl::VIRTUAL_HWID))
+        };
+        let check = programmer_fits(&plan(None), mf833v, Some(&v3)).unwrap();
+        assert_eq!(
+            check.status,
+            crate::engine::Status::Warn,
+            "{}",
+            check.message
+        );
+        assert!(check.message.contains("in the declared hash's algorithm"));
+        assert!(quirks.models_for_chip(v3.hwid, v3.pk_hash.as_deref()).len() == 1);
     }
 }

@@ -9,7 +9,7 @@ use super::job::{verify_package, Stop};
 use super::preflight::{self, Status};
 use super::qualcomm::{start_programmer, station_key, switch_to_download};
 use super::{JobRequest, Outcome};
-use crate::device::{Driver, Mode};
+use crate::device::{Driver, Mode, Target};
 use crate::package::VerifiedPackage;
 
 /// Opens the device, switches a modem to download mode and starts the programmer.
@@ -111,14 +111,17 @@ pub fn restore_device(req: &JobRequest, dir: &Path) -> Result<BackupManifest, St
         )),
         None => restorable(&manifest, &device),
     };
-    if let Err(why) = checked {
-        let _ = driver.reboot();
-        return Err((
-            Outcome::PreflightRefused,
-            format!("refused before writing anything: {why}"),
-        ));
-    }
-    let result = backup::restore(dir, &manifest, driver.as_mut(), &mut |_, _| {})
+    let targets = match checked {
+        Ok(targets) => targets,
+        Err(why) => {
+            let _ = driver.reboot();
+            return Err((
+                Outcome::PreflightRefused,
+                format!("refused before writing anything: {why}"),
+            ));
+        }
+    };
+    let result = backup::restore(dir, &manifest, &targets, driver.as_mut(), &mut |_, _| {})
         .map_err(|e| (Outcome::DeviceError, e.to_string()));
     let _ = driver.reboot();
     result.map(|()| manifest)
@@ -149,10 +152,15 @@ fn identity_labels(
     labels
 }
 
-/// A backup goes back only to the device it came from, and only to the partitions the
-/// device's own partition table names: the seal shows the backup was made here, not that
-/// its ranges still fit this device.
-fn restorable(manifest: &BackupManifest, device: &crate::device::DeviceInfo) -> Result<(), String> {
+/// A backup goes back only to the device it came from, and each entry to the range the
+/// device's partition table gives its label now (read at restore time): a package flashed
+/// since may have moved the partition, and the label, not the old range, says where the
+/// bytes belong. The seal shows the backup was made here; a label whose partition changed
+/// size is refused, since its bytes would no longer fill it exactly.
+fn restorable(
+    manifest: &BackupManifest,
+    device: &crate::device::DeviceInfo,
+) -> Result<Vec<Target>, String> {
     match (&manifest.serial, &device.serial) {
         (Some(theirs), Some(ours)) if theirs == ours => {}
         (Some(theirs), Some(ours)) => {
@@ -172,15 +180,32 @@ fn restorable(manifest: &BackupManifest, device: &crate::device::DeviceInfo) -> 
     if let Some(label) = missing.first() {
         return Err(format!("the device has no partition {label:?}"));
     }
-    for (entry, w) in manifest.entries.iter().zip(&wanted) {
-        if entry.target() != w.target {
+    let mut targets = Vec::new();
+    for (entry, w) in manifest.entries.iter().zip(wanted) {
+        let now_len = match &w.target {
+            Target::Sectors {
+                count, sector_size, ..
+            } => count.saturating_mul(u64::from(*sector_size)),
+            Target::Partition { .. } => 0,
+        };
+        if now_len != entry.len() {
             return Err(format!(
-                "{}: the backup names {} but the device's partition table puts it at {}",
+                "{}: the backup holds {} bytes ({}) but the device's partition table makes it {} now",
                 entry.label,
+                entry.len(),
                 entry.target(),
                 w.target
             ));
         }
+        if w.target != entry.target() {
+            tracing::info!(
+                "{}: backed up at {}, restored to {} where the device's partition table has it now",
+                entry.label,
+                entry.target(),
+                w.target
+            );
+        }
+        targets.push(w.target);
     }
-    Ok(())
+    Ok(targets)
 }

@@ -105,14 +105,10 @@ impl StationKey {
         if !meta.is_file() {
             return Err(bad("not a regular file (a symbolic link is not followed)"));
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.permissions().mode() & 0o077 != 0 {
-                return Err(bad(
-                    "other users may read it; make it private (chmod 600) before using it",
-                ));
-            }
+        if crate::platform::others_may_read(&meta) {
+            return Err(bad(
+                "other users may read it; make it private (chmod 600) before using it",
+            ));
         }
         let text = read_small(path).map_err(|source| StationError::Io {
             path: path.to_owned(),

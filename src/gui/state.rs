@@ -240,6 +240,8 @@ pub struct DeviceRow {
     pub is_virtual: bool,
     /// Model or product.
     pub model: Option<String>,
+    /// What its boot ROM said about its chip in EDL (Sahara command mode), if it was asked.
+    pub chip: Option<crate::protocol::sahara::ChipIdentity>,
     /// Serial number.
     pub serial: Option<String>,
     /// Firmware version as reported.
@@ -678,6 +680,7 @@ impl AppState {
             self.devices.push(DeviceRow {
                 key: key.clone(),
                 model: f.product.clone().or(f.known_as.clone()),
+                chip: None,
                 address: f.address,
                 mode: f.mode,
                 is_virtual: f.is_virtual,
@@ -1148,22 +1151,33 @@ impl AppState {
         let mut candidates = self.catalog.clone();
         if let PackageState::Ready(card) = &self.package {
             if !candidates.iter().any(|e| e.path == card.path) {
+                // Not listed yet: what its card says (it declares no chip to compare).
                 candidates.push(CatalogEntry {
                     path: card.path.clone(),
                     name: card.name.clone(),
                     version: card.version.clone(),
                     targets: card.targets.clone(),
                     qualcomm: card.qualcomm,
+                    hwid: None,
+                    pk_hash: None,
                 });
             }
         }
-        Some(super::catalog::offer(&candidates, d.mode, model))
+        Some(super::catalog::offer(
+            &candidates,
+            d.mode,
+            model,
+            d.chip.as_ref(),
+        ))
     }
 }
 
 fn fill(row: &mut DeviceRow, info: &DeviceInfo) {
     if info.product.is_some() {
         row.model = info.product.clone();
+    }
+    if info.chip.is_some() {
+        row.chip = info.chip.clone();
     }
     if info.serial.is_some() {
         row.serial = info.serial.clone();

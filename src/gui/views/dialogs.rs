@@ -159,7 +159,10 @@ fn wizard(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
                             card.targets.join(", ")
                         ));
                     }
-                    Some(card) if !card.qualcomm && matches!(d.mode, Mode::Edl | Mode::Modem) => {
+                    Some(card)
+                        if !card.qualcomm
+                            && matches!(d.mode, Mode::Edl | Mode::Diag | Mode::Modem) =>
+                    {
                         ui.colored_label(
                             ui.visuals().warn_fg_color,
                             format!(

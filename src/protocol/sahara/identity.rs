@@ -101,6 +101,36 @@ pub fn parse_pk_hash(text: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// Whether two OEM key hashes (hex, as [`parse_pk_hash`] takes them) name the same key.
+///
+/// Both are trimmed of padding and repetition first. The length that is left is the
+/// algorithm: 32 bytes SHA-256, 48 bytes SHA-384 (newer chips). Hashes of different
+/// algorithms share no bytes, so neither a prefix nor a padded comparison says anything:
+/// `None`, "cannot be compared", which callers treat as a fact not reported. `Some(false)`
+/// only for two hashes of one algorithm that differ.
+pub fn same_pk_hash(a: &str, b: &str) -> Option<bool> {
+    let (a, b) = (parse_pk_hash(a)?, parse_pk_hash(b)?);
+    (a.len() == b.len()).then(|| a == b)
+}
+
+/// Whether a chip that reported `hwid` and `pk_hash` is the one declared by `want_hwid`
+/// and `want_pk` (a package's programmer, a quirks model): `Some(false)` when a fact known
+/// on both sides differs, `Some(true)` when at least one agrees and none differs, `None`
+/// when no fact can be compared (see [`same_pk_hash`]).
+pub fn chip_fits(
+    want_hwid: Option<Hwid>,
+    want_pk: Option<&str>,
+    hwid: Option<Hwid>,
+    pk_hash: Option<&str>,
+) -> Option<bool> {
+    let hwid_match = want_hwid.zip(hwid).map(|(a, b)| a == b);
+    let pk_match = want_pk.zip(pk_hash).and_then(|(a, b)| same_pk_hash(a, b));
+    match (hwid_match, pk_match) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(true) && b.unwrap_or(true)),
+    }
+}
+
 /// What Sahara command mode told about the chip. Every field is optional: boot ROMs
 /// answer different subsets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -347,6 +377,25 @@ mod tests {
         answer[42..44].copy_from_slice(&0x0002u16.to_le_bytes());
         assert_eq!(parse_chip_id_v3(&answer), Some(Hwid(0x0019_80E1_0051_0002)));
         assert_eq!(parse_chip_id_v3(&answer[..40]), None);
+    }
+
+    #[test]
+    fn pk_hashes_compare_within_one_algorithm_only() {
+        let sha256 = hex::encode([0x11; 32]);
+        let mut padded = vec![0x11; 32];
+        padded.resize(64, 0);
+        assert_eq!(same_pk_hash(&sha256, &hex::encode(&padded)), Some(true));
+        assert_eq!(same_pk_hash(&sha256, &hex::encode([0x22; 32])), Some(false));
+        // A SHA-384 hash (48 bytes, padded to 96 as Sahara 3 sends it) whose first 32
+        // bytes are the SHA-256 hash is still another algorithm's value: not comparable.
+        let mut sha384 = vec![0x11; 48];
+        sha384.resize(96, 0);
+        assert_eq!(same_pk_hash(&sha256, &hex::encode(&sha384)), None);
+        assert_eq!(
+            same_pk_hash(&hex::encode(&sha384), &hex::encode([0x11; 48])),
+            Some(true)
+        );
+        assert_eq!(same_pk_hash(&sha256, "zz"), None);
     }
 
     #[test]

@@ -68,6 +68,17 @@ impl ChipProfile {
         }
     }
 
+    /// The virtual chip of another OEM's product (OEM id 1, its own root key), which no
+    /// quirks entry names: a device that must be flashed by what its package says, not
+    /// recognised as the MF833V the default chip stands for.
+    pub fn unlisted() -> ChipProfile {
+        ChipProfile {
+            hwid: Some(VIRTUAL_HWID | 0x0001_0000),
+            pk_hash: Sha256::digest("another virtual OEM root key").to_vec(),
+            ..ChipProfile::default()
+        }
+    }
+
     /// The 4-byte chip serial a device with USB serial `usb_serial` has by default.
     pub fn derived_serial(usb_serial: &str) -> u32 {
         let digest = Sha256::digest(format!("serial {usb_serial}"));
