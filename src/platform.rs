@@ -9,7 +9,8 @@
 //! whichever machine runs the tests; the `*_here` wrappers apply the rule of the platform
 //! flashline was built for.
 
-use std::fs::Metadata;
+use std::fs::{DirBuilder, File, Metadata, OpenOptions};
+use std::io;
 use std::path::Path;
 
 /// The operating systems whose conventions differ here.
@@ -162,6 +163,104 @@ pub fn may_read_write(path: &Path) -> Option<bool> {
         let _ = path;
         None
     }
+}
+
+/// Makes the folders `builder` creates private to this user.
+///
+/// Unix: mode 0700. Windows has no mode bits: a folder created under the user's profile
+/// (where flashline's home is) inherits the profile's ACL, which admits only that user,
+/// SYSTEM and Administrators, so nothing is set here.
+pub fn private_dir_mode(builder: &mut DirBuilder) -> &mut DirBuilder {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+}
+
+/// Open options for flashline's private files: never follow a symbolic link at the path
+/// itself, never wait on a FIFO, create owner-only.
+///
+/// Unix: `O_NOFOLLOW | O_NONBLOCK` (non-blocking changes nothing for regular files) and
+/// mode 0600. Windows: `FILE_FLAG_OPEN_REPARSE_POINT`, so a symbolic link or junction at
+/// the path is opened itself, not its target, and the caller's regular-file check refuses
+/// it; Windows has no FIFOs in the file system (named pipes live under `\\.\pipe\`), and a
+/// file created under the user's profile is private by ACL inheritance.
+pub fn private_open_options() -> OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
+    options
+}
+
+/// Opens `path` read-only without waiting for a writer, then makes reads blocking again.
+///
+/// Unix: a FIFO (or a device) put where a file was expected would stall a plain `open()`
+/// until someone writes; `O_NONBLOCK` returns at once and the caller refuses anything that
+/// is not a regular file. Windows: the file is opened sharing reads only, so no other
+/// process writes it while flashline reads it; nothing there blocks in `open()`, because
+/// named pipes are not in the file system (the caller checks for a regular file first).
+pub fn open_read_only_no_wait(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_SHARE_READ: u32 = 0x1;
+        options.share_mode(FILE_SHARE_READ);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    }
+    Ok(file)
+}
+
+/// Makes `path` a symbolic link to `original` (tests of the link checks).
+///
+/// Windows distinguishes file and folder links, and creating one needs Developer Mode or
+/// the symbolic-link privilege.
+#[cfg(test)]
+pub(crate) fn symlink(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+    let (original, link) = (original.as_ref(), link.as_ref());
+    #[cfg(unix)]
+    return std::os::unix::fs::symlink(original, link);
+    #[cfg(windows)]
+    return if original.is_dir() {
+        std::os::windows::fs::symlink_dir(original, link)
+    } else {
+        std::os::windows::fs::symlink_file(original, link)
+    };
+}
+
+/// Sets the Unix permission bits of `path` (tests of the mode checks).
+#[cfg(all(test, unix))]
+pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]

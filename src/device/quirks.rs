@@ -620,7 +620,13 @@ mod tests {
         assert_eq!(route.diag_request(), DownloadRequest::Dload);
         assert!(route.provenance.reports_only());
         assert!(route.provenance.to_string().contains("https://"));
-        // The simulator's chip names the model a brick is.
+    }
+
+    /// The EDL simulator is built on Unix only (it needs pseudo-terminals).
+    #[cfg(unix)]
+    #[test]
+    fn the_simulators_chip_names_the_model_a_brick_is() {
+        let q = Quirks::builtin();
         let models = q.models_for_chip(
             Some(Hwid(crate::sim::edl::VIRTUAL_HWID)),
             Some(&hex::encode(crate::sim::edl::virtual_pk_hash())),

@@ -105,14 +105,12 @@ impl StationKey {
         if !meta.is_file() {
             return Err(bad("not a regular file (a symbolic link is not followed)"));
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.permissions().mode() & 0o077 != 0 {
-                return Err(bad(
-                    "other users may read it; make it private (chmod 600) before using it",
-                ));
-            }
+        // Where files have no Unix mode (Windows), the key is private by the ACL it inherits
+        // from the user's profile folder, in which flashline's home is.
+        if crate::platform::ownership(&meta).is_some_and(|o| o.mode & 0o077 != 0) {
+            return Err(bad(
+                "other users may read it; make it private (chmod 600) before using it",
+            ));
         }
         let text = read_small(path).map_err(|source| StationError::Io {
             path: path.to_owned(),
@@ -195,11 +193,8 @@ mod tests {
         let a = StationKey::open_or_create(&path).unwrap();
         let b = StationKey::open_or_create(&path).unwrap();
         assert_eq!(a.id(), b.id());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+        if let Some(owner) = crate::platform::ownership(&std::fs::metadata(&path).unwrap()) {
+            assert_eq!(owner.mode & 0o777, 0o600);
         }
         let seal = a.seal(b"manifest");
         b.check(b"manifest", seal.as_bytes()).unwrap();
@@ -214,15 +209,14 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_readable_or_linked_key_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().unwrap();
         let path = home.path().join(FILE);
         StationKey::open_or_create(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        crate::platform::set_mode(&path, 0o644).unwrap();
         let err = StationKey::open_or_create(&path).unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
         let link = home.path().join("link.key");
-        std::os::unix::fs::symlink(&path, &link).unwrap();
+        crate::platform::symlink(&path, &link).unwrap();
         assert!(StationKey::open_or_create(&link).is_err());
     }
 }
