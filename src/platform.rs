@@ -3,7 +3,9 @@
 //! Everything outside this module (and outside the simulators in [`crate::sim`], whose
 //! serial devices need pseudo-terminals and are built on Unix only) is the same code on
 //! Linux, macOS and Windows. A test (`tests/portability.rs`) keeps it that way: no other
-//! module names `std::os::unix`, `nix` or `libc`.
+//! module names `std::os::unix`, `nix` or `libc`. Where a Unix security measure (owner-only
+//! modes, `O_NOFOLLOW`, refusing FIFOs, the root warning) has no Windows counterpart, the
+//! function here says what Windows does instead.
 //!
 //! The facts are pure functions of an [`Os`] so that every platform's rule is tested on
 //! whichever machine runs the tests; the `*_here` wrappers apply the rule of the platform
@@ -179,6 +181,33 @@ pub fn private_dir_mode(builder: &mut DirBuilder) -> &mut DirBuilder {
     builder
 }
 
+/// Sets the Unix permission bits of the file `options` creates.
+///
+/// Windows has no mode bits: a new file inherits the ACL of its folder, so a secret file is
+/// as private as the folder it is put in (the user's profile admits only that user, SYSTEM
+/// and Administrators); nothing is set here.
+pub fn create_mode(options: &mut OpenOptions, mode: u32) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    options
+}
+
+/// One positional read (`pread` on Unix, `seek_read` on Windows): the offset is part of
+/// the call, so several readers can share one handle. (`seek_read` also moves the handle's
+/// cursor; nothing in flashline reads from the cursor.) May return fewer bytes than asked, 0 at end of
+/// file, or `Interrupted`.
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_at(file, buf, offset);
+    #[cfg(windows)]
+    return std::os::windows::fs::FileExt::seek_read(file, buf, offset);
+}
+
 /// Open options for flashline's private files: never follow a symbolic link at the path
 /// itself, never wait on a FIFO, create owner-only.
 ///
@@ -188,14 +217,12 @@ pub fn private_dir_mode(builder: &mut DirBuilder) -> &mut DirBuilder {
 /// it; Windows has no FIFOs in the file system (named pipes live under `\\.\pipe\`), and a
 /// file created under the user's profile is private by ACL inheritance.
 pub fn private_open_options() -> OpenOptions {
-    #[allow(unused_mut)]
     let mut options = OpenOptions::new();
+    create_mode(&mut options, 0o600);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
+        options.custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
     }
     #[cfg(windows)]
     {
