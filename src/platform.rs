@@ -133,11 +133,17 @@ pub fn ownership(meta: &Metadata) -> Option<Ownership> {
 
 /// This process's user id and every group it is in (the primary group first), where the
 /// platform has them.
+///
+/// macOS gives the primary group only: group membership there lives in opendirectoryd, not
+/// in getgroups(2) (nix leaves that call out on Apple systems), and macOS grants access to
+/// USB devices without group membership, so no check needs the rest.
 pub fn current_user() -> Option<(u32, Vec<u32>)> {
     #[cfg(unix)]
     {
         let primary = nix::unistd::getegid().as_raw();
+        #[cfg_attr(target_os = "macos", allow(unused_mut))]
         let mut gids = vec![primary];
+        #[cfg(not(target_os = "macos"))]
         for g in nix::unistd::getgroups().unwrap_or_default() {
             if !gids.contains(&g.as_raw()) {
                 gids.push(g.as_raw());
