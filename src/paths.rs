@@ -59,21 +59,19 @@ pub fn root_warning(euid: u32, home: &Path, home_owner: Option<u32>) -> Option<S
 }
 
 /// [`root_warning`] for this process and flashline's [`home`].
-#[cfg(unix)]
+///
+/// Only where files have Unix owners: on Windows an elevated run writes into the user's
+/// profile with the profile's inherited ACL, which keeps the files usable by that user, so
+/// there is nothing to warn about.
 pub fn root_warning_here() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
+    let (euid, _) = crate::platform::current_user()?;
     let home = home();
     let owner = home
         .ancestors()
         .find_map(|dir| std::fs::metadata(dir).ok())
-        .map(|m| m.uid());
-    root_warning(nix::unistd::geteuid().as_raw(), &home, owner)
-}
-
-/// Elsewhere, files belong to whoever runs flashline: nothing to warn about.
-#[cfg(not(unix))]
-pub fn root_warning_here() -> Option<String> {
-    None
+        .and_then(|meta| crate::platform::ownership(&meta))
+        .map(|o| o.uid);
+    root_warning(euid, &home, owner)
 }
 
 #[cfg(test)]

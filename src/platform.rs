@@ -3,13 +3,16 @@
 //! Everything outside this module (and outside the simulators in [`crate::sim`], whose
 //! serial devices need pseudo-terminals and are built on Unix only) is the same code on
 //! Linux, macOS and Windows. A test (`tests/portability.rs`) keeps it that way: no other
-//! module names `std::os::unix`, `nix` or `libc`.
+//! module names `std::os::unix`, `nix` or `libc`. Where a Unix security measure (owner-only
+//! modes, `O_NOFOLLOW`, refusing FIFOs, the root warning) has no Windows counterpart, the
+//! function here says what Windows does instead.
 //!
 //! The facts are pure functions of an [`Os`] so that every platform's rule is tested on
 //! whichever machine runs the tests; the `*_here` wrappers apply the rule of the platform
 //! flashline was built for.
 
-use std::fs::Metadata;
+use std::fs::{DirBuilder, File, Metadata, OpenOptions};
+use std::io;
 use std::path::Path;
 
 /// The operating systems whose conventions differ here.
@@ -146,11 +149,17 @@ pub fn ownership(meta: &Metadata) -> Option<Ownership> {
 
 /// This process's user id and every group it is in (the primary group first), where the
 /// platform has them.
+///
+/// macOS gives the primary group only: group membership there lives in opendirectoryd, not
+/// in getgroups(2) (nix leaves that call out on Apple systems), and macOS grants access to
+/// USB devices without group membership, so no check needs the rest.
 pub fn current_user() -> Option<(u32, Vec<u32>)> {
     #[cfg(unix)]
     {
         let primary = nix::unistd::getegid().as_raw();
+        #[cfg_attr(target_os = "macos", allow(unused_mut))]
         let mut gids = vec![primary];
+        #[cfg(not(target_os = "macos"))]
         for g in nix::unistd::getgroups().unwrap_or_default() {
             if !gids.contains(&g.as_raw()) {
                 gids.push(g.as_raw());
@@ -178,6 +187,129 @@ pub fn may_read_write(path: &Path) -> Option<bool> {
         let _ = path;
         None
     }
+}
+
+/// Makes the folders `builder` creates private to this user.
+///
+/// Unix: mode 0700. Windows has no mode bits: a folder created under the user's profile
+/// (where flashline's home is) inherits the profile's ACL, which admits only that user,
+/// SYSTEM and Administrators, so nothing is set here.
+pub fn private_dir_mode(builder: &mut DirBuilder) -> &mut DirBuilder {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+}
+
+/// Sets the Unix permission bits of the file `options` creates.
+///
+/// Windows has no mode bits: a new file inherits the ACL of its folder, so a secret file is
+/// as private as the folder it is put in (the user's profile admits only that user, SYSTEM
+/// and Administrators); nothing is set here.
+pub fn create_mode(options: &mut OpenOptions, mode: u32) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    options
+}
+
+/// One positional read (`pread` on Unix, `seek_read` on Windows): the offset is part of
+/// the call, so several readers can share one handle. (`seek_read` also moves the handle's
+/// cursor; nothing in flashline reads from the cursor.) May return fewer bytes than asked, 0 at end of
+/// file, or `Interrupted`.
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_at(file, buf, offset);
+    #[cfg(windows)]
+    return std::os::windows::fs::FileExt::seek_read(file, buf, offset);
+}
+
+/// Open options for flashline's private files: never follow a symbolic link at the path
+/// itself, never wait on a FIFO, create owner-only.
+///
+/// Unix: `O_NOFOLLOW | O_NONBLOCK` (non-blocking changes nothing for regular files) and
+/// mode 0600. Windows: `FILE_FLAG_OPEN_REPARSE_POINT`, so a symbolic link or junction at
+/// the path is opened itself, not its target, and the caller's regular-file check refuses
+/// it; Windows has no FIFOs in the file system (named pipes live under `\\.\pipe\`), and a
+/// file created under the user's profile is private by ACL inheritance.
+pub fn private_open_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    create_mode(&mut options, 0o600);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
+    options
+}
+
+/// Opens `path` read-only without waiting for a writer, then makes reads blocking again.
+///
+/// Unix: a FIFO (or a device) put where a file was expected would stall a plain `open()`
+/// until someone writes; `O_NONBLOCK` returns at once and the caller refuses anything that
+/// is not a regular file. Windows: the file is opened sharing reads only, so no other
+/// process writes it while flashline reads it; nothing there blocks in `open()`, because
+/// named pipes are not in the file system (the caller checks for a regular file first).
+pub fn open_read_only_no_wait(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_SHARE_READ: u32 = 0x1;
+        options.share_mode(FILE_SHARE_READ);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    }
+    Ok(file)
+}
+
+/// Makes `path` a symbolic link to `original` (tests of the link checks).
+///
+/// Windows distinguishes file and folder links, and creating one needs Developer Mode or
+/// the symbolic-link privilege.
+#[cfg(test)]
+pub(crate) fn symlink(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+    let (original, link) = (original.as_ref(), link.as_ref());
+    #[cfg(unix)]
+    return std::os::unix::fs::symlink(original, link);
+    #[cfg(windows)]
+    return if original.is_dir() {
+        std::os::windows::fs::symlink_dir(original, link)
+    } else {
+        std::os::windows::fs::symlink_file(original, link)
+    };
+}
+
+/// Sets the Unix permission bits of `path` (tests of the mode checks).
+#[cfg(all(test, unix))]
+pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]

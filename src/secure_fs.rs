@@ -5,8 +5,8 @@
 //! a write elsewhere by planting a symbolic link where flashline is about to write (a link
 //! from `reports/` to `~/.bashrc`'s folder, say). So:
 //!
-//! - folders flashline creates are mode 0700, files 0600 (on unix; elsewhere the platform's
-//!   per-user profile folders already keep other users out);
+//! - folders flashline creates are mode 0700, files 0600 (on unix; on Windows they inherit
+//!   the user's profile ACL, which keeps other users out: see [`crate::platform`]);
 //! - a folder flashline writes into (its home, `reports/`, `backups/`, a backup folder …)
 //!   must be a real folder, not a symbolic link; the folders *above* it are not checked,
 //!   because dotfile managers commonly link `~/.config`;
@@ -21,15 +21,11 @@
 //! [`crate::state_file`] builds the shared, locked state files (history, journals, the
 //! record of trust roots) on these.
 
-use std::fs::{File, OpenOptions};
+use crate::platform;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Mode of the folders flashline creates.
-pub const DIR_MODE: u32 = 0o700;
-/// Mode of the files flashline creates.
-pub const FILE_MODE: u32 = 0o600;
 
 /// Why a folder or file was not used.
 fn refused(path: &Path, what: &str) -> io::Error {
@@ -55,14 +51,7 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
         Ok(meta) if meta.file_type().is_symlink() => Err(refused(dir, "a symbolic link")),
         Ok(_) => Err(refused(dir, "not a folder")),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                builder.mode(DIR_MODE);
-            }
-            builder.create(dir)?;
+            platform::private_dir_mode(std::fs::DirBuilder::new().recursive(true)).create(dir)?;
             // Check what is there now, whoever made it.
             match std::fs::symlink_metadata(dir) {
                 Ok(meta) if meta.is_dir() => Ok(()),
@@ -78,11 +67,7 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
 pub fn new_private_dir(root: &Path, stem: &str) -> io::Result<PathBuf> {
     private_dir(root)?;
     let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(DIR_MODE);
-    }
+    platform::private_dir_mode(&mut builder);
     for n in 1..=MAX_TRIES {
         let dir = root.join(numbered(stem, n, ""));
         match builder.create(&dir) {
@@ -105,19 +90,8 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 
 /// Open options that never follow a symbolic link at the path itself (`O_NOFOLLOW`), never
 /// wait on a FIFO (`O_NONBLOCK`, which changes nothing for regular files), and create with
-/// mode 0600.
-pub(crate) fn private_options() -> OpenOptions {
-    #[allow(unused_mut)]
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options
-            .mode(FILE_MODE)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
-    }
-    options
-}
+/// mode 0600; what Windows does instead is in [`platform::private_open_options`].
+pub(crate) use platform::private_open_options as private_options;
 
 /// `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, in whatever folder `path` names.
 fn open_new(path: &Path) -> io::Result<File> {
@@ -223,14 +197,7 @@ fn all_taken(dir: &Path, stem: &str, ext: &str) -> io::Error {
 /// names itself under its home use [`replace_private`].
 pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = folder(path);
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(DIR_MODE);
-    }
-    builder.create(dir)?;
+    platform::private_dir_mode(std::fs::DirBuilder::new().recursive(true)).create(dir)?;
     swap_in(dir, path, bytes)
 }
 
@@ -290,13 +257,12 @@ fn folder(path: &Path) -> &Path {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::platform::symlink;
 
     fn mode(path: &Path) -> u32 {
-        std::fs::symlink_metadata(path)
+        platform::ownership(&std::fs::symlink_metadata(path).unwrap())
             .unwrap()
-            .permissions()
-            .mode()
+            .mode
             & 0o777
     }
 
@@ -329,18 +295,18 @@ mod tests {
         // A linked folder.
         let home = tmp.path().join("home");
         std::fs::create_dir(&home).unwrap();
-        std::os::unix::fs::symlink(&victim, home.join("reports")).unwrap();
+        symlink(&victim, home.join("reports")).unwrap();
         let err = write_unique(&home.join("reports"), "r", "json", b"x").unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         let err = new_private_dir(&home.join("reports"), "sub").unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         // Links above the folder written into are followed: ~/.config may be one.
         let config = tmp.path().join("config");
-        std::os::unix::fs::symlink(&victim, &config).unwrap();
+        symlink(&victim, &config).unwrap();
         write_unique(&config.join("flashline/reports"), "r", "json", b"x").unwrap();
         std::fs::remove_dir_all(victim.join("flashline")).unwrap();
         // A linked file.
-        std::os::unix::fs::symlink(victim.join("file"), home.join("r.json")).unwrap();
+        symlink(victim.join("file"), home.join("r.json")).unwrap();
         assert!(write_new(&home.join("r.json"), b"x").is_err());
         // Replacing swaps the link itself.
         replace(&home.join("r.json"), b"new").unwrap();

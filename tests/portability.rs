@@ -1,27 +1,17 @@
 //! flashline must build on Windows and macOS with no edits outside `src/platform.rs` and the
 //! simulators. No Windows or macOS toolchain runs in CI, so this test reads the source:
 //!
-//! * Unix-only APIs (`std::os::unix`, `nix`, `libc`) appear only in `src/platform.rs`, in
-//!   `src/sim/` (whose serial simulators are built on Unix only), and in the few package
-//!   files that read files by position or create private files and folders, each of which
-//!   carries its Windows (or non-Unix) counterpart beside the Unix code; and in unit-test
-//!   modules, gated to Unix.
+//! * Unix-only APIs (`std::os::unix`, `nix`, `libc`) appear only in `src/platform.rs`, next
+//!   to their Windows counterparts, and in `src/sim/` (whose serial simulators are built on
+//!   Unix only).
 //! * Code outside `src/sim/` that uses a Unix-only simulator (`sim::edl`, `sim::modem`,
 //!   `sim::bench`, `sim::gadget`) sits in an item gated with `cfg(unix)` or
 //!   `cfg(target_os = "linux")`.
 //!
-//! What this cannot prove is that the gated-out build type-checks; see README, "Platforms".
+//! This cannot prove that the Windows build type-checks: `.ci/windows-check` does that (see
+//! README, "Platforms").
 
 use std::path::{Path, PathBuf};
-
-/// Files that use a Unix API next to its Windows (or non-Unix) counterpart.
-const DUAL_GATED: &[(&str, &str)] = &[
-    ("src/package/reader.rs", "cfg(windows)"),
-    ("src/package/keys.rs", "cfg(not(unix))"),
-    ("src/package/verify.rs", "cfg(not(unix))"),
-    ("src/paths.rs", "cfg(not(unix))"),
-    ("src/secure_fs.rs", "cfg(not(unix))"),
-];
 
 const UNIX_APIS: &[&str] = &["std::os::unix", "nix::", "libc::", "use nix", "use libc"];
 const UNIX_SIMULATORS: &[&str] = &["sim::edl", "sim::modem", "sim::bench", "sim::gadget"];
@@ -106,27 +96,12 @@ fn gated_to_unix(lines: &[&str], at: usize) -> bool {
 fn unix_apis_stay_behind_the_platform_boundary() {
     let mut offenders = Vec::new();
     for (rel, text) in outside_the_boundary() {
-        let lines: Vec<&str> = text.lines().collect();
-        // A unit-test module is in no user's build: it may check Unix facts (file modes,
-        // links) in items gated to Unix.
-        let tests_from = lines
-            .windows(2)
-            .position(|w| w[0].trim() == "#[cfg(test)]" && w[1].starts_with("mod tests"))
-            .unwrap_or(lines.len());
-        let uses_unix = lines.iter().enumerate().any(|(n, l)| {
-            !l.trim_start().starts_with("//")
-                && UNIX_APIS.iter().any(|api| l.contains(api))
-                && !(n > tests_from && gated_to_unix(&lines, n))
-        });
-        if !uses_unix {
-            continue;
-        }
-        match DUAL_GATED.iter().find(|(file, _)| *file == rel) {
-            Some((_, counterpart)) => assert!(
-                text.contains(counterpart),
-                "{rel} uses a Unix API without its {counterpart} counterpart"
-            ),
-            None => offenders.push(rel),
+        let uses_unix = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .any(|l| UNIX_APIS.iter().any(|api| l.contains(api)));
+        if uses_unix {
+            offenders.push(rel);
         }
     }
     assert!(

@@ -405,6 +405,7 @@ struct EdlArgs {
     faults: Vec<Fault>,
     /// Answer as shipped programmers do (may be repeated): no-digest, storage-info-nak,
     /// damaged-gpt, counter-offer, configure-logs-only, other-memory-name, nand.
+    #[cfg(unix)]
     #[arg(long = "profile", value_name = "PROFILE")]
     #[cfg(unix)]
     profiles: Vec<crate::sim::edl::Profile>,

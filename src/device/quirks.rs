@@ -607,21 +607,24 @@ mod tests {
         assert_eq!(route.diag_request(), DownloadRequest::Dload);
         assert!(route.provenance.reports_only());
         assert!(route.provenance.to_string().contains("https://"));
-        // The simulator's chip names the model a brick is (the simulator is Unix-only).
-        #[cfg(unix)]
-        {
-            let models = q.models_for_chip(
-                Some(Hwid(crate::sim::edl::VIRTUAL_HWID)),
-                Some(&hex::encode(crate::sim::edl::virtual_pk_hash())),
-            );
-            assert_eq!(
-                models
-                    .iter()
-                    .map(|m| m.product.as_str())
-                    .collect::<Vec<_>>(),
-                ["MF833V"]
-            );
-        }
+    }
+
+    /// The EDL simulator is built on Unix only (it needs pseudo-terminals).
+    #[cfg(unix)]
+    #[test]
+    fn the_simulators_chip_names_the_model_a_brick_is() {
+        let q = Quirks::builtin();
+        let models = q.models_for_chip(
+            Some(Hwid(crate::sim::edl::VIRTUAL_HWID)),
+            Some(&hex::encode(crate::sim::edl::virtual_pk_hash())),
+        );
+        assert_eq!(
+            models
+                .iter()
+                .map(|m| m.product.as_str())
+                .collect::<Vec<_>>(),
+            ["MF833V"]
+        );
         assert!(q.models_for_chip(Some(Hwid(1)), None).is_empty());
         assert!(q.models_for_chip(None, None).is_empty());
     }

@@ -934,6 +934,8 @@ mod tests {
         }
     }
 
+    /// Uses the EDL simulator's chip, which is built on Unix only.
+    #[cfg(unix)]
     #[test]
     #[cfg(unix)]
     fn the_programmer_must_fit_the_chip_and_the_chip_the_model() {

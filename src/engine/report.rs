@@ -233,8 +233,12 @@ mod tests {
             .contains("\"device-error\""));
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            let mode = |p: &Path| {
+                crate::platform::ownership(&std::fs::metadata(p).unwrap())
+                    .unwrap()
+                    .mode
+                    & 0o777
+            };
             assert_eq!(mode(&dir), 0o700);
             assert_eq!(mode(&first), 0o600);
             assert_eq!(mode(&second), 0o600);

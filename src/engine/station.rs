@@ -191,11 +191,8 @@ mod tests {
         let a = StationKey::open_or_create(&path).unwrap();
         let b = StationKey::open_or_create(&path).unwrap();
         assert_eq!(a.id(), b.id());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+        if let Some(owner) = crate::platform::ownership(&std::fs::metadata(&path).unwrap()) {
+            assert_eq!(owner.mode & 0o777, 0o600);
         }
         let seal = a.seal(b"manifest");
         b.check(b"manifest", seal.as_bytes()).unwrap();
@@ -210,15 +207,14 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_readable_or_linked_key_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().unwrap();
         let path = home.path().join(FILE);
         StationKey::open_or_create(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        crate::platform::set_mode(&path, 0o644).unwrap();
         let err = StationKey::open_or_create(&path).unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
         let link = home.path().join("link.key");
-        std::os::unix::fs::symlink(&path, &link).unwrap();
+        crate::platform::symlink(&path, &link).unwrap();
         assert!(StationKey::open_or_create(&link).is_err());
     }
 }

@@ -207,7 +207,8 @@ pub struct GeneratedKey {
 /// Creates a new signing key named `name` as `out_dir/NAME.key` and `out_dir/NAME.pub`.
 ///
 /// Refuses to overwrite either file, so a release key can never be lost by mistake. The
-/// secret file is created with mode 0600 on unix. If writing the public file fails the new
+/// secret file is created with mode 0600 on unix (Windows: see
+/// [`crate::platform::create_mode`]). If writing the public file fails the new
 /// secret file is removed again so no half-made key pair remains.
 pub fn generate_key(name: &str, out_dir: &Path) -> Result<GeneratedKey, PackageError> {
     names::identifier("key name", name)?;
@@ -246,13 +247,7 @@ pub fn generate_key(name: &str, out_dir: &Path) -> Result<GeneratedKey, PackageE
 fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), PackageError> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
+    crate::platform::create_mode(&mut options, if private { 0o600 } else { 0o644 });
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             PackageError::KeyExists(path.to_owned())
@@ -334,14 +329,10 @@ mod tests {
             .verifying_key()
             .verify_strict(b"hello", &sig)
             .unwrap();
-        #[cfg(unix)]
+        if let Some(owner) =
+            crate::platform::ownership(&std::fs::metadata(&made.secret_path).unwrap())
         {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&made.secret_path)
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+            assert_eq!(owner.mode & 0o777, 0o600);
         }
     }
 

@@ -19,11 +19,7 @@ pub(crate) const BUFFER_LEN: usize = 1 << 20;
 /// One positional read; may return fewer bytes than asked, 0 at end of file.
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     loop {
-        #[cfg(unix)]
-        let result = std::os::unix::fs::FileExt::read_at(file, buf, offset);
-        #[cfg(windows)]
-        let result = std::os::windows::fs::FileExt::seek_read(file, buf, offset);
-        match result {
+        match crate::platform::read_at(file, buf, offset) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other,
         }

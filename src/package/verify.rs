@@ -5,7 +5,7 @@
 //! that its manifest is signed by a trusted key and that every image matched when checked.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
@@ -477,36 +477,12 @@ impl std::fmt::Debug for Package {
     }
 }
 
-/// Opens the package read-only; on Windows other processes may not write it while open.
-///
-/// On unix the open is non-blocking, so a FIFO (or a device) put where a package was
-/// expected cannot stall flashline in `open()` waiting for a writer; the caller then refuses
-/// anything that is not a regular file. Blocking mode is restored for the reads.
+/// Opens the package read-only, without waiting on a FIFO put where it was expected and
+/// without letting other processes write it meanwhile: see
+/// [`crate::platform::open_read_only_no_wait`]. The caller refuses anything that is not a
+/// regular file.
 fn open_read_only(path: &Path) -> Result<File, PackageError> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::OpenOptionsExt;
-        const FILE_SHARE_READ: u32 = 0x1;
-        options.share_mode(FILE_SHARE_READ);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(nix::libc::O_NONBLOCK);
-    }
-    let file = options.open(path).map_err(PackageError::io(path))?;
-    #[cfg(unix)]
-    {
-        use nix::fcntl::{fcntl, FcntlArg, OFlag};
-        use std::os::fd::AsRawFd;
-        let fd = file.as_raw_fd();
-        let errno = |e: nix::errno::Errno| PackageError::io(path)(std::io::Error::from(e));
-        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).map_err(errno)?);
-        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).map_err(errno)?;
-    }
-    Ok(file)
+    crate::platform::open_read_only_no_wait(path).map_err(PackageError::io(path))
 }
 
 /// A word for what a non-regular file is, for error messages.

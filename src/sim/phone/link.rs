@@ -104,9 +104,14 @@ impl Link {
                 ))
             }
         }
-        if let Wire::Tcp(stream) = &mut link.wire {
-            stream.write_all(b"FB01")?;
-            stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+        match &mut link.wire {
+            Wire::Tcp(stream) => {
+                stream.write_all(b"FB01")?;
+                stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+            }
+            // A USB link returned above, without a handshake.
+            #[cfg(target_os = "linux")]
+            Wire::Usb(..) => {}
         }
         Ok(link)
     }
