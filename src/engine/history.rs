@@ -165,13 +165,7 @@ impl History {
 /// The product a device's history is kept under: what the device reports, or, for a device
 /// that cannot say (EDL), the product the package is flashed as.
 pub fn product_key(device: &DeviceInfo, package: &VerifiedPackage) -> Option<String> {
-    device.product.clone().or_else(|| {
-        package
-            .manifest()
-            .targets
-            .first()
-            .map(|t| t.product.clone())
-    })
+    super::product_of(device, package)
 }
 
 /// flashline's last record of this device, for preflight; `None` for a device without a

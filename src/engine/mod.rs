@@ -21,3 +21,19 @@ pub use job::{
 };
 pub use preflight::{Check, Overrides, Status};
 pub use report::{Outcome, Report};
+
+use crate::device::DeviceInfo;
+use crate::package::VerifiedPackage;
+
+/// The product a device is taken for: what it reports or, for a device that cannot say
+/// (EDL, a brick), the first product the package is made for. The quirks model, the
+/// identity labels and the history key all follow it.
+pub(crate) fn product_of(device: &DeviceInfo, package: &VerifiedPackage) -> Option<String> {
+    device.product.clone().or_else(|| {
+        package
+            .manifest()
+            .targets
+            .first()
+            .map(|t| t.product.clone())
+    })
+}

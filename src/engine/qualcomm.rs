@@ -80,13 +80,7 @@ pub(super) fn run(
 
     // The model (from AT, or the package's own target for a brick) decides the switch
     // command and which partitions hold the device's identity.
-    let product = device.product.clone().or_else(|| {
-        package
-            .manifest()
-            .targets
-            .first()
-            .map(|t| t.product.clone())
-    });
+    let product = super::product_of(&device, package);
     let model = product.as_deref().and_then(|p| req.quirks.model(p));
     if !matches!(device.mode, Mode::Modem | Mode::Edl) {
         return Err((

@@ -53,13 +53,7 @@ pub fn backup_device(
 ) -> Result<(PathBuf, BackupManifest), Stop> {
     let key = station_key(req)?;
     let (package, mut driver, device) = open_storage(req)?;
-    let product = device.product.clone().or_else(|| {
-        package
-            .manifest()
-            .targets
-            .first()
-            .map(|t| t.product.clone())
-    });
+    let product = super::product_of(&device, &package);
     let labels: Vec<String> = if labels.is_empty() {
         identity_labels(req, &package, &device)
     } else {
@@ -135,13 +129,7 @@ fn identity_labels(
     package: &VerifiedPackage,
     device: &crate::device::DeviceInfo,
 ) -> Vec<String> {
-    let product = device.product.clone().or_else(|| {
-        package
-            .manifest()
-            .targets
-            .first()
-            .map(|t| t.product.clone())
-    });
+    let product = super::product_of(device, package);
     let model = product.as_deref().and_then(|p| req.quirks.model(p));
     let mut labels: Vec<String> = model.map(|m| m.backup.clone()).unwrap_or_default();
     for label in package.qualcomm().map(|q| &q.backup).into_iter().flatten() {
