@@ -27,6 +27,38 @@ use sha2::{Digest, Sha256};
 /// Tests that run the engine in this process point `FLASHLINE_HOME` at their own bench.
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
+/// A virtual EDL device announced on the bench of an in-process job, with the bench's trust
+/// and this file's turn at the process-wide `FLASHLINE_HOME`; keep the guard and the
+/// announcement alive for the job.
+fn in_process_edl(
+    bench: &Bench,
+) -> (
+    RunningEdl,
+    String,
+    flashline::package::TrustStore,
+    std::sync::MutexGuard<'static, ()>,
+    flashline::device::bench::Announcement,
+) {
+    let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
+    let address = sim.address().to_string();
+    let trust = flashline::package::TrustStore::load_dir(&bench.path("keys")).unwrap();
+    let turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
+    let announce = flashline::device::bench::announce(
+        &bench.path("home/bench"),
+        &flashline::device::bench::BenchEntry {
+            address: address.clone(),
+            vid: 0x05c6,
+            pid: 0x9008,
+            serial: "FLMODEM0001".into(),
+            product: "QUSB__BULK".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (sim, address, trust, turn, announce)
+}
+
 /// The default eMMC device with `profiles` applied.
 fn device_with(profiles: &[Profile]) -> EdlConfig {
     let mut cfg = edl_config();
@@ -359,28 +391,11 @@ fn a_4096_byte_sector_build_packs_without_a_memory_line_and_flashes_ufs() {
 #[test]
 fn a_cancel_mid_program_pads_the_range_and_the_rerun_needs_no_replug() {
     use flashline::engine::{self, Cancel, Event, Outcome};
-    use flashline::package::TrustStore;
 
     let bench = Bench::new();
     write_flat_build(&bench.path("src"), "stock", "1.0.12", "MF833V", "", "");
     let pkg = bench.pack_manifest(&bench.path("src"), "stock-1.0.12");
-    let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
-    let address = sim.address().to_string();
-    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
-    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
-    let _announce = flashline::device::bench::announce(
-        &bench.path("home/bench"),
-        &flashline::device::bench::BenchEntry {
-            address: address.clone(),
-            vid: 0x05c6,
-            pid: 0x9008,
-            serial: "FLMODEM0001".into(),
-            product: "QUSB__BULK".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (sim, address, trust, _turn, _announce) = in_process_edl(&bench);
     let mut req = common::virtual_job(&pkg, trust.clone(), &address, bench.dir.path());
     let cancel = Cancel::default();
     req.options.cancel = cancel.clone();
@@ -987,7 +1002,6 @@ fn a_build_whose_memory_cannot_be_told_names_the_manifest_line_that_fixes_it() {
 #[test]
 fn a_package_changed_while_it_is_sent_never_puts_the_change_on_the_lun() {
     use flashline::engine::{self, Event, Outcome};
-    use flashline::package::TrustStore;
 
     let bench = Bench::new();
     let pkg = stock(&bench);
@@ -999,23 +1013,7 @@ fn a_package_changed_while_it_is_sent_never_puts_the_change_on_the_lun() {
         .windows(needle.len())
         .position(|w| w == needle)
         .unwrap();
-    let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
-    let address = sim.address().to_string();
-    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
-    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
-    let _announce = flashline::device::bench::announce(
-        &bench.path("home/bench"),
-        &flashline::device::bench::BenchEntry {
-            address: address.clone(),
-            vid: 0x05c6,
-            pid: 0x9008,
-            serial: "FLMODEM0001".into(),
-            product: "QUSB__BULK".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (sim, address, trust, _turn, _announce) = in_process_edl(&bench);
     let req = common::virtual_job(&pkg, trust, &address, bench.dir.path());
     let mut swapped = false;
     let report = engine::run(&req, &mut |event| {
