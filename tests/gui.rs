@@ -598,6 +598,7 @@ fn a_stalled_device_does_not_hide_the_others() {
             history_path: home.join("history.json"),
             backups_dir: home.join("backups"),
             scan_every: Duration::from_millis(100),
+            system: flashline::doctor::SystemView::here(),
         },
         settings: Settings {
             trust_dir: home.join("trust"),
@@ -661,4 +662,64 @@ fn partition_hashes(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out.sort();
     assert!(!out.is_empty(), "no partitions in {}", dir.display());
     out
+}
+
+/// "Device not seen?" opens the connection doctor, which runs the same checks as
+/// `flashline doctor` on the bridge and lists each finding with its fix and a Copy button.
+/// The system it examines is a fake one: a device in EDL on the bus and no udev rules.
+#[test]
+fn the_connection_doctor_lists_findings_with_their_fixes() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("system");
+    let device = root.join("sys/bus/usb/devices/1-2");
+    std::fs::create_dir_all(&device).unwrap();
+    for (file, value) in [
+        ("idVendor", "05c6"),
+        ("idProduct", "9008"),
+        ("busnum", "1"),
+        ("devnum", "5"),
+        ("dev", "189:4"),
+    ] {
+        std::fs::write(device.join(file), format!("{value}\n")).unwrap();
+    }
+    let home = dir.path().join("home");
+    let mut config = AppConfig::desktop();
+    config.persist = false;
+    config.bridge.history_path = home.join("history.json");
+    config.bridge.backups_dir = home.join("backups");
+    config.bridge.system = flashline::doctor::SystemView::under(&root, None);
+    config.settings = flashline::gui::state::Settings {
+        trust_dir: home.join("trust"),
+        reports_dir: home.join("reports"),
+        last_package_dir: None,
+    };
+    let mut harness = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_eframe(move |cc| FlashlineApp::new(cc, config).unwrap());
+    harness.run_ok();
+    harness
+        .get_by_role_and_label(Role::Button, "Device not seen?")
+        .click();
+    let started = Instant::now();
+    while !matches!(
+        harness.state().state().doctor.state,
+        flashline::gui::doctor::Diagnosis::Done(_)
+    ) {
+        assert!(started.elapsed() < WAIT, "the doctor never answered");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.run_ok();
+    harness.get_by_label("Connection doctor");
+    harness.get_by_label("Problem");
+    harness.get_by_label_contains("udev rules are not installed");
+    harness.get_by_label_contains("flashline udev-rules | sudo tee");
+    assert!(harness.query_all_by_label("Copy").count() >= 1);
+    if let Ok(dir) = std::env::var("FLASHLINE_SCREENSHOT_DIR") {
+        let image = harness.render().expect("render the window");
+        image
+            .save(std::path::Path::new(&dir).join("screenshot-doctor.png"))
+            .unwrap();
+    }
 }

@@ -4,6 +4,7 @@
 //! refused, 5 device error.
 
 pub(crate) mod demo;
+mod dist;
 mod doctor;
 mod lp;
 mod multi;
@@ -177,6 +178,13 @@ enum Command {
         /// Print the findings as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the man pages, shell completions and udev rules a distribution package ships
+    /// (used by `cargo deb`; see `.ci/deb-check`).
+    #[command(hide = true)]
+    DistAssets {
+        /// Folder to write them into.
+        out: PathBuf,
     },
 }
 
@@ -720,6 +728,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { json } => doctor::run(json),
+        Command::DistAssets { out } => dist::run(&out),
     }
 }
 

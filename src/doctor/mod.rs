@@ -23,8 +23,8 @@ use serde::Serialize;
 use crate::device::quirks::Quirks;
 pub use usb::{Interface, UsbDevice};
 
-/// How much a finding matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How much a finding matters, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Severity {
     /// Worth knowing; nothing is broken.

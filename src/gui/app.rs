@@ -40,6 +40,7 @@ impl AppConfig {
                 history_path: crate::paths::history_file(),
                 backups_dir: crate::paths::backups_dir(),
                 scan_every: super::SCAN_EVERY,
+                system: crate::doctor::SystemView::here(),
             },
             settings: Settings::default(),
             persist: true,
@@ -59,6 +60,9 @@ impl AppConfig {
                 history_path: home.join("history.json"),
                 backups_dir: home.join("backups"),
                 scan_every: super::SCAN_EVERY,
+                // The virtual devices are always seen; the doctor still looks at the real
+                // system, which is where a technician trying the demo would plug a device.
+                system: crate::doctor::SystemView::here(),
             },
             settings: Settings {
                 trust_dir: home.join("trust"),

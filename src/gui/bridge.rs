@@ -46,6 +46,8 @@ pub struct BridgeConfig {
     pub backups_dir: PathBuf,
     /// How often discovery looks again.
     pub scan_every: Duration,
+    /// The system the connection doctor examines (this one, or a fake one in tests).
+    pub system: crate::doctor::SystemView,
 }
 
 /// Sends a message and wakes the UI.
@@ -247,6 +249,13 @@ impl Bridge {
                 });
             }
             Intent::OpenFolder(path) => self.open_folder(path),
+            Intent::RunDoctor => {
+                let (outbox, system) = (self.outbox.clone(), self.config.system.clone());
+                let quirks = Arc::clone(&self.quirks);
+                self.handle().spawn_blocking(move || {
+                    outbox.send(Msg::Doctor(crate::doctor::diagnose(&system, &quirks)));
+                });
+            }
             Intent::SettingsChanged => {
                 // Packages were verified against the old trust: they must be opened again.
                 self.pins.clear();

@@ -11,6 +11,7 @@ mod app;
 pub mod bench;
 pub mod bridge;
 pub mod catalog;
+pub mod doctor;
 pub mod state;
 mod views;
 

@@ -90,6 +90,8 @@ pub enum Msg {
     Notice(String),
     /// The packages found for the recovery wizard to offer.
     Catalog(Vec<CatalogEntry>),
+    /// The connection doctor's findings.
+    Doctor(Vec<crate::doctor::Finding>),
 }
 
 /// What a click asks the workers to do.
@@ -136,6 +138,8 @@ pub enum Intent {
         /// Folders of packages.
         dirs: Vec<PathBuf>,
     },
+    /// Run the connection doctor's checks.
+    RunDoctor,
 }
 
 /// The device a job runs on.
@@ -569,6 +573,8 @@ pub struct AppState {
     pub notice: Option<String>,
     /// The packages the recovery wizard can offer.
     pub catalog: Vec<CatalogEntry>,
+    /// The connection doctor's panel.
+    pub doctor: super::doctor::DoctorPanel,
     /// The catalog was asked for since the wizard last moved to a device.
     catalog_asked: bool,
     /// Counts package openings, so that late events of an old check are dropped.
@@ -594,6 +600,7 @@ impl AppState {
             quick_packages: Vec::new(),
             notice: None,
             catalog: Vec::new(),
+            doctor: Default::default(),
             catalog_asked: false,
             generation: 0,
             started: Instant::now(),
@@ -642,6 +649,7 @@ impl AppState {
                 self.notice = Some(text);
             }
             Msg::Catalog(catalog) => self.catalog = catalog,
+            Msg::Doctor(findings) => self.doctor.finished(findings),
         }
         Vec::new()
     }

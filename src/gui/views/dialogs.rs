@@ -68,6 +68,7 @@ fn wizard(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let mut recover = None;
     let mut flash = false;
     let mut use_package = None;
+    let mut doctor = false;
     egui::Window::new("Recovery wizard")
         .open(&mut open)
         .default_width(520.0)
@@ -131,9 +132,17 @@ fn wizard(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
                             "If nothing appears within a minute, try another USB cable and a \
                              port directly on the computer, then repeat the steps.",
                         );
-                        if ui.button("Back to the steps").clicked() {
-                            next = Some((wizard.guide, WizardStep::Guide));
-                        }
+                        ui.horizontal(|ui| {
+                            if ui.button("Back to the steps").clicked() {
+                                next = Some((wizard.guide, WizardStep::Guide));
+                            }
+                            if ui
+                                .button("Still not seen? Run the connection doctor")
+                                .clicked()
+                            {
+                                doctor = true;
+                            }
+                        });
                     }
                 }
             }
@@ -272,6 +281,9 @@ fn wizard(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     }
     if flash {
         state.request_flash();
+    }
+    if doctor {
+        out.push(state.doctor.open());
     }
     if !open {
         state.wizard = None;

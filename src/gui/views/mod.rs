@@ -4,6 +4,7 @@
 
 mod devices;
 mod dialogs;
+mod doctor;
 mod jobs;
 mod log;
 mod package;
@@ -35,6 +36,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>, now:
         });
     });
     dialogs::show(ui, state, out);
+    doctor::show(ui, state, out);
     if ui.ctx().input(|i| !i.raw.hovered_files.is_empty()) {
         drop_hint(ui);
     }
@@ -63,6 +65,13 @@ fn toolbar(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         ui.separator();
         if ui.button("Recovery wizard…").clicked() {
             state.open_wizard(None);
+        }
+        if ui
+            .button("Device not seen?")
+            .on_hover_text("the connection doctor: udev rules, permissions, ModemManager, drivers")
+            .clicked()
+        {
+            out.push(state.doctor.open());
         }
         if ui.button("Settings…").clicked() {
             state.settings_open = true;
