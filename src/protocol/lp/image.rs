@@ -223,13 +223,7 @@ pub fn write_super_image<R: Read, W: Write>(
 
     let mut position = 0u64;
     write_zeros(out, RESERVED_BYTES)?;
-    out.write_all(&geometry)?;
-    out.write_all(&geometry)?;
-    let padding = u64::from(metadata.geometry.metadata_max_size) - blob.len() as u64;
-    for _ in 0..2 * metadata.geometry.metadata_slot_count {
-        out.write_all(&blob)?;
-        write_zeros(out, padding)?;
-    }
+    write_metadata_copies(metadata, &geometry, &blob, out)?;
     position += metadata.geometry.metadata_region_size();
 
     let mut buf = vec![0u8; CHUNK];
@@ -294,6 +288,41 @@ pub fn write_super_image<R: Read, W: Write>(
     }
     out.flush()?;
     Ok(written)
+}
+
+/// Writes the two geometry blocks, then the primary and the backup copy of every slot,
+/// each padded to `metadata_max_size`: the metadata region after the reserved bytes.
+fn write_metadata_copies<W: Write>(
+    metadata: &Metadata,
+    geometry: &[u8],
+    blob: &[u8],
+    out: &mut W,
+) -> io::Result<()> {
+    out.write_all(geometry)?;
+    out.write_all(geometry)?;
+    let padding = u64::from(metadata.geometry.metadata_max_size) - blob.len() as u64;
+    for _ in 0..2 * metadata.geometry.metadata_slot_count {
+        out.write_all(blob)?;
+        write_zeros(out, padding)?;
+    }
+    Ok(())
+}
+
+/// Writes `metadata` into every slot of an existing super device, in place: both
+/// geometries and the primary and backup copy of every slot. Nothing from the first
+/// logical sector on is touched, so the partitions' bytes stay where their extents say,
+/// as when a device updates its partition table. Everything is serialized (and so
+/// checked) before the first byte is written.
+pub fn write_metadata_region<W: Write + Seek>(
+    metadata: &Metadata,
+    out: &mut W,
+) -> Result<(), LpError> {
+    let geometry = serialize_geometry(&metadata.geometry)?;
+    let blob = serialize_metadata(metadata)?;
+    out.seek(SeekFrom::Start(RESERVED_BYTES))?;
+    write_metadata_copies(metadata, &geometry, &blob, out)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Streams partition `name` out of a super device (or full super image) to `out`, zero
