@@ -364,3 +364,46 @@ pub fn extract_partition<R: Read + Seek, W: Write>(
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::lp::{PartitionSpec, SuperLayout};
+
+    #[test]
+    fn the_metadata_region_is_rewritten_in_place() {
+        let mut layout = SuperLayout::new(4 * 1024 * 1024, 2);
+        layout.partitions.push(PartitionSpec {
+            name: "system_a".into(),
+            group: "default".into(),
+            size: 1024 * 1024,
+            attributes: 0,
+        });
+        let old = layout.build().unwrap();
+        let data = vec![0x5a; 1024 * 1024];
+        let mut device = io::Cursor::new(Vec::new());
+        write_super_image(&old, [("system_a".to_string(), &data[..])], &mut device).unwrap();
+
+        layout.partitions[0].name = "system_b".into();
+        let new = layout.build().unwrap();
+        write_metadata_region(&new, &mut device).unwrap();
+        let bytes = device.get_ref().clone();
+        assert_eq!(bytes.len() as u64, 4 * 1024 * 1024, "no byte added");
+        for slot in 0..2 {
+            let (container, read) = read_metadata(&mut io::Cursor::new(&bytes), slot).unwrap();
+            assert_eq!(container, Container::SuperDevice);
+            assert_eq!(read, new);
+        }
+        // The backup copies were rewritten too: damage every primary and read again.
+        let mut damaged = bytes.clone();
+        for slot in 0..2 {
+            damaged[new.geometry.primary_metadata_offset(slot) as usize] ^= 0xff;
+        }
+        let (_, read) = read_metadata(&mut io::Cursor::new(&damaged), 1).unwrap();
+        assert_eq!(read, new);
+        // The partition's bytes were left where they were.
+        let mut out = Vec::new();
+        extract_partition(&mut io::Cursor::new(&bytes), &new, "system_b", &mut out).unwrap();
+        assert_eq!(out, data);
+    }
+}

@@ -559,6 +559,13 @@ impl Table {
 
 /// Whether `new` describes a super device that fits a partition of `partition_size` bytes.
 pub(super) fn check_fits(new: &Table, partition_size: u64) -> Result<(), String> {
+    let block = u64::from(new.geometry.logical_block_size);
+    if !new.device.size.is_multiple_of(block) {
+        return Err(format!(
+            "the super size {} is not a multiple of the {block}-byte logical block",
+            new.device.size
+        ));
+    }
     if new.device.size > partition_size {
         return Err(format!(
             "the metadata describes a {}-byte super but the partition holds {partition_size}",
