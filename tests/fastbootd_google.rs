@@ -560,3 +560,25 @@ fn bootloader_takes_a_whole_super_image() {
     assert_eq!(raw.command("getvar:snapshot-update-status"), "OKAYnone");
     assert_eq!(sha(&logical(tmp.path(), "system_a")), sha(&system));
 }
+
+#[test]
+fn power_loss_in_a_logical_flash_keeps_exactly_the_bytes_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = dynamic_config();
+    cfg.faults = vec!["power-loss@bytes=5000".parse::<Fault>().unwrap()].into();
+    let (phone, mut raw) = in_fastbootd(tmp.path(), cfg);
+    assert_eq!(
+        raw.command("resize-logical-partition:vendor_a:8192"),
+        "OKAYPartition resized"
+    );
+    assert_eq!(raw.download(&[9u8; 8192]), "OKAY");
+    raw.send_frame(b"flash:vendor_a");
+    assert!(raw.is_closed(), "no answer: the power is gone");
+    let bytes = logical(tmp.path(), "vendor_a");
+    assert!(bytes[..5000].iter().all(|&b| b == 9));
+    assert!(bytes[5000..].iter().all(|&b| b == 0));
+    // It boots again, into its bootloader.
+    let mut raw = RawClient::reconnect(phone.addr());
+    assert_eq!(raw.command("getvar:is-userspace"), "OKAYno");
+    assert_eq!(phone.faults_fired(), ["power-loss@bytes=5000"]);
+}

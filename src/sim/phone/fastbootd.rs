@@ -266,7 +266,9 @@ impl Bootloader {
                 partitions.extend(table.names().map(String::from));
             }
         }
-        partitions.dedup();
+        // On a retrofit phone system_a is both the physical super and a logical partition.
+        let mut seen = std::collections::HashSet::new();
+        partitions.retain(|p| seen.insert(p.clone()));
         for part in &partitions {
             for var in ["partition-size", "partition-type", "is-logical"] {
                 names.push(format!("{var}:{part}"));
