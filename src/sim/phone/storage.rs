@@ -97,7 +97,8 @@ impl Storage {
         &self.table
     }
 
-    fn image_path(&self, part: &Partition) -> PathBuf {
+    /// The file holding `part`.
+    pub fn image_path(&self, part: &Partition) -> PathBuf {
         self.dir.join(format!("{}.img", part.name))
     }
 
@@ -127,6 +128,14 @@ impl Storage {
 
     fn open_image(&self, part: &Partition) -> io::Result<File> {
         OpenOptions::new().write(true).open(self.image_path(part))
+    }
+
+    /// Opens a partition for reading and writing in place (the LP metadata on `super`).
+    pub fn open_rw(&self, part: &Partition) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.image_path(part))
     }
 
     /// Writes `len` bytes of `src` at offset 0, streaming (the kernel copies file to file
@@ -228,7 +237,7 @@ impl Meter {
     }
 
     /// Writes `bytes`, or as many as the limit lets through followed by an error.
-    fn write(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    pub fn write(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
         let len = bytes.len() as u64;
         let allowed = self.allowed(len);
         // `allowed` is at most `bytes.len()`.
