@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 
 use super::preflight::{Check, Status};
-use crate::protocol::lp::{Metadata, BLOCK_DEVICE_SLOT_SUFFIXED, SECTOR_SIZE};
+use crate::protocol::lp::{
+    Metadata, BLOCK_DEVICE_SLOT_SUFFIXED, HEADER_FLAG_VIRTUAL_AB, SECTOR_SIZE,
+};
 
 /// liblp's default extent alignment, used where the package carries no layout.
 const DEFAULT_ALIGNMENT: u64 = 1024 * 1024;
@@ -106,13 +108,16 @@ pub fn super_devices(layout: &Metadata, target_slot: Option<&str>) -> Vec<String
 ///
 /// With `update_super`, the device drops every partition of the slot it runs as (the
 /// target slot) and of the `cow` group, and keeps the others: those of the other slot
-/// stay. Without it, everything the job does not write stays where it is.
+/// stay, except on Virtual A/B (the layout's header flag), where super holds one copy and
+/// `update-super` drops the partitions of both slots (AOSP `UpdateSuper`). Without it,
+/// everything the job does not write stays where it is.
 pub fn super_fit(
     facts: &SuperFacts,
     layout: Option<&Metadata>,
     writes: &[LogicalWrite],
     update_super: bool,
 ) -> Check {
+    let virtual_ab = layout.is_some_and(|m| m.flags & HEADER_FLAG_VIRTUAL_AB != 0);
     let name = "super-space".to_string();
     let Some(super_size) = facts.super_size else {
         return Check {
@@ -137,8 +142,17 @@ pub fn super_fit(
         .logical
         .iter()
         .filter(|(p, _)| {
+            // A retrofit super is the target slot's own system partition: only that
+            // slot's partitions are in it.
+            if facts.is_retrofit() && !slot_of(p).is_some_and(|s| target_slots.contains(&s)) {
+                return false;
+            }
             if update_super {
-                !p.ends_with("-cow") && slot_of(p).is_some_and(|s| !target_slots.contains(&s))
+                !p.ends_with("-cow")
+                    && match slot_of(p) {
+                        Some(s) => !virtual_ab && !target_slots.contains(&s),
+                        None => true,
+                    }
             } else {
                 !written(p)
             }

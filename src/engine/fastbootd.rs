@@ -19,12 +19,15 @@
 //! **The slot.** flashline writes the slot that is not running and switches only at the
 //! end, so that an interrupted job leaves the phone booting its old slot. Google sets the
 //! slot first, and for the logical partitions it must: fastbootd works as the active slot,
-//! and `update-super` keeps only the partitions of the *other* slot — run as the old
-//! slot, it would drop the very system the phone still boots. So the switch moves to the
-//! last moment it can: right before `reboot-fastboot`, after every physical image is
-//! written and verified. From there on `update-super` keeps the old slot's partitions
-//! intact, and the journal records the switch, so that the next run after an interruption
-//! goes on writing the same slot instead of taking the now active one for the old.
+//! and `update-super` drops the partitions of the slot it runs as — run as the old slot,
+//! it would drop the very system the phone still boots. So the switch moves to the last
+//! moment it can: right before `reboot-fastboot`, after every physical image is written
+//! and verified; until then the phone boots its old slot. On a phone with plain A/B
+//! dynamic partitions `update-super` then keeps the old slot's logical partitions. On
+//! Virtual A/B, super holds one copy of them and `update-super` drops both slots' (AOSP
+//! `UpdateSuper`), so from `update-super` on the job must finish: the journal records the
+//! switch and every step, and the next run after an interruption goes on writing the same
+//! slot (not taking the now active one for the old) from the step that did not finish.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -106,28 +109,27 @@ impl<'p> Phases<'p> {
             Some(d) => d.is_userspace().map_err(device_err)?,
             None => false,
         };
-        let visit = m.has_logical()
-            && !req.options.dry_run
-            && !req.options.check_only
-            && (userspace || phased.has_super(device));
+        // A dry run restarts nothing: it reads the facts only if the phone is in fastbootd.
+        let quiet = req.options.dry_run || req.options.check_only;
+        let visit = m.has_logical() && !userspace && !quiet && phased.has_super(device);
         if visit {
-            if !userspace {
-                phased
-                    .switch(
-                        req,
-                        driver,
-                        true,
-                        "to read the layout of super (nothing is written)",
-                        emit,
-                    )
-                    .map_err(|(step, e)| fail(report, &step, e))?;
-            }
+            phased
+                .switch(
+                    req,
+                    driver,
+                    true,
+                    "to read the layout of super (nothing is written)",
+                    emit,
+                )
+                .map_err(untouched)?;
+        }
+        if m.has_logical() && (userspace || visit) {
             phased.facts = Some(read_facts(driver.as_mut()).map_err(device_err)?);
         }
-        if userspace || visit {
+        if (userspace || visit) && !quiet {
             phased
                 .switch(req, driver, false, "where the job starts", emit)
-                .map_err(|(step, e)| fail(report, &step, e))?;
+                .map_err(untouched)?;
             *device = driver.identify().map_err(device_err)?;
         }
         // A phone switched by an interrupted run of this job still belongs to it.
@@ -440,6 +442,14 @@ impl Phased {
             .map_err(|e| (step.to_string(), DeviceError::BadAddress(e)))?;
         Ok(())
     }
+}
+
+/// A restart before the first write that failed.
+fn untouched((step, e): (String, DeviceError)) -> Stop {
+    (
+        Outcome::DeviceError,
+        format!("{step} failed before anything was written: {e}"),
+    )
 }
 
 /// Records `step` as the one the job stopped at, and says how to go on.
