@@ -16,6 +16,7 @@
 
 pub mod container;
 mod error;
+pub mod factory;
 mod inspect;
 mod keys;
 mod manifest;
