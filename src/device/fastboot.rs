@@ -4,6 +4,8 @@
 //! larger than the device's `max-download-size` are split into sparse pieces the way
 //! Google's client splits them, so devices see exactly what they are used to.
 
+mod userspace;
+
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
@@ -311,6 +313,10 @@ impl<T: Transport> Driver for FastbootDriver<T> {
 
     fn reboot(&mut self) -> Result<(), DeviceError> {
         Ok(self.client.reboot()?)
+    }
+
+    fn dynamic(&mut self) -> Option<&mut dyn super::dynamic::DynamicPartitions> {
+        Some(self)
     }
 
     fn take_messages(&mut self) -> Vec<String> {

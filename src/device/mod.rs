@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod discovery;
+pub mod dynamic;
 pub mod edl;
 pub mod fastboot;
 pub mod modem;
@@ -457,6 +458,12 @@ pub trait Driver: Send {
 
     /// Reboots the device into its operating system.
     fn reboot(&mut self) -> Result<(), DeviceError>;
+
+    /// The device's dynamic-partition commands (fastboot: fastbootd, `super`), where its
+    /// family has them.
+    fn dynamic(&mut self) -> Option<&mut dyn dynamic::DynamicPartitions> {
+        None
+    }
 
     /// Device messages (fastboot INFO lines, Firehose logs) gathered since the last call.
     fn take_messages(&mut self) -> Vec<String> {

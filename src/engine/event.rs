@@ -5,7 +5,8 @@
 //! (modems), `Stage(Programmer)` and a second `Preflight` with the storage checks;
 //! `Stage(Plan)`, `PlanReady`, `Stage(Backup)`/`BackupWritten` (Qualcomm), `Stage(Flash)`,
 //! `Resuming` when an earlier run of the job was interrupted, then per image `ImageKept` or
-//! `ImageStarted`, `Progress`…, `ImageWritten`; then `Stage(Patch)`
+//! `ImageStarted`, `Progress`…, `ImageWritten` (a phone with dynamic partitions: `SwitchStep`s
+//! for its restarts and super steps before the images that need them); then `Stage(Patch)`
 //! (Qualcomm) or `Stage(Activate)`/`SlotSwitched` (A/B phones), `Stage(Reboot)`, and exactly
 //! one `Finished`, always last. A job that stops early jumps straight to `Finished`.
 
@@ -152,7 +153,9 @@ pub enum Event {
         /// Where it is now.
         to: String,
     },
-    /// A step on the way into download mode is taken (an AT command, a DIAG request).
+    /// A step on the way into download mode is taken (an AT command, a DIAG request), or a
+    /// phone with dynamic partitions switches mode or prepares super (`reboot-fastboot`,
+    /// `reboot-bootloader`, `set_active`, `snapshot-update:cancel`, `update-super`, …).
     SwitchStep {
         /// What is done, and on which port.
         step: String,

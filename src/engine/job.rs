@@ -294,6 +294,8 @@ fn fastboot(
         });
         return Err((Outcome::PreflightRefused, message));
     }
+    let mut phases =
+        super::fastbootd::Phases::inspect(req, package, &mut driver, &mut device, report, emit)?;
     let slotted = plan::ask_slots(driver.as_mut(), package, &device).map_err(device_err)?;
     let mut targets = plan::targets(package, &device, &slotted);
     for (target, size) in &mut targets {
@@ -341,6 +343,7 @@ fn fastboot(
         &manifest.requires,
         &reported,
     ));
+    preflight.checks.extend(phases.checks(&device, &targets));
     report.preflight = preflight.checks.clone();
     emit(Event::Preflight {
         checks: preflight.checks.clone(),
@@ -419,7 +422,9 @@ fn fastboot(
         })?;
     }
     let count = plan.writes.len();
-    for (index, (write, target)) in plan.writes.iter().zip(&targets).enumerate() {
+    for &index in &plan.order {
+        let (write, target) = (&plan.writes[index], &targets[index]);
+        phases.before(req, &mut driver, &plan, index, &mut journal, report, emit)?;
         let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
         if journal.keep(driver.as_mut(), index, target, &source, report, emit)? {
             continue;
@@ -442,6 +447,7 @@ fn fastboot(
         };
         write_step(driver.as_mut(), step, journal.journal(), report, emit)?;
     }
+    phases.finish(req, &mut driver, &mut journal, report, emit)?;
 
     if let Some(slot) = &plan.activate_slot {
         req.options

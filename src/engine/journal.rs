@@ -92,6 +92,24 @@ pub struct JournalEntry {
     pub erased: Vec<String>,
     /// The job's images, in plan order.
     pub images: Vec<JournalImage>,
+    /// Steps other than image writes this job finished (`update-super`,
+    /// `reboot-bootloader:bootloader_b`, …), by name; see [`super::fastbootd`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// The slot this job made active before fastbootd (`from` was the running one), so
+    /// that a run after an interruption writes the same slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched: Option<SlotSwitch>,
+}
+
+/// A slot switch a job made before its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotSwitch {
+    /// The slot the device ran when the job started.
+    pub from: String,
+    /// The slot the job writes and made active.
+    pub to: String,
 }
 
 /// What an earlier, unfinished run of the same job left on the device.
@@ -103,6 +121,10 @@ pub struct Resume {
     pub interrupted: Option<(usize, ImageState)>,
     /// Labels of erase steps the earlier run finished.
     pub erased: Vec<String>,
+    /// Other steps the earlier run finished.
+    pub steps: Vec<String>,
+    /// The slot switch the earlier run made.
+    pub switched: Option<SlotSwitch>,
     /// When the earlier run last wrote the journal.
     pub updated_at: String,
 }
@@ -141,6 +163,8 @@ impl Journal {
             package: package.to_string(),
             updated_at: now(),
             erased: Vec::new(),
+            steps: Vec::new(),
+            switched: None,
             images: images
                 .iter()
                 .map(|(target, sha256)| JournalImage {
@@ -201,6 +225,8 @@ impl Journal {
                 entry.images[i].state = ImageState::Verified;
             }
             entry.erased = resume.erased.clone();
+            entry.steps = resume.steps.clone();
+            entry.switched = resume.switched.clone();
         }
         let mut journal = Journal {
             path,
@@ -225,6 +251,26 @@ impl Journal {
     pub fn mark_erased(&mut self, label: &str) {
         if !self.entry.erased.iter().any(|l| l == label) {
             self.entry.erased.push(label.to_string());
+            self.save();
+        }
+    }
+
+    /// Records a finished step that is not an image write.
+    pub fn mark_step(&mut self, step: &str) {
+        if !self.entry.steps.iter().any(|s| s == step) {
+            self.entry.steps.push(step.to_string());
+            self.save();
+        }
+    }
+
+    /// Records that the job made `to` the active slot while the device ran `from`.
+    pub fn mark_switched(&mut self, from: &str, to: &str) {
+        let switch = SlotSwitch {
+            from: from.to_string(),
+            to: to.to_string(),
+        };
+        if self.entry.switched.as_ref() != Some(&switch) {
+            self.entry.switched = Some(switch);
             self.save();
         }
     }
@@ -281,6 +327,7 @@ pub(super) struct Resumable {
     journal: Option<Journal>,
     verified: Vec<usize>,
     erased: Vec<String>,
+    steps: Vec<String>,
 }
 
 impl Resumable {
@@ -303,6 +350,7 @@ impl Resumable {
                 journal: None,
                 verified: Vec::new(),
                 erased: Vec::new(),
+                steps: Vec::new(),
             };
         };
         let images: Vec<(String, String)> = report
@@ -320,7 +368,7 @@ impl Resumable {
             &images,
         );
         report.notes.extend(note);
-        let (verified, erased) = match resume {
+        let (verified, erased, steps) = match resume {
             Some(resume) => {
                 let name = |i: usize| images[i].0.clone();
                 let interrupted = resume.interrupted.map(|(i, _)| name(i));
@@ -338,14 +386,15 @@ impl Resumable {
                     interrupted,
                     since: resume.updated_at,
                 });
-                (resume.verified, resume.erased)
+                (resume.verified, resume.erased, resume.steps)
             }
-            None => (Vec::new(), Vec::new()),
+            None => (Vec::new(), Vec::new(), Vec::new()),
         };
         Resumable {
             journal: Some(journal),
             verified,
             erased,
+            steps,
         }
     }
 
@@ -416,6 +465,28 @@ impl Resumable {
             checked_on_device,
         });
         Ok(true)
+    }
+
+    /// Whether this run or the interrupted one finished `step`.
+    pub(super) fn step_done(&self, step: &str) -> bool {
+        self.steps.iter().any(|s| s == step)
+    }
+
+    /// Records a finished step (see [`Journal::mark_step`]).
+    pub(super) fn mark_step(&mut self, step: &str) {
+        if !self.step_done(step) {
+            self.steps.push(step.to_string());
+        }
+        if let Some(j) = self.journal.as_mut() {
+            j.mark_step(step);
+        }
+    }
+
+    /// Records a slot switch before the job's end (see [`Journal::mark_switched`]).
+    pub(super) fn mark_switched(&mut self, from: &str, to: &str) {
+        if let Some(j) = self.journal.as_mut() {
+            j.mark_switched(from, to);
+        }
     }
 
     /// The journal to record writes in.
@@ -491,8 +562,20 @@ fn resume_from(old: &JournalEntry) -> Resume {
         verified,
         interrupted,
         erased: old.erased.clone(),
+        steps: old.steps.clone(),
+        switched: old.switched.clone(),
         updated_at: old.updated_at.clone(),
     }
+}
+
+/// The slot switch an unfinished job on the device with `serial` made before its end,
+/// if its journal is still within [`RESUME_WINDOW`]: the device now runs `to` because of
+/// that job, which writes `to` until it finishes.
+pub fn switched_slot(dir: &Path, serial: &str) -> Option<SlotSwitch> {
+    let old = load(&dir.join(file_name(serial))).ok()??;
+    (old.serial == serial && within_window(&old.updated_at, SystemTime::now()))
+        .then_some(old.switched)
+        .flatten()
 }
 
 /// Why a journal file was not used.

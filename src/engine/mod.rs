@@ -3,7 +3,9 @@
 //! Front ends (CLI, GUI) start jobs and consume [`Event`]s; they hold no flashing logic.
 
 pub mod backup;
+pub mod dynamic;
 pub mod event;
+mod fastbootd;
 pub mod history;
 mod identity;
 pub mod job;

@@ -29,7 +29,7 @@ pub fn ask_slots(
     if device.slots.is_none() {
         return Ok(slotted);
     }
-    for image in &package.manifest().images {
+    for image in package.manifest().images.iter().filter(|i| !i.logical) {
         let answer = driver.variable(&format!("has-slot:{}", image.partition))?;
         match answer.as_deref().map(str::trim) {
             Some("yes") => slotted.insert(image.partition.clone(), true),
@@ -47,6 +47,11 @@ pub struct FlashPlan {
     pub writes: Vec<PlannedWrite>,
     /// The slot to switch to at the end (A/B devices).
     pub activate_slot: Option<String>,
+    /// Indexes of `writes` in the order they are written: Google's phases for a package
+    /// with firmware or logical partitions (firmware that restarts the bootloader, then
+    /// the other physical partitions, then the logical ones from fastbootd), each phase in
+    /// package order; package order otherwise.
+    pub order: Vec<usize>,
 }
 
 impl FlashPlan {
@@ -63,7 +68,7 @@ impl FlashPlan {
             .images
             .iter()
             .map(|image| {
-                let target = target_partition(&image.partition, device, slot.as_deref(), slotted);
+                let target = image_target(image, device, slot.as_deref(), slotted);
                 PlannedWrite {
                     partition: image.partition.clone(),
                     live: slot.is_some() && target == image.partition,
@@ -78,9 +83,18 @@ impl FlashPlan {
             let suffix = format!("_{s}");
             writes.iter().any(|w| w.target.ends_with(&suffix))
         });
+        let images = &package.manifest().images;
+        let phase = |i: &usize| match &images[*i] {
+            image if image.reboot_bootloader => 0,
+            image if image.logical => 2,
+            _ => 1,
+        };
+        let mut order: Vec<usize> = (0..writes.len()).collect();
+        order.sort_by_key(phase);
         FlashPlan {
             writes,
             activate_slot,
+            order,
         }
     }
 
@@ -102,15 +116,30 @@ pub fn targets(
         .images
         .iter()
         .map(|image| {
-            let target = target_partition(&image.partition, device, slot.as_deref(), slotted);
+            let target = image_target(image, device, slot.as_deref(), slotted);
             let size = device.partitions.get(&target).copied();
             (target, size)
         })
         .collect()
 }
 
+/// Where `image` goes: a logical partition on an A/B device always has slots (its name in
+/// super carries the slot, and the bootloader, which does not know it, is not asked);
+/// a physical one as [`target_partition`] decides.
+fn image_target(
+    image: &crate::package::Image,
+    device: &DeviceInfo,
+    slot: Option<&str>,
+    slotted: &Slotted,
+) -> String {
+    match slot {
+        Some(slot) if image.logical => format!("{}_{slot}", image.partition),
+        _ => target_partition(&image.partition, device, slot, slotted),
+    }
+}
+
 /// The slot after the current one (`a` → `b`, `b` → `a`), on A/B devices.
-fn target_slot(device: &DeviceInfo) -> Option<String> {
+pub(super) fn target_slot(device: &DeviceInfo) -> Option<String> {
     let slots = device.slots.as_ref()?;
     let count = slots.count.clamp(2, 26) as u8;
     let current = slots

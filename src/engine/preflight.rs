@@ -89,6 +89,10 @@ impl Preflight {
             checks.push(lock(device.lock));
         }
         for (image, (target, size)) in m.images.iter().zip(targets) {
+            // Logical partitions live in super, checked as a whole (see `super::dynamic`).
+            if image.logical {
+                continue;
+            }
             let listing = match size {
                 Some(size) => Listed::Size(*size),
                 None if device.partitions_size_unknown.contains(target) => Listed::SizeUnknown,

@@ -9,6 +9,7 @@
 //! 24      M           manifest: canonical JSON, the signed bytes
 //! 24+M    72*S        signatures: key id (8 bytes) + ed25519 signature (64 bytes) each
 //! ...     size_i      image i's bytes, concatenated in manifest order
+//! ...     size_e      a dynamic layout's super_empty.img, if the manifest has one
 //! ```
 //!
 //! The file must be exactly `24 + M + 72*S + sum(size_i)` bytes long. Each signature covers
@@ -149,9 +150,9 @@ pub(crate) fn layout(
     manifest: &Manifest,
     file_len: u64,
 ) -> Result<Vec<Extent>, PackageError> {
-    let mut extents = Vec::with_capacity(manifest.images.len());
+    let mut extents = Vec::with_capacity(manifest.images.len() + 1);
     let mut end = prefix_len;
-    for image in &manifest.images {
+    for image in manifest.stored() {
         let next =
             end.checked_add(image.size)
                 .ok_or_else(|| PackageError::DeclaredSizeTooLarge {

@@ -55,6 +55,10 @@ pub struct Manifest {
     /// with a plan must be flashed by following the plan, never image by image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualcomm: Option<QualcommPlan>,
+    /// Present when the package carries a dynamic-partitions layout (`super_empty.img`):
+    /// its logical images are flashed from fastbootd into `super`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<Dynamic>,
     /// Key id of the key that signed this manifest at pack time.
     pub signer: KeyId,
 }
@@ -159,7 +163,36 @@ pub struct Image {
     /// Present when the image is an Android sparse image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse: Option<SparseInfo>,
+    /// The partition is a logical one inside `super`: flashed from fastbootd, resized to
+    /// the image first. Needs the package's [`Dynamic`] layout.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub logical: bool,
+    /// Firmware (bootloader, radio) that the bootloader must restart on before anything
+    /// else is written: Google's flashall sends `reboot-bootloader` after each.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reboot_bootloader: bool,
 }
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+/// The dynamic-partitions layout a package carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dynamic {
+    /// The `super_empty.img`: LP metadata naming the logical partitions and their groups,
+    /// sent with `update-super`. Stored after the images and hashed like one; its
+    /// `partition` is [`SUPER_EMPTY`], never a partition on the device.
+    pub super_empty: Image,
+}
+
+/// The name the `super_empty.img` goes by in messages (it is no partition).
+pub const SUPER_EMPTY: &str = "super_empty";
+
+/// Largest `super_empty.img` accepted: the geometry block and one metadata copy, which
+/// liblp caps far below this.
+pub const MAX_SUPER_EMPTY_SIZE: u64 = 1024 * 1024;
 
 /// The facts of a sparse image's header, so the size on the device is known before flashing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,8 +267,77 @@ impl Manifest {
             }
             plan.validate(&self.images)?;
         }
+        check_dynamic(
+            self.qualcomm.is_some(),
+            self.dynamic.is_some(),
+            self.images
+                .iter()
+                .map(|i| (i.partition.as_str(), i.logical, i.reboot_bootloader)),
+        )?;
+        if let Some(dynamic) = &self.dynamic {
+            let image = &dynamic.super_empty;
+            image.validate()?;
+            if image.partition != SUPER_EMPTY || image.sparse.is_some() || image.logical {
+                return Err(PackageError::ManifestInvalid(format!(
+                    "the super_empty image must be a plain file named {SUPER_EMPTY:?}"
+                )));
+            }
+            if image.size > MAX_SUPER_EMPTY_SIZE {
+                return Err(PackageError::DeclaredSizeTooLarge {
+                    partition: SUPER_EMPTY.into(),
+                    size: image.size,
+                });
+            }
+        }
         Ok(())
     }
+
+    /// Every file the package stores, in container order: the images, then the
+    /// `super_empty.img` of a dynamic layout.
+    pub fn stored(&self) -> impl Iterator<Item = &Image> {
+        self.images
+            .iter()
+            .chain(self.dynamic.as_ref().map(|d| &d.super_empty))
+    }
+
+    /// Whether the package writes logical partitions (and so needs fastbootd).
+    pub fn has_logical(&self) -> bool {
+        self.images.iter().any(|i| i.logical)
+    }
+}
+
+/// The rules of a dynamic layout: logical images need one, firmware that asks for a
+/// bootloader restart is not logical, and a Qualcomm package has neither.
+fn check_dynamic<'a>(
+    qualcomm: bool,
+    dynamic: bool,
+    images: impl Iterator<Item = (&'a str, bool, bool)>,
+) -> Result<(), PackageError> {
+    let invalid = |why: String| Err(PackageError::ManifestInvalid(why));
+    for (partition, logical, reboot_bootloader) in images {
+        if qualcomm && (logical || reboot_bootloader) {
+            return invalid(format!(
+                "image {partition:?}: a Qualcomm package has no logical partitions and no \
+                 bootloader restarts"
+            ));
+        }
+        if logical && reboot_bootloader {
+            return invalid(format!(
+                "image {partition:?} cannot be both logical (flashed from fastbootd) and \
+                 reboot_bootloader (firmware flashed from the bootloader)"
+            ));
+        }
+        if logical && !dynamic {
+            return invalid(format!(
+                "image {partition:?} is logical but the package has no [dynamic] super_empty \
+                 layout to place it in"
+            ));
+        }
+    }
+    if qualcomm && dynamic {
+        return invalid("a Qualcomm package cannot carry a [dynamic] layout".into());
+    }
+    Ok(())
 }
 
 impl Image {
@@ -296,6 +398,9 @@ pub(crate) struct SourceManifest {
     pub image: Vec<SourceImage>,
     #[serde(default)]
     pub qualcomm: Option<SourceQualcomm>,
+    /// `[dynamic]`: the package carries a dynamic-partitions layout.
+    #[serde(default)]
+    pub dynamic: Option<SourceDynamic>,
 }
 
 /// One `[[image]]` table.
@@ -305,6 +410,20 @@ pub(crate) struct SourceImage {
     pub partition: String,
     /// Path relative to the manifest's directory.
     pub file: String,
+    /// A logical partition inside `super` (see [`Image::logical`]).
+    #[serde(default)]
+    pub logical: bool,
+    /// Restart the bootloader after writing it (see [`Image::reboot_bootloader`]).
+    #[serde(default)]
+    pub reboot_bootloader: bool,
+}
+
+/// The `[dynamic]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceDynamic {
+    /// Path of the `super_empty.img`, relative to the manifest's directory.
+    pub super_empty: String,
 }
 
 impl SourceManifest {
@@ -336,9 +455,29 @@ impl SourceManifest {
             if !self.requires.is_empty() {
                 return Err(PackageError::RequiresOverFastbootOnly);
             }
+            if self.dynamic.is_some() {
+                return Err(PackageError::ManifestInvalid(
+                    "a Qualcomm package cannot carry a [dynamic] layout".into(),
+                ));
+            }
             return qualcomm.validate();
         }
         check_partitions(self.image.iter().map(|i| i.partition.as_str()))?;
+        check_dynamic(
+            false,
+            self.dynamic.is_some(),
+            self.image
+                .iter()
+                .map(|i| (i.partition.as_str(), i.logical, i.reboot_bootloader)),
+        )?;
+        if let Some(dynamic) = &self.dynamic {
+            names::display_text(
+                "super_empty file name",
+                &dynamic.super_empty,
+                names::MAX_DISPLAY_NAME_LEN,
+                false,
+            )?;
+        }
         for image in &self.image {
             names::display_text(
                 "image file name",
@@ -424,8 +563,11 @@ mod tests {
                 size: 4096,
                 sha256: Sha256Sum([0xab; 32]),
                 sparse: None,
+                logical: false,
+                reboot_bootloader: false,
             }],
             qualcomm: None,
+            dynamic: None,
             signer: KeyId::from_bytes([1; 8]),
         }
     }
@@ -451,6 +593,33 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn dynamic_layouts_round_trip_and_keep_their_rules() {
+        let mut m = sample();
+        let plain = serde_json::to_string(&m).unwrap();
+        assert!(
+            !plain.contains("logical") && !plain.contains("dynamic"),
+            "packages without a layout sign the same bytes as before: {plain}"
+        );
+        m.images[0].logical = true;
+        assert!(
+            matches!(m.validate(), Err(PackageError::ManifestInvalid(e)) if e.contains("no [dynamic]"))
+        );
+        let mut super_empty = m.images[0].clone();
+        super_empty.partition = SUPER_EMPTY.into();
+        super_empty.logical = false;
+        m.dynamic = Some(Dynamic { super_empty });
+        m.validate().unwrap();
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert_eq!(Manifest::from_signed_bytes(&bytes).unwrap(), m);
+        assert_eq!(m.stored().count(), 2);
+        m.images[0].reboot_bootloader = true;
+        assert!(m.validate().is_err(), "logical firmware is refused");
+        m.images[0].reboot_bootloader = false;
+        m.dynamic.as_mut().unwrap().super_empty.partition = "system".into();
+        assert!(m.validate().is_err(), "the layout is no partition");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod container;
+mod dynamic;
 mod error;
 pub mod factory;
 mod inspect;
@@ -28,12 +29,13 @@ pub mod root;
 mod trust;
 mod verify;
 
+pub use dynamic::{logical_names, parse as parse_super_empty};
 pub use error::PackageError;
 pub use inspect::{inspect, Inspection, SignatureReport, SignatureStatus};
 pub use keys::{generate_key, GeneratedKey, KeyId, PublicKey};
 pub use manifest::{
-    Image, Manifest, Requirement, Sha256Sum, SparseInfo, Target, MAX_IMAGES, MAX_IMAGE_SIZE,
-    MAX_TARGETS,
+    Dynamic, Image, Manifest, Requirement, Sha256Sum, SparseInfo, Target, MAX_IMAGES,
+    MAX_IMAGE_SIZE, MAX_SUPER_EMPTY_SIZE, MAX_TARGETS, SUPER_EMPTY,
 };
 pub use pack::{pack, PackSummary};
 pub use reader::{ImageReader, PlanningReader};

@@ -71,14 +71,35 @@ pub(crate) fn pack_source(
         Some(qualcomm) => Some(super::qualcomm::build(qualcomm, &mut sources)?),
         None => {
             for entry in &source.image {
-                sources.add(&entry.partition, &entry.file)?;
+                let index = sources.add(&entry.partition, &entry.file)?;
+                let image = &mut sources.images[index];
+                image.logical = entry.logical;
+                image.reboot_bootloader = entry.reboot_bootloader;
             }
             None
         }
     };
+    // The super_empty.img is stored last, after the images.
+    let dynamic = match &source.dynamic {
+        Some(dynamic) => Some(super::dynamic::describe(
+            &mut sources,
+            &dynamic.super_empty,
+            source
+                .image
+                .iter()
+                .filter(|i| i.logical)
+                .map(|i| i.partition.as_str()),
+        )?),
+        None => None,
+    };
     let Sources {
-        mut files, images, ..
+        mut files,
+        mut images,
+        ..
     } = sources;
+    if dynamic.is_some() {
+        images.pop();
+    }
 
     let requires = source.requirements();
     let manifest = Manifest {
@@ -91,6 +112,7 @@ pub(crate) fn pack_source(
         targets: source.target,
         images,
         qualcomm,
+        dynamic,
         signer: key.public().id(),
     };
     manifest.validate()?;
@@ -118,7 +140,7 @@ pub(crate) fn pack_source(
     let io_out = PackageError::io(out);
     let prefix = [&header.encode()[..], &manifest_bytes, &signature.encode()].concat();
     writer.write_all(&prefix).map_err(io_out)?;
-    for ((path, file), image) in files.iter_mut().zip(&manifest.images) {
+    for ((path, file), image) in files.iter_mut().zip(manifest.stored()) {
         copy_image(path, file, image, &mut writer, out)?;
     }
     let (package_size, package_sha256) = writer.finish();
@@ -291,6 +313,8 @@ fn describe_image(
         size,
         sha256,
         sparse,
+        logical: false,
+        reboot_bootloader: false,
     };
     Ok((file, image))
 }

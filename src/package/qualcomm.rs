@@ -634,6 +634,8 @@ mod tests {
             size,
             sha256: Sha256Sum([0; 32]),
             sparse: None,
+            logical: false,
+            reboot_bootloader: false,
         }
     }
 

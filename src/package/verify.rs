@@ -327,7 +327,7 @@ impl Package {
     /// Reads and hashes each image, handing every buffer to `tee` too, if given.
     fn hash_images(&self, mut tee: Option<Tee>) -> Result<(), PackageError> {
         let mut spare = None;
-        for (image, extent) in self.manifest.images.iter().zip(&self.extents) {
+        for (image, extent) in self.manifest.stored().zip(&self.extents) {
             let mut one = Sha256::new();
             let mut done = 0u64;
             while done < extent.len {
@@ -376,7 +376,7 @@ impl Package {
     /// Confirms each image's signed `sparse` record agrees with its actual first bytes, so
     /// the engine can rely on the record when choosing how to send an image.
     fn check_sparse_headers(&self) -> Result<(), PackageError> {
-        for (image, extent) in self.manifest.images.iter().zip(&self.extents) {
+        for (image, extent) in self.manifest.stored().zip(&self.extents) {
             let mut head = [0u8; sparse::FILE_HEADER_LEN];
             let want = extent.len.min(head.len() as u64) as usize;
             let got = fill_at(&self.file, &mut head[..want], extent.offset)
@@ -424,6 +424,30 @@ impl VerifiedPackage {
     /// The Qualcomm EDL plan, if this is a Qualcomm package.
     pub fn qualcomm(&self) -> Option<&QualcommPlan> {
         self.manifest.qualcomm.as_ref()
+    }
+
+    /// A reader over the `super_empty.img` of a package with a dynamic layout, hashing
+    /// what it returns like [`VerifiedPackage::open_image`].
+    pub fn open_super_empty(&self) -> Result<ImageReader, PackageError> {
+        let dynamic = self
+            .manifest
+            .dynamic
+            .as_ref()
+            .ok_or(PackageError::ManifestInvalid(
+                "the package carries no dynamic-partitions layout".into(),
+            ))?;
+        let index = self.manifest.images.len();
+        let extent = self.extents.get(index).ok_or(PackageError::NoSuchImage {
+            index,
+            count: self.extents.len(),
+        })?;
+        Ok(ImageReader::new(
+            Arc::clone(&self.file),
+            dynamic.super_empty.partition.clone(),
+            extent.offset,
+            extent.len,
+            dynamic.super_empty.sha256,
+        ))
     }
 
     /// A reader over the Firehose programmer of a Qualcomm package, for the Sahara upload.

@@ -472,6 +472,12 @@ impl<T: Transport> Client<T> {
         self.leaving(Command::RebootBootloader)
     }
 
+    /// Reboots into the userspace fastboot in recovery (`reboot-fastboot`, fastbootd), the
+    /// only fastboot that can change logical partitions.
+    pub fn reboot_fastboot(&mut self) -> Result<(), FastbootError> {
+        self.leaving(Command::Other("reboot-fastboot".into()))
+    }
+
     /// Runs a command after which the device leaves the bus. A device that goes before its
     /// `OKAY` arrives did what was asked (a bootloader may reset within milliseconds of
     /// answering, and the host then loses the answer in flight); a `FAIL` is still an error.
