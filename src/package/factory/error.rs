@@ -4,7 +4,6 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::package::PackageError;
-use crate::protocol::lp::LpError;
 
 /// Why a factory image could not be packed. Each variant names the file, entry or line, so
 /// that the person packing knows what to fix, and nothing has been written when it occurs.
@@ -178,9 +177,6 @@ pub enum FactoryError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `super_empty.img` could not be read as LP metadata.
-    #[error("super_empty.img is not valid LP metadata: {0}")]
-    SuperEmpty(#[source] LpError),
     /// The version or name could not be derived and was not given.
     #[error("{0}")]
     Naming(String),

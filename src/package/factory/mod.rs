@@ -30,15 +30,13 @@ pub use error::FactoryError;
 pub use plan::{PlannedImage, Skipped};
 
 use self::archive::ZipSource;
-use super::manifest::{SourceImage, SourceManifest, Target};
+use super::dynamic;
+use super::manifest::{SourceDynamic, SourceImage, SourceManifest, Target, MAX_SUPER_EMPTY_SIZE};
 use super::pack::pack_source;
 use super::PackSummary;
-use crate::protocol::lp;
 
 /// Largest android-info.txt or fastboot-info.txt read (real ones are a few hundred bytes).
 const MAX_TEXT: u64 = 64 * 1024;
-/// Largest super_empty.img read (real ones are a few KiB: geometry and one metadata copy).
-const MAX_SUPER_EMPTY: u64 = 1 << 20;
 
 /// What the person packing chooses; everything else comes from the factory image.
 #[derive(Debug, Clone, Default)]
@@ -114,7 +112,11 @@ pub fn pack_factory(
         .map(|text| fastboot_info::parse(&text))
         .transpose()?;
     let logical = if files.contains("super_empty.img") {
-        images.stage("super_empty.img", staging.path(), Some(MAX_SUPER_EMPTY))?;
+        images.stage(
+            "super_empty.img",
+            staging.path(),
+            Some(MAX_SUPER_EMPTY_SIZE),
+        )?;
         logical_partitions(&base.join("super_empty.img"))?
     } else {
         BTreeSet::new()
@@ -187,9 +189,18 @@ pub fn pack_factory(
             .map(|i| SourceImage {
                 partition: i.partition.clone(),
                 file: i.file.clone(),
+                logical: i.logical,
+                reboot_bootloader: i.reboot_bootloader,
             })
             .collect(),
         qualcomm: None,
+        dynamic: plan
+            .images
+            .iter()
+            .any(|i| i.logical)
+            .then(|| SourceDynamic {
+                super_empty: "super_empty.img".into(),
+            }),
     };
     let pack = pack_source(source, &base, key_file, out)?;
     Ok(FactorySummary {
@@ -416,18 +427,31 @@ fn base_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
-/// The partitions `super_empty.img` lays out, without slot suffixes.
+/// The partitions `super_empty.img` lays out, by name and, for those listed once per slot
+/// (`system_a`, `system_b`), by the name without the slot suffix.
 fn logical_partitions(path: &Path) -> Result<BTreeSet<String>, FactoryError> {
-    let mut file = File::open(path).map_err(FactoryError::io(path))?;
-    let (_, metadata) = lp::read_metadata(&mut file, 0).map_err(FactoryError::SuperEmpty)?;
+    let file = File::open(path).map_err(FactoryError::io(path))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SUPER_EMPTY_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(FactoryError::io(path))?;
+    if bytes.len() as u64 > MAX_SUPER_EMPTY_SIZE {
+        return Err(FactoryError::TextTooLarge {
+            file: "super_empty.img".into(),
+            max: MAX_SUPER_EMPTY_SIZE,
+        });
+    }
+    let metadata = dynamic::parse(&bytes)?;
     let mut names = BTreeSet::new();
     for partition in &metadata.partitions {
         let name = partition.name.as_str();
-        let base = name
-            .strip_suffix("_a")
-            .or_else(|| name.strip_suffix("_b"))
-            .unwrap_or(name);
-        names.insert(base.to_owned());
+        names.insert(name.to_owned());
+        if let Some((base, _)) = name.rsplit_once('_') {
+            // Kept only if the package's own check names it the same way.
+            if dynamic::logical_names(&metadata, base).contains(&name) {
+                names.insert(base.to_owned());
+            }
+        }
     }
     Ok(names)
 }
