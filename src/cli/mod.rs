@@ -489,6 +489,30 @@ struct PhoneArgs {
     /// fastbootd.
     #[arg(long, value_name = "NAME")]
     profile: Option<crate::sim::phone::Profile>,
+    /// Dynamic partitions (Android 10+): a `super` partition with LP metadata holding the
+    /// logical partitions, and a userspace fastboot (fastbootd) reached with
+    /// `reboot-fastboot`.
+    #[arg(long)]
+    dynamic: bool,
+    /// Size of super (of each of system_a/system_b with --retrofit), e.g. 2G; implies
+    /// --dynamic.
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+    super_size: Option<u64>,
+    /// A logical partition in super as NAME=SIZE (may be repeated; replaces the default
+    /// system, system_ext, product, vendor, odm); implies --dynamic.
+    #[arg(long = "logical", value_name = "NAME=SIZE", value_parser = parse_partition)]
+    logical: Vec<(String, u64)>,
+    /// Retrofit dynamic partitions: each slot's super is its system_a/system_b
+    /// (super-partition-name system_a); implies --dynamic, needs --slots.
+    #[arg(long)]
+    retrofit: bool,
+    /// A pending Virtual A/B update: snapshotted or merging; `-cow` partitions then take
+    /// space in super until `snapshot-update cancel`. Implies --dynamic.
+    #[arg(long, value_name = "STATE")]
+    snapshot: Option<crate::sim::phone::SnapshotStatus>,
+    /// fastbootd's max-download-size in bytes (default 0x10000000, AOSP's).
+    #[arg(long, value_name = "BYTES")]
+    fastbootd_max_download_size: Option<u32>,
 }
 
 /// Runs the CLI.
@@ -1192,7 +1216,32 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The dynamic-partition part of `sim phone`'s options, if any was given.
+fn sim_phone_dynamic(args: &PhoneArgs) -> Option<crate::sim::phone::Dynamic> {
+    let wanted = args.dynamic
+        || args.super_size.is_some()
+        || !args.logical.is_empty()
+        || args.retrofit
+        || args.snapshot.is_some()
+        || args.fastbootd_max_download_size.is_some();
+    let d = crate::sim::phone::Dynamic::default();
+    wanted.then(|| crate::sim::phone::Dynamic {
+        super_size: args.super_size.unwrap_or(d.super_size),
+        logical: if args.logical.is_empty() {
+            d.logical.clone()
+        } else {
+            args.logical.clone()
+        },
+        retrofit: args.retrofit,
+        snapshot: args.snapshot.unwrap_or(d.snapshot),
+        fastbootd_max_download_size: args
+            .fastbootd_max_download_size
+            .unwrap_or(d.fastbootd_max_download_size),
+    })
+}
+
 fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
+    let dynamic = sim_phone_dynamic(&args);
     let d = match &args.replay {
         Some(path) => {
             let transcript = crate::sim::phone::Transcript::load(path)
@@ -1225,6 +1274,7 @@ fn sim_phone(args: PhoneArgs) -> Result<ExitCode> {
         write_rate: args.write_rate,
         faults: args.faults.into(),
         profile: args.profile,
+        dynamic,
         ..d
     };
     if args.usb_gadget {
@@ -1324,6 +1374,11 @@ fn parse_partition(text: &str) -> Result<(String, u64)> {
     let Some((name, size)) = text.split_once('=') else {
         bail!("expected NAME=SIZE, e.g. boot=64M");
     };
+    Ok((name.to_string(), parse_byte_size(size)?))
+}
+
+/// A size in bytes, or with a K, M or G suffix (powers of 1024).
+fn parse_byte_size(size: &str) -> Result<u64> {
     let size = size.trim();
     let (digits, unit) = match size.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => size.split_at(i),
@@ -1339,6 +1394,5 @@ fn parse_partition(text: &str) -> Result<(String, u64)> {
         "G" | "GIB" => 1 << 30,
         other => bail!("unknown size unit {other:?}: use K, M or G"),
     };
-    let bytes = n.checked_mul(mult).context("size too large")?;
-    Ok((name.to_string(), bytes))
+    n.checked_mul(mult).context("size too large")
 }

@@ -332,6 +332,7 @@ impl EdlConfig {
         }
         self.faults.check("a device in EDL", |fault| match fault {
             Fault::BatteryDrop { .. } => Some("reports no battery"),
+            Fault::Drop { .. } => Some("is driven over one stream; use disconnect@bytes=N"),
             _ => None,
         })?;
         if self.is_nand() {

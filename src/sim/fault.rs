@@ -24,6 +24,7 @@
 //! | [`Fault::Garbage`] | `garbage@COMMAND#N` |
 //! | [`Fault::BatteryDrop`] | `battery@bytes=N,percent=P` |
 //! | [`Fault::Reenumerate`] | `reenumerate@COMMAND#N` |
+//! | [`Fault::Drop`] | `drop@COMMAND#N` (the phone only) |
 //!
 //! `N` after `bytes=` may carry a `K`, `M` or `G` suffix (powers of 1024); `#N` counts
 //! matching commands from 1 and is split off at the last `#`, so the command itself may
@@ -97,6 +98,17 @@ pub enum Fault {
         /// Which matching command, from 1.
         nth: u32,
     },
+    /// The link is lost as the `nth` matching command arrives: no answer, the command has
+    /// no effect, and the device comes back at once in the mode it was in, storage as
+    /// committed before (over USB it re-enumerates). Unlike [`Fault::Disconnect`] it is
+    /// aimed at a command, not at a byte of download data; unlike
+    /// [`Fault::Reenumerate`] the device does not change mode.
+    Drop {
+        /// Prefix of the command text.
+        command: String,
+        /// Which matching command, from 1.
+        nth: u32,
+    },
 }
 
 /// Length of a [`Fault::Garbage`] answer.
@@ -125,7 +137,8 @@ impl FaultPlan {
                 Fault::Fail { nth, .. }
                 | Fault::Stall { nth, .. }
                 | Fault::Garbage { nth, .. }
-                | Fault::Reenumerate { nth, .. } => Some(*nth),
+                | Fault::Reenumerate { nth, .. }
+                | Fault::Drop { nth, .. } => Some(*nth),
                 _ => None,
             };
             if nth == Some(0) {
@@ -194,8 +207,8 @@ pub enum FaultSpecError {
     NoKind(String),
     /// A kind that does not exist.
     #[error(
-        "unknown fault kind {0:?}: use disconnect, power-loss, fail, stall, garbage, battery \
-         or reenumerate"
+        "unknown fault kind {0:?}: use disconnect, power-loss, fail, stall, garbage, battery, \
+         reenumerate or drop"
     )]
     UnknownKind(String),
     /// The arguments do not have the form the kind needs.
@@ -235,6 +248,7 @@ impl fmt::Display for Fault {
                 percent,
             } => write!(f, "battery@bytes={after_bytes},percent={percent}"),
             Fault::Reenumerate { command, nth } => write!(f, "reenumerate@{command}#{nth}"),
+            Fault::Drop { command, nth } => write!(f, "drop@{command}#{nth}"),
         }
     }
 }
@@ -296,12 +310,13 @@ impl FromStr for Fault {
                     _ => return Err(bad(BATTERY_FORM)),
                 }
             }
-            "fail" | "stall" | "garbage" | "reenumerate" => {
+            "fail" | "stall" | "garbage" | "reenumerate" | "drop" => {
                 let (command, nth) = command()?;
                 match kind {
                     "fail" => Fault::Fail { command, nth },
                     "stall" => Fault::Stall { command, nth },
                     "garbage" => Fault::Garbage { command, nth },
+                    "drop" => Fault::Drop { command, nth },
                     _ => Fault::Reenumerate { command, nth },
                 }
             }
@@ -370,6 +385,8 @@ pub(crate) enum Reaction {
     Garbage,
     /// Leave and come back in another mode.
     Reenumerate,
+    /// Lose the link without answering; come back in the same mode.
+    Drop,
 }
 
 /// A byte fault that has come due.
@@ -439,6 +456,7 @@ impl Injector {
                 Fault::Stall { command, nth } => (command, *nth, Reaction::Stall),
                 Fault::Garbage { command, nth } => (command, *nth, Reaction::Garbage),
                 Fault::Reenumerate { command, nth } => (command, *nth, Reaction::Reenumerate),
+                Fault::Drop { command, nth } => (command, *nth, Reaction::Drop),
                 _ => continue,
             };
             if armed.fired || !starts_with(text, prefix, how) {
@@ -587,6 +605,10 @@ mod tests {
             Fault::Reenumerate {
                 command: "AT+CGMR".into(),
                 nth: 3,
+            },
+            Fault::Drop {
+                command: "update-super".into(),
+                nth: 1,
             },
             Fault::Fail {
                 command: "x#y".into(),

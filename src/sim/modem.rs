@@ -190,6 +190,7 @@ impl ModemConfig {
             Fault::Disconnect { .. } | Fault::PowerLoss { .. } => {
                 Some("has no data phase on its AT port; give this fault to its EDL side")
             }
+            Fault::Drop { .. } => Some("has a serial line, no link to drop; use stall"),
             Fault::BatteryDrop { .. } if kind == ModemKind::Dongle => {
                 Some("is a dongle without a battery")
             }
@@ -623,7 +624,8 @@ impl ModemSim {
             }
             match self.faults.on_command(&text, Match::IgnoreAsciiCase) {
                 Some(Reaction::Fail) => Reply::error(),
-                Some(Reaction::Stall) => return false,
+                // A drop is refused for the modem by its config check (see `check`).
+                Some(Reaction::Stall | Reaction::Drop) => return false,
                 Some(Reaction::Garbage) => {
                     self.send(&fault::garbage(b"\r\n"));
                     return false;

@@ -34,6 +34,8 @@
 //!   back in fastboot.
 
 mod bootloader;
+mod dynamic;
+mod fastbootd;
 mod link;
 mod profile;
 mod replay;
@@ -59,11 +61,12 @@ use link::Wire;
 use storage::{Partition, Storage};
 
 pub use bootloader::{BATTERY_OK_PERCENT, BOOT_TIME};
+pub use dynamic::{Dynamic, SnapshotStatus};
 pub use profile::{Profile, PROFILES};
 pub use replay::{Transcript, TranscriptError};
 pub use shaper::parse_rate;
 #[cfg(target_os = "linux")]
-pub use usb::UsbPhone;
+pub use usb::{fastbootd_product, UsbPhone};
 
 /// What the virtual phone is and what it holds.
 ///
@@ -122,6 +125,11 @@ pub struct PhoneConfig {
     /// Answer every `getvar` as a real device did ([`Transcript`]); see
     /// [`PhoneConfig::replaying`].
     pub replay: Option<Arc<Transcript>>,
+    /// A phone with dynamic partitions (Android 10+): a `super` partition with LP
+    /// metadata holding the logical partitions, and a userspace fastboot (fastbootd)
+    /// reached with `reboot-fastboot`; see [`Dynamic`]. `None`: a phone whose partitions
+    /// are all physical.
+    pub dynamic: Option<Dynamic>,
 }
 
 impl Default for PhoneConfig {
@@ -149,6 +157,7 @@ impl Default for PhoneConfig {
             faults: FaultPlan::none(),
             profile: None,
             replay: None,
+            dynamic: None,
         }
     }
 }
@@ -203,6 +212,12 @@ pub enum ConfigError {
     /// A battery charge above 100 %.
     #[error("battery charge {0} % is over 100 %")]
     BadBattery(u8),
+    /// A retrofit phone keeps its super in `system_a`/`system_b`, so it needs slots.
+    #[error("a retrofit phone keeps super in system_a and system_b: it needs slots")]
+    RetrofitNeedsSlots,
+    /// The dynamic partitions cannot be laid out in super.
+    #[error("cannot lay out super: {0}")]
+    BadSuper(String),
     /// The fault plan cannot be carried out by this phone.
     #[error(transparent)]
     Fault(#[from] FaultPlanError),
@@ -260,25 +275,45 @@ impl PhoneConfig {
             }
             _ => None,
         })?;
+        let mut physical: Vec<(&str, u64, bool)> = self
+            .partitions
+            .iter()
+            .filter(|(base, _)| !self.is_logical_base(base))
+            .map(|(base, size)| {
+                let slotted = self.slots && !bootloader::is_unslotted(base);
+                (base.as_str(), *size, slotted)
+            })
+            .collect();
+        if let Some(d) = &self.dynamic {
+            if d.retrofit && !self.slots {
+                return Err(ConfigError::RetrofitNeedsSlots);
+            }
+            for (base, _) in &d.logical {
+                if !dynamic::is_valid_logical_name(&format!("{base}_b-cow")) {
+                    return Err(ConfigError::BadPartitionName(base.clone()));
+                }
+            }
+            // Retrofit: each slot's system partition is that slot's super.
+            physical.push(match d.retrofit {
+                true => ("system", d.super_size, true),
+                false => ("super", d.super_size, false),
+            });
+        }
         let mut table: Vec<Partition> = Vec::new();
-        for (base, size) in &self.partitions {
-            let suffixes: &[&str] = if self.slots && !bootloader::is_unslotted(base) {
-                &["_a", "_b"]
-            } else {
-                &[""]
-            };
+        for (base, size, slotted) in physical {
+            let suffixes: &[&str] = if slotted { &["_a", "_b"] } else { &[""] };
             for suffix in suffixes {
                 let name = format!("{base}{suffix}");
                 if !storage::is_valid_name(base) || !storage::is_valid_name(&name) {
-                    return Err(ConfigError::BadPartitionName(base.clone()));
+                    return Err(ConfigError::BadPartitionName(base.to_string()));
                 }
-                if *size == 0 {
+                if size == 0 {
                     return Err(ConfigError::EmptyPartition(name));
                 }
                 if table.iter().any(|p| p.name == name) {
                     return Err(ConfigError::DuplicatePartition(name));
                 }
-                table.push(Partition { name, size: *size });
+                table.push(Partition { name, size });
             }
         }
         if let Some(base) = &self.version_partition {
@@ -287,6 +322,21 @@ impl PhoneConfig {
             }
         }
         Ok(table)
+    }
+
+    /// Whether `base` is one of the logical partitions of a dynamic phone (so not a
+    /// physical one).
+    fn is_logical_base(&self, base: &str) -> bool {
+        self.dynamic
+            .as_ref()
+            .is_some_and(|d| d.logical.iter().any(|(name, _)| name == base))
+    }
+
+    /// The partition files, and on a dynamic phone its super laid out.
+    fn open_storage(&self, dir: &Path) -> Result<Storage, ConfigError> {
+        let storage = Storage::open(dir, self.partition_table()?)?;
+        fastbootd::prepare_supers(self, &storage)?;
+        Ok(storage)
     }
 }
 
@@ -317,7 +367,7 @@ pub struct PhoneSim {
 impl PhoneSim {
     /// Prepares the partition files in `dir` and binds `listen` (port 0 picks one).
     pub fn bind(listen: SocketAddr, dir: &Path, cfg: PhoneConfig) -> io::Result<Self> {
-        let storage = Storage::open(dir, cfg.partition_table()?)?;
+        let storage = cfg.open_storage(dir)?;
         let listener = TcpListener::bind(listen)?;
         let shared = Arc::new(Shared::default());
         let bootloader = Bootloader::new(

@@ -4,6 +4,7 @@
 pub mod bench;
 #[cfg(unix)]
 pub mod edl;
+pub mod fastboot;
 pub mod replay;
 
 use std::path::{Path, PathBuf};

@@ -223,13 +223,7 @@ pub fn write_super_image<R: Read, W: Write>(
 
     let mut position = 0u64;
     write_zeros(out, RESERVED_BYTES)?;
-    out.write_all(&geometry)?;
-    out.write_all(&geometry)?;
-    let padding = u64::from(metadata.geometry.metadata_max_size) - blob.len() as u64;
-    for _ in 0..2 * metadata.geometry.metadata_slot_count {
-        out.write_all(&blob)?;
-        write_zeros(out, padding)?;
-    }
+    write_metadata_copies(metadata, &geometry, &blob, out)?;
     position += metadata.geometry.metadata_region_size();
 
     let mut buf = vec![0u8; CHUNK];
@@ -296,6 +290,41 @@ pub fn write_super_image<R: Read, W: Write>(
     Ok(written)
 }
 
+/// Writes the two geometry blocks, then the primary and the backup copy of every slot,
+/// each padded to `metadata_max_size`: the metadata region after the reserved bytes.
+fn write_metadata_copies<W: Write>(
+    metadata: &Metadata,
+    geometry: &[u8],
+    blob: &[u8],
+    out: &mut W,
+) -> io::Result<()> {
+    out.write_all(geometry)?;
+    out.write_all(geometry)?;
+    let padding = u64::from(metadata.geometry.metadata_max_size) - blob.len() as u64;
+    for _ in 0..2 * metadata.geometry.metadata_slot_count {
+        out.write_all(blob)?;
+        write_zeros(out, padding)?;
+    }
+    Ok(())
+}
+
+/// Writes `metadata` into every slot of an existing super device, in place: both
+/// geometries and the primary and backup copy of every slot. Nothing from the first
+/// logical sector on is touched, so the partitions' bytes stay where their extents say,
+/// as when a device updates its partition table. Everything is serialized (and so
+/// checked) before the first byte is written.
+pub fn write_metadata_region<W: Write + Seek>(
+    metadata: &Metadata,
+    out: &mut W,
+) -> Result<(), LpError> {
+    let geometry = serialize_geometry(&metadata.geometry)?;
+    let blob = serialize_metadata(metadata)?;
+    out.seek(SeekFrom::Start(RESERVED_BYTES))?;
+    write_metadata_copies(metadata, &geometry, &blob, out)?;
+    out.flush()?;
+    Ok(())
+}
+
 /// Streams partition `name` out of a super device (or full super image) to `out`, zero
 /// extents as zeros. Returns the bytes written.
 pub fn extract_partition<R: Read + Seek, W: Write>(
@@ -334,4 +363,47 @@ pub fn extract_partition<R: Read + Seek, W: Write>(
         total += len;
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::lp::{PartitionSpec, SuperLayout};
+
+    #[test]
+    fn the_metadata_region_is_rewritten_in_place() {
+        let mut layout = SuperLayout::new(4 * 1024 * 1024, 2);
+        layout.partitions.push(PartitionSpec {
+            name: "system_a".into(),
+            group: "default".into(),
+            size: 1024 * 1024,
+            attributes: 0,
+        });
+        let old = layout.build().unwrap();
+        let data = vec![0x5a; 1024 * 1024];
+        let mut device = io::Cursor::new(Vec::new());
+        write_super_image(&old, [("system_a".to_string(), &data[..])], &mut device).unwrap();
+
+        layout.partitions[0].name = "system_b".into();
+        let new = layout.build().unwrap();
+        write_metadata_region(&new, &mut device).unwrap();
+        let bytes = device.get_ref().clone();
+        assert_eq!(bytes.len() as u64, 4 * 1024 * 1024, "no byte added");
+        for slot in 0..2 {
+            let (container, read) = read_metadata(&mut io::Cursor::new(&bytes), slot).unwrap();
+            assert_eq!(container, Container::SuperDevice);
+            assert_eq!(read, new);
+        }
+        // The backup copies were rewritten too: damage every primary and read again.
+        let mut damaged = bytes.clone();
+        for slot in 0..2 {
+            damaged[new.geometry.primary_metadata_offset(slot) as usize] ^= 0xff;
+        }
+        let (_, read) = read_metadata(&mut io::Cursor::new(&damaged), 1).unwrap();
+        assert_eq!(read, new);
+        // The partition's bytes were left where they were.
+        let mut out = Vec::new();
+        extract_partition(&mut io::Cursor::new(&bytes), &new, "system_b", &mut out).unwrap();
+        assert_eq!(out, data);
+    }
 }

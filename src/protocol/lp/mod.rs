@@ -26,8 +26,8 @@ use serde::Serialize;
 
 pub use builder::{GroupSpec, PartitionSpec, SuperLayout};
 pub use image::{
-    extract_partition, read_metadata, write_empty_image, write_super_image, Container,
-    WrittenPartition,
+    extract_partition, read_metadata, write_empty_image, write_metadata_region, write_super_image,
+    Container, WrittenPartition,
 };
 
 /// Magic of the geometry block ("gDla" in little-endian order).

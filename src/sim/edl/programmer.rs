@@ -212,7 +212,8 @@ impl Programmer<'_> {
                 self.pty.write(&fault::garbage(b"</data>"), timeout)?;
                 Ok(Flow::Next)
             }
-            Reaction::Stall => Ok(self.hang()),
+            // A drop is refused for EDL devices by their config check.
+            Reaction::Stall | Reaction::Drop => Ok(self.hang()),
             Reaction::Reenumerate => Ok(self.reboot("injected re-enumeration")),
         }
     }

@@ -100,6 +100,11 @@ impl Tree {
         detach(&self.udc_file())
     }
 
+    /// Changes the product string the host reads at the next enumeration (while unbound).
+    pub fn set_product(&self, product: &str) -> Result<(), GadgetError> {
+        self.write(&format!("strings/{LANG}/product"), product)
+    }
+
     pub fn path(&self) -> &Path {
         &self.root
     }

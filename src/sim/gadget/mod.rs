@@ -195,6 +195,12 @@ impl Gadget {
         self.tree.bind(&udc)
     }
 
+    /// Changes the product string: a device that reboots into another mode may name
+    /// itself differently there. Takes effect at the next [`Gadget::bind`].
+    pub fn set_product(&self, product: &str) -> Result<(), GadgetError> {
+        self.tree.set_product(product)
+    }
+
     /// The gadget's configfs directory.
     pub fn path(&self) -> &Path {
         self.tree.path()

@@ -21,6 +21,13 @@
 //! * `erase` fills with zeros; raw `flash` writes from offset 0 and keeps the rest; a
 //!   sparse `flash` writes RAW/FILL blocks only, so split images add up.
 //! * The download stays available after `flash` until the next `download`.
+//! * A phone with dynamic partitions ([`PhoneConfig::dynamic`]) also has a userspace
+//!   fastboot, fastbootd ([`super::fastbootd`]): `reboot-fastboot` takes it there, and
+//!   `reboot-bootloader` back; each switch is a reboot (the link drops, the phone is away
+//!   for [`BOOT_TIME`]). Its bootloader has no logical partitions: flashing one (any name
+//!   not in its table) fails with a Qualcomm ABL's words ([`abl_no_partition`]), as
+//!   modern phones' bootloaders are ABL-like; `flash:super` with a whole
+//!   super image is accepted and, as on ABL, cancels a pending snapshot update.
 
 use std::io::{self, BufReader, Read, Seek};
 use std::sync::{Arc, Mutex};
@@ -30,6 +37,7 @@ use crate::protocol::fastboot::vars::split_variable;
 use crate::protocol::fastboot::{Command, Response, MAX_COMMAND_LEN};
 use crate::protocol::sparse::{self, Validate};
 
+use super::dynamic::SnapshotStatus;
 use super::link::{Incoming, Link, Wire};
 use super::storage::{Meter, Partition, Storage};
 use super::{version, PhoneConfig};
@@ -43,7 +51,7 @@ pub const BOOT_TIME: Duration = Duration::from_millis(300);
 /// The reason in the `FAIL` of an injected failure.
 const INJECTED_FAILURE: &str = "injected fault: command refused";
 /// Slot letters of an A/B phone, in index order.
-const SLOTS: [char; 2] = ['a', 'b'];
+pub(super) const SLOTS: [char; 2] = ['a', 'b'];
 /// Partitions an A/B phone keeps once, whatever its slots: device identity and calibration
 /// (persist, modemst1/2, fsg, fsc), boot control (misc), user data and its metadata, and
 /// factory reset protection. Source: AOSP's A/B documentation (userdata, metadata and misc
@@ -65,13 +73,24 @@ pub(super) fn is_unslotted(base: &str) -> bool {
     UNSLOTTED.contains(&base)
 }
 
+/// Which firmware answers: the bootloader, or Android's userspace fastboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Bootloader,
+    Fastbootd,
+}
+
 /// Everything that outlives a connection.
 pub(super) struct Bootloader {
-    cfg: PhoneConfig,
-    storage: Storage,
+    pub(super) cfg: PhoneConfig,
+    pub(super) storage: Storage,
     /// Length of the download kept in storage, if the last one completed.
-    download: Option<u64>,
-    slots: Option<Slots>,
+    pub(super) download: Option<u64>,
+    pub(super) slots: Option<Slots>,
+    /// The firmware answering now.
+    pub(super) mode: Mode,
+    /// Virtual A/B merge state (dynamic phones); bootloader and fastbootd share it.
+    pub(super) snapshot: SnapshotStatus,
     /// Version of the firmware the phone last booted.
     firmware_version: String,
     /// Anti-rollback level; it only ever rises.
@@ -79,7 +98,7 @@ pub(super) struct Bootloader {
     /// Every command received, as text (see [`super::RunningPhone::commands`]).
     log: Arc<Mutex<Vec<String>>>,
     /// The fault plan being carried out.
-    faults: Injector,
+    pub(super) faults: Injector,
     /// Until when the phone is booting and takes no connection.
     away_until: Option<Instant>,
     /// A download the host stopped sending when it closed its connection, still waiting
@@ -96,15 +115,15 @@ struct Pending {
 }
 
 /// A/B state.
-struct Slots {
+pub(super) struct Slots {
     /// Index into [`SLOTS`] of the slot the next boot uses.
-    active: usize,
+    pub(super) active: usize,
     /// Whether each slot has booted successfully since it was last made active.
     successful: [bool; 2],
 }
 
 /// Whether the connection continues after a command.
-enum Flow {
+pub(super) enum Flow {
     Next,
     Close,
 }
@@ -126,7 +145,13 @@ impl Bootloader {
             Slots { active, successful }
         });
         let faults = Injector::new(&cfg.faults, faults_fired);
+        let snapshot = cfg
+            .dynamic
+            .as_ref()
+            .map_or(SnapshotStatus::None, |d| d.snapshot);
         let mut bootloader = Bootloader {
+            mode: Mode::Bootloader,
+            snapshot,
             firmware_version: cfg.firmware_version.clone(),
             security_version: cfg.security_version,
             cfg,
@@ -202,15 +227,24 @@ impl Bootloader {
                 self.restart();
                 return Ok(Flow::Close);
             }
+            // The link is gone before anything happened: same mode, storage as it was.
+            Reaction::Drop => return Ok(Flow::Close),
         }
         Ok(Flow::Next)
     }
 
     /// The phone goes away and boots again: what is in RAM (the download) is lost, the
     /// boot reads the version partition, and for [`BOOT_TIME`] nobody answers.
-    fn restart(&mut self) {
+    pub(super) fn restart(&mut self) {
+        self.enter(Mode::Bootloader);
+    }
+
+    /// Reboots into `mode`: what is in RAM (the download) is lost, the boot reads the
+    /// version partition, and for [`BOOT_TIME`] nobody answers.
+    pub(super) fn enter(&mut self, mode: Mode) {
         self.download = None;
         self.pending = None;
+        self.mode = mode;
         self.boot();
         self.away_until = Some(Instant::now() + BOOT_TIME);
     }
@@ -224,6 +258,9 @@ impl Bootloader {
     }
 
     fn execute(&mut self, command: Command, link: &mut Link) -> io::Result<Flow> {
+        if self.mode == Mode::Fastbootd {
+            return self.execute_fastbootd(command, link);
+        }
         let response = match command {
             Command::GetVar(name) if name == "all" => {
                 let (lines, last) = self.all_vars();
@@ -239,30 +276,21 @@ impl Bootloader {
             Command::Download(len) => return self.download(len, link),
             Command::Flash(_) if self.cfg.locked => Response::Fail(LOCKED_FLASH.into()),
             Command::Erase(_) if self.cfg.locked => Response::Fail(LOCKED_ERASE.into()),
-            Command::Flash(name) => match self.check_flash(&name) {
-                Ok(image) => {
-                    // A phone with a write rate models LK and U-Boot: silent until OKAY.
-                    if self.cfg.write_rate.is_none() {
-                        link.send(&Response::Info(format!(
-                            "writing {} bytes of {} image to {name}",
-                            image.len,
-                            if image.sparse { "sparse" } else { "raw" }
-                        )))?;
-                    }
-                    let mut meter = Meter::new(self.faults.write_budget());
-                    let started = Instant::now();
-                    let response = self.write_flash(&image, &mut meter);
-                    self.take_write_time(started, meter.written());
-                    self.faults.add_written(meter.written());
-                    if let Some(Cut::Power) = self.faults.cut() {
-                        // The partition keeps what was written; the phone dies unanswered.
-                        self.restart();
-                        return Ok(Flow::Close);
-                    }
-                    response
+            Command::Flash(name)
+                if self.cfg.dynamic.is_some() && self.storage.get(&name).is_none() =>
+            {
+                Response::Fail(abl_no_partition(&name, self.download_is_sparse()))
+            }
+            Command::Flash(name) => {
+                let Some(response) = self.flash_physical(&name, link)? else {
+                    return Ok(Flow::Close);
+                };
+                if name == "super" && matches!(response, Response::Okay(_)) {
+                    // ABL cancels a pending snapshot update when super is flashed whole.
+                    self.snapshot = SnapshotStatus::None;
                 }
-                Err(reason) => Response::Fail(reason),
-            },
+                response
+            }
             Command::Erase(name) => match self.storage.get(&name) {
                 Some(part) => {
                     let started = Instant::now();
@@ -283,17 +311,78 @@ impl Bootloader {
                 self.boot();
                 return Ok(Flow::Close);
             }
+            Command::Other(verb) if verb == "reboot-fastboot" && self.cfg.dynamic.is_some() => {
+                link.send(&Response::Okay(String::new()))?;
+                self.enter(Mode::Fastbootd);
+                return Ok(Flow::Close);
+            }
             Command::Other(_) => Response::Fail("unknown command".into()),
         };
         link.send(&response)?;
         Ok(Flow::Next)
     }
 
+    /// Flashes a partition of the partition table, raw or sparse, answering as the
+    /// bootloader does; `None` when the phone lost power during the write (no answer).
+    pub(super) fn flash_physical(
+        &mut self,
+        name: &str,
+        link: &mut Link,
+    ) -> io::Result<Option<Response>> {
+        let image = match self.check_flash(name) {
+            Ok(image) => image,
+            Err(reason) => return Ok(Some(Response::Fail(reason))),
+        };
+        // A phone with a write rate models LK and U-Boot: silent until OKAY.
+        if self.cfg.write_rate.is_none() {
+            link.send(&Response::Info(format!(
+                "writing {} bytes of {} image to {name}",
+                image.len,
+                if image.sparse { "sparse" } else { "raw" }
+            )))?;
+        }
+        let mut meter = Meter::new(self.faults.write_budget());
+        let started = Instant::now();
+        let response = self.write_flash(&image, &mut meter);
+        self.take_write_time(started, meter.written());
+        Ok(self.after_write(meter.written()).then_some(response))
+    }
+
+    /// Counts bytes written towards the fault plan; false if the power was cut by them
+    /// (the phone then restarts and gives no answer).
+    pub(super) fn after_write(&mut self, written: u64) -> bool {
+        self.faults.add_written(written);
+        if let Some(Cut::Power) = self.faults.cut() {
+            // The partition keeps what was written; the phone dies unanswered.
+            self.restart();
+            return false;
+        }
+        true
+    }
+
+    /// Whether the stored download starts like an Android sparse image.
+    pub(super) fn download_is_sparse(&self) -> bool {
+        let mut magic = [0u8; 4];
+        self.download.is_some()
+            && self
+                .open_download()
+                .is_ok_and(|mut f| f.read_exact(&mut magic).is_ok())
+            && sparse::looks_sparse(&magic)
+    }
+
+    /// The largest download the firmware answering now takes.
+    pub(super) fn max_download_size(&self) -> u32 {
+        match (self.mode, &self.cfg.dynamic) {
+            (Mode::Fastbootd, Some(d)) => d.fastbootd_max_download_size,
+            _ => self.cfg.max_download_size,
+        }
+    }
+
     /// Receives a download into storage. Any failure during the data phase leaves the
     /// stream out of step, so the phone says FAIL and drops the connection.
-    fn download(&mut self, len: u32, link: &mut Link) -> io::Result<Flow> {
+    pub(super) fn download(&mut self, len: u32, link: &mut Link) -> io::Result<Flow> {
         self.download = None;
-        let max = self.cfg.max_download_size;
+        let max = self.max_download_size();
         let refusal = if len == 0 {
             Some("download size must not be zero".to_string())
         } else if len > max {
@@ -433,13 +522,13 @@ impl Bootloader {
         }
     }
 
-    fn open_download(&self) -> Result<std::fs::File, String> {
+    pub(super) fn open_download(&self) -> Result<std::fs::File, String> {
         self.storage
             .open_download()
             .map_err(|e| format!("cannot read the download: {e}"))
     }
 
-    fn set_active(&mut self, slot: &str) -> Response {
+    pub(super) fn set_active(&mut self, slot: &str) -> Response {
         let Some(slots) = &mut self.slots else {
             return Response::Fail("device has no slots".into());
         };
@@ -513,7 +602,7 @@ impl Bootloader {
     }
 
     /// The phone's own answer to `getvar:<name>`, in flashline's plain wording.
-    fn own_var(&self, name: &str) -> Option<String> {
+    pub(super) fn own_var(&self, name: &str) -> Option<String> {
         let (key, arg) = match name.split_once(':') {
             Some((key, arg)) => (key, Some(arg)),
             None => (name, None),
@@ -531,6 +620,13 @@ impl Bootloader {
             ("battery-soc", None) => self.battery()?.to_string(),
             ("battery-soc-ok", None) => yes_no(self.battery()? >= BATTERY_OK_PERCENT),
             ("slot-count", None) => if self.slots.is_some() { "2" } else { "0" }.to_string(),
+            // A dynamic phone's bootloader knows about super and the update state, as
+            // Pixel bootloaders report them (tests/data/fastboot/pixel-7-pro.txt).
+            ("is-userspace", None) if self.cfg.dynamic.is_some() => yes_no(false),
+            ("super-partition-name", None) if self.cfg.dynamic.is_some() => self.super_name(),
+            ("snapshot-update-status", None) if self.cfg.dynamic.is_some() => {
+                self.snapshot.to_string()
+            }
             ("current-slot", None) => SLOTS[self.slots.as_ref()?.active].to_string(),
             ("slot-successful", Some(slot)) => {
                 yes_no(self.slots.as_ref()?.successful[slot_index(slot)?])
@@ -612,6 +708,16 @@ impl Bootloader {
         ]
         .map(String::from)
         .to_vec();
+        if self.cfg.dynamic.is_some() {
+            names.extend(
+                [
+                    "is-userspace",
+                    "super-partition-name",
+                    "snapshot-update-status",
+                ]
+                .map(String::from),
+            );
+        }
         for slot in SLOTS {
             names.push(format!("slot-successful:{slot}"));
             names.push(format!("slot-unbootable:{slot}"));
@@ -658,8 +764,21 @@ struct FlashImage {
     sparse: bool,
 }
 
+/// A Qualcomm ABL's answer to `flash:` of a name its partition table lacks, which is
+/// what every logical partition is to a bootloader: `Partition not found` for a sparse
+/// image, `(<name>) No such partition` for a raw one. Public source: `CmdFlash` in
+/// QcomModulePkg/Application/FastbootApp/FastbootCmds.c (Qualcomm's edk2 ABL, e.g.
+/// github.com/SHIFTPHONES/android_bootable_bootloader_edk2).
+pub(super) fn abl_no_partition(name: &str, sparse: bool) -> String {
+    if sparse {
+        "Partition not found".to_string()
+    } else {
+        format!("({name}) No such partition")
+    }
+}
+
 /// `a`/`b`, with or without the leading underscore some hosts send.
-fn slot_index(slot: &str) -> Option<usize> {
+pub(super) fn slot_index(slot: &str) -> Option<usize> {
     let letter = slot.strip_prefix('_').unwrap_or(slot);
     SLOTS
         .iter()

@@ -129,6 +129,14 @@ impl Storage {
         OpenOptions::new().write(true).open(self.image_path(part))
     }
 
+    /// Opens a partition for reading and writing in place (the LP metadata on `super`).
+    pub fn open_rw(&self, part: &Partition) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.image_path(part))
+    }
+
     /// Writes `len` bytes of `src` at offset 0, streaming (the kernel copies file to file
     /// where it can); the rest of the partition is untouched. `meter` counts the bytes and
     /// may cut the write short.
@@ -228,7 +236,7 @@ impl Meter {
     }
 
     /// Writes `bytes`, or as many as the limit lets through followed by an error.
-    fn write(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    pub fn write(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
         let len = bytes.len() as u64;
         let allowed = self.allowed(len);
         // `allowed` is at most `bytes.len()`.

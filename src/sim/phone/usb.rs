@@ -3,15 +3,21 @@
 //! The gadget carries Google's fastboot IDs and interface (class FF, subclass 42,
 //! protocol 03) and the phone's serial number, so `fastboot devices`, libusb discovery
 //! and `flashline devices` find it as they find a real phone.
+//!
+//! A phone with dynamic partitions re-enumerates when it switches between its bootloader
+//! and fastbootd, keeping its serial. AOSP's recovery (bootable/recovery etc/init.rc,
+//! `sys.usb.config=fastboot`) gives fastbootd the same IDs, 18D1:4EE0, and
+//! `ro.product.model` as product string, which on real phones differs from the
+//! bootloader's; the phone shows that by naming itself [`fastbootd_product`] there
+//! (provenance of the IDs: `public reports`; of the string: `virtual`).
 
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::bootloader::Bootloader;
+use super::bootloader::{Bootloader, Mode};
 use super::link::Wire;
-use super::storage::Storage;
 use super::PhoneConfig;
 use crate::sim::gadget::{Function, Gadget, GadgetSpec};
 
@@ -39,7 +45,7 @@ impl UsbPhone {
     /// Prepares the partition files in `dir` and plugs the phone in: the gadget
     /// `flashline-phone-<serial>` is bound to the first free USB device controller.
     pub fn create(dir: &Path, cfg: PhoneConfig) -> io::Result<Self> {
-        let storage = Storage::open(dir, cfg.partition_table()?)?;
+        let storage = cfg.open_storage(dir)?;
         let spec = GadgetSpec {
             name: gadget_name(&cfg.serial),
             vid: USB_VID,
@@ -83,6 +89,11 @@ impl UsbPhone {
                     while self.bootloader.is_away() {
                         std::thread::sleep(RETRY);
                     }
+                    let product = match self.bootloader.mode {
+                        Mode::Bootloader => self.bootloader.cfg.product.clone(),
+                        Mode::Fastbootd => fastbootd_product(&self.bootloader.cfg.product),
+                    };
+                    self.gadget.set_product(&product)?;
                     self.gadget.bind()?;
                 }
                 Err(e) => {
@@ -92,6 +103,11 @@ impl UsbPhone {
             }
         }
     }
+}
+
+/// The USB product string of the phone in fastbootd.
+pub fn fastbootd_product(product: &str) -> String {
+    format!("{product} (fastbootd)")
 }
 
 /// A gadget name from the serial: gadget names allow fewer characters than serials.
