@@ -8,6 +8,7 @@ mod dist;
 mod doctor;
 mod lp;
 mod multi;
+mod pack_factory;
 mod render;
 
 use std::net::SocketAddr;
@@ -61,10 +62,13 @@ enum Command {
     /// root is refused (the station records the highest root in its home).
     #[command(subcommand)]
     Trust(TrustCommand),
-    /// Build and sign a package from a manifest.
+    /// Build and sign a package from a manifest, or from a factory image (`--factory`).
     Pack {
         /// The manifest (TOML); image files are relative to it.
-        manifest: PathBuf,
+        #[arg(required_unless_present = "factory")]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        factory: pack_factory::FactoryArgs,
         /// The secret key (`NAME.key`).
         #[arg(long)]
         key: PathBuf,
@@ -594,9 +598,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Trust(command) => trust(command),
         Command::Pack {
             manifest,
+            factory,
             key,
             output,
         } => {
+            let Some(manifest) = manifest else {
+                let input = factory
+                    .factory
+                    .as_deref()
+                    .context("a manifest or --factory")?;
+                return pack_factory::run(input, &factory, &key, &output);
+            };
             let summary = package::pack(&manifest, &key, &output)?;
             println!(
                 "packed {} {} ({} images) signed by key {} → {}",

@@ -100,8 +100,16 @@ impl Requirement {
         }
     }
 
-    fn validate(&self) -> Result<(), PackageError> {
-        names::identifier("required variable", &self.variable)?;
+    pub(crate) fn validate(&self) -> Result<(), PackageError> {
+        // A variable may take one argument, as `has-slot:<partition>` does (android-info.txt's
+        // `partition-exists` is checked with it).
+        match self.variable.split_once(':') {
+            Some((variable, argument)) => {
+                names::identifier("required variable", variable)?;
+                names::identifier("required variable's argument", argument)?;
+            }
+            None => names::identifier("required variable", &self.variable)?,
+        }
         check_count("required values", self.values.len(), MAX_REQUIRED_VALUES)?;
         for value in &self.values {
             names::product(value).map_err(|e| match e {

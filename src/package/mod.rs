@@ -17,6 +17,7 @@
 pub mod container;
 mod dynamic;
 mod error;
+pub mod factory;
 mod inspect;
 mod keys;
 mod manifest;

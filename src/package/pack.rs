@@ -48,12 +48,24 @@ pub fn pack(
     out: &Path,
 ) -> Result<PackSummary, PackageError> {
     let source = read_source(manifest_toml)?;
-    let key = SecretKey::load(key_file)?;
     let base = match manifest_toml.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    pack_source(source, base, key_file, out)
+}
 
+/// Packs a source manifest whose image files are relative to `base`: the part of
+/// [`pack`] after the TOML is read, shared with packers that build the manifest themselves
+/// (factory images).
+pub(crate) fn pack_source(
+    source: SourceManifest,
+    base: &Path,
+    key_file: &Path,
+    out: &Path,
+) -> Result<PackSummary, PackageError> {
+    source.validate()?;
+    let key = SecretKey::load(key_file)?;
     let mut sources = Sources::new(base);
     let qualcomm = match &source.qualcomm {
         Some(qualcomm) => Some(super::qualcomm::build(qualcomm, &mut sources)?),
@@ -215,7 +227,6 @@ fn read_source(path: &Path) -> Result<SourceManifest, PackageError> {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    source.validate()?;
     Ok(source)
 }
 
