@@ -62,6 +62,7 @@ pub use bootloader::{BATTERY_OK_PERCENT, BOOT_TIME};
 pub use profile::{Profile, PROFILES};
 pub use replay::{Transcript, TranscriptError};
 pub use shaper::parse_rate;
+pub use storage::BOOTED_FILE;
 #[cfg(target_os = "linux")]
 pub use usb::UsbPhone;
 
