@@ -17,7 +17,7 @@ use super::{
 use crate::device::fastboot::verbs::SlotChoice;
 use crate::device::printable;
 use crate::device::quirks::Quirks;
-use crate::engine::verbs::{LockChange, Session, VerbError, VerbEvent, WipeConfirmed};
+use crate::engine::verbs::{BootImage, LockChange, Session, VerbError, VerbEvent, WipeConfirmed};
 
 #[derive(Args)]
 pub(super) struct FastbootArgs {
@@ -98,7 +98,7 @@ pub(super) fn run(args: FastbootArgs) -> Result<ExitCode> {
         Verb::Flashing {
             action,
             yes_wipe_user_data,
-        } => match confirm_wipe(&format!("flashing {action}"), *yes_wipe_user_data) {
+        } => match confirm_wipe(lock_change(action).command(), *yes_wipe_user_data) {
             Some(token) => Some(token),
             None => return Ok(ExitCode::from(2)),
         },
@@ -126,27 +126,34 @@ pub(super) fn run(args: FastbootArgs) -> Result<ExitCode> {
     };
     let json = args.json;
     let mut emit = |event: VerbEvent| show(&event, json);
-    let result = Session::open(&address, args.timeout).and_then(|mut session| match args.verb {
-        Verb::Getvar { name } => session.getvar(&name, &mut emit),
-        Verb::Oem { args, .. } => session.oem(&args, wipe, &mut emit),
-        Verb::Erase { partition, slot } => session.erase(&partition, slot, &mut emit),
-        Verb::Format { partition, slot } => session.format(&partition, slot).map(|()| true),
+    // A package is verified before the device is opened.
+    let boot = match &args.verb {
         Verb::Boot {
             package,
             image,
             trust,
-        } => {
-            let trust = load_trust(&trust).map_err(|e| VerbError::Refused(e.to_string()))?;
-            session.boot(&package, &trust, &image, &mut emit)
-        }
+        } => Some(
+            load_trust(trust)
+                .map_err(|e| VerbError::Refused(e.to_string()))
+                .and_then(|trust| BootImage::open(package, &trust, image)),
+        ),
+        _ => None,
+    }
+    .transpose();
+    let result =
+        boot.and_then(|boot| Session::open(&address, args.timeout).map(|session| (session, boot)));
+    let result = result.and_then(|(mut session, boot)| match args.verb {
+        Verb::Getvar { name } => session.getvar(&name, &mut emit),
+        Verb::Oem { args, .. } => session.oem(&args, wipe, &mut emit),
+        Verb::Erase { partition, slot } => session.erase(&partition, slot, &mut emit),
+        Verb::Format { partition, slot } => session.format(&partition, slot).map(|()| true),
+        Verb::Boot { .. } => match &boot {
+            Some(image) => session.boot(image, &mut emit),
+            None => Err(VerbError::Refused("no image to boot".into())),
+        },
         Verb::Flashing { action, .. } => {
-            let change = if action == "lock" {
-                LockChange::Lock
-            } else {
-                LockChange::Unlock
-            };
             let wipe = wipe.ok_or_else(|| VerbError::Refused("not confirmed".into()))?;
-            session.flashing(change, wipe, &mut emit)
+            session.flashing(lock_change(&action), wipe, &mut emit)
         }
     });
     Ok(match result {
@@ -162,6 +169,15 @@ pub(super) fn run(args: FastbootArgs) -> Result<ExitCode> {
             })
         }
     })
+}
+
+/// `lock` or `unlock`, as clap already checked.
+fn lock_change(action: &str) -> LockChange {
+    if action == "lock" {
+        LockChange::Lock
+    } else {
+        LockChange::Unlock
+    }
 }
 
 /// The user's consent to wiping the phone's user data: the flag, or a typed `wipe` at an

@@ -297,6 +297,11 @@ struct FlashArgs {
     /// --disable-verity does.
     #[arg(long)]
     disable_verification: bool,
+    /// On an A/B phone, the slot to write: `other` (the default: the one after the
+    /// current one), `a` or `b`; the written slot is made active once every image is
+    /// verified. `all` is refused (no slot would be left to fall back on).
+    #[arg(long)]
+    slot: Option<crate::device::fastboot::verbs::SlotChoice>,
 }
 
 #[derive(Args)]
@@ -930,6 +935,7 @@ fn flash(args: FlashArgs) -> Result<ExitCode> {
                     args.disable_verity,
                     args.disable_verification,
                 ),
+                slot: args.slot,
                 ..JobOptions::default()
             },
         })

@@ -71,6 +71,8 @@ pub struct JobOptions {
     /// AVB flags to set in the package's vbmeta image on its way to the device
     /// (`--disable-verity`, `--disable-verification`); none by default.
     pub vbmeta_flags: crate::protocol::avb::Flags,
+    /// The A/B slot to write (`--slot`); `None` for the one after the current one.
+    pub slot: Option<crate::device::fastboot::verbs::SlotChoice>,
 }
 
 /// A cooperative stop request for one job, shared by the front end and the job.
@@ -126,6 +128,7 @@ impl JobOptions {
             cancel: Cancel::default(),
             expect_edl: false,
             vbmeta_flags: crate::protocol::avb::Flags::NONE,
+            slot: None,
         }
     }
 }
@@ -299,7 +302,14 @@ fn fastboot(
         return Err((Outcome::PreflightRefused, message));
     }
     let slotted = plan::ask_slots(driver.as_mut(), package, &device).map_err(device_err)?;
-    let mut targets = plan::targets(package, &device, &slotted);
+    let slot = plan::chosen_slot(req.options.slot, &device).map_err(|e| {
+        report.device = Some(device.clone());
+        (
+            Outcome::PreflightRefused,
+            format!("refused before writing anything: {e}"),
+        )
+    })?;
+    let mut targets = plan::targets(package, &device, &slotted, slot.as_deref());
     for (target, size) in &mut targets {
         if size.is_none() {
             *size = driver.partition_size(target).map_err(device_err)?;
@@ -368,7 +378,7 @@ fn fastboot(
         .collect();
 
     emit(Event::Stage { stage: Stage::Plan });
-    let plan = FlashPlan::build(package, &device, &slotted, &cleared);
+    let plan = FlashPlan::build(package, &device, &slotted, slot.as_deref(), &cleared);
     report.images = plan
         .writes
         .iter()

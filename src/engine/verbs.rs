@@ -26,7 +26,7 @@ use super::job::PackageImage;
 use crate::device::fastboot::verbs::{resolve, Answer, Reply, SlotChoice, SlotError, SlotFacts};
 use crate::device::quirks::Quirks;
 use crate::device::{discovery, DeviceError, Driver};
-use crate::package::{Package, PackageError, TrustStore};
+use crate::package::{Package, PackageError, TrustStore, VerifiedPackage};
 
 /// How long a person may take to confirm `flashing lock|unlock` on the phone's screen.
 pub const CONFIRM_ON_DEVICE: Duration = Duration::from_secs(120);
@@ -106,6 +106,16 @@ pub enum LockChange {
     Unlock,
 }
 
+impl LockChange {
+    /// The command that makes the change.
+    pub fn command(self) -> &'static str {
+        match self {
+            LockChange::Lock => "flashing lock",
+            LockChange::Unlock => "flashing unlock",
+        }
+    }
+}
+
 /// Whether `oem` arguments lock or unlock the bootloader (the spelling older bootloaders
 /// use for `flashing lock|unlock`, with the same wipe).
 pub fn oem_changes_lock(args: &[String]) -> bool {
@@ -113,6 +123,32 @@ pub fn oem_changes_lock(args: &[String]) -> bool {
         let first = first.to_ascii_lowercase();
         first.starts_with("lock") || first.starts_with("unlock")
     })
+}
+
+/// One image of a verified package, to boot from RAM.
+pub struct BootImage {
+    package: VerifiedPackage,
+    index: usize,
+}
+
+impl BootImage {
+    /// Opens and verifies the package and finds its image `image` (a partition name):
+    /// nothing touches a device before this succeeds.
+    pub fn open(package: &Path, trust: &TrustStore, image: &str) -> Result<Self, VerbError> {
+        let package = Package::open(package)?.verify(trust)?;
+        let images = &package.manifest().images;
+        let index = images
+            .iter()
+            .position(|i| i.partition == image)
+            .ok_or_else(|| {
+                let names: Vec<&str> = images.iter().map(|i| i.partition.as_str()).collect();
+                VerbError::Refused(format!(
+                    "the package has no image {image:?}; it has: {}",
+                    names.join(", ")
+                ))
+            })?;
+        Ok(BootImage { package, index })
+    }
 }
 
 /// A connection to one device in fastboot mode.
@@ -216,41 +252,24 @@ impl Session {
         _wipe: WipeConfirmed,
         emit: &mut dyn FnMut(VerbEvent),
     ) -> Result<bool, VerbError> {
-        let command = match change {
-            LockChange::Lock => "flashing lock",
-            LockChange::Unlock => "flashing unlock",
-        };
-        self.exchange(command, emit, |v, c| v.send_waiting(c, CONFIRM_ON_DEVICE))
+        self.exchange(change.command(), emit, |v, c| {
+            v.send_waiting(c, CONFIRM_ON_DEVICE)
+        })
     }
 
-    /// Boots image `image` of the package at `package` from RAM, after verifying the
-    /// package; `boot` is sent only if the bytes that went out were exactly the signed ones.
+    /// Boots image `index` of a verified package from RAM; `boot` is sent only if the bytes
+    /// that went out were exactly the signed ones ([`BootImage::open`] finds the image).
     pub fn boot(
         &mut self,
-        package: &Path,
-        trust: &TrustStore,
-        image: &str,
+        image: &BootImage,
         emit: &mut dyn FnMut(VerbEvent),
     ) -> Result<bool, VerbError> {
-        let package = Package::open(package)?.verify(trust)?;
-        let images = &package.manifest().images;
-        let index = images
-            .iter()
-            .position(|i| i.partition == image)
-            .ok_or_else(|| {
-                let names: Vec<&str> = images.iter().map(|i| i.partition.as_str()).collect();
-                VerbError::Refused(format!(
-                    "the package has no image {image:?}; it has: {}",
-                    names.join(", ")
-                ))
-            })?;
-        let source = PackageImage::new(&package, index);
-        let sha256 = images[index].sha256.to_string();
+        let entry = &image.package.manifest().images[image.index];
+        let source = PackageImage::new(&image.package, image.index);
         emit(VerbEvent::Sent {
-            command: format!("download:{:08x}", images[index].size),
+            command: format!("download:{:08x}", entry.size),
         });
-        let verbs = self.verbs()?;
-        let reply = match verbs.boot_image(&source, &mut |_| {}) {
+        let reply = match self.verbs()?.boot_image(&source, &mut |_| {}) {
             Ok(reply) => reply,
             Err(DeviceError::ImageChanged(why)) => {
                 return Err(VerbError::Refused(format!(
@@ -260,8 +279,8 @@ impl Session {
             Err(e) => return Err(e.into()),
         };
         emit(VerbEvent::ImageVerified {
-            image: image.to_string(),
-            sha256,
+            image: entry.partition.clone(),
+            sha256: entry.sha256.to_string(),
         });
         emit(VerbEvent::Sent {
             command: "boot".into(),
