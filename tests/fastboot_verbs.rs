@@ -741,3 +741,90 @@ fn flash_slot_writes_the_slot_named_and_refuses_all() {
     assert!(report["error"].as_str().unwrap().contains("no A/B slots"));
     assert!(all_bytes(&dir, "boot", 0));
 }
+
+/// Real devices' words (recorded `getvar all` transcripts, replayed): `getvar` passes a
+/// Pixel 7 Pro's value through, and `format userdata` is refused naming the partition type
+/// each device reports.
+#[test]
+fn replayed_phones_answer_getvar_and_format_names_their_filesystem() {
+    let bench = Bench::new();
+    let transcript = flashline::sim::phone::Transcript::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fastboot/pixel-7-pro.txt"),
+    )
+    .unwrap();
+    let (phone, _dir) = bench.phone(PhoneConfig::replaying(transcript));
+    let out = verb(&bench, &phone, &["getvar", "version-bootloader"]);
+    assert_eq!(
+        stdout(&out),
+        "version-bootloader: cloudripper-15.1-12292122\n"
+    );
+    // The Pixel reports userdata as raw: nothing to create, as Google's client says too.
+    let out = verb(&bench, &phone, &["format", "userdata"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr(&out).contains("partition-type raw for userdata"));
+    drop(phone);
+
+    // A Sony Xperia X reports ext4: formatting would mean building one on this computer.
+    let sony = Bench::new();
+    let transcript = flashline::sim::phone::Transcript::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fastboot/sony-xperia-x.txt"),
+    )
+    .unwrap();
+    let (phone, _dir) = sony.phone(PhoneConfig::replaying(transcript));
+    let out = verb(&sony, &phone, &["format", "userdata"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("building an empty ext4 filesystem image on this computer"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(phone.commands().iter().all(|c| c.starts_with("getvar:")));
+}
+
+/// A device whose words carry terminal control sequences: they are printed escaped, and
+/// kept as sent in the JSON events.
+#[test]
+fn device_words_are_escaped_before_they_reach_the_terminal() {
+    use std::io::Write;
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("tcp:{}", listener.local_addr().unwrap());
+    let device = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 4];
+            s.read_exact(&mut hello).unwrap();
+            s.write_all(b"FB01").unwrap();
+            let mut len = [0u8; 8];
+            s.read_exact(&mut len).unwrap();
+            let mut command = vec![0u8; u64::from_be_bytes(len) as usize];
+            s.read_exact(&mut command).unwrap();
+            assert_eq!(command, b"oem colours");
+            for message in [&b"INFO\x1b]0;owned\x07red\x1b[31m"[..], b"FAILnot\rreally"] {
+                s.write_all(&(message.len() as u64).to_be_bytes()).unwrap();
+                s.write_all(message).unwrap();
+            }
+            let _ = s.read(&mut [0u8; 16]);
+        }
+    });
+    let run = |json: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flashline"))
+            .args(["fastboot", "oem", "colours", "--device", &address])
+            .args(json)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(
+        stdout(&out),
+        "(bootloader) \\u{1b}]0;owned\\u{7}red\\u{1b}[31m\n\
+         oem colours: FAILED (remote: 'not\\u{d}really')\n"
+    );
+    let out = run(&["--json"]);
+    let ev = events(&out);
+    assert_eq!(ev[1]["text"], "\u{1b}]0;owned\u{7}red\u{1b}[31m");
+    assert_eq!(ev[2]["reason"], "not\rreally");
+    device.join().unwrap();
+}
