@@ -638,7 +638,7 @@ fn nothing_else_ever_locks_or_unlocks_a_bootloader() {
 }
 
 /// Google's client (Debian's `fastboot`) against the same virtual phone: `erase` zeroes,
-/// `oem device-info` prints the phone's lines, and `--disable-verity --disable-verification
+/// `oem device-info` prints the phone's lines, `boot` runs the image it was given, and `--disable-verity --disable-verification
 /// flash vbmeta` stores exactly the bytes flashline's `flash` with the same flags stores.
 #[test]
 fn google_fastboot_erases_reads_oem_and_sets_the_same_vbmeta_flags() {
@@ -676,6 +676,14 @@ fn google_fastboot_erases_reads_oem_and_sets_the_same_vbmeta_flags() {
         text.contains("(bootloader) Device unlocked: true"),
         "{text}"
     );
+    // A boot image (magic `ANDROID!`) goes to the phone as it is, and the phone boots it.
+    let mut boot = image(64 * 1024, 0, 0);
+    boot[..8].copy_from_slice(b"ANDROID!");
+    let boot_file = bench.path("boot.img");
+    fs::write(&boot_file, &boot).unwrap();
+    run(&["boot", boot_file.to_str().unwrap()]);
+    assert_eq!(fs::read(google_dir.join(BOOTED_FILE)).unwrap(), boot);
+    std::thread::sleep(flashline::sim::phone::BOOT_TIME * 2);
     run(&[
         "--disable-verity",
         "--disable-verification",
