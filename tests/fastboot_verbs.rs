@@ -336,6 +336,36 @@ fn boot_runs_only_a_verified_package_image() {
         .iter()
         .any(|c| c.starts_with("download:")));
 
+    // A package made for another product is not booted.
+    std::thread::sleep(flashline::sim::phone::BOOT_TIME * 2);
+    let foreign = bench.pack(
+        "foreign",
+        "2.1.0",
+        7,
+        "some-other-phone",
+        &[("boot", &boot)],
+    );
+    let count = phone.commands().len();
+    let out = verb(
+        &bench,
+        &phone,
+        &[
+            "boot",
+            foreign.to_str().unwrap(),
+            "--trust",
+            keys.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("boot refused before anything was sent"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!phone.commands()[count..]
+        .iter()
+        .any(|c| c.starts_with("download:") || c == "boot"));
+
     // A locked phone says so, as it said it.
     let locked = Bench::new();
     let pkg = locked.pack("stock", "2.1.0", 7, "zte-demo-phone", &[("boot", &boot)]);

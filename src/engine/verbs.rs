@@ -4,8 +4,9 @@
 //! Each verb sends exactly what was asked and passes on what the device said, as
 //! [`VerbEvent`]s. Two of them are guarded:
 //!
-//! * `boot` takes its image only from a verified package, hashed on its way to the device,
-//!   and `boot` is not sent unless the bytes that went out were exactly the signed ones.
+//! * `boot` takes its image only from a verified package made for the device's product and
+//!   signed by a key trusted for real devices, hashed on its way to the device, and `boot`
+//!   is not sent unless the bytes that went out were exactly the signed ones.
 //! * `flashing lock|unlock` (and `oem lock|unlock`, their older spelling) wipe the phone's
 //!   user data. They are sent only through [`Session::flashing`] and [`Session::oem`] with
 //!   a [`WipeConfirmed`] that only the user's explicit confirmation makes; no other path of
@@ -23,6 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::job::PackageImage;
+use super::preflight::{Overrides, Preflight, Status};
 use crate::device::fastboot::verbs::{resolve, Answer, Reply, SlotChoice, SlotError, SlotFacts};
 use crate::device::quirks::Quirks;
 use crate::device::{discovery, DeviceError, Driver};
@@ -264,6 +266,20 @@ impl Session {
         image: &BootImage,
         emit: &mut dyn FnMut(VerbEvent),
     ) -> Result<bool, VerbError> {
+        // The package's signer and products are checked as for a flash: a kernel made for
+        // another product, or signed with the public demo key, is not run on this device.
+        let device = self.driver.identify()?;
+        let preflight = Preflight::run(&image.package, &device, &[], None, &Overrides::default());
+        if let Some(refusal) = preflight
+            .checks
+            .iter()
+            .find(|c| c.status == Status::Refuse && matches!(c.name.as_str(), "signer" | "product"))
+        {
+            return Err(VerbError::Refused(format!(
+                "boot refused before anything was sent: {}",
+                refusal.message
+            )));
+        }
         let entry = &image.package.manifest().images[image.index];
         let source = PackageImage::new(&image.package, image.index);
         emit(VerbEvent::Sent {
