@@ -6,6 +6,7 @@
 pub(crate) mod demo;
 mod dist;
 mod doctor;
+mod fastboot;
 mod lp;
 mod multi;
 mod pack_factory;
@@ -124,6 +125,8 @@ enum Command {
     },
     /// Flash a package onto a device.
     Flash(FlashArgs),
+    /// Fastboot verbs by name: getvar, oem, erase, format, boot, flashing lock|unlock.
+    Fastboot(fastboot::FastbootArgs),
     /// Bring back a device that only shows up in Qualcomm emergency download mode (EDL).
     Recover(RecoverArgs),
     /// Read a device's identity partitions (IMEI, NV, calibration) into a backup folder.
@@ -297,6 +300,20 @@ struct FlashArgs {
     /// fastboot `flash` or `erase` keeps its own, longer allowance for silent writes.
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<std::time::Duration>,
+    /// Set the vbmeta flag that turns dm-verity off (AVB HASHTREE_DISABLED) in the
+    /// package's vbmeta image on its way to the device, after it was verified; unlocked
+    /// bootloaders only (recorded in the report).
+    #[arg(long)]
+    disable_verity: bool,
+    /// Set the vbmeta flag that turns verification off (AVB VERIFICATION_DISABLED), as
+    /// --disable-verity does.
+    #[arg(long)]
+    disable_verification: bool,
+    /// On an A/B phone, the slot to write: `other` (the default: the one after the
+    /// current one), `a` or `b`; the written slot is made active once every image is
+    /// verified. `all` is refused (no slot would be left to fall back on).
+    #[arg(long)]
+    slot: Option<crate::device::fastboot::verbs::SlotChoice>,
 }
 
 #[derive(Args)]
@@ -693,6 +710,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Flash(args) => flash(args),
+        Command::Fastboot(args) => fastboot::run(args),
         Command::Recover(args) => recover(args),
         Command::Backup {
             package,
@@ -963,6 +981,11 @@ fn flash(args: FlashArgs) -> Result<ExitCode> {
                 dry_run: args.dry_run,
                 report_path: args.report.clone(),
                 device_timeout: args.timeout,
+                vbmeta_flags: crate::protocol::avb::Flags::from_switches(
+                    args.disable_verity,
+                    args.disable_verification,
+                ),
+                slot: args.slot,
                 ..JobOptions::default()
             },
         })

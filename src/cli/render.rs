@@ -95,7 +95,7 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             for w in writes {
                 let kind = if w.sparse { "sparse" } else { "raw" };
                 let live = if w.live {
-                    ", written live: no slots, no old copy kept"
+                    ", written live (no slots, or the running slot): no old copy kept"
                 } else {
                     ""
                 };

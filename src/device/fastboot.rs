@@ -25,6 +25,8 @@ use crate::protocol::fastboot::vars::{
 use crate::protocol::sparse::{self, SourceCursor, SparseError};
 use crate::transport::Transport;
 
+pub mod verbs;
+
 /// Bytes of RAW data moved per step while writing a sparse piece.
 const SPLIT_SCRATCH: usize = 1024 * 1024;
 /// Google's client never builds a sparse piece larger than this, whatever the device
@@ -64,9 +66,11 @@ impl<T: Transport> FastbootDriver<T> {
         let mut client = Client::new(transport);
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&messages);
+        // Lines are kept as sent: the verbs print them whole (escaped for the terminal);
+        // `take_messages` cleans them for the job's events.
         client.on_info(Box::new(move |line: &str| {
             if let Ok(mut m) = sink.lock() {
-                m.push(clean(line));
+                m.push(line.to_string());
             }
         }));
         FastbootDriver {
@@ -320,10 +324,11 @@ impl<T: Transport> Driver for FastbootDriver<T> {
     }
 
     fn take_messages(&mut self) -> Vec<String> {
-        self.messages
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
+        self.raw_messages().iter().map(|m| clean(m)).collect()
+    }
+
+    fn fastboot_verbs(&mut self) -> Option<&mut dyn verbs::FastbootVerbs> {
+        Some(self)
     }
 }
 
@@ -348,6 +353,27 @@ impl<T: Transport> FastbootDriver<T> {
         } else {
             u64::from(len)
         };
+        self.send_verified(len, image, progress)?;
+        self.client.flash_writing(partition, writes)?;
+        Ok(())
+    }
+
+    /// The INFO/TEXT lines gathered since the last call, as the device sent them.
+    fn raw_messages(&mut self) -> Vec<String> {
+        self.messages
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+
+    /// Downloads `image` (`len` bytes) while it is read and hashed on a helper thread, and
+    /// fails unless exactly its signed bytes went out; nothing is committed here.
+    fn send_verified(
+        &mut self,
+        len: u32,
+        image: &dyn ImageSource,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<(), DeviceError> {
         let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
         let client = &mut self.client;
         std::thread::scope(|scope| {
@@ -370,9 +396,7 @@ impl<T: Transport> FastbootDriver<T> {
             let reader = src.finish();
             sent?;
             reader.verify().map_err(DeviceError::ImageChanged)
-        })?;
-        self.client.flash_writing(partition, writes)?;
-        Ok(())
+        })
     }
 
     fn partition(target: &Target) -> Result<&str, DeviceError> {

@@ -469,6 +469,12 @@ pub trait Driver: Send {
     fn take_messages(&mut self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The fastboot verbs a technician asks for by name (getvar, oem, erase, boot,
+    /// flashing), on devices that speak fastboot.
+    fn fastboot_verbs(&mut self) -> Option<&mut dyn fastboot::verbs::FastbootVerbs> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,11 @@ pub struct JobOptions {
     /// mode (`recover --device serial:PATH`): a port the quirks file does not name is
     /// opened as one once it sends a Sahara HELLO (within `device_timeout`, or 10 s).
     pub expect_edl: bool,
+    /// AVB flags to set in the package's vbmeta image on its way to the device
+    /// (`--disable-verity`, `--disable-verification`); none by default.
+    pub vbmeta_flags: crate::protocol::avb::Flags,
+    /// The A/B slot to write (`--slot`); `None` for the one after the current one.
+    pub slot: Option<crate::device::fastboot::verbs::SlotChoice>,
 }
 
 /// A cooperative stop request for one job, shared by the front end and the job.
@@ -122,6 +127,8 @@ impl JobOptions {
             check_only: false,
             cancel: Cancel::default(),
             expect_edl: false,
+            vbmeta_flags: crate::protocol::avb::Flags::NONE,
+            slot: None,
         }
     }
 }
@@ -297,7 +304,14 @@ fn fastboot(
     let mut phases =
         super::fastbootd::Phases::inspect(req, package, &mut driver, &mut device, report, emit)?;
     let slotted = plan::ask_slots(driver.as_mut(), package, &device).map_err(device_err)?;
-    let mut targets = plan::targets(package, &device, &slotted);
+    let slot = plan::chosen_slot(req.options.slot, &device).map_err(|e| {
+        report.device = Some(device.clone());
+        (
+            Outcome::PreflightRefused,
+            format!("refused before writing anything: {e}"),
+        )
+    })?;
+    let mut targets = plan::targets(package, &device, &slotted, slot.as_deref());
     for (target, size) in &mut targets {
         if size.is_none() {
             *size = driver.partition_size(target).map_err(device_err)?;
@@ -344,6 +358,12 @@ fn fastboot(
         &reported,
     ));
     preflight.checks.extend(phases.checks(&device, &targets));
+    preflight.checks.extend(super::vbmeta::checks(
+        req.options.vbmeta_flags,
+        package,
+        &targets,
+        &device,
+    ));
     report.preflight = preflight.checks.clone();
     emit(Event::Preflight {
         checks: preflight.checks.clone(),
@@ -361,7 +381,7 @@ fn fastboot(
         .collect();
 
     emit(Event::Stage { stage: Stage::Plan });
-    let plan = FlashPlan::build(package, &device, &slotted, &cleared);
+    let plan = FlashPlan::build(package, &device, &slotted, slot.as_deref(), &cleared);
     report.images = plan
         .writes
         .iter()
@@ -397,6 +417,8 @@ fn fastboot(
             name: w.target.clone(),
         })
         .collect();
+    let names: Vec<String> = plan.writes.iter().map(|w| w.target.clone()).collect();
+    let patches = super::vbmeta::Patches::new(req.options.vbmeta_flags, &names);
     // Every image that will be written is read and planned before the first write, so
     // that no image can be found unsendable half way through the job.
     for (index, target) in targets.iter().enumerate() {
@@ -404,7 +426,9 @@ fn fastboot(
             continue;
         }
         req.options.cancel.check(&format!("preparing {target}"))?;
-        let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
+        let source = PackageImage::new(package, index)
+            .cancelled_by(&req.options.cancel)
+            .patched(patches.of(index));
         driver.prepare(target, &source).map_err(|e| {
             // A cancel stops the reading of the image: that is no verdict on the device.
             if req.options.cancel.is_cancelled() {
@@ -425,7 +449,9 @@ fn fastboot(
     for &index in &plan.order {
         let (write, target) = (&plan.writes[index], &targets[index]);
         phases.before(req, &mut driver, &plan, index, &mut journal, report, emit)?;
-        let source = PackageImage::new(package, index).cancelled_by(&req.options.cancel);
+        let source = PackageImage::new(package, index)
+            .cancelled_by(&req.options.cancel)
+            .patched(patches.of(index));
         if journal.keep(driver.as_mut(), index, target, &source, report, emit)? {
             continue;
         }
@@ -446,6 +472,7 @@ fn fastboot(
             source: &source,
         };
         write_step(driver.as_mut(), step, journal.journal(), report, emit)?;
+        patches.record(index, report);
     }
     phases.finish(req, &mut driver, &mut journal, report, emit)?;
 
@@ -587,6 +614,7 @@ pub(super) struct PackageImage<'a> {
     index: usize,
     skip: u64,
     cancel: Option<Cancel>,
+    patch: Option<super::vbmeta::Patch>,
 }
 
 impl<'a> PackageImage<'a> {
@@ -602,7 +630,15 @@ impl<'a> PackageImage<'a> {
             index,
             skip,
             cancel: None,
+            patch: None,
         }
+    }
+
+    /// Sets vbmeta flags in the bytes sent, after they were checked against the signature
+    /// (see [`super::vbmeta`]).
+    pub(super) fn patched(mut self, patch: Option<&super::vbmeta::Patch>) -> Self {
+        self.patch = patch.cloned();
+        self
     }
 
     /// Makes reads fail once `cancel` is set, which ends the transfer in progress.
@@ -620,6 +656,7 @@ impl<'a> PackageImage<'a> {
             reader,
             skip: self.skip,
             cancel: self.cancel.clone(),
+            patch: self.patch.as_ref().map(|p| p.patcher(true)),
         })
     }
 }
@@ -643,6 +680,7 @@ impl ImageSource for PackageImage<'_> {
         Ok(Box::new(StopOnCancel {
             inner: reader.skipping(self.skip),
             cancel: self.cancel.clone(),
+            patch: self.patch.as_ref().map(|p| p.patcher(false)),
         }))
     }
 
@@ -656,6 +694,8 @@ impl ImageSource for PackageImage<'_> {
 struct StopOnCancel<R> {
     inner: R,
     cancel: Option<Cancel>,
+    /// Vbmeta flags, set as in the send reader, so that a split image's pieces carry them.
+    patch: Option<super::vbmeta::Patcher>,
 }
 
 impl<R: Read> Read for StopOnCancel<R> {
@@ -663,7 +703,11 @@ impl<R: Read> Read for StopOnCancel<R> {
         if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
             return Err(std::io::Error::other("the transfer was stopped"));
         }
-        self.inner.read(buf)
+        let n = self.inner.read(buf)?;
+        if let Some(patch) = &mut self.patch {
+            patch.apply(&mut buf[..n])?;
+        }
+        Ok(n)
     }
 }
 
@@ -672,6 +716,8 @@ pub(super) struct HashedSend {
     reader: ImageReader,
     skip: u64,
     cancel: Option<Cancel>,
+    /// Vbmeta flags to set in the bytes once they are hashed, and the sent bytes' hash.
+    patch: Option<super::vbmeta::Patcher>,
 }
 
 impl Read for HashedSend {
@@ -685,13 +731,20 @@ impl Read for HashedSend {
             self.reader.read_exact(&mut scratch[..n])?;
             self.skip -= n as u64;
         }
-        self.reader.read(buf)
+        // The signed bytes are hashed inside `reader`; flags are set only after.
+        let n = self.reader.read(buf)?;
+        if let Some(patch) = &mut self.patch {
+            patch.apply(&mut buf[..n])?;
+        }
+        Ok(n)
     }
 }
 
 impl SendReader for HashedSend {
     fn verify(self: Box<Self>) -> Result<(), String> {
-        self.reader.finish().map(|_| ()).map_err(|e| e.to_string())
+        let HashedSend { reader, patch, .. } = *self;
+        reader.finish().map_err(|e| e.to_string())?;
+        patch.map_or(Ok(()), super::vbmeta::Patcher::finish)
     }
 }
 

@@ -16,6 +16,8 @@ mod qualcomm;
 pub mod report;
 pub mod service;
 pub mod station;
+mod vbmeta;
+pub mod verbs;
 
 pub use event::{Event, PlannedWrite, Stage};
 pub use job::{

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use super::event::PlannedWrite;
 use super::preflight::Cleared;
+use crate::device::fastboot::verbs::SlotChoice;
 use crate::device::{DeviceError, DeviceInfo, Driver};
 use crate::package::VerifiedPackage;
 
@@ -60,9 +61,16 @@ impl FlashPlan {
         package: &VerifiedPackage,
         device: &DeviceInfo,
         slotted: &Slotted,
+        slot: Option<&str>,
         _cleared: &Cleared,
     ) -> Self {
-        let slot = target_slot(device);
+        let slot = slot.map(str::to_string);
+        // Writing the slot the device runs is writing live, as for a partition without slots.
+        let running = device
+            .slots
+            .as_ref()
+            .map(|s| s.current.trim_start_matches('_'));
+        let writes_running = slot.is_some() && slot.as_deref() == running;
         let writes = package
             .manifest()
             .images
@@ -71,7 +79,7 @@ impl FlashPlan {
                 let target = image_target(image, device, slot.as_deref(), slotted);
                 PlannedWrite {
                     partition: image.partition.clone(),
-                    live: slot.is_some() && target == image.partition,
+                    live: slot.is_some() && (writes_running || target == image.partition),
                     target,
                     bytes: image.size,
                     sparse: image.sparse.is_some(),
@@ -109,14 +117,14 @@ pub fn targets(
     package: &VerifiedPackage,
     device: &DeviceInfo,
     slotted: &Slotted,
+    slot: Option<&str>,
 ) -> Vec<(String, Option<u64>)> {
-    let slot = target_slot(device);
     package
         .manifest()
         .images
         .iter()
         .map(|image| {
-            let target = image_target(image, device, slot.as_deref(), slotted);
+            let target = image_target(image, device, slot, slotted);
             let size = device.partitions.get(&target).copied();
             (target, size)
         })
@@ -135,6 +143,40 @@ fn image_target(
     match slot {
         Some(slot) if image.logical => format!("{}_{slot}", image.partition),
         _ => target_partition(&image.partition, device, slot, slotted),
+    }
+}
+
+/// The slot a flash writes on an A/B device: by default (and with `--slot other`) the one
+/// after the current one; with `--slot a|b` that one, even the running one (the plan then
+/// marks its writes live). `--slot all` is refused for a flash: writing both slots leaves
+/// no slot to fall back on, and flashline writes one slot and switches to it only once
+/// every image is verified; flash twice (`--slot a`, then `--slot b`) to fill both.
+pub fn chosen_slot(
+    choice: Option<SlotChoice>,
+    device: &DeviceInfo,
+) -> Result<Option<String>, String> {
+    let count = device.slots.as_ref().map_or(0, |s| s.count);
+    match choice {
+        None => Ok(target_slot(device)),
+        Some(SlotChoice::All) => Err(
+            "flash --slot all is not supported: writing both slots leaves no slot to fall back \
+             on; flash twice (--slot a, then --slot b) if both slots must hold the package"
+                .into(),
+        ),
+        Some(choice) if count < 2 => Err(format!(
+            "--slot {choice}: the device has no A/B slots; leave out --slot"
+        )),
+        Some(SlotChoice::Other) => Ok(target_slot(device)),
+        Some(SlotChoice::Slot(letter)) => {
+            let index = u32::from(letter) - u32::from('a');
+            if index < count.min(26) {
+                Ok(Some(letter.to_string()))
+            } else {
+                Err(format!(
+                    "slot {letter} does not exist: the device has {count} slots"
+                ))
+            }
+        }
     }
 }
 
@@ -248,6 +290,33 @@ mod tests {
         let none = Slotted::new();
         assert_eq!(target_partition("persist", &d, Some("b"), &none), "persist");
         assert_eq!(target_partition("vendor", &d, Some("b"), &none), "vendor_b");
+    }
+
+    #[test]
+    fn flash_slot_choices() {
+        let ab = device(Some("a"), &["boot_a", "boot_b"]);
+        assert_eq!(chosen_slot(None, &ab).unwrap().as_deref(), Some("b"));
+        assert_eq!(
+            chosen_slot(Some(SlotChoice::Other), &ab)
+                .unwrap()
+                .as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            chosen_slot(Some(SlotChoice::Slot('a')), &ab)
+                .unwrap()
+                .as_deref(),
+            Some("a")
+        );
+        assert!(chosen_slot(Some(SlotChoice::Slot('c')), &ab).is_err());
+        assert!(chosen_slot(Some(SlotChoice::All), &ab)
+            .unwrap_err()
+            .contains("--slot all is not supported"));
+        let plain = device(None, &["boot"]);
+        assert_eq!(chosen_slot(None, &plain).unwrap(), None);
+        assert!(chosen_slot(Some(SlotChoice::Other), &plain)
+            .unwrap_err()
+            .contains("no A/B slots"));
     }
 
     #[test]

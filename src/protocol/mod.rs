@@ -3,6 +3,7 @@
 //! Nothing here knows about packages, plans or user interfaces.
 
 pub mod at;
+pub mod avb;
 pub mod diag;
 pub mod fastboot;
 pub mod firehose;

@@ -65,6 +65,7 @@ pub use dynamic::{Dynamic, SnapshotStatus};
 pub use profile::{Profile, PROFILES};
 pub use replay::{Transcript, TranscriptError};
 pub use shaper::parse_rate;
+pub use storage::BOOTED_FILE;
 #[cfg(target_os = "linux")]
 pub use usb::{fastbootd_product, UsbPhone};
 

@@ -502,6 +502,22 @@ impl<T: Transport> Client<T> {
         self.run(Command::Other(command.to_string()), Self::expect_okay)
     }
 
+    /// [`Client::raw`] for a command that may wait for the person at the device (`flashing
+    /// unlock` asks on the phone's screen): each message may take up to `limit`.
+    pub fn raw_waiting(&mut self, command: &str, limit: Duration) -> Result<String, FastbootError> {
+        let limit = limit.max(self.timeout);
+        self.run_with(
+            Command::Other(command.to_string()),
+            Wait::new(limit, limit),
+            Self::expect_okay,
+        )
+    }
+
+    /// Boots the last download from RAM (`boot`); the device leaves the bus as it does.
+    pub fn boot(&mut self) -> Result<(), FastbootError> {
+        self.leaving(Command::Other("boot".into()))
+    }
+
     /// Runs a command whose only useful answer is `OKAY`.
     fn simple(&mut self, command: Command) -> Result<(), FastbootError> {
         self.run(command, Self::expect_okay).map(drop)

@@ -43,6 +43,8 @@ use super::storage::{Meter, Partition, Storage};
 use super::{version, PhoneConfig};
 use crate::sim::fault::{self, Cut, Injector, Match, Reaction};
 
+mod verbs;
+
 /// `battery-soc-ok` is `yes` from this charge on; below it a real phone refuses to flash.
 pub const BATTERY_OK_PERCENT: u8 = 10;
 /// How long the phone is away when an injected fault makes it boot (power loss, a reboot
@@ -316,7 +318,7 @@ impl Bootloader {
                 self.enter(Mode::Fastbootd);
                 return Ok(Flow::Close);
             }
-            Command::Other(_) => Response::Fail("unknown command".into()),
+            Command::Other(text) => return self.other(&text, link),
         };
         link.send(&response)?;
         Ok(Flow::Next)

@@ -16,6 +16,8 @@ use super::ConfigError;
 const MAX_NAME_LEN: usize = 64;
 /// Where the last download is kept; the leading dot keeps it apart from `<name>.img`.
 const DOWNLOAD_FILE: &str = ".download";
+/// The image the phone last booted from RAM (`boot`), kept for tests to compare.
+pub const BOOTED_FILE: &str = ".booted";
 /// Size of the buffers that stream images between files.
 const COPY_BUF_LEN: usize = 256 * 1024;
 
@@ -188,6 +190,11 @@ impl Storage {
         // Truncating and re-extending zero-fills without writing the whole size.
         file.set_len(0)?;
         file.set_len(part.size)
+    }
+
+    /// Keeps a copy of the last download as the image booted from RAM ([`BOOTED_FILE`]).
+    pub fn keep_booted(&self) -> io::Result<()> {
+        fs::copy(self.download_path(), self.dir.join(BOOTED_FILE)).map(drop)
     }
 
     /// Reads up to `max` bytes from the start of the partition.
