@@ -499,6 +499,8 @@ fn disable_verity_sets_the_flags_in_the_bytes_sent_and_the_report() {
 
     let entry = &report["images"][1];
     assert_eq!(entry["target"], "vbmeta_b");
+    assert_eq!(entry["vbmeta_flags"], "disable-verity+disable-verification");
+    assert!(report["images"][0].get("vbmeta_flags").is_none());
     assert_eq!(entry["sha256_signed"], hex::encode(Sha256::digest(&vbmeta)));
     assert_eq!(entry["sha256_sent"], hex::encode(Sha256::digest(&expected)));
     assert_eq!(

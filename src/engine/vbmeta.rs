@@ -158,6 +158,7 @@ impl Patches {
             return;
         };
         entry.sha256_sent = sent.clone();
+        entry.vbmeta_flags = Some(patch.flags.to_string());
         report.notes.push(format!(
             "vbmeta flags {} set on {} (package image {}): its signed bytes (sha256 {}) were \
              verified on their way; the bytes sent have sha256 {}",
