@@ -499,6 +499,8 @@ fn disable_verity_sets_the_flags_in_the_bytes_sent_and_the_report() {
 
     let entry = &report["images"][1];
     assert_eq!(entry["target"], "vbmeta_b");
+    assert_eq!(entry["vbmeta_flags"], "disable-verity+disable-verification");
+    assert!(report["images"][0].get("vbmeta_flags").is_none());
     assert_eq!(entry["sha256_signed"], hex::encode(Sha256::digest(&vbmeta)));
     assert_eq!(entry["sha256_sent"], hex::encode(Sha256::digest(&expected)));
     assert_eq!(
@@ -865,4 +867,44 @@ fn device_words_are_escaped_before_they_reach_the_terminal() {
     assert_eq!(ev[1]["text"], "\u{1b}]0;owned\u{7}red\u{1b}[31m");
     assert_eq!(ev[2]["reason"], "not\rreally");
     device.join().unwrap();
+}
+
+/// A vbmeta image larger than the phone's download buffer goes in sparse pieces; the
+/// flags are set in them just the same, and the stored bytes are the patched image.
+#[test]
+fn vbmeta_flags_survive_an_image_sent_in_pieces() {
+    let bench = Bench::new();
+    let mut vbmeta = image(48 * 1024, 0, 0);
+    vbmeta[..256].copy_from_slice(&vbmeta_image(0)[..256]);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("vbmeta", &vbmeta)],
+    );
+    let (phone, dir) = bench.phone(PhoneConfig {
+        max_download_size: 16 * 1024,
+        ..phone_config(false, false)
+    });
+    let (out, report) = bench.flash(&pkg, &phone, &["--disable-verity"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        phone
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with("download:"))
+            .count()
+            > 1,
+        "{:?}",
+        phone.commands()
+    );
+    let mut expected = vbmeta.clone();
+    expected[123] |= 0x01;
+    let stored = fs::read(dir.join("vbmeta.img")).unwrap();
+    assert!(stored[..expected.len()] == expected[..]);
+    assert_eq!(
+        report["images"][0]["sha256_sent"],
+        hex::encode(Sha256::digest(&expected))
+    );
 }

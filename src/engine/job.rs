@@ -394,6 +394,7 @@ fn fastboot(
             sha256_sent: None,
             seconds: None,
             verified_by: None,
+            vbmeta_flags: None,
             status: "not-started".into(),
         })
         .collect();

@@ -87,6 +87,10 @@ pub struct ImageReport {
     /// (EDL): the device's own digest, or a read-back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_by: Option<crate::device::Verification>,
+    /// The AVB flags set in this vbmeta image on its way to the device
+    /// (`disable-verity`, `disable-verification`); `sha256_sent` is then the changed bytes'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vbmeta_flags: Option<String>,
     /// `written`, `kept` (verified by an earlier, interrupted run of the same job),
     /// `failed` or `not-started`.
     pub status: String,

@@ -41,7 +41,7 @@ pub(super) fn checks(
         message,
         relaxed_by: None,
     };
-    let images = patched_images(flags, targets);
+    let images = patched_images(flags, targets.iter().map(|(name, _)| name.as_str()));
     if images.is_empty() {
         return vec![line(
             "vbmeta-flags".into(),
@@ -96,12 +96,14 @@ pub(super) fn checks(
 }
 
 /// Indices of the images whose target is a vbmeta partition, when flags are asked for.
-fn patched_images(flags: Flags, targets: &[(String, Option<u64>)]) -> Vec<usize> {
+fn patched_images<'a>(flags: Flags, targets: impl Iterator<Item = &'a str>) -> Vec<usize> {
     if flags.is_empty() {
         return Vec::new();
     }
-    (0..targets.len())
-        .filter(|&i| avb::is_vbmeta_partition(&targets[i].0))
+    targets
+        .enumerate()
+        .filter(|(_, name)| avb::is_vbmeta_partition(name))
+        .map(|(i, _)| i)
         .collect()
 }
 
@@ -133,8 +135,7 @@ impl Patches {
     /// One patch per vbmeta image when flags are asked for.
     pub(super) fn new(flags: Flags, targets: &[String]) -> Self {
         let mut patches = vec![None; targets.len()];
-        let named: Vec<(String, Option<u64>)> = targets.iter().map(|t| (t.clone(), None)).collect();
-        for index in patched_images(flags, &named) {
+        for index in patched_images(flags, targets.iter().map(String::as_str)) {
             patches[index] = Some(Patch {
                 flags,
                 sent: Arc::default(),
@@ -157,6 +158,7 @@ impl Patches {
             return;
         };
         entry.sha256_sent = sent.clone();
+        entry.vbmeta_flags = Some(patch.flags.to_string());
         report.notes.push(format!(
             "vbmeta flags {} set on {} (package image {}): its signed bytes (sha256 {}) were \
              verified on their way; the bytes sent have sha256 {}",
