@@ -8,6 +8,7 @@ mod doctor;
 mod lp;
 mod multi;
 mod render;
+mod zxic;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -328,6 +329,8 @@ enum SimCommand {
     Modem(ModemArgs),
     /// A virtual device in Qualcomm emergency download mode on a pseudo-terminal.
     Edl(EdlArgs),
+    /// A virtual ZXIC ZX297520V3 hotspot in its boot ROM on a pseudo-terminal.
+    Zxic(zxic::ZxicArgs),
 }
 
 #[derive(Args)]
@@ -701,6 +704,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sim(SimCommand::Phone(args)) => sim_phone(args),
         Command::Sim(SimCommand::Modem(args)) => sim_modem(args),
         Command::Sim(SimCommand::Edl(args)) => sim_edl(args),
+        Command::Sim(SimCommand::Zxic(args)) => zxic::sim_zxic(args),
         Command::Lp(command) => lp::run(command),
         Command::Demo { dir, cli, json } => {
             // Without the GUI every demo is the terminal demo.

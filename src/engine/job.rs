@@ -257,6 +257,9 @@ fn steps(
         signer_name: signer.name.clone(),
     });
 
+    if let Some(plan) = package.zxic() {
+        return super::zxic::run(req, report, emit, package, plan);
+    }
     match package.qualcomm() {
         Some(plan) => super::qualcomm::run(req, report, emit, package, plan),
         None => fastboot(req, report, emit, package),
@@ -504,6 +507,7 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         crate::device::Mode::Edl => ("EDL", "it is in emergency download mode"),
         crate::device::Mode::Modem => ("modem (AT)", "it is a modem answering AT commands"),
         crate::device::Mode::Diag => ("DIAG", "it is a modem's diagnostic port"),
+        crate::device::Mode::Zxic => ("ZXIC download", "it is a ZXIC device in download mode"),
         crate::device::Mode::Fastboot | crate::device::Mode::Unknown => return None,
     };
     Some(super::Check {

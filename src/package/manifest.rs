@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::KeyId;
 use super::qualcomm::{QualcommPlan, SourceQualcomm};
+use super::zxic::{SourceZxic, ZxicPlan};
 use super::{names, PackageError};
 
 /// Most targets one package may list.
@@ -55,6 +56,10 @@ pub struct Manifest {
     /// with a plan must be flashed by following the plan, never image by image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualcomm: Option<QualcommPlan>,
+    /// Present in a ZXIC ZX297520V3 package: the loaders, the partition table and where
+    /// each image goes, in terms of `images`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zxic: Option<ZxicPlan>,
     /// Key id of the key that signed this manifest at pack time.
     pub signer: KeyId,
 }
@@ -226,6 +231,17 @@ impl Manifest {
             }
             plan.validate(&self.images)?;
         }
+        if let Some(plan) = &self.zxic {
+            if self.qualcomm.is_some() {
+                return Err(PackageError::ManifestInvalid(
+                    "a package is a Qualcomm package or a ZXIC package, not both".into(),
+                ));
+            }
+            if !self.requires.is_empty() {
+                return Err(PackageError::RequiresOverFastbootOnly);
+            }
+            plan.validate(&self.images)?;
+        }
         Ok(())
     }
 }
@@ -288,6 +304,8 @@ pub(crate) struct SourceManifest {
     pub image: Vec<SourceImage>,
     #[serde(default)]
     pub qualcomm: Option<SourceQualcomm>,
+    #[serde(default)]
+    pub zxic: Option<SourceZxic>,
 }
 
 /// One `[[image]]` table.
@@ -321,6 +339,19 @@ impl SourceManifest {
             &self.target,
         )?;
         check_requirements(&self.requirements())?;
+        if let Some(zxic) = &self.zxic {
+            if !self.image.is_empty() || self.qualcomm.is_some() {
+                return Err(PackageError::ManifestInvalid(
+                    "a manifest with a [zxic] table has no [[image]] or [qualcomm] tables; its \
+                     images are [[zxic.image]] tables"
+                        .into(),
+                ));
+            }
+            if !self.requires.is_empty() {
+                return Err(PackageError::RequiresOverFastbootOnly);
+            }
+            return zxic.validate();
+        }
         if let Some(qualcomm) = &self.qualcomm {
             if !self.image.is_empty() {
                 return Err(PackageError::QualcommMixedKinds);
@@ -418,6 +449,7 @@ mod tests {
                 sparse: None,
             }],
             qualcomm: None,
+            zxic: None,
             signer: KeyId::from_bytes([1; 8]),
         }
     }

@@ -26,6 +26,7 @@ mod reader;
 pub mod root;
 mod trust;
 mod verify;
+pub mod zxic;
 
 pub use error::PackageError;
 pub use inspect::{inspect, Inspection, SignatureReport, SignatureStatus};
