@@ -456,7 +456,7 @@ impl Quirks {
     /// udev rules granting the logged-in user access to every known USB ID.
     ///
     /// `uaccess` hands the device node to the seat's user through an ACL; no world-writable
-    /// mode is ever set. Download modes (EDL, DIAG compositions) also get
+    /// mode is ever set. Download modes (EDL, ZXIC, DIAG compositions) also get
     /// `ID_MM_DEVICE_IGNORE`, so ModemManager keeps off them, and every known modem's
     /// ttys get `uaccess` too, since flashline talks AT and DIAG there.
     pub fn udev_rules(&self) -> String {
@@ -465,7 +465,7 @@ impl Quirks {
              # Grants the logged-in user access to devices flashline can flash.\n",
         );
         for id in &self.usb {
-            let download = id.mode == "edl" || id.diag_interface.is_some();
+            let download = matches!(id.mode.as_str(), "edl" | "zxic") || id.diag_interface.is_some();
             let ignore = if download {
                 ", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
             } else {
@@ -475,7 +475,7 @@ impl Quirks {
                 "# {} ({})\nSUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"{:04x}\", ATTR{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                 id.name, id.mode, id.vid, id.pid
             ));
-            if matches!(id.mode.as_str(), "modem" | "edl") {
+            if matches!(id.mode.as_str(), "modem" | "edl" | "zxic") {
                 out.push_str(&format!(
                     "SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"{:04x}\", ATTRS{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                     id.vid, id.pid
