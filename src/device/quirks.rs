@@ -465,7 +465,8 @@ impl Quirks {
              # Grants the logged-in user access to devices flashline can flash.\n",
         );
         for id in &self.usb {
-            let download = matches!(id.mode.as_str(), "edl" | "zxic") || id.diag_interface.is_some();
+            let download =
+                matches!(id.mode.as_str(), "edl" | "zxic") || id.diag_interface.is_some();
             let ignore = if download {
                 ", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
             } else {

@@ -306,7 +306,7 @@ impl DeviceRow {
             CheckState::Done(list) if list.refusals().next().is_some() => Badge::Refused,
             CheckState::Done(_) => Badge::Ready,
             CheckState::Failed(_) => Badge::Failed,
-            CheckState::NotRun if self.mode == Mode::Edl => Badge::Bricked,
+            CheckState::NotRun if matches!(self.mode, Mode::Edl | Mode::Zxic) => Badge::Bricked,
             CheckState::NotRun => Badge::Idle,
         }
     }
