@@ -964,7 +964,11 @@ fn recover(args: RecoverArgs) -> Result<ExitCode> {
     let quirks = Quirks::builtin();
     let address = match args.device {
         Some(a) => a,
-        None => match pick_device(&quirks, |m| m == crate::device::Mode::Edl, RECOVERY_GUIDE) {
+        None => match pick_device(
+            &quirks,
+            |m| matches!(m, crate::device::Mode::Edl | crate::device::Mode::Zxic),
+            RECOVERY_GUIDE,
+        ) {
             Ok(a) => a,
             Err(code) => return Ok(code),
         },

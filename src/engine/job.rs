@@ -515,9 +515,11 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         status: super::Status::Refuse,
         actual: actual.into(),
         required: "fastboot mode".into(),
-        message: format!(
-            "this is a fastboot package; this device needs a Qualcomm flat build ({mode})"
-        ),
+        message: if device.mode == crate::device::Mode::Zxic {
+            format!("this is a fastboot package; this device needs a ZXIC package ({mode})")
+        } else {
+            format!("this is a fastboot package; this device needs a Qualcomm flat build ({mode})")
+        },
         relaxed_by: None,
     })
 }
