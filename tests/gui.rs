@@ -55,6 +55,23 @@ impl Bench {
             spec,
         )
         .unwrap();
+        Self::around(bench, dir, extra)
+    }
+
+    /// The bench with the ZXIC hotspot only.
+    fn start_zxic() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = BenchSpec {
+            phones: 0,
+            qualcomm: false,
+        };
+        let bench_dir = flashline::device::bench::default_dir();
+        let mut bench = DemoBench::start(&dir.path().join("bench"), &bench_dir, spec).unwrap();
+        bench.start_zxic(&bench_dir).unwrap();
+        Self::around(bench, dir, Vec::new())
+    }
+
+    fn around(bench: DemoBench, dir: tempfile::TempDir, extra: Vec<PathBuf>) -> Self {
         let mut config = AppConfig::demo(&bench);
         config.bridge.scan_every = Duration::from_millis(100);
         config.quick_packages.extend(extra);
@@ -722,4 +739,34 @@ fn the_connection_doctor_lists_findings_with_their_fixes() {
             .save(std::path::Path::new(&dir).join("screenshot-doctor.png"))
             .unwrap();
     }
+}
+
+#[test]
+fn a_zxic_hotspot_in_its_boot_rom_is_flashed_from_the_gui() {
+    let _one = exclusive();
+    let mut b = Bench::start_zxic();
+    b.wait("the ZXIC hotspot", |s| s.device("FLZXIC00001").is_some());
+    assert_eq!(b.row("FLZXIC00001").mode, Mode::Zxic);
+    assert_eq!(b.row("FLZXIC00001").badge(), Badge::Bricked);
+    let pkg = b.packages().zxic.clone().unwrap();
+    b.open(&pkg);
+    b.tick("ZX297520V3 FLZXIC00001");
+    b.wait("the hotspot's preflight", |s| {
+        s.device("FLZXIC00001")
+            .is_some_and(|d| d.badge() == Badge::Ready)
+    });
+    b.click("Flash 1 device");
+    b.click("Start flashing");
+    b.wait("the hotspot's job", |s| {
+        s.device("FLZXIC00001")
+            .is_some_and(|d| d.badge() != Badge::Flashing)
+    });
+    let row = b.row("FLZXIC00001");
+    let finished = row.job.as_ref().unwrap().finished.clone().unwrap();
+    assert_eq!(finished.outcome, Outcome::Success, "{:?}", finished.error);
+    assert_eq!(
+        row.job.as_ref().unwrap().backups.len(),
+        2,
+        "nvrofs and nvrw"
+    );
 }

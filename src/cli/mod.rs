@@ -11,6 +11,7 @@ mod lp;
 mod multi;
 mod pack_factory;
 mod render;
+mod zxic;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -357,6 +358,8 @@ enum SimCommand {
     Modem(ModemArgs),
     /// A virtual device in Qualcomm emergency download mode on a pseudo-terminal.
     Edl(EdlArgs),
+    /// A virtual ZXIC ZX297520V3 hotspot in its boot ROM on a pseudo-terminal.
+    Zxic(zxic::ZxicArgs),
 }
 
 #[derive(Args)]
@@ -768,6 +771,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sim(SimCommand::Phone(args)) => sim_phone(args),
         Command::Sim(SimCommand::Modem(args)) => sim_modem(args),
         Command::Sim(SimCommand::Edl(args)) => sim_edl(args),
+        Command::Sim(SimCommand::Zxic(args)) => zxic::sim_zxic(args),
         Command::Lp(command) => lp::run(command),
         Command::Demo { dir, cli, json } => {
             // Without the GUI every demo is the terminal demo.
@@ -1033,7 +1037,11 @@ fn recover(args: RecoverArgs) -> Result<ExitCode> {
     let quirks = Quirks::builtin();
     let address = match args.device {
         Some(a) => a,
-        None => match pick_device(&quirks, |m| m == crate::device::Mode::Edl, RECOVERY_GUIDE) {
+        None => match pick_device(
+            &quirks,
+            |m| matches!(m, crate::device::Mode::Edl | crate::device::Mode::Zxic),
+            RECOVERY_GUIDE,
+        ) {
             Ok(a) => a,
             Err(code) => return Ok(code),
         },

@@ -25,6 +25,7 @@ use super::edl::EdlDriver;
 use super::fastboot::FastbootDriver;
 use super::modem::ModemDriver;
 use super::quirks::{PortRole, Quirks, UsbPair};
+use super::zxic::ZxicDriver;
 use super::{DeviceError, Driver, Mode};
 use crate::protocol::sahara;
 use crate::transport::serial::{self, SerialTransport};
@@ -228,7 +229,37 @@ fn ports_and_edl(quirks: &Quirks) -> Vec<Found> {
         .filter(|d| !found.iter().any(|p| same_device(p, d)))
         .collect();
     found.extend(usb_edl);
+    let usb_zxic: Vec<Found> = usb::list_edl(&zxic_ids(quirks))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| Found {
+            known_as: known_as(Some(d.vid), Some(d.pid), quirks),
+            port_path: Some(d.bus_path.clone()),
+            address: d.bus_path,
+            mode: Mode::Zxic,
+            vid: Some(d.vid),
+            pid: Some(d.pid),
+            product: d.product_string,
+            serial: d.serial.filter(|s| !s.is_empty()),
+            is_virtual: false,
+            interface: None,
+        })
+        .map(cleaned)
+        .filter(|d| !found.iter().any(|p| same_device(p, d)))
+        .collect();
+    found.extend(usb_zxic);
     found
+}
+
+/// The USB IDs the quirks file gives to ZXIC boot ROMs, opened over their raw bulk
+/// endpoints (the same vendor-class bulk pair an EDL device has).
+fn zxic_ids(quirks: &Quirks) -> Vec<(u16, u16)> {
+    quirks
+        .usb
+        .iter()
+        .filter(|id| id.mode == "zxic")
+        .map(|id| (id.vid, id.pid))
+        .collect()
 }
 
 /// Whether a tty and a raw USB node are one device: the same USB port path, or (where the
@@ -272,6 +303,7 @@ fn classify(vid: Option<u16>, pid: Option<u16>, interface: Option<u8>, quirks: &
             ("modem", PortRole::Diag) => Mode::Diag,
             ("fastboot", _) => Mode::Fastboot,
             ("edl", _) => Mode::Edl,
+            ("zxic", _) => Mode::Zxic,
             _ => Mode::Unknown,
         },
         None => Mode::Unknown,
@@ -461,6 +493,10 @@ pub fn open(
                         .with_usb_product(found.product.as_deref()),
                 ))
             }
+            Mode::Zxic => {
+                let transport = SerialTransport::open(address)?;
+                Ok(Box::new(ZxicDriver::new(transport, found.serial, found.is_virtual)))
+            }
             Mode::Diag => Err(DeviceError::BadAddress(format!(
                 "{address} is a modem's DIAG port; flash the modem through its AT port, or \
                  bring it into emergency download mode and run `flashline recover`"
@@ -477,6 +513,16 @@ pub fn open(
         return Err(DeviceError::BadAddress(format!(
             "{address:?} is not a device address: use tcp:HOST:PORT, serial:PATH, usb:BUS-PORT or a serial number"
         )));
+    }
+    let zxic_ids = zxic_ids(quirks);
+    let mut zxic: Vec<_> = usb::list_edl(&zxic_ids)?
+        .into_iter()
+        .filter(|d| d.is(address))
+        .collect();
+    if zxic.len() == 1 {
+        let device = zxic.remove(0);
+        let stream = usb::open_edl(&device.bus_path, &zxic_ids)?;
+        return Ok(Box::new(ZxicDriver::new(stream, device.serial, false)));
     }
     let edl_ids = edl_ids(quirks);
     let mut edl: Vec<_> = usb::list_edl(&edl_ids)?

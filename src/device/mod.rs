@@ -13,6 +13,7 @@ pub mod fastboot;
 pub mod modem;
 pub mod quirks;
 mod read_ahead;
+pub mod zxic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -39,6 +40,8 @@ pub enum Mode {
     /// A Qualcomm DIAG port (a modem in factory mode): flashline only ever sends it the
     /// request that reboots the modem into EDL.
     Diag,
+    /// A ZXIC ZX297520V3 device in its boot ROM or its download loader (TBootPro).
+    Zxic,
     /// Not identified (a serial port the quirks file does not name).
     Unknown,
 }
@@ -215,6 +218,9 @@ pub enum DeviceError {
     /// The Firehose exchange failed or the programmer refused.
     #[error(transparent)]
     Firehose(#[from] FirehoseError),
+    /// The ZXIC boot ROM or TBootPro exchange failed or the device refused.
+    #[error(transparent)]
+    Zxic(#[from] crate::protocol::zxic::ZxicError),
     /// The image could not be split or read as a sparse image.
     #[error("image cannot be prepared for the device: {0}")]
     Sparse(#[from] SparseError),
@@ -462,6 +468,11 @@ pub trait Driver: Send {
     /// The device's dynamic-partition commands (fastboot: fastbootd, `super`), where its
     /// family has them.
     fn dynamic(&mut self) -> Option<&mut dyn dynamic::DynamicPartitions> {
+        None
+    }
+
+    /// The ZXIC-only operations, for a ZXIC device.
+    fn zxic(&mut self) -> Option<&mut dyn zxic::ZxicOps> {
         None
     }
 

@@ -33,7 +33,7 @@ pub enum QuirksError {
     #[error("quirks entry for {0}: millivolts must be [EMPTY, FULL] with EMPTY < FULL")]
     Voltage(String),
     /// A recovery entry with no steps or an unknown mode.
-    #[error("quirks entry for {0}: recovery needs a mode flashline recovers in (edl or fastboot) and at least one step")]
+    #[error("quirks entry for {0}: recovery needs a mode flashline recovers in (edl, fastboot or zxic) and at least one step")]
     Recovery(String),
     /// The same product named twice.
     #[error("quirks file names product {0:?} twice")]
@@ -141,6 +141,35 @@ pub struct Model {
     pub pk_hash: Option<String>,
     /// Where the entry's facts come from.
     pub provenance: Option<Provenance>,
+    /// For ZXIC ZX297520V3 devices: where its NV partitions are (see [`ZxicFacts`]).
+    #[serde(default)]
+    pub zxic: Option<ZxicFacts>,
+}
+
+/// What flashline knows of a ZXIC model's flash before talking to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZxicFacts {
+    /// Where each NV partition (the model's `backup` labels) lies on a device as it left
+    /// the factory, `name@0xADDRESS+0xSIZE`: a package whose table moves one is refused
+    /// before anything is sent. Without it, the device's own check decides.
+    #[serde(default)]
+    pub nv_layout: Vec<String>,
+}
+
+impl ZxicFacts {
+    /// The NV layout as (name, address, size).
+    pub fn nv(&self) -> Vec<(String, u32, u32)> {
+        self.nv_layout.iter().filter_map(|e| parse_nv(e)).collect()
+    }
+}
+
+/// `name@0xADDRESS+0xSIZE`.
+fn parse_nv(entry: &str) -> Option<(String, u32, u32)> {
+    let (name, place) = entry.split_once('@')?;
+    let (address, size) = place.split_once('+')?;
+    let hex = |t: &str| u32::from_str_radix(t.strip_prefix("0x")?, 16).ok();
+    Some((name.to_string(), hex(address)?, hex(size)?))
 }
 
 impl Model {
@@ -168,6 +197,13 @@ impl Model {
                 ))
             })?;
         }
+        for entry in self.zxic.iter().flat_map(|z| &z.nv_layout) {
+            parse_nv(entry).ok_or_else(|| {
+                bad(format!(
+                    "nv_layout entry {entry:?} is not name@0xADDRESS+0xSIZE"
+                ))
+            })?;
+        }
         if let Some(request) = self.at.as_ref().and_then(|a| a.diag_request.as_deref()) {
             DownloadRequest::from_name(request).ok_or_else(|| {
                 bad(format!(
@@ -183,7 +219,8 @@ impl Model {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recovery {
-    /// The mode the steps lead to, one flashline can recover a device in: `edl` or `fastboot`.
+    /// The mode the steps lead to, one flashline can recover a device in: `edl`, `fastboot`
+    /// or `zxic` (a ZXIC boot ROM).
     pub mode: String,
     /// What to do, one action per step, in order.
     pub steps: Vec<String>,
@@ -363,7 +400,7 @@ impl Quirks {
             }
             let f = &model.fastboot;
             if let Some(r) = &model.recovery {
-                if !matches!(r.mode.as_str(), "edl" | "fastboot") || r.steps.is_empty() {
+                if !matches!(r.mode.as_str(), "edl" | "fastboot" | "zxic") || r.steps.is_empty() {
                     return Err(QuirksError::Recovery(model.product.clone()));
                 }
             }
@@ -419,7 +456,7 @@ impl Quirks {
     /// udev rules granting the logged-in user access to every known USB ID.
     ///
     /// `uaccess` hands the device node to the seat's user through an ACL; no world-writable
-    /// mode is ever set. Download modes (EDL, DIAG compositions) also get
+    /// mode is ever set. Download modes (EDL, ZXIC, DIAG compositions) also get
     /// `ID_MM_DEVICE_IGNORE`, so ModemManager keeps off them, and every known modem's
     /// ttys get `uaccess` too, since flashline talks AT and DIAG there.
     pub fn udev_rules(&self) -> String {
@@ -428,7 +465,8 @@ impl Quirks {
              # Grants the logged-in user access to devices flashline can flash.\n",
         );
         for id in &self.usb {
-            let download = id.mode == "edl" || id.diag_interface.is_some();
+            let download =
+                matches!(id.mode.as_str(), "edl" | "zxic") || id.diag_interface.is_some();
             let ignore = if download {
                 ", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
             } else {
@@ -438,7 +476,7 @@ impl Quirks {
                 "# {} ({})\nSUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"{:04x}\", ATTR{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                 id.name, id.mode, id.vid, id.pid
             ));
-            if matches!(id.mode.as_str(), "modem" | "edl") {
+            if matches!(id.mode.as_str(), "modem" | "edl" | "zxic") {
                 out.push_str(&format!(
                     "SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"{:04x}\", ATTRS{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                     id.vid, id.pid

@@ -35,7 +35,7 @@ fn ignored(view: &SystemView, d: &UsbDevice) -> bool {
 pub fn check(view: &SystemView, known: &[(&UsbDevice, &UsbId)]) -> Vec<Finding> {
     let exposed: Vec<String> = known
         .iter()
-        .filter(|(_, id)| id.mode == "edl" || id.diag_interface.is_some())
+        .filter(|(_, id)| matches!(id.mode.as_str(), "edl" | "zxic") || id.diag_interface.is_some())
         .filter(|(d, _)| !ignored(view, d))
         .map(|(d, id)| format!("{} ({}) at USB port {}", d.id(), id.name, d.name))
         .collect();

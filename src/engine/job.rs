@@ -264,6 +264,9 @@ fn steps(
         signer_name: signer.name.clone(),
     });
 
+    if let Some(plan) = package.zxic() {
+        return super::zxic::run(req, report, emit, package, plan);
+    }
     match package.qualcomm() {
         Some(plan) => super::qualcomm::run(req, report, emit, package, plan),
         None => fastboot(req, report, emit, package),
@@ -538,6 +541,7 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         crate::device::Mode::Edl => ("EDL", "it is in emergency download mode"),
         crate::device::Mode::Modem => ("modem (AT)", "it is a modem answering AT commands"),
         crate::device::Mode::Diag => ("DIAG", "it is a modem's diagnostic port"),
+        crate::device::Mode::Zxic => ("ZXIC download", "it is a ZXIC device in download mode"),
         crate::device::Mode::Fastboot | crate::device::Mode::Unknown => return None,
     };
     Some(super::Check {
@@ -545,9 +549,11 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         status: super::Status::Refuse,
         actual: actual.into(),
         required: "fastboot mode".into(),
-        message: format!(
-            "this is a fastboot package; this device needs a Qualcomm flat build ({mode})"
-        ),
+        message: if device.mode == crate::device::Mode::Zxic {
+            format!("this is a fastboot package; this device needs a ZXIC package ({mode})")
+        } else {
+            format!("this is a fastboot package; this device needs a Qualcomm flat build ({mode})")
+        },
         relaxed_by: None,
     })
 }

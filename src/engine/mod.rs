@@ -18,6 +18,7 @@ pub mod service;
 pub mod station;
 mod vbmeta;
 pub mod verbs;
+mod zxic;
 
 pub use event::{Event, PlannedWrite, Stage};
 pub use job::{

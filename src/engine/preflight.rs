@@ -196,6 +196,16 @@ fn product<'a>(mut targets: impl Iterator<Item = &'a str> + Clone, device: &Devi
                  so make sure that is what it is"
             ),
         ),
+        None if device.mode == Mode::Zxic => check(
+            "product",
+            Status::Warn,
+            "not reported (ZXIC boot ROM)",
+            required.clone(),
+            format!(
+                "a ZXIC device in its boot ROM cannot say what it is; it will be flashed as {required}, \
+                 so make sure that is what it is"
+            ),
+        ),
         None => check(
             "product",
             Status::Refuse,

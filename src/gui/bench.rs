@@ -22,6 +22,9 @@ use {
     sha2::{Digest, Sha256},
 };
 
+#[cfg(unix)]
+mod zxic;
+
 const MIB: u64 = 1024 * 1024;
 
 /// What to put on the bench.
@@ -54,6 +57,8 @@ pub struct DemoPackages {
     pub phone_tampered: PathBuf,
     /// A Qualcomm flat build for the MF833V dongle and the MU300 hotspot; absent without them.
     pub modem: Option<PathBuf>,
+    /// A ZXIC package for the ZX297520V3 hotspot; absent without it.
+    pub zxic: Option<PathBuf>,
 }
 
 impl DemoPackages {
@@ -61,6 +66,7 @@ impl DemoPackages {
     pub fn all(&self) -> Vec<PathBuf> {
         let mut all = vec![self.phone.clone()];
         all.extend(self.modem.clone());
+        all.extend(self.zxic.clone());
         all.push(self.phone_old.clone());
         all.push(self.phone_tampered.clone());
         all
@@ -76,6 +82,8 @@ pub struct DemoBench {
     modems: Vec<VirtualModem>,
     #[cfg(unix)]
     brick: Option<RunningEdl>,
+    #[cfg(unix)]
+    zxic: Option<crate::sim::zxic::RunningZxic>,
     work: PathBuf,
 }
 
@@ -104,12 +112,15 @@ impl DemoBench {
                 phone_old,
                 phone_tampered,
                 modem: None,
+                zxic: None,
             },
             phones,
             #[cfg(unix)]
             modems: Vec::new(),
             #[cfg(unix)]
             brick: None,
+            #[cfg(unix)]
+            zxic: None,
             work: work.to_path_buf(),
         };
         if spec.qualcomm {
@@ -190,6 +201,10 @@ impl DemoBench {
         #[cfg(unix)]
         if let Some(brick) = self.brick {
             brick.stop();
+        }
+        #[cfg(unix)]
+        if let Some(zxic) = self.zxic {
+            zxic.stop();
         }
     }
 }

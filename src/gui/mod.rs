@@ -81,11 +81,13 @@ fn window(launch: Launch<'_>) -> anyhow::Result<()> {
             // away from the technician's real ones. Nothing else runs yet, so setting the
             // variable here cannot race another thread.
             std::env::set_var("FLASHLINE_HOME", work.join("home"));
-            let bench = DemoBench::start(
+            let mut bench = DemoBench::start(
                 &work,
                 &crate::device::bench::default_dir(),
                 BenchSpec::default(),
             )?;
+            #[cfg(unix)]
+            bench.start_zxic(&crate::device::bench::default_dir())?;
             (AppConfig::demo(&bench), Some(bench))
         }
     };

@@ -310,7 +310,7 @@ impl DeviceRow {
             CheckState::Done(list) if list.refusals().next().is_some() => Badge::Refused,
             CheckState::Done(_) => Badge::Ready,
             CheckState::Failed(_) => Badge::Failed,
-            CheckState::NotRun if self.mode == Mode::Edl => Badge::Bricked,
+            CheckState::NotRun if matches!(self.mode, Mode::Edl | Mode::Zxic) => Badge::Bricked,
             CheckState::NotRun => Badge::Idle,
         }
     }
@@ -1384,6 +1384,7 @@ pub fn mode_name(mode: Mode) -> &'static str {
         Mode::Modem => "modem",
         Mode::Edl => "EDL",
         Mode::Diag => "DIAG",
+        Mode::Zxic => "ZXIC download",
         Mode::Unknown => "unknown",
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::KeyId;
 use super::qualcomm::{QualcommPlan, SourceQualcomm};
+use super::zxic::{SourceZxic, ZxicPlan};
 use super::{names, PackageError};
 
 /// Most targets one package may list.
@@ -59,6 +60,10 @@ pub struct Manifest {
     /// its logical images are flashed from fastbootd into `super`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic: Option<Dynamic>,
+    /// Present in a ZXIC ZX297520V3 package: the loaders, the partition table and where
+    /// each image goes, in terms of `images`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zxic: Option<ZxicPlan>,
     /// Key id of the key that signed this manifest at pack time.
     pub signer: KeyId,
 }
@@ -289,6 +294,17 @@ impl Manifest {
                 });
             }
         }
+        if let Some(plan) = &self.zxic {
+            if self.qualcomm.is_some() {
+                return Err(PackageError::ManifestInvalid(
+                    "a package is a Qualcomm package or a ZXIC package, not both".into(),
+                ));
+            }
+            if !self.requires.is_empty() {
+                return Err(PackageError::RequiresOverFastbootOnly);
+            }
+            plan.validate(&self.images)?;
+        }
         Ok(())
     }
 
@@ -401,6 +417,8 @@ pub(crate) struct SourceManifest {
     /// `[dynamic]`: the package carries a dynamic-partitions layout.
     #[serde(default)]
     pub dynamic: Option<SourceDynamic>,
+    #[serde(default)]
+    pub zxic: Option<SourceZxic>,
 }
 
 /// One `[[image]]` table.
@@ -448,6 +466,19 @@ impl SourceManifest {
             &self.target,
         )?;
         check_requirements(&self.requirements())?;
+        if let Some(zxic) = &self.zxic {
+            if !self.image.is_empty() || self.qualcomm.is_some() {
+                return Err(PackageError::ManifestInvalid(
+                    "a manifest with a [zxic] table has no [[image]] or [qualcomm] tables; its \
+                     images are [[zxic.image]] tables"
+                        .into(),
+                ));
+            }
+            if !self.requires.is_empty() {
+                return Err(PackageError::RequiresOverFastbootOnly);
+            }
+            return zxic.validate();
+        }
         if let Some(qualcomm) = &self.qualcomm {
             if !self.image.is_empty() {
                 return Err(PackageError::QualcommMixedKinds);
@@ -568,6 +599,7 @@ mod tests {
             }],
             qualcomm: None,
             dynamic: None,
+            zxic: None,
             signer: KeyId::from_bytes([1; 8]),
         }
     }

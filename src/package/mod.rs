@@ -28,6 +28,7 @@ mod reader;
 pub mod root;
 mod trust;
 mod verify;
+pub mod zxic;
 
 pub use dynamic::{logical_names, parse as parse_super_empty};
 pub use error::PackageError;

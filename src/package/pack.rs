@@ -67,8 +67,13 @@ pub(crate) fn pack_source(
     source.validate()?;
     let key = SecretKey::load(key_file)?;
     let mut sources = Sources::new(base);
+    let zxic = match &source.zxic {
+        Some(zxic) => Some(super::zxic::build(zxic, &mut sources)?),
+        None => None,
+    };
     let qualcomm = match &source.qualcomm {
         Some(qualcomm) => Some(super::qualcomm::build(qualcomm, &mut sources)?),
+        None if zxic.is_some() => None,
         None => {
             for entry in &source.image {
                 let index = sources.add(&entry.partition, &entry.file)?;
@@ -113,6 +118,7 @@ pub(crate) fn pack_source(
         images,
         qualcomm,
         dynamic,
+        zxic,
         signer: key.public().id(),
     };
     manifest.validate()?;

@@ -450,6 +450,11 @@ impl VerifiedPackage {
         ))
     }
 
+    /// The plan of a ZXIC package, if this is one.
+    pub fn zxic(&self) -> Option<&super::zxic::ZxicPlan> {
+        self.manifest.zxic.as_ref()
+    }
+
     /// A reader over the Firehose programmer of a Qualcomm package, for the Sahara upload.
     pub fn open_programmer(&self) -> Result<ImageReader, PackageError> {
         let plan = self.qualcomm().ok_or(PackageError::NotAQualcommPackage)?;

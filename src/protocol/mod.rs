@@ -12,3 +12,4 @@ pub mod lp;
 mod read_buffer;
 pub mod sahara;
 pub mod sparse;
+pub mod zxic;

@@ -25,6 +25,7 @@
 //! | [`Fault::BatteryDrop`] | `battery@bytes=N,percent=P` |
 //! | [`Fault::Reenumerate`] | `reenumerate@COMMAND#N` |
 //! | [`Fault::Drop`] | `drop@COMMAND#N` (the phone only) |
+//! | [`Fault::Corrupt`] | `corrupt@bytes=N` |
 //!
 //! `N` after `bytes=` may carry a `K`, `M` or `G` suffix (powers of 1024); `#N` counts
 //! matching commands from 1 and is split off at the last `#`, so the command itself may
@@ -108,6 +109,13 @@ pub enum Fault {
         command: String,
         /// Which matching command, from 1.
         nth: u32,
+    },
+    /// Line noise: one bit of the payload byte that follows the first `after_bytes` flips
+    /// on its way in, and the device stores (and checksums) the flipped byte. Only
+    /// simulators whose protocol checks payloads with a checksum carry it out (ZXIC).
+    Corrupt {
+        /// Payload bytes received intact before the flipped one.
+        after_bytes: u64,
     },
 }
 
@@ -208,7 +216,7 @@ pub enum FaultSpecError {
     /// A kind that does not exist.
     #[error(
         "unknown fault kind {0:?}: use disconnect, power-loss, fail, stall, garbage, battery, \
-         reenumerate or drop"
+         reenumerate, drop or corrupt"
     )]
     UnknownKind(String),
     /// The arguments do not have the form the kind needs.
@@ -249,6 +257,7 @@ impl fmt::Display for Fault {
             } => write!(f, "battery@bytes={after_bytes},percent={percent}"),
             Fault::Reenumerate { command, nth } => write!(f, "reenumerate@{command}#{nth}"),
             Fault::Drop { command, nth } => write!(f, "drop@{command}#{nth}"),
+            Fault::Corrupt { after_bytes } => write!(f, "corrupt@bytes={after_bytes}"),
         }
     }
 }
@@ -276,13 +285,13 @@ impl FromStr for Fault {
         let bytes =
             |text: &str| parse_bytes(text).ok_or_else(|| number_error(spec, text, "byte count"));
         Ok(match kind {
-            "disconnect" | "power-loss" => {
+            "disconnect" | "power-loss" | "corrupt" => {
                 let value = args.strip_prefix("bytes=").ok_or_else(|| bad(BYTES_FORM))?;
                 let after_bytes = bytes(value)?;
-                if kind == "disconnect" {
-                    Fault::Disconnect { after_bytes }
-                } else {
-                    Fault::PowerLoss { after_bytes }
+                match kind {
+                    "disconnect" => Fault::Disconnect { after_bytes },
+                    "power-loss" => Fault::PowerLoss { after_bytes },
+                    _ => Fault::Corrupt { after_bytes },
                 }
             }
             "battery" => {
@@ -518,6 +527,26 @@ impl Injector {
                 }
             }
         }
+    }
+
+    /// The position, within the next `n` payload bytes, of the byte an armed
+    /// [`Fault::Corrupt`] flips (the fault fires); `None` when none falls there.
+    pub fn corrupt_within(&mut self, n: u64) -> Option<u64> {
+        let received = self.received;
+        let (due, at) = self
+            .armed
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| match a.fault {
+                Fault::Corrupt { after_bytes }
+                    if !a.fired && after_bytes >= received && after_bytes - received < n =>
+                {
+                    Some((i, after_bytes - received))
+                }
+                _ => None,
+            })?;
+        self.fire(due);
+        Some(at)
     }
 
     /// Counts payload bytes written into storage.

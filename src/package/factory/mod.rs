@@ -194,6 +194,7 @@ pub fn pack_factory(
             })
             .collect(),
         qualcomm: None,
+        zxic: None,
         dynamic: plan
             .images
             .iter()

@@ -72,7 +72,7 @@ impl EdlSim {
 }
 
 /// The gadget and the two endpoint threads.
-struct GadgetLine {
+pub(crate) struct GadgetLine {
     address: String,
     stop: Arc<AtomicBool>,
     from_host: Receiver<Vec<u8>>,
@@ -90,7 +90,8 @@ struct GadgetLine {
 }
 
 impl GadgetLine {
-    fn plug_in(spec: &GadgetSpec, stop: Arc<AtomicBool>) -> io::Result<GadgetLine> {
+    /// Plugs the gadget `spec` in; `stop` ends every wait once set (see [`Line`]).
+    pub(crate) fn plug_in(spec: &GadgetSpec, stop: Arc<AtomicBool>) -> io::Result<GadgetLine> {
         let gadget = Gadget::create(spec)?;
         let (out, to_host_ep) = gadget.bulk_endpoints()?;
         let udc_file = gadget.path().join("UDC");
