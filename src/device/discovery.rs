@@ -25,6 +25,7 @@ use super::edl::EdlDriver;
 use super::fastboot::FastbootDriver;
 use super::modem::ModemDriver;
 use super::quirks::{PortRole, Quirks, UsbPair};
+use super::unisoc::UnisocDriver;
 use super::{DeviceError, Driver, Mode};
 use crate::protocol::sahara;
 use crate::transport::serial::{self, SerialTransport};
@@ -272,6 +273,7 @@ fn classify(vid: Option<u16>, pid: Option<u16>, interface: Option<u8>, quirks: &
             ("modem", PortRole::Diag) => Mode::Diag,
             ("fastboot", _) => Mode::Fastboot,
             ("edl", _) => Mode::Edl,
+            ("unisoc", _) => Mode::Unisoc,
             _ => Mode::Unknown,
         },
         None => Mode::Unknown,
@@ -460,6 +462,10 @@ pub fn open(
                     EdlDriver::new(transport, found.serial, found.is_virtual)
                         .with_usb_product(found.product.as_deref()),
                 ))
+            }
+            Mode::Unisoc => {
+                let transport = SerialTransport::open(address)?;
+                Ok(Box::new(UnisocDriver::new(transport, found.serial, found.is_virtual)))
             }
             Mode::Diag => Err(DeviceError::BadAddress(format!(
                 "{address} is a modem's DIAG port; flash the modem through its AT port, or \

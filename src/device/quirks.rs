@@ -183,7 +183,8 @@ impl Model {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recovery {
-    /// The mode the steps lead to, one flashline can recover a device in: `edl` or `fastboot`.
+    /// The mode the steps lead to, one flashline can recover a device in: `edl`, `fastboot`
+    /// or `unisoc` (the boot ROM's download mode).
     pub mode: String,
     /// What to do, one action per step, in order.
     pub steps: Vec<String>,
@@ -363,7 +364,7 @@ impl Quirks {
             }
             let f = &model.fastboot;
             if let Some(r) = &model.recovery {
-                if !matches!(r.mode.as_str(), "edl" | "fastboot") || r.steps.is_empty() {
+                if !matches!(r.mode.as_str(), "edl" | "fastboot" | "unisoc") || r.steps.is_empty() {
                     return Err(QuirksError::Recovery(model.product.clone()));
                 }
             }
@@ -428,7 +429,8 @@ impl Quirks {
              # Grants the logged-in user access to devices flashline can flash.\n",
         );
         for id in &self.usb {
-            let download = id.mode == "edl" || id.diag_interface.is_some();
+            let download =
+                matches!(id.mode.as_str(), "edl" | "unisoc") || id.diag_interface.is_some();
             let ignore = if download {
                 ", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
             } else {
@@ -438,7 +440,7 @@ impl Quirks {
                 "# {} ({})\nSUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"{:04x}\", ATTR{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                 id.name, id.mode, id.vid, id.pid
             ));
-            if matches!(id.mode.as_str(), "modem" | "edl") {
+            if matches!(id.mode.as_str(), "modem" | "edl" | "unisoc") {
                 out.push_str(&format!(
                     "SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"{:04x}\", ATTRS{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                     id.vid, id.pid

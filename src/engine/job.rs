@@ -257,6 +257,9 @@ fn steps(
         signer_name: signer.name.clone(),
     });
 
+    if let Some(plan) = package.unisoc() {
+        return super::unisoc::run(req, report, emit, package, plan);
+    }
     match package.qualcomm() {
         Some(plan) => super::qualcomm::run(req, report, emit, package, plan),
         None => fastboot(req, report, emit, package),
@@ -504,6 +507,10 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         crate::device::Mode::Edl => ("EDL", "it is in emergency download mode"),
         crate::device::Mode::Modem => ("modem (AT)", "it is a modem answering AT commands"),
         crate::device::Mode::Diag => ("DIAG", "it is a modem's diagnostic port"),
+        crate::device::Mode::Unisoc => (
+            "Unisoc download",
+            "it is a Unisoc device in download mode, which takes a Unisoc package",
+        ),
         crate::device::Mode::Fastboot | crate::device::Mode::Unknown => return None,
     };
     Some(super::Check {

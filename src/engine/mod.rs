@@ -14,6 +14,7 @@ mod qualcomm;
 pub mod report;
 pub mod service;
 pub mod station;
+mod unisoc;
 
 pub use event::{Event, PlannedWrite, Stage};
 pub use job::{

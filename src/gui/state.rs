@@ -1376,6 +1376,7 @@ pub fn mode_name(mode: Mode) -> &'static str {
         Mode::Modem => "modem",
         Mode::Edl => "EDL",
         Mode::Diag => "DIAG",
+        Mode::Unisoc => "Unisoc download",
         Mode::Unknown => "unknown",
     }
 }

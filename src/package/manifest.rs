@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::KeyId;
 use super::qualcomm::{QualcommPlan, SourceQualcomm};
+use super::unisoc::{SourceUnisoc, UnisocPlan};
 use super::{names, PackageError};
 
 /// Most targets one package may list.
@@ -55,6 +56,9 @@ pub struct Manifest {
     /// with a plan must be flashed by following the plan, never image by image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualcomm: Option<QualcommPlan>,
+    /// Present in a Unisoc package: the loaders and which image goes to which partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unisoc: Option<UnisocPlan>,
     /// Key id of the key that signed this manifest at pack time.
     pub signer: KeyId,
 }
@@ -226,6 +230,15 @@ impl Manifest {
             }
             plan.validate(&self.images)?;
         }
+        if let Some(plan) = &self.unisoc {
+            if !self.requires.is_empty() {
+                return Err(PackageError::RequiresOverFastbootOnly);
+            }
+            if self.qualcomm.is_some() {
+                return Err(PackageError::UnisocMixedKinds);
+            }
+            plan.validate(&self.images)?;
+        }
         Ok(())
     }
 }
@@ -288,6 +301,8 @@ pub(crate) struct SourceManifest {
     pub image: Vec<SourceImage>,
     #[serde(default)]
     pub qualcomm: Option<SourceQualcomm>,
+    #[serde(default)]
+    pub unisoc: Option<SourceUnisoc>,
 }
 
 /// One `[[image]]` table.
@@ -321,6 +336,15 @@ impl SourceManifest {
             &self.target,
         )?;
         check_requirements(&self.requirements())?;
+        if let Some(unisoc) = &self.unisoc {
+            if !self.image.is_empty() || self.qualcomm.is_some() {
+                return Err(PackageError::UnisocMixedKinds);
+            }
+            if !self.requires.is_empty() {
+                return Err(PackageError::RequiresOverFastbootOnly);
+            }
+            return unisoc.validate();
+        }
         if let Some(qualcomm) = &self.qualcomm {
             if !self.image.is_empty() {
                 return Err(PackageError::QualcommMixedKinds);
@@ -418,6 +442,7 @@ mod tests {
                 sparse: None,
             }],
             qualcomm: None,
+            unisoc: None,
             signer: KeyId::from_bytes([1; 8]),
         }
     }

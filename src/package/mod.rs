@@ -25,6 +25,7 @@ pub mod qualcomm;
 mod reader;
 pub mod root;
 mod trust;
+pub mod unisoc;
 mod verify;
 
 pub use error::PackageError;

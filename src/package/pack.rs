@@ -55,8 +55,13 @@ pub fn pack(
     };
 
     let mut sources = Sources::new(base);
+    let unisoc = match &source.unisoc {
+        Some(unisoc) => Some(super::unisoc::build(unisoc, &mut sources)?),
+        None => None,
+    };
     let qualcomm = match &source.qualcomm {
         Some(qualcomm) => Some(super::qualcomm::build(qualcomm, &mut sources)?),
+        None if unisoc.is_some() => None,
         None => {
             for entry in &source.image {
                 sources.add(&entry.partition, &entry.file)?;
@@ -79,6 +84,7 @@ pub fn pack(
         targets: source.target,
         images,
         qualcomm,
+        unisoc,
         signer: key.public().id(),
     };
     manifest.validate()?;

@@ -11,3 +11,4 @@ pub mod lp;
 mod read_buffer;
 pub mod sahara;
 pub mod sparse;
+pub mod unisoc;

@@ -43,10 +43,10 @@ mod elf;
 mod habits;
 mod pbl;
 mod programmer;
-mod pty;
+pub(crate) mod pty;
 mod storage;
 #[cfg(target_os = "linux")]
-mod usb;
+pub(crate) mod usb;
 
 use std::io;
 use std::path::{Path, PathBuf};

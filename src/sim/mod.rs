@@ -19,6 +19,8 @@ pub mod gadget;
 #[cfg(unix)]
 pub mod modem;
 pub mod phone;
+#[cfg(unix)]
+pub mod unisoc;
 
 pub use fault::{Fault, FaultPlan};
 #[cfg(unix)]

@@ -35,7 +35,7 @@ use super::{Line, SLICE};
 nix::ioctl_none_bad!(tiocnxcl, nix::libc::TIOCNXCL);
 
 /// The device end of the pseudo-terminal.
-pub(super) struct Pty {
+pub(crate) struct Pty {
     master: TTYPort,
     /// Held open for the reasons in the module documentation; never read or written.
     slave: TTYPort,
