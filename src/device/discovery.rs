@@ -229,7 +229,36 @@ fn ports_and_edl(quirks: &Quirks) -> Vec<Found> {
         .filter(|d| !found.iter().any(|p| same_device(p, d)))
         .collect();
     found.extend(usb_edl);
+    let usb_unisoc: Vec<Found> = usb::list_unisoc(&unisoc_ids(quirks))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| Found {
+            known_as: known_as(Some(d.vid), Some(d.pid), quirks),
+            port_path: Some(d.bus_path.clone()),
+            address: d.bus_path,
+            mode: Mode::Unisoc,
+            vid: Some(d.vid),
+            pid: Some(d.pid),
+            product: d.product_string,
+            serial: d.serial.filter(|s| !s.is_empty()),
+            is_virtual: false,
+            interface: None,
+        })
+        .map(cleaned)
+        .filter(|d| !found.iter().any(|p| same_device(p, d)))
+        .collect();
+    found.extend(usb_unisoc);
     found
+}
+
+/// The USB IDs the quirks file gives to Unisoc download mode.
+fn unisoc_ids(quirks: &Quirks) -> Vec<(u16, u16)> {
+    quirks
+        .usb
+        .iter()
+        .filter(|id| id.mode == "unisoc")
+        .map(|id| (id.vid, id.pid))
+        .collect()
 }
 
 /// Whether a tty and a raw USB node are one device: the same USB port path, or (where the
@@ -483,6 +512,16 @@ pub fn open(
         return Err(DeviceError::BadAddress(format!(
             "{address:?} is not a device address: use tcp:HOST:PORT, serial:PATH, usb:BUS-PORT or a serial number"
         )));
+    }
+    let unisoc_ids = unisoc_ids(quirks);
+    let mut unisoc: Vec<_> = usb::list_unisoc(&unisoc_ids)?
+        .into_iter()
+        .filter(|d| d.is(address))
+        .collect();
+    if unisoc.len() == 1 {
+        let device = unisoc.remove(0);
+        let stream = usb::open_unisoc(&device.bus_path, &unisoc_ids)?;
+        return Ok(Box::new(UnisocDriver::new(stream, device.serial, false)));
     }
     let edl_ids = edl_ids(quirks);
     let mut edl: Vec<_> = usb::list_edl(&edl_ids)?

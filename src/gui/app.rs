@@ -162,11 +162,11 @@ fn guides(quirks: &Quirks) -> Vec<RecoveryGuide> {
             Some(RecoveryGuide {
                 product: m.product.clone(),
                 name: m.name.clone().unwrap_or_else(|| m.product.clone()),
-                // The quirks file only names these two (checked when it is parsed).
-                mode: if r.mode == "edl" {
-                    Mode::Edl
-                } else {
-                    Mode::Fastboot
+                // The quirks file only names these three (checked when it is parsed).
+                mode: match r.mode.as_str() {
+                    "edl" => Mode::Edl,
+                    "unisoc" => Mode::Unisoc,
+                    _ => Mode::Fastboot,
                 },
                 steps: r.steps.clone(),
             })

@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::super::manifest::MAX_IMAGE_SIZE;
 use super::super::pack::{pack, PackSummary};
@@ -164,7 +164,8 @@ fn read_from(file: &mut File, len: u64, path: &Path) -> Result<Pac, PackageError
             }
         }
         let addr_num = le32(&raw, 1560);
-        let address = (addr_num >= 1 && addr_num <= 5)
+        let address = (1..=5)
+            .contains(&addr_num)
             .then(|| le32(&raw, 1564))
             .filter(|&a| a != 0);
         entries.push(PacEntry {
@@ -340,16 +341,16 @@ fn copy_range(
     source: &mut File,
     offset: u64,
     len: u64,
-    to: &PathBuf,
+    to: &Path,
     pac_path: &Path,
 ) -> Result<(), PackageError> {
     source
         .seek(SeekFrom::Start(offset))
         .map_err(PackageError::io(pac_path))?;
-    let mut out = crate::secure_fs::create_new(to).map_err(PackageError::io(to.as_path()))?;
+    let mut out = crate::secure_fs::create_new(to).map_err(PackageError::io(to))?;
     let copied =
         io::copy(&mut (&mut *source).take(len), &mut out).map_err(PackageError::io(pac_path))?;
-    out.flush().map_err(PackageError::io(to.as_path()))?;
+    out.flush().map_err(PackageError::io(to))?;
     if copied != len {
         return Err(pac_error(
             pac_path,

@@ -357,7 +357,8 @@ struct DecodeState {
 pub enum Step {
     /// Nothing yet.
     More,
-    /// A flag with no frame content: a check-baud byte (to a device) or frame padding.
+    /// A flag with no frame content before it: a check-baud byte (to a device), or the
+    /// flag that opens the next frame.
     BareFlag,
     /// A complete frame.
     Frame(Frame),
@@ -426,6 +427,7 @@ impl Decoder {
         if !self.state.in_frame {
             if byte == FLAG {
                 self.state.in_frame = true;
+                return Ok(Step::BareFlag);
             }
             return Ok(Step::More);
         }
@@ -469,8 +471,9 @@ impl Decoder {
 
     fn flag(&mut self) -> Result<Step, UnisocError> {
         if !self.state.in_frame {
+            // A flag with nothing before it opens a frame, and is all a check-baud is.
             self.state.in_frame = true;
-            return Ok(Step::More);
+            return Ok(Step::BareFlag);
         }
         if self.state.raw.is_empty() {
             return Ok(Step::BareFlag);

@@ -98,8 +98,8 @@ impl Session<'_> {
             match self.line.read(&mut buf, POLL) {
                 Ok(n) => {
                     last = Instant::now();
-                    for i in 0..n {
-                        if let Flow::Reboot = self.byte(buf[i]) {
+                    for &byte in &buf[..n] {
+                        if let Flow::Reboot = self.byte(byte) {
                             return;
                         }
                     }
