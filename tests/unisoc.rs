@@ -505,3 +505,46 @@ fn hostile_replies_stay_bounded() {
     assert!(version.secure_boot);
     assert_eq!(version.text, "SPRD4:AutoD");
 }
+
+#[test]
+fn nv_is_written_only_when_asked_and_a_fastboot_package_is_refused() {
+    let bench = Bench::new();
+    let imgs = images();
+    let pkg = pack(&bench, "stock", &imgs);
+    let cfg = UnisocConfig::default();
+    let sim = device(&bench, cfg);
+    let nv_before = read(&sim.partition_path("l_fixnv1"));
+    let (out, report) = bench.job("flash", &pkg, Some(sim.address()), &["--write-nv"]);
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(
+        read(&sim.partition_path("l_fixnv1"))[..imgs.nv.len()],
+        imgs.nv[..]
+    );
+    assert_eq!(report["overrides"][0], "--write-nv", "{report:#}");
+    // Backed up before it was written.
+    let backup_dir = PathBuf::from(report["backup"]["dir"].as_str().unwrap());
+    let entry = report["backup"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["label"] == "l_fixnv1")
+        .unwrap();
+    assert_eq!(
+        read(&backup_dir.join(entry["file"].as_str().unwrap())),
+        nv_before
+    );
+
+    let phone_pkg = bench.pack(
+        "phone",
+        "1.0.0",
+        1,
+        "unisoc-demo-hotspot",
+        &[("boot", b"boot")],
+    );
+    let boot_before = read(&sim.partition_path("boot"));
+    let (out, report) = bench.job("flash", &phone_pkg, Some(sim.address()), &[]);
+    assert!(!out.status.success());
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("needs a Unisoc package"), "{error}");
+    assert_eq!(read(&sim.partition_path("boot")), boot_before);
+}

@@ -507,10 +507,7 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         crate::device::Mode::Edl => ("EDL", "it is in emergency download mode"),
         crate::device::Mode::Modem => ("modem (AT)", "it is a modem answering AT commands"),
         crate::device::Mode::Diag => ("DIAG", "it is a modem's diagnostic port"),
-        crate::device::Mode::Unisoc => (
-            "Unisoc download",
-            "it is a Unisoc device in download mode, which takes a Unisoc package",
-        ),
+        crate::device::Mode::Unisoc => ("Unisoc download", "it is in Unisoc download mode"),
         crate::device::Mode::Fastboot | crate::device::Mode::Unknown => return None,
     };
     Some(super::Check {
@@ -519,7 +516,12 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         actual: actual.into(),
         required: "fastboot mode".into(),
         message: format!(
-            "this is a fastboot package; this device needs a Qualcomm flat build ({mode})"
+            "this is a fastboot package; this device needs {} ({mode})",
+            if device.mode == crate::device::Mode::Unisoc {
+                "a Unisoc package"
+            } else {
+                "a Qualcomm flat build"
+            }
         ),
         relaxed_by: None,
     })
