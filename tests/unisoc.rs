@@ -548,3 +548,27 @@ fn nv_is_written_only_when_asked_and_a_fastboot_package_is_refused() {
     assert!(error.contains("needs a Unisoc package"), "{error}");
     assert_eq!(read(&sim.partition_path("boot")), boot_before);
 }
+
+#[test]
+fn a_device_asked_before_answers_again_and_is_flashed() {
+    let bench = Bench::new();
+    let imgs = images();
+    let pkg = pack(&bench, "stock", &imgs);
+    let sim = device(&bench, UnisocConfig::default());
+    // `info` connects to the boot ROM; the job after it asks again and is answered.
+    let out = bench.run(&["info", sim.address(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"unisoc\""));
+    let (out, report) = bench.job("flash", &pkg, Some(sim.address()), &[]);
+    assert!(out.status.success(), "{report:#}");
+    let versions = sim
+        .commands()
+        .iter()
+        .filter(|c| *c == "brom:version")
+        .count();
+    assert_eq!(versions, 2);
+}

@@ -4,8 +4,9 @@
 //! It behaves as spreadtrum_flash describes the real stages (facts and sources in
 //! [`crate::protocol::unisoc`]):
 //!
-//! * the boot ROM answers a bare 0x7E with `REP_VER` and its version (`SPRD3`, or another
-//!   string for the secure-boot profile), checks every frame with CRC-16 and answers a bad
+//! * the boot ROM answers bare 0x7E bytes followed by quiet ("check baud") with `REP_VER`
+//!   and its version (`SPRD3`, or another string for the secure-boot profile), as often as
+//!   it is asked, checks every frame with CRC-16 and answers a bad
 //!   one with `REP_VERIFY_ERROR` as custom_fdl's packet code does, takes a loader with
 //!   START_DATA / MIDST_DATA / END_DATA and runs it on EXEC_DATA;
 //! * a secure-boot device runs only the FDL1 whose SHA-256 it was given

@@ -65,7 +65,8 @@ struct Session<'a> {
     stage: Stage,
     decoder: Decoder,
     transcode: bool,
-    versioned: bool,
+    /// The last byte was a bare flag: a check-baud, if quiet follows.
+    asked_version: bool,
     load: Option<Load>,
     loaded: Option<Load>,
     staged: Option<Staged>,
@@ -81,7 +82,7 @@ pub(super) fn run(device: &Device, line: &mut dyn Line) {
         stage: Stage::Brom,
         decoder: Decoder::new(Check::Crc16, Direction::ToDevice),
         transcode: true,
-        versioned: false,
+        asked_version: false,
         load: None,
         loaded: None,
         staged: None,
@@ -105,6 +106,17 @@ impl Session<'_> {
                     }
                 }
                 Err(TransportError::Timeout(_)) => {
+                    // Bare flags followed by quiet are a check-baud: the host waits for the
+                    // version. (A flag that opens a frame is followed by the frame.)
+                    if self.asked_version && self.stage != Stage::Fdl2 {
+                        self.asked_version = false;
+                        self.device.record(format!("{}:version", self.stage.name()));
+                        let version = match self.stage {
+                            Stage::Brom => self.device.cfg.brom_version.clone(),
+                            _ => FDL1_VERSION.to_vec(),
+                        };
+                        self.reply(cmd::REP_VER, &version);
+                    }
                     // A loader stage with nobody talking to it is a host that went away:
                     // the device's watchdog brings it back to the boot ROM.
                     let busy = self.stage != Stage::Brom || self.load.is_some();
@@ -121,24 +133,20 @@ impl Session<'_> {
 
     fn byte(&mut self, byte: u8) -> Flow {
         match self.decoder.push(byte) {
-            Ok(Step::More) => Flow::Continue,
+            Ok(Step::More) => {
+                self.asked_version = false;
+                Flow::Continue
+            }
             Ok(Step::BareFlag) => {
-                if !self.versioned && self.stage != Stage::Fdl2 {
-                    self.versioned = true;
-                    self.device.record(format!("{}:version", self.stage.name()));
-                    let version = match self.stage {
-                        Stage::Brom => self.device.cfg.brom_version.clone(),
-                        _ => FDL1_VERSION.to_vec(),
-                    };
-                    self.reply(cmd::REP_VER, &version);
-                }
+                self.asked_version = true;
                 Flow::Continue
             }
             Ok(Step::Frame(frame)) => {
-                self.versioned = true;
+                self.asked_version = false;
                 self.command(frame)
             }
             Err(e) => {
+                self.asked_version = false;
                 self.device
                     .record(format!("{}:verify-error {e}", self.stage.name()));
                 self.reply(cmd::REP_VERIFY_ERROR, &[]);
@@ -372,7 +380,6 @@ impl Session<'_> {
                 self.reply(cmd::REP_ACK, &[]);
                 self.stage = Stage::Fdl1;
                 self.decoder = Decoder::new(Check::Sum, Direction::ToDevice);
-                self.versioned = false;
             }
             _ => {
                 self.stage = Stage::Fdl2;
