@@ -67,7 +67,7 @@ enum Command {
     /// Build and sign a package from a manifest, or from a factory image (`--factory`).
     Pack {
         /// The manifest (TOML); image files are relative to it.
-        #[arg(required_unless_present = "factory")]
+        #[arg(required_unless_present_any = ["factory", "from_pac"])]
         manifest: Option<PathBuf>,
         #[command(flatten)]
         factory: pack_factory::FactoryArgs,
@@ -77,6 +77,8 @@ enum Command {
         /// Where to write the package.
         #[arg(short, long)]
         output: PathBuf,
+        #[command(flatten)]
+        pac: PacArgs,
     },
     /// Check a package's signature and every image hash.
     Verify {
@@ -296,6 +298,10 @@ struct FlashArgs {
     /// (recorded in the report). A battery the device does not report is only a warning.
     #[arg(long)]
     force_battery: bool,
+    /// Unisoc: also write the package's images of the NV partitions (IMEI, calibration),
+    /// which are otherwise backed up and kept as they are (recorded in the report).
+    #[arg(long)]
+    write_nv: bool,
     /// Give up on a device that stays silent this long when it owes an answer (e.g. `10s`),
     /// instead of each protocol's default; an interrupted job resumes when run again. A
     /// fastboot `flash` or `erase` keeps its own, longer allowance for silent writes.
@@ -350,6 +356,38 @@ struct RecoverArgs {
     allow_older: bool,
 }
 
+/// `pack --from-pac`: a vendor .pac imported into a signed Unisoc package.
+#[derive(Args)]
+struct PacArgs {
+    /// Import this Unisoc .pac (its FDL1, FDL2 and files) instead of reading a manifest.
+    #[arg(long, value_name = "FILE.pac", conflicts_with = "manifest")]
+    from_pac: Option<PathBuf>,
+    /// The product the package is for, as the quirks file names it (with --from-pac).
+    #[arg(long, requires = "from_pac")]
+    target: Option<String>,
+    /// The release version (with --from-pac).
+    #[arg(long, requires = "from_pac", default_value = "1.0.0")]
+    release_version: semver::Version,
+    /// The anti-rollback counter (with --from-pac).
+    #[arg(long, requires = "from_pac", default_value_t = 0)]
+    security_version: u64,
+}
+
+impl PacArgs {
+    fn import(&self, file: &Path, key: &Path, output: &Path) -> Result<package::PackSummary> {
+        let target = self.target.clone().context(
+            "--from-pac needs --target PRODUCT: a .pac does not say which device it is for",
+        )?;
+        let options = package::unisoc::pac::ImportOptions {
+            target,
+            name: None,
+            version: self.release_version.clone(),
+            security_version: self.security_version,
+        };
+        Ok(package::unisoc::pac::import(file, key, output, &options)?)
+    }
+}
+
 #[derive(Subcommand)]
 enum SimCommand {
     /// A virtual phone in fastboot mode, served over TCP.
@@ -360,6 +398,32 @@ enum SimCommand {
     Edl(EdlArgs),
     /// A virtual ZXIC ZX297520V3 hotspot in its boot ROM on a pseudo-terminal.
     Zxic(zxic::ZxicArgs),
+    /// A virtual Unisoc device in its boot ROM's download mode (1782:4d00) on a
+    /// pseudo-terminal or as a USB gadget.
+    Unisoc(UnisocArgs),
+}
+
+#[derive(Args)]
+struct UnisocArgs {
+    /// Folder holding one raw file per partition.
+    #[arg(long)]
+    dir: PathBuf,
+    /// USB serial number.
+    #[arg(long)]
+    serial: Option<String>,
+    /// A boot ROM with secure boot on, which runs only the FDL1 with this SHA-256.
+    #[arg(long)]
+    secure_fdl1_sha256: Option<String>,
+    /// Misbehave once (may be repeated): disconnect@bytes=N, power-loss@bytes=N (N bytes
+    /// of partition data), fail@START_DATA boot#1, stall@READ_MIDST#1,
+    /// garbage@MIDST_DATA boot#1 (an answer with a bad checksum), reenumerate@EXEC_DATA#1.
+    #[arg(long = "fault", value_name = "FAULT")]
+    faults: Vec<Fault>,
+    /// Appear as a USB device (1782:4d00, one bulk interface) through a USB gadget on
+    /// this machine's device controller, instead of on a pseudo-terminal (Linux; needs
+    /// configfs, libcomposite, usb_f_fs and a UDC such as dummy_hcd's).
+    #[arg(long)]
+    usb_gadget: bool,
 }
 
 #[derive(Args)]
@@ -621,15 +685,20 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             factory,
             key,
             output,
+            pac,
         } => {
-            let Some(manifest) = manifest else {
-                let input = factory
-                    .factory
-                    .as_deref()
-                    .context("a manifest or --factory")?;
-                return pack_factory::run(input, &factory, &key, &output);
+            let summary = match (&pac.from_pac, manifest) {
+                (Some(file), None) => pac.import(file, &key, &output)?,
+                (None, Some(manifest)) => package::pack(&manifest, &key, &output)?,
+                (None, None) => {
+                    let input = factory
+                        .factory
+                        .as_deref()
+                        .context("a manifest, --factory or --from-pac")?;
+                    return pack_factory::run(input, &factory, &key, &output);
+                }
+                _ => bail!("give either a manifest or --from-pac, not both"),
             };
-            let summary = package::pack(&manifest, &key, &output)?;
             println!(
                 "packed {} {} ({} images) signed by key {} → {}",
                 summary.manifest.name,
@@ -772,6 +841,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sim(SimCommand::Modem(args)) => sim_modem(args),
         Command::Sim(SimCommand::Edl(args)) => sim_edl(args),
         Command::Sim(SimCommand::Zxic(args)) => zxic::sim_zxic(args),
+        Command::Sim(SimCommand::Unisoc(args)) => sim_unisoc(args),
         Command::Lp(command) => lp::run(command),
         Command::Demo { dir, cli, json } => {
             // Without the GUI every demo is the terminal demo.
@@ -981,6 +1051,7 @@ fn flash(args: FlashArgs) -> Result<ExitCode> {
                 overrides: Overrides {
                     allow_older: args.allow_older,
                     force_battery: args.force_battery,
+                    write_nv: args.write_nv,
                 },
                 dry_run: args.dry_run,
                 report_path: args.report.clone(),
@@ -1059,6 +1130,7 @@ fn recover(args: RecoverArgs) -> Result<ExitCode> {
             overrides: Overrides {
                 allow_older: args.allow_older,
                 force_battery: false,
+                write_nv: false,
             },
             dry_run: args.dry_run,
             report_path: args.report,
@@ -1211,6 +1283,57 @@ fn sim_modem(args: ModemArgs) -> Result<ExitCode> {
     loop {
         std::thread::park();
     }
+}
+
+#[cfg(not(unix))]
+fn sim_unisoc(_args: UnisocArgs) -> Result<ExitCode> {
+    bail!("the virtual Unisoc device needs a pseudo-terminal or Linux's USB gadgets; the virtual phone (`sim phone`) runs everywhere")
+}
+
+#[cfg(unix)]
+fn sim_unisoc(args: UnisocArgs) -> Result<ExitCode> {
+    use crate::sim::unisoc::{UnisocConfig, UnisocSim};
+    let d = match parse_sha256(args.secure_fdl1_sha256)? {
+        Some(sha) => UnisocConfig::secure(sha),
+        None => UnisocConfig::default(),
+    };
+    let cfg = UnisocConfig {
+        serial: args.serial.unwrap_or(d.serial.clone()),
+        faults: args.faults.into(),
+        ..d
+    };
+    if args.usb_gadget {
+        return sim_unisoc_usb(&args.dir, cfg);
+    }
+    let sim = UnisocSim::new(&args.dir, cfg, Some(&crate::device::bench::default_dir()))
+        .context("cannot start the virtual Unisoc device")?;
+    println!("{}", sim.address());
+    say_err!(
+        "virtual Unisoc device in download mode; partitions in {}; stop with Ctrl-C",
+        args.dir.display()
+    );
+    sim.serve_forever();
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(target_os = "linux")]
+fn sim_unisoc_usb(dir: &Path, cfg: crate::sim::unisoc::UnisocConfig) -> Result<ExitCode> {
+    let serial = cfg.serial.clone();
+    let sim = crate::sim::unisoc::UnisocSim::on_usb_gadget(dir, cfg)
+        .context("cannot plug the virtual Unisoc device in as a USB gadget")?;
+    // The first line on stdout is the address to pass to --device, for scripts.
+    println!("{serial}");
+    say_err!(
+        "virtual Unisoc device on USB; partitions in {}; stop with Ctrl-C",
+        dir.display()
+    );
+    sim.serve_forever();
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn sim_unisoc_usb(_dir: &Path, _cfg: crate::sim::unisoc::UnisocConfig) -> Result<ExitCode> {
+    bail!("USB gadgets need Linux")
 }
 
 /// The virtual serial devices need pseudo-terminals, which Windows does not have.

@@ -26,6 +26,7 @@ use super::fastboot::FastbootDriver;
 use super::modem::ModemDriver;
 use super::quirks::{PortRole, Quirks, UsbPair};
 use super::zxic::ZxicDriver;
+use super::unisoc::UnisocDriver;
 use super::{DeviceError, Driver, Mode};
 use crate::protocol::sahara;
 use crate::transport::serial::{self, SerialTransport};
@@ -204,60 +205,49 @@ fn cleaned(mut f: Found) -> Found {
     f
 }
 
-/// Serial ports and bench devices (see [`serial_devices`]), then devices in EDL on raw USB
-/// that no serial port already stands for: a device in download mode appears as one or
-/// the other, and a tty on the same USB port path is the same device.
+/// Serial ports and bench devices (see [`serial_devices`]), then devices in a download mode
+/// (EDL, a ZXIC or Unisoc boot ROM) on raw USB that no serial port already stands for: a
+/// device in download mode appears as one or the other, and a tty on the same USB port path
+/// is the same device.
 fn ports_and_edl(quirks: &Quirks) -> Vec<Found> {
     let mut found = serial_devices(quirks);
-    let usb_edl: Vec<Found> = usb::list_edl(&edl_ids(quirks))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| Found {
-            known_as: known_as(Some(d.vid), Some(d.pid), quirks),
-            port_path: Some(d.bus_path.clone()),
-            address: d.bus_path,
-            mode: Mode::Edl,
-            vid: Some(d.vid),
-            pid: Some(d.pid),
-            product: d.product_string,
-            serial: d.serial.filter(|s| !s.is_empty()),
-            is_virtual: false,
-            interface: None,
-        })
-        .map(cleaned)
-        // A tty for it (qcserial bound) is the one to use: it needs no driver detached.
-        .filter(|d| !found.iter().any(|p| same_device(p, d)))
-        .collect();
-    found.extend(usb_edl);
-    let usb_zxic: Vec<Found> = usb::list_edl(&zxic_ids(quirks))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| Found {
-            known_as: known_as(Some(d.vid), Some(d.pid), quirks),
-            port_path: Some(d.bus_path.clone()),
-            address: d.bus_path,
-            mode: Mode::Zxic,
-            vid: Some(d.vid),
-            pid: Some(d.pid),
-            product: d.product_string,
-            serial: d.serial.filter(|s| !s.is_empty()),
-            is_virtual: false,
-            interface: None,
-        })
-        .map(cleaned)
-        .filter(|d| !found.iter().any(|p| same_device(p, d)))
-        .collect();
-    found.extend(usb_zxic);
+    for (mode, listed) in [
+        (Mode::Edl, usb::list_edl(&usb_ids(quirks, "edl"))),
+        // A ZXIC boot ROM has the same vendor-class bulk pair as an EDL device.
+        (Mode::Zxic, usb::list_edl(&usb_ids(quirks, "zxic"))),
+        (Mode::Unisoc, usb::list_unisoc(&usb_ids(quirks, "unisoc"))),
+    ] {
+        let raw: Vec<Found> = listed
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| Found {
+                known_as: known_as(Some(d.vid), Some(d.pid), quirks),
+                port_path: Some(d.bus_path.clone()),
+                address: d.bus_path,
+                mode,
+                vid: Some(d.vid),
+                pid: Some(d.pid),
+                product: d.product_string,
+                serial: d.serial.filter(|s| !s.is_empty()),
+                is_virtual: false,
+                interface: None,
+            })
+            .map(cleaned)
+            // A tty for it (qcserial bound) is the one to use: it needs no driver detached.
+            .filter(|d| !found.iter().any(|p| same_device(p, d)))
+            .collect();
+        found.extend(raw);
+    }
     found
 }
 
-/// The USB IDs the quirks file gives to ZXIC boot ROMs, opened over their raw bulk
-/// endpoints (the same vendor-class bulk pair an EDL device has).
-fn zxic_ids(quirks: &Quirks) -> Vec<(u16, u16)> {
+/// The USB IDs the quirks file gives to `mode` (`edl`, `zxic`, `unisoc`): the only devices
+/// opened in that mode over raw USB.
+fn usb_ids(quirks: &Quirks, mode: &str) -> Vec<(u16, u16)> {
     quirks
         .usb
         .iter()
-        .filter(|id| id.mode == "zxic")
+        .filter(|id| id.mode == mode)
         .map(|id| (id.vid, id.pid))
         .collect()
 }
@@ -272,16 +262,6 @@ fn same_device(tty: &Found, node: &Found) -> bool {
                 && (tty.vid, tty.pid, &tty.serial) == (node.vid, node.pid, &node.serial)
         }
     }
-}
-
-/// The USB IDs the quirks file gives to EDL, the only devices opened as EDL over raw USB.
-fn edl_ids(quirks: &Quirks) -> Vec<(u16, u16)> {
-    quirks
-        .usb
-        .iter()
-        .filter(|id| id.mode == "edl")
-        .map(|id| (id.vid, id.pid))
-        .collect()
 }
 
 /// True if `address` names a pseudo-terminal after resolving `..` and links: only a
@@ -304,6 +284,7 @@ fn classify(vid: Option<u16>, pid: Option<u16>, interface: Option<u8>, quirks: &
             ("fastboot", _) => Mode::Fastboot,
             ("edl", _) => Mode::Edl,
             ("zxic", _) => Mode::Zxic,
+            ("unisoc", _) => Mode::Unisoc,
             _ => Mode::Unknown,
         },
         None => Mode::Unknown,
@@ -497,6 +478,10 @@ pub fn open(
                 let transport = SerialTransport::open(address)?;
                 Ok(Box::new(ZxicDriver::new(transport, found.serial, found.is_virtual)))
             }
+            Mode::Unisoc => {
+                let transport = SerialTransport::open(address)?;
+                Ok(Box::new(UnisocDriver::new(transport, found.serial, found.is_virtual)))
+            }
             Mode::Diag => Err(DeviceError::BadAddress(format!(
                 "{address} is a modem's DIAG port; flash the modem through its AT port, or \
                  bring it into emergency download mode and run `flashline recover`"
@@ -514,7 +499,7 @@ pub fn open(
             "{address:?} is not a device address: use tcp:HOST:PORT, serial:PATH, usb:BUS-PORT or a serial number"
         )));
     }
-    let zxic_ids = zxic_ids(quirks);
+    let zxic_ids = usb_ids(quirks, "zxic");
     let mut zxic: Vec<_> = usb::list_edl(&zxic_ids)?
         .into_iter()
         .filter(|d| d.is(address))
@@ -524,7 +509,17 @@ pub fn open(
         let stream = usb::open_edl(&device.bus_path, &zxic_ids)?;
         return Ok(Box::new(ZxicDriver::new(stream, device.serial, false)));
     }
-    let edl_ids = edl_ids(quirks);
+    let unisoc_ids = usb_ids(quirks, "unisoc");
+    let mut unisoc: Vec<_> = usb::list_unisoc(&unisoc_ids)?
+        .into_iter()
+        .filter(|d| d.is(address))
+        .collect();
+    if unisoc.len() == 1 {
+        let device = unisoc.remove(0);
+        let stream = usb::open_unisoc(&device.bus_path, &unisoc_ids)?;
+        return Ok(Box::new(UnisocDriver::new(stream, device.serial, false)));
+    }
+    let edl_ids = usb_ids(quirks, "edl");
     let mut edl: Vec<_> = usb::list_edl(&edl_ids)?
         .into_iter()
         .filter(|d| d.is(address))

@@ -14,6 +14,7 @@ pub mod modem;
 pub mod quirks;
 mod read_ahead;
 pub mod zxic;
+pub mod unisoc;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -25,6 +26,7 @@ use crate::protocol::fastboot::client::FastbootError;
 use crate::protocol::firehose::FirehoseError;
 use crate::protocol::sahara::SaharaError;
 use crate::protocol::sparse::SparseError;
+use crate::protocol::unisoc::UnisocError;
 use crate::transport::TransportError;
 
 /// The protocol family a device speaks in its current mode.
@@ -42,6 +44,8 @@ pub enum Mode {
     Diag,
     /// A ZXIC ZX297520V3 device in its boot ROM or its download loader (TBootPro).
     Zxic,
+    /// A Unisoc (Spreadtrum) device in its boot ROM's download mode (FDL1, then FDL2).
+    Unisoc,
     /// Not identified (a serial port the quirks file does not name).
     Unknown,
 }
@@ -125,6 +129,16 @@ pub struct DeviceInfo {
     /// What the boot ROM said about its chip in Sahara command mode (EDL).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chip: Option<crate::protocol::sahara::ChipIdentity>,
+}
+
+/// What a boot ROM says about itself in its own download protocol (Unisoc: its version
+/// string, which tells whether it enforces secure boot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BootRom {
+    /// The version string, cleaned.
+    pub version: String,
+    /// Whether it runs only signed loaders.
+    pub secure_boot: bool,
 }
 
 /// Device strings longer than this are cut: they are shown to people and put in reports.
@@ -249,6 +263,9 @@ pub enum DeviceError {
     /// The device describes itself in a way no write can work with.
     #[error("the device reports {0}")]
     Reports(String),
+    /// The Unisoc download exchange failed or a stage refused.
+    #[error(transparent)]
+    Unisoc(UnisocError),
 }
 
 /// Bytes to write, read twice at most: once to plan (optional), once to send.
@@ -364,6 +381,17 @@ pub trait Driver: Send {
         _memory: &str,
     ) -> Result<(), DeviceError> {
         Err(DeviceError::Unsupported("loading a programmer"))
+    }
+
+    /// Runs the package's chain of loaders, each at its load address, as a boot ROM takes
+    /// them one after the other (Unisoc: FDL1, then FDL2).
+    fn load_loaders(&mut self, _loaders: &[(&dyn ImageSource, u32)]) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("loading download-mode loaders"))
+    }
+
+    /// What the boot ROM said about itself, where its protocol says it (Unisoc).
+    fn boot_rom(&self) -> Option<BootRom> {
+        None
     }
 
     /// Does the part of [`Driver::write_image`] that writes nothing (reading the image,

@@ -220,7 +220,7 @@ impl Model {
 #[serde(deny_unknown_fields)]
 pub struct Recovery {
     /// The mode the steps lead to, one flashline can recover a device in: `edl`, `fastboot`
-    /// or `zxic` (a ZXIC boot ROM).
+    /// `zxic` (a ZXIC boot ROM) or `unisoc` (the boot ROM's download mode).
     pub mode: String,
     /// What to do, one action per step, in order.
     pub steps: Vec<String>,
@@ -400,7 +400,7 @@ impl Quirks {
             }
             let f = &model.fastboot;
             if let Some(r) = &model.recovery {
-                if !matches!(r.mode.as_str(), "edl" | "fastboot" | "zxic") || r.steps.is_empty() {
+                if !matches!(r.mode.as_str(), "edl" | "fastboot" | "zxic" | "unisoc") || r.steps.is_empty() {
                     return Err(QuirksError::Recovery(model.product.clone()));
                 }
             }
@@ -466,7 +466,7 @@ impl Quirks {
         );
         for id in &self.usb {
             let download =
-                matches!(id.mode.as_str(), "edl" | "zxic") || id.diag_interface.is_some();
+                matches!(id.mode.as_str(), "edl" | "zxic" | "unisoc") || id.diag_interface.is_some();
             let ignore = if download {
                 ", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
             } else {
@@ -476,7 +476,7 @@ impl Quirks {
                 "# {} ({})\nSUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"{:04x}\", ATTR{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                 id.name, id.mode, id.vid, id.pid
             ));
-            if matches!(id.mode.as_str(), "modem" | "edl" | "zxic") {
+            if matches!(id.mode.as_str(), "modem" | "edl" | "zxic" | "unisoc") {
                 out.push_str(&format!(
                     "SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"{:04x}\", ATTRS{{idProduct}}==\"{:04x}\", TAG+=\"uaccess\"{ignore}\n",
                     id.vid, id.pid

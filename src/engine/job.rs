@@ -267,6 +267,9 @@ fn steps(
     if let Some(plan) = package.zxic() {
         return super::zxic::run(req, report, emit, package, plan);
     }
+    if let Some(plan) = package.unisoc() {
+        return super::unisoc::run(req, report, emit, package, plan);
+    }
     match package.qualcomm() {
         Some(plan) => super::qualcomm::run(req, report, emit, package, plan),
         None => fastboot(req, report, emit, package),
@@ -389,16 +392,8 @@ fn fastboot(
         .writes
         .iter()
         .zip(&manifest.images)
-        .map(|(w, image)| ImageReport {
-            partition: w.partition.clone(),
-            target: w.target.clone(),
-            bytes: w.bytes,
-            sha256_signed: image.sha256.to_string(),
-            sha256_sent: None,
-            seconds: None,
-            verified_by: None,
-            vbmeta_flags: None,
-            status: "not-started".into(),
+        .map(|(w, image)| {
+            ImageReport::not_started(&w.partition, &w.target, w.bytes, &image.sha256)
         })
         .collect();
     emit(Event::PlanReady {
@@ -542,6 +537,7 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         crate::device::Mode::Modem => ("modem (AT)", "it is a modem answering AT commands"),
         crate::device::Mode::Diag => ("DIAG", "it is a modem's diagnostic port"),
         crate::device::Mode::Zxic => ("ZXIC download", "it is a ZXIC device in download mode"),
+        crate::device::Mode::Unisoc => ("Unisoc download", "it is in Unisoc download mode"),
         crate::device::Mode::Fastboot | crate::device::Mode::Unknown => return None,
     };
     Some(super::Check {
@@ -549,11 +545,14 @@ fn fastboot_package_on(device: &DeviceInfo) -> Option<super::Check> {
         status: super::Status::Refuse,
         actual: actual.into(),
         required: "fastboot mode".into(),
-        message: if device.mode == crate::device::Mode::Zxic {
-            format!("this is a fastboot package; this device needs a ZXIC package ({mode})")
-        } else {
-            format!("this is a fastboot package; this device needs a Qualcomm flat build ({mode})")
-        },
+        message: format!(
+            "this is a fastboot package; this device needs {} ({mode})",
+            match device.mode {
+                crate::device::Mode::Zxic => "a ZXIC package",
+                crate::device::Mode::Unisoc => "a Unisoc package",
+                _ => "a Qualcomm flat build",
+            }
+        ),
         relaxed_by: None,
     })
 }

@@ -19,6 +19,7 @@ pub mod station;
 mod vbmeta;
 pub mod verbs;
 mod zxic;
+mod unisoc;
 
 pub use event::{Event, PlannedWrite, Stage};
 pub use job::{

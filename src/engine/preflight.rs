@@ -53,6 +53,9 @@ pub struct Overrides {
     pub allow_older: bool,
     /// Flash although the device says its battery is too low.
     pub force_battery: bool,
+    /// Write the package's images of a Unisoc device's NV partitions (IMEI, calibration),
+    /// which are otherwise backed up and left as they are.
+    pub write_nv: bool,
 }
 
 /// The result of a preflight run.
@@ -204,6 +207,16 @@ fn product<'a>(mut targets: impl Iterator<Item = &'a str> + Clone, device: &Devi
             format!(
                 "a ZXIC device in its boot ROM cannot say what it is; it will be flashed as {required}, \
                  so make sure that is what it is"
+            ),
+        ),
+        None if device.mode == Mode::Unisoc => check(
+            "product",
+            Status::Warn,
+            "not reported (Unisoc download mode)",
+            required.clone(),
+            format!(
+                "a Unisoc boot ROM does not say what device it is in; it will be flashed as {required}, \
+                 so make sure that is what it is (FDL2 refuses partitions it does not have)"
             ),
         ),
         None => check(

@@ -313,16 +313,9 @@ impl Programmed<'_> {
         report.images = writes
             .iter()
             .zip(&planned)
-            .map(|((op, _, bytes), p)| ImageReport {
-                partition: op.label.clone(),
-                target: p.target.clone(),
-                bytes: *bytes,
-                sha256_signed: package.manifest().images[op.image].sha256.to_string(),
-                sha256_sent: None,
-                seconds: None,
-                verified_by: None,
-                vbmeta_flags: None,
-                status: "not-started".into(),
+            .map(|((op, _, bytes), p)| {
+                let signed = &package.manifest().images[op.image].sha256;
+                ImageReport::not_started(&op.label, &p.target, *bytes, signed)
             })
             .collect();
         emit(Event::PlanReady {

@@ -96,6 +96,28 @@ pub struct ImageReport {
     pub status: String,
 }
 
+impl ImageReport {
+    /// An image the plan will write, before anything is sent.
+    pub fn not_started(
+        partition: impl Into<String>,
+        target: impl Into<String>,
+        bytes: u64,
+        sha256_signed: &crate::package::Sha256Sum,
+    ) -> Self {
+        ImageReport {
+            partition: partition.into(),
+            target: target.into(),
+            bytes,
+            sha256_signed: sha256_signed.to_string(),
+            sha256_sent: None,
+            seconds: None,
+            verified_by: None,
+            vbmeta_flags: None,
+            status: "not-started".into(),
+        }
+    }
+}
+
 /// The report of one job.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

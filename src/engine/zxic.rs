@@ -341,16 +341,9 @@ impl Flash<'_> {
         report.images = plan
             .writes
             .iter()
-            .map(|w| ImageReport {
-                partition: w.partition.clone(),
-                target: w.partition.clone(),
-                bytes: images[w.image].size,
-                sha256_signed: images[w.image].sha256.to_string(),
-                sha256_sent: None,
-                seconds: None,
-                verified_by: None,
-                status: "not-started".into(),
-                vbmeta_flags: None,
+            .map(|w| {
+                let image = &images[w.image];
+                ImageReport::not_started(&w.partition, &w.partition, image.size, &image.sha256)
             })
             .collect();
         emit(Event::PlanReady {

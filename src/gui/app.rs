@@ -170,6 +170,7 @@ fn guides(quirks: &Quirks) -> Vec<RecoveryGuide> {
                 mode: match r.mode.as_str() {
                     "edl" => Mode::Edl,
                     "zxic" => Mode::Zxic,
+                    "unisoc" => Mode::Unisoc,
                     _ => Mode::Fastboot,
                 },
                 steps: r.steps.clone(),

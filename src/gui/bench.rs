@@ -19,6 +19,7 @@ use {
     crate::sim::bench::VirtualModem,
     crate::sim::edl::{build_test_programmer, lun_path, EdlConfig, EdlSim, RunningEdl},
     crate::sim::modem::ModemConfig,
+    crate::sim::unisoc::{RunningUnisoc, UnisocConfig, UnisocSim},
     sha2::{Digest, Sha256},
 };
 
@@ -59,6 +60,8 @@ pub struct DemoPackages {
     pub modem: Option<PathBuf>,
     /// A ZXIC package for the ZX297520V3 hotspot; absent without it.
     pub zxic: Option<PathBuf>,
+    /// A Unisoc package (FDL1, FDL2, boot, system) for the Unisoc hotspot; absent without it.
+    pub unisoc: Option<PathBuf>,
 }
 
 impl DemoPackages {
@@ -67,6 +70,7 @@ impl DemoPackages {
         let mut all = vec![self.phone.clone()];
         all.extend(self.modem.clone());
         all.extend(self.zxic.clone());
+        all.extend(self.unisoc.clone());
         all.push(self.phone_old.clone());
         all.push(self.phone_tampered.clone());
         all
@@ -84,6 +88,7 @@ pub struct DemoBench {
     brick: Option<RunningEdl>,
     #[cfg(unix)]
     zxic: Option<crate::sim::zxic::RunningZxic>,
+    unisoc: Option<RunningUnisoc>,
     work: PathBuf,
 }
 
@@ -113,6 +118,7 @@ impl DemoBench {
                 phone_tampered,
                 modem: None,
                 zxic: None,
+                unisoc: None,
             },
             phones,
             #[cfg(unix)]
@@ -121,6 +127,7 @@ impl DemoBench {
             brick: None,
             #[cfg(unix)]
             zxic: None,
+            unisoc: None,
             work: work.to_path_buf(),
         };
         if spec.qualcomm {
@@ -173,6 +180,23 @@ impl DemoBench {
             EdlSim::start(&self.work.join("virtual-brick"), brick, Some(bench_dir))
                 .context("cannot start the bricked device")?,
         );
+        self.start_unisoc(bench_dir)
+    }
+
+    /// A Unisoc hotspot (UDX710-style, like ZTE's U30 Air) in its boot ROM's download mode,
+    /// and its package.
+    #[cfg(unix)]
+    fn start_unisoc(&mut self, bench_dir: &Path) -> Result<()> {
+        self.packages.unisoc =
+            Some(unisoc_package(&self.work).context("cannot build the demo Unisoc package")?);
+        let cfg = UnisocConfig {
+            serial: "FLUNISOC001".into(),
+            ..UnisocConfig::default()
+        };
+        self.unisoc = Some(
+            UnisocSim::start(&self.work.join("virtual-unisoc"), cfg, Some(bench_dir))
+                .context("cannot start the virtual Unisoc hotspot")?,
+        );
         Ok(())
     }
 
@@ -205,6 +229,9 @@ impl DemoBench {
         #[cfg(unix)]
         if let Some(zxic) = self.zxic {
             zxic.stop();
+        }
+        if let Some(unisoc) = self.unisoc {
+            unisoc.stop();
         }
     }
 }
@@ -310,6 +337,36 @@ fn qualcomm_package(work: &Path, programmer: &[u8]) -> Result<PathBuf> {
          [qualcomm]\nprogrammer = \"prog_firehose_ddr.elf\"\nrawprogram = [\"rawprogram0.xml\"]\npatch = [\"patch0.xml\"]\n",
     )?;
     let pkg = work.join("demo-zte-modem-stock-1.0.12.flpkg");
+    crate::package::pack(&src.join("manifest.toml"), &demo_key(work)?, &pkg)?;
+    Ok(pkg)
+}
+
+/// The demo Unisoc package: two loaders, a kernel and a system image, for the virtual
+/// Unisoc hotspot (its NV partitions are kept; the package carries none).
+#[cfg(unix)]
+fn unisoc_package(work: &Path) -> Result<PathBuf> {
+    let src = work.join("package-unisoc");
+    std::fs::create_dir_all(&src)?;
+    std::fs::write(src.join("fdl1-sign.bin"), noise(12 * 1024, 11))?;
+    std::fs::write(src.join("fdl2-sign.bin"), noise(256 * 1024, 12))?;
+    write_image(&src.join("boot.img"), 3 * MIB, None, &[(3 * MIB, true)])?;
+    write_image(
+        &src.join("system.img"),
+        6 * MIB,
+        None,
+        &[(4 * MIB, true), (2 * MIB, false)],
+    )?;
+    std::fs::write(
+        src.join("manifest.toml"),
+        "name = \"demo-unisoc-hotspot-stock\"\nversion = \"1.2.0\"\nsecurity_version = 1\n\
+         min_battery_percent = 0\n\
+         description = \"Demo build for the virtual Unisoc hotspot\"\n\
+         [[target]]\nproduct = \"unisoc-demo-hotspot\"\n\
+         [unisoc]\nfdl1 = \"fdl1-sign.bin\"\nfdl1_address = 0x5500\n\
+         fdl2 = \"fdl2-sign.bin\"\nfdl2_address = 0x9efffe00\n\
+         [unisoc.partitions]\nboot = \"boot.img\"\nsystem = \"system.img\"\n",
+    )?;
+    let pkg = work.join("demo-unisoc-hotspot-stock-1.2.0.flpkg");
     crate::package::pack(&src.join("manifest.toml"), &demo_key(work)?, &pkg)?;
     Ok(pkg)
 }

@@ -1385,6 +1385,7 @@ pub fn mode_name(mode: Mode) -> &'static str {
         Mode::Edl => "EDL",
         Mode::Diag => "DIAG",
         Mode::Zxic => "ZXIC download",
+        Mode::Unisoc => "Unisoc download",
         Mode::Unknown => "unknown",
     }
 }

@@ -441,6 +441,20 @@ pub enum PackageError {
         /// The role's threshold.
         threshold: u32,
     },
+    /// A Unisoc plan that does not fit its images.
+    #[error("the Unisoc plan is invalid: {0}")]
+    UnisocPlanInvalid(String),
+    /// A manifest with more than one of `[[image]]`, `[qualcomm]`, `[unisoc]`.
+    #[error("the manifest mixes [[image]], [qualcomm] and [unisoc] tables; a package is one kind")]
+    UnisocMixedKinds,
+    /// A vendor `.pac` file that cannot be imported.
+    #[error("{}: {reason}", path.display())]
+    Pac {
+        /// The .pac file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl PackageError {

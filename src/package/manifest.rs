@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::KeyId;
 use super::qualcomm::{QualcommPlan, SourceQualcomm};
 use super::zxic::{SourceZxic, ZxicPlan};
+use super::unisoc::{SourceUnisoc, UnisocPlan};
 use super::{names, PackageError};
 
 /// Most targets one package may list.
@@ -64,6 +65,9 @@ pub struct Manifest {
     /// each image goes, in terms of `images`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zxic: Option<ZxicPlan>,
+    /// Present in a Unisoc package: the loaders and which image goes to which partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unisoc: Option<UnisocPlan>,
     /// Key id of the key that signed this manifest at pack time.
     pub signer: KeyId,
 }
@@ -266,14 +270,34 @@ impl Manifest {
             image.validate()?;
         }
         check_requirements(&self.requires)?;
-        if let Some(plan) = &self.qualcomm {
-            if !self.requires.is_empty() {
-                return Err(PackageError::RequiresOverFastbootOnly);
+        let download_mode = [
+            self.qualcomm.is_some(),
+            self.zxic.is_some(),
+            self.unisoc.is_some(),
+        ];
+        match download_mode.iter().filter(|&&f| f).count() {
+            0 => {}
+            1 if self.requires.is_empty() => {}
+            1 => return Err(PackageError::RequiresOverFastbootOnly),
+            _ => {
+                return Err(PackageError::ManifestInvalid(
+                    "a package is for one download-mode family: qualcomm, zxic or unisoc, not \
+                     several"
+                        .into(),
+                ))
             }
+        }
+        if let Some(plan) = &self.qualcomm {
+            plan.validate(&self.images)?;
+        }
+        if let Some(plan) = &self.zxic {
+            plan.validate(&self.images)?;
+        }
+        if let Some(plan) = &self.unisoc {
             plan.validate(&self.images)?;
         }
         check_dynamic(
-            self.qualcomm.is_some(),
+            download_mode.contains(&true),
             self.dynamic.is_some(),
             self.images
                 .iter()
@@ -293,17 +317,6 @@ impl Manifest {
                     size: image.size,
                 });
             }
-        }
-        if let Some(plan) = &self.zxic {
-            if self.qualcomm.is_some() {
-                return Err(PackageError::ManifestInvalid(
-                    "a package is a Qualcomm package or a ZXIC package, not both".into(),
-                ));
-            }
-            if !self.requires.is_empty() {
-                return Err(PackageError::RequiresOverFastbootOnly);
-            }
-            plan.validate(&self.images)?;
         }
         Ok(())
     }
@@ -325,16 +338,16 @@ impl Manifest {
 /// The rules of a dynamic layout: logical images need one, firmware that asks for a
 /// bootloader restart is not logical, and a Qualcomm package has neither.
 fn check_dynamic<'a>(
-    qualcomm: bool,
+    download_mode: bool,
     dynamic: bool,
     images: impl Iterator<Item = (&'a str, bool, bool)>,
 ) -> Result<(), PackageError> {
     let invalid = |why: String| Err(PackageError::ManifestInvalid(why));
     for (partition, logical, reboot_bootloader) in images {
-        if qualcomm && (logical || reboot_bootloader) {
+        if download_mode && (logical || reboot_bootloader) {
             return invalid(format!(
-                "image {partition:?}: a Qualcomm package has no logical partitions and no \
-                 bootloader restarts"
+                "image {partition:?}: a download-mode package (Qualcomm, ZXIC, Unisoc) has no \
+                 logical partitions and no bootloader restarts"
             ));
         }
         if logical && reboot_bootloader {
@@ -350,8 +363,11 @@ fn check_dynamic<'a>(
             ));
         }
     }
-    if qualcomm && dynamic {
-        return invalid("a Qualcomm package cannot carry a [dynamic] layout".into());
+    if download_mode && dynamic {
+        return invalid(
+            "a download-mode package (Qualcomm, ZXIC, Unisoc) cannot carry a [dynamic] layout"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -419,6 +435,8 @@ pub(crate) struct SourceManifest {
     pub dynamic: Option<SourceDynamic>,
     #[serde(default)]
     pub zxic: Option<SourceZxic>,
+    #[serde(default)]
+    pub unisoc: Option<SourceUnisoc>,
 }
 
 /// One `[[image]]` table.
@@ -456,6 +474,20 @@ impl SourceManifest {
             .collect()
     }
 
+    /// What every download-mode package ([qualcomm], [zxic], [unisoc]) must not have: the
+    /// fastboot-only `[requires]` (getvar values) and `[dynamic]` layout.
+    fn check_download_family(&self, family: &str) -> Result<(), PackageError> {
+        if !self.requires.is_empty() {
+            return Err(PackageError::RequiresOverFastbootOnly);
+        }
+        if self.dynamic.is_some() {
+            return Err(PackageError::ManifestInvalid(format!(
+                "a {family} package cannot carry a [dynamic] layout"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks everything that does not need the image files, so a typo is reported before
     /// gigabytes are hashed.
     pub(crate) fn validate(&self) -> Result<(), PackageError> {
@@ -466,31 +498,41 @@ impl SourceManifest {
             &self.target,
         )?;
         check_requirements(&self.requirements())?;
+        let families = [
+            self.qualcomm.is_some(),
+            self.zxic.is_some(),
+            self.unisoc.is_some(),
+        ];
+        if families.iter().filter(|&&f| f).count() > 1 {
+            return Err(PackageError::ManifestInvalid(
+                "a package is for one download-mode family: [qualcomm], [zxic] or [unisoc], \
+                 not several"
+                    .into(),
+            ));
+        }
         if let Some(zxic) = &self.zxic {
-            if !self.image.is_empty() || self.qualcomm.is_some() {
+            if !self.image.is_empty() {
                 return Err(PackageError::ManifestInvalid(
-                    "a manifest with a [zxic] table has no [[image]] or [qualcomm] tables; its \
-                     images are [[zxic.image]] tables"
+                    "a manifest with a [zxic] table has no [[image]] tables; its images are \
+                     [[zxic.image]] tables"
                         .into(),
                 ));
             }
-            if !self.requires.is_empty() {
-                return Err(PackageError::RequiresOverFastbootOnly);
-            }
+            self.check_download_family("ZXIC")?;
             return zxic.validate();
+        }
+        if let Some(unisoc) = &self.unisoc {
+            if !self.image.is_empty() {
+                return Err(PackageError::UnisocMixedKinds);
+            }
+            self.check_download_family("Unisoc")?;
+            return unisoc.validate();
         }
         if let Some(qualcomm) = &self.qualcomm {
             if !self.image.is_empty() {
                 return Err(PackageError::QualcommMixedKinds);
             }
-            if !self.requires.is_empty() {
-                return Err(PackageError::RequiresOverFastbootOnly);
-            }
-            if self.dynamic.is_some() {
-                return Err(PackageError::ManifestInvalid(
-                    "a Qualcomm package cannot carry a [dynamic] layout".into(),
-                ));
-            }
+            self.check_download_family("Qualcomm")?;
             return qualcomm.validate();
         }
         check_partitions(self.image.iter().map(|i| i.partition.as_str()))?;
@@ -600,6 +642,7 @@ mod tests {
             qualcomm: None,
             dynamic: None,
             zxic: None,
+            unisoc: None,
             signer: KeyId::from_bytes([1; 8]),
         }
     }

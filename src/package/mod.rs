@@ -27,6 +27,7 @@ pub mod qualcomm;
 mod reader;
 pub mod root;
 mod trust;
+pub mod unisoc;
 mod verify;
 pub mod zxic;
 

@@ -71,9 +71,13 @@ pub(crate) fn pack_source(
         Some(zxic) => Some(super::zxic::build(zxic, &mut sources)?),
         None => None,
     };
+    let unisoc = match &source.unisoc {
+        Some(unisoc) => Some(super::unisoc::build(unisoc, &mut sources)?),
+        None => None,
+    };
     let qualcomm = match &source.qualcomm {
         Some(qualcomm) => Some(super::qualcomm::build(qualcomm, &mut sources)?),
-        None if zxic.is_some() => None,
+        None if zxic.is_some() || unisoc.is_some() => None,
         None => {
             for entry in &source.image {
                 let index = sources.add(&entry.partition, &entry.file)?;
@@ -119,6 +123,7 @@ pub(crate) fn pack_source(
         qualcomm,
         dynamic,
         zxic,
+        unisoc,
         signer: key.public().id(),
     };
     manifest.validate()?;

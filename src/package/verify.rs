@@ -455,6 +455,11 @@ impl VerifiedPackage {
         self.manifest.zxic.as_ref()
     }
 
+    /// The Unisoc plan, for a Unisoc package.
+    pub fn unisoc(&self) -> Option<&super::unisoc::UnisocPlan> {
+        self.manifest.unisoc.as_ref()
+    }
+
     /// A reader over the Firehose programmer of a Qualcomm package, for the Sahara upload.
     pub fn open_programmer(&self) -> Result<ImageReader, PackageError> {
         let plan = self.qualcomm().ok_or(PackageError::NotAQualcommPackage)?;

@@ -13,3 +13,4 @@ mod read_buffer;
 pub mod sahara;
 pub mod sparse;
 pub mod zxic;
+pub mod unisoc;

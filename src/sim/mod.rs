@@ -21,6 +21,7 @@ pub mod modem;
 pub mod phone;
 #[cfg(unix)]
 pub mod zxic;
+pub mod unisoc;
 
 pub use fault::{Fault, FaultPlan};
 #[cfg(unix)]

@@ -73,6 +73,9 @@ enum Function<'a> {
     Fastboot,
     /// EDL's FF/FF/{FF,10,11,13}, on a device with one of these vendor/product IDs.
     Edl(&'a [(u16, u16)]),
+    /// Unisoc download mode: the first interface with bulk endpoints (spd_dump claims it
+    /// whatever its class), on a device with one of these vendor/product IDs.
+    Unisoc(&'a [(u16, u16)]),
 }
 
 impl Function<'_> {
@@ -80,13 +83,14 @@ impl Function<'_> {
         match self {
             Function::Fastboot => "fastboot",
             Function::Edl(_) => "EDL",
+            Function::Unisoc(_) => "Unisoc download",
         }
     }
 
     fn accepts_ids(self, vid: u16, pid: u16) -> bool {
         match self {
             Function::Fastboot => true,
-            Function::Edl(ids) => ids.contains(&(vid, pid)),
+            Function::Edl(ids) | Function::Unisoc(ids) => ids.contains(&(vid, pid)),
         }
     }
 
@@ -94,6 +98,7 @@ impl Function<'_> {
         match self {
             Function::Fastboot => (class, subclass, protocol) == FASTBOOT_INTERFACE,
             Function::Edl(_) => (class, subclass) == EDL_CLASS && EDL_PROTOCOLS.contains(&protocol),
+            Function::Unisoc(_) => true,
         }
     }
 }
@@ -171,6 +176,33 @@ pub fn open_edl(
     ids: &[(u16, u16)],
 ) -> Result<BulkStream<RusbPipe>, TransportError> {
     let (handle, interface, address) = claim(selector, Function::Edl(ids))?;
+    let pipe = RusbPipe {
+        handle,
+        ep_in: interface.ep_in,
+        ep_out: interface.ep_out,
+        in_packet: interface.in_packet,
+        out_packet: interface.out_packet,
+    };
+    BulkStream::new(pipe, address)
+}
+
+/// Lists every attached Unisoc device in download mode: one of `ids` (the quirks file's
+/// `unisoc` entries) with a bulk interface. A machine without USB has none.
+pub fn list_unisoc(ids: &[(u16, u16)]) -> Result<Vec<UsbDevice>, TransportError> {
+    list(Function::Unisoc(ids))
+}
+
+/// Opens the Unisoc device in download mode named by `selector`, claims its bulk
+/// interface, sends the CDC SET_CONTROL_LINE_STATE request spd_dump sends first
+/// (`0x21, 34, 0x601`: "required for smartphones") and returns the byte stream.
+pub fn open_unisoc(
+    selector: &str,
+    ids: &[(u16, u16)],
+) -> Result<BulkStream<RusbPipe>, TransportError> {
+    let (handle, interface, address) = claim(selector, Function::Unisoc(ids))?;
+    handle
+        .write_control(0x21, 34, 0x601, 0, &[], std::time::Duration::from_secs(1))
+        .map_err(|e| TransportError::Usb(format!("the control-line request was refused: {e}")))?;
     let pipe = RusbPipe {
         handle,
         ep_in: interface.ep_in,

@@ -195,6 +195,7 @@ pub fn pack_factory(
             .collect(),
         qualcomm: None,
         zxic: None,
+        unisoc: None,
         dynamic: plan
             .images
             .iter()

@@ -71,6 +71,12 @@ impl EdlSim {
     }
 }
 
+/// Plugs in a gadget with the one bulk interface `spec` describes and returns its line, for
+/// the other download-mode simulators (Unisoc) that speak over bulk endpoints too.
+pub(crate) fn bulk_line(spec: &GadgetSpec, stop: Arc<AtomicBool>) -> io::Result<Box<dyn Line>> {
+    Ok(Box::new(GadgetLine::plug_in(spec, stop)?))
+}
+
 /// The gadget and the two endpoint threads.
 pub(crate) struct GadgetLine {
     address: String,

@@ -153,8 +153,9 @@ pub(super) fn unmount(mount_point: &Path) {
     let _ = fs::remove_dir(mount_point);
 }
 
-/// Answers `ep0` events until `stop` is set. The interface defines no control requests,
-/// so every setup request is refused with a stall, as a real device does.
+/// Answers `ep0` events until `stop` is set. The interface defines no control requests
+/// but CDC's SET_CONTROL_LINE_STATE, so every other setup request is refused with a stall,
+/// as a real device does.
 fn serve_events(mut ep0: File, stop: &AtomicBool) {
     let mut buf = [0u8; EVENT_LEN * 4];
     while !stop.load(Ordering::SeqCst) {
@@ -179,6 +180,13 @@ fn serve_events(mut ep0: File, stop: &AtomicBool) {
             let kind = event[8];
             tracing::debug!(kind = event_name(kind), "FunctionFS event");
             if kind == EVENT_SETUP {
+                // CDC SET_CONTROL_LINE_STATE (0x21, 0x22), no data stage: accepted, as a
+                // serial download port takes it (spd_dump sends it to Unisoc devices
+                // before anything else). Reading the empty data stage acknowledges it.
+                if event[0] == 0x21 && event[1] == 0x22 && event[6] == 0 && event[7] == 0 {
+                    let _ = ep0.read(&mut []);
+                    continue;
+                }
                 // A zero-length transfer against the request's direction stalls it.
                 let device_to_host = event[0] & 0x80 != 0;
                 let _ = if device_to_host {
