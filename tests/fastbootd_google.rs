@@ -417,7 +417,24 @@ fn update_super_checks_the_metadata_and_writes_nothing_bad() {
         "refused updates write nothing"
     );
 
+    // More data than a logical partition holds is refused (strerror(EOVERFLOW)).
+    assert_eq!(
+        raw.command("resize-logical-partition:vendor_a:4096"),
+        "OKAYPartition resized"
+    );
+    assert_eq!(raw.download(&[1u8; 8192]), "OKAY");
+    assert_eq!(
+        raw.command("flash:vendor_a"),
+        "FAILValue too large for defined data type"
+    );
+    assert_eq!(
+        raw.command("flash:nothing_a"),
+        "FAILNo such file or directory"
+    );
+    assert_eq!(logical(tmp.path(), "vendor_a"), vec![0u8; 4096]);
+
     // With wipe, the table becomes super_empty's exactly: every partition empty.
+    assert_eq!(raw.download(&super_empty(&["system"])), "OKAY");
     assert_eq!(
         raw.command("update-super:super:wipe"),
         "OKAYSuccessfully flashed partition table"
