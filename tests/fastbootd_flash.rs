@@ -100,6 +100,11 @@ fn images(system_len: usize) -> Images {
 /// Packs a modern package: firmware with a bootloader restart, boot, then system and
 /// vendor as logical partitions with the layout.
 fn pack(bench: &Bench, name: &str, imgs: &Images, layout: &[u8]) -> PathBuf {
+    pack_with(bench, name, imgs, Some(layout))
+}
+
+/// [`pack`], with or without the `[dynamic]` layout.
+fn pack_with(bench: &Bench, name: &str, imgs: &Images, layout: Option<&[u8]>) -> PathBuf {
     let dir = bench.path(&format!("src-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     for (file, bytes) in [
@@ -110,12 +115,20 @@ fn pack(bench: &Bench, name: &str, imgs: &Images, layout: &[u8]) -> PathBuf {
     ] {
         std::fs::write(dir.join(file), bytes).unwrap();
     }
-    std::fs::write(dir.join("super_empty.img"), layout).unwrap();
+    let dynamic = match layout {
+        Some(layout) => {
+            std::fs::write(dir.join("super_empty.img"), layout).unwrap();
+            "[dynamic]\nsuper_empty = \"super_empty.img\"\n"
+        }
+        None => "",
+    };
     std::fs::write(
         dir.join("manifest.toml"),
         "name = \"modern\"\nversion = \"2.1.0\"\nsecurity_version = 7\nmin_battery_percent = 30\n\
-         [[target]]\nproduct = \"zte-demo-phone\"\n\
-         [dynamic]\nsuper_empty = \"super_empty.img\"\n\
+         [[target]]\nproduct = \"zte-demo-phone\"\n"
+            .to_string()
+            + dynamic
+            + "\
          [[image]]\npartition = \"system\"\nfile = \"system.img\"\nlogical = true\n\
          [[image]]\npartition = \"boot\"\nfile = \"boot.img\"\n\
          [[image]]\npartition = \"vendor\"\nfile = \"vendor.img\"\nlogical = true\n\
@@ -392,5 +405,59 @@ fn a_retrofit_phone_loses_the_other_slots_logical_partitions() {
         &logical(&dir.join("system_b.img"), 1, "system_b"),
         &imgs.system,
         "system_b in the retrofit super",
+    );
+}
+
+#[test]
+fn without_a_layout_the_logical_partitions_are_resized_in_place() {
+    let bench = Bench::new();
+    let imgs = images(4 * MIB as usize);
+    let pkg = pack_with(&bench, "no-layout", &imgs, None);
+    let (phone, dir) = bench.phone(phone(modern()));
+    let (_, report) = run(&bench, &pkg, &phone);
+    assert_eq!(report.outcome, Outcome::Success, "{:?}", report.error);
+    let commands = phone.commands();
+    assert!(
+        !commands.iter().any(|c| c.starts_with("update-super")),
+        "{commands:?}"
+    );
+    assert!(commands.contains(&format!(
+        "resize-logical-partition:system_b:{}",
+        imgs.system.len()
+    )));
+    assert_flashed(&dir, &imgs, &phone);
+    // Slot a's partitions were never touched.
+    assert_eq!(
+        logical(&dir.join("super.img"), 0, "system_a").len() as u64,
+        12 * MIB
+    );
+}
+
+#[test]
+fn logical_partitions_for_a_phone_without_super_are_refused_before_any_restart() {
+    let bench = Bench::new();
+    let imgs = images(4 * MIB as usize);
+    let pkg = pack(&bench, "modern", &imgs, &super_empty(false, true));
+    let (phone, dir) = bench.phone(PhoneConfig {
+        dynamic: None,
+        ..phone(modern())
+    });
+    let before = common::bench::hashes(&dir);
+    let (_, report) = run(&bench, &pkg, &phone);
+    assert_eq!(
+        report.outcome,
+        Outcome::PreflightRefused,
+        "{:?}",
+        report.error
+    );
+    let error = report.error.unwrap();
+    assert!(error.contains("does not use dynamic partitions"), "{error}");
+    assert_eq!(common::bench::hashes(&dir), before);
+    let commands = phone.commands();
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.starts_with("reboot") || c.starts_with("flash:")),
+        "{commands:?}"
     );
 }
