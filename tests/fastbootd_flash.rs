@@ -271,6 +271,10 @@ fn a_fault_at_each_step_fails_naming_it_and_the_next_run_completes() {
         ),
         ("fail@flash:system_b#2", "system_b"),
         ("fail@reboot-bootloader#2", "reboot-bootloader:bootloader_b"),
+        // The link lost in fastbootd: the next run finds the phone there.
+        ("drop@update-super#1", "update-super:super"),
+        // Power cut inside system_b (after bootloader and boot, 3 MiB in all).
+        ("power-loss@bytes=5M", "system_b"),
     ] {
         let bench = Bench::new();
         let imgs = images(6 * MIB as usize);
@@ -298,6 +302,8 @@ fn a_fault_at_each_step_fails_naming_it_and_the_next_run_completes() {
             "{fault}: {:?}",
             first.error
         );
+        // Once the phone is back (a power cut restarts it).
+        std::thread::sleep(flashline::sim::phone::BOOT_TIME * 2);
         let (events, second) = run(&bench, &pkg, &phone);
         assert_eq!(
             second.outcome,
