@@ -105,7 +105,7 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
                 );
             }
             if let Some(slot) = activate_slot {
-                say!("   then boot slot {slot} (switched only after every image is verified)");
+                say!("   then boot slot {slot} (switched once every image is verified; with logical partitions, before fastbootd, once every other image is)");
             }
             say!("   {total_bytes} bytes in all");
         }
