@@ -320,6 +320,12 @@ fn a_fault_at_each_step_fails_naming_it_and_the_next_run_completes() {
             "{fault}: images verified by the first run are kept"
         );
         assert_flashed(&dir, &imgs, &phone);
+        // The run after an early switch to b took b for the slot to write, not for the old.
+        let commands = phone.commands();
+        assert!(
+            !commands.iter().any(|c| c.ends_with("_a") && c.starts_with("flash:")),
+            "{fault}: slot a was written: {commands:?}"
+        );
     }
 }
 
