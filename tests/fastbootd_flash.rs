@@ -100,6 +100,11 @@ fn images(system_len: usize) -> Images {
 /// Packs a modern package: firmware with a bootloader restart, boot, then system and
 /// vendor as logical partitions with the layout.
 fn pack(bench: &Bench, name: &str, imgs: &Images, layout: &[u8]) -> PathBuf {
+    pack_with(bench, name, imgs, Some(layout))
+}
+
+/// [`pack`], with or without the `[dynamic]` layout.
+fn pack_with(bench: &Bench, name: &str, imgs: &Images, layout: Option<&[u8]>) -> PathBuf {
     let dir = bench.path(&format!("src-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     for (file, bytes) in [
@@ -110,12 +115,20 @@ fn pack(bench: &Bench, name: &str, imgs: &Images, layout: &[u8]) -> PathBuf {
     ] {
         std::fs::write(dir.join(file), bytes).unwrap();
     }
-    std::fs::write(dir.join("super_empty.img"), layout).unwrap();
+    let dynamic = match layout {
+        Some(layout) => {
+            std::fs::write(dir.join("super_empty.img"), layout).unwrap();
+            "[dynamic]\nsuper_empty = \"super_empty.img\"\n"
+        }
+        None => "",
+    };
     std::fs::write(
         dir.join("manifest.toml"),
         "name = \"modern\"\nversion = \"2.1.0\"\nsecurity_version = 7\nmin_battery_percent = 30\n\
-         [[target]]\nproduct = \"zte-demo-phone\"\n\
-         [dynamic]\nsuper_empty = \"super_empty.img\"\n\
+         [[target]]\nproduct = \"zte-demo-phone\"\n"
+            .to_string()
+            + dynamic
+            + "\
          [[image]]\npartition = \"system\"\nfile = \"system.img\"\nlogical = true\n\
          [[image]]\npartition = \"boot\"\nfile = \"boot.img\"\n\
          [[image]]\npartition = \"vendor\"\nfile = \"vendor.img\"\nlogical = true\n\
@@ -258,6 +271,10 @@ fn a_fault_at_each_step_fails_naming_it_and_the_next_run_completes() {
         ),
         ("fail@flash:system_b#2", "system_b"),
         ("fail@reboot-bootloader#2", "reboot-bootloader:bootloader_b"),
+        // The link lost in fastbootd: the next run finds the phone there.
+        ("drop@update-super#1", "update-super:super"),
+        // Power cut inside system_b (after bootloader and boot, 3 MiB in all).
+        ("power-loss@bytes=5M", "system_b"),
     ] {
         let bench = Bench::new();
         let imgs = images(6 * MIB as usize);
@@ -285,6 +302,8 @@ fn a_fault_at_each_step_fails_naming_it_and_the_next_run_completes() {
             "{fault}: {:?}",
             first.error
         );
+        // Once the phone is back (a power cut restarts it).
+        std::thread::sleep(flashline::sim::phone::BOOT_TIME * 2);
         let (events, second) = run(&bench, &pkg, &phone);
         assert_eq!(
             second.outcome,
@@ -301,6 +320,14 @@ fn a_fault_at_each_step_fails_naming_it_and_the_next_run_completes() {
             "{fault}: images verified by the first run are kept"
         );
         assert_flashed(&dir, &imgs, &phone);
+        // The run after an early switch to b took b for the slot to write, not for the old.
+        let commands = phone.commands();
+        assert!(
+            !commands
+                .iter()
+                .any(|c| c.ends_with("_a") && c.starts_with("flash:")),
+            "{fault}: slot a was written: {commands:?}"
+        );
     }
 }
 
@@ -393,4 +420,102 @@ fn a_retrofit_phone_loses_the_other_slots_logical_partitions() {
         &imgs.system,
         "system_b in the retrofit super",
     );
+}
+
+#[test]
+fn without_a_layout_the_logical_partitions_are_resized_in_place() {
+    let bench = Bench::new();
+    let imgs = images(4 * MIB as usize);
+    let pkg = pack_with(&bench, "no-layout", &imgs, None);
+    let (phone, dir) = bench.phone(phone(modern()));
+    let (_, report) = run(&bench, &pkg, &phone);
+    assert_eq!(report.outcome, Outcome::Success, "{:?}", report.error);
+    let commands = phone.commands();
+    assert!(
+        !commands.iter().any(|c| c.starts_with("update-super")),
+        "{commands:?}"
+    );
+    assert!(commands.contains(&format!(
+        "resize-logical-partition:system_b:{}",
+        imgs.system.len()
+    )));
+    assert_flashed(&dir, &imgs, &phone);
+    // Slot a's partitions were never touched.
+    assert_eq!(
+        logical(&dir.join("super.img"), 0, "system_a").len() as u64,
+        12 * MIB
+    );
+}
+
+#[test]
+fn logical_partitions_for_a_phone_without_super_are_refused_before_any_restart() {
+    let bench = Bench::new();
+    let imgs = images(4 * MIB as usize);
+    let pkg = pack(&bench, "modern", &imgs, &super_empty(false, true));
+    let (phone, dir) = bench.phone(PhoneConfig {
+        dynamic: None,
+        ..phone(modern())
+    });
+    let before = common::bench::hashes(&dir);
+    let (_, report) = run(&bench, &pkg, &phone);
+    assert_eq!(
+        report.outcome,
+        Outcome::PreflightRefused,
+        "{:?}",
+        report.error
+    );
+    let error = report.error.unwrap();
+    assert!(error.contains("does not use dynamic partitions"), "{error}");
+    assert_eq!(common::bench::hashes(&dir), before);
+    let commands = phone.commands();
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.starts_with("reboot") || c.starts_with("flash:")),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn a_phone_without_slots_gets_its_logical_partitions_resized_in_its_one_super() {
+    let bench = Bench::new();
+    let imgs = images(4 * MIB as usize);
+    let mut layout = SuperLayout::new(SUPER, 1);
+    layout.groups.push(GroupSpec {
+        name: "main".into(),
+        maximum_size: 0,
+    });
+    for base in ["system", "vendor"] {
+        layout.partitions.push(PartitionSpec {
+            name: base.into(),
+            group: "main".into(),
+            size: 0,
+            attributes: 0,
+        });
+    }
+    let mut bytes = Vec::new();
+    lp::write_empty_image(&layout.build().unwrap(), &mut bytes).unwrap();
+    let pkg = pack(&bench, "one-slot", &imgs, &bytes);
+    let (phone, dir) = bench.phone(PhoneConfig {
+        slots: false,
+        ..phone(modern())
+    });
+    let (_, report) = run(&bench, &pkg, &phone);
+    assert_eq!(report.outcome, Outcome::Success, "{:?}", report.error);
+    starts_with(
+        &std::fs::read(dir.join("boot.img")).unwrap(),
+        &imgs.boot,
+        "boot",
+    );
+    starts_with(
+        &logical(&dir.join("super.img"), 0, "system"),
+        &imgs.system,
+        "system",
+    );
+    starts_with(
+        &logical(&dir.join("super.img"), 0, "vendor"),
+        &imgs.vendor,
+        "vendor",
+    );
+    assert!(!phone.commands().iter().any(|c| c.starts_with("set_active")));
 }

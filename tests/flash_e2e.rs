@@ -564,7 +564,11 @@ fn the_demo_runs_the_whole_job_and_checks_the_bytes() {
         4,
         "{text}"
     );
-    for step in ["reboot-bootloader:", "reboot-fastboot:", "update-super:super:"] {
+    for step in [
+        "reboot-bootloader:",
+        "reboot-fastboot:",
+        "update-super:super:",
+    ] {
         assert!(text.contains(step), "{step}: {text}");
     }
     assert!(text.contains("reports firmware 2.1.0"), "{text}");

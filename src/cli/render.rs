@@ -105,7 +105,7 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
                 );
             }
             if let Some(slot) = activate_slot {
-                say!("   then boot slot {slot} (switched only after every image is verified)");
+                say!("   then boot slot {slot} (switched once every image is verified; with logical partitions, before fastbootd, once every other image is)");
             }
             say!("   {total_bytes} bytes in all");
         }
@@ -254,16 +254,31 @@ pub fn print_inspection(i: &Inspection) {
         say!("requires         {} = {}", r.variable, r.values.join(" | "));
     }
     for img in &m.images {
-        let kind = match &img.sparse {
+        let mut kind = match &img.sparse {
             Some(s) => format!("sparse, expands to {} bytes", s.expanded_size),
             None => "raw".to_string(),
         };
+        if img.logical {
+            kind.push_str(", logical: in super, from fastbootd");
+        }
+        if img.reboot_bootloader {
+            kind.push_str(", then reboot-bootloader");
+        }
         say!(
             "image            {:<12} {} ({} bytes, {kind}) sha256 {}",
             img.partition,
             img.file,
             img.size,
             img.sha256
+        );
+    }
+    if let Some(d) = &m.dynamic {
+        let e = &d.super_empty;
+        say!(
+            "super layout     {} ({} bytes) sha256 {}",
+            e.file,
+            e.size,
+            e.sha256
         );
     }
     say!("signer           {}", m.signer);
