@@ -298,6 +298,27 @@ fn the_three_forms_pack_with_android_info_requirements_and_googles_order() {
             String::from_utf8_lossy(&verify.stderr)
         );
 
+        let human = bench.run(&[
+            "inspect",
+            pkg.to_str().unwrap(),
+            "--trust",
+            bench.path("keys").to_str().unwrap(),
+        ]);
+        let human = String::from_utf8_lossy(&human.stdout);
+        for line in [
+            "requires         board = oriole | raven",
+            "requires         has-slot:vbmeta = yes | no",
+            "system.img (",
+            "logical: through fastbootd",
+            "super layout     super_empty.img",
+        ] {
+            assert!(human.contains(line), "{form}: {line}\n{human}");
+        }
+        assert_eq!(
+            human.contains("then reboot-bootloader"),
+            firmware,
+            "{human}"
+        );
         let inspection = inspect(&bench, &pkg);
         let manifest = &inspection["manifest"];
         let mut expected: Vec<(String, String)> = Vec::new();

@@ -254,16 +254,30 @@ pub fn print_inspection(i: &Inspection) {
         say!("requires         {} = {}", r.variable, r.values.join(" | "));
     }
     for img in &m.images {
-        let kind = match &img.sparse {
+        let mut kind = match &img.sparse {
             Some(s) => format!("sparse, expands to {} bytes", s.expanded_size),
             None => "raw".to_string(),
         };
+        if img.logical {
+            kind.push_str(", logical: through fastbootd");
+        }
+        if img.reboot_bootloader {
+            kind.push_str(", then reboot-bootloader");
+        }
         say!(
             "image            {:<12} {} ({} bytes, {kind}) sha256 {}",
             img.partition,
             img.file,
             img.size,
             img.sha256
+        );
+    }
+    if let Some(d) = &m.dynamic {
+        say!(
+            "super layout     {} ({} bytes) sha256 {}",
+            d.super_empty.file,
+            d.super_empty.size,
+            d.super_empty.sha256
         );
     }
     say!("signer           {}", m.signer);
