@@ -583,6 +583,26 @@ fn hostile_zips_are_refused_by_name_and_nothing_is_written() {
     }
 }
 
+#[cfg(unix)]
+#[test]
+fn links_in_a_product_out_folder_are_refused() {
+    let bench = Bench::new();
+    let factory = Factory::new(None);
+    for linked in ["boot.img", "android-info.txt"] {
+        let folder = bench.path(&format!("out-{linked}"));
+        factory.folder(&folder);
+        let real = bench.path(&format!("elsewhere-{linked}"));
+        std::fs::rename(folder.join(linked), &real).unwrap();
+        std::os::unix::fs::symlink(&real, folder.join(linked)).unwrap();
+        let pkg = bench.path("linked.flpkg");
+        let out = pack(&bench, &folder, &pkg, &["--version", "1.0.0"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{linked}");
+        assert!(stderr.contains("(a symbolic link)"), "{linked}: {stderr}");
+        assert!(!pkg.exists());
+    }
+}
+
 #[test]
 fn a_package_for_another_board_is_refused_by_preflight_before_any_write() {
     let bench = Bench::new();
