@@ -250,6 +250,14 @@ fn google_flashes_system_in_fastbootd_raw_and_sparse() {
     assert!(pieces >= 3, "{pieces} pieces");
     // The other slot was not touched.
     assert_eq!(logical_size(&dir, "system_b"), Some(8 * MIB));
+
+    // erase: the client asks for the partition type, then zeroes the extents.
+    fastboot_ok(&fb, &phone, &["erase", "vendor"]);
+    assert!(phone
+        .commands()
+        .contains(&"getvar:partition-type:vendor_a".to_string()));
+    assert!(logical(&dir, "vendor_a").iter().all(|&b| b == 0));
+    assert_eq!(sha(&logical(&dir, "system_a")), sha(&big));
 }
 
 /// Builds a factory-style image zip with python3's zipfile: android-info.txt requiring
@@ -430,6 +438,22 @@ fn snapshots_take_space_until_cancelled() {
     assert_eq!(
         raw.command("snapshot-update:merge"),
         "FAILNo snapshot merge is in progress"
+    );
+
+    // A merge finished in fastbootd ends the update the same way.
+    let other = tempfile::tempdir().unwrap();
+    let mut cfg = dynamic_config();
+    cfg.dynamic.as_mut().unwrap().snapshot = SnapshotStatus::Merging;
+    let (_phone, mut raw) = in_fastbootd(other.path(), cfg);
+    assert_eq!(raw.command("snapshot-update:merge"), "OKAYSuccess");
+    assert_eq!(raw.command("getvar:snapshot-update-status"), "OKAYnone");
+    assert_eq!(logical_size(other.path(), "vendor_b-cow"), None);
+    assert_eq!(
+        metadata(other.path(), "super")
+            .partition("system_b")
+            .unwrap()
+            .attributes,
+        0
     );
 }
 

@@ -17,7 +17,8 @@ use anyhow::{Context, Result};
 use crate::device::quirks::Quirks;
 use crate::engine::{DeviceTarget, JobOptions, JobRequest, Outcome};
 use crate::package::{self, TrustStore};
-use crate::sim::phone::{PhoneConfig, PhoneSim};
+use crate::protocol::lp::{self, GroupSpec, PartitionSpec, SuperLayout};
+use crate::sim::phone::{Dynamic, PhoneConfig, PhoneSim};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -56,18 +57,10 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
     ));
 
     let phone_dir = work.join("virtual-phone");
-    let cfg = PhoneConfig {
-        firmware_version: "2.0.0".into(),
-        security_version: 7,
-        battery_percent: Some(76),
-        max_download_size: (16 * MIB) as u32,
-        partitions: vec![("boot".into(), 16 * MIB), ("system".into(), 64 * MIB)],
-        slots: true,
-        ..PhoneConfig::default()
-    };
-    let phone = PhoneSim::start("127.0.0.1:0".parse()?, &phone_dir, cfg)?;
+    let phone = PhoneSim::start("127.0.0.1:0".parse()?, &phone_dir, demo_phone("FLSIM0001"))?;
     say(&format!(
-        "Virtual phone zte-demo-phone (firmware 2.0.0, battery 76 %, slots a/b, 16 MiB download buffer) at {}.",
+        "Virtual phone zte-demo-phone (firmware 2.0.0, battery 76 %, slots a/b, system and vendor \
+         in super, 16 MiB download buffer) at {}.",
         phone.device_address()
     ));
 
@@ -91,11 +84,16 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
     }
 
     let mut all_equal = true;
-    for image in &report.images {
-        let equal = same_prefix(
-            &pkg_dir.join(format!("{}.img", image.partition)),
-            &phone_dir.join(format!("{}.img", image.target)),
-        )?;
+    for (image, signed) in report.images.iter().zip(&summary.manifest.images) {
+        let source = pkg_dir.join(format!("{}.img", image.partition));
+        let equal = if signed.logical {
+            same_in_super(&source, &phone_dir.join("super.img"), &image.target)?
+        } else {
+            same_prefix(
+                &mut File::open(&source)?,
+                &mut File::open(phone_dir.join(format!("{}.img", image.target)))?,
+            )?
+        };
         all_equal &= equal;
         say(&format!(
             "Bytes on the virtual phone, {}: {}",
@@ -127,11 +125,39 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
     })
 }
 
+/// The demo's virtual phone: a modern A/B phone (launched with Android 10 or later), its
+/// system and vendor logical partitions in super, written from fastbootd; its bootloader
+/// and fastbootd both take 16 MiB per download. The GUI's demo bench uses it too.
+pub(crate) fn demo_phone(serial: &str) -> PhoneConfig {
+    PhoneConfig {
+        serial: serial.into(),
+        firmware_version: "2.0.0".into(),
+        security_version: 7,
+        battery_percent: Some(76),
+        max_download_size: (16 * MIB) as u32,
+        partitions: vec![("bootloader".into(), 4 * MIB), ("boot".into(), 16 * MIB)],
+        slots: true,
+        dynamic: Some(Dynamic {
+            super_size: DEMO_SUPER_SIZE,
+            logical: vec![("system".into(), 64 * MIB), ("vendor".into(), 8 * MIB)],
+            fastbootd_max_download_size: (16 * MIB) as u32,
+            ..Dynamic::default()
+        }),
+        ..PhoneConfig::default()
+    }
+}
+
+/// The size of the demo phone's super.
+const DEMO_SUPER_SIZE: u64 = 192 * MIB;
+
 /// Builds the demo phone package in `work` (sources in `work/package`), signed with the
-/// demo key; the GUI's demo bench uses it too.
+/// demo key; the GUI's demo bench uses it too. It is a modern one, as a factory image is:
+/// firmware flashed from the bootloader (which restarts after it), boot, then system and
+/// vendor in super from fastbootd, with the `super_empty.img` that lays super out.
 pub(crate) fn phone_package(work: &Path) -> Result<(PathBuf, package::PackSummary)> {
     let pkg_dir = work.join("package");
     std::fs::create_dir_all(&pkg_dir)?;
+    write_image(&pkg_dir.join("bootloader.img"), MIB, None, &[(MIB, true)])?;
     write_image(
         &pkg_dir.join("boot.img"),
         8 * MIB,
@@ -144,13 +170,23 @@ pub(crate) fn phone_package(work: &Path) -> Result<(PathBuf, package::PackSummar
         None,
         &[(16 * MIB, true), (24 * MIB, false), (8 * MIB, true)],
     )?;
+    write_image(
+        &pkg_dir.join("vendor.img"),
+        4 * MIB,
+        None,
+        &[(2 * MIB, true), (2 * MIB, false)],
+    )?;
+    write_super_empty(&pkg_dir.join("super_empty.img"))?;
     std::fs::write(
         pkg_dir.join("manifest.toml"),
         "name = \"demo-phone-stock\"\nversion = \"2.1.0\"\nsecurity_version = 8\nmin_battery_percent = 30\n\
          description = \"Demo firmware for flashline's virtual phone\"\n\n\
          [[target]]\nproduct = \"zte-demo-phone\"\n\n\
+         [dynamic]\nsuper_empty = \"super_empty.img\"\n\n\
+         [[image]]\npartition = \"bootloader\"\nfile = \"bootloader.img\"\nreboot_bootloader = true\n\n\
          [[image]]\npartition = \"boot\"\nfile = \"boot.img\"\n\n\
-         [[image]]\npartition = \"system\"\nfile = \"system.img\"\n",
+         [[image]]\npartition = \"system\"\nfile = \"system.img\"\nlogical = true\n\n\
+         [[image]]\npartition = \"vendor\"\nfile = \"vendor.img\"\nlogical = true\n",
     )?;
     let pkg = work.join("demo-phone-stock-2.1.0.flpkg");
     let summary = package::pack(&pkg_dir.join("manifest.toml"), &demo_key(work)?, &pkg)?;
@@ -207,10 +243,48 @@ pub(crate) fn write_image(
     Ok(())
 }
 
+/// Writes the demo phone's `super_empty.img`: system and vendor for each slot, in one
+/// group per slot, sizes left to the flash (as in a factory image).
+fn write_super_empty(path: &Path) -> Result<()> {
+    let mut layout = SuperLayout::new(DEMO_SUPER_SIZE, 2);
+    for slot in ["a", "b"] {
+        // The groups the virtual phone's super has, as a device's own super_empty.img
+        // names its groups: update-super keeps slot a's partitions only in a group of
+        // the same name.
+        let group = format!("main_{slot}");
+        layout.groups.push(GroupSpec {
+            name: group.clone(),
+            maximum_size: DEMO_SUPER_SIZE / 2 - MIB,
+        });
+        for base in ["system", "vendor"] {
+            layout.partitions.push(PartitionSpec {
+                name: format!("{base}_{slot}"),
+                group: group.clone(),
+                size: 0,
+                attributes: lp::PARTITION_ATTR_READONLY,
+            });
+        }
+    }
+    let metadata = layout.build()?;
+    let mut out = BufWriter::new(File::create(path)?);
+    lp::write_empty_image(&metadata, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// True if logical partition `name` of the super image `super_image` starts with the bytes
+/// of `image`, read through its extents in the metadata of the slot its name ends with.
+fn same_in_super(image: &Path, super_image: &Path, name: &str) -> Result<bool> {
+    let slot = u32::from(name.ends_with("_b"));
+    let mut file = File::open(super_image)?;
+    let (_, metadata) = lp::read_metadata(&mut file, slot)?;
+    let mut stored = Vec::new();
+    lp::extract_partition(&mut file, &metadata, name, &mut stored)?;
+    same_prefix(&mut File::open(image)?, &mut stored.as_slice())
+}
+
 /// True if `partition` starts with the bytes of `image`.
-fn same_prefix(image: &Path, partition: &Path) -> Result<bool> {
-    let mut a = File::open(image)?;
-    let mut b = File::open(partition)?;
+fn same_prefix(a: &mut impl Read, b: &mut impl Read) -> Result<bool> {
     let mut x = vec![0u8; MIB as usize];
     let mut y = vec![0u8; MIB as usize];
     loop {
@@ -218,7 +292,9 @@ fn same_prefix(image: &Path, partition: &Path) -> Result<bool> {
         if n == 0 {
             return Ok(true);
         }
-        b.read_exact(&mut y[..n])?;
+        if b.read_exact(&mut y[..n]).is_err() {
+            return Ok(false);
+        }
         if x[..n] != y[..n] {
             return Ok(false);
         }

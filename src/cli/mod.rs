@@ -491,9 +491,14 @@ struct PhoneArgs {
     profile: Option<crate::sim::phone::Profile>,
     /// Dynamic partitions (Android 10+): a `super` partition with LP metadata holding the
     /// logical partitions, and a userspace fastboot (fastbootd) reached with
-    /// `reboot-fastboot`.
+    /// `reboot-fastboot`. The default with --slots, as on every phone launched with
+    /// Android 10 or later.
     #[arg(long)]
     dynamic: bool,
+    /// Every partition physical, no super and no fastbootd (a phone launched before
+    /// Android 10), also with --slots.
+    #[arg(long, conflicts_with_all = ["dynamic", "super_size", "logical", "retrofit", "snapshot", "fastbootd_max_download_size"])]
+    physical: bool,
     /// Size of super (of each of system_a/system_b with --retrofit), e.g. 2G; implies
     /// --dynamic.
     #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
@@ -1219,6 +1224,7 @@ fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
 /// The dynamic-partition part of `sim phone`'s options, if any was given.
 fn sim_phone_dynamic(args: &PhoneArgs) -> Option<crate::sim::phone::Dynamic> {
     let wanted = args.dynamic
+        || (args.slots && !args.physical)
         || args.super_size.is_some()
         || !args.logical.is_empty()
         || args.retrofit

@@ -147,6 +147,10 @@ pub fn super_fit(
             if facts.is_retrofit() && !slot_of(p).is_some_and(|s| target_slots.contains(&s)) {
                 return false;
             }
+            // A pending update is cancelled first, which deletes its -cow partitions.
+            if p.ends_with("-cow") && facts.snapshot_pending.is_some() {
+                return false;
+            }
             if update_super {
                 !p.ends_with("-cow")
                     && match slot_of(p) {
@@ -298,8 +302,15 @@ mod tests {
         assert_eq!(c.status, Status::Refuse);
         assert!(c.message.contains("Not enough space to resize partition"));
         assert!(c.message.contains("system_b-cow"), "{}", c.message);
-        // update-super drops them, so then they do not count.
+        // update-super drops them, so then they do not count; nor when the update they
+        // belong to is pending, since it is cancelled first.
         let c = super_fit(&f, None, &writes(&[("system_b", 30 * MIB)]), true);
+        assert_eq!(c.status, Status::Pass, "{}", c.message);
+        let pending = SuperFacts {
+            snapshot_pending: Some("snapshotted".into()),
+            ..f
+        };
+        let c = super_fit(&pending, None, &writes(&[("system_b", 30 * MIB)]), false);
         assert_eq!(c.status, Status::Pass, "{}", c.message);
     }
 

@@ -333,8 +333,8 @@ impl Phased {
             let step = format!("set_active:{slot}");
             emit(Event::SwitchStep {
                 step: format!(
-                    "{step}: fastbootd works as the active slot, and update-super keeps the other \
-                     slot's partitions, so slot {running} stays intact"
+                    "{step}: fastbootd works as the active slot, so the slot is set before it, \
+                     once every physical image of slot {slot} is verified (slot {running} ran)"
                 ),
                 provenance: PROVENANCE.into(),
                 reports_only: false,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cli::demo::{demo_key, phone_package, write_image};
-use crate::sim::phone::{PhoneConfig, PhoneSim, RunningPhone};
+use crate::cli::demo::{demo_key, demo_phone, phone_package, write_image};
+use crate::sim::phone::{PhoneSim, RunningPhone};
 #[cfg(unix)]
 use {
     crate::protocol::gpt::Gpt,
@@ -91,16 +91,7 @@ impl DemoBench {
             .context("cannot build the tampered package")?;
         let mut phones = Vec::new();
         for n in 0..spec.phones {
-            let cfg = PhoneConfig {
-                serial: format!("FLSIM{:04}", n + 1),
-                firmware_version: "2.0.0".into(),
-                security_version: 7,
-                battery_percent: Some(76),
-                max_download_size: (16 * MIB) as u32,
-                partitions: vec![("boot".into(), 16 * MIB), ("system".into(), 64 * MIB)],
-                slots: true,
-                ..PhoneConfig::default()
-            };
+            let cfg = demo_phone(&format!("FLSIM{:04}", n + 1));
             let dir = work.join(format!("virtual-phone-{}", n + 1));
             phones.push(
                 PhoneSim::start("127.0.0.1:0".parse()?, &dir, cfg)

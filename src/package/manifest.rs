@@ -164,7 +164,8 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse: Option<SparseInfo>,
     /// The partition is a logical one inside `super`: flashed from fastbootd, resized to
-    /// the image first. Needs the package's [`Dynamic`] layout.
+    /// the image first. With the package's [`Dynamic`] layout super is laid out anew
+    /// (`update-super`) before; without it, the partition is resized in place.
     #[serde(default, skip_serializing_if = "is_false")]
     pub logical: bool,
     /// Firmware (bootloader, radio) that the bootloader must restart on before anything
@@ -306,8 +307,8 @@ impl Manifest {
     }
 }
 
-/// The rules of a dynamic layout: logical images need one, firmware that asks for a
-/// bootloader restart is not logical, and a Qualcomm package has neither.
+/// The rules of logical images and firmware restarts: firmware that asks for a bootloader
+/// restart is not logical, and a Qualcomm package has neither (nor a dynamic layout).
 fn check_dynamic<'a>(
     qualcomm: bool,
     dynamic: bool,
@@ -325,12 +326,6 @@ fn check_dynamic<'a>(
             return invalid(format!(
                 "image {partition:?} cannot be both logical (flashed from fastbootd) and \
                  reboot_bootloader (firmware flashed from the bootloader)"
-            ));
-        }
-        if logical && !dynamic {
-            return invalid(format!(
-                "image {partition:?} is logical but the package has no [dynamic] super_empty \
-                 layout to place it in"
             ));
         }
     }
@@ -604,9 +599,7 @@ mod tests {
             "packages without a layout sign the same bytes as before: {plain}"
         );
         m.images[0].logical = true;
-        assert!(
-            matches!(m.validate(), Err(PackageError::ManifestInvalid(e)) if e.contains("no [dynamic]"))
-        );
+        m.validate().unwrap();
         let mut super_empty = m.images[0].clone();
         super_empty.partition = SUPER_EMPTY.into();
         super_empty.logical = false;

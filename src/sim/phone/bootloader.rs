@@ -235,7 +235,7 @@ impl Bootloader {
 
     /// The phone goes away and boots again: what is in RAM (the download) is lost, the
     /// boot reads the version partition, and for [`BOOT_TIME`] nobody answers.
-    pub(super) fn restart(&mut self) {
+    fn restart(&mut self) {
         self.enter(Mode::Bootloader);
     }
 

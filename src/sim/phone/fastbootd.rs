@@ -432,11 +432,9 @@ impl Bootloader {
         let Some(mut new) = new else {
             return Response::Fail("Data is not a valid logical partition metadata image".into());
         };
-        let is_super = (self.cfg.dynamic.as_ref()).is_some_and(|_| {
-            ["_a", "_b", ""]
-                .iter()
-                .any(|s| self.super_for_suffix(s) == name)
-        });
+        let is_super = ["_a", "_b", ""]
+            .iter()
+            .any(|s| self.super_for_suffix(s) == name);
         let Some(part) = self.storage.get(name).filter(|_| is_super).cloned() else {
             return Response::Fail(format!(
                 "Cannot find {name}, build may be missing broken or missing boot_devices"
@@ -567,7 +565,7 @@ pub(super) fn prepare_supers(
             continue;
         };
         let io_err = |source: io::Error| super::ConfigError::Io {
-            path: part.name.clone().into(),
+            path: storage.image_path(part),
             source,
         };
         let mut file = storage.open_rw(part).map_err(io_err)?;

@@ -97,7 +97,8 @@ impl Storage {
         &self.table
     }
 
-    fn image_path(&self, part: &Partition) -> PathBuf {
+    /// The file holding `part`.
+    pub fn image_path(&self, part: &Partition) -> PathBuf {
         self.dir.join(format!("{}.img", part.name))
     }
 
