@@ -9,9 +9,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::bench::{hashes, image, Bench};
+use common::bench::{assert_prefix, hashes, image, Bench};
 use flashline::protocol::lp::{self, GroupSpec, PartitionSpec, SuperLayout};
-use flashline::sim::phone::PhoneConfig;
+use flashline::sim::phone::{Dynamic, PhoneConfig};
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -24,16 +24,17 @@ const ANDROID_INFO: &str = "require board=oriole|raven\n\
     require version-baseband=g5123b-135085-240517-B-11857288|g5123b-135085-240517-B-11857289\n\
     require partition-exists=vbmeta\n";
 
-/// A `super_empty.img` for an A/B, Virtual A/B phone, written by flashline's LP writer:
-/// system, vendor and product in both slots, sizes 0 (set at flash time).
+/// A `super_empty.img` for an A/B phone with dynamic partitions, written by flashline's LP
+/// writer: system, vendor and product in both slots, sizes 0 (set at flash time). Its
+/// groups are those of the virtual phone's super (`main_a`, `main_b`), as a real factory
+/// image's match its device's.
 fn super_empty() -> Vec<u8> {
-    let mut layout = SuperLayout::new(64 * MIB, 3);
-    layout.virtual_ab = true;
+    let mut layout = SuperLayout::new(64 * MIB, 2);
     for slot in ["a", "b"] {
-        let group = format!("google_dynamic_partitions_{slot}");
+        let group = format!("main_{slot}");
         layout.groups.push(GroupSpec {
             name: group.clone(),
-            maximum_size: 60 * MIB,
+            maximum_size: 0,
         });
         for name in ["system", "vendor", "product"] {
             layout.partitions.push(PartitionSpec {
@@ -60,6 +61,10 @@ struct Factory {
 
 impl Factory {
     fn new(fastboot_info: Option<&str>) -> Self {
+        Factory::with_info(ANDROID_INFO, fastboot_info)
+    }
+
+    fn with_info(android_info: &str, fastboot_info: Option<&str>) -> Self {
         let mut images: Vec<(String, Vec<u8>)> = [
             ("boot.img", image(64 * KIB, 0, 0)),
             ("vbmeta.img", image(8 * KIB, 0, 0)),
@@ -73,7 +78,7 @@ impl Factory {
         .map(|(name, bytes)| (name.to_string(), bytes))
         .collect();
         images.push(("super_empty.img".into(), super_empty()));
-        images.push(("android-info.txt".into(), ANDROID_INFO.as_bytes().to_vec()));
+        images.push(("android-info.txt".into(), android_info.as_bytes().to_vec()));
         if let Some(text) = fastboot_info {
             images.push(("fastboot-info.txt".into(), text.as_bytes().to_vec()));
         }
@@ -293,6 +298,27 @@ fn the_three_forms_pack_with_android_info_requirements_and_googles_order() {
             String::from_utf8_lossy(&verify.stderr)
         );
 
+        let human = bench.run(&[
+            "inspect",
+            pkg.to_str().unwrap(),
+            "--trust",
+            bench.path("keys").to_str().unwrap(),
+        ]);
+        let human = String::from_utf8_lossy(&human.stdout);
+        for line in [
+            "requires         board = oriole | raven",
+            "requires         has-slot:vbmeta = yes | no",
+            "system.img (",
+            "logical: through fastbootd",
+            "super layout     super_empty.img",
+        ] {
+            assert!(human.contains(line), "{form}: {line}\n{human}");
+        }
+        assert_eq!(
+            human.contains("then reboot-bootloader"),
+            firmware,
+            "{human}"
+        );
         let inspection = inspect(&bench, &pkg);
         let manifest = &inspection["manifest"];
         let mut expected: Vec<(String, String)> = Vec::new();
@@ -312,6 +338,25 @@ fn the_three_forms_pack_with_android_info_requirements_and_googles_order() {
                 .map(|(p, f)| (p.to_string(), f.to_string())),
         );
         assert_eq!(images(&factory, manifest), expected, "{form}");
+        for image in manifest["images"].as_array().unwrap() {
+            let partition = image["partition"].as_str().unwrap();
+            let logical = ["system", "vendor", "product"].contains(&partition);
+            let firmware = ["bootloader", "radio"].contains(&partition);
+            assert_eq!(
+                image["logical"].as_bool().unwrap_or(false),
+                logical,
+                "{partition}"
+            );
+            assert_eq!(
+                image["reboot_bootloader"].as_bool().unwrap_or(false),
+                firmware,
+                "{partition}"
+            );
+        }
+        assert_eq!(
+            manifest["dynamic"]["super_empty"]["sha256"],
+            sha256(factory.bytes("super_empty.img"))
+        );
         assert_eq!(requirement(manifest, "board"), ["oriole", "raven"]);
         assert_eq!(
             requirement(manifest, "version-bootloader"),
@@ -538,6 +583,26 @@ fn hostile_zips_are_refused_by_name_and_nothing_is_written() {
     }
 }
 
+#[cfg(unix)]
+#[test]
+fn links_in_a_product_out_folder_are_refused() {
+    let bench = Bench::new();
+    let factory = Factory::new(None);
+    for linked in ["boot.img", "android-info.txt"] {
+        let folder = bench.path(&format!("out-{linked}"));
+        factory.folder(&folder);
+        let real = bench.path(&format!("elsewhere-{linked}"));
+        std::fs::rename(folder.join(linked), &real).unwrap();
+        std::os::unix::fs::symlink(&real, folder.join(linked)).unwrap();
+        let pkg = bench.path("linked.flpkg");
+        let out = pack(&bench, &folder, &pkg, &["--version", "1.0.0"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{linked}");
+        assert!(stderr.contains("(a symbolic link)"), "{linked}: {stderr}");
+        assert!(!pkg.exists());
+    }
+}
+
 #[test]
 fn a_package_for_another_board_is_refused_by_preflight_before_any_write() {
     let bench = Bench::new();
@@ -586,4 +651,123 @@ fn a_package_for_another_board_is_refused_by_preflight_before_any_write() {
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
     assert_eq!(hashes(&dir), before);
+}
+
+/// The logical partition `name`'s bytes, read from the phone's super file through its LP
+/// metadata, as a device maps it.
+fn logical(dir: &Path, name: &str) -> Vec<u8> {
+    let mut file = File::open(dir.join("super.img")).unwrap();
+    let (_, metadata) = lp::read_metadata(&mut file, 0).unwrap();
+    let mut out = Vec::new();
+    lp::extract_partition(&mut file, &metadata, name, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_packed_factory_zip_flashes_the_dynamic_phone_end_to_end() {
+    let bench = Bench::new();
+    // The virtual phone reports no baseband, so this image requires none.
+    let factory = Factory::with_info(
+        "require board=oriole\nrequire version-bootloader=slider-14.5-11677881\n\
+         require partition-exists=vbmeta\n",
+        None,
+    );
+    let outer = bench.path(&format!("oriole-{BUILD}-factory-1234abcd.zip"));
+    factory.factory_zip(&outer, &bench.path(""));
+    let pkg = bench.path("oriole.flpkg");
+    // The virtual phone's anti-rollback level is 7.
+    let out = pack(&bench, &outer, &pkg, &["--security-version", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An A/B phone with dynamic partitions, over TCP: firmware and boot-critical images
+    // physical, system/vendor/product logical in a 64 MiB super.
+    let (phone, dir) = bench.phone(PhoneConfig {
+        product: "oriole".into(),
+        serial: "FACTORY2".into(),
+        firmware_version: "slider-14.5-11677881".into(),
+        partitions: vec![
+            ("bootloader".into(), MIB),
+            ("radio".into(), MIB),
+            ("boot".into(), MIB),
+            ("dtbo".into(), MIB),
+            ("vbmeta".into(), MIB),
+        ],
+        slots: true,
+        version_partition: None,
+        dynamic: Some(Dynamic {
+            super_size: 64 * MIB,
+            logical: vec![
+                ("system".into(), 4 * MIB),
+                ("vendor".into(), 4 * MIB),
+                ("product".into(), 4 * MIB),
+            ],
+            fastbootd_max_download_size: 256 * 1024,
+            ..Dynamic::default()
+        }),
+        ..PhoneConfig::default()
+    });
+    let (out, report) = bench.flash(&pkg, &phone, &[]);
+    assert!(
+        out.status.success(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let slot = report["activated_slot"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report:#}"));
+    for (partition, file) in [
+        ("bootloader", "bootloader-oriole-slider-14.5-11677881.img"),
+        ("radio", "radio-oriole-g5123b-135085-240517-b-11857288.img"),
+        ("boot", "boot.img"),
+        ("dtbo", "dtbo.img"),
+        ("vbmeta", "vbmeta.img"),
+    ] {
+        assert_prefix(
+            &dir.join(format!("{partition}_{slot}.img")),
+            factory.bytes(file),
+        );
+    }
+    for partition in ["system", "vendor", "product"] {
+        let expected = factory.bytes(&format!("{partition}.img"));
+        let landed = logical(&dir, &format!("{partition}_{slot}"));
+        assert!(landed.len() >= expected.len(), "{partition}");
+        assert!(
+            landed[..expected.len()] == *expected,
+            "{partition} did not land"
+        );
+    }
+    // Google's order on the wire: each firmware image followed by reboot-bootloader, the
+    // boot-critical images, then fastbootd, update-super and the logical images.
+    let commands: Vec<String> = phone
+        .commands()
+        .into_iter()
+        .filter(|c| !c.starts_with("getvar") && !c.starts_with("download"))
+        .skip_while(|c| !c.starts_with("flash:"))
+        .collect();
+    let expected = [
+        format!("flash:bootloader_{slot}"),
+        "reboot-bootloader".into(),
+        format!("flash:radio_{slot}"),
+        "reboot-bootloader".into(),
+        format!("flash:boot_{slot}"),
+        format!("flash:dtbo_{slot}"),
+        format!("flash:vbmeta_{slot}"),
+        format!("set_active:{slot}"),
+        "reboot-fastboot".into(),
+        "update-super:super".into(),
+        format!("resize-logical-partition:product_{slot}:"),
+        format!("flash:product_{slot}"),
+        format!("resize-logical-partition:system_{slot}:"),
+        format!("flash:system_{slot}"),
+        format!("resize-logical-partition:vendor_{slot}:"),
+        format!("flash:vendor_{slot}"),
+    ];
+    assert!(commands.len() >= expected.len(), "{commands:?}");
+    for (sent, expected) in commands.iter().zip(&expected) {
+        assert!(sent.starts_with(expected.as_str()), "{commands:?}");
+    }
 }

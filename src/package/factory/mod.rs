@@ -33,7 +33,8 @@ use self::archive::ZipSource;
 use super::dynamic;
 use super::manifest::{SourceDynamic, SourceImage, SourceManifest, Target, MAX_SUPER_EMPTY_SIZE};
 use super::pack::pack_source;
-use super::PackSummary;
+use super::verify::file_kind;
+use super::{PackSummary, PackageError};
 
 /// Largest android-info.txt or fastboot-info.txt read (real ones are a few hundred bytes).
 const MAX_TEXT: u64 = 64 * 1024;
@@ -234,7 +235,10 @@ impl Images {
                 for entry in std::fs::read_dir(dir).map_err(FactoryError::io(dir))? {
                     let entry = entry.map_err(FactoryError::io(dir))?;
                     let kind = entry.file_type().map_err(FactoryError::io(entry.path()))?;
-                    if let (true, Ok(name)) = (kind.is_file(), entry.file_name().into_string()) {
+                    // Links are listed so that packing names them as refused links
+                    // rather than as missing files.
+                    let listed = kind.is_file() || kind.is_symlink();
+                    if let (true, Ok(name)) = (listed, entry.file_name().into_string()) {
                         files.insert(name);
                     }
                 }
@@ -254,11 +258,19 @@ impl Images {
             }
             Images::Folder(dir) => {
                 let path = dir.join(name);
-                let file = match File::open(&path) {
-                    Ok(file) => file,
+                // As for images, a link is refused: what is signed is what is in the folder.
+                match path.symlink_metadata() {
+                    Ok(meta) if meta.is_file() => {}
+                    Ok(meta) => {
+                        return Err(FactoryError::Package(PackageError::NotARegularFile {
+                            path,
+                            kind: file_kind(&meta),
+                        }))
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(FactoryError::io(&path)(e)),
-                };
+                }
+                let file = File::open(&path).map_err(FactoryError::io(&path))?;
                 let mut bytes = Vec::new();
                 file.take(MAX_TEXT + 1)
                     .read_to_end(&mut bytes)

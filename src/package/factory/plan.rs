@@ -353,6 +353,53 @@ mod tests {
     }
 
     #[test]
+    fn a_real_fastboot_info_file_orders_a_real_layout() {
+        let path = format!(
+            "{}/tests/data/factory/samsung-sm8250-fastboot-info.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let info = fastboot_info::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let files = set(&[
+            "boot.img",
+            "dtbo.img",
+            "recovery.img",
+            "vbmeta.img",
+            "super_empty.img",
+            "system.img",
+            "system_ext.img",
+            "odm.img",
+            "product.img",
+            "vendor.img",
+        ]);
+        let logical = set(&["system", "system_ext", "odm", "product", "vendor"]);
+        let inputs = Inputs {
+            files: &files,
+            firmware: &[],
+            fastboot_info: Some(&info),
+            logical: &logical,
+            wipe: false,
+        };
+        let plan = plan(&inputs).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                "boot",
+                "dtbo",
+                "recovery",
+                "vbmeta_samsung",
+                "system(logical)",
+                "system_ext(logical)",
+                "odm(logical)",
+                "product(logical)",
+                "vendor(logical)",
+            ]
+        );
+        assert_eq!(plan.images[3].file, "vbmeta.img");
+        let skipped: Vec<&str> = plan.skipped.iter().map(|s| s.file.as_str()).collect();
+        assert_eq!(skipped, ["cache", "userdata", "metadata"]);
+    }
+
+    #[test]
     fn fastboot_info_order_wins() {
         let info = fastboot_info::parse(
             "version 1\nflash vbmeta\nflash boot\nreboot fastboot\nupdate-super\nflash vendor\nflash system\nflash --slot-other system system_other.img\nif-wipe erase userdata\n",
