@@ -559,25 +559,15 @@ fn hostile_replies_are_bounded_and_named() {
 #[test]
 fn packages_that_write_nv_or_do_not_fit_are_refused_at_pack_time() {
     let bench = Bench::new();
-    let cases: [(&str, Vec<(&str, Vec<u8>)>, &str); 3] = [
-        (
-            "writes-nv",
-            vec![("nvrofs", vec![1; 16])],
-            "an NV partition",
-        ),
-        (
-            "too-big",
-            vec![("zloader", vec![1; 0x2_0001])],
-            "holds 131072",
-        ),
-        (
-            "no-such",
-            vec![("modem", vec![1; 16])],
-            "not a flash partition",
-        ),
+    // (package, partition, image bytes, why it is refused)
+    let cases = [
+        ("writes-nv", "nvrofs", 16, "an NV partition"),
+        ("too-big", "zloader", 0x2_0001, "holds 131072"),
+        ("no-such", "modem", 16, "not a flash partition"),
     ];
-    for (name, images, why) in cases {
-        let images: Vec<(&str, &[u8])> = images.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    for (name, partition, len, why) in cases {
+        let bytes = vec![1u8; len];
+        let images: [(&str, &[u8]); 1] = [(partition, &bytes)];
         let manifest = write_source(&bench, name, PRODUCT, &virtual_table(), &images);
         let out = bench.run(&[
             "pack",
