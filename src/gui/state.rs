@@ -191,6 +191,8 @@ pub struct PackageCard {
     pub writes: Vec<String>,
     /// A Qualcomm flat build (flashed through EDL).
     pub qualcomm: bool,
+    /// A ZXIC package (flashed through the ZX297520V3 boot ROM).
+    pub zxic: bool,
     /// The signer and the signature's state, in plain words.
     pub signature: String,
 }
@@ -1158,6 +1160,7 @@ impl AppState {
                     version: card.version.clone(),
                     targets: card.targets.clone(),
                     qualcomm: card.qualcomm,
+                    zxic: card.zxic,
                     hwid: None,
                     pk_hash: None,
                 });
@@ -1554,6 +1557,7 @@ mod tests {
             targets: vec![],
             writes: vec![],
             qualcomm: false,
+            zxic: false,
             signature: String::new(),
         });
         s.apply(
@@ -1621,6 +1625,7 @@ mod tests {
             targets: vec![],
             writes: vec![],
             qualcomm: false,
+            zxic: false,
             signature: String::new(),
         });
         s.apply(
