@@ -53,8 +53,8 @@ fn new_table() -> PartitionTable {
     t
 }
 
-/// Writes and packs a ZXIC package for [`PRODUCT`].
-fn pack(
+/// Writes a ZXIC package's source folder and manifest; returns the manifest's path.
+fn write_source(
     bench: &Bench,
     name: &str,
     product: &str,
@@ -79,7 +79,19 @@ fn pack(
         ));
     }
     std::fs::write(src.join("manifest.toml"), manifest).unwrap();
-    bench.pack_manifest(&src, name)
+    src.join("manifest.toml")
+}
+
+/// Writes and packs a ZXIC package for [`PRODUCT`].
+fn pack(
+    bench: &Bench,
+    name: &str,
+    product: &str,
+    table: &PartitionTable,
+    images: &[(&str, &[u8])],
+) -> PathBuf {
+    let manifest = write_source(bench, name, product, table, images);
+    bench.pack_manifest(manifest.parent().unwrap(), name)
 }
 
 fn start(bench: &Bench, cfg: ZxicConfig) -> RunningZxic {
@@ -542,4 +554,33 @@ fn hostile_replies_are_bounded_and_named() {
     // The right CRC, little-endian, passes.
     let crc = flashline::protocol::zxic::crc32(&[0u8; 16]).to_le_bytes();
     write(&mut Scripted::link(&[b"\0DATA 00000010\0", &crc]), 16).unwrap();
+}
+
+#[test]
+fn packages_that_write_nv_or_do_not_fit_are_refused_at_pack_time() {
+    let bench = Bench::new();
+    // (package, partition, image bytes, why it is refused)
+    let cases = [
+        ("writes-nv", "nvrofs", 16, "an NV partition"),
+        ("too-big", "zloader", 0x2_0001, "holds 131072"),
+        ("no-such", "modem", 16, "not a flash partition"),
+    ];
+    for (name, partition, len, why) in cases {
+        let bytes = vec![1u8; len];
+        let images: [(&str, &[u8]); 1] = [(partition, &bytes)];
+        let manifest = write_source(&bench, name, PRODUCT, &virtual_table(), &images);
+        let out = bench.run(&[
+            "pack",
+            manifest.to_str().unwrap(),
+            "--key",
+            bench.path("keys/release.key").to_str().unwrap(),
+            "-o",
+            bench.path(&format!("{name}.flpkg")).to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{name}: {stderr}"
+        );
+    }
 }

@@ -657,6 +657,7 @@ fn describe(path: &Path, trust: &TrustStore) -> (PackageState, Option<VerifiedPa
         targets: m.targets.iter().map(|t| t.product.clone()).collect(),
         writes: writes(m),
         qualcomm: m.qualcomm.is_some(),
+        zxic: m.zxic.is_some(),
         signature: signature_words(&inspection.signatures),
     };
     match opened.verify(trust) {

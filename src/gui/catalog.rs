@@ -28,6 +28,8 @@ pub struct CatalogEntry {
     pub targets: Vec<String>,
     /// A Qualcomm flat build (flashed through EDL), rather than a fastboot package.
     pub qualcomm: bool,
+    /// A ZXIC package (flashed through the ZX297520V3 boot ROM).
+    pub zxic: bool,
     /// The MSM hardware id its programmer is signed for (`[qualcomm] hwid`), if declared.
     pub hwid: Option<String>,
     /// The OEM key hash its programmer is signed for (`[qualcomm] pk_hash`), if declared.
@@ -87,6 +89,7 @@ fn entry(path: &Path) -> Option<CatalogEntry> {
         version: m.version.to_string(),
         targets: m.targets.iter().map(|t| t.product.clone()).collect(),
         qualcomm: m.qualcomm.is_some(),
+        zxic: m.zxic.is_some(),
         hwid: m.qualcomm.as_ref().and_then(|q| q.hwid.clone()),
         pk_hash: m.qualcomm.as_ref().and_then(|q| q.pk_hash.clone()),
     })
@@ -106,8 +109,8 @@ pub struct Offer {
 /// The packages that can recover a device in `mode` whose model is `model` and whose
 /// chip (Sahara command mode, in EDL) is `chip`, where known.
 ///
-/// A device in EDL, DIAG or modem mode takes a Qualcomm flat build, a phone in fastboot a
-/// fastboot package. A flat build whose programmer is signed for another chip
+/// A device in EDL, DIAG or modem mode takes a Qualcomm flat build, a ZXIC device in its
+/// boot ROM a ZXIC package, a phone in fastboot a fastboot package. A flat build whose programmer is signed for another chip
 /// (`[qualcomm] hwid`/`pk_hash`) is never offered: the job would refuse it. Among the
 /// rest, those that name the model or are signed for the chip come first and alone; a
 /// device that can say neither (a brick in EDL reports no model) is offered every package
@@ -122,7 +125,8 @@ pub fn offer(
     let fits = |e: &CatalogEntry| chip.and_then(|c| e.fits_chip(c));
     let kind: Vec<CatalogEntry> = catalog
         .iter()
-        .filter(|e| e.qualcomm == qualcomm && fits(e) != Some(false))
+        .filter(|e| e.qualcomm == qualcomm && e.zxic == (mode == Mode::Zxic))
+        .filter(|e| fits(e) != Some(false))
         .cloned()
         .collect();
     let named: Vec<CatalogEntry> = kind
@@ -157,6 +161,7 @@ mod tests {
             version: "1.0.0".into(),
             targets: targets.iter().map(|t| t.to_string()).collect(),
             qualcomm,
+            zxic: false,
             hwid: None,
             pk_hash: None,
         }
@@ -238,5 +243,25 @@ mod tests {
         let o = offer(&catalog, Mode::Edl, None, Some(&stranger));
         assert!(!o.by_model);
         assert_eq!(names(&o), ["unsigned"]);
+    }
+
+    #[test]
+    fn a_zxic_device_is_offered_zxic_packages_only_and_phones_never_them() {
+        let zxic = CatalogEntry {
+            zxic: true,
+            ..entry("zxic", &["ZX7520-SIM"], false)
+        };
+        let catalog = [
+            entry("phone", &["zte-demo-phone"], false),
+            entry("hotspot", &["MU300"], true),
+            zxic,
+        ];
+        let names = |o: Offer| o.packages.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        assert_eq!(names(offer(&catalog, Mode::Zxic, None, None)), ["zxic"]);
+        assert_eq!(
+            names(offer(&catalog, Mode::Fastboot, None, None)),
+            ["phone"]
+        );
+        assert_eq!(names(offer(&catalog, Mode::Edl, None, None)), ["hotspot"]);
     }
 }

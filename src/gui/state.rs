@@ -195,6 +195,8 @@ pub struct PackageCard {
     pub writes: Vec<String>,
     /// A Qualcomm flat build (flashed through EDL).
     pub qualcomm: bool,
+    /// A ZXIC package (flashed through the ZX297520V3 boot ROM).
+    pub zxic: bool,
     /// The signer and the signature's state, in plain words.
     pub signature: String,
 }
@@ -1174,6 +1176,7 @@ impl AppState {
                     version: card.version.clone(),
                     targets: card.targets.clone(),
                     qualcomm: card.qualcomm,
+                    zxic: card.zxic,
                     hwid: None,
                     pk_hash: None,
                 });
@@ -1585,6 +1588,7 @@ mod tests {
             targets: vec![],
             writes: vec![],
             qualcomm: false,
+            zxic: false,
             signature: String::new(),
         });
         s.apply(
@@ -1652,6 +1656,7 @@ mod tests {
             targets: vec![],
             writes: vec![],
             qualcomm: false,
+            zxic: false,
             signature: String::new(),
         });
         s.apply(

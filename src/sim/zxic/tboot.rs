@@ -11,13 +11,9 @@ use crate::sim::fault::{garbage, Cut, Match, Reaction};
 use super::storage::Refusal;
 use super::{lock, next_byte, read_exact, Device, Line, Profile};
 
-/// Why the loader stopped serving.
-enum Gone {
-    /// Stopped, or the host went quiet mid-transfer for good.
-    Stopped,
-    /// The device resets (reboot, power loss, link drop, reenumerate).
-    Reset,
-}
+/// The loader stops serving: the simulator stops, the line failed, or the device resets
+/// (reboot, power loss, link drop).
+struct Gone;
 
 /// Serves TBootPro until the device resets or the simulator stops.
 pub(super) fn run(device: &Device, line: &mut dyn Line) {
@@ -90,7 +86,7 @@ fn send(device: &Device, line: &mut dyn Line, reply: &Reply) -> Result<(), Gone>
         String::from_utf8_lossy(&reply.to_wire()).trim_end_matches('\0')
     ));
     line.write(&bytes, device.cfg.data_timeout)
-        .map_err(|_| Gone::Stopped)
+        .map_err(|_| Gone)
 }
 
 fn fail(device: &Device, line: &mut dyn Line, reason: &str) -> Result<(), Gone> {
@@ -141,7 +137,7 @@ fn serve(
         },
         Command::Reboot => {
             okay(device, line, "REBOOT")?;
-            Err(Gone::Reset)
+            Err(Gone)
         }
     }
 }
@@ -270,7 +266,7 @@ fn write(device: &Device, line: &mut dyn Line, at: u64, len: u32, crc: bool) -> 
                     Cut::Power => "tboot:power lost".into(),
                     Cut::Link => "tboot:link dropped".into(),
                 });
-                return Err(Gone::Reset);
+                return Err(Gone);
             }
         }
         done += n;
@@ -279,7 +275,7 @@ fn write(device: &Device, line: &mut dyn Line, at: u64, len: u32, crc: bool) -> 
         device.record(format!("tboot:crc 0x{:08x}", sum.value()));
         return line
             .write(&sum.value().to_le_bytes(), device.cfg.data_timeout)
-            .map_err(|_| Gone::Stopped);
+            .map_err(|_| Gone);
     }
     okay(device, line, "")
 }
@@ -296,10 +292,10 @@ fn read(device: &Device, line: &mut dyn Line, at: u64, len: u32) -> Result<(), G
     // without host input in between for the same offer.
     let mut window = vec![0u8; n as usize];
     if device.storage.read(at, &mut window).is_err() {
-        return Err(Gone::Stopped);
+        return Err(Gone);
     }
     line.write(&window, device.cfg.data_timeout)
-        .map_err(|_| Gone::Stopped)?;
+        .map_err(|_| Gone)?;
     if !host_okay(device, line) {
         return Ok(());
     }
