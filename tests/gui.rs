@@ -770,3 +770,38 @@ fn a_zxic_hotspot_in_its_boot_rom_is_flashed_from_the_gui() {
         "nvrofs and nvrw"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn the_unisoc_hotspot_is_flashed_from_the_gui_and_its_nv_kept() {
+    let _one = exclusive();
+    let mut b = Bench::start(BenchSpec {
+        phones: 0,
+        qualcomm: true,
+    });
+    b.wait("the Unisoc hotspot", |s| s.device("FLUNISOC001").is_some());
+    assert_eq!(b.row("FLUNISOC001").mode, Mode::Unisoc);
+    let pkg = b.packages().unisoc.clone().unwrap();
+    b.open(&pkg);
+    let label = b.row("FLUNISOC001").name();
+    b.tick(&label);
+    b.wait("the Unisoc hotspot's preflight", |s| {
+        s.device("FLUNISOC001")
+            .is_some_and(|d| d.badge() == Badge::Ready)
+    });
+    b.click("Flash 1 device");
+    b.click("Start flashing");
+    b.wait("the Unisoc job", |s| {
+        s.device("FLUNISOC001")
+            .is_some_and(|d| d.badge() != Badge::Flashing)
+    });
+    let row = b.row("FLUNISOC001");
+    let finished = row.job.as_ref().unwrap().finished.clone().unwrap();
+    assert_eq!(finished.outcome, Outcome::Success, "{:?}", finished.error);
+    // l_fixnv1, l_fixnv2, prodnv and miscdata were backed up.
+    assert_eq!(row.job.as_ref().unwrap().backups.len(), 4);
+    let work = b.bench.as_ref().unwrap().work_dir().to_path_buf();
+    let boot = std::fs::read(work.join("virtual-unisoc/boot.img")).unwrap();
+    let image = std::fs::read(work.join("package-unisoc/boot.img")).unwrap();
+    assert_eq!(boot[..image.len()], image[..]);
+}

@@ -572,3 +572,48 @@ fn a_device_asked_before_answers_again_and_is_flashed() {
         .count();
     assert_eq!(versions, 2);
 }
+
+#[test]
+fn a_refused_write_and_a_stalled_read_are_clear_errors() {
+    let bench = Bench::new();
+    let imgs = images();
+    let pkg = pack(&bench, "stock", &imgs);
+    let cfg = UnisocConfig {
+        faults: vec![
+            Fault::Fail {
+                command: "START_DATA boot".into(),
+                nth: 1,
+            },
+            Fault::Stall {
+                command: "READ_MIDST prodnv".into(),
+                nth: 1,
+            },
+        ]
+        .into(),
+        data_timeout: Duration::from_secs(1),
+        ..UnisocConfig::default()
+    };
+    let sim = device(&bench, cfg);
+    let boot_before = read(&sim.partition_path("boot"));
+    // The backup reads prodnv first of all: the stall ends the job before any write.
+    let started = Instant::now();
+    let (out, report) = bench.job("flash", &pkg, Some(sim.address()), &["--timeout", "2s"]);
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("backup") && error.contains("did not answer"),
+        "{error}"
+    );
+    // Run again: the boot ROM refuses START_DATA for boot once.
+    std::thread::sleep(Duration::from_secs(2));
+    let (out, report) = bench.job("flash", &pkg, Some(sim.address()), &["--timeout", "2s"]);
+    assert!(!out.status.success());
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("OPERATION_FAILED") && error.contains("writing boot"),
+        "{error}"
+    );
+    assert_eq!(read(&sim.partition_path("boot")), boot_before);
+    assert_eq!(sim.faults_fired().len(), 2);
+}
