@@ -205,8 +205,10 @@ fn minimal_manifest_packs_and_verifies() {
     assert_eq!(pkg.signer().key_id, bench.key_id);
     assert_eq!(pkg.signer().name, "test-release");
     assert_eq!(pkg.signer().scope, KeyScope::Any);
-    let whole: [u8; 32] = Sha256::digest(fs::read(&path).unwrap()).into();
-    assert_eq!(pkg.package_sha256().0, whole);
+    // The package is named by its signed manifest (the exact bytes serde_json wrote).
+    let signed: [u8; 32] = Sha256::digest(serde_json::to_vec(m).unwrap()).into();
+    assert_eq!(pkg.manifest_sha256().0, signed);
+    assert!(image.blocks.is_some(), "new packages sign block hashes");
     assert_eq!(pkg.path(), path);
     assert_eq!(read_all(&pkg, 0), boot);
     assert!(matches!(
@@ -717,7 +719,7 @@ fn demo_key_signs_virtual_only_packages() {
         .unwrap();
     assert_eq!(pkg.signer().scope, KeyScope::VirtualOnly);
     assert_eq!(pkg.signer().name, "flashline-demo-INSECURE");
-    assert_eq!(pkg.package_sha256(), summary.package_sha256);
+    assert_eq!(pkg.manifest_sha256(), summary.manifest_sha256);
     assert!(matches!(
         Package::open(&summary.path).unwrap().verify(&bench.trust),
         Err(PackageError::UnknownKey(_))

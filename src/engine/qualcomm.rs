@@ -321,6 +321,7 @@ impl Programmed<'_> {
                 sha256_sent: None,
                 seconds: None,
                 verified_by: None,
+                skipped: None,
                 status: "not-started".into(),
             })
             .collect();

@@ -151,6 +151,65 @@ pub struct Image {
     /// Present when the image is an Android sparse image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse: Option<SparseInfo>,
+    /// The sha256 of every block of the stored bytes, so each block can be checked on its
+    /// way to the device instead of the whole image before it. Packages made before block
+    /// hashes existed have none: their images are hashed whole when verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<ImageBlocks>,
+}
+
+/// The per-block hashes of one image (see [`crate::hashing::BlockHashes::signed_block_size`]
+/// for the block size flashline chooses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBlocks {
+    /// Bytes per block; the last block holds the rest of the image.
+    pub size: u32,
+    /// The blocks' sha256 digests, in order, as one string of 64 lowercase hex digits per
+    /// block (compact: a 4 GiB image's 2048 hashes take 128 KiB of manifest).
+    pub sha256: String,
+}
+
+/// Smallest block a package may declare: smaller blocks would make the manifest large.
+const MIN_BLOCK_SIZE: u32 = 64 * 1024;
+
+impl ImageBlocks {
+    /// The blocks' digests, decoded.
+    pub fn hashes(&self) -> Vec<[u8; 32]> {
+        self.sha256
+            .as_bytes()
+            .chunks(64)
+            .filter_map(|hex| super::decode_lower_hex(std::str::from_utf8(hex).ok()?))
+            .collect()
+    }
+
+    /// As a [`crate::hashing::BlockHashes`] for checking a stream.
+    pub fn block_hashes(&self) -> crate::hashing::BlockHashes {
+        crate::hashing::BlockHashes::new(self.size as usize, self.hashes())
+    }
+
+    fn validate(&self, image: &Image) -> Result<(), PackageError> {
+        let bad = |reason: String| {
+            PackageError::ManifestInvalid(format!("block hashes of {}: {reason}", image.partition))
+        };
+        if self.size < MIN_BLOCK_SIZE || !self.size.is_power_of_two() {
+            return Err(bad(format!(
+                "block size {} is not a power of two of at least {MIN_BLOCK_SIZE}",
+                self.size
+            )));
+        }
+        let count = image.size.div_ceil(u64::from(self.size));
+        if self.sha256.len() as u64 != count * 64 {
+            return Err(bad(format!(
+                "{count} blocks need {} hex digits",
+                count * 64
+            )));
+        }
+        if self.hashes().len() as u64 != count {
+            return Err(bad("hashes must be lowercase hex digits".into()));
+        }
+        Ok(())
+    }
 }
 
 /// The facts of a sparse image's header, so the size on the device is known before flashing.
@@ -253,6 +312,9 @@ impl Image {
                 partition: self.partition.clone(),
                 size: self.size,
             });
+        }
+        if let Some(blocks) = &self.blocks {
+            blocks.validate(self)?;
         }
         if let Some(sparse) = self.sparse {
             let consistent = sparse.blk_sz != 0
@@ -416,6 +478,7 @@ mod tests {
                 size: 4096,
                 sha256: Sha256Sum([0xab; 32]),
                 sparse: None,
+                blocks: None,
             }],
             qualcomm: None,
             signer: KeyId::from_bytes([1; 8]),

@@ -31,8 +31,8 @@ pub use error::PackageError;
 pub use inspect::{inspect, Inspection, SignatureReport, SignatureStatus};
 pub use keys::{generate_key, GeneratedKey, KeyId, PublicKey};
 pub use manifest::{
-    Image, Manifest, Requirement, Sha256Sum, SparseInfo, Target, MAX_IMAGES, MAX_IMAGE_SIZE,
-    MAX_TARGETS,
+    Image, ImageBlocks, Manifest, Requirement, Sha256Sum, SparseInfo, Target, MAX_IMAGES,
+    MAX_IMAGE_SIZE, MAX_TARGETS,
 };
 pub use pack::{pack, PackSummary};
 pub use reader::{ImageReader, PlanningReader};

@@ -634,6 +634,7 @@ mod tests {
             size,
             sha256: Sha256Sum([0; 32]),
             sparse: None,
+            blocks: None,
         }
     }
 
