@@ -414,3 +414,35 @@ fn packages_without_block_hashes_still_verify_and_flash() {
         hex::encode(Sha256::digest(&manifest))
     );
 }
+
+#[test]
+fn a_model_that_takes_only_raw_images_for_a_partition_gets_the_image_expanded() {
+    let bench = Bench::new();
+    // 512 KiB random, 1 MiB zeros: packed as a sparse image.
+    let boot = image(512 * 1024, MIB, 0);
+    let pkg = bench.pack(
+        "raw",
+        "2.1.0",
+        7,
+        "flashline-raw-boot-phone",
+        &[("boot", &boot)],
+    );
+    let phone_cfg = |raw_only: Vec<String>| PhoneConfig {
+        product: "flashline-raw-boot-phone".into(),
+        partitions: vec![("boot".into(), 4 * MIB as u64)],
+        raw_only,
+        ..PhoneConfig::default()
+    };
+    // The bootloader refuses sparse images for boot...
+    let (phone, dir) = bench.phone(phone_cfg(vec!["boot".into()]));
+    let (out, report) = bench.flash(&pkg, &phone, &["--allow-older"]);
+    assert!(out.status.success(), "{report:#}");
+    assert_prefix(&dir.join("boot.img"), &boot);
+    // ...and got the expanded image in one raw download.
+    let download = format!("download:{:08x}", boot.len());
+    assert!(
+        phone.commands().contains(&download),
+        "{:?}",
+        phone.commands()
+    );
+}

@@ -46,6 +46,8 @@ pub struct FastbootDriver<T: Transport> {
     prepared: BTreeMap<String, SplitPlan>,
     /// What the last `getvar:all` listed, so later questions cost no round trip.
     listed: Variables,
+    /// Partitions (without slot suffix) this model takes only raw images for (quirks).
+    raw_only: Vec<String>,
 }
 
 /// How an image too large for one download is cut.
@@ -89,6 +91,7 @@ impl<T: Transport> FastbootDriver<T> {
             scratch: Vec::new(),
             prepared: BTreeMap::new(),
             listed: Variables::default(),
+            raw_only: Vec::new(),
         }
     }
 
@@ -186,6 +189,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .filter(|s| !is_placeholder_serial(s))
             .and_then(printable);
         let facts = self.quirks.fastboot_facts(product.as_deref());
+        self.raw_only = facts.raw_only.clone();
 
         // A comparable version only where the quirks file names its variable; otherwise
         // the bootloader's own version string is kept to be shown, never compared.
@@ -274,6 +278,9 @@ impl<T: Transport> Driver for FastbootDriver<T> {
     fn prepare(&mut self, target: &Target, image: &dyn ImageSource) -> Result<(), DeviceError> {
         let partition = Self::partition(target)?;
         let limit = self.download_limit()?;
+        if image.is_sparse() && self.takes_raw_only(partition) {
+            return Self::raw_download_len(partition, image, limit).map(drop);
+        }
         if image.len() > limit {
             let plan = Self::plan_split(image, limit)?;
             self.prepared.insert(partition.to_string(), plan);
@@ -289,6 +296,9 @@ impl<T: Transport> Driver for FastbootDriver<T> {
     ) -> Result<(), DeviceError> {
         let partition = Self::partition(target)?;
         let limit = self.download_limit()?;
+        if image.is_sparse() && self.takes_raw_only(partition) {
+            return self.write_expanded(partition, image, limit, progress);
+        }
         if image.len() <= limit {
             return self.write_whole(partition, image, progress);
         }
@@ -379,6 +389,70 @@ impl<T: Transport> FastbootDriver<T> {
         })?;
         self.client.flash_writing(partition, writes)?;
         Ok(())
+    }
+
+    /// Whether the quirks say this model takes only raw images for `partition`.
+    fn takes_raw_only(&self, partition: &str) -> bool {
+        let base = partition
+            .strip_suffix("_a")
+            .or_else(|| partition.strip_suffix("_b"))
+            .unwrap_or(partition);
+        self.raw_only.iter().any(|p| p == base)
+    }
+
+    /// Sends a sparse image expanded, as one raw download, to a partition the bootloader
+    /// takes only raw images for (DONT_CARE runs go as zeros, as `simg2img` writes them).
+    /// The sparse bytes are read through the checking send reader, and `flash` is sent
+    /// only if they were the signed ones.
+    fn write_expanded(
+        &mut self,
+        partition: &str,
+        image: &dyn ImageSource,
+        limit: u64,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<(), DeviceError> {
+        let len = Self::raw_download_len(partition, image, limit)?;
+        tracing::info!("{partition} takes raw images only: sending the sparse image expanded");
+        let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
+        let client = &mut self.client;
+        std::thread::scope(|scope| {
+            let mut src = ReadAhead::spawn(scope, reader).map_err(DeviceError::ImageRead)?;
+            let sent = client.download(len, |w| {
+                let mut raw = Expanded {
+                    out: w,
+                    at: 0,
+                    progress,
+                };
+                sparse::expand(&mut src, &mut raw).map_err(|e| io::Error::other(e.to_string()))?;
+                // Whatever follows the last chunk must still be the checked image.
+                io::copy(&mut src, &mut io::sink())?;
+                Ok(())
+            });
+            let reader = src.finish();
+            sent?;
+            reader.verify().map_err(DeviceError::ImageChanged)
+        })?;
+        self.client.flash_writing(partition, u64::from(len))?;
+        Ok(())
+    }
+
+    /// The length of a sparse image expanded, if it fits one download.
+    fn raw_download_len(
+        partition: &str,
+        image: &dyn ImageSource,
+        limit: u64,
+    ) -> Result<u32, DeviceError> {
+        let mut header = image.plan_reader().map_err(DeviceError::ImageRead)?;
+        let expanded = sparse::read_header(&mut header)?.expanded_len();
+        u32::try_from(expanded)
+            .ok()
+            .filter(|&n| u64::from(n) <= limit)
+            .ok_or_else(|| {
+                DeviceError::TooLarge(format!(
+                    "this bootloader takes only raw images for {partition}, and the image \
+                     expands to {expanded} bytes, more than its download buffer ({limit} bytes)"
+                ))
+            })
     }
 
     fn partition(target: &Target) -> Result<&str, DeviceError> {
@@ -609,6 +683,46 @@ impl<R: Read> Read for FillCheck<R> {
         }
         self.position = end;
         Ok(n)
+    }
+}
+
+/// Writes the regions of an expanded sparse image in order, as raw bytes.
+struct Expanded<'w, 'p, 'a> {
+    out: &'w mut dyn Write,
+    at: u64,
+    progress: &'p mut ProgressFn<'a>,
+}
+
+impl Expanded<'_, '_, '_> {
+    fn repeat(&mut self, len: u64, pattern: [u8; 4]) -> io::Result<()> {
+        let block: Vec<u8> = pattern.iter().copied().cycle().take(64 * 1024).collect();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            self.out.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        self.at += len;
+        (self.progress)(self.at);
+        Ok(())
+    }
+}
+
+impl sparse::RegionSink for Expanded<'_, '_, '_> {
+    fn begin(&mut self, _: &sparse::Header) -> io::Result<()> {
+        Ok(())
+    }
+    fn data(&mut self, _: u64, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.at += bytes.len() as u64;
+        (self.progress)(self.at);
+        Ok(())
+    }
+    fn fill(&mut self, _: u64, len: u64, pattern: [u8; 4]) -> io::Result<()> {
+        self.repeat(len, pattern)
+    }
+    fn skip(&mut self, _: u64, len: u64) -> io::Result<()> {
+        self.repeat(len, [0; 4])
     }
 }
 

@@ -122,6 +122,12 @@ pub struct PhoneConfig {
     /// Answer every `getvar` as a real device did ([`Transcript`]); see
     /// [`PhoneConfig::replaying`].
     pub replay: Option<Arc<Transcript>>,
+    /// Partitions whose `flash` refuses a sparse image, as some U-Boot fastboot targets
+    /// refuse it for eMMC boot partitions (public reports:
+    /// <https://github.com/boardswarm/boardswarm/pull/146>, "Not all fastboot targets
+    /// support sparse images; in implementations like u-boot it even depends on the
+    /// target"). The refusal's wording is this simulator's (virtual).
+    pub raw_only: Vec<String>,
 }
 
 impl Default for PhoneConfig {
@@ -149,6 +155,7 @@ impl Default for PhoneConfig {
             faults: FaultPlan::none(),
             profile: None,
             replay: None,
+            raw_only: Vec::new(),
         }
     }
 }
