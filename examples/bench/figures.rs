@@ -1,4 +1,4 @@
-//! The seven figures of the benchmark, each measured side by side in one run.
+//! Figures 1 to 7 of the benchmark, each measured side by side in one run.
 
 use std::fs::File;
 use std::io::Read;

@@ -56,7 +56,8 @@ fn system_tree(dir: &Path, data: u64) -> Result<()> {
         }
         .min(left);
         if n.is_multiple_of(3) {
-            let text = format!("config line {n}\n").repeat((len / 16) as usize + 1);
+            let line = format!("config line {n}\n");
+            let text = line.repeat(len as usize / line.len() + 1);
             std::fs::write(
                 sub.join(format!("f{n}.conf")),
                 &text.as_bytes()[..len as usize],

@@ -773,6 +773,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_block_planned_as_a_fill_must_hold_its_pattern_when_sent() {
+        // Planned from bytes whose second block was uniform...
+        let planned = [vec![1u8; 4096], vec![7u8; 4096], vec![2u8; 4096]].concat();
+        let layout = sparse::scan_raw(&planned[..], planned.len() as u64).unwrap();
+        let mut same = FillCheck::new(&planned[..], &layout, false);
+        io::copy(&mut same, &mut io::sink()).unwrap();
+        // ...but the (checked) bytes sent hold data there: never sent as that FILL.
+        let mut sent = planned.clone();
+        sent[4096 + 100] = 8;
+        let mut check = FillCheck::new(&sent[..], &layout, false);
+        let err = io::copy(&mut check, &mut io::sink()).unwrap_err();
+        assert!(err.to_string().contains("byte 4096"), "{err}");
+    }
+
+    #[test]
     fn versions_are_read_leniently() {
         assert_eq!(
             lenient_version("2.1.0"),
