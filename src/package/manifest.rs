@@ -509,6 +509,36 @@ mod tests {
     }
 
     #[test]
+    fn block_hashes_are_exact_and_cover_the_image() {
+        let blocks = |size: u32, hex: String| {
+            let mut m = sample();
+            m.images[0].size = 3 * 1024 * 1024 + 1;
+            m.images[0].blocks = Some(ImageBlocks { size, sha256: hex });
+            m
+        };
+        let good = blocks(1 << 20, "ab".repeat(32 * 4));
+        good.validate().unwrap();
+        let bytes = serde_json::to_vec(&good).unwrap();
+        assert_eq!(Manifest::from_signed_bytes(&bytes).unwrap(), good);
+        assert_eq!(
+            good.images[0].blocks.as_ref().unwrap().hashes(),
+            vec![[0xab; 32]; 4]
+        );
+        for bad in [
+            blocks(1 << 20, "ab".repeat(32 * 3)),
+            blocks(1 << 20, "AB".repeat(32 * 4)),
+            blocks(4096, "ab".repeat(32 * 769)),
+            blocks(3 << 20, "ab".repeat(32 * 2)),
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(PackageError::ManifestInvalid(_))),
+                "{:?}",
+                bad.images[0].blocks
+            );
+        }
+    }
+
+    #[test]
     fn semantic_rules() {
         let mut m = sample();
         m.images.push(m.images[0].clone());
