@@ -180,7 +180,7 @@ pub fn versus_fastboot(
         number,
         what,
         measured: format!(
-            "{end_to_end:.2} end to end (verify + flash); {flash_only:.2} writing only \
+            "{end_to_end:.2} end to end; {flash_only:.2} writing only \
              ({fl:.2} s / {flash:.2} s vs {fb:.2} s)"
         ),
         target: "≤ 1.3".into(),
