@@ -85,28 +85,64 @@ impl BlockHashes {
     const MAX_BLOCKS: u64 = 65_536;
     /// The smallest block: large enough that hashing per block costs nothing extra.
     const MIN_BLOCK: u64 = 1024 * 1024;
+    /// Signed block lists aim at no more blocks than this per image, so that the hashes of
+    /// a whole build stay well inside the signed manifest's size cap.
+    const SIGNED_BLOCKS: u64 = 2048;
 
     /// The block size used for a stream of `len` bytes.
     pub fn block_size(len: u64) -> usize {
         let block = len.div_ceil(Self::MAX_BLOCKS).max(Self::MIN_BLOCK);
         usize::try_from(block.next_multiple_of(Self::MIN_BLOCK)).unwrap_or(usize::MAX)
     }
+
+    /// The block size a package records for an image of `len` bytes: 1 MiB, doubled until
+    /// the image has at most 2048 blocks (2 MiB from 2 GiB on, 4 MiB from 4 GiB on).
+    ///
+    /// A power of two from 1 MiB on, so every block is a whole number of 4096-byte sparse
+    /// blocks and of 512- or 4096-byte sectors, and is a whole number of the 1 MiB
+    /// Firehose payloads flashline asks for: a block can be checked before any of it
+    /// leaves whichever way the image is cut, and an EDL device's digest of the matching
+    /// sub-range can be compared with the signed hash itself.
+    pub fn signed_block_size(len: u64) -> u32 {
+        let mut block = Self::MIN_BLOCK;
+        while len.div_ceil(block) > Self::SIGNED_BLOCKS && block < (1 << 30) {
+            block *= 2;
+        }
+        block as u32
+    }
+
+    /// Hashes recorded elsewhere (a signed manifest), `block` bytes each.
+    pub fn new(block: usize, hashes: Vec<[u8; 32]>) -> Self {
+        BlockHashes {
+            block: block.max(1),
+            hashes,
+        }
+    }
+
+    /// Bytes per block (the last block of a stream may be shorter).
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// The hash of every block, in order.
+    pub fn hashes(&self) -> &[[u8; 32]] {
+        &self.hashes
+    }
 }
 
-/// Records the [`BlockHashes`] of everything read through it.
-pub struct BlockHasher<R> {
-    inner: R,
+/// Takes the [`BlockHashes`] of a stream fed to it piece by piece.
+#[derive(Clone)]
+pub struct BlockDigests {
     block: usize,
     filled: usize,
     hasher: Sha256,
     hashes: Vec<[u8; 32]>,
 }
 
-impl<R> BlockHasher<R> {
-    /// Wraps `inner`, hashing in blocks of `block` bytes.
-    pub fn new(inner: R, block: usize) -> Self {
-        BlockHasher {
-            inner,
+impl BlockDigests {
+    /// Hashes in blocks of `block` bytes.
+    pub fn new(block: usize) -> Self {
+        BlockDigests {
             block: block.max(1),
             filled: 0,
             hasher: Sha256::new(),
@@ -114,33 +150,57 @@ impl<R> BlockHasher<R> {
         }
     }
 
-    /// The inner reader and the hashes of everything read (the last block may be short).
-    pub fn finish(mut self) -> (R, BlockHashes) {
+    /// Takes in the next bytes of the stream.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = bytes.len().min(self.block - self.filled);
+            self.hasher.update(&bytes[..take]);
+            self.filled += take;
+            bytes = &bytes[take..];
+            if self.filled == self.block {
+                self.hashes.push(self.hasher.finalize_reset().into());
+                self.filled = 0;
+            }
+        }
+    }
+
+    /// The hashes of everything taken in (the last block may be short).
+    pub fn finish(mut self) -> BlockHashes {
         if self.filled > 0 {
             self.hashes.push(self.hasher.finalize_reset().into());
         }
-        let hashes = BlockHashes {
+        BlockHashes {
             block: self.block,
             hashes: self.hashes,
-        };
-        (self.inner, hashes)
+        }
+    }
+}
+
+/// Records the [`BlockHashes`] of everything read through it.
+pub struct BlockHasher<R> {
+    inner: R,
+    digests: BlockDigests,
+}
+
+impl<R> BlockHasher<R> {
+    /// Wraps `inner`, hashing in blocks of `block` bytes.
+    pub fn new(inner: R, block: usize) -> Self {
+        BlockHasher {
+            inner,
+            digests: BlockDigests::new(block),
+        }
+    }
+
+    /// The inner reader and the hashes of everything read (the last block may be short).
+    pub fn finish(self) -> (R, BlockHashes) {
+        (self.inner, self.digests.finish())
     }
 }
 
 impl<R: Read> Read for BlockHasher<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let take = rest.len().min(self.block - self.filled);
-            self.hasher.update(&rest[..take]);
-            self.filled += take;
-            rest = &rest[take..];
-            if self.filled == self.block {
-                self.hashes.push(self.hasher.finalize_reset().into());
-                self.filled = 0;
-            }
-        }
+        self.digests.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -159,28 +219,36 @@ pub struct BlockVerifier<R> {
 impl<R: Read> BlockVerifier<R> {
     /// Wraps `inner`, which must read the same bytes as the pass that recorded `expected`.
     pub fn new(inner: R, expected: BlockHashes) -> Self {
+        Self::from_block(inner, expected, 0)
+    }
+
+    /// Wraps `inner`, which starts at block `first` of the stream `expected` describes.
+    pub fn from_block(inner: R, expected: BlockHashes, first: usize) -> Self {
         BlockVerifier {
             inner,
             expected,
             buf: Vec::new(),
             pos: 0,
-            next: 0,
+            next: first,
         }
     }
 
-    fn load_block(&mut self) -> io::Result<()> {
-        self.buf.resize(self.expected.block, 0);
+    /// Whether every block was read and matched, and nothing followed the last one.
+    pub fn is_complete(&self) -> bool {
+        self.next == self.expected.hashes.len() && self.pos == self.buf.len()
+    }
+
+    /// Fills `out` with the next block and checks it; returns its length (0 at the end).
+    fn next_block(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut filled = 0;
-        while filled < self.buf.len() {
-            match self.inner.read(&mut self.buf[filled..]) {
+        while filled < out.len() {
+            match self.inner.read(&mut out[filled..]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        self.buf.truncate(filled);
-        self.pos = 0;
         let start = self.next as u64 * self.expected.block as u64;
         let changed = |what: &str| {
             io::Error::new(
@@ -189,24 +257,36 @@ impl<R: Read> BlockVerifier<R> {
             )
         };
         match self.expected.hashes.get(self.next) {
-            None if filled == 0 => Ok(()),
+            None if filled == 0 => Ok(0),
             None => Err(changed("it is longer than it was")),
             Some(_) if filled == 0 => Err(changed("it is shorter than it was")),
-            Some(hash) if *hash != <[u8; 32]>::from(Sha256::digest(&self.buf)) => {
+            Some(hash) if *hash != <[u8; 32]>::from(Sha256::digest(&out[..filled])) => {
                 Err(changed("a block differs"))
             }
             Some(_) => {
                 self.next += 1;
-                Ok(())
+                Ok(filled)
             }
         }
     }
 }
 
 impl<R: Read> Read for BlockVerifier<R> {
+    /// A caller whose buffer holds a whole block gets it checked in place, uncopied; other
+    /// reads are served from one checked block kept here.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.buf.len() {
-            self.load_block()?;
+            if buf.len() >= self.expected.block {
+                let block = self.expected.block;
+                return self.next_block(&mut buf[..block]);
+            }
+            let mut block = std::mem::take(&mut self.buf);
+            block.resize(self.expected.block, 0);
+            let result = self.next_block(&mut block);
+            block.truncate(*result.as_ref().unwrap_or(&0));
+            self.buf = block;
+            self.pos = 0;
+            result?;
         }
         let n = buf.len().min(self.buf.len() - self.pos);
         buf[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);

@@ -30,6 +30,10 @@ enum Stage {
     Verify,
     /// Genuine but wrong for the device: refused at preflight, before any write.
     Preflight,
+    /// A damaged image byte: `flashline verify` (`Package::check`) names the image; a
+    /// flash job finds it by its signed block hash as the image is sent, before the
+    /// damaged block leaves, and never sends the committing `flash`.
+    Send,
 }
 
 /// One corpus entry.
@@ -39,7 +43,8 @@ struct Case {
     stage: Stage,
     /// For `Verify`: whether the error is the specific one expected.
     expect: Box<dyn Fn(&PackageError) -> bool>,
-    /// For `Preflight`: words the refusal must contain.
+    /// For `Preflight`: words the refusal must contain. For `Send`: the partition whose
+    /// `flash` must never be sent.
     refusal: &'static str,
 }
 
@@ -300,11 +305,15 @@ fn corpus(base: &Base) -> Vec<Case> {
             "system",
         ),
     ] {
-        cases.push(verify_case(
-            label,
-            base.flipped(at, 0x80),
-            move |e| matches!(e, E::HashMismatch { partition: p } if p == partition),
-        ));
+        cases.push(Case {
+            stage: Stage::Send,
+            refusal: partition,
+            ..verify_case(
+                label,
+                base.flipped(at, 0x80),
+                move |e| matches!(e, E::HashMismatch { partition: p } if p == partition),
+            )
+        });
     }
 
     // Truncation at many offsets.
@@ -377,8 +386,22 @@ fn corpus(base: &Base) -> Vec<Case> {
     // Declared sizes far beyond the file.
     cases.push(verify_case(
         "declared size 1 TiB",
-        base.resigned(|json| json["images"][1]["size"] = (1u64 << 40).into()),
+        base.resigned(|json| {
+            json["images"][1]["size"] = (1u64 << 40).into();
+            // Without block hashes, which would no longer cover the declared size.
+            json["images"][1].as_object_mut().unwrap().remove("blocks");
+        }),
         move |e| matches!(e, E::Truncated { needed, .. } if *needed > 1 << 40),
+    ));
+    cases.push(verify_case(
+        "block hashes that do not cover the declared size",
+        base.resigned(|json| json["images"][1]["size"] = (1u64 << 40).into()),
+        |e| matches!(e, E::ManifestInvalid(msg) if msg.contains("block hashes of system")),
+    ));
+    cases.push(verify_case(
+        "block size too small",
+        base.resigned(|json| json["images"][0]["blocks"]["size"] = 4096.into()),
+        |e| matches!(e, E::ManifestInvalid(msg) if msg.contains("block size 4096")),
     ));
     cases.push(verify_case(
         "declared size u64::MAX",
@@ -526,6 +549,27 @@ fn every_hostile_package_is_refused_with_its_own_error_before_any_write() {
                     }
                 }
                 if !sent.is_empty() {
+                    failures.push(format!("{}: the device got {sent:?}", case.name));
+                }
+            }
+            Stage::Send => {
+                let checked = Package::open(&path).and_then(|p| p.check(&base.trust));
+                match checked {
+                    Ok(_) => failures.push(format!("{}: checked good", case.name)),
+                    Err(e) if !(case.expect)(&e) => {
+                        failures.push(format!("{}: unexpected error: {e:?}", case.name))
+                    }
+                    Err(_) => {}
+                }
+                if report.outcome != Outcome::DeviceError
+                    || !error.contains("changed since it was verified")
+                {
+                    failures.push(format!(
+                        "{}: job ended {:?}: {error}",
+                        case.name, report.outcome
+                    ));
+                }
+                if sent.iter().any(|c| *c == format!("flash:{}", case.refusal)) {
                     failures.push(format!("{}: the device got {sent:?}", case.name));
                 }
             }

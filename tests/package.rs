@@ -205,8 +205,10 @@ fn minimal_manifest_packs_and_verifies() {
     assert_eq!(pkg.signer().key_id, bench.key_id);
     assert_eq!(pkg.signer().name, "test-release");
     assert_eq!(pkg.signer().scope, KeyScope::Any);
-    let whole: [u8; 32] = Sha256::digest(fs::read(&path).unwrap()).into();
-    assert_eq!(pkg.package_sha256().0, whole);
+    // The package is named by its signed manifest (the exact bytes serde_json wrote).
+    let signed: [u8; 32] = Sha256::digest(serde_json::to_vec(m).unwrap()).into();
+    assert_eq!(pkg.manifest_sha256().0, signed);
+    assert!(image.blocks.is_some(), "new packages sign block hashes");
     assert_eq!(pkg.path(), path);
     assert_eq!(read_all(&pkg, 0), boot);
     assert!(matches!(
@@ -260,18 +262,39 @@ fn every_single_byte_flip_is_rejected() {
         let mut bytes = good.clone();
         bytes[offset] ^= mask;
         fs::write(&damaged, &bytes).unwrap();
-        let err = bench
-            .open_verify(&damaged)
+        if offset < boot_start {
+            bench
+                .open_verify(&damaged)
+                .expect_err(&format!("flip {mask:#04x} at offset {offset} was accepted"));
+            continue;
+        }
+        // An image byte: images with signed block hashes are checked as they are read,
+        // so verifying may pass, but no reader hands the damaged block out, and
+        // `flashline verify` (`Package::check`) names the image.
+        let (expected, index) = if offset >= system_start {
+            ("system", 1)
+        } else {
+            ("boot", 0)
+        };
+        let err = Package::open(&damaged)
+            .unwrap()
+            .check(&bench.trust)
             .expect_err(&format!("flip {mask:#04x} at offset {offset} was accepted"));
-        if offset >= boot_start {
-            let expected = if offset >= system_start {
-                "system"
-            } else {
-                "boot"
-            };
+        assert!(
+            matches!(&err, PackageError::HashMismatch { partition } if partition == expected),
+            "offset {offset}: {err}"
+        );
+        if let Ok(pkg) = bench.open_verify(&damaged) {
+            let mut read = Vec::new();
+            let err = pkg
+                .open_image(index)
+                .unwrap()
+                .read_to_end(&mut read)
+                .expect_err(&format!("offset {offset}: the damaged image was read"));
+            assert!(err.to_string().contains("changed since it was verified"));
             assert!(
-                matches!(&err, PackageError::HashMismatch { partition } if partition == expected),
-                "offset {offset}: {err}"
+                read.is_empty(),
+                "offset {offset}: bytes of the block were handed out"
             );
         }
     }
@@ -590,13 +613,22 @@ fn image_reader_detects_short_read_and_later_modification() {
     writer.write_all(&[!boot[50]]).unwrap();
     drop(writer);
 
+    // The block holding the changed byte is checked against its signed hash before any
+    // of it is handed out.
     let mut reader = pkg.open_image(0).unwrap();
     let mut sent = Vec::new();
-    reader.read_to_end(&mut sent).unwrap();
-    assert_ne!(sent, boot, "the reader must see the modified file");
+    let err = reader.read_to_end(&mut sent).unwrap_err();
+    assert!(
+        err.to_string().contains("changed since it was verified"),
+        "{err}"
+    );
+    assert!(
+        sent.is_empty(),
+        "no byte of the changed block was handed out"
+    );
     assert!(matches!(
         reader.finish(),
-        Err(PackageError::HashMismatch { partition }) if partition == "boot"
+        Err(PackageError::SizeMismatch { partition, .. }) if partition == "boot"
     ));
     // The untouched image still reads and checks out.
     assert_eq!(read_all(&pkg, 1).len(), 120);
@@ -717,7 +749,7 @@ fn demo_key_signs_virtual_only_packages() {
         .unwrap();
     assert_eq!(pkg.signer().scope, KeyScope::VirtualOnly);
     assert_eq!(pkg.signer().name, "flashline-demo-INSECURE");
-    assert_eq!(pkg.package_sha256(), summary.package_sha256);
+    assert_eq!(pkg.manifest_sha256(), summary.manifest_sha256);
     assert!(matches!(
         Package::open(&summary.path).unwrap().verify(&bench.trust),
         Err(PackageError::UnknownKey(_))

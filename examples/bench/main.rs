@@ -10,6 +10,7 @@
 
 mod figures;
 mod run;
+mod speed;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -168,6 +169,13 @@ fn main() -> Result<()> {
         let fig7 = make_images(&setup, "fig7", sizes.fig7, 7)?;
         show(figures::many_devices(&setup, &fig7)?);
         remove_images(&fig7);
+    }
+
+    if wanted(8) {
+        show(speed::realistic_set(&setup)?);
+    }
+    if wanted(9) {
+        show(speed::edl_reflash(&setup)?);
     }
 
     results.sort_by_key(|f| f.number);

@@ -193,6 +193,8 @@ pub struct PhoneSpec<'a> {
     pub max_download: u64,
     /// `--link-rate` and `--latency` values, if shaped.
     pub link: Option<(&'a str, &'a str)>,
+    /// More partitions: name and size in bytes.
+    pub extra: &'a [(&'a str, u64)],
 }
 
 impl Phone {
@@ -211,6 +213,9 @@ impl Phone {
             .arg(format!("system={}", spec.system_size))
             .arg("--max-download-size")
             .arg(spec.max_download.to_string());
+        for (name, size) in spec.extra {
+            cmd.arg("--partition").arg(format!("{name}={size}"));
+        }
         if let Some((rate, latency)) = spec.link {
             cmd.args(["--link-rate", rate, "--latency", latency]);
         }

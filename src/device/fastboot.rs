@@ -14,7 +14,7 @@ use super::quirks::{Quirks, VarSpec};
 use super::read_ahead::ReadAhead;
 use super::{
     clean, Battery, DeviceError, DeviceInfo, Driver, ImageSource, LockState, Mode, ProgressFn,
-    Slots, Target,
+    SendReader, Slots, Target,
 };
 use crate::hashing::{BlockHasher, BlockHashes, BlockVerifier};
 use crate::protocol::fastboot::client::Client;
@@ -22,7 +22,7 @@ use crate::protocol::fastboot::vars::{
     is_placeholder, is_placeholder_serial, parse_percent, parse_size, yes_no, NumberStyle,
     Variables,
 };
-use crate::protocol::sparse::{self, SourceCursor, SparseError};
+use crate::protocol::sparse::{self, ChunkData, SourceCursor, SparseError};
 use crate::transport::Transport;
 
 pub mod verbs;
@@ -50,14 +50,28 @@ pub struct FastbootDriver<T: Transport> {
     prepared: BTreeMap<String, SplitPlan>,
     /// What the last `getvar:all` listed, so later questions cost no round trip.
     listed: Variables,
+    /// Partitions (without slot suffix) this model takes only raw images for (quirks).
+    raw_only: Vec<String>,
 }
 
-/// How an image too large for one download is cut, from a first pass over all of it.
+/// How an image too large for one download is cut.
 struct SplitPlan {
     layout: sparse::Layout,
     pieces: Vec<sparse::Piece>,
-    /// Block hashes of the image, taken while it was checked against its signature.
-    blocks: BlockHashes,
+    /// How the bytes sent are kept equal to the bytes planned from.
+    check: SplitCheck,
+}
+
+/// How a split image's second pass proves it sends what the plan was made from.
+enum SplitCheck {
+    /// The image has signed block hashes and its send reader checks every block. A raw
+    /// image was planned from unchecked bytes: while sending, every block the plan sends
+    /// as a FILL is checked to hold that pattern. A sparse image was planned through the
+    /// send reader (its chunk headers decide where data goes).
+    Signed,
+    /// An image of an older package, planned from a first pass that checked it whole and
+    /// kept the hash of every block: the second pass passes on only matching blocks.
+    Sealed(BlockHashes),
 }
 
 impl<T: Transport> FastbootDriver<T> {
@@ -83,6 +97,7 @@ impl<T: Transport> FastbootDriver<T> {
             scratch: Vec::new(),
             prepared: BTreeMap::new(),
             listed: Variables::default(),
+            raw_only: Vec::new(),
         }
     }
 
@@ -180,6 +195,7 @@ impl<T: Transport> Driver for FastbootDriver<T> {
             .filter(|s| !is_placeholder_serial(s))
             .and_then(printable);
         let facts = self.quirks.fastboot_facts(product.as_deref());
+        self.raw_only = facts.raw_only.clone();
 
         // A comparable version only where the quirks file names its variable; otherwise
         // the bootloader's own version string is kept to be shown, never compared.
@@ -268,6 +284,9 @@ impl<T: Transport> Driver for FastbootDriver<T> {
     fn prepare(&mut self, target: &Target, image: &dyn ImageSource) -> Result<(), DeviceError> {
         let partition = Self::partition(target)?;
         let limit = self.download_limit()?;
+        if image.is_sparse() && self.takes_raw_only(partition) {
+            return Self::raw_download_len(partition, image, limit).map(drop);
+        }
         if image.len() > limit {
             let plan = Self::plan_split(image, limit)?;
             self.prepared.insert(partition.to_string(), plan);
@@ -283,6 +302,9 @@ impl<T: Transport> Driver for FastbootDriver<T> {
     ) -> Result<(), DeviceError> {
         let partition = Self::partition(target)?;
         let limit = self.download_limit()?;
+        if image.is_sparse() && self.takes_raw_only(partition) {
+            return self.write_expanded(partition, image, limit, progress);
+        }
         if image.len() <= limit {
             return self.write_whole(partition, image, progress);
         }
@@ -399,6 +421,70 @@ impl<T: Transport> FastbootDriver<T> {
         })
     }
 
+    /// Whether the quirks say this model takes only raw images for `partition`.
+    fn takes_raw_only(&self, partition: &str) -> bool {
+        let base = partition
+            .strip_suffix("_a")
+            .or_else(|| partition.strip_suffix("_b"))
+            .unwrap_or(partition);
+        self.raw_only.iter().any(|p| p == base)
+    }
+
+    /// Sends a sparse image expanded, as one raw download, to a partition the bootloader
+    /// takes only raw images for (DONT_CARE runs go as zeros, as `simg2img` writes them).
+    /// The sparse bytes are read through the checking send reader, and `flash` is sent
+    /// only if they were the signed ones.
+    fn write_expanded(
+        &mut self,
+        partition: &str,
+        image: &dyn ImageSource,
+        limit: u64,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<(), DeviceError> {
+        let len = Self::raw_download_len(partition, image, limit)?;
+        tracing::info!("{partition} takes raw images only: sending the sparse image expanded");
+        let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
+        let client = &mut self.client;
+        std::thread::scope(|scope| {
+            let mut src = ReadAhead::spawn(scope, reader).map_err(DeviceError::ImageRead)?;
+            let sent = client.download(len, |w| {
+                let mut raw = Expanded {
+                    out: w,
+                    at: 0,
+                    progress,
+                };
+                sparse::expand(&mut src, &mut raw).map_err(|e| io::Error::other(e.to_string()))?;
+                // Whatever follows the last chunk must still be the checked image.
+                io::copy(&mut src, &mut io::sink())?;
+                Ok(())
+            });
+            let reader = src.finish();
+            sent?;
+            reader.verify().map_err(DeviceError::ImageChanged)
+        })?;
+        self.client.flash_writing(partition, u64::from(len))?;
+        Ok(())
+    }
+
+    /// The length of a sparse image expanded, if it fits one download.
+    fn raw_download_len(
+        partition: &str,
+        image: &dyn ImageSource,
+        limit: u64,
+    ) -> Result<u32, DeviceError> {
+        let mut header = image.plan_reader().map_err(DeviceError::ImageRead)?;
+        let expanded = sparse::read_header(&mut header)?.expanded_len();
+        u32::try_from(expanded)
+            .ok()
+            .filter(|&n| u64::from(n) <= limit)
+            .ok_or_else(|| {
+                DeviceError::TooLarge(format!(
+                    "this bootloader takes only raw images for {partition}, and the image \
+                     expands to {expanded} bytes, more than its download buffer ({limit} bytes)"
+                ))
+            })
+    }
+
     fn partition(target: &Target) -> Result<&str, DeviceError> {
         match target {
             Target::Partition { name } => Ok(name),
@@ -408,22 +494,42 @@ impl<T: Transport> FastbootDriver<T> {
         }
     }
 
-    /// The first pass over an image too large for one download: the whole image is
-    /// checked against its signature before any piece is sent, cut into pieces, and the
-    /// hash of every block is kept.
+    /// Plans how to cut an image too large for one download.
+    ///
+    /// A raw image with signed block hashes is planned without hashing (the FILL blocks
+    /// the plan relies on are checked as they are sent, see [`SplitCheck::Signed`]); a
+    /// sparse one is planned through its checking send reader. An image of an older
+    /// package is checked whole against its signature before any piece is sent, and the
+    /// hash of every block is kept for the second pass.
     fn plan_split(image: &dyn ImageSource, limit: u64) -> Result<SplitPlan, DeviceError> {
-        let mut first = BlockHasher::new(
-            image.send_reader().map_err(DeviceError::ImageRead)?,
-            BlockHashes::block_size(image.len()),
-        );
-        let layout = if image.is_sparse() {
-            sparse::scan_sparse(&mut first)?
-        } else {
-            sparse::scan_raw(&mut first, image.len())?
+        let (layout, check) = match image.block_hashes() {
+            Some(_) if !image.is_sparse() => {
+                let planning = image.plan_reader().map_err(DeviceError::ImageRead)?;
+                (sparse::scan_raw(planning, image.len())?, SplitCheck::Signed)
+            }
+            Some(_) => {
+                let mut first = image.send_reader().map_err(DeviceError::ImageRead)?;
+                let layout = sparse::scan_sparse(&mut first)?;
+                io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
+                first.verify().map_err(DeviceError::ImageChanged)?;
+                (layout, SplitCheck::Signed)
+            }
+            None => {
+                let mut first = BlockHasher::new(
+                    image.send_reader().map_err(DeviceError::ImageRead)?,
+                    BlockHashes::block_size(image.len()),
+                );
+                let layout = if image.is_sparse() {
+                    sparse::scan_sparse(&mut first)?
+                } else {
+                    sparse::scan_raw(&mut first, image.len())?
+                };
+                io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
+                let (checked, blocks) = first.finish();
+                checked.verify().map_err(DeviceError::ImageChanged)?;
+                (layout, SplitCheck::Sealed(blocks))
+            }
         };
-        io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
-        let (checked, blocks) = first.finish();
-        checked.verify().map_err(DeviceError::ImageChanged)?;
         let pieces = sparse::split(&layout, limit.min(RESPARSE_LIMIT)).map_err(|e| match e {
             SparseError::PieceLimitTooSmall { .. } => DeviceError::Reports(format!(
                 "max-download-size {limit}, too small to send {} bytes in pieces ({e})",
@@ -434,13 +540,14 @@ impl<T: Transport> FastbootDriver<T> {
         Ok(SplitPlan {
             layout,
             pieces,
-            blocks,
+            check,
         })
     }
 
     /// Sends the image in sparse pieces that each fit the device's download buffer. Every
-    /// byte sent comes from a block equal to the one checked in the first pass, so each
-    /// piece may be committed as soon as it is sent.
+    /// byte sent comes from a block that matched its signed (or first-pass) hash, and
+    /// every byte a piece covers is read and checked before its `flash`, so each piece
+    /// may be committed as soon as it is sent.
     fn write_split(
         &mut self,
         partition: &str,
@@ -452,32 +559,200 @@ impl<T: Transport> FastbootDriver<T> {
         let SplitPlan {
             layout,
             pieces,
-            blocks,
+            check,
         } = plan;
-        let reader =
-            BlockVerifier::new(image.plan_reader().map_err(DeviceError::ImageRead)?, blocks);
+        let reader = match check {
+            SplitCheck::Signed => SplitSource::Signed(FillCheck::new(
+                image.send_reader().map_err(DeviceError::ImageRead)?,
+                &layout,
+                image.is_sparse(),
+            )),
+            SplitCheck::Sealed(blocks) => SplitSource::Sealed(BlockVerifier::new(
+                image.plan_reader().map_err(DeviceError::ImageRead)?,
+                blocks,
+            )),
+        };
         let client = &mut self.client;
+        let blk = u64::from(layout.blk_sz);
+        let raw = !image.is_sparse();
         std::thread::scope(|scope| {
             let src = ReadAhead::spawn(scope, reader).map_err(DeviceError::ImageRead)?;
             let mut cursor = SourceCursor::new(Counting::new(src, progress));
             let last = pieces.len().saturating_sub(1);
+            let mut held = None;
             for (i, piece) in pieces.iter().enumerate() {
                 let len = u32::try_from(piece.encoded_len())
                     .map_err(|_| DeviceError::TooLarge("sparse piece exceeds 4 GiB".into()))?;
                 client.download(len, |w| {
                     piece
                         .write(&layout, &mut cursor, w, scratch)
-                        .map_err(|e| io::Error::other(e.to_string()))
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                    // A raw image's FILL blocks at the piece's end are checked too.
+                    let end = (u64::from(piece.end_block()) * blk).min(layout.source_len);
+                    if raw && cursor.position() < end {
+                        cursor
+                            .read_at(end, &mut [])
+                            .map_err(|e| io::Error::other(e.to_string()))?;
+                    }
+                    Ok(())
                 })?;
+                let span = u64::from(piece.blocks()) * blk;
                 if i == last {
-                    // Whatever the pieces skipped must still be the checked image.
-                    cursor.drain_to_end()?;
+                    held = Some(span);
+                } else {
+                    client.flash_writing(partition, span)?;
                 }
-                let span = u64::from(piece.blocks()) * u64::from(layout.blk_sz);
+            }
+            // Whatever the pieces skipped must still be the checked image.
+            cursor.drain_to_end()?;
+            cursor
+                .into_inner()
+                .inner
+                .finish()
+                .verify()
+                .map_err(DeviceError::ImageChanged)?;
+            if let Some(span) = held {
                 client.flash_writing(partition, span)?;
             }
             Ok(())
         })
+    }
+}
+
+/// The second pass of a split image; see [`SplitCheck`].
+enum SplitSource<'a> {
+    Signed(FillCheck<Box<dyn SendReader + 'a>>),
+    Sealed(BlockVerifier<Box<dyn Read + Send + 'a>>),
+}
+
+impl SplitSource<'_> {
+    /// Whether exactly the signed bytes were read (every block was checked as it went).
+    fn verify(self) -> Result<(), String> {
+        match self {
+            SplitSource::Signed(check) => check.inner.verify(),
+            SplitSource::Sealed(verifier) if verifier.is_complete() => Ok(()),
+            SplitSource::Sealed(_) => Err("the image was not read to its end".into()),
+        }
+    }
+}
+
+impl Read for SplitSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            SplitSource::Signed(check) => check.read(buf),
+            SplitSource::Sealed(verifier) => verifier.read(buf),
+        }
+    }
+}
+
+/// Checks that the blocks a raw image's plan sends as FILL chunks hold their pattern, as
+/// the (already block-checked) bytes pass: the plan was made from unchecked bytes, and a
+/// block changed to look uniform at planning time must not turn into a FILL on the device.
+struct FillCheck<R> {
+    inner: R,
+    /// Byte ranges of the source and the pattern each must hold, in order.
+    fills: Vec<(u64, u64, [u8; 4])>,
+    next: usize,
+    position: u64,
+}
+
+impl<R> FillCheck<R> {
+    /// A sparse source carries its FILL patterns itself: nothing to check.
+    fn new(inner: R, layout: &sparse::Layout, is_sparse: bool) -> Self {
+        let blk = u64::from(layout.blk_sz);
+        let fills = layout
+            .chunks
+            .iter()
+            .filter(|_| !is_sparse)
+            .filter_map(|c| match c.data {
+                ChunkData::Fill(word) => Some((
+                    u64::from(c.start_block) * blk,
+                    (u64::from(c.start_block) + u64::from(c.blocks)) * blk,
+                    word.to_le_bytes(),
+                )),
+                ChunkData::Raw { .. } => None,
+            })
+            .collect();
+        FillCheck {
+            inner,
+            fills,
+            next: 0,
+            position: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for FillCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let end = self.position + n as u64;
+        while let Some(&(from, to, word)) = self.fills.get(self.next) {
+            if from >= end {
+                break;
+            }
+            let lo = from.max(self.position);
+            let hi = to.min(end);
+            let bytes = &buf[(lo - self.position) as usize..(hi - self.position) as usize];
+            // Ranges start on a block, so byte `lo` is byte `lo % 4` of the pattern.
+            if bytes
+                .iter()
+                .enumerate()
+                .any(|(i, b)| *b != word[(lo as usize + i) % 4])
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the image changed since it was planned: the block at byte {from} no                          longer holds the pattern it is sent as"
+                    ),
+                ));
+            }
+            if to > end {
+                break;
+            }
+            self.next += 1;
+        }
+        self.position = end;
+        Ok(n)
+    }
+}
+
+/// Writes the regions of an expanded sparse image in order, as raw bytes.
+struct Expanded<'w, 'p, 'a> {
+    out: &'w mut dyn Write,
+    at: u64,
+    progress: &'p mut ProgressFn<'a>,
+}
+
+impl Expanded<'_, '_, '_> {
+    fn repeat(&mut self, len: u64, pattern: [u8; 4]) -> io::Result<()> {
+        let block: Vec<u8> = pattern.iter().copied().cycle().take(64 * 1024).collect();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            self.out.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        self.at += len;
+        (self.progress)(self.at);
+        Ok(())
+    }
+}
+
+impl sparse::RegionSink for Expanded<'_, '_, '_> {
+    fn begin(&mut self, _: &sparse::Header) -> io::Result<()> {
+        Ok(())
+    }
+    fn data(&mut self, _: u64, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.at += bytes.len() as u64;
+        (self.progress)(self.at);
+        Ok(())
+    }
+    fn fill(&mut self, _: u64, len: u64, pattern: [u8; 4]) -> io::Result<()> {
+        self.repeat(len, pattern)
+    }
+    fn skip(&mut self, _: u64, len: u64) -> io::Result<()> {
+        self.repeat(len, [0; 4])
     }
 }
 
@@ -526,6 +801,21 @@ pub fn lenient_version(text: &str) -> Option<semver::Version> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_planned_as_a_fill_must_hold_its_pattern_when_sent() {
+        // Planned from bytes whose second block was uniform...
+        let planned = [vec![1u8; 4096], vec![7u8; 4096], vec![2u8; 4096]].concat();
+        let layout = sparse::scan_raw(&planned[..], planned.len() as u64).unwrap();
+        let mut same = FillCheck::new(&planned[..], &layout, false);
+        io::copy(&mut same, &mut io::sink()).unwrap();
+        // ...but the (checked) bytes sent hold data there: never sent as that FILL.
+        let mut sent = planned.clone();
+        sent[4096 + 100] = 8;
+        let mut check = FillCheck::new(&sent[..], &layout, false);
+        let err = io::copy(&mut check, &mut io::sink()).unwrap_err();
+        assert!(err.to_string().contains("byte 4096"), "{err}");
+    }
 
     #[test]
     fn versions_are_read_leniently() {

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod discovery;
 pub mod dynamic;
 pub mod edl;
+pub mod edl_delta;
 pub mod fastboot;
 pub mod modem;
 pub mod quirks;
@@ -286,6 +287,20 @@ pub trait ImageSource {
     fn plan_reader(&self) -> std::io::Result<Box<dyn Read + Send + '_>>;
     /// The reader whose bytes go to the device.
     fn send_reader(&self) -> std::io::Result<Box<dyn SendReader + '_>>;
+    /// The signed hashes of the image's blocks, where it has them. Then the send reader
+    /// checks each block before it hands out any byte of it (so no pass before sending
+    /// is needed to keep changed bytes from the device), and a device's digest of a
+    /// block-aligned range can be compared with them without reading the image.
+    fn block_hashes(&self) -> Option<crate::hashing::BlockHashes> {
+        None
+    }
+    /// A send reader starting at block `first` of [`ImageSource::block_hashes`], checking
+    /// every block it reads; its `verify` succeeds once it was read to the image's end.
+    fn send_reader_from(&self, _first: usize) -> std::io::Result<Box<dyn SendReader + '_>> {
+        Err(std::io::Error::other(
+            "this image has no block hashes to start part way through",
+        ))
+    }
 }
 
 /// A reader whose every byte is hashed; see [`ImageSource`].
@@ -416,6 +431,12 @@ pub trait Driver: Send {
     /// How the last successful [`Driver::write_image`] checked the storage afterwards, for
     /// storage that commits as it receives; `None` where the commit step itself verified.
     fn verified_by(&self) -> Option<Verification> {
+        None
+    }
+
+    /// What the last successful [`Driver::write_image`] left out because the device
+    /// already held it (or erased instead of writing), where the driver compares first.
+    fn skipped(&self) -> Option<edl_delta::Skipped> {
         None
     }
 

@@ -304,6 +304,10 @@ pub struct FastbootFacts {
     pub security_version: VarSpec,
     /// The battery charge.
     pub battery_percent: VarSpec,
+    /// Partitions (without slot suffix) whose bootloader takes only raw images: a sparse
+    /// image for them is expanded and sent raw, in one download.
+    #[serde(default)]
+    pub raw_only: Vec<String>,
 }
 
 /// A model's replacements for some of the [`FastbootFacts`].
@@ -316,6 +320,10 @@ pub struct PartialFastbootFacts {
     pub security_version: Option<VarSpec>,
     /// Replaces the default battery source.
     pub battery_percent: Option<VarSpec>,
+    /// Partitions this model's bootloader takes only as raw images (see
+    /// [`FastbootFacts::raw_only`]).
+    #[serde(default)]
+    pub raw_only: Vec<String>,
 }
 
 /// One getvar variable and how to convert its value.
@@ -430,6 +438,7 @@ impl Quirks {
             if let Some(s) = &f.battery_percent {
                 facts.battery_percent = s.clone();
             }
+            facts.raw_only.extend(f.raw_only.iter().cloned());
         }
         facts
     }

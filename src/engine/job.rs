@@ -253,7 +253,7 @@ fn steps(
         name: manifest.name.clone(),
         version: manifest.version.to_string(),
         security_version: manifest.security_version,
-        sha256: package.package_sha256().to_string(),
+        manifest_sha256: package.manifest_sha256().to_string(),
         signer: signer.key_id.to_string(),
         signer_name: signer.name.clone(),
     });
@@ -693,6 +693,29 @@ impl ImageSource for PackageImage<'_> {
     fn send_reader(&self) -> std::io::Result<Box<dyn SendReader + '_>> {
         Ok(Box::new(self.open()?))
     }
+
+    /// An image read from part way in (`skip`) has no blocks aligned with its start.
+    fn block_hashes(&self) -> Option<crate::hashing::BlockHashes> {
+        (self.skip == 0)
+            .then(|| self.package.block_hashes(self.index))
+            .flatten()
+    }
+
+    fn send_reader_from(&self, first: usize) -> std::io::Result<Box<dyn SendReader + '_>> {
+        let reader = self
+            .package
+            .open_image_from_block(self.index, first)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Box::new(HashedSend {
+            reader,
+            skip: 0,
+            cancel: self.cancel.clone(),
+            // The vbmeta header is in the first block: flags are set only on a whole send.
+            patch: (first == 0)
+                .then(|| self.patch.as_ref().map(|p| p.patcher(true)))
+                .flatten(),
+        }))
+    }
 }
 
 /// A reader that fails once the job is cancelled, which ends the transfer in progress
@@ -835,6 +858,7 @@ pub(super) fn write_step(
     }
     entry.status = "written".into();
     entry.verified_by = driver.verified_by();
+    entry.skipped = driver.skipped();
     entry.sha256_sent = Some(entry.sha256_signed.clone());
     emit(Event::ImageWritten {
         index,

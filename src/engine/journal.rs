@@ -363,7 +363,7 @@ impl Resumable {
             &req.options.journal_dir,
             serial,
             &fingerprint(device),
-            &package.package_sha256().to_string(),
+            &package.manifest_sha256().to_string(),
             &format!("{} {}", m.name, m.version),
             &images,
         );

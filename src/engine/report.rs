@@ -40,8 +40,9 @@ pub struct PackageFacts {
     pub version: String,
     /// Security version.
     pub security_version: u64,
-    /// SHA-256 of the whole package file.
-    pub sha256: String,
+    /// SHA-256 of the package's signed manifest, which binds every image by its hashes:
+    /// the package's identity (the whole file is not hashed to flash it).
+    pub manifest_sha256: String,
     /// Signing key id.
     pub signer: String,
     /// Signing key name.
@@ -91,6 +92,10 @@ pub struct ImageReport {
     /// (`disable-verity`, `disable-verification`); `sha256_sent` is then the changed bytes'.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vbmeta_flags: Option<String>,
+    /// What the write left out because the device already held it, or erased instead of
+    /// writing (EDL with signed block hashes), and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<crate::device::edl_delta::Skipped>,
     /// `written`, `kept` (verified by an earlier, interrupted run of the same job),
     /// `failed` or `not-started`.
     pub status: String,
@@ -113,6 +118,7 @@ impl ImageReport {
             seconds: None,
             verified_by: None,
             vbmeta_flags: None,
+            skipped: None,
             status: "not-started".into(),
         }
     }

@@ -181,6 +181,65 @@ pub struct Image {
     /// else is written: Google's flashall sends `reboot-bootloader` after each.
     #[serde(default, skip_serializing_if = "is_false")]
     pub reboot_bootloader: bool,
+    /// The sha256 of every block of the stored bytes, so each block can be checked on its
+    /// way to the device instead of the whole image before it. Packages made before block
+    /// hashes existed have none: their images are hashed whole when verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<ImageBlocks>,
+}
+
+/// The per-block hashes of one image (see [`crate::hashing::BlockHashes::signed_block_size`]
+/// for the block size flashline chooses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBlocks {
+    /// Bytes per block; the last block holds the rest of the image.
+    pub size: u32,
+    /// The blocks' sha256 digests, in order, as one string of 64 lowercase hex digits per
+    /// block (compact: a 4 GiB image's 2048 hashes take 128 KiB of manifest).
+    pub sha256: String,
+}
+
+/// Smallest block a package may declare: smaller blocks would make the manifest large.
+const MIN_BLOCK_SIZE: u32 = 64 * 1024;
+
+impl ImageBlocks {
+    /// The blocks' digests, decoded.
+    pub fn hashes(&self) -> Vec<[u8; 32]> {
+        self.sha256
+            .as_bytes()
+            .chunks(64)
+            .filter_map(|hex| super::decode_lower_hex(std::str::from_utf8(hex).ok()?))
+            .collect()
+    }
+
+    /// As a [`crate::hashing::BlockHashes`] for checking a stream.
+    pub fn block_hashes(&self) -> crate::hashing::BlockHashes {
+        crate::hashing::BlockHashes::new(self.size as usize, self.hashes())
+    }
+
+    fn validate(&self, image: &Image) -> Result<(), PackageError> {
+        let bad = |reason: String| {
+            PackageError::ManifestInvalid(format!("block hashes of {}: {reason}", image.partition))
+        };
+        if self.size < MIN_BLOCK_SIZE || !self.size.is_power_of_two() {
+            return Err(bad(format!(
+                "block size {} is not a power of two of at least {MIN_BLOCK_SIZE}",
+                self.size
+            )));
+        }
+        let count = image.size.div_ceil(u64::from(self.size));
+        if self.sha256.len() as u64 != count * 64 {
+            return Err(bad(format!(
+                "{count} blocks need {} hex digits",
+                count * 64
+            )));
+        }
+        if self.hashes().len() as u64 != count {
+            return Err(bad("hashes must be lowercase hex digits".into()));
+        }
+        Ok(())
+    }
 }
 
 fn is_false(value: &bool) -> bool {
@@ -390,6 +449,9 @@ impl Image {
                 partition: self.partition.clone(),
                 size: self.size,
             });
+        }
+        if let Some(blocks) = &self.blocks {
+            blocks.validate(self)?;
         }
         if let Some(sparse) = self.sparse {
             let consistent = sparse.blk_sz != 0
@@ -633,6 +695,7 @@ mod tests {
                 sparse: None,
                 logical: false,
                 reboot_bootloader: false,
+                blocks: None,
             }],
             qualcomm: None,
             dynamic: None,
@@ -688,6 +751,36 @@ mod tests {
         m.images[0].reboot_bootloader = false;
         m.dynamic.as_mut().unwrap().super_empty.partition = "system".into();
         assert!(m.validate().is_err(), "the layout is no partition");
+    }
+
+    #[test]
+    fn block_hashes_are_exact_and_cover_the_image() {
+        let blocks = |size: u32, hex: String| {
+            let mut m = sample();
+            m.images[0].size = 3 * 1024 * 1024 + 1;
+            m.images[0].blocks = Some(ImageBlocks { size, sha256: hex });
+            m
+        };
+        let good = blocks(1 << 20, "ab".repeat(32 * 4));
+        good.validate().unwrap();
+        let bytes = serde_json::to_vec(&good).unwrap();
+        assert_eq!(Manifest::from_signed_bytes(&bytes).unwrap(), good);
+        assert_eq!(
+            good.images[0].blocks.as_ref().unwrap().hashes(),
+            vec![[0xab; 32]; 4]
+        );
+        for bad in [
+            blocks(1 << 20, "ab".repeat(32 * 3)),
+            blocks(1 << 20, "AB".repeat(32 * 4)),
+            blocks(4096, "ab".repeat(32 * 769)),
+            blocks(3 << 20, "ab".repeat(32 * 2)),
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(PackageError::ManifestInvalid(_))),
+                "{:?}",
+                bad.images[0].blocks
+            );
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use error::PackageError;
 pub use inspect::{inspect, Inspection, SignatureReport, SignatureStatus};
 pub use keys::{generate_key, GeneratedKey, KeyId, PublicKey};
 pub use manifest::{
-    Dynamic, Image, Manifest, Requirement, Sha256Sum, SparseInfo, Target, MAX_IMAGES,
+    Dynamic, Image, ImageBlocks, Manifest, Requirement, Sha256Sum, SparseInfo, Target, MAX_IMAGES,
     MAX_IMAGE_SIZE, MAX_SUPER_EMPTY_SIZE, MAX_TARGETS, SUPER_EMPTY,
 };
 pub use pack::{pack, PackSummary};

@@ -19,10 +19,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::container::{self, Header, SignatureEntry, MAX_MANIFEST_LEN};
 use super::keys::SecretKey;
-use super::manifest::{Image, SourceManifest, SparseInfo};
+use super::manifest::{Image, ImageBlocks, SourceManifest, SparseInfo};
 use super::reader::BUFFER_LEN;
 use super::verify::file_kind;
 use super::{KeyId, Manifest, PackageError, Sha256Sum};
+use crate::hashing::{BlockDigests, BlockHashes};
 use crate::protocol::sparse;
 
 /// What `pack` produced.
@@ -38,6 +39,8 @@ pub struct PackSummary {
     pub package_size: u64,
     /// sha256 of the whole package file, for release notes.
     pub package_sha256: Sha256Sum,
+    /// sha256 of the signed manifest: the package's identity in flashline's reports.
+    pub manifest_sha256: Sha256Sum,
 }
 
 /// Packs the images listed in `manifest_toml` into one package at `out`, signed with the
@@ -79,6 +82,8 @@ pub(crate) fn pack_source(
         Some(qualcomm) => Some(super::qualcomm::build(qualcomm, &mut sources)?),
         None if zxic.is_some() || unisoc.is_some() => None,
         None => {
+            // Phones take sparse images; EDL programs raw ranges (and skips equal ones).
+            sources.sparsify = true;
             for entry in &source.image {
                 let index = sources.add(&entry.partition, &entry.file)?;
                 let image = &mut sources.images[index];
@@ -104,6 +109,7 @@ pub(crate) fn pack_source(
     let Sources {
         mut files,
         mut images,
+        encodings,
         ..
     } = sources;
     if dynamic.is_some() {
@@ -141,6 +147,7 @@ pub(crate) fn pack_source(
             .sign(&container::signed_message(&manifest_bytes))
             .to_bytes(),
     };
+    let manifest_sha256 = Sha256Sum(Sha256::digest(&manifest_bytes).into());
     let header = Header {
         manifest_len: manifest_bytes.len() as u64,
         signature_count: 1,
@@ -151,8 +158,12 @@ pub(crate) fn pack_source(
     let io_out = PackageError::io(out);
     let prefix = [&header.encode()[..], &manifest_bytes, &signature.encode()].concat();
     writer.write_all(&prefix).map_err(io_out)?;
-    for ((path, file), image) in files.iter_mut().zip(manifest.stored()) {
-        copy_image(path, file, image, &mut writer, out)?;
+    // The super_empty.img (stored last) has no encoding: it is copied as it is.
+    for (index, ((path, file), image)) in files.iter_mut().zip(manifest.stored()).enumerate() {
+        match encodings.get(index).and_then(Option::as_ref) {
+            Some(encoding) => encoding.copy(path, file, image, &mut writer, out)?,
+            None => copy_image(path, file, image, &mut writer, out)?,
+        }
     }
     let (package_size, package_sha256) = writer.finish();
     temp.persist(out)?;
@@ -163,6 +174,7 @@ pub(crate) fn pack_source(
         manifest,
         package_size,
         package_sha256,
+        manifest_sha256,
     })
 }
 
@@ -172,6 +184,10 @@ pub(crate) struct Sources {
     base: PathBuf,
     files: Vec<(PathBuf, File)>,
     images: Vec<Image>,
+    /// For each image, the sparse form it is stored in, if it was raw and became sparse.
+    encodings: Vec<Option<SparseEncoding>>,
+    /// Whether raw images with uniform blocks are stored as sparse images.
+    sparsify: bool,
 }
 
 impl Sources {
@@ -180,6 +196,8 @@ impl Sources {
             base: base.to_owned(),
             files: Vec::new(),
             images: Vec::new(),
+            encodings: Vec::new(),
+            sparsify: false,
         }
     }
 
@@ -187,9 +205,14 @@ impl Sources {
     /// returns its image number.
     pub(crate) fn add(&mut self, partition: &str, file: &str) -> Result<usize, PackageError> {
         let path = image_path(&self.base, file)?;
-        let (handle, image) = describe_image(&path, partition, file)?;
+        let (mut handle, mut image) = describe_image(&path, partition, file)?;
+        let encoding = match image.sparse {
+            None if self.sparsify => SparseEncoding::of(&path, &mut handle, &mut image)?,
+            _ => None,
+        };
         self.files.push((path, handle));
         self.images.push(image);
+        self.encodings.push(encoding);
         Ok(self.images.len() - 1)
     }
 
@@ -287,7 +310,9 @@ fn describe_image(
     let mut magic = [0u8; 4];
     let magic_len = read_up_to(&mut file, &mut magic).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut hashing = HashingReader::new(BufReader::with_capacity(BUFFER_LEN, &mut file));
+    let block = BlockHashes::signed_block_size(meta.len());
+    let mut hashing =
+        HashingReader::new(BufReader::with_capacity(BUFFER_LEN, &mut file)).with_blocks(block);
     let sparse = if sparse::looks_sparse(&magic[..magic_len]) {
         let header = sparse::expand(&mut hashing, &mut sparse::Validate).map_err(|source| {
             PackageError::SparseInvalid {
@@ -312,6 +337,7 @@ fn describe_image(
         io::copy(&mut hashing, &mut io::sink()).map_err(io)?;
         None
     };
+    let blocks = hashing.blocks.take().map(image_blocks);
     let (size, sha256) = hashing.finish();
     if size != meta.len() {
         return Err(PackageError::ImageChanged {
@@ -326,8 +352,147 @@ fn describe_image(
         sparse,
         logical: false,
         reboot_bootloader: false,
+        blocks,
     };
     Ok((file, image))
+}
+
+/// A raw image stored as an Android sparse image: every 4096-byte block whose 32-bit words
+/// are all equal (zeros included) becomes a FILL chunk, the rest RAW, as `img2simg` does.
+/// The sparse form is what is signed and sent: a phone receives 16 bytes per run of uniform
+/// blocks instead of the blocks. No DONT_CARE is made from zero blocks: it would leave the
+/// partition's old bytes where the raw image has zeros, so the device would no longer hold
+/// the image that was signed; a FILL of zeros costs as little on the wire.
+///
+/// Only images that are a whole number of blocks, have at least one uniform block and
+/// encode into one sparse file of at most 4 GiB are converted; the others stay raw.
+struct SparseEncoding {
+    layout: sparse::Layout,
+    piece: sparse::Piece,
+    /// sha256 of the raw file the layout was scanned from: every encoding pass re-reads it
+    /// whole and must find the same bytes.
+    raw: (u64, Sha256Sum),
+}
+
+impl SparseEncoding {
+    /// Scans the raw image described by `image` and, if it is worth it, describes it anew
+    /// as its sparse form (size, sha256, block hashes, sparse record).
+    fn of(path: &Path, file: &mut File, image: &mut Image) -> Result<Option<Self>, PackageError> {
+        if !image.size.is_multiple_of(u64::from(sparse::RAW_BLOCK_SIZE)) {
+            return Ok(None);
+        }
+        let io = PackageError::io(path);
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        let reader = BufReader::with_capacity(BUFFER_LEN, &mut *file);
+        let layout =
+            sparse::scan_raw(reader, image.size).map_err(|source| PackageError::SparseInvalid {
+                partition: image.partition.clone(),
+                source,
+            })?;
+        let uniform = layout
+            .chunks
+            .iter()
+            .any(|c| matches!(c.data, sparse::ChunkData::Fill(_)));
+        let pieces = sparse::split(&layout, u64::from(u32::MAX)).ok();
+        let (true, Some([piece])) = (uniform, pieces.as_deref()) else {
+            return Ok(None);
+        };
+        let encoding = SparseEncoding {
+            piece: piece.clone(),
+            layout,
+            raw: (image.size, image.sha256),
+        };
+        let expanded = encoding.layout.total_blks;
+        let mut out = HashingWriter::new(io::sink());
+        out.blocks = Some(BlockDigests::new(BlockHashes::signed_block_size(
+            encoding.piece.encoded_len(),
+        ) as usize));
+        encoding.encode(path, file, image, &mut out)?;
+        let blocks = out.blocks.take().map(image_blocks);
+        let (size, sha256) = out.finish();
+        *image = Image {
+            size,
+            sha256,
+            sparse: Some(SparseInfo {
+                blk_sz: sparse::RAW_BLOCK_SIZE,
+                total_blks: expanded,
+                expanded_size: u64::from(expanded) * u64::from(sparse::RAW_BLOCK_SIZE),
+            }),
+            blocks,
+            ..image.clone()
+        };
+        tracing::info!(
+            partition = %image.partition,
+            raw = encoding.raw.0,
+            sparse = size,
+            "raw image stored as a sparse image"
+        );
+        Ok(Some(encoding))
+    }
+
+    /// Writes the sparse form to `out`, re-reading the raw file, which must be unchanged.
+    fn encode(
+        &self,
+        path: &Path,
+        file: &mut File,
+        image: &Image,
+        out: &mut impl Write,
+    ) -> Result<(), PackageError> {
+        file.seek(SeekFrom::Start(0))
+            .map_err(PackageError::io(path))?;
+        let mut raw = HashingReader::new(
+            BufReader::with_capacity(BUFFER_LEN, &mut *file).take(self.raw.0.saturating_add(1)),
+        );
+        let mut cursor = sparse::SourceCursor::new(&mut raw);
+        let mut scratch = vec![0u8; BUFFER_LEN];
+        let written = self
+            .piece
+            .write(&self.layout, &mut cursor, out, &mut scratch)
+            .map_err(|source| PackageError::SparseInvalid {
+                partition: image.partition.clone(),
+                source,
+            })
+            .and_then(|()| {
+                cursor
+                    .drain_to_end()
+                    .map_err(|_| PackageError::ImageChanged {
+                        partition: image.partition.clone(),
+                    })
+            });
+        written?;
+        if raw.finish() != self.raw {
+            return Err(PackageError::ImageChanged {
+                partition: image.partition.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The copy pass: the sparse form again, into the package, proved equal to the first.
+    fn copy(
+        &self,
+        path: &Path,
+        file: &mut File,
+        image: &Image,
+        out: &mut impl Write,
+        out_path: &Path,
+    ) -> Result<(), PackageError> {
+        let mut hashing = HashingWriter::new(out);
+        self.encode(path, file, image, &mut hashing)
+            .map_err(|e| match e {
+                PackageError::SparseInvalid {
+                    source: sparse::SparseError::Io(e),
+                    ..
+                } => PackageError::io(out_path)(e),
+                e => e,
+            })?;
+        if hashing.finish() != (image.size, image.sha256) {
+            return Err(PackageError::ImageChanged {
+                partition: image.partition.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Second pass: copies the image into the package, proving it is unchanged since hashing.
@@ -372,11 +537,12 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(done)
 }
 
-/// Counts and hashes everything read through it.
+/// Counts and hashes everything read through it, whole and, if asked, block by block.
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     count: u64,
+    blocks: Option<BlockDigests>,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -385,7 +551,14 @@ impl<R: Read> HashingReader<R> {
             inner,
             hasher: Sha256::new(),
             count: 0,
+            blocks: None,
         }
+    }
+
+    /// Also takes the hashes of `block`-byte blocks.
+    fn with_blocks(mut self, block: u32) -> Self {
+        self.blocks = Some(BlockDigests::new(block as usize));
+        self
     }
 
     fn finish(self) -> (u64, Sha256Sum) {
@@ -397,8 +570,20 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        if let Some(blocks) = &mut self.blocks {
+            blocks.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
+    }
+}
+
+/// The signed form of block hashes taken while packing.
+fn image_blocks(digests: BlockDigests) -> ImageBlocks {
+    let hashes = digests.finish();
+    ImageBlocks {
+        size: hashes.block() as u32,
+        sha256: hashes.hashes().iter().map(hex::encode).collect(),
     }
 }
 
@@ -407,6 +592,7 @@ struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     count: u64,
+    blocks: Option<BlockDigests>,
 }
 
 impl<W: Write> HashingWriter<W> {
@@ -415,6 +601,7 @@ impl<W: Write> HashingWriter<W> {
             inner,
             hasher: Sha256::new(),
             count: 0,
+            blocks: None,
         }
     }
 
@@ -427,6 +614,9 @@ impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
+        if let Some(blocks) = &mut self.blocks {
+            blocks.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }

@@ -636,6 +636,7 @@ mod tests {
             sparse: None,
             logical: false,
             reboot_bootloader: false,
+            blocks: None,
         }
     }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use super::{PackageError, Sha256Sum};
+use crate::hashing::{BlockHashes, BlockVerifier};
 
 /// Buffer size for hashing and streaming: large enough for full disk throughput, fixed so a
 /// declared size never decides an allocation.
@@ -61,20 +62,39 @@ pub(crate) fn stream_at(
     Ok(done)
 }
 
-/// Reads one verified image from the package and hashes every byte it hands out.
+/// Reads one verified image from the package, checking every byte it hands out.
 ///
-/// Obtained from [`super::VerifiedPackage::open_image`]. The package was fully hashed when
-/// it was verified, but a file can still be rewritten afterwards by another process (RAUC
-/// CVE-2020-25860); [`ImageReader::finish`] proves that the bytes actually read are the
-/// signed ones. Call it before committing anything on the device.
+/// Obtained from [`super::VerifiedPackage::open_image`]. A file can be rewritten after it
+/// was verified by another process (RAUC CVE-2020-25860), so what is read is checked again
+/// as it is read, in one of two ways:
+///
+/// * an image with signed block hashes: each block is read whole and compared with its
+///   signed hash before any of its bytes is handed out, so a changed byte never leaves
+///   (this is the only time such an image is hashed);
+/// * an image of an older package without them: every byte is hashed as it is handed out,
+///   and [`ImageReader::finish`] proves that the bytes read were the signed ones. Call it
+///   before committing anything on the device.
 pub struct ImageReader {
-    file: Arc<File>,
     partition: String,
-    offset: u64,
     size: u64,
     read: u64,
-    hasher: Sha256,
-    expected: Sha256Sum,
+    check: Check,
+}
+
+/// How an [`ImageReader`] checks what it reads.
+enum Check {
+    /// Hashes everything and compares at the end (packages without block hashes).
+    Whole {
+        file: Arc<File>,
+        offset: u64,
+        hasher: Sha256,
+        expected: Sha256Sum,
+    },
+    /// Checks each block before handing it out.
+    Blocks {
+        verifier: BlockVerifier<PlanningReader>,
+        signed: Sha256Sum,
+    },
 }
 
 impl ImageReader {
@@ -86,13 +106,38 @@ impl ImageReader {
         expected: Sha256Sum,
     ) -> Self {
         ImageReader {
-            file,
             partition,
-            offset,
             size,
             read: 0,
-            hasher: Sha256::new(),
-            expected,
+            check: Check::Whole {
+                file,
+                offset,
+                hasher: Sha256::new(),
+                expected,
+            },
+        }
+    }
+
+    /// A reader over the image from block `first` of `blocks` on, checking each block.
+    pub(crate) fn by_blocks(
+        file: Arc<File>,
+        partition: String,
+        offset: u64,
+        size: u64,
+        blocks: BlockHashes,
+        first: usize,
+        signed: Sha256Sum,
+    ) -> Self {
+        let skip = (first as u64 * blocks.block() as u64).min(size);
+        let source = PlanningReader::new(file, offset, size).skipping(skip);
+        ImageReader {
+            partition,
+            size: size - skip,
+            read: 0,
+            check: Check::Blocks {
+                verifier: BlockVerifier::from_block(source, blocks, first),
+                signed,
+            },
         }
     }
 
@@ -101,7 +146,8 @@ impl ImageReader {
         &self.partition
     }
 
-    /// Signed size of the image in bytes.
+    /// Bytes this reader hands out in all: the signed size of the image, less any blocks
+    /// it starts after.
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -111,8 +157,9 @@ impl ImageReader {
         self.read
     }
 
-    /// Confirms that exactly the signed number of bytes was read and that they hash to the
-    /// signed sha256; returns that digest.
+    /// Confirms that exactly the signed number of bytes was read and that they were the
+    /// signed ones (hashed whole, or every block checked as it was read); returns the
+    /// image's signed sha256.
     pub fn finish(self) -> Result<Sha256Sum, PackageError> {
         if self.read != self.size {
             return Err(PackageError::SizeMismatch {
@@ -121,13 +168,24 @@ impl ImageReader {
                 actual: self.read,
             });
         }
-        let digest = Sha256Sum(self.hasher.finalize().into());
-        if digest != self.expected {
-            return Err(PackageError::HashMismatch {
+        match self.check {
+            Check::Whole {
+                hasher, expected, ..
+            } => {
+                let digest = Sha256Sum(hasher.finalize().into());
+                if digest != expected {
+                    return Err(PackageError::HashMismatch {
+                        partition: self.partition,
+                    });
+                }
+                Ok(digest)
+            }
+            // Every byte handed out came from a block that matched its signed hash.
+            Check::Blocks { verifier, signed } if verifier.is_complete() => Ok(signed),
+            Check::Blocks { .. } => Err(PackageError::HashMismatch {
                 partition: self.partition,
-            });
+            }),
         }
-        Ok(digest)
     }
 }
 
@@ -137,8 +195,19 @@ impl Read for ImageReader {
         if want == 0 {
             return Ok(0);
         }
-        let n = read_at(&self.file, &mut buf[..want], self.offset + self.read)?;
-        self.hasher.update(&buf[..n]);
+        let n = match &mut self.check {
+            Check::Whole {
+                file,
+                offset,
+                hasher,
+                ..
+            } => {
+                let n = read_at(file, &mut buf[..want], *offset + self.read)?;
+                hasher.update(&buf[..n]);
+                n
+            }
+            Check::Blocks { verifier, .. } => verifier.read(&mut buf[..want])?,
+        };
         self.read += n as u64;
         Ok(n)
     }

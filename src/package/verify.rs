@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use ed25519_dalek::Signature;
 use serde::Serialize;
@@ -18,10 +18,8 @@ use super::qualcomm::QualcommPlan;
 use super::reader::{fill_at, stream_at, BUFFER_LEN};
 use super::trust::{KeyScope, TrustStore};
 use super::{ImageReader, KeyId, Manifest, PackageError, PlanningReader, Sha256Sum};
+use crate::hashing::BlockHashes;
 use crate::protocol::sparse;
-
-/// Buffers in flight between the image reader and the whole-file hasher.
-const HASH_BUFFERS: usize = 4;
 
 /// A parsed but unverified package. Its manifest may be shown (`inspect`), never acted on.
 pub struct Package {
@@ -34,36 +32,6 @@ pub struct Package {
     extents: Vec<Extent>,
     /// sha256 of everything before the first image, as parsed; verify re-reads and compares.
     prefix_digest: [u8; 32],
-}
-
-/// The way to a helper thread that hashes the same buffers as the image reader.
-struct Tee {
-    to_helper: mpsc::SyncSender<(Arc<Vec<u8>>, usize)>,
-    returned: mpsc::Receiver<Arc<Vec<u8>>>,
-    /// Buffers not yet allocated.
-    fresh: usize,
-}
-
-impl Tee {
-    /// A buffer to read into: a new one while fewer than [`HASH_BUFFERS`] exist, else the
-    /// next one the helper has finished with.
-    fn buffer(&mut self) -> Result<Arc<Vec<u8>>, PackageError> {
-        if self.fresh > 0 {
-            self.fresh -= 1;
-            return Ok(Arc::new(vec![0u8; BUFFER_LEN]));
-        }
-        // The helper stops only when this side stops sending, so it never hangs up first.
-        self.returned
-            .recv()
-            .map_err(|_| PackageError::PackageChanged)
-    }
-
-    /// Queues the first `n` bytes of `buf` for the helper.
-    fn send(&self, buf: &Arc<Vec<u8>>, n: usize) -> Result<(), PackageError> {
-        self.to_helper
-            .send((Arc::clone(buf), n))
-            .map_err(|_| PackageError::PackageChanged)
-    }
 }
 
 /// Who signed a verified package, as this computer's trust store knows them.
@@ -88,7 +56,7 @@ pub struct VerifiedPackage {
     manifest: Manifest,
     extents: Vec<Extent>,
     signer: Signer,
-    package_sha256: Sha256Sum,
+    manifest_sha256: Sha256Sum,
 }
 
 impl Package {
@@ -209,20 +177,26 @@ impl Package {
         })
     }
 
-    /// Verifies the package: signatures first, then a full pass over the file hashing every
-    /// image and the whole package.
+    /// Verifies the package: its signatures, then the bytes that are not checked later.
     ///
     /// Every signature entry must be by a trusted key and valid (a signature that cannot be
     /// checked is never ignored), no key may sign twice, and the key the manifest names as
     /// its signer must be among them.
+    ///
+    /// An image with signed block hashes is not read here: each of its blocks is checked
+    /// against its signed hash on its way to the device ([`VerifiedPackage::open_image`]),
+    /// which is the one time its bytes are hashed. An image of an older package, which has
+    /// no block hashes, is hashed whole here as before, and again as it is sent.
     pub fn verify(self, trust: &TrustStore) -> Result<VerifiedPackage, PackageError> {
         let signer = self.check_signatures(trust)?;
-        let package_sha256 = self.hash_contents()?;
+        self.check_prefix()?;
+        self.hash_images(|image| image.blocks.is_none())?;
         self.check_sparse_headers()?;
+        let manifest_sha256 = Sha256Sum(Sha256::digest(&self.manifest_bytes).into());
         tracing::debug!(
             path = %self.path.display(),
             signer = %signer.key_id,
-            sha256 = %package_sha256,
+            manifest_sha256 = %manifest_sha256,
             "package verified"
         );
         Ok(VerifiedPackage {
@@ -231,19 +205,66 @@ impl Package {
             manifest: self.manifest,
             extents: self.extents,
             signer,
-            package_sha256,
+            manifest_sha256,
         })
     }
 
-    /// Checks everything [`Package::verify`] checks — signatures, every image hash, the
-    /// sparse records — but not the whole-file digest that identifies a package in reports,
-    /// which doubles the hashing work. For answering "is this package good?" without using it.
+    /// Checks everything that can be wrong with the package — signatures, every image hash,
+    /// every signed block hash, the sparse records — without using it. For answering "is
+    /// this package good?" (`flashline verify`).
+    ///
+    /// The block hashes are checked on a second thread, reading the same file, while this
+    /// one hashes each image whole: with a core free, as fast as one pass.
     pub fn check(&self, trust: &TrustStore) -> Result<Signer, PackageError> {
         let signer = self.check_signatures(trust)?;
         self.check_prefix()?;
-        self.hash_images(None)?;
+        std::thread::scope(|scope| {
+            let blocks = scope.spawn(|| self.check_blocks());
+            let whole = self.hash_images(|_| true);
+            let blocks = blocks
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            whole.and(blocks)
+        })?;
         self.check_sparse_headers()?;
         Ok(signer)
+    }
+
+    /// Reads every image that has block hashes through a block-checking reader.
+    fn check_blocks(&self) -> Result<(), PackageError> {
+        let mut buf = vec![0u8; BUFFER_LEN];
+        for (image, extent) in self.manifest.images.iter().zip(&self.extents) {
+            let Some(blocks) = &image.blocks else {
+                continue;
+            };
+            let mut reader = ImageReader::by_blocks(
+                Arc::new(
+                    self.file
+                        .try_clone()
+                        .map_err(PackageError::io(&self.path))?,
+                ),
+                image.partition.clone(),
+                extent.offset,
+                extent.len,
+                blocks.block_hashes(),
+                0,
+                image.sha256,
+            );
+            loop {
+                match std::io::Read::read(&mut reader, &mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(PackageError::HashMismatch {
+                            partition: image.partition.clone(),
+                        })
+                    }
+                    Err(e) => return Err(PackageError::io(&self.path)(e)),
+                }
+            }
+            reader.finish()?;
+        }
+        Ok(())
     }
 
     /// The signature rules of [`Package::verify`]; returns the manifest's signer.
@@ -273,90 +294,36 @@ impl Package {
         Ok(signer)
     }
 
-    /// Re-reads everything before the first image, checks it is what `open` parsed, and
-    /// returns the whole-file hash over it.
-    fn check_prefix(&self) -> Result<Sha256, PackageError> {
+    /// Re-reads everything before the first image and checks it is what `open` parsed.
+    fn check_prefix(&self) -> Result<(), PackageError> {
         let io = PackageError::io(&self.path);
         if self.file.metadata().map_err(io)?.len() != self.file_len {
             return Err(PackageError::PackageChanged);
         }
-        let mut whole = Sha256::new();
+        let mut prefix = Sha256::new();
         let prefix_len = self.extents.first().map_or(self.file_len, |e| e.offset);
         let mut buf = vec![0u8; BUFFER_LEN.min(prefix_len as usize)];
-        let got = stream_at(&self.file, 0, prefix_len, &mut buf, |b| whole.update(b))
+        let got = stream_at(&self.file, 0, prefix_len, &mut buf, |b| prefix.update(b))
             .map_err(PackageError::io(&self.path))?;
-        if got != prefix_len || <[u8; 32]>::from(whole.clone().finalize()) != self.prefix_digest {
+        if got != prefix_len || <[u8; 32]>::from(prefix.finalize()) != self.prefix_digest {
             return Err(PackageError::PackageChanged);
         }
-        Ok(whole)
+        Ok(())
     }
 
-    /// One pass over the whole file: checks the prefix is what `open` parsed, each image
-    /// against its signed sha256, and returns the sha256 of the entire file.
-    ///
-    /// Every image byte feeds two hashes (its image's and the whole file's); SHA-256 is
-    /// sequential, so the whole-file hash runs on a helper thread over the same buffers
-    /// while this thread reads and hashes the image. With a second core free, verifying
-    /// takes about as long as hashing the file once.
-    fn hash_contents(&self) -> Result<Sha256Sum, PackageError> {
-        let mut whole = self.check_prefix()?;
-        let whole = std::thread::scope(|scope| {
-            let (to_helper, queued) = mpsc::sync_channel::<(Arc<Vec<u8>>, usize)>(HASH_BUFFERS);
-            let (give_back, returned) = mpsc::channel::<Arc<Vec<u8>>>();
-            let helper = scope.spawn(move || {
-                for (buf, n) in queued {
-                    whole.update(&buf[..n]);
-                    // The reader may already have stopped on an error; then nobody waits.
-                    let _ = give_back.send(buf);
-                }
-                whole
-            });
-            let images = self.hash_images(Some(Tee {
-                to_helper,
-                returned,
-                fresh: HASH_BUFFERS,
-            }));
-            let whole = helper
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            images.map(|()| whole)
-        })?;
-        Ok(Sha256Sum(whole.finalize().into()))
-    }
-
-    /// Reads and hashes each image, handing every buffer to `tee` too, if given.
-    fn hash_images(&self, mut tee: Option<Tee>) -> Result<(), PackageError> {
-        let mut spare = None;
+    /// Reads and hashes whole each stored file `which` selects (the images, then a dynamic
+    /// layout's `super_empty.img`), against its signed sha256.
+    fn hash_images(&self, which: impl Fn(&super::Image) -> bool) -> Result<(), PackageError> {
+        let mut buf = vec![0u8; BUFFER_LEN];
         for (image, extent) in self.manifest.stored().zip(&self.extents) {
-            let mut one = Sha256::new();
-            let mut done = 0u64;
-            while done < extent.len {
-                let mut buf = match &mut tee {
-                    Some(tee) => tee.buffer()?,
-                    None => spare
-                        .take()
-                        .unwrap_or_else(|| Arc::new(vec![0u8; BUFFER_LEN])),
-                };
-                let want = (extent.len - done).min(BUFFER_LEN as u64) as usize;
-                // Nobody else holds the buffer any more, so this never copies.
-                let n = fill_at(
-                    &self.file,
-                    &mut Arc::make_mut(&mut buf)[..want],
-                    extent.offset + done,
-                )
-                .map_err(PackageError::io(&self.path))?;
-                if n == 0 {
-                    break;
-                }
-                if let Some(tee) = &tee {
-                    tee.send(&buf, n)?;
-                }
-                one.update(&buf[..n]);
-                done += n as u64;
-                if tee.is_none() {
-                    spare = Some(buf);
-                }
+            if !which(image) {
+                continue;
             }
+            let mut one = Sha256::new();
+            let done = stream_at(&self.file, extent.offset, extent.len, &mut buf, |b| {
+                one.update(b)
+            })
+            .map_err(PackageError::io(&self.path))?;
             if done != extent.len {
                 return Err(PackageError::SizeMismatch {
                     partition: image.partition.clone(),
@@ -411,9 +378,10 @@ impl VerifiedPackage {
         &self.signer
     }
 
-    /// sha256 of the entire package file as verified; identifies the package in reports.
-    pub fn package_sha256(&self) -> Sha256Sum {
-        self.package_sha256
+    /// sha256 of the signed manifest, which binds every image by its hashes: identifies
+    /// the package in reports, histories and job journals.
+    pub fn manifest_sha256(&self) -> Sha256Sum {
+        self.manifest_sha256
     }
 
     /// The package file's path (for display; the file is never reopened through it).
@@ -490,11 +458,60 @@ impl VerifiedPackage {
                 count: self.manifest.images.len(),
             });
         };
-        Ok(ImageReader::new(
+        Ok(match &image.blocks {
+            Some(blocks) => ImageReader::by_blocks(
+                Arc::clone(&self.file),
+                image.partition.clone(),
+                extent.offset,
+                extent.len,
+                blocks.block_hashes(),
+                0,
+                image.sha256,
+            ),
+            None => ImageReader::new(
+                Arc::clone(&self.file),
+                image.partition.clone(),
+                extent.offset,
+                extent.len,
+                image.sha256,
+            ),
+        })
+    }
+
+    /// The signed block hashes of image `index`, if its package has them.
+    pub fn block_hashes(&self, index: usize) -> Option<BlockHashes> {
+        let blocks = self.manifest.images.get(index)?.blocks.as_ref()?;
+        Some(blocks.block_hashes())
+    }
+
+    /// A reader over image `index` from its block `first` on, checking every block; only
+    /// for an image with signed block hashes (see [`VerifiedPackage::block_hashes`]).
+    pub fn open_image_from_block(
+        &self,
+        index: usize,
+        first: usize,
+    ) -> Result<ImageReader, PackageError> {
+        let (Some(image), Some(extent)) =
+            (self.manifest.images.get(index), self.extents.get(index))
+        else {
+            return Err(PackageError::NoSuchImage {
+                index,
+                count: self.manifest.images.len(),
+            });
+        };
+        let blocks = image.blocks.as_ref().ok_or_else(|| {
+            PackageError::ManifestInvalid(format!(
+                "{} has no block hashes to start reading part way through",
+                image.partition
+            ))
+        })?;
+        Ok(ImageReader::by_blocks(
             Arc::clone(&self.file),
             image.partition.clone(),
             extent.offset,
             extent.len,
+            blocks.block_hashes(),
+            first,
             image.sha256,
         ))
     }

@@ -614,6 +614,11 @@ impl Piece {
         self.end_block - self.start_block
     }
 
+    /// One past the last block this piece carries.
+    pub fn end_block(&self) -> u32 {
+        self.end_block
+    }
+
     /// Writes this piece to `out`: exactly [`Piece::encoded_len`] bytes, RAW data streamed
     /// from `src` through `scratch`. The header's image checksum is 0 and no CRC32 chunk is
     /// written, as libsparse does for fastboot.

@@ -133,6 +133,12 @@ pub struct PhoneConfig {
     /// reached with `reboot-fastboot`; see [`Dynamic`]. `None`: a phone whose partitions
     /// are all physical.
     pub dynamic: Option<Dynamic>,
+    /// Partitions whose `flash` refuses a sparse image, as some U-Boot fastboot targets
+    /// refuse it for eMMC boot partitions (public reports:
+    /// <https://github.com/boardswarm/boardswarm/pull/146>, "Not all fastboot targets
+    /// support sparse images; in implementations like u-boot it even depends on the
+    /// target"). The refusal's wording is this simulator's (virtual).
+    pub raw_only: Vec<String>,
 }
 
 impl Default for PhoneConfig {
@@ -161,6 +167,7 @@ impl Default for PhoneConfig {
             profile: None,
             replay: None,
             dynamic: None,
+            raw_only: Vec::new(),
         }
     }
 }

@@ -494,6 +494,9 @@ impl Bootloader {
         } else {
             len
         };
+        if sparse && self.cfg.raw_only.iter().any(|p| p == name) {
+            return Err(format!("sparse images are not supported for {name}"));
+        }
         if fits > part.size {
             return Err(format!(
                 "image needs {fits} bytes but partition {name} holds {}",
