@@ -309,7 +309,7 @@ fn the_three_forms_pack_with_android_info_requirements_and_googles_order() {
             "requires         board = oriole | raven",
             "requires         has-slot:vbmeta = yes | no",
             "system.img (",
-            "logical: through fastbootd",
+            "logical: in super, from fastbootd",
             "super layout     super_empty.img",
         ] {
             assert!(human.contains(line), "{form}: {line}\n{human}");

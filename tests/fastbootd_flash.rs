@@ -320,6 +320,14 @@ fn a_fault_at_each_step_fails_naming_it_and_the_next_run_completes() {
             "{fault}: images verified by the first run are kept"
         );
         assert_flashed(&dir, &imgs, &phone);
+        // The run after an early switch to b took b for the slot to write, not for the old.
+        let commands = phone.commands();
+        assert!(
+            !commands
+                .iter()
+                .any(|c| c.ends_with("_a") && c.starts_with("flash:")),
+            "{fault}: slot a was written: {commands:?}"
+        );
     }
 }
 
@@ -466,4 +474,48 @@ fn logical_partitions_for_a_phone_without_super_are_refused_before_any_restart()
             .any(|c| c.starts_with("reboot") || c.starts_with("flash:")),
         "{commands:?}"
     );
+}
+
+#[test]
+fn a_phone_without_slots_gets_its_logical_partitions_resized_in_its_one_super() {
+    let bench = Bench::new();
+    let imgs = images(4 * MIB as usize);
+    let mut layout = SuperLayout::new(SUPER, 1);
+    layout.groups.push(GroupSpec {
+        name: "main".into(),
+        maximum_size: 0,
+    });
+    for base in ["system", "vendor"] {
+        layout.partitions.push(PartitionSpec {
+            name: base.into(),
+            group: "main".into(),
+            size: 0,
+            attributes: 0,
+        });
+    }
+    let mut bytes = Vec::new();
+    lp::write_empty_image(&layout.build().unwrap(), &mut bytes).unwrap();
+    let pkg = pack(&bench, "one-slot", &imgs, &bytes);
+    let (phone, dir) = bench.phone(PhoneConfig {
+        slots: false,
+        ..phone(modern())
+    });
+    let (_, report) = run(&bench, &pkg, &phone);
+    assert_eq!(report.outcome, Outcome::Success, "{:?}", report.error);
+    starts_with(
+        &std::fs::read(dir.join("boot.img")).unwrap(),
+        &imgs.boot,
+        "boot",
+    );
+    starts_with(
+        &logical(&dir.join("super.img"), 0, "system"),
+        &imgs.system,
+        "system",
+    );
+    starts_with(
+        &logical(&dir.join("super.img"), 0, "vendor"),
+        &imgs.vendor,
+        "vendor",
+    );
+    assert!(!phone.commands().iter().any(|c| c.starts_with("set_active")));
 }

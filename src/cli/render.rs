@@ -105,7 +105,7 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
                 );
             }
             if let Some(slot) = activate_slot {
-                say!("   then boot slot {slot} (switched only after every image is verified)");
+                say!("   then boot slot {slot} (switched once every image is verified; with logical partitions, before fastbootd, once every other image is)");
             }
             say!("   {total_bytes} bytes in all");
         }
@@ -259,7 +259,7 @@ pub fn print_inspection(i: &Inspection) {
             None => "raw".to_string(),
         };
         if img.logical {
-            kind.push_str(", logical: through fastbootd");
+            kind.push_str(", logical: in super, from fastbootd");
         }
         if img.reboot_bootloader {
             kind.push_str(", then reboot-bootloader");
@@ -273,11 +273,12 @@ pub fn print_inspection(i: &Inspection) {
         );
     }
     if let Some(d) = &m.dynamic {
+        let e = &d.super_empty;
         say!(
             "super layout     {} ({} bytes) sha256 {}",
-            d.super_empty.file,
-            d.super_empty.size,
-            d.super_empty.sha256
+            e.file,
+            e.size,
+            e.sha256
         );
     }
     say!("signer           {}", m.signer);

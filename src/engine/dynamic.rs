@@ -151,6 +151,10 @@ pub fn super_fit(
             if p.ends_with("-cow") && facts.snapshot_pending.is_some() {
                 return false;
             }
+            // A partition the job writes takes the size of its image instead.
+            if written(p) {
+                return false;
+            }
             if update_super {
                 !p.ends_with("-cow")
                     && match slot_of(p) {
@@ -158,7 +162,7 @@ pub fn super_fit(
                         None => true,
                     }
             } else {
-                !written(p)
+                true
             }
         })
         .map(|(p, size)| (p.as_str(), footprint(*size, alignment)))

@@ -914,10 +914,18 @@ impl AppState {
                         } else {
                             ""
                         };
-                        lines.push(format!(
-                            "then slot {slot} becomes active, after every image is verified; \
-                             until then the phone boots its old, intact slot{live}"
-                        ));
+                        lines.push(if writes_super(list) {
+                            format!(
+                                "slot {slot} becomes active before fastbootd writes super, once \
+                                 every other image is verified; until then the phone boots its \
+                                 old slot{live}"
+                            )
+                        } else {
+                            format!(
+                                "then slot {slot} becomes active, after every image is verified; \
+                                 until then the phone boots its old, intact slot{live}"
+                            )
+                        });
                     }
                     if let Some(plan) = list.checks.iter().find(|c| c.name == "backup plan") {
                         lines.push(format!("backup: {}", plan.message));
@@ -1204,6 +1212,12 @@ fn fill(row: &mut DeviceRow, info: &DeviceInfo) {
     }
 }
 
+/// Whether the checked package writes logical partitions in super (the engine then checks
+/// super, and sets the slot before fastbootd rather than at the end).
+fn writes_super(list: &Checklist) -> bool {
+    list.checks.iter().any(|c| c.name.starts_with("super"))
+}
+
 /// The checklist's last line: what is kept safe before anything is written.
 fn backup_plan(package: &PackageState, list: &Checklist) -> Check {
     let qualcomm = matches!(package, PackageState::Ready(card) if card.qualcomm);
@@ -1235,10 +1249,18 @@ fn backup_plan(package: &PackageState, list: &Checklist) -> Check {
         };
         (
             format!("A/B: writes slot {slot}"),
-            format!(
-                "the images go to slot {slot}, and the phone switches to it only after every \
-                 image is verified; {kept}"
-            ),
+            if writes_super(list) {
+                format!(
+                    "the images go to slot {slot}; the phone switches to it before fastbootd \
+                     writes super, once every other image is verified; from then on super is \
+                     rewritten, and an interrupted job resumes when run again"
+                )
+            } else {
+                format!(
+                    "the images go to slot {slot}, and the phone switches to it only after every \
+                     image is verified; {kept}"
+                )
+            },
         )
     } else {
         (
