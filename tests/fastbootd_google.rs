@@ -349,6 +349,31 @@ fn google_update_flashes_a_factory_zip_through_fastbootd() {
     assert!(position("reboot-fastboot") < position("update-super:super"));
     assert!(position("update-super:super") < position("resize-logical-partition:system_a:0"));
     assert!(position("resize-logical-partition:system_a:0") < position("flash:system_a"));
+
+    // An independent reader agrees: PyPI liblp's lpunpack pulls the same bytes out of
+    // super through the metadata fastbootd wrote, from either metadata slot.
+    let Some(lpunpack) = common::peer("lpunpack") else {
+        return;
+    };
+    for slot in ["0", "1"] {
+        let out = tmp.path().join(format!("lpunpack-{slot}"));
+        fs::create_dir_all(&out).unwrap();
+        let status = std::process::Command::new(&lpunpack)
+            .args(["-S", slot, "-p", "system_a", "-p", "vendor_a", "-o"])
+            .arg(&out)
+            .arg(dir.join("super.img"))
+            .status()
+            .expect("run lpunpack");
+        assert!(status.success(), "lpunpack failed on slot {slot}");
+        assert_eq!(
+            sha(&fs::read(out.join("system_a.img")).unwrap()),
+            sha(&system)
+        );
+        assert_eq!(
+            sha(&fs::read(out.join("vendor_a.img")).unwrap()),
+            sha(&vendor)
+        );
+    }
 }
 
 /// A phone with a raw client already in fastbootd.
@@ -392,7 +417,24 @@ fn update_super_checks_the_metadata_and_writes_nothing_bad() {
         "refused updates write nothing"
     );
 
+    // More data than a logical partition holds is refused (strerror(EOVERFLOW)).
+    assert_eq!(
+        raw.command("resize-logical-partition:vendor_a:4096"),
+        "OKAYPartition resized"
+    );
+    assert_eq!(raw.download(&[1u8; 8192]), "OKAY");
+    assert_eq!(
+        raw.command("flash:vendor_a"),
+        "FAILValue too large for defined data type"
+    );
+    assert_eq!(
+        raw.command("flash:nothing_a"),
+        "FAILNo such file or directory"
+    );
+    assert_eq!(logical(tmp.path(), "vendor_a"), vec![0u8; 4096]);
+
     // With wipe, the table becomes super_empty's exactly: every partition empty.
+    assert_eq!(raw.download(&super_empty(&["system"])), "OKAY");
     assert_eq!(
         raw.command("update-super:super:wipe"),
         "OKAYSuccessfully flashed partition table"

@@ -32,6 +32,8 @@
 //! * reenumerate: no answer, nothing executed; the phone boots its OS (the version
 //!   partition is read again, as at every boot), is away for [`BOOT_TIME`] and then
 //!   back in fastboot.
+//! * drop: no answer, nothing executed, the connection closes; the next one is served at
+//!   once, in the same mode (bootloader or fastbootd). Over USB the phone re-enumerates.
 
 mod bootloader;
 mod dynamic;
