@@ -8,6 +8,7 @@ mod doctor;
 mod lp;
 mod multi;
 mod render;
+mod station;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -169,6 +170,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bench station: flash every device plugged in, canaries first, with a kill switch.
+    Station(station::StationArgs),
     /// Print udev rules that give the logged-in user access to known devices.
     UdevRules,
     /// Find why a device is not seen (udev rules, seat, groups, ModemManager, drivers,
@@ -720,6 +723,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { json } => doctor::run(json),
+        Command::Station(args) => station::run(args),
     }
 }
 

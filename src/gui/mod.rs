@@ -12,6 +12,7 @@ pub mod bench;
 pub mod bridge;
 pub mod catalog;
 pub mod state;
+pub mod station;
 mod views;
 
 use eframe::egui;
