@@ -133,16 +133,16 @@ fn modem(base: ModemConfig, serial: &str, imei_tail: u32) -> VirtualDevice {
             imei: format!("8686110400{imei_tail:05}"),
             ..base
         },
-        edl: edl_config(),
+        edl: Box::new(edl_config()),
         returned_faults: FaultPlan::none(),
     }
 }
 
 fn brick(serial: &str) -> VirtualDevice {
-    VirtualDevice::Brick(EdlConfig {
+    VirtualDevice::Brick(Box::new(EdlConfig {
         serial: serial.into(),
         ..edl_config()
-    })
+    }))
 }
 
 fn at(ms: u64, name: &str, device: VirtualDevice) -> Arrival {
@@ -180,6 +180,14 @@ impl Running {
             board.apply(e);
         }
         board
+    }
+
+    /// Whether any slot event so far satisfied `pred`.
+    fn saw(&self, pred: impl Fn(&flashline::station::Slot) -> bool) -> bool {
+        self.events.lock().unwrap().iter().any(|e| match e {
+            StationEvent::Slot(s) => pred(s),
+            _ => false,
+        })
     }
 
     fn report(&self) -> serde_json::Value {
@@ -289,11 +297,9 @@ fn eight_devices_arriving_over_time_are_all_flashed_with_no_input() {
         vec![at(0, "p1-again", phone("STP1", &[]))],
     );
     station.wait("p1 back on another port", |b, _| {
-        b.slots.values().any(|s| {
-            s.status == SlotStatus::Returned
-                && s.serial.as_deref() == Some("STP1")
-                && s.after.as_deref() == Some(PHONE_VERSION)
-        })
+        b.slots
+            .values()
+            .any(|s| s.status == SlotStatus::Returned && s.serial.as_deref() == Some("STP1"))
     });
     let replugged = again.with("p1-again", |d| d.commands()).unwrap();
     assert_eq!(count(&replugged, "flash:"), 0, "{replugged:?}");
@@ -329,27 +335,34 @@ fn a_canary_failing_its_check_after_reboot_halts_the_batch_until_a_person_resume
             ("boot".into(), 4 * 1024 * 1024),
             ("system".into(), 1024 * 1024),
         ],
-        write_rate: Some(100_000),
+        write_rate: Some(25_000),
+        ..PhoneConfig::default()
+    });
+    let bad = VirtualDevice::Phone(PhoneConfig {
+        serial: "STBAD".into(),
+        partitions: vec![
+            ("boot".into(), 4 * 1024 * 1024),
+            ("system".into(), 1024 * 1024),
+        ],
+        write_rate: Some(60_000),
+        faults: plan(&["fail@getvar:version-bootloader#1"]),
         ..PhoneConfig::default()
     });
     let arrivals = vec![
-        at(
-            0,
-            "canary-bad",
-            phone("STBAD", &["fail@getvar:version-bootloader#1"]),
-        ),
+        at(0, "canary-bad", bad),
         at(100, "canary-slow", slow),
         at(600, "later1", phone("STLATE1", &[])),
         at(900, "later2", phone("STLATE2", &[])),
     ];
     let devices = ArrivingBench::start(&root, &bench_dir, arrivals);
     let station = Running::start(setup.config(2, "2/10"));
-    station.wait("the later phones waiting for the canaries", |b, _| {
-        b.slots
-            .values()
-            .filter(|s| s.message.as_deref() == Some("waiting for canaries"))
-            .count()
-            == 2
+    station.wait("the later phones waiting for the canaries", |_, _| {
+        ["STLATE1", "STLATE2"].iter().all(|serial| {
+            station.saw(|s| {
+                s.serial.as_deref() == Some(serial)
+                    && s.message.as_deref() == Some("waiting for canaries")
+            })
+        })
     });
     station.wait("the halt", |b, _| b.halted.is_some());
     let board = station.board();
@@ -493,4 +506,105 @@ fn thresholds_read_as_failures_of_the_last_jobs() {
     assert!("0/10".parse::<Threshold>().is_err());
     assert!("3/2".parse::<Threshold>().is_err());
     assert!("x".parse::<Threshold>().is_err());
+}
+
+#[test]
+fn the_command_line_station_halts_prints_json_and_is_resumed_from_another_terminal() {
+    use std::io::BufRead;
+    let _one = exclusive();
+    let setup = Setup::new();
+    let home = PathBuf::from(std::env::var_os("FLASHLINE_HOME").unwrap());
+    let root = setup.bench.path("devices");
+    let mut station = std::process::Command::new(env!("CARGO_BIN_EXE_flashline"))
+        .args(["station", "--package"])
+        .arg(&setup.phone_pkg)
+        .args([
+            "--canary",
+            "1",
+            "--verify-timeout",
+            "20s",
+            "--stop-after",
+            "40s",
+            "--json",
+        ])
+        .arg("--trust")
+        .arg(setup.bench.path("keys"))
+        .env("FLASHLINE_HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = station.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(serde_json::from_str(&line).expect("every line is JSON"));
+        }
+    });
+    let devices = ArrivingBench::start(
+        &root,
+        &flashline::device::bench::default_dir(),
+        vec![
+            at(
+                500,
+                "canary",
+                phone("CLICANARY", &["fail@getvar:version-bootloader#1"]),
+            ),
+            at(1500, "next", phone("CLINEXT", &[])),
+        ],
+    );
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let event = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no {what}; events: {seen:#?}"));
+            seen.push(event.clone());
+            if pred(&event) {
+                return event;
+            }
+        }
+    };
+    let started = wait_for("start", &|e| e["event"] == "started");
+    let batch = PathBuf::from(started["dir"].as_str().unwrap());
+    let halted = wait_for("halt", &|e| e["event"] == "halted");
+    assert!(
+        halted["reasons"][0].as_str().unwrap().contains("CLICANARY")
+            || halted["reasons"][0].as_str().unwrap().contains("canary")
+    );
+    // Another terminal: `flashline station resume` finds the running batch by itself.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashline"))
+        .args([
+            "station",
+            "resume",
+            "--by",
+            "ana",
+            "--reason",
+            "false alarm",
+        ])
+        .env("FLASHLINE_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = wait_for("resume", &|e| e["event"] == "resumed");
+    assert_eq!(resumed["by"], "ana");
+    assert_eq!(resumed["reason"], "false alarm");
+    wait_for("the next phone done", &|e| {
+        e["event"] == "slot" && e["serial"] == "CLINEXT" && e["status"] == "done"
+    });
+    let _ = station.kill();
+    let _ = station.wait();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(batch.join(JSON)).unwrap()).unwrap();
+    assert_eq!(report["resumes"][0]["by"], "ana");
+    assert_eq!(record(&report, "CLINEXT")["outcome"], "success");
+    assert_prefix(&root.join("next").join("boot.img"), &boot_image());
+    devices.stop();
 }

@@ -133,7 +133,7 @@ impl StationState {
     /// Whether `slot` is flashing at `now`, and in which half of its blink.
     pub fn blink(&self, slot: &str, now: Instant) -> Option<bool> {
         let since = now.checked_duration_since(*self.flashes.get(slot)?)?;
-        (since < FLASH_FOR).then(|| (since.as_millis() / 400) % 2 == 0)
+        (since < FLASH_FOR).then_some((since.as_millis() / 400) % 2 == 0)
     }
 
     /// The label a slot shows: the settings' (edited here), else the station's.

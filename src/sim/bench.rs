@@ -295,12 +295,12 @@ pub enum VirtualDevice {
         /// The AT side.
         modem: ModemConfig,
         /// The EDL side.
-        edl: EdlConfig,
+        edl: Box<EdlConfig>,
         /// Faults of the modem once it came back after a flash.
         returned_faults: FaultPlan,
     },
     /// A device stuck in EDL (a brick).
-    Brick(EdlConfig),
+    Brick(Box<EdlConfig>),
 }
 
 /// A device of a schedule: its name (its folder under the bench's root), when it is
@@ -481,12 +481,13 @@ fn plug(dir: &Path, bench_dir: &Path, device: VirtualDevice) -> io::Result<Plugg
             returned_faults,
         } => Ok(Plugged::Modem(VirtualModem::start_returning(
             modem,
-            edl,
+            *edl,
             dir,
             bench_dir,
             returned_faults,
         )?)),
-        VirtualDevice::Brick(mut edl) => {
+        VirtualDevice::Brick(edl) => {
+            let mut edl = *edl;
             edl.port_path.get_or_insert_with(|| virtual_port_path(dir));
             Ok(Plugged::Brick(EdlSim::start(dir, edl, Some(bench_dir))?))
         }

@@ -280,7 +280,9 @@ impl Machine {
         r.outcome = Some(report.outcome);
         r.error = report.error.clone();
         r.report = path.clone();
-        r.after = after.clone();
+        // A canary's new version is what it reports after its reboot, not what the job
+        // assumed.
+        r.after = if canary { None } else { after.clone() };
         r.finished_seq = Some(self.seq);
         r.finished_at = Some(report.finished_at.clone());
         if r.model.is_none() {
@@ -391,7 +393,8 @@ impl Machine {
                     ),
                     report_path,
                 );
-                Vec::new()
+                // Nothing starts; the waiting slots now say why.
+                self.release()
             }
         }
     }
@@ -566,4 +569,175 @@ pub fn slot_of(found: &Found) -> String {
 /// back in its normal mode, answering with its version.
 pub fn reports_version(mode: Mode) -> bool {
     matches!(mode, Mode::Fastboot | Mode::Modem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::report::Versions;
+
+    fn found(slot: &str) -> Found {
+        Found {
+            address: format!("tcp:{slot}"),
+            mode: Mode::Fastboot,
+            vid: None,
+            pid: None,
+            product: Some("phone".into()),
+            serial: Some(format!("SN-{slot}")),
+            known_as: None,
+            is_virtual: true,
+            interface: None,
+            port_path: Some(slot.to_string()),
+        }
+    }
+
+    fn identity(slot: &str) -> Identity {
+        Identity {
+            key: format!("SN-{slot}"),
+            model: Some("phone".into()),
+            serial: Some(format!("SN-{slot}")),
+            version: Some("1.0.0".into()),
+        }
+    }
+
+    /// Arrives and is identified; returns the actions.
+    fn plug(m: &mut Machine, slot: &str) -> Vec<Action> {
+        m.arrived(slot, &found(slot));
+        m.identified(slot, identity(slot), Ok("2.0.0".into()))
+    }
+
+    fn report(outcome: Outcome) -> Report {
+        let mut r = blank();
+        r.outcome = outcome;
+        r.after = Some(Versions {
+            firmware: Some("2.0.0".into()),
+            security: None,
+            source: "test".into(),
+        });
+        r
+    }
+
+    fn blank() -> Report {
+        Report {
+            tool: String::new(),
+            started_at: String::new(),
+            finished_at: "now".into(),
+            outcome: Outcome::Success,
+            error: Some("boom".into()),
+            device_address: String::new(),
+            package: None,
+            device: None,
+            before: None,
+            after: None,
+            preflight: Vec::new(),
+            overrides: Vec::new(),
+            images: Vec::new(),
+            incomplete: None,
+            activated_slot: None,
+            backup: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn flash(slot: &str) -> Action {
+        Action::Flash { slot: slot.into() }
+    }
+
+    fn machine(canaries: usize) -> Machine {
+        Machine::new(
+            canaries,
+            Threshold {
+                failures: 2,
+                window: 10,
+            },
+            BatchReport::default(),
+        )
+    }
+
+    fn reported(v: &str) -> Reported {
+        Reported {
+            shown: v.into(),
+            comparable: None,
+        }
+    }
+
+    #[test]
+    fn others_wait_until_the_canary_comes_back_with_the_new_version() {
+        let mut m = machine(1);
+        assert_eq!(plug(&mut m, "a"), vec![flash("a")]);
+        assert!(plug(&mut m, "b").is_empty());
+        assert_eq!(
+            m.slots()["b"].message.as_deref(),
+            Some("waiting for canaries")
+        );
+        let verify = m.job_finished("a", &report(Outcome::Success), None);
+        assert_eq!(verify, vec![Action::Verify { slot: "a".into() }]);
+        assert_eq!(m.verified("a", Ok(reported("2.0.0"))), vec![flash("b")]);
+        assert!(m
+            .take_events()
+            .iter()
+            .any(|e| matches!(e, StationEvent::CanariesPassed { count: 1 })));
+    }
+
+    #[test]
+    fn a_canary_back_with_the_old_version_halts_and_only_a_resume_releases() {
+        let mut m = machine(1);
+        plug(&mut m, "a");
+        plug(&mut m, "b");
+        m.job_finished("a", &report(Outcome::Success), None);
+        assert!(m.verified("a", Ok(reported("1.0.0"))).is_empty());
+        assert!(m.is_halted());
+        assert_eq!(m.slots()["b"].message.as_deref(), Some("batch halted"));
+        assert!(
+            plug(&mut m, "c").is_empty(),
+            "no new flash starts after a halt"
+        );
+        let released = m.resume("ana".into(), "checked".into(), "t".into());
+        assert_eq!(released, vec![flash("b"), flash("c")]);
+        assert_eq!(m.report().resumes[0].by, "ana");
+    }
+
+    #[test]
+    fn the_kill_switch_counts_failures_in_the_window_and_refusals_count_for_nothing() {
+        let mut m = machine(0);
+        for slot in ["a", "b", "c", "d"] {
+            assert_eq!(plug(&mut m, slot), vec![flash(slot)]);
+        }
+        m.job_finished("a", &report(Outcome::PreflightRefused), None);
+        m.job_finished("b", &report(Outcome::DeviceError), None);
+        assert!(!m.is_halted());
+        m.job_finished("c", &report(Outcome::DeviceError), Some("r.json".into()));
+        assert!(m.is_halted());
+        assert_eq!(m.report().halts[0].reports, vec![PathBuf::from("r.json")]);
+        // A job running at the halt finishes and is recorded.
+        m.job_finished("d", &report(Outcome::Success), None);
+        assert_eq!(m.report().devices[3].outcome, Some(Outcome::Success));
+    }
+
+    #[test]
+    fn a_device_back_after_its_job_is_shown_not_flashed_again() {
+        let mut m = machine(0);
+        plug(&mut m, "a");
+        m.job_finished("a", &report(Outcome::Success), None);
+        m.left("a", "tcp:a");
+        assert_eq!(m.slots()["a"].status, SlotStatus::Empty);
+        m.arrived("b", &found("b"));
+        let mut back = identity("a");
+        back.version = Some("2.0.0".into());
+        assert!(m.identified("b", back, Ok("2.0.0".into())).is_empty());
+        assert_eq!(m.slots()["b"].status, SlotStatus::Returned);
+        assert_eq!(m.slots()["b"].after.as_deref(), Some("2.0.0"));
+        assert_eq!(m.report().devices.len(), 1);
+    }
+
+    #[test]
+    fn a_busy_slot_ignores_its_device_re_enumerating() {
+        let mut m = machine(0);
+        plug(&mut m, "a");
+        let mut edl = found("a");
+        edl.address = "serial:/dev/pts/9".into();
+        assert!(m.arrived("a", &edl).is_empty());
+        m.left("a", "tcp:a");
+        assert_eq!(m.slots()["a"].status, SlotStatus::Flashing);
+    }
 }

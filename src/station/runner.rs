@@ -289,7 +289,7 @@ impl Runner {
                 }
                 seen = now;
                 scans += 1;
-                if scans % LABELS_EVERY == 0 {
+                if scans.is_multiple_of(LABELS_EVERY) {
                     // Labels edited elsewhere (the GUI, `station label`) show at once.
                     let labels = Settings::load(&self.config.home).labels;
                     let slots: Vec<String> = self.machine.slots().keys().cloned().collect();
@@ -324,13 +324,14 @@ impl Runner {
             for action in actions {
                 self.act(action, &tx);
             }
-            for event in self.machine.take_events() {
-                emit(event);
-            }
+            // The report first: what a front end shows is already on disk.
             if dirty {
                 if let Err(e) = self.machine.report().write(&self.dir) {
                     tracing::error!("the batch report could not be written: {e}");
                 }
+            }
+            for event in self.machine.take_events() {
+                emit(event);
             }
         }
         drop(tx);

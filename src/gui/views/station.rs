@@ -10,7 +10,11 @@ use crate::gui::station::{ResumeForm, StationIntent, StationState};
 use crate::station::{Slot, SlotStatus, Threshold};
 
 /// Width of a slot tile.
-const TILE_WIDTH: f32 = 300.0;
+const TILE_WIDTH: f32 = 280.0;
+/// Space inside a tile's edge.
+const TILE_MARGIN: f32 = 10.0;
+/// Least height of a slot tile, so a row of tiles lines up.
+const TILE_HEIGHT: f32 = 170.0;
 
 /// Draws the Station view. `package` is the package the card shows, if verified.
 pub fn show(
@@ -43,11 +47,16 @@ pub fn show(
         });
     }
     egui::ScrollArea::vertical().show(ui, |ui| {
-        ui.horizontal_wrapped(|ui| {
-            for slot in &slots {
-                tile(ui, station, slot, out, now);
-            }
-        });
+        // Rows of as many tiles as fit side by side.
+        let step = TILE_WIDTH + 2.0 * TILE_MARGIN + ui.spacing().item_spacing.x;
+        let per_row = ((ui.available_width() / step).floor() as usize).max(1);
+        for row in slots.chunks(per_row) {
+            ui.horizontal_top(|ui| {
+                for slot in row {
+                    tile(ui, station, slot, out, now);
+                }
+            });
+        }
     });
     resume_dialog(ui, station, out);
 }
@@ -66,7 +75,8 @@ fn controls(
                 out.push(StationIntent::Stop);
             }
             if let Some(dir) = &station.board.dir {
-                ui.label(format!("Batch: {}", dir.display()));
+                ui.label(format!("Batch {}", file_name(dir)))
+                    .on_hover_text(dir.display().to_string());
             }
         } else {
             ui.label("Canaries");
@@ -124,7 +134,7 @@ fn banner(
             for report in &halt.reports {
                 if ui
                     .link(
-                        RichText::new(format!("Report: {}", report.display()))
+                        RichText::new(format!("Report: {}", file_name(report)))
                             .color(Color32::WHITE),
                     )
                     .clicked()
@@ -157,12 +167,8 @@ fn resume_dialog(ui: &mut egui::Ui, station: &mut StationState, out: &mut Vec<St
         });
         ui.horizontal(|ui| {
             let label = ui.label("Why");
-            ui.add(
-                egui::TextEdit::multiline(&mut form.reason)
-                    .desired_width(260.0)
-                    .desired_rows(2),
-            )
-            .labelled_by(label.id);
+            ui.add(egui::TextEdit::singleline(&mut form.reason).desired_width(360.0))
+                .labelled_by(label.id);
         });
         ui.horizontal(|ui| {
             let ready = !form.by.trim().is_empty() && !form.reason.trim().is_empty();
@@ -220,40 +226,51 @@ fn tile(
     let label = station.label_of(&slot.key);
     egui::Frame::new()
         .fill(fill)
-        .inner_margin(10.0)
+        .inner_margin(TILE_MARGIN)
         .corner_radius(8.0)
         .show(ui, |ui| {
             ui.set_width(TILE_WIDTH);
-            ui.visuals_mut().override_text_color = Some(Color32::WHITE);
-            name_line(ui, station, slot, label, out);
-            ui.label(RichText::new(status_text(slot)).size(26.0).strong());
-            ui.label(format!(
-                "{} · {}",
-                slot.model.as_deref().unwrap_or("unknown model"),
-                slot.serial.as_deref().unwrap_or("no serial")
-            ));
-            if slot.before.is_some() || slot.after.is_some() {
-                ui.label(format!(
-                    "{} → {}",
-                    slot.before.as_deref().unwrap_or("?"),
-                    slot.after.as_deref().unwrap_or("…")
-                ));
-            }
-            if let (Some((done, total)), SlotStatus::Flashing) = (slot.progress, slot.status) {
-                let fraction = if total == 0 {
-                    0.0
-                } else {
-                    done as f32 / total as f32
-                };
-                ui.add(egui::ProgressBar::new(fraction).show_percentage());
-            }
-            if let Some(message) = &slot.message {
-                ui.label(message);
-            }
-            if let Some(at) = &slot.finished_at {
-                ui.small(format!("Finished {at}"));
-            }
+            ui.set_min_height(TILE_HEIGHT);
+            ui.vertical(|ui| tile_body(ui, station, slot, label, out));
         });
+}
+
+fn tile_body(
+    ui: &mut egui::Ui,
+    station: &mut StationState,
+    slot: &Slot,
+    label: Option<String>,
+    out: &mut Vec<StationIntent>,
+) {
+    ui.visuals_mut().override_text_color = Some(Color32::WHITE);
+    name_line(ui, station, slot, label, out);
+    ui.label(RichText::new(status_text(slot)).size(26.0).strong());
+    ui.label(format!(
+        "{} · {}",
+        slot.model.as_deref().unwrap_or("unknown model"),
+        slot.serial.as_deref().unwrap_or("no serial")
+    ));
+    if slot.before.is_some() || slot.after.is_some() {
+        ui.label(format!(
+            "{} -> {}",
+            slot.before.as_deref().unwrap_or("?"),
+            slot.after.as_deref().unwrap_or("…")
+        ));
+    }
+    if let (Some((done, total)), SlotStatus::Flashing) = (slot.progress, slot.status) {
+        let fraction = if total == 0 {
+            0.0
+        } else {
+            done as f32 / total as f32
+        };
+        ui.add(egui::ProgressBar::new(fraction).show_percentage());
+    }
+    if let Some(message) = &slot.message {
+        ui.label(message);
+    }
+    if let Some(at) = &slot.finished_at {
+        ui.small(format!("Finished {at}"));
+    }
 }
 
 fn name_line(
@@ -271,7 +288,10 @@ fn name_line(
         if renaming {
             let mut save = false;
             if let Some((_, text)) = station.renaming.as_mut() {
-                let edit = ui.add(egui::TextEdit::singleline(text).desired_width(170.0));
+                let name = ui.label("Label");
+                let edit = ui
+                    .add(egui::TextEdit::singleline(text).desired_width(150.0))
+                    .labelled_by(name.id);
                 save = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             }
             if ui.button("Save label").clicked() || save {
@@ -285,11 +305,16 @@ fn name_line(
             }
         } else {
             ui.label(RichText::new(label.as_deref().unwrap_or(&slot.key)).strong());
-            if ui.small_button(format!("Rename {}", slot.key)).clicked() {
-                station.renaming = Some((slot.key.clone(), label.unwrap_or_default()));
-            }
         }
     });
+    if !renaming
+        && ui
+            .small_button(format!("Rename {}", slot.key))
+            .on_hover_text("Give this USB port a name, kept in the station settings")
+            .clicked()
+    {
+        station.renaming = Some((slot.key.clone(), label.unwrap_or_default()));
+    }
     if slot.canary {
         ui.label(RichText::new("CANARY").strong());
     }
@@ -307,4 +332,12 @@ fn status_text(slot: &Slot) -> String {
         SlotStatus::Refused => "Refused".into(),
         SlotStatus::Returned => "Back, not reflashed".into(),
     }
+}
+
+/// The last part of a path, for a label; the whole path is in its hover text or folder.
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
