@@ -245,23 +245,31 @@ fn eight_devices_arriving_over_time_are_all_flashed_with_no_input() {
     let root = setup.bench.path("devices");
     let bench_dir = flashline::device::bench::default_dir();
     let arrivals = vec![
-        at(0, "p1", phone("STP1", &[])),
-        at(300, "dongle", modem(ModemConfig::dongle(), "STDONGLE1", 1)),
-        at(700, "p2", phone("STP2", &[])),
-        at(1200, "hot1", modem(ModemConfig::hotspot(), "STHOT1", 2)),
-        at(1800, "brick", brick("STBRICK1")),
-        at(2500, "p3", phone("STP3", &[])),
-        at(3200, "hot2", modem(ModemConfig::hotspot(), "STHOT2", 3)),
-        at(4000, "p4", phone("STP4", &[])),
+        // The dongle comes first and is the canary: AT → DIAG → EDL → flashed → back in
+        // AT mode, where its +CGMR must report the new firmware.
+        at(0, "dongle", modem(ModemConfig::dongle(), "STDONGLE1", 1)),
+        at(1500, "p1", phone("STP1", &[])),
+        at(1900, "p2", phone("STP2", &[])),
+        at(2400, "hot1", modem(ModemConfig::hotspot(), "STHOT1", 2)),
+        at(3000, "brick", brick("STBRICK1")),
+        at(3700, "p3", phone("STP3", &[])),
+        at(4400, "hot2", modem(ModemConfig::hotspot(), "STHOT2", 3)),
+        at(5200, "p4", phone("STP4", &[])),
     ];
     let devices = ArrivingBench::start(&root, &bench_dir, arrivals);
-    let station = Running::start(setup.config(0, "2/10"));
+    let station = Running::start(setup.config(1, "2/10"));
     station.wait("8 devices flashed", |_, r| {
         r["devices"].as_array().unwrap().len() == 8 && with_outcome(r, "success") == 8
     });
-    // The dongle re-enumerated AT → DIAG → EDL, came back in AT mode on its slot with the
-    // new firmware, and is shown with it, not flashed again.
-    station.wait("the dongle back with its new revision", |b, _| {
+    let report = station.report();
+    assert_eq!(
+        record(&report, "STDONGLE1")["canary_check"],
+        format!("passed: reports {MODEM_REVISION}")
+    );
+    assert!(station.saw(|s| s.message.as_deref() == Some("waiting for canaries")));
+    // The hotspots went straight to EDL, came back in AT mode on their slots with the new
+    // firmware, and are shown with it, not flashed again.
+    station.wait("a hotspot back with its new revision", |b, _| {
         b.slots
             .values()
             .any(|s| s.status == SlotStatus::Returned && s.after.as_deref() == Some(MODEM_REVISION))
