@@ -11,6 +11,7 @@ mod lp;
 mod multi;
 mod pack_factory;
 mod render;
+mod station;
 mod zxic;
 
 use std::net::SocketAddr;
@@ -180,6 +181,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bench station: flash every device plugged in, canaries first, with a kill switch.
+    Station(station::StationArgs),
     /// Print udev rules that give the logged-in user access to known devices.
     UdevRules,
     /// Find why a device is not seen (udev rules, seat, groups, ModemManager, drivers,
@@ -862,6 +865,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Doctor { json } => doctor::run(json),
         Command::DistAssets { out } => dist::run(&out),
+        Command::Station(args) => station::run(args),
     }
 }
 
