@@ -359,7 +359,8 @@ struct RecoverArgs {
     allow_older: bool,
 }
 
-/// `pack --from-pac`: a vendor .pac imported into a signed Unisoc package.
+/// `pack --from-pac`: a vendor .pac imported into a signed Unisoc package. Its name, version
+/// and security version are the shared import options of [`pack_factory::FactoryArgs`].
 #[derive(Args)]
 struct PacArgs {
     /// Import this Unisoc .pac (its FDL1, FDL2 and files) instead of reading a manifest.
@@ -368,24 +369,27 @@ struct PacArgs {
     /// The product the package is for, as the quirks file names it (with --from-pac).
     #[arg(long, requires = "from_pac")]
     target: Option<String>,
-    /// The release version (with --from-pac).
-    #[arg(long, requires = "from_pac", default_value = "1.0.0")]
-    release_version: semver::Version,
-    /// The anti-rollback counter (with --from-pac).
-    #[arg(long, requires = "from_pac", default_value_t = 0)]
-    security_version: u64,
 }
 
 impl PacArgs {
-    fn import(&self, file: &Path, key: &Path, output: &Path) -> Result<package::PackSummary> {
+    fn import(
+        &self,
+        file: &Path,
+        release: &pack_factory::FactoryArgs,
+        key: &Path,
+        output: &Path,
+    ) -> Result<package::PackSummary> {
         let target = self.target.clone().context(
             "--from-pac needs --target PRODUCT: a .pac does not say which device it is for",
         )?;
         let options = package::unisoc::pac::ImportOptions {
             target,
-            name: None,
-            version: self.release_version.clone(),
-            security_version: self.security_version,
+            name: release.name.clone(),
+            version: release
+                .version
+                .clone()
+                .unwrap_or_else(|| semver::Version::new(1, 0, 0)),
+            security_version: release.security_version.unwrap_or(0),
         };
         Ok(package::unisoc::pac::import(file, key, output, &options)?)
     }
@@ -691,7 +695,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             pac,
         } => {
             let summary = match (&pac.from_pac, manifest) {
-                (Some(file), None) => pac.import(file, &key, &output)?,
+                (Some(file), None) => pac.import(file, &factory, &key, &output)?,
                 (None, Some(manifest)) => package::pack(&manifest, &key, &output)?,
                 (None, None) => {
                     let input = factory
