@@ -1324,6 +1324,11 @@ fn sim_unisoc(args: UnisocArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(all(unix, not(target_os = "linux")))]
+fn sim_unisoc_usb(_dir: &Path, _cfg: crate::sim::unisoc::UnisocConfig) -> Result<ExitCode> {
+    bail!("--usb-gadget needs Linux's USB gadget framework")
+}
+
 #[cfg(target_os = "linux")]
 fn sim_unisoc_usb(dir: &Path, cfg: crate::sim::unisoc::UnisocConfig) -> Result<ExitCode> {
     let serial = cfg.serial.clone();
