@@ -441,8 +441,23 @@ impl<T: Transport> FastbootDriver<T> {
         limit: u64,
         progress: &mut ProgressFn<'_>,
     ) -> Result<(), DeviceError> {
-        let len = Self::raw_download_len(partition, image, limit)?;
         tracing::info!("{partition} takes raw images only: sending the sparse image expanded");
+        let len = self.download_expanded(partition, image, limit, progress)?;
+        self.client.flash_writing(partition, u64::from(len))?;
+        Ok(())
+    }
+
+    /// Downloads a sparse image expanded to its raw bytes, in one download, checking the
+    /// sparse bytes against the signed ones on the way; returns the raw length. What
+    /// follows (`flash`, `boot`) is the caller's, and only once this succeeded.
+    pub(crate) fn download_expanded(
+        &mut self,
+        partition: &str,
+        image: &dyn ImageSource,
+        limit: u64,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<u32, DeviceError> {
+        let len = Self::raw_download_len(partition, image, limit)?;
         let reader = image.send_reader().map_err(DeviceError::ImageRead)?;
         let client = &mut self.client;
         std::thread::scope(|scope| {
@@ -462,8 +477,7 @@ impl<T: Transport> FastbootDriver<T> {
             sent?;
             reader.verify().map_err(DeviceError::ImageChanged)
         })?;
-        self.client.flash_writing(partition, u64::from(len))?;
-        Ok(())
+        Ok(len)
     }
 
     /// The length of a sparse image expanded, if it fits one download.

@@ -96,10 +96,14 @@ impl<T: Transport> FastbootVerbs for FastbootDriver<T> {
         image: &dyn ImageSource,
         progress: &mut ProgressFn<'_>,
     ) -> Result<Reply, DeviceError> {
-        if image.is_sparse() {
-            return Err(DeviceError::Unsupported("booting a sparse image"));
-        }
         let limit = self.download_limit()?;
+        if image.is_sparse() {
+            // `boot` runs a raw image from RAM; a package stores zero runs sparse.
+            self.raw_messages();
+            self.download_expanded("boot", image, limit, progress)?;
+            let result = self.client.boot().map(|()| String::new());
+            return self.reply(result);
+        }
         if image.len() > limit {
             return Err(DeviceError::TooLarge(format!(
                 "`boot` needs the whole {}-byte image in one download, and the device takes at \
