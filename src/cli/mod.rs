@@ -368,13 +368,17 @@ struct PacArgs {
     /// The release version (with --from-pac).
     #[arg(long, requires = "from_pac", default_value = "1.0.0")]
     release_version: semver::Version,
-    /// The anti-rollback counter (with --from-pac).
-    #[arg(long, requires = "from_pac", default_value_t = 0)]
-    security_version: u64,
 }
 
 impl PacArgs {
-    fn import(&self, file: &Path, key: &Path, output: &Path) -> Result<package::PackSummary> {
+    /// `security_version` is `--security-version`, which `--factory` shares.
+    fn import(
+        &self,
+        file: &Path,
+        key: &Path,
+        output: &Path,
+        security_version: u64,
+    ) -> Result<package::PackSummary> {
         let target = self.target.clone().context(
             "--from-pac needs --target PRODUCT: a .pac does not say which device it is for",
         )?;
@@ -382,7 +386,7 @@ impl PacArgs {
             target,
             name: None,
             version: self.release_version.clone(),
-            security_version: self.security_version,
+            security_version,
         };
         Ok(package::unisoc::pac::import(file, key, output, &options)?)
     }
@@ -688,7 +692,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             pac,
         } => {
             let summary = match (&pac.from_pac, manifest) {
-                (Some(file), None) => pac.import(file, &key, &output)?,
+                (Some(file), None) => pac.import(file, &key, &output, factory.security_version)?,
                 (None, Some(manifest)) => package::pack(&manifest, &key, &output)?,
                 (None, None) => {
                     let input = factory

@@ -24,8 +24,8 @@ pub(super) struct FactoryArgs {
     /// YYMMDD.NNN.0+build).
     #[arg(long, requires = "factory")]
     pub version: Option<semver::Version>,
-    /// Anti-rollback counter to sign in (factory images).
-    #[arg(long, default_value_t = 0, requires = "factory")]
+    /// Anti-rollback counter to sign in (factory images, --from-pac).
+    #[arg(long, default_value_t = 0)]
     pub security_version: u64,
     /// Refuse to flash below this battery charge (factory images).
     #[arg(long, default_value_t = 30, requires = "factory")]
