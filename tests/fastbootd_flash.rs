@@ -655,3 +655,29 @@ fn a_retrofit_phone_or_a_pending_merge_keeps_fastbootd_when_optimized_super_is_a
         );
     }
 }
+
+#[test]
+fn an_interrupted_whole_super_flash_is_sent_again_whole_by_the_next_run() {
+    let bench = Bench::new();
+    let imgs = images(6 * MIB as usize);
+    let pkg = pack(&bench, "modern", &imgs, &super_empty(false, true));
+    let cfg = PhoneConfig {
+        faults: FaultPlan {
+            faults: vec!["fail@flash:super#2".parse().unwrap()],
+        },
+        ..phone(modern())
+    };
+    let (phone, dir) = bench.phone(cfg);
+    let (_, first) = run_with(&bench, &pkg, &phone, true);
+    assert_eq!(first.outcome, Outcome::DeviceError);
+    assert_eq!(
+        first.incomplete.as_deref(),
+        Some("flash super (whole image)")
+    );
+    let (events, second) = run_with(&bench, &pkg, &phone, true);
+    assert_eq!(second.outcome, Outcome::Success, "{:?}", second.error);
+    assert!(events.iter().any(|e| matches!(e, Event::Resuming { .. })));
+    assert_flashed(&dir, &imgs, &phone);
+    let commands = phone.commands();
+    assert!(!went_through_fastbootd(&commands), "{commands:?}");
+}
