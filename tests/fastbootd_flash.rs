@@ -140,10 +140,23 @@ fn pack_with(bench: &Bench, name: &str, imgs: &Images, layout: Option<&[u8]>) ->
 
 /// Runs one job in-process, returning its events and report.
 fn run(bench: &Bench, pkg: &Path, phone: &RunningPhone) -> (Vec<Event>, Report) {
+    run_with(bench, pkg, phone, false)
+}
+
+/// [`run`], asking for Google's optimized super (a whole super image from the bootloader)
+/// or not: the other tests here prove the fastbootd path, which a package with every
+/// logical image would otherwise skip.
+fn run_with(
+    bench: &Bench,
+    pkg: &Path,
+    phone: &RunningPhone,
+    optimized_super: bool,
+) -> (Vec<Event>, Report) {
     let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
     let mut req = common::virtual_job(pkg, trust, &phone.device_address(), &bench.path("home"));
     req.options.device_timeout = Some(std::time::Duration::from_secs(5));
     req.options.switch_timeout = std::time::Duration::from_secs(10);
+    req.options.optimized_super = optimized_super;
     let mut events = Vec::new();
     let report = engine::run(&req, &mut |e| events.push(e));
     (events, report)
@@ -518,4 +531,153 @@ fn a_phone_without_slots_gets_its_logical_partitions_resized_in_its_one_super() 
         "vendor",
     );
     assert!(!phone.commands().iter().any(|c| c.starts_with("set_active")));
+}
+
+/// Whether fastbootd wrote the logical partitions: `update-super` and resizes were sent.
+fn went_through_fastbootd(commands: &[String]) -> bool {
+    commands.iter().any(|c| c.starts_with("update-super:"))
+        && commands
+            .iter()
+            .any(|c| c.starts_with("resize-logical-partition:"))
+}
+
+#[test]
+fn a_package_with_every_logical_image_flashes_super_whole_from_the_bootloader() {
+    let bench = Bench::new();
+    let imgs = images(6 * MIB as usize);
+    let pkg = pack(&bench, "modern", &imgs, &super_empty(false, true));
+    let (phone, dir) = bench.phone(phone(modern()));
+    let (events, report) = run_with(&bench, &pkg, &phone, true);
+    assert_eq!(report.outcome, Outcome::Success, "{:?}", report.error);
+    // The logical partitions, read back through super's LP extents, hold their images.
+    assert_flashed(&dir, &imgs, &phone);
+
+    let commands = phone.commands();
+    assert!(
+        !went_through_fastbootd(&commands),
+        "{:?} {commands:?}",
+        report.notes
+    );
+    for absent in [
+        "update-super",
+        "resize-logical-partition",
+        "flash:system",
+        "flash:vendor",
+    ] {
+        assert!(
+            !commands.iter().any(|c| c.starts_with(absent)),
+            "{absent} sent: {commands:?}"
+        );
+    }
+    // fastbootd is visited once, to read super's size; nothing is written there.
+    let fastbootd = commands.iter().filter(|c| *c == "reboot-fastboot").count();
+    assert_eq!(fastbootd, 1, "{commands:?}");
+    // Super goes in pieces that fit the bootloader's 4 MiB buffer, after the slot is set.
+    let supers: Vec<usize> = (0..commands.len())
+        .filter(|&i| commands[i] == "flash:super")
+        .collect();
+    assert!(supers.len() > 1, "{commands:?}");
+    let active = commands.iter().position(|c| c == "set_active:b").unwrap();
+    assert!(active < supers[0], "{commands:?}");
+    assert!(
+        commands.iter().position(|c| c == "flash:boot_b").unwrap() < supers[0],
+        "{commands:?}"
+    );
+    assert_eq!(
+        switch_steps(&events),
+        [
+            "reboot-fastboot",
+            "reboot-bootloader",
+            "reboot-bootloader",
+            "set_active",
+            "flash"
+        ]
+    );
+    assert!(report.images.iter().all(|i| i.status == "written"));
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("optimized super")),
+        "{:?}",
+        report.notes
+    );
+    // slot a's partitions exist, empty: super was laid out fresh for slot b.
+    let mut file = File::open(dir.join("super.img")).unwrap();
+    let (_, metadata) = lp::read_metadata(&mut file, 0).unwrap();
+    let system_a = metadata.partition("system_a").unwrap();
+    assert_eq!(metadata.partition_size(system_a), 0);
+}
+
+#[test]
+fn a_retrofit_phone_or_a_pending_merge_keeps_fastbootd_when_optimized_super_is_asked() {
+    for (name, dynamic, layout, why) in [
+        (
+            "retrofit",
+            Dynamic {
+                retrofit: true,
+                ..modern()
+            },
+            super_empty(true, false),
+            "retrofit",
+        ),
+        (
+            "merging",
+            Dynamic {
+                snapshot: SnapshotStatus::Merging,
+                ..modern()
+            },
+            super_empty(false, true),
+            "snapshot update",
+        ),
+    ] {
+        let bench = Bench::new();
+        let imgs = images(4 * MIB as usize);
+        let pkg = pack(&bench, name, &imgs, &layout);
+        let (phone, _dir) = bench.phone(phone(dynamic));
+        let (_, report) = run_with(&bench, &pkg, &phone, true);
+        assert_eq!(
+            report.outcome,
+            Outcome::Success,
+            "{name}: {:?}",
+            report.error
+        );
+        let commands = phone.commands();
+        assert!(went_through_fastbootd(&commands), "{name}: {commands:?}");
+        assert!(!commands.iter().any(|c| c == "flash:super"), "{commands:?}");
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("written in fastbootd") && n.contains(why)),
+            "{name}: {:?}",
+            report.notes
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_whole_super_flash_is_sent_again_whole_by_the_next_run() {
+    let bench = Bench::new();
+    let imgs = images(6 * MIB as usize);
+    let pkg = pack(&bench, "modern", &imgs, &super_empty(false, true));
+    let cfg = PhoneConfig {
+        faults: FaultPlan {
+            faults: vec!["fail@flash:super#2".parse().unwrap()],
+        },
+        ..phone(modern())
+    };
+    let (phone, dir) = bench.phone(cfg);
+    let (_, first) = run_with(&bench, &pkg, &phone, true);
+    assert_eq!(first.outcome, Outcome::DeviceError);
+    assert_eq!(
+        first.incomplete.as_deref(),
+        Some("flash super (whole image)")
+    );
+    let (events, second) = run_with(&bench, &pkg, &phone, true);
+    assert_eq!(second.outcome, Outcome::Success, "{:?}", second.error);
+    assert!(events.iter().any(|e| matches!(e, Event::Resuming { .. })));
+    assert_flashed(&dir, &imgs, &phone);
+    let commands = phone.commands();
+    assert!(!went_through_fastbootd(&commands), "{commands:?}");
 }

@@ -40,6 +40,7 @@ use super::journal::{self, Resumable};
 use super::plan::FlashPlan;
 use super::preflight::{Check, Status};
 use super::report::{Outcome, Report};
+use super::super_image::{self, WholeSuper};
 use crate::device::dynamic::{DynamicPartitions, SnapshotStatus};
 use crate::device::{DeviceError, DeviceInfo, Driver, ImageSource, SendReader};
 use crate::package::{ImageReader, VerifiedPackage};
@@ -72,6 +73,9 @@ struct Phased {
     pending_reboot: Option<String>,
     /// This run is in fastbootd with super prepared.
     in_fastbootd: bool,
+    /// Once the first logical image comes: the whole super image the bootloader takes,
+    /// or why fastbootd writes the logical partitions (see [`super_image`]).
+    whole: Option<Result<WholeSuper, String>>,
 }
 
 impl<'p> Phases<'p> {
@@ -103,6 +107,7 @@ impl<'p> Phases<'p> {
             running_slot: None,
             pending_reboot: None,
             in_fastbootd: false,
+            whole: None,
         };
         let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
         let userspace = match driver.dynamic() {
@@ -212,7 +217,8 @@ impl<'p> Phases<'p> {
         }
     }
 
-    /// Runs what is owed before image `index` (see the module documentation).
+    /// Runs what is owed before image `index` (see the module documentation); true when
+    /// the image is already written, inside the whole super image.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn before(
         &mut self,
@@ -223,9 +229,9 @@ impl<'p> Phases<'p> {
         journal: &mut Resumable,
         report: &mut Report,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), Stop> {
+    ) -> Result<bool, Stop> {
         let Some(phased) = &mut self.phased else {
-            return Ok(());
+            return Ok(false);
         };
         phased.pay_reboot(req, driver, journal, report, emit)?;
         let image = &self.package.manifest().images[index];
@@ -234,13 +240,20 @@ impl<'p> Phases<'p> {
             phased.pending_reboot = Some(format!("reboot-bootloader:{target}"));
         }
         if !image.logical {
-            return Ok(());
+            return Ok(false);
+        }
+        if !phased.in_fastbootd
+            && phased.flash_whole(req, driver, plan, self.package, journal, report, emit)?
+        {
+            report.images[index].status = "written".into();
+            report.images[index].sha256_sent = Some(report.images[index].sha256_signed.clone());
+            return Ok(true);
         }
         if !phased.in_fastbootd {
             phased.enter_fastbootd(req, driver, plan, self.package, journal, report, emit)?;
         }
         if journal.was_verified(index) {
-            return Ok(());
+            return Ok(false);
         }
         let bytes = image.expanded_size();
         let step = format!("resize-logical-partition:{target}:{bytes}");
@@ -252,7 +265,7 @@ impl<'p> Phases<'p> {
         };
         placed.map_err(|e| fail(report, &step, e))?;
         journal.mark_step(&step);
-        Ok(())
+        Ok(false)
     }
 
     /// Runs what is owed after the last image.
@@ -317,6 +330,107 @@ impl Phased {
         Ok(())
     }
 
+    /// Sets the slot written active, once every physical image of it is verified:
+    /// fastbootd works as the active slot, and a fresh super keeps only its partitions.
+    fn activate(
+        &self,
+        driver: &mut Box<dyn Driver>,
+        plan: &FlashPlan,
+        journal: &mut Resumable,
+        report: &mut Report,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), Stop> {
+        if let (Some(slot), Some(running)) = (&plan.activate_slot, &self.running_slot) {
+            let step = format!("set_active:{slot}");
+            emit(Event::SwitchStep {
+                step: format!(
+                    "{step}: fastbootd and a fresh super work as the active slot, so the slot is set first, \
+                     once every physical image of slot {slot} is verified (slot {running} ran)"
+                ),
+                provenance: PROVENANCE.into(),
+                reports_only: false,
+            });
+            driver
+                .set_active_slot(slot)
+                .map_err(|e| fail(report, &step, e))?;
+            journal.mark_switched(running, slot);
+            emit(Event::SlotSwitched { slot: slot.clone() });
+        }
+        Ok(())
+    }
+
+    /// Flashes the whole super image from the bootloader if the device allows it (see
+    /// [`super_image`]); false when fastbootd must write the logical partitions.
+    #[allow(clippy::too_many_arguments)]
+    fn flash_whole(
+        &mut self,
+        req: &JobRequest,
+        driver: &mut Box<dyn Driver>,
+        plan: &FlashPlan,
+        package: &VerifiedPackage,
+        journal: &mut Resumable,
+        report: &mut Report,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<bool, Stop> {
+        if self.whole.is_none() {
+            let decided = if req.options.optimized_super {
+                let images = &package.manifest().images;
+                let logical: Vec<(usize, String)> = (0..images.len())
+                    .filter(|&i| images[i].logical)
+                    .map(|i| (i, plan.writes[i].target.clone()))
+                    .collect();
+                let slot = plan
+                    .activate_slot
+                    .as_deref()
+                    .or(self.running_slot.as_deref());
+                super_image::decide(
+                    package,
+                    self.layout.as_ref(),
+                    self.facts.as_ref(),
+                    slot,
+                    &logical,
+                )
+            } else {
+                Err("the job did not ask for an optimized super".into())
+            };
+            report.notes.push(match &decided {
+                Ok(whole) => format!(
+                    "optimized super: the whole {} image is built here and flashed by the \
+                     bootloader in one pass",
+                    whole.name
+                ),
+                Err(why) => format!("the logical partitions are written in fastbootd: {why}"),
+            });
+            self.whole = Some(decided);
+        }
+        let Some(Ok(whole)) = &self.whole else {
+            return Ok(false);
+        };
+        if journal.step_done(super_image::STEP) {
+            return Ok(true);
+        }
+        self.activate(driver, plan, journal, report, emit)?;
+        let step = super_image::STEP;
+        emit(Event::SwitchStep {
+            step: format!(
+                "flash:{}: {step}, laid out from super_empty.img with every logical image",
+                whole.name
+            ),
+            provenance: "AOSP fastboot: fastboot.cpp FlashSuperLayoutTask (optimized super)".into(),
+            reports_only: false,
+        });
+        let target = crate::device::Target::Partition {
+            name: whole.name.clone(),
+        };
+        let source = super_image::Source { package, whole };
+        driver
+            .prepare(&target, &source)
+            .and_then(|()| driver.write_image(&target, &source, &mut |_| {}))
+            .map_err(|e| fail(report, step, e))?;
+        journal.mark_step(step);
+        Ok(true)
+    }
+
     /// Switches the slot, enters fastbootd and prepares super for the logical partitions.
     #[allow(clippy::too_many_arguments)]
     fn enter_fastbootd(
@@ -329,22 +443,7 @@ impl Phased {
         report: &mut Report,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), Stop> {
-        if let (Some(slot), Some(running)) = (&plan.activate_slot, &self.running_slot) {
-            let step = format!("set_active:{slot}");
-            emit(Event::SwitchStep {
-                step: format!(
-                    "{step}: fastbootd works as the active slot, so the slot is set before it, \
-                     once every physical image of slot {slot} is verified (slot {running} ran)"
-                ),
-                provenance: PROVENANCE.into(),
-                reports_only: false,
-            });
-            driver
-                .set_active_slot(slot)
-                .map_err(|e| fail(report, &step, e))?;
-            journal.mark_switched(running, slot);
-            emit(Event::SlotSwitched { slot: slot.clone() });
-        }
+        self.activate(driver, plan, journal, report, emit)?;
         self.switch(
             req,
             driver,

@@ -73,6 +73,10 @@ pub struct JobOptions {
     pub vbmeta_flags: crate::protocol::avb::Flags,
     /// The A/B slot to write (`--slot`); `None` for the one after the current one.
     pub slot: Option<crate::device::fastboot::verbs::SlotChoice>,
+    /// Builds the whole super image on the host and has the bootloader flash it, where the
+    /// device allows (Google's "optimized super", see `engine::super_image`); off by
+    /// default, so that fastbootd writes the logical partitions as before.
+    pub optimized_super: bool,
 }
 
 /// A cooperative stop request for one job, shared by the front end and the job.
@@ -129,6 +133,7 @@ impl JobOptions {
             expect_edl: false,
             vbmeta_flags: crate::protocol::avb::Flags::NONE,
             slot: None,
+            optimized_super: false,
         }
     }
 }
@@ -447,7 +452,9 @@ fn fastboot(
     let count = plan.writes.len();
     for &index in &plan.order {
         let (write, target) = (&plan.writes[index], &targets[index]);
-        phases.before(req, &mut driver, &plan, index, &mut journal, report, emit)?;
+        if phases.before(req, &mut driver, &plan, index, &mut journal, report, emit)? {
+            continue;
+        }
         let source = PackageImage::new(package, index)
             .cancelled_by(&req.options.cancel)
             .patched(patches.of(index));

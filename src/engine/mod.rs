@@ -16,6 +16,7 @@ mod qualcomm;
 pub mod report;
 pub mod service;
 pub mod station;
+mod super_image;
 mod vbmeta;
 pub mod verbs;
 mod zxic;
