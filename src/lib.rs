@@ -30,4 +30,5 @@ pub mod protocol;
 pub mod secure_fs;
 pub mod sim;
 pub mod state_file;
+pub mod station;
 pub mod transport;

@@ -309,7 +309,7 @@ fn the_three_forms_pack_with_android_info_requirements_and_googles_order() {
             "requires         board = oriole | raven",
             "requires         has-slot:vbmeta = yes | no",
             "system.img (",
-            "logical: through fastbootd",
+            "logical: in super, from fastbootd",
             "super layout     super_empty.img",
         ] {
             assert!(human.contains(line), "{form}: {line}\n{human}");
@@ -569,7 +569,7 @@ fn hostile_zips_are_refused_by_name_and_nothing_is_written() {
         let input = dir.join(format!("image-oriole-{BUILD}-{case}.zip"));
         std::fs::write(&input, bytes).unwrap();
         let pkg = dir.join(format!("{case}.flpkg"));
-        let out = pack(&bench, &input, &pkg, &[]);
+        let out = pack(&bench, &input, &pkg, &["--version", "1.0.0"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{case}");
         assert!(stderr.contains(message), "{case}: {stderr}");
@@ -581,6 +581,32 @@ fn hostile_zips_are_refused_by_name_and_nothing_is_written() {
             leftovers(&dir, &[])
         );
     }
+}
+
+#[test]
+fn firmware_beside_the_images_is_flashed_first_with_restarts() {
+    let bench = Bench::new();
+    let mut factory = Factory::new(None);
+    factory
+        .images
+        .push(("radio.img".into(), factory.radio.clone()));
+    factory
+        .images
+        .push(("bootloader.img".into(), factory.bootloader.clone()));
+    let inner = bench.path(&format!("image-oriole-{BUILD}.zip"));
+    factory.image_zip(&inner);
+    let pkg = bench.path("firmware.flpkg");
+    let out = pack(&bench, &inner, &pkg, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = &inspect(&bench, &pkg)["manifest"];
+    let order = images(&factory, manifest);
+    assert_eq!(order[0], ("bootloader".into(), "bootloader.img".into()));
+    assert_eq!(order[1], ("radio".into(), "radio.img".into()));
+    assert_eq!(manifest["images"][1]["reboot_bootloader"], true);
 }
 
 #[cfg(unix)]

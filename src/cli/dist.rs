@@ -71,3 +71,15 @@ fn write_man_pages(command: &clap::Command, dir: &Path) -> Result<()> {
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks its definitions (unique names, valid `requires`/`conflicts_with`) only
+    /// when a command is built; this builds every one, so a clash fails here and not in
+    /// a technician's terminal.
+    #[test]
+    fn the_command_line_definitions_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

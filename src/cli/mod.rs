@@ -15,6 +15,7 @@ mod pack;
 mod pack_factory;
 mod render;
 mod sim;
+mod station;
 mod trust;
 mod zxic;
 
@@ -188,6 +189,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bench station: flash every device plugged in, canaries first, with a kill switch.
+    Station(station::StationArgs),
     /// Print udev rules that give the logged-in user access to known devices.
     UdevRules,
     /// Find why a device is not seen (udev rules, seat, groups, ModemManager, drivers,
@@ -282,7 +285,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             pac,
         } => {
             let summary = match (&pac.from_pac, manifest) {
-                (Some(file), None) => pac.import(file, &key, &output)?,
+                (Some(file), None) => pac.import(file, &factory, &key, &output)?,
                 (None, Some(manifest)) => package::pack(&manifest, &key, &output)?,
                 (None, None) => {
                     let input = factory
@@ -456,5 +459,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Doctor { json } => doctor::run(json),
         Command::DistAssets { out } => dist::run(&out),
+        Command::Station(args) => station::run(args),
     }
 }

@@ -7,10 +7,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::render::{self, say_err};
-use super::{load_trust, TrustArg, EXIT_PACKAGE_REJECTED};
+use super::{load_trust, pack_factory, TrustArg, EXIT_PACKAGE_REJECTED};
 use crate::package::{self, Package};
 
-/// `pack --from-pac`: a vendor .pac imported into a signed Unisoc package.
+/// `pack --from-pac`: a vendor .pac imported into a signed Unisoc package. Its name, version
+/// and security version are the shared import options of [`pack_factory::FactoryArgs`].
 #[derive(Args)]
 pub(super) struct PacArgs {
     /// Import this Unisoc .pac (its FDL1, FDL2 and files) instead of reading a manifest.
@@ -19,18 +20,13 @@ pub(super) struct PacArgs {
     /// The product the package is for, as the quirks file names it (with --from-pac).
     #[arg(long, requires = "from_pac")]
     target: Option<String>,
-    /// The release version (with --from-pac).
-    #[arg(long, requires = "from_pac", default_value = "1.0.0")]
-    release_version: semver::Version,
-    /// The anti-rollback counter (with --from-pac).
-    #[arg(long, requires = "from_pac", default_value_t = 0)]
-    security_version: u64,
 }
 
 impl PacArgs {
     pub(super) fn import(
         &self,
         file: &Path,
+        release: &pack_factory::FactoryArgs,
         key: &Path,
         output: &Path,
     ) -> Result<package::PackSummary> {
@@ -39,9 +35,12 @@ impl PacArgs {
         )?;
         let options = package::unisoc::pac::ImportOptions {
             target,
-            name: None,
-            version: self.release_version.clone(),
-            security_version: self.security_version,
+            name: release.name.clone(),
+            version: release
+                .version
+                .clone()
+                .unwrap_or_else(|| semver::Version::new(1, 0, 0)),
+            security_version: release.security_version.unwrap_or(0),
         };
         Ok(package::unisoc::pac::import(file, key, output, &options)?)
     }

@@ -17,16 +17,17 @@ pub(super) struct FactoryArgs {
     /// android-info.txt, the order from fastboot-info.txt or Google's image list.
     #[arg(long, value_name = "ZIP|DIR", conflicts_with = "manifest")]
     pub factory: Option<PathBuf>,
-    /// Package name (factory images; default: the device name in the file names).
-    #[arg(long, requires = "factory")]
+    /// Package name (factory images and .pac imports; default: the device name in the
+    /// file names, or the .pac's product name).
+    #[arg(long, conflicts_with = "manifest")]
     pub name: Option<String>,
-    /// Package version (factory images; default: from the build id, TAG.YYMMDD.NNN →
-    /// YYMMDD.NNN.0+build).
-    #[arg(long, requires = "factory")]
+    /// Package version (factory images: default from the build id, TAG.YYMMDD.NNN →
+    /// YYMMDD.NNN.0+build; .pac imports: default 1.0.0).
+    #[arg(long, conflicts_with = "manifest")]
     pub version: Option<semver::Version>,
-    /// Anti-rollback counter to sign in (factory images).
-    #[arg(long, default_value_t = 0, requires = "factory")]
-    pub security_version: u64,
+    /// Anti-rollback counter to sign in (factory images and .pac imports; default 0).
+    #[arg(long, conflicts_with = "manifest")]
+    pub security_version: Option<u64>,
     /// Refuse to flash below this battery charge (factory images).
     #[arg(long, default_value_t = 30, requires = "factory")]
     pub min_battery: u8,
@@ -40,7 +41,7 @@ pub(super) fn run(input: &Path, args: &FactoryArgs, key: &Path, output: &Path) -
     let options = FactoryOptions {
         name: args.name.clone(),
         version: args.version.clone(),
-        security_version: args.security_version,
+        security_version: args.security_version.unwrap_or(0),
         min_battery_percent: args.min_battery,
         wipe: args.wipe,
     };

@@ -74,7 +74,9 @@ pub fn announce(dir: &Path, entry: &BenchEntry) -> std::io::Result<Announcement>
     Ok(Announcement { path })
 }
 
-/// Every valid announcement in `dir` whose serial port still exists.
+/// Every valid announcement in `dir` whose serial port still exists, and every virtual
+/// phone announced on this computer's loopback (`tcp:127.0.0.1:PORT`; it withdraws its
+/// announcement when it stops).
 pub fn list(dir: &Path) -> Vec<BenchEntry> {
     let Ok(read) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -89,10 +91,21 @@ pub fn list(dir: &Path) -> Vec<BenchEntry> {
             e.address
                 .strip_prefix("serial:")
                 .is_some_and(|tty| Path::new(tty).exists())
+                || is_loopback_tcp(&e.address)
         })
         .collect();
     entries.sort_by(|a, b| a.address.cmp(&b.address));
     entries
+}
+
+/// Whether `address` is a TCP address on this computer's loopback: only there can a
+/// network device be one of flashline's virtual phones, so a bench file naming another
+/// host never makes that host's device virtual.
+pub fn is_loopback_tcp(address: &str) -> bool {
+    address
+        .strip_prefix("tcp:")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .is_some_and(|a| a.ip().is_loopback())
 }
 
 #[cfg(test)]
@@ -126,5 +139,23 @@ mod tests {
         assert_eq!(list(dir.path()).len(), 1);
         a.withdraw();
         assert!(list(dir.path()).is_empty());
+        let phone = BenchEntry {
+            address: "tcp:127.0.0.1:5554".into(),
+            ..BenchEntry::default()
+        };
+        let _p = announce(dir.path(), &phone).unwrap();
+        let _q = announce(
+            dir.path(),
+            &BenchEntry {
+                address: "tcp:192.0.2.7:5554".into(),
+                ..BenchEntry::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            list(dir.path()),
+            vec![phone],
+            "only loopback phones are listed"
+        );
     }
 }

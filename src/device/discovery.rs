@@ -152,7 +152,7 @@ pub fn watch<B>(quirks: &Quirks, mut on_change: impl FnMut(Change) -> ControlFlo
 /// What differs between two scans, departures first. A device is the same device while its
 /// address, mode, USB IDs and serial number stay the same; descriptive strings that could
 /// not be read in one scan do not make it leave.
-fn changes(before: &[Found], now: &[Found]) -> Vec<Change> {
+pub fn changes(before: &[Found], now: &[Found]) -> Vec<Change> {
     let key = |f: &Found| (f.address.clone(), f.mode, f.vid, f.pid, f.serial.clone());
     let left = before
         .iter()
@@ -184,7 +184,7 @@ fn serial_devices(quirks: &Quirks) -> Vec<Found> {
         .map(|e| Found {
             mode: classify(Some(e.vid), Some(e.pid), e.interface, quirks),
             known_as: known_as(Some(e.vid), Some(e.pid), quirks),
-            is_virtual: is_pseudo_terminal(&e.address),
+            is_virtual: is_pseudo_terminal(&e.address) || bench::is_loopback_tcp(&e.address),
             address: e.address,
             vid: Some(e.vid),
             pid: Some(e.pid),

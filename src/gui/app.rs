@@ -2,7 +2,7 @@
 //! bridge, and persists the settings.
 
 use eframe::egui;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::device::quirks::Quirks;
@@ -93,9 +93,13 @@ impl FlashlineApp {
         };
         let quirks = Quirks::builtin();
         let guides = guides(&quirks);
+        let station_home = config.bridge.history_path.parent().map(Path::to_path_buf);
         let bridge = Bridge::start(cc.egui_ctx.clone(), config.bridge, settings.clone(), quirks)?;
         let mut state = AppState::new(settings, guides);
         state.quick_packages = config.quick_packages;
+        if let Some(home) = station_home {
+            state.station.load_settings(&home);
+        }
         Ok(FlashlineApp {
             state,
             bridge,

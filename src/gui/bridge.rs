@@ -173,6 +173,9 @@ pub struct Bridge {
     pins: Pins,
     stop: Arc<AtomicBool>,
     scratch: tempfile::TempDir,
+    /// The bench station, while it runs; it owns the bench then (see [`Scanner::paused`]).
+    station: Option<crate::station::StationHandle>,
+    station_owns_bench: Arc<AtomicBool>,
 }
 
 impl Bridge {
@@ -202,6 +205,8 @@ impl Bridge {
             pins: Pins::default(),
             stop: Arc::new(AtomicBool::new(false)),
             scratch: tempfile::tempdir()?,
+            station: None,
+            station_owns_bench: Arc::default(),
         };
         bridge.reload_trust();
         bridge.start_discovery();
@@ -261,6 +266,80 @@ impl Bridge {
                 self.pins.clear();
                 self.reload_trust();
             }
+            Intent::Station(intent) => self.station(intent),
+        }
+    }
+
+    /// The station's files (job history, backups, batches, labels) live where this
+    /// session's history does: flashline's home, or the demo's own folder.
+    fn station_home(&self) -> PathBuf {
+        self.config
+            .history_path
+            .parent()
+            .map_or_else(crate::paths::home, Path::to_path_buf)
+    }
+
+    fn station(&mut self, intent: super::station::StationIntent) {
+        use super::station::StationIntent;
+        use crate::station::settings::Settings as StationSettings;
+        let home = self.station_home();
+        match intent {
+            StationIntent::Start {
+                packages,
+                canaries,
+                max_failures,
+            } => {
+                if self.station.is_some() {
+                    return;
+                }
+                let config = crate::station::StationConfig {
+                    canaries,
+                    max_failures,
+                    quirks: (*self.quirks).clone(),
+                    ..crate::station::StationConfig::new(packages, self.trust(), &home)
+                };
+                let outbox = self.outbox.clone();
+                match crate::station::runner::start(config, move |e| outbox.send(Msg::Station(e))) {
+                    Ok(handle) => {
+                        self.station_owns_bench.store(true, Ordering::SeqCst);
+                        self.station = Some(handle);
+                    }
+                    Err(e) => self.outbox.send(Msg::StationEnded(Some(e.to_string()))),
+                }
+            }
+            StationIntent::Stop => {
+                let Some(handle) = self.station.take() else {
+                    return;
+                };
+                let (outbox, owns) = (self.outbox.clone(), Arc::clone(&self.station_owns_bench));
+                self.handle().spawn_blocking(move || {
+                    handle.stop();
+                    owns.store(false, Ordering::SeqCst);
+                    outbox.send(Msg::StationEnded(None));
+                });
+            }
+            StationIntent::Resume { batch, by, reason } => {
+                if let Err(e) = crate::station::control::request_resume(&batch, &by, &reason) {
+                    self.outbox.send(Msg::Notice(e.to_string()));
+                }
+            }
+            StationIntent::Label { slot, label } => {
+                let mut settings = StationSettings::load(&home);
+                settings.set_label(&slot, &label);
+                if let Err(e) = settings.save(&home) {
+                    self.outbox
+                        .send(Msg::Notice(format!("the label was not saved: {e}")));
+                }
+            }
+            StationIntent::Sound(on) => {
+                let mut settings = StationSettings::load(&home);
+                settings.sound = on;
+                if let Err(e) = settings.save(&home) {
+                    self.outbox
+                        .send(Msg::Notice(format!("the setting was not saved: {e}")));
+                }
+            }
+            StationIntent::OpenFolder(path) => self.open_folder(path),
         }
     }
 
@@ -516,6 +595,9 @@ struct Scanner {
     /// Watched network devices that answered, as discovery would list them.
     watched: HashMap<String, Found>,
     last: Vec<Found>,
+    /// Set while the bench station runs: it identifies and flashes every device itself,
+    /// and a second party talking to a port mid-job would garble both.
+    paused: Arc<AtomicBool>,
 }
 
 impl Scanner {
@@ -533,6 +615,7 @@ impl Scanner {
             learned,
             watched: HashMap::new(),
             last: Vec::new(),
+            paused: Arc::clone(&bridge.station_owns_bench),
         }
     }
 
@@ -602,6 +685,9 @@ impl Scanner {
 
     /// Reads a device's facts on a thread of its own, unless a job has it open.
     fn identify(&mut self, address: String, is_virtual: bool) {
+        if self.paused.load(Ordering::SeqCst) {
+            return;
+        }
         let Some(claim) = self.claims.try_claim(&address) else {
             return;
         };

@@ -13,6 +13,7 @@ pub mod bridge;
 pub mod catalog;
 pub mod doctor;
 pub mod state;
+pub mod station;
 mod views;
 
 use eframe::egui;

@@ -509,7 +509,13 @@ pub struct EdlSim {
     line: Box<dyn Line>,
     announcement: Option<Announcement>,
     stop: Arc<AtomicBool>,
+    boot: Option<BootFirmware>,
 }
+
+/// What a reset into the device's firmware does: given the folder holding the LUNs, it
+/// brings up whatever that firmware is (a modem's AT port) and returns true, or returns
+/// false when there is nothing to boot, and the boot ROM comes back.
+pub type BootFirmware = Box<dyn FnMut(&Path) -> bool + Send>;
 
 impl EdlSim {
     /// Prepares the LUN files in `dir`, opens the pseudo-terminal and, with `bench_dir`,
@@ -559,7 +565,17 @@ impl EdlSim {
             line,
             announcement: None,
             stop,
+            boot: None,
         })
+    }
+
+    /// Makes `<power value="reset">` boot the device's firmware through `boot` (see
+    /// [`BootFirmware`]): the EDL device then leaves the bus, as a real one does when it
+    /// starts its firmware. Without it, the virtual device has no firmware and every reset
+    /// brings back its boot ROM.
+    pub fn boots_firmware(mut self, boot: BootFirmware) -> Self {
+        self.boot = Some(boot);
+        self
     }
 
     /// Where a host opens the device: `serial:/dev/pts/N` for a pseudo-terminal.
@@ -600,6 +616,13 @@ impl EdlSim {
         let _announcement = self.announcement.take();
         while let Some(pending) = pbl::run(&self.device, &mut *self.line) {
             match programmer::run(&self.device, &mut *self.line, &pending) {
+                programmer::Exit::Boot => {
+                    let booted = self.boot.as_mut().is_some_and(|boot| boot(&self.dir));
+                    if booted {
+                        return;
+                    }
+                    self.line.reboot();
+                }
                 programmer::Exit::Reset => self.line.reboot(),
                 programmer::Exit::PowerOff | programmer::Exit::Stopped => return,
             }

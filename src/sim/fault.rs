@@ -530,7 +530,9 @@ impl Injector {
     }
 
     /// The position, within the next `n` payload bytes, of the byte an armed
-    /// [`Fault::Corrupt`] flips (the fault fires); `None` when none falls there.
+    /// [`Fault::Corrupt`] flips (the fault fires); `None` when none falls there. Only the
+    /// ZXIC simulator, which needs a pseudo-terminal or a USB gadget, carries it out.
+    #[cfg(unix)]
     pub fn corrupt_within(&mut self, n: u64) -> Option<u64> {
         let received = self.received;
         let (due, at) = self

@@ -20,8 +20,9 @@ pub mod gadget;
 pub mod modem;
 pub mod phone;
 #[cfg(unix)]
-pub mod zxic;
 pub mod unisoc;
+#[cfg(unix)]
+pub mod zxic;
 
 pub use fault::{Fault, FaultPlan};
 #[cfg(unix)]

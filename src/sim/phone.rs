@@ -47,7 +47,7 @@ mod splice;
 mod storage;
 #[cfg(target_os = "linux")]
 mod usb;
-mod version;
+pub(crate) mod version;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};

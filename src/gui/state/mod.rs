@@ -103,6 +103,10 @@ pub enum Msg {
     Catalog(Vec<CatalogEntry>),
     /// The connection doctor's findings.
     Doctor(Vec<crate::doctor::Finding>),
+    /// An event of the bench station.
+    Station(crate::station::StationEvent),
+    /// The bench station stopped, or could not start (why).
+    StationEnded(Option<String>),
 }
 
 /// What a click asks the workers to do.
@@ -141,6 +145,8 @@ pub enum Intent {
     OpenFolder(PathBuf),
     /// The settings changed: reload the trust keys, save.
     SettingsChanged,
+    /// Something for the bench station (see [`super::station`]).
+    Station(super::station::StationIntent),
     /// Read what these packages, and those in these folders, claim to be (for the
     /// recovery wizard's offer).
     ListPackages {
@@ -220,6 +226,8 @@ pub struct AppState {
     /// Counts package openings, so that late events of an old check are dropped.
     generation: u64,
     started: Instant,
+    /// The Station view.
+    pub station: super::station::StationState,
 }
 
 impl AppState {
@@ -244,6 +252,7 @@ impl AppState {
             catalog_asked: false,
             generation: 0,
             started: Instant::now(),
+            station: super::station::StationState::default(),
         }
     }
 
@@ -290,6 +299,11 @@ impl AppState {
             }
             Msg::Catalog(catalog) => self.catalog = catalog,
             Msg::Doctor(findings) => self.doctor.finished(findings),
+            Msg::Station(event) => self.station.apply(&event, now),
+            Msg::StationEnded(error) => {
+                self.station.running = false;
+                self.station.error = error;
+            }
         }
         Vec::new()
     }

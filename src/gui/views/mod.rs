@@ -8,13 +8,14 @@ mod doctor;
 mod jobs;
 mod log;
 mod package;
+mod station;
 
 use eframe::egui;
 use std::time::Instant;
 
 use eframe::egui::{Color32, RichText};
 
-use super::state::{AppState, Badge, Intent};
+use super::state::{AppState, Badge, Intent, PackageState};
 use crate::engine::Status;
 
 /// Draws the whole window.
@@ -24,6 +25,19 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>, now:
         .resizable(true)
         .default_size(190.0)
         .show(ui, |ui| log::show(ui, state, out));
+    if state.station.open {
+        egui::CentralPanel::default().show(ui, |ui| {
+            let package = match &state.package {
+                PackageState::Ready(card) => Some(card.path.clone()),
+                _ => None,
+            };
+            let mut asked = Vec::new();
+            station::show(ui, &mut state.station, package, &mut asked, now);
+            out.extend(asked.into_iter().map(Intent::Station));
+        });
+        dialogs::show(ui, state, out);
+        return;
+    }
     egui::Panel::left("devices")
         .resizable(true)
         .default_size(560.0)
@@ -75,6 +89,15 @@ fn toolbar(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         }
         if ui.button("Settings…").clicked() {
             state.settings_open = true;
+        }
+        ui.separator();
+        let station = if state.station.open {
+            "Devices"
+        } else {
+            "Station"
+        };
+        if ui.button(station).clicked() {
+            state.station.open = !state.station.open;
         }
     });
 }

@@ -43,9 +43,10 @@ pub struct ZipSource {
 }
 
 impl ZipSource {
-    /// Opens `path` and checks every entry's name, size and placement.
-    pub fn open(path: &Path) -> Result<Self, FactoryError> {
-        let file = File::open(path).map_err(FactoryError::io(path))?;
+    /// Opens `file` and checks every entry's name, size and placement; messages call the
+    /// zip `path` (an image zip staged from a factory zip is named as inside it).
+    pub fn open(file: &Path, path: &Path) -> Result<Self, FactoryError> {
+        let file = File::open(file).map_err(FactoryError::io(file))?;
         let invalid = |e: zip::result::ZipError| FactoryError::ZipInvalid {
             path: path.to_owned(),
             reason: e.to_string(),

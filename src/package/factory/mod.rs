@@ -129,12 +129,6 @@ pub fn pack_factory(
         logical: &logical,
         wipe: options.wipe,
     })?;
-    for image in &plan.images {
-        if !image.reboot_bootloader {
-            images.stage(&image.file, staging.path(), None)?;
-        }
-    }
-
     let (device, build) = file_name
         .as_deref()
         .and_then(device_and_build)
@@ -160,6 +154,11 @@ pub fn pack_factory(
             ))
         }
     };
+    // Last, once everything that can be refused cheaply was checked: the images (the
+    // outer zip's firmware is staged already).
+    for image in &plan.images {
+        images.stage(&image.file, staging.path(), None)?;
+    }
     let description = format!(
         "Google factory image{} for {}",
         build
@@ -314,7 +313,7 @@ fn open_zip(
     input: &Path,
     staging: &Path,
 ) -> Result<(Images, Vec<(String, String)>, Option<String>), FactoryError> {
-    let mut zip = ZipSource::open(input)?;
+    let mut zip = ZipSource::open(input, input)?;
     let names: Vec<String> = zip.names().map(str::to_owned).collect();
     if names.iter().any(|n| n == "android-info.txt") {
         let file_name = input
@@ -373,9 +372,11 @@ fn open_zip(
         }
     }
     let inner_name = base_name(&inner).to_owned();
-    let inner_path = staging.join(&inner_name);
+    // A name no image can have (image names never start with a dot), so that staging an
+    // image can never find the image zip in its place.
+    let inner_path = staging.join(".image.zip");
     zip.extract(&inner, &inner_path, None)?;
-    let images = ZipSource::open(&inner_path)?;
+    let images = ZipSource::open(&inner_path, &input.join(&inner))?;
     if !images.names().any(|n| n == "android-info.txt") {
         return Err(FactoryError::MissingFile {
             file: "android-info.txt".into(),

@@ -51,8 +51,12 @@ const INJECTED_FAILURE: &str = "injected fault: command refused";
 
 /// Why the programmer stopped running.
 pub(super) enum Exit {
-    /// `<power value="reset">`: the device reboots into the boot ROM.
+    /// `reset_to_edl`, a watchdog or an injected fault: the device reboots into the boot
+    /// ROM.
     Reset,
+    /// `<power value="reset">`: the device reboots and boots its firmware, if it has any
+    /// (see [`super::EdlSim::boots_firmware`]); otherwise the boot ROM again.
+    Boot,
     /// `<power value="off">`.
     PowerOff,
     /// The simulator is stopping.
@@ -543,10 +547,12 @@ impl Programmer<'_> {
         let delay = Duration::from_secs(delay_seconds.map_or(0, u64::from)).min(MAX_RESET_DELAY);
         self.pty.pause(delay);
         Ok(Flow::Exit(match action {
-            // The virtual device has no firmware to boot: a reset and a reboot into EDL
-            // both bring back its boot ROM.
-            PowerAction::Reset | PowerAction::ResetToEdl => {
-                // The time a reboot takes, so the host's log drain sees silence first.
+            // The time a reboot takes, so the host's log drain sees silence first.
+            PowerAction::Reset => {
+                self.pty.pause(REBOOT_TIME);
+                Exit::Boot
+            }
+            PowerAction::ResetToEdl => {
                 self.pty.pause(REBOOT_TIME);
                 Exit::Reset
             }

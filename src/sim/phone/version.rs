@@ -6,7 +6,7 @@
 //! its first [`MARKER_WINDOW`] bytes, and the phone reports them after it boots that image.
 
 /// How many leading bytes of the version partition are searched.
-pub(super) const MARKER_WINDOW: usize = 4096;
+pub(crate) const MARKER_WINDOW: usize = 4096;
 /// Longest version text accepted, so it always fits a fastboot response.
 const MAX_VERSION_LEN: usize = 64;
 
@@ -15,7 +15,7 @@ const SECURITY_KEY: &[u8] = b"FLASHLINE-SECURITY=";
 
 /// What an image says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Marker {
+pub(crate) struct Marker {
     /// Reported as `version-bootloader`.
     pub version: String,
     /// Anti-rollback level, if the image declares one.
@@ -24,7 +24,7 @@ pub(super) struct Marker {
 
 /// Finds the marker in the start of a partition. A missing, unterminated or unprintable
 /// version means no marker; a malformed security line is ignored on its own.
-pub(super) fn find(prefix: &[u8]) -> Option<Marker> {
+pub(crate) fn find(prefix: &[u8]) -> Option<Marker> {
     let window = &prefix[..prefix.len().min(MARKER_WINDOW)];
     let version = value_of(window, VERSION_KEY)
         .filter(|v| !v.is_empty() && v.len() <= MAX_VERSION_LEN)
