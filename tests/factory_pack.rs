@@ -212,7 +212,11 @@ fn images(factory: &Factory, manifest: &serde_json::Value) -> Vec<(String, Strin
                 // pack stores an image with zero or uniform blocks as a sparse image (what
                 // is signed is that form; tests/speed_paths.rs has simg2img expand it back
                 // to the raw bytes): here its expanded size is the factory image's.
-                assert_eq!(image["sparse"]["expanded_size"], bytes.len() as u64, "{file}");
+                assert_eq!(
+                    image["sparse"]["expanded_size"],
+                    bytes.len() as u64,
+                    "{file}"
+                );
             }
             (
                 image["partition"].as_str().unwrap().to_string(),

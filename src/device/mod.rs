@@ -14,8 +14,8 @@ pub mod fastboot;
 pub mod modem;
 pub mod quirks;
 mod read_ahead;
-pub mod zxic;
 pub mod unisoc;
+pub mod zxic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

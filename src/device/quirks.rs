@@ -408,7 +408,9 @@ impl Quirks {
             }
             let f = &model.fastboot;
             if let Some(r) = &model.recovery {
-                if !matches!(r.mode.as_str(), "edl" | "fastboot" | "zxic" | "unisoc") || r.steps.is_empty() {
+                if !matches!(r.mode.as_str(), "edl" | "fastboot" | "zxic" | "unisoc")
+                    || r.steps.is_empty()
+                {
                     return Err(QuirksError::Recovery(model.product.clone()));
                 }
             }
@@ -474,8 +476,8 @@ impl Quirks {
              # Grants the logged-in user access to devices flashline can flash.\n",
         );
         for id in &self.usb {
-            let download =
-                matches!(id.mode.as_str(), "edl" | "zxic" | "unisoc") || id.diag_interface.is_some();
+            let download = matches!(id.mode.as_str(), "edl" | "zxic" | "unisoc")
+                || id.diag_interface.is_some();
             let ignore = if download {
                 ", ENV{ID_MM_DEVICE_IGNORE}=\"1\""
             } else {

@@ -397,9 +397,7 @@ fn fastboot(
         .writes
         .iter()
         .zip(&manifest.images)
-        .map(|(w, image)| {
-            ImageReport::not_started(&w.partition, &w.target, w.bytes, &image.sha256)
-        })
+        .map(|(w, image)| ImageReport::not_started(&w.partition, &w.target, w.bytes, &image.sha256))
         .collect();
     emit(Event::PlanReady {
         writes: plan.writes.clone(),

@@ -17,10 +17,10 @@ pub mod report;
 pub mod service;
 pub mod station;
 mod super_image;
+mod unisoc;
 mod vbmeta;
 pub mod verbs;
 mod zxic;
-mod unisoc;
 
 pub use event::{Event, PlannedWrite, Stage};
 pub use job::{

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::KeyId;
 use super::qualcomm::{QualcommPlan, SourceQualcomm};
-use super::zxic::{SourceZxic, ZxicPlan};
 use super::unisoc::{SourceUnisoc, UnisocPlan};
+use super::zxic::{SourceZxic, ZxicPlan};
 use super::{names, PackageError};
 
 /// Most targets one package may list.

@@ -12,5 +12,5 @@ pub mod lp;
 mod read_buffer;
 pub mod sahara;
 pub mod sparse;
-pub mod zxic;
 pub mod unisoc;
+pub mod zxic;
