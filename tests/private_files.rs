@@ -407,7 +407,8 @@ fn udev_rules_grant_modem_ttys_and_hide_download_modes_from_modemmanager() {
         let vid = hex(rest);
         let pid = hex(rest.split("idProduct}==\"").nth(1).unwrap());
         let id = quirks.usb(vid, pid).expect("every rule is a known USB ID");
-        let download = matches!(id.mode.as_str(), "edl" | "zxic") || id.diag_interface.is_some();
+        let download =
+            matches!(id.mode.as_str(), "edl" | "zxic" | "unisoc") || id.diag_interface.is_some();
         assert!(line.contains("TAG+=\"uaccess\""), "{line}");
         assert_eq!(
             line.contains("ID_MM_DEVICE_IGNORE}=\"1\""),
@@ -418,7 +419,7 @@ fn udev_rules_grant_modem_ttys_and_hide_download_modes_from_modemmanager() {
             "SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"{vid:04x}\", ATTRS{{idProduct}}==\"{pid:04x}\", TAG+=\"uaccess\""
         );
         let next = lines.get(i + 1).copied().unwrap_or_default();
-        if matches!(id.mode.as_str(), "modem" | "edl" | "zxic") {
+        if matches!(id.mode.as_str(), "modem" | "edl" | "zxic" | "unisoc") {
             assert!(next.starts_with(&tty), "no tty rule after {line}");
             assert_eq!(
                 next.contains("ID_MM_DEVICE_IGNORE}=\"1\""),
@@ -430,7 +431,7 @@ fn udev_rules_grant_modem_ttys_and_hide_download_modes_from_modemmanager() {
         }
         modes.push(id.mode.clone());
     }
-    for mode in ["fastboot", "modem", "edl", "zxic"] {
+    for mode in ["fastboot", "modem", "edl", "zxic", "unisoc"] {
         assert!(modes.iter().any(|m| m == mode), "no {mode} rule: {modes:?}");
     }
     // Qualcomm's EDL port, the one every recovery needs.

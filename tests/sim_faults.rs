@@ -276,6 +276,20 @@ fn phone_refuses_a_battery_fault_without_a_battery() {
     assert!(err.to_string().contains("reports no battery"), "{err}");
 }
 
+#[test]
+fn a_phone_refuses_line_noise_its_protocol_cannot_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = PhoneConfig {
+        faults: plan(&["corrupt@bytes=100"]),
+        ..PhoneConfig::default()
+    };
+    let err = PhoneSim::bind("127.0.0.1:0".parse().unwrap(), dir.path(), cfg)
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("corrupt@"), "{err}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The textual form, as `flashline sim … --fault` takes it.
 

@@ -333,6 +333,7 @@ impl EdlConfig {
         self.faults.check("a device in EDL", |fault| match fault {
             Fault::BatteryDrop { .. } => Some("reports no battery"),
             Fault::Drop { .. } => Some("is driven over one stream; use disconnect@bytes=N"),
+            Fault::Corrupt { .. } => Some("checks no payload checksum, so a flipped byte would pass unseen; corrupt@ is the ZXIC simulator's"),
             _ => None,
         })?;
         if self.is_nand() {

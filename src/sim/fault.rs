@@ -112,7 +112,8 @@ pub enum Fault {
     },
     /// Line noise: one bit of the payload byte that follows the first `after_bytes` flips
     /// on its way in, and the device stores (and checksums) the flipped byte. Only
-    /// simulators whose protocol checks payloads with a checksum carry it out (ZXIC).
+    /// simulators whose protocol checks payloads with a checksum carry it out (ZXIC); the
+    /// others refuse it, since a flip their protocol cannot see would prove nothing.
     Corrupt {
         /// Payload bytes received intact before the flipped one.
         after_bytes: u64,

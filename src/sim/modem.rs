@@ -191,6 +191,7 @@ impl ModemConfig {
                 Some("has no data phase on its AT port; give this fault to its EDL side")
             }
             Fault::Drop { .. } => Some("has a serial line, no link to drop; use stall"),
+            Fault::Corrupt { .. } => Some("checks no payload checksum, so a flipped byte would pass unseen; corrupt@ is the ZXIC simulator's"),
             Fault::BatteryDrop { .. } if kind == ModemKind::Dongle => {
                 Some("is a dongle without a battery")
             }

@@ -283,6 +283,7 @@ impl PhoneConfig {
             Fault::BatteryDrop { .. } if !has_battery => {
                 Some("reports no battery (battery_percent is None)")
             }
+            Fault::Corrupt { .. } => Some("checks no payload checksum, so a flipped byte would pass unseen; corrupt@ is the ZXIC simulator's"),
             _ => None,
         })?;
         let mut physical: Vec<(&str, u64, bool)> = self

@@ -420,9 +420,17 @@ impl<T: Transport> Client<T> {
         self.command("ERASE_FLASH", cmd::ERASE_FLASH, &select, self.timeouts.slow)
     }
 
-    /// Reboots into the installed system (`NORMAL_RESET`).
+    /// Reboots into the installed system (`NORMAL_RESET`). A device that leaves the bus
+    /// before its ACK reaches the host has reset all the same: over USB the reset can
+    /// outrun the answer (the USB lab's gadget went away as it answered).
     pub fn reset(&mut self) -> Result<(), UnisocError> {
-        self.command("NORMAL_RESET", cmd::NORMAL_RESET, &[], self.timeouts.answer)
+        match self.command("NORMAL_RESET", cmd::NORMAL_RESET, &[], self.timeouts.answer) {
+            Err(UnisocError::Transport(crate::transport::TransportError::Disconnected)) => {
+                tracing::debug!("the device left the bus as it reset, before its ACK arrived");
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 

@@ -162,6 +162,7 @@ impl UnisocConfig {
         self.faults
             .check("a Unisoc device in download mode", |f| match f {
                 Fault::BatteryDrop { .. } => Some("reports no battery"),
+                Fault::Corrupt { .. } => Some("checks no payload checksum, so a flipped byte would pass unseen; corrupt@ is the ZXIC simulator's"),
                 _ => None,
             })?;
         Ok(())
