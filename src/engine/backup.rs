@@ -170,6 +170,47 @@ pub fn locate(labels: &[String], device: &DeviceInfo) -> (Vec<Wanted>, Vec<Strin
     (wanted, missing)
 }
 
+/// The NV backup step of a download-mode job (ZXIC, Unisoc): backs up `wanted` sealed
+/// with the station key, announces each partition, and records the folder in the report.
+/// A failed backup ends the job before anything is written.
+pub(super) fn back_up_nv(
+    req: &super::JobRequest,
+    device: &DeviceInfo,
+    product: Option<&str>,
+    wanted: &[Wanted],
+    driver: &mut dyn Driver,
+    report: &mut super::Report,
+    emit: &mut dyn FnMut(super::Event),
+) -> Result<(PathBuf, BackupManifest), super::job::Stop> {
+    let key = super::qualcomm::station_key(req)?;
+    let (dir, manifest) = create(
+        &req.options.backups_dir,
+        device.serial.as_deref(),
+        product,
+        wanted,
+        &key,
+        driver,
+        &mut |_, _| {},
+    )
+    .map_err(|e| {
+        (
+            super::Outcome::DeviceError,
+            format!("the backup of the NV partitions failed, so nothing was written: {e}"),
+        )
+    })?;
+    for e in &manifest.entries {
+        emit(super::Event::BackupWritten {
+            label: e.label.clone(),
+            sha256: e.sha256.clone(),
+        });
+    }
+    report.backup = Some(super::report::BackupFacts {
+        dir: dir.clone(),
+        partitions: manifest.entries.clone(),
+    });
+    Ok((dir, manifest))
+}
+
 /// Reads every `wanted` partition from the device into a new folder under `root`, sealed
 /// with `key`.
 ///

@@ -18,7 +18,7 @@ use super::history;
 use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
 use super::preflight::{Check, Preflight, Status};
-use super::report::{BackupFacts, ImageReport, Outcome};
+use super::report::{ImageReport, Outcome};
 use super::JobRequest;
 use crate::device::{DeviceError, Driver, Mode, Target};
 use crate::package::unisoc::{is_nv, UnisocPlan};
@@ -282,32 +282,15 @@ impl Loaded<'_> {
                     .into(),
             );
         }
-        let key = super::qualcomm::station_key(req)?;
-        let (dir, backed_up) = backup::create(
-            &req.options.backups_dir,
-            device.serial.as_deref(),
+        let (dir, backed_up) = backup::back_up_nv(
+            req,
+            device,
             product.as_deref(),
             &wanted,
-            &key,
             driver,
-            &mut |_, _| {},
-        )
-        .map_err(|e| {
-            (
-                Outcome::DeviceError,
-                format!("the backup of the NV partitions failed, so nothing was written: {e}"),
-            )
-        })?;
-        for e in &backed_up.entries {
-            emit(Event::BackupWritten {
-                label: e.label.clone(),
-                sha256: e.sha256.clone(),
-            });
-        }
-        report.backup = Some(BackupFacts {
-            dir: dir.clone(),
-            partitions: backed_up.entries.clone(),
-        });
+            report,
+            emit,
+        )?;
 
         emit(Event::Stage {
             stage: Stage::Flash,

@@ -18,7 +18,7 @@ use super::history;
 use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
 use super::preflight::{Check, Preflight};
-use super::report::{BackupFacts, ImageReport, Outcome};
+use super::report::{ImageReport, Outcome};
 use super::{JobRequest, Status};
 use crate::device::quirks::Model;
 use crate::device::zxic::ZxicOps;
@@ -367,32 +367,8 @@ impl Flash<'_> {
                 format!("refused before writing anything: the NV partition(s) {missing:?} cannot be located, so they cannot be backed up"),
             ));
         }
-        let key = super::qualcomm::station_key(req)?;
-        let (dir, manifest) = backup::create(
-            &req.options.backups_dir,
-            device.serial.as_deref(),
-            product,
-            &wanted,
-            &key,
-            driver,
-            &mut |_, _| {},
-        )
-        .map_err(|e| {
-            (
-                Outcome::DeviceError,
-                format!("the backup of the NV partitions failed, so nothing was written: {e}"),
-            )
-        })?;
-        for e in &manifest.entries {
-            emit(Event::BackupWritten {
-                label: e.label.clone(),
-                sha256: e.sha256.clone(),
-            });
-        }
-        report.backup = Some(BackupFacts {
-            dir,
-            partitions: manifest.entries.clone(),
-        });
+        let (_, manifest) =
+            backup::back_up_nv(req, device, product, &wanted, driver, report, emit)?;
 
         emit(Event::Stage {
             stage: Stage::Flash,
