@@ -12,6 +12,8 @@
 #[cfg(unix)]
 pub mod bench;
 #[cfg(unix)]
+pub mod download_mode;
+#[cfg(unix)]
 pub mod edl;
 pub mod fault;
 #[cfg(target_os = "linux")]
