@@ -44,6 +44,7 @@ mod habits;
 mod pbl;
 mod programmer;
 pub(crate) mod pty;
+mod shaped;
 mod storage;
 #[cfg(target_os = "linux")]
 pub(crate) mod usb;
@@ -209,6 +210,11 @@ pub struct EdlConfig {
     /// Where the device is plugged in, announced on the bench (a modem that switched keeps
     /// its port path).
     pub port_path: Option<String>,
+    /// Take the host's bytes no faster than this many bytes/s, like a cable (40 MB/s for
+    /// USB 2.0 high speed); `None` takes them as fast as the line carries them.
+    pub link_rate: Option<u64>,
+    /// Added each time the host speaks after the device did, like a USB round trip.
+    pub latency: Duration,
 }
 
 impl Default for EdlConfig {
@@ -236,6 +242,8 @@ impl Default for EdlConfig {
             chip: ChipProfile::default(),
             iserial: true,
             port_path: None,
+            link_rate: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -552,7 +560,7 @@ impl EdlSim {
         let tables = cfg.tables()?;
         let storage = Storage::open(dir, &cfg, &tables)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let line = open_line(Arc::clone(&stop))?;
+        let line = shaped::shape(open_line(Arc::clone(&stop))?, cfg.link_rate, cfg.latency);
         let faults_fired = Arc::default();
         Ok(EdlSim {
             device: Device {
