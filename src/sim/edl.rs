@@ -44,6 +44,7 @@ mod habits;
 mod pbl;
 mod programmer;
 pub(crate) mod pty;
+mod shaped;
 mod storage;
 #[cfg(target_os = "linux")]
 pub(crate) mod usb;
@@ -208,6 +209,11 @@ pub struct EdlConfig {
     /// Where the device is plugged in, announced on the bench (a modem that switched keeps
     /// its port path).
     pub port_path: Option<String>,
+    /// Take the host's bytes no faster than this many bytes/s, like a cable (40 MB/s for
+    /// USB 2.0 high speed); `None` takes them as fast as the line carries them.
+    pub link_rate: Option<u64>,
+    /// Added each time the host speaks after the device did, like a USB round trip.
+    pub latency: Duration,
 }
 
 impl Default for EdlConfig {
@@ -235,6 +241,8 @@ impl Default for EdlConfig {
             chip: ChipProfile::default(),
             iserial: true,
             port_path: None,
+            link_rate: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -538,7 +546,9 @@ impl EdlSim {
     ) -> io::Result<EdlSim> {
         let tables = cfg.tables()?;
         let storage = Storage::open(dir, &cfg, &tables)?;
-        let port = Port::open(dir, open_line)?;
+        let port = Port::open(dir, |stop| {
+            Ok(shaped::shape(open_line(stop)?, cfg.link_rate, cfg.latency))
+        })?;
         Ok(EdlSim {
             device: Device {
                 faults: port.injector(&cfg.faults),

@@ -21,6 +21,7 @@ pub mod gadget;
 #[cfg(unix)]
 pub mod modem;
 pub mod phone;
+pub(crate) mod shaper;
 #[cfg(unix)]
 pub mod unisoc;
 #[cfg(unix)]
