@@ -214,6 +214,7 @@ pub struct BlockVerifier<R> {
     buf: Vec<u8>,
     pos: usize,
     next: usize,
+    hashed: u64,
 }
 
 impl<R: Read> BlockVerifier<R> {
@@ -230,7 +231,13 @@ impl<R: Read> BlockVerifier<R> {
             buf: Vec::new(),
             pos: 0,
             next: first,
+            hashed: 0,
         }
+    }
+
+    /// Bytes hashed so far: each byte read is hashed once, whole blocks at a time.
+    pub fn hashed(&self) -> u64 {
+        self.hashed
     }
 
     /// Whether every block was read and matched, and nothing followed the last one.
@@ -250,6 +257,9 @@ impl<R: Read> BlockVerifier<R> {
             }
         }
         let start = self.next as u64 * self.expected.block as u64;
+        if self.expected.hashes.get(self.next).is_some() {
+            self.hashed += filled as u64;
+        }
         let changed = |what: &str| {
             io::Error::new(
                 io::ErrorKind::InvalidData,

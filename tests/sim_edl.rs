@@ -987,3 +987,75 @@ fn power_takes_only_the_values_programmers_know_and_reset_to_edl_returns_to_saha
         .contains(&"firehose:power reset_to_edl".to_string()));
     sim.stop();
 }
+
+/// Programs `data` at the start of boot and asks for `digests` digests of it, through a
+/// device made with `cfg`; returns the LUN's bytes there and how long the Firehose part
+/// took.
+fn timed_program(cfg: EdlConfig, data: &[u8], digests: usize) -> (Vec<u8>, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, mut host) = firehose(dir.path(), cfg);
+    let lun0 = sim.lun_path(0);
+    let boot = Gpt::parse(512, &file_bytes(&lun0, 0, 34 * 512))
+        .unwrap()
+        .find("boot")
+        .unwrap()
+        .clone();
+    let sectors = data.len() as u64 / 512;
+    let started = Instant::now();
+    host.program(range(0, boot.first_lba, sectors), data);
+    for _ in 0..digests {
+        assert_eq!(
+            host.digest(range(0, boot.first_lba, sectors)),
+            hex::encode(Sha256::digest(data))
+        );
+    }
+    let took = started.elapsed();
+    let stored = file_bytes(&lun0, boot.first_lba * 512, data.len());
+    sim.stop();
+    (stored, took)
+}
+
+#[test]
+fn a_shaped_link_takes_the_host_bytes_at_its_rate_and_charges_each_round_trip() {
+    // 1 MiB at 2 MB/s: at least 0.52 s however fast the machine; the same transfer on the
+    // bare pseudo-terminal is the comparison, so no wall-clock limit is assumed.
+    let data: Vec<u8> = (0..2048 * 512u32).map(|i| (i % 251) as u8).collect();
+    let rate = 2_000_000u64;
+    let (bare_bytes, bare) = timed_program(EdlConfig::default(), &data, 0);
+    let (shaped_bytes, shaped) = timed_program(
+        EdlConfig {
+            link_rate: Some(rate),
+            ..EdlConfig::default()
+        },
+        &data,
+        0,
+    );
+    assert!(
+        bare_bytes == data && shaped_bytes == data,
+        "the bytes arrive"
+    );
+    let floor = Duration::from_secs_f64(data.len() as f64 / rate as f64);
+    assert!(
+        shaped >= floor.mul_f64(0.95),
+        "{} bytes at {rate} B/s took {shaped:?}",
+        data.len()
+    );
+    assert!(shaped > bare, "shaped {shaped:?}, bare {bare:?}");
+
+    // A round trip per turn: a digest is a command (the host speaks after the device's
+    // last answer) and its answer, so ten of them cost at least ten latencies.
+    let latency = Duration::from_millis(30);
+    let small = &data[..8 * 512];
+    let (_, quick) = timed_program(EdlConfig::default(), small, 10);
+    let (bytes, slow) = timed_program(
+        EdlConfig {
+            latency,
+            ..EdlConfig::default()
+        },
+        small,
+        10,
+    );
+    assert!(bytes == small);
+    assert!(slow >= latency * 10, "10 digests took {slow:?}");
+    assert!(slow > quick, "with latency {slow:?}, without {quick:?}");
+}

@@ -9,7 +9,10 @@
 //! * EDL re-flashes send only the blocks the device's own digests show to differ, erase
 //!   all-zero blocks, skip nothing on a programmer without `<getsha256digest>`, and leave
 //!   storage holding exactly the build;
-//! * packages made before block hashes existed still verify and flash.
+//! * packages made before block hashes existed still verify and flash;
+//! * sparse images cut into pieces (fastboot) or written chunk by chunk (Firehose) are
+//!   hashed once, on their way, like any other image: the package's count of hashed
+//!   bytes equals the bytes sent, and a changed block is never committed.
 #![cfg(unix)]
 
 mod common;
@@ -24,7 +27,7 @@ use common::edl::{assert_flashed, edl_config, layout, region, write_flat_build};
 use ed25519_dalek::{Signer as _, SigningKey};
 use flashline::engine::{self, Outcome};
 use flashline::package::container::{HEADER_LEN, SIGNATURE_ENTRY_LEN};
-use flashline::package::{Package, TrustStore};
+use flashline::package::{Package, TrustStore, VerifiedPackage};
 use flashline::sim::edl::{EdlSim, Habits};
 use flashline::sim::phone::PhoneConfig;
 use sha2::{Digest, Sha256};
@@ -262,50 +265,19 @@ fn a_programmer_without_digests_gets_every_block_written() {
 #[test]
 fn a_block_changed_after_verification_never_reaches_edl_storage() {
     let bench = Bench::new();
-    let bench_dir = bench.path("home/bench");
     let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
     let address = sim.address().to_string();
     let src = bench.path("src");
     write_flat_build(&src, "stock", "1.0.12", "MF833V", "", "");
     let modem = fs::read(src.join("NON-HLOS.bin")).unwrap();
     let pkg = bench.pack_manifest(&src, "stock-1.0.12");
-    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
-    let verified = Package::open(&pkg).unwrap().verify(&trust).unwrap();
-    let index = verified
-        .manifest()
-        .images
-        .iter()
-        .position(|i| i.partition == "NON-HLOS.bin")
-        .unwrap();
-    // Where the modem image starts in the package: after the prefix and earlier images.
-    let prefix = HEADER_LEN
-        + fs::read(&pkg).unwrap()[12..20]
-            .try_into()
-            .map(u64::from_le_bytes)
-            .unwrap()
-        + SIGNATURE_ENTRY_LEN;
-    let before: u64 = verified.manifest().images[..index]
-        .iter()
-        .map(|i| i.size)
-        .sum();
-    let tampered = tamper(&pkg, prefix + before + 2 * MIB as u64 + 7);
+    let verified = verify(&bench, &pkg);
+    let tampered = tamper(
+        &pkg,
+        image_offset(&pkg, &verified, "NON-HLOS.bin") + 2 * MIB as u64 + 7,
+    );
 
-    let req = common::virtual_job(&pkg, trust, &address, bench.dir.path());
-    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
-    let _announce = flashline::device::bench::announce(
-        &bench_dir,
-        &flashline::device::bench::BenchEntry {
-            address,
-            vid: 0x05c6,
-            pid: 0x9008,
-            serial: "FLMODEM0001".into(),
-            product: "QUSB__BULK".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let report = engine::run_verified(&req, &verified, &mut |_| {});
+    let report = recover_in_process(&bench, &pkg, &verified, &address);
     assert_eq!(report.outcome, Outcome::DeviceError, "{report:?}");
     let error = report.error.unwrap();
     assert!(error.contains("changed since it was verified"), "{error}");
@@ -327,6 +299,52 @@ fn a_block_changed_after_verification_never_reaches_edl_storage() {
         "the changed block and all after it never reached storage"
     );
     sim.stop();
+}
+
+fn verify(bench: &Bench, pkg: &Path) -> VerifiedPackage {
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
+    Package::open(pkg).unwrap().verify(&trust).unwrap()
+}
+
+/// Where the image `file` (its manifest partition name) starts in the package: after the
+/// prefix and the images before it.
+fn image_offset(pkg: &Path, verified: &VerifiedPackage, file: &str) -> u64 {
+    let images = &verified.manifest().images;
+    let index = images.iter().position(|i| i.partition == file).unwrap();
+    let prefix = HEADER_LEN
+        + fs::read(pkg).unwrap()[12..20]
+            .try_into()
+            .map(u64::from_le_bytes)
+            .unwrap()
+        + SIGNATURE_ENTRY_LEN;
+    prefix + images[..index].iter().map(|i| i.size).sum::<u64>()
+}
+
+/// Runs the recover job of `verified` (already verified, so the package file can be
+/// changed afterwards) on the EDL device at `address`, in this process.
+fn recover_in_process(
+    bench: &Bench,
+    pkg: &Path,
+    verified: &VerifiedPackage,
+    address: &str,
+) -> engine::Report {
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
+    let req = common::virtual_job(pkg, trust, address, bench.dir.path());
+    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("FLASHLINE_HOME", bench.path("home"));
+    let _announce = flashline::device::bench::announce(
+        &bench.path("home/bench"),
+        &flashline::device::bench::BenchEntry {
+            address: address.into(),
+            vid: 0x05c6,
+            pid: 0x9008,
+            serial: "FLMODEM0001".into(),
+            product: "QUSB__BULK".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    engine::run_verified(&req, verified, &mut |_| {})
 }
 
 /// A signing key read from its `.key` file, to re-sign an edited manifest.
@@ -445,4 +463,203 @@ fn a_model_that_takes_only_raw_images_for_a_partition_gets_the_image_expanded() 
         "{:?}",
         phone.commands()
     );
+}
+
+/// A 5 MiB random image with 2 MiB of zeros, which `pack` stores as a sparse image, and a
+/// phone that takes at most 1 MiB per download, so it goes in several sparse pieces.
+fn split_sparse_setup(bench: &Bench) -> (std::path::PathBuf, Vec<u8>, PhoneConfig) {
+    let system = image(5 * MIB, 2 * MIB, 0);
+    let pkg = bench.pack(
+        "stock",
+        "2.1.0",
+        7,
+        "zte-demo-phone",
+        &[("system", &system)],
+    );
+    let phone = PhoneConfig {
+        max_download_size: MIB as u32,
+        partitions: vec![
+            ("boot".into(), MIB as u64),
+            ("system".into(), 8 * MIB as u64),
+        ],
+        ..PhoneConfig::default()
+    };
+    (pkg, system, phone)
+}
+
+#[test]
+fn a_split_sparse_image_is_hashed_once_on_its_way() {
+    let bench = Bench::new();
+    let (pkg, system, phone_cfg) = split_sparse_setup(&bench);
+    let (phone, dir) = bench.phone(phone_cfg);
+    let verified = verify(&bench, &pkg);
+    let stored = verified.manifest().images[0].clone();
+    assert!(stored.sparse.is_some() && stored.blocks.is_some());
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
+    let req = common::virtual_job(&pkg, trust, &phone.device_address(), bench.dir.path());
+    let report = engine::run_verified(&req, &verified, &mut |_| {});
+    assert_eq!(report.outcome, Outcome::Success, "{report:?}");
+    assert_prefix(&dir.join("system.img"), &system);
+    let downloads = phone
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("download:"))
+        .count();
+    assert!(downloads > 3, "the image went in pieces: {downloads}");
+    assert_eq!(
+        verified.bytes_hashed(),
+        stored.size,
+        "every byte of the sparse image was hashed exactly once"
+    );
+}
+
+#[test]
+fn a_changed_block_of_a_split_sparse_image_is_never_flashed() {
+    let bench = Bench::new();
+    let (pkg, system, phone_cfg) = split_sparse_setup(&bench);
+    let (phone, dir) = bench.phone(phone_cfg);
+    let verified = verify(&bench, &pkg);
+    // A byte in the sparse file's fourth MiB (a signed block), inside its RAW data.
+    tamper(
+        &pkg,
+        image_offset(&pkg, &verified, "system") + 3 * MIB as u64 + 5,
+    );
+    let trust = TrustStore::load_dir(&bench.path("keys")).unwrap();
+    let req = common::virtual_job(&pkg, trust, &phone.device_address(), bench.dir.path());
+    let report = engine::run_verified(&req, &verified, &mut |_| {});
+    assert_eq!(report.outcome, Outcome::DeviceError, "{report:?}");
+    let error = report.error.unwrap();
+    assert!(error.contains("changed since it was verified"), "{error}");
+    let stored = fs::read(dir.join("system.img")).unwrap();
+    // The changed block starts 3 MiB into the sparse file: 40 bytes of headers (file and
+    // chunk) earlier in the expanded image. Pieces before it hold signed bytes; the piece
+    // holding it never got its `flash`.
+    let block_at = 3 * MIB - 40;
+    let cut = stored[..block_at]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |p| p + 1);
+    assert!(cut > 0, "the first pieces were flashed");
+    assert_eq!(
+        &stored[..cut],
+        &system[..cut],
+        "only signed bytes were written"
+    );
+    assert!(
+        stored[block_at..].iter().all(|&b| b == 0),
+        "the changed block never reached storage"
+    );
+    let count = |prefix: &str| {
+        phone
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(
+        count("flash:") + 1,
+        count("download:"),
+        "the last download was not committed"
+    );
+}
+
+/// The default flat build with boot as a sparse image of a RAW, a DONT_CARE, a FILL and
+/// a RAW chunk (512 blocks of 4096 bytes, about 1.6 MiB stored: two signed blocks);
+/// returns the data of its two RAW chunks.
+fn sparse_flat_build(src: &Path) -> (Vec<u8>, Vec<u8>) {
+    write_flat_build(src, "stock", "1.0.12", "MF833V", "", "");
+    let a = common::edl::data(100 * 4096, 31);
+    let b = common::edl::data(300 * 4096, 32);
+    let mut sparse = flashline::protocol::sparse::Header::encode(4096, 512, 4).to_vec();
+    for (kind, blocks, payload) in [
+        (0xcac1u16, 100u32, &a[..]),
+        (0xcac3, 50, &[][..]),
+        (0xcac2, 62, &0xdead_beef_u32.to_le_bytes()[..]),
+        (0xcac1, 300, &b[..]),
+    ] {
+        sparse.extend_from_slice(&kind.to_le_bytes());
+        sparse.extend_from_slice(&[0, 0]);
+        sparse.extend_from_slice(&blocks.to_le_bytes());
+        sparse.extend_from_slice(&(12 + payload.len() as u32).to_le_bytes());
+        sparse.extend_from_slice(payload);
+    }
+    fs::write(src.join("boot.img"), &sparse).unwrap();
+    let raw = fs::read_to_string(src.join("rawprogram0.xml")).unwrap();
+    let raw = raw.replace(
+        "filename=\"boot.img\"",
+        "filename=\"boot.img\" sparse=\"true\"",
+    );
+    fs::write(src.join("rawprogram0.xml"), raw).unwrap();
+    (a, b)
+}
+
+#[test]
+fn an_edl_sparse_image_is_hashed_once_and_a_changed_block_never_reaches_storage() {
+    let bench = Bench::new();
+    let src = bench.path("src");
+    let (a, b) = sparse_flat_build(&src);
+    let pkg = bench.pack_manifest(&src, "sparse-1.0.12");
+
+    // Untouched: every stored byte of every image is hashed once, and storage holds the
+    // chunks where the sparse image puts them.
+    let sim = EdlSim::start(&bench.path("device"), edl_config(), None).unwrap();
+    let verified = verify(&bench, &pkg);
+    let report = recover_in_process(&bench, &pkg, &verified, sim.address());
+    assert_eq!(report.outcome, Outcome::Success, "{report:?}");
+    // Everything but the rawprogram and patch files, which are the plan, not data.
+    let sent: u64 = verified
+        .manifest()
+        .images
+        .iter()
+        .filter(|i| !i.partition.ends_with(".xml"))
+        .map(|i| i.size)
+        .sum();
+    assert_eq!(
+        verified.bytes_hashed(),
+        sent,
+        "each stored byte was hashed once on its way"
+    );
+    let boot = layout(&sim.lun_path(0))
+        .into_iter()
+        .find(|p| p.0 == "boot")
+        .unwrap();
+    let lun = fs::read(sim.lun_path(0)).unwrap();
+    let held = region(&lun, boot.1, boot.2);
+    assert_eq!(&held[..a.len()], &a[..]);
+    assert!(held[150 * 4096..212 * 4096]
+        .chunks(4)
+        .all(|w| w == 0xdead_beef_u32.to_le_bytes()));
+    assert_eq!(&held[212 * 4096..512 * 4096], &b[..]);
+    sim.stop();
+
+    // A byte of the second signed block (inside b) changed after verification, on a
+    // blank device: only signed bytes before that block are written, none from it on.
+    let sim = EdlSim::start(&bench.path("device2"), edl_config(), None).unwrap();
+    let verified = verify(&bench, &pkg);
+    let at = MIB + 7;
+    let tampered = tamper(&pkg, image_offset(&pkg, &verified, "boot.img") + at as u64);
+    let report = recover_in_process(&bench, &pkg, &verified, sim.address());
+    assert_eq!(report.outcome, Outcome::DeviceError, "{report:?}");
+    let lun = fs::read(sim.lun_path(0)).unwrap();
+    let held = region(&lun, boot.1, boot.2);
+    assert!(
+        held[..a.len()] == a[..],
+        "chunks before the block are written"
+    );
+    // b's payload starts after 4 chunk headers, the file header and a's and the FILL's
+    // payloads; the changed block starts 1 MiB into the file. What b's `<program>` got
+    // before it is signed bytes (the payload the block would have completed is not sent:
+    // zeros fill the range).
+    let b_from = 28 + 4 * 12 + a.len() + 4;
+    let b_at = 212 * 4096;
+    let block_in_b = MIB - b_from;
+    let before = &held[b_at..b_at + block_in_b];
+    let cut = before.iter().rposition(|&x| x != 0).map_or(0, |p| p + 1);
+    assert!(before[..cut] == b[..cut], "only signed bytes were written");
+    assert_ne!(held[b_at + (at - b_from)], tampered);
+    assert!(
+        held[b_at + block_in_b..].iter().all(|&x| x == 0),
+        "the changed block and all after it never reached storage"
+    );
+    sim.stop();
 }

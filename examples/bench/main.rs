@@ -1,5 +1,6 @@
 //! flashline's benchmark: the real binaries side by side, against virtual phones over
-//! loopback TCP, reported as ratios because the machine is shared and noisy.
+//! loopback TCP (and, for figure 10, Debian's qdl in the virtual USB lab), reported as
+//! ratios because the machine is shared and noisy.
 //!
 //! ```text
 //! cargo run --release --example bench             # full run, a few minutes
@@ -9,6 +10,7 @@
 //! It prints a table and writes it, with the raw numbers, to `target/bench/results.md`.
 
 mod figures;
+mod lab;
 mod run;
 mod speed;
 
@@ -176,6 +178,9 @@ fn main() -> Result<()> {
     }
     if wanted(9) {
         show(speed::edl_reflash(&setup)?);
+    }
+    if wanted(10) {
+        show(lab::edl_versus_qdl()?);
     }
 
     results.sort_by_key(|f| f.number);

@@ -134,6 +134,14 @@ pub(super) struct EdlArgs {
     /// libcomposite, usb_f_fs and a UDC such as dummy_hcd's).
     #[arg(long)]
     usb_gadget: bool,
+    /// Take the host's bytes no faster than this many bytes/s, like a cable (e.g. 40M for
+    /// USB 2.0 high speed; k/M/G are powers of 1000, KiB/MiB/GiB of 1024).
+    #[arg(long, value_parser = crate::sim::shaper::parse_rate)]
+    link_rate: Option<u64>,
+    /// Delay added each time the host speaks after the device, like a USB round trip
+    /// (e.g. 500us).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    latency: Option<std::time::Duration>,
 }
 
 #[derive(Args)]
@@ -369,6 +377,8 @@ pub(super) fn sim_edl(args: EdlArgs) -> Result<ExitCode> {
         serial: args.serial.unwrap_or(d.serial.clone()),
         programmer_sha256: parse_sha256(args.programmer_sha256)?,
         faults: args.faults.into(),
+        link_rate: args.link_rate,
+        latency: args.latency.unwrap_or(d.latency),
         ..d
     };
     for profile in args.profiles {

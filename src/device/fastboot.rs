@@ -64,11 +64,15 @@ struct SplitPlan {
 
 /// How a split image's second pass proves it sends what the plan was made from.
 enum SplitCheck {
-    /// The image has signed block hashes and its send reader checks every block. A raw
-    /// image was planned from unchecked bytes: while sending, every block the plan sends
-    /// as a FILL is checked to hold that pattern. A sparse image was planned through the
-    /// send reader (its chunk headers decide where data goes).
+    /// A raw image with signed block hashes: its send reader checks every block, and the
+    /// plan was made from unchecked bytes, so while sending, every block the plan sends as
+    /// a FILL is checked to hold that pattern.
     Signed,
+    /// A sparse image with signed block hashes, planned from unchecked bytes: while its
+    /// send reader checks every block, the bytes that decided the plan (its headers, FILL
+    /// patterns) are compared with the planned ones, each before the `flash` of a piece
+    /// that relies on it.
+    SignedSparse(sparse::Structure),
     /// An image of an older package, planned from a first pass that checked it whole and
     /// kept the hash of every block: the second pass passes on only matching blocks.
     Sealed(BlockHashes),
@@ -510,9 +514,9 @@ impl<T: Transport> FastbootDriver<T> {
 
     /// Plans how to cut an image too large for one download.
     ///
-    /// A raw image with signed block hashes is planned without hashing (the FILL blocks
-    /// the plan relies on are checked as they are sent, see [`SplitCheck::Signed`]); a
-    /// sparse one is planned through its checking send reader. An image of an older
+    /// An image with signed block hashes is planned without hashing: the bytes the plan
+    /// relies on are checked as they are sent (see [`SplitCheck::Signed`] and
+    /// [`SplitCheck::SignedSparse`]), so each byte is hashed once. An image of an older
     /// package is checked whole against its signature before any piece is sent, and the
     /// hash of every block is kept for the second pass.
     fn plan_split(image: &dyn ImageSource, limit: u64) -> Result<SplitPlan, DeviceError> {
@@ -522,11 +526,9 @@ impl<T: Transport> FastbootDriver<T> {
                 (sparse::scan_raw(planning, image.len())?, SplitCheck::Signed)
             }
             Some(_) => {
-                let mut first = image.send_reader().map_err(DeviceError::ImageRead)?;
-                let layout = sparse::scan_sparse(&mut first)?;
-                io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
-                first.verify().map_err(DeviceError::ImageChanged)?;
-                (layout, SplitCheck::Signed)
+                let planning = image.plan_reader().map_err(DeviceError::ImageRead)?;
+                let (layout, structure) = sparse::scan_sparse_structure(planning)?;
+                (layout, SplitCheck::SignedSparse(structure))
             }
             None => {
                 let mut first = BlockHasher::new(
@@ -579,8 +581,13 @@ impl<T: Transport> FastbootDriver<T> {
             SplitCheck::Signed => SplitSource::Signed(FillCheck::new(
                 image.send_reader().map_err(DeviceError::ImageRead)?,
                 &layout,
-                image.is_sparse(),
             )),
+            SplitCheck::SignedSparse(structure) => {
+                SplitSource::SignedSparse(sparse::StructureCheck::new(
+                    image.send_reader().map_err(DeviceError::ImageRead)?,
+                    structure,
+                ))
+            }
             SplitCheck::Sealed(blocks) => SplitSource::Sealed(BlockVerifier::new(
                 image.plan_reader().map_err(DeviceError::ImageRead)?,
                 blocks,
@@ -601,9 +608,14 @@ impl<T: Transport> FastbootDriver<T> {
                     piece
                         .write(&layout, &mut cursor, w, scratch)
                         .map_err(|e| io::Error::other(e.to_string()))?;
-                    // A raw image's FILL blocks at the piece's end are checked too.
-                    let end = (u64::from(piece.end_block()) * blk).min(layout.source_len);
-                    if raw && cursor.position() < end {
+                    // A raw image's FILL blocks at the piece's end are checked too; so are
+                    // a sparse image's records of every block the piece covers.
+                    let end = if raw {
+                        (u64::from(piece.end_block()) * blk).min(layout.source_len)
+                    } else {
+                        layout.records_before(piece.end_block())
+                    };
+                    if cursor.position() < end {
                         cursor
                             .read_at(end, &mut [])
                             .map_err(|e| io::Error::other(e.to_string()))?;
@@ -636,6 +648,7 @@ impl<T: Transport> FastbootDriver<T> {
 /// The second pass of a split image; see [`SplitCheck`].
 enum SplitSource<'a> {
     Signed(FillCheck<Box<dyn SendReader + 'a>>),
+    SignedSparse(sparse::StructureCheck<Box<dyn SendReader + 'a>>),
     Sealed(BlockVerifier<Box<dyn Read + Send + 'a>>),
 }
 
@@ -644,6 +657,8 @@ impl SplitSource<'_> {
     fn verify(self) -> Result<(), String> {
         match self {
             SplitSource::Signed(check) => check.inner.verify(),
+            SplitSource::SignedSparse(check) if check.is_complete() => check.into_inner().verify(),
+            SplitSource::SignedSparse(_) => Err("the image was not read to its end".into()),
             SplitSource::Sealed(verifier) if verifier.is_complete() => Ok(()),
             SplitSource::Sealed(_) => Err("the image was not read to its end".into()),
         }
@@ -654,6 +669,7 @@ impl Read for SplitSource<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             SplitSource::Signed(check) => check.read(buf),
+            SplitSource::SignedSparse(check) => check.read(buf),
             SplitSource::Sealed(verifier) => verifier.read(buf),
         }
     }
@@ -671,13 +687,12 @@ struct FillCheck<R> {
 }
 
 impl<R> FillCheck<R> {
-    /// A sparse source carries its FILL patterns itself: nothing to check.
-    fn new(inner: R, layout: &sparse::Layout, is_sparse: bool) -> Self {
+    /// Checks the FILL chunks of `layout`, planned from a raw image.
+    fn new(inner: R, layout: &sparse::Layout) -> Self {
         let blk = u64::from(layout.blk_sz);
         let fills = layout
             .chunks
             .iter()
-            .filter(|_| !is_sparse)
             .filter_map(|c| match c.data {
                 ChunkData::Fill(word) => Some((
                     u64::from(c.start_block) * blk,
@@ -821,12 +836,12 @@ mod tests {
         // Planned from bytes whose second block was uniform...
         let planned = [vec![1u8; 4096], vec![7u8; 4096], vec![2u8; 4096]].concat();
         let layout = sparse::scan_raw(&planned[..], planned.len() as u64).unwrap();
-        let mut same = FillCheck::new(&planned[..], &layout, false);
+        let mut same = FillCheck::new(&planned[..], &layout);
         io::copy(&mut same, &mut io::sink()).unwrap();
         // ...but the (checked) bytes sent hold data there: never sent as that FILL.
         let mut sent = planned.clone();
         sent[4096 + 100] = 8;
-        let mut check = FillCheck::new(&sent[..], &layout, false);
+        let mut check = FillCheck::new(&sent[..], &layout);
         let err = io::copy(&mut check, &mut io::sink()).unwrap_err();
         assert!(err.to_string().contains("byte 4096"), "{err}");
     }

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
@@ -79,6 +80,8 @@ pub struct ImageReader {
     size: u64,
     read: u64,
     check: Check,
+    /// Where the bytes this reader hashes are counted (see [`ImageReader::counting`]).
+    hashed: Option<Arc<AtomicU64>>,
 }
 
 /// How an [`ImageReader`] checks what it reads.
@@ -115,6 +118,7 @@ impl ImageReader {
                 hasher: Sha256::new(),
                 expected,
             },
+            hashed: None,
         }
     }
 
@@ -138,7 +142,15 @@ impl ImageReader {
                 verifier: BlockVerifier::from_block(source, blocks, first),
                 signed,
             },
+            hashed: None,
         }
+    }
+
+    /// Adds every byte this reader hashes to `counter`, so that the package it came from
+    /// can say how many bytes its readers hashed: once per byte sent is the promise.
+    pub(crate) fn counting(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.hashed = Some(counter);
+        self
     }
 
     /// The partition this image is for.
@@ -195,7 +207,8 @@ impl Read for ImageReader {
         if want == 0 {
             return Ok(0);
         }
-        let n = match &mut self.check {
+        // Counted also when a block fails its check: it was hashed all the same.
+        let (result, hashed) = match &mut self.check {
             Check::Whole {
                 file,
                 offset,
@@ -204,10 +217,18 @@ impl Read for ImageReader {
             } => {
                 let n = read_at(file, &mut buf[..want], *offset + self.read)?;
                 hasher.update(&buf[..n]);
-                n
+                (Ok(n), n as u64)
             }
-            Check::Blocks { verifier, .. } => verifier.read(&mut buf[..want])?,
+            Check::Blocks { verifier, .. } => {
+                let before = verifier.hashed();
+                let result = verifier.read(&mut buf[..want]);
+                (result, verifier.hashed() - before)
+            }
         };
+        if let Some(counter) = &self.hashed {
+            counter.fetch_add(hashed, Ordering::Relaxed);
+        }
+        let n = result?;
         self.read += n as u64;
         Ok(n)
     }

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ed25519_dalek::Signature;
@@ -57,6 +58,9 @@ pub struct VerifiedPackage {
     extents: Vec<Extent>,
     signer: Signer,
     manifest_sha256: Sha256Sum,
+    /// Bytes hashed by the image readers opened from it (see
+    /// [`VerifiedPackage::bytes_hashed`]).
+    hashed: Arc<AtomicU64>,
 }
 
 impl Package {
@@ -207,6 +211,7 @@ impl Package {
             extents: self.extents,
             signer,
             manifest_sha256,
+            hashed: Arc::default(),
         })
     }
 
@@ -385,6 +390,13 @@ impl VerifiedPackage {
         self.manifest_sha256
     }
 
+    /// Bytes hashed so far by the image readers opened from this package, on their way to
+    /// devices: with signed block hashes, each byte sent is hashed once (a benchmark and
+    /// the tests use it to check that no path hashes twice).
+    pub fn bytes_hashed(&self) -> u64 {
+        self.hashed.load(Ordering::Relaxed)
+    }
+
     /// The package file's path (for display; the file is never reopened through it).
     pub fn path(&self) -> &Path {
         &self.path
@@ -416,7 +428,8 @@ impl VerifiedPackage {
             extent.offset,
             extent.len,
             dynamic.super_empty.sha256,
-        ))
+        )
+        .counting(Arc::clone(&self.hashed)))
     }
 
     /// The plan of a ZXIC package, if this is one.
@@ -459,7 +472,7 @@ impl VerifiedPackage {
                 count: self.manifest.images.len(),
             });
         };
-        Ok(match &image.blocks {
+        let reader = match &image.blocks {
             Some(blocks) => ImageReader::by_blocks(
                 Arc::clone(&self.file),
                 image.partition.clone(),
@@ -476,7 +489,8 @@ impl VerifiedPackage {
                 extent.len,
                 image.sha256,
             ),
-        })
+        };
+        Ok(reader.counting(Arc::clone(&self.hashed)))
     }
 
     /// The signed block hashes of image `index`, if its package has them.
@@ -514,7 +528,8 @@ impl VerifiedPackage {
             blocks.block_hashes(),
             first,
             image.sha256,
-        ))
+        )
+        .counting(Arc::clone(&self.hashed)))
     }
 }
 

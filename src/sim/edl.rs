@@ -44,6 +44,7 @@ mod habits;
 mod pbl;
 mod programmer;
 pub(crate) mod pty;
+mod shaped;
 mod storage;
 #[cfg(target_os = "linux")]
 pub(crate) mod usb;
@@ -51,19 +52,18 @@ pub(crate) mod usb;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::download_mode::{lock, pty_line, Port, Running, UsbIdentity};
 use super::fault::{Fault, FaultPlan, FaultPlanError, Injector};
-use crate::device::bench::{self, Announcement, BenchEntry};
 use crate::protocol::gpt::{Gpt, GptError, Guid};
 use crate::protocol::sahara::Status;
 use crate::transport::Transport;
 
-use pty::Pty;
 use storage::Storage;
 
 pub use chip::{virtual_pk_hash, ChipProfile, VIRTUAL_HWID};
@@ -209,6 +209,11 @@ pub struct EdlConfig {
     /// Where the device is plugged in, announced on the bench (a modem that switched keeps
     /// its port path).
     pub port_path: Option<String>,
+    /// Take the host's bytes no faster than this many bytes/s, like a cable (40 MB/s for
+    /// USB 2.0 high speed); `None` takes them as fast as the line carries them.
+    pub link_rate: Option<u64>,
+    /// Added each time the host speaks after the device did, like a USB round trip.
+    pub latency: Duration,
 }
 
 impl Default for EdlConfig {
@@ -236,6 +241,8 @@ impl Default for EdlConfig {
             chip: ChipProfile::default(),
             iserial: true,
             port_path: None,
+            link_rate: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -297,6 +304,16 @@ impl EdlConfig {
             &self.serial
         } else {
             ""
+        }
+    }
+
+    /// How the device shows itself on USB.
+    fn usb(&self) -> UsbIdentity<'_> {
+        UsbIdentity {
+            vid: self.vid,
+            pid: self.pid,
+            serial: self.usb_serial(),
+            product: &self.product,
         }
     }
 
@@ -487,7 +504,6 @@ struct Device {
     storage: Storage,
     log: Arc<Mutex<Vec<String>>>,
     faults: Mutex<Injector>,
-    faults_fired: Arc<Mutex<Vec<String>>>,
 }
 
 impl Device {
@@ -497,19 +513,10 @@ impl Device {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// A prepared, not yet serving, EDL device.
 pub struct EdlSim {
     device: Device,
-    dir: PathBuf,
-    line: Box<dyn Line>,
-    announcement: Option<Announcement>,
-    stop: Arc<AtomicBool>,
+    port: Port,
     boot: Option<BootFirmware>,
 }
 
@@ -522,22 +529,10 @@ impl EdlSim {
     /// Prepares the LUN files in `dir`, opens the pseudo-terminal and, with `bench_dir`,
     /// announces the device there with its USB identity.
     pub fn new(dir: &Path, cfg: EdlConfig, bench_dir: Option<&Path>) -> io::Result<EdlSim> {
-        let mut sim = EdlSim::on_line(dir, cfg, |stop| {
-            Ok(Box::new(Pty::open(stop)?) as Box<dyn Line>)
-        })?;
-        if let Some(bench_dir) = bench_dir {
-            let cfg = &sim.device.cfg;
-            let entry = BenchEntry {
-                address: sim.address().to_string(),
-                vid: cfg.vid,
-                pid: cfg.pid,
-                serial: cfg.usb_serial().to_string(),
-                product: cfg.product.clone(),
-                interface: None,
-                port_path: cfg.port_path.clone(),
-            };
-            sim.announcement = Some(bench::announce(bench_dir, &entry)?);
-        }
+        let mut sim = EdlSim::on_line(dir, cfg, pty_line)?;
+        let cfg = &sim.device.cfg;
+        sim.port
+            .announce(bench_dir, cfg.usb(), cfg.port_path.clone())?;
         Ok(sim)
     }
 
@@ -551,21 +546,17 @@ impl EdlSim {
     ) -> io::Result<EdlSim> {
         let tables = cfg.tables()?;
         let storage = Storage::open(dir, &cfg, &tables)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let line = open_line(Arc::clone(&stop))?;
-        let faults_fired = Arc::default();
+        let port = Port::open(dir, |stop| {
+            Ok(shaped::shape(open_line(stop)?, cfg.link_rate, cfg.latency))
+        })?;
         Ok(EdlSim {
             device: Device {
-                faults: Mutex::new(Injector::new(&cfg.faults, Arc::clone(&faults_fired))),
-                faults_fired,
+                faults: port.injector(&cfg.faults),
                 cfg,
                 storage,
-                log: Arc::default(),
+                log: port.log(),
             },
-            dir: dir.to_path_buf(),
-            line,
-            announcement: None,
-            stop,
+            port,
             boot: None,
         })
     }
@@ -581,7 +572,7 @@ impl EdlSim {
 
     /// Where a host opens the device: `serial:/dev/pts/N` for a pseudo-terminal.
     pub fn address(&self) -> &str {
-        self.line.address()
+        self.port.address()
     }
 
     /// Prepares the device as [`EdlSim::new`] does and serves it on a background thread.
@@ -591,22 +582,7 @@ impl EdlSim {
 
     /// Serves on a background thread until the returned handle stops it.
     pub fn spawn(self) -> io::Result<RunningEdl> {
-        let address = self.address().to_string();
-        let dir = self.dir.clone();
-        let log = Arc::clone(&self.device.log);
-        let faults_fired = Arc::clone(&self.device.faults_fired);
-        let stop = Arc::clone(&self.stop);
-        let thread = thread::Builder::new()
-            .name(format!("edl-sim {address}"))
-            .spawn(move || self.serve_forever())?;
-        Ok(RunningEdl {
-            address,
-            dir,
-            log,
-            faults_fired,
-            stop,
-            thread: Some(thread),
-        })
+        Running::watching("edl", &self.port).spawn(move || self.serve_forever())
     }
 
     /// Serves on the calling thread (the CLI's `flashline sim edl`): boot ROM, then the
@@ -614,17 +590,18 @@ impl EdlSim {
     /// host powers the device off or a [`RunningEdl`] stops it; the bench announcement
     /// is withdrawn then.
     pub fn serve_forever(mut self) {
-        let _announcement = self.announcement.take();
-        while let Some(pending) = pbl::run(&self.device, &mut *self.line) {
-            match programmer::run(&self.device, &mut *self.line, &pending) {
+        let _announcement = self.port.announcement.take();
+        let line = &mut *self.port.line;
+        while let Some(pending) = pbl::run(&self.device, line) {
+            match programmer::run(&self.device, line, &pending) {
                 programmer::Exit::Boot => {
-                    let booted = self.boot.as_mut().is_some_and(|boot| boot(&self.dir));
+                    let booted = self.boot.as_mut().is_some_and(|boot| boot(&self.port.dir));
                     if booted {
                         return;
                     }
-                    self.line.reboot();
+                    line.reboot();
                 }
-                programmer::Exit::Reset => self.line.reboot(),
+                programmer::Exit::Reset => line.reboot(),
                 programmer::Exit::PowerOff | programmer::Exit::Stopped => return,
             }
         }
@@ -632,60 +609,12 @@ impl EdlSim {
 }
 
 /// An EDL device serving on a background thread. Dropping it stops the device too.
-pub struct RunningEdl {
-    address: String,
-    dir: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-    faults_fired: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub type RunningEdl = Running<EdlSim>;
 
-impl RunningEdl {
-    /// Where a host opens the device: `serial:/dev/pts/N`.
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
+impl Running<EdlSim> {
     /// The file holding LUN `lun`.
     pub fn lun_path(&self, lun: usize) -> PathBuf {
-        lun_path(&self.dir, lun)
-    }
-
-    /// Everything the device saw and did, oldest first: Sahara events
-    /// (`sahara:hello`, `sahara:hello-resp version=2 mode=0`,
-    /// `sahara:read-data image=13 offset=0 len=52`, `sahara:end-of-image image=13 status=0`,
-    /// `sahara:done`, …) and Firehose commands and outcomes
-    /// (`firehose:program lun=0 start=34 sectors=8`, `firehose:nak <reason>`, …).
-    pub fn commands(&self) -> Vec<String> {
-        lock(&self.log).clone()
-    }
-
-    /// The injected faults that have fired so far, oldest first, in their textual form
-    /// (`power-loss@bytes=4096`, `fail@program#1`, …).
-    pub fn faults_fired(&self) -> Vec<String> {
-        lock(&self.faults_fired).clone()
-    }
-
-    /// Stops serving and waits for the thread; the LUN files stay in the directory.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        self.stop.store(true, Ordering::SeqCst);
-        if thread.join().is_err() {
-            tracing::error!("edl sim thread panicked");
-        }
-    }
-}
-
-impl Drop for RunningEdl {
-    fn drop(&mut self) {
-        self.shutdown();
+        lun_path(self.dir(), lun)
     }
 }
 

@@ -12,6 +12,8 @@
 #[cfg(unix)]
 pub mod bench;
 #[cfg(unix)]
+pub mod download_mode;
+#[cfg(unix)]
 pub mod edl;
 pub mod fault;
 #[cfg(target_os = "linux")]
@@ -19,6 +21,7 @@ pub mod gadget;
 #[cfg(unix)]
 pub mod modem;
 pub mod phone;
+pub(crate) mod shaper;
 #[cfg(unix)]
 pub mod unisoc;
 #[cfg(unix)]

@@ -41,7 +41,6 @@ mod fastbootd;
 mod link;
 mod profile;
 mod replay;
-mod shaper;
 #[cfg(target_os = "linux")]
 mod splice;
 mod storage;
@@ -62,11 +61,11 @@ use bootloader::Bootloader;
 use link::Wire;
 use storage::{Partition, Storage};
 
+pub use super::shaper::parse_rate;
 pub use bootloader::{BATTERY_OK_PERCENT, BOOT_TIME};
 pub use dynamic::{Dynamic, SnapshotStatus};
 pub use profile::{Profile, PROFILES};
 pub use replay::{Transcript, TranscriptError};
-pub use shaper::parse_rate;
 pub use storage::BOOTED_FILE;
 #[cfg(target_os = "linux")]
 pub use usb::{fastbootd_product, UsbPhone};

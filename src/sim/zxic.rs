@@ -36,19 +36,17 @@ mod usb;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::download_mode::{lock, pty_line, Port, Running, UsbIdentity};
 use super::edl::Line;
 use super::fault::{Fault, FaultPlan, Injector};
-use crate::device::bench::{self, Announcement, BenchEntry};
 use crate::protocol::zxic::bootrom::{
     TLOADER_MAGIC, TLOADER_MAGIC_OFFSET, UIMAGE_HEADER_LEN, UIMAGE_MAGIC,
 };
 use crate::protocol::zxic::{Partition, PartitionTable, TBOOT_ADDRESS};
-use crate::transport::Transport;
 
 pub use storage::{flash_path, identity_bytes, table_path};
 
@@ -186,6 +184,16 @@ impl ZxicConfig {
             })
             .map_err(|e| invalid(e.to_string()))
     }
+
+    /// How the device shows itself on USB.
+    fn usb(&self) -> UsbIdentity<'_> {
+        UsbIdentity {
+            vid: self.vid,
+            pid: self.pid,
+            serial: &self.serial,
+            product: &self.product,
+        }
+    }
 }
 
 /// A tloader and a tboot (with its uImage header) that flashline's virtual device runs:
@@ -214,7 +222,6 @@ struct Device {
     storage: storage::Storage,
     log: Arc<Mutex<Vec<String>>>,
     faults: Mutex<Injector>,
-    faults_fired: Arc<Mutex<Vec<String>>>,
 }
 
 impl Device {
@@ -224,39 +231,20 @@ impl Device {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A prepared, not yet serving, device.
 pub struct ZxicSim {
     device: Device,
-    dir: PathBuf,
-    line: Box<dyn Line>,
-    announcement: Option<Announcement>,
-    stop: Arc<AtomicBool>,
+    port: Port,
 }
 
 impl ZxicSim {
     /// Prepares the flash in `dir`, opens a pseudo-terminal and, with `bench_dir`, announces
     /// the device there with its USB identity.
     pub fn new(dir: &Path, cfg: ZxicConfig, bench_dir: Option<&Path>) -> io::Result<ZxicSim> {
-        let mut sim = ZxicSim::on_line(dir, cfg, |stop| {
-            Ok(Box::new(super::edl::pty::Pty::open(stop)?) as Box<dyn Line>)
-        })?;
-        if let Some(bench_dir) = bench_dir {
-            let cfg = &sim.device.cfg;
-            let entry = BenchEntry {
-                address: sim.address().to_string(),
-                vid: cfg.vid,
-                pid: cfg.pid,
-                serial: cfg.serial.clone(),
-                product: cfg.product.clone(),
-                interface: None,
-                port_path: cfg.port_path.clone(),
-            };
-            sim.announcement = Some(bench::announce(bench_dir, &entry)?);
-        }
+        let mut sim = ZxicSim::on_line(dir, cfg, pty_line)?;
+        let cfg = &sim.device.cfg;
+        sim.port
+            .announce(bench_dir, cfg.usb(), cfg.port_path.clone())?;
         Ok(sim)
     }
 
@@ -268,27 +256,21 @@ impl ZxicSim {
     ) -> io::Result<ZxicSim> {
         cfg.check()?;
         let storage = storage::Storage::open(dir, &cfg)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let line = open_line(Arc::clone(&stop))?;
-        let faults_fired = Arc::default();
+        let port = Port::open(dir, open_line)?;
         Ok(ZxicSim {
             device: Device {
-                faults: Mutex::new(Injector::new(&cfg.faults, Arc::clone(&faults_fired))),
-                faults_fired,
+                faults: port.injector(&cfg.faults),
                 cfg,
                 storage,
-                log: Arc::default(),
+                log: port.log(),
             },
-            dir: dir.to_path_buf(),
-            line,
-            announcement: None,
-            stop,
+            port,
         })
     }
 
     /// Where a host opens it: `serial:/dev/pts/N` for a pseudo-terminal.
     pub fn address(&self) -> &str {
-        self.line.address()
+        self.port.address()
     }
 
     /// Prepares the device as [`ZxicSim::new`] does and serves it on a background thread.
@@ -298,29 +280,14 @@ impl ZxicSim {
 
     /// Serves on a background thread until the returned handle stops it.
     pub fn spawn(self) -> io::Result<RunningZxic> {
-        let address = self.address().to_string();
-        let dir = self.dir.clone();
-        let log = Arc::clone(&self.device.log);
-        let faults_fired = Arc::clone(&self.device.faults_fired);
-        let stop = Arc::clone(&self.stop);
-        let thread = thread::Builder::new()
-            .name(format!("zxic-sim {address}"))
-            .spawn(move || self.serve_forever())?;
-        Ok(RunningZxic {
-            address,
-            dir,
-            log,
-            faults_fired,
-            stop,
-            thread: Some(thread),
-        })
+        Running::watching("zxic", &self.port).spawn(move || self.serve_forever())
     }
 
     /// Serves on the calling thread: boot ROM, tloader, tboot, and the boot ROM again after
     /// each reset, until stopped.
     pub fn serve_forever(mut self) {
-        let _announcement = self.announcement.take();
-        let line = &mut *self.line;
+        let _announcement = self.port.announcement.take();
+        let line = &mut *self.port.line;
         while !line.stopping() {
             if rom::run(&self.device, line, rom::Stage::BootRom).is_none()
                 || rom::run(&self.device, line, rom::Stage::Tloader).is_none()
@@ -342,30 +309,18 @@ impl ZxicSim {
     }
 }
 
-/// A device serving on a background thread; dropping it stops the device.
-pub struct RunningZxic {
-    address: String,
-    dir: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-    faults_fired: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+/// A ZXIC device serving on a background thread; dropping it stops the device.
+pub type RunningZxic = Running<ZxicSim>;
 
-impl RunningZxic {
-    /// Where a host opens it.
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
+impl Running<ZxicSim> {
     /// The flash file.
     pub fn flash_path(&self) -> PathBuf {
-        flash_path(&self.dir)
+        flash_path(self.dir())
     }
 
     /// The device's current table.
     pub fn table(&self) -> io::Result<PartitionTable> {
-        let bytes = std::fs::read(table_path(&self.dir))?;
+        let bytes = std::fs::read(table_path(self.dir()))?;
         PartitionTable::parse(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
@@ -377,39 +332,6 @@ impl RunningZxic {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, name.to_string()))?;
         let flash = std::fs::read(self.flash_path())?;
         Ok(flash[p.address as usize..p.end() as usize].to_vec())
-    }
-
-    /// Everything the device saw and did, oldest first (`bootrom:sync`,
-    /// `bootrom:load 0x00082000+8192`, `tboot:compat_write imagefs 00000000 200000`,
-    /// `tboot:reply FAIL …`, …).
-    pub fn commands(&self) -> Vec<String> {
-        lock(&self.log).clone()
-    }
-
-    /// The injected faults that fired, in textual form.
-    pub fn faults_fired(&self) -> Vec<String> {
-        lock(&self.faults_fired).clone()
-    }
-
-    /// Stops serving and waits for the thread; the flash stays in the directory.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        self.stop.store(true, Ordering::SeqCst);
-        if thread.join().is_err() {
-            tracing::error!("zxic sim thread panicked");
-        }
-    }
-}
-
-impl Drop for RunningZxic {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }
 

@@ -6,9 +6,14 @@ use super::*;
 impl<T: Transport> EdlDriver<T> {
     /// Writes an Android sparse image as qdl does: each RAW chunk's data to the target's
     /// start plus the chunk's offset, each FILL chunk expanded, DONT_CARE runs left alone.
-    /// Every chunk is its own `<program>`, checked afterwards like a whole image; as for
-    /// raw images, the image is checked against its signature first and every block
-    /// sent is one that matched.
+    /// Every chunk is its own `<program>`, checked afterwards like a whole image; every
+    /// block sent is one that matched its signed hash.
+    ///
+    /// With signed block hashes each byte is hashed once: the chunk list is planned from
+    /// unchecked bytes, and the bytes that decided it (headers, FILL patterns) are
+    /// compared with the planned ones on the checked send pass, each before the
+    /// `<program>` that relies on it. An image of an older package is checked against
+    /// its signature first, keeping a hash per block for the pass that sends it.
     pub(super) fn write_sparse(
         &mut self,
         range: &SectorRange,
@@ -16,15 +21,14 @@ impl<T: Transport> EdlDriver<T> {
         image: &dyn ImageSource,
         progress: &mut ProgressFn<'_>,
     ) -> Result<(), DeviceError> {
-        // The chunk headers decide where data goes, so the plan is read through a checking
-        // reader; with signed block hashes the send reader checks each block itself.
         let (layout, second): (_, Box<dyn Read + Send + '_>) = match image.block_hashes() {
             Some(_) => {
-                let mut first = image.send_reader().map_err(DeviceError::ImageRead)?;
-                let layout = sparse::scan_sparse(&mut first)?;
-                io::copy(&mut first, &mut io::sink()).map_err(DeviceError::ImageRead)?;
-                first.verify().map_err(DeviceError::ImageChanged)?;
-                let second = image.send_reader().map_err(DeviceError::ImageRead)?;
+                let planning = image.plan_reader().map_err(DeviceError::ImageRead)?;
+                let (layout, structure) = sparse::scan_sparse_structure(planning)?;
+                let second = sparse::StructureCheck::new(
+                    image.send_reader().map_err(DeviceError::ImageRead)?,
+                    structure,
+                );
                 (layout, Box::new(second))
             }
             None => {
@@ -60,6 +64,17 @@ impl<T: Transport> EdlDriver<T> {
         let mut how = None;
         let mut done = 0u64;
         for chunk in &layout.chunks {
+            // The records that place this chunk (and, for a FILL, its pattern) pass the
+            // checks before it is programmed.
+            let placed = match chunk.data {
+                ChunkData::Raw { .. } => layout.records_before(chunk.start_block),
+                ChunkData::Fill(_) => layout.records_before(chunk.start_block + chunk.blocks),
+            };
+            if cursor.position() < placed {
+                cursor
+                    .read_at(placed, &mut [])
+                    .map_err(|e| DeviceError::ImageChanged(e.to_string()))?;
+            }
             let len = u64::from(chunk.blocks) * block;
             let part = SectorRange {
                 start_sector: range.start_sector + u64::from(chunk.start_block) * block / sector,

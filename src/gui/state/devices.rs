@@ -1,6 +1,9 @@
 //! The devices list: one row per attached device, its badge and the names shown for it.
 
-use super::*;
+use super::{AppState, CheckState, DeviceKey, JobTarget, JobView, Level};
+use crate::device::discovery::Found;
+use crate::device::{Battery, DeviceInfo, LockState, Mode};
+use crate::engine::Outcome;
 
 /// One row of the device list.
 #[derive(Debug, Clone)]
@@ -180,4 +183,82 @@ pub(super) fn found_name(f: &Found) -> String {
         .clone()
         .or(f.known_as.clone())
         .unwrap_or_else(|| "unnamed".into())
+}
+
+impl AppState {
+    pub(super) fn merge_scan(&mut self, found: Vec<Found>) {
+        let listed: Vec<Found> = found
+            .into_iter()
+            .filter(|f| f.mode != Mode::Unknown || f.vid.is_some())
+            .collect();
+        for d in &mut self.devices {
+            d.present = false;
+        }
+        for f in listed {
+            let key = f.serial.clone().unwrap_or_else(|| f.address.clone());
+            if let Some(row) = self
+                .devices
+                .iter_mut()
+                .find(|d| d.key == key || d.address == f.address)
+            {
+                row.present = true;
+                if row.address != f.address || row.mode != f.mode {
+                    row.address = f.address.clone();
+                    row.mode = f.mode;
+                    let key = row.key.clone();
+                    let text = format!("now {} at {}", mode_name(f.mode), f.address);
+                    self.log(Some(&key), Level::Info, text);
+                }
+                continue;
+            }
+            let text = format!(
+                "{} at {} ({})",
+                mode_name(f.mode),
+                f.address,
+                found_name(&f)
+            );
+            self.devices.push(DeviceRow {
+                key: key.clone(),
+                model: f.product.clone().or(f.known_as.clone()),
+                chip: None,
+                address: f.address,
+                mode: f.mode,
+                is_virtual: f.is_virtual,
+                serial: f.serial,
+                firmware: None,
+                battery: None,
+                lock: None,
+                storage: None,
+                present: true,
+                selected: false,
+                check: CheckState::NotRun,
+                job: None,
+            });
+            self.log(Some(&key), Level::Info, format!("appeared: {text}"));
+        }
+        let gone: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|d| !d.present && !d.busy())
+            .map(|d| d.key.clone())
+            .collect();
+        for key in gone {
+            self.log(Some(&key), Level::Info, "disconnected");
+            self.devices.retain(|d| d.key != key);
+        }
+    }
+
+    pub(super) fn identified(&mut self, address: &str, info: &DeviceInfo) {
+        let Some(row) = self.devices.iter_mut().find(|d| d.address == address) else {
+            return;
+        };
+        fill(row, info);
+    }
+
+    /// Ticks or unticks a device.
+    pub fn select(&mut self, key: &str, selected: bool) {
+        if let Some(d) = self.device_mut(key) {
+            d.selected = selected;
+        }
+    }
 }

@@ -1,6 +1,10 @@
 //! Running and finished jobs as the GUI shows them: progress per image, stage texts, rates.
 
-use super::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::{describe, fill, AppState, CheckState, Checklist, Intent};
+use crate::engine::{Event, Outcome, Stage};
 
 /// A flash job as the UI shows it.
 #[derive(Debug, Clone)]
@@ -155,4 +159,99 @@ pub fn bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+impl AppState {
+    pub(super) fn job_event(&mut self, key: &str, event: Event, now: Instant) -> Vec<Intent> {
+        let line = describe(&event);
+        let mut follow = Vec::new();
+        if let Some(row) = self.device_mut(key) {
+            let Some(job) = row.job.as_mut() else {
+                return follow;
+            };
+            match event {
+                Event::Stage { stage } => {
+                    job.stage = Some(stage);
+                    if stage == Stage::Flash {
+                        job.flash_started = Some(now);
+                    }
+                }
+                Event::DeviceIdentified { device } => fill(row, &device),
+                Event::Preflight { checks } => {
+                    let list = match &mut row.check {
+                        CheckState::Done(list) => list,
+                        other => {
+                            *other = CheckState::Done(Checklist::default());
+                            let CheckState::Done(list) = other else {
+                                unreachable!("just set")
+                            };
+                            list
+                        }
+                    };
+                    let plan = list
+                        .checks
+                        .iter()
+                        .find(|c| c.name == "backup plan")
+                        .cloned();
+                    list.checks = checks;
+                    list.checks.extend(plan);
+                }
+                Event::PlanReady { total_bytes, .. } => job.total = total_bytes,
+                Event::ImageStarted {
+                    index,
+                    count,
+                    target,
+                    bytes,
+                } => {
+                    job.image = Some(ImageProgress {
+                        index,
+                        count,
+                        target,
+                        done: 0,
+                        bytes,
+                    })
+                }
+                Event::Progress { done, .. } => {
+                    if let Some(image) = &mut job.image {
+                        image.done = done;
+                    }
+                }
+                Event::ImageWritten { .. } => {
+                    if let Some(image) = job.image.take() {
+                        job.written += image.bytes;
+                    }
+                }
+                Event::ImageKept { bytes, .. } => job.written += bytes,
+                Event::BackupWritten { label, .. } => job.backups.push(label),
+                Event::DeviceSwitched { to, .. } => row.address = to,
+                Event::Finished {
+                    outcome,
+                    error,
+                    report,
+                } => {
+                    job.ended = Some(now);
+                    if let Some(path) = &report {
+                        follow.push(Intent::ReadReport {
+                            key: key.to_string(),
+                            path: path.clone(),
+                        });
+                    }
+                    job.finished = Some(Finished {
+                        outcome,
+                        error,
+                        report,
+                    });
+                }
+                Event::SlotSwitched { .. }
+                | Event::DeviceMessage { .. }
+                | Event::SwitchStep { .. }
+                | Event::Resuming { .. } => {}
+                Event::PackageVerified { .. } => {}
+            }
+        }
+        if let Some((level, text)) = line {
+            self.log(Some(key), level, text);
+        }
+        follow
+    }
 }

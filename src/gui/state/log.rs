@@ -1,6 +1,9 @@
 //! The log pane and the reports pane: log lines, their levels, and a report read back.
 
-use super::*;
+use std::path::PathBuf;
+
+use super::{bytes, outcome_title, stage_title, AppState, DeviceKey};
+use crate::engine::{Event, Outcome, Status};
 
 /// A report in the reports pane.
 #[derive(Debug, Clone)]
@@ -121,4 +124,36 @@ pub(super) fn describe(event: &Event) -> Option<(Level, String)> {
         }
     };
     Some((Level::Info, line))
+}
+
+impl AppState {
+    pub(super) fn report_read(
+        &mut self,
+        key: DeviceKey,
+        path: PathBuf,
+        text: Result<String, String>,
+    ) {
+        let (json, text, error) = match text {
+            Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(json) => (Some(json), Some(text), None),
+                Err(e) => (None, Some(text), Some(format!("not a report: {e}"))),
+            },
+            Err(e) => (None, None, Some(e)),
+        };
+        // The firmware the device runs now, as the job read it back after the reboot.
+        let after = json
+            .as_ref()
+            .filter(|j| j["outcome"] == "success")
+            .and_then(|j| j["after"]["firmware"].as_str());
+        if let (Some(firmware), Some(row)) = (after, self.device_mut(&key)) {
+            row.firmware = Some(firmware.to_string());
+        }
+        self.reports.push(ReportView {
+            key,
+            path,
+            json,
+            text,
+            error,
+        });
+    }
 }

@@ -1,6 +1,9 @@
 //! The open package and the per-device checklist of preflight checks before a job.
 
-use super::*;
+use std::path::PathBuf;
+
+use super::{fill, AppState, Intent, Level};
+use crate::engine::{Check, Event, Outcome, PlannedWrite, Status};
 
 /// The package slot.
 #[derive(Debug, Clone, Default)]
@@ -147,5 +150,127 @@ pub(super) fn backup_plan(package: &PackageState, list: &Checklist) -> Check {
         required: "identity kept safe".into(),
         message,
         relaxed_by: None,
+    }
+}
+
+impl AppState {
+    pub(super) fn package_opened(&mut self, package: PackageState) {
+        match &package {
+            PackageState::Ready(card) => {
+                let text = format!(
+                    "package {} {} verified: {}",
+                    card.name, card.version, card.signature
+                );
+                self.log(None, Level::Info, text);
+            }
+            PackageState::Refused { path, reason, .. } => {
+                let text = format!("package {} refused: {reason}", path.display());
+                self.log(None, Level::Warn, text);
+            }
+            PackageState::None | PackageState::Verifying(_) => {}
+        }
+        self.package = package;
+    }
+
+    /// The user opened a package: its checks start over.
+    pub fn open_package(&mut self, path: PathBuf) -> Intent {
+        if let Some(dir) = path.parent() {
+            self.settings.last_package_dir = Some(dir.to_path_buf());
+        }
+        for d in &mut self.devices {
+            d.check = CheckState::NotRun;
+        }
+        self.generation += 1;
+        self.package = PackageState::Verifying(path.clone());
+        Intent::OpenPackage(path)
+    }
+
+    /// Starts the preflight of every selected device that has none for this package yet.
+    pub fn pending_checks(&mut self) -> Vec<Intent> {
+        let PackageState::Ready(card) = &self.package else {
+            return Vec::new();
+        };
+        let (package, generation) = (card.path.clone(), self.generation);
+        self.devices
+            .iter_mut()
+            .filter(|d| {
+                d.selected && d.present && !d.busy() && matches!(d.check, CheckState::NotRun)
+            })
+            .map(|d| {
+                d.check = CheckState::Running(Checklist::default());
+                Intent::Check {
+                    target: d.target(),
+                    package: package.clone(),
+                    generation,
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn check_event(&mut self, key: &str, generation: u64, event: Event) {
+        if generation != self.generation {
+            // A check of a package that is no longer open.
+            return;
+        }
+        let Some(row) = self.devices.iter_mut().find(|d| d.key == key) else {
+            return;
+        };
+        if let Event::DeviceIdentified { device } = &event {
+            fill(row, device);
+            return;
+        }
+        let CheckState::Running(list) = &mut row.check else {
+            return;
+        };
+        match event {
+            Event::Preflight { checks } => list.checks = checks,
+            Event::PlanReady {
+                writes,
+                activate_slot,
+                ..
+            } => {
+                list.writes = writes;
+                list.activate_slot = activate_slot;
+            }
+            Event::Finished { outcome, error, .. } => {
+                let mut list = std::mem::take(list);
+                let (level, text) = match error {
+                    Some(error) if list.checks.is_empty() => {
+                        let text = format!("preflight could not run: {error}");
+                        row.check = CheckState::Failed(error);
+                        (Level::Warn, text)
+                    }
+                    error => {
+                        // A device error after some checks is one more red line.
+                        if let (Some(error), false) = (error, outcome == Outcome::PreflightRefused)
+                        {
+                            list.checks.push(Check {
+                                name: "device".into(),
+                                status: Status::Refuse,
+                                actual: "error".into(),
+                                required: "a device that answers".into(),
+                                message: error,
+                                relaxed_by: None,
+                            });
+                        }
+                        list.checks.push(backup_plan(&self.package, &list));
+                        let refused: Vec<&str> =
+                            list.refusals().map(|c| c.message.as_str()).collect();
+                        let line = if refused.is_empty() {
+                            (Level::Info, "preflight passed".to_string())
+                        } else {
+                            (
+                                Level::Warn,
+                                format!("preflight refused: {}", refused.join("; ")),
+                            )
+                        };
+                        row.check = CheckState::Done(list);
+                        line
+                    }
+                };
+                self.log(Some(key), level, text);
+            }
+            _ => {}
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The recovery wizard: guides per model, its pages, and the AppState methods that drive it.
 
-use super::*;
+use super::{AppState, DeviceKey, DeviceRow, Intent, PackageState};
+use crate::device::Mode;
+use crate::gui::catalog::{CatalogEntry, Offer};
 
 /// One model's way into its recovery mode, from the quirks file.
 #[derive(Debug, Clone, PartialEq)]

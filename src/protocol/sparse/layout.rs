@@ -162,8 +162,15 @@ fn uniform_word(block: &[u8]) -> Option<u32> {
 /// returns its chunk list, validated as strictly as [`expand`] does. DONT_CARE chunks
 /// become gaps, CRC32 chunks are ignored, block size and block count are kept. Chunks
 /// of zero blocks carry nothing and are dropped.
-pub fn scan_sparse<R: Read>(mut r: R) -> Result<Layout, SparseError> {
-    let header = read_header(&mut r)?;
+pub fn scan_sparse<R: Read>(r: R) -> Result<Layout, SparseError> {
+    let mut tape = Tape::new(r, false);
+    scan_sparse_from(&mut tape)
+}
+
+/// [`scan_sparse`] over `tape`, which records the bytes read outside RAW payloads if it
+/// was asked to: the bytes that decide the layout ([`Structure`]).
+pub(super) fn scan_sparse_from<R: Read>(tape: &mut Tape<R>) -> Result<Layout, SparseError> {
+    let header = read_header(tape)?;
     let mut layout = Layout {
         blk_sz: header.blk_sz,
         total_blks: header.total_blks,
@@ -171,22 +178,22 @@ pub fn scan_sparse<R: Read>(mut r: R) -> Result<Layout, SparseError> {
         chunks: Vec::new(),
     };
     let mut chunks = ChunkWalker::new(header);
-    while let Some(chunk) = chunks.next(&mut r)? {
+    while let Some(chunk) = chunks.next(tape)? {
         let data = match chunk.kind {
             ChunkKind::Raw => {
-                skip(&mut r, u64::from(chunk.blocks) * u64::from(header.blk_sz))?;
+                tape.payload(|r| skip(r, u64::from(chunk.blocks) * u64::from(header.blk_sz)))?;
                 ChunkData::Raw {
                     source_offset: chunk.payload_offset,
                 }
             }
             ChunkKind::Fill => {
                 let mut pattern = [0u8; 4];
-                read_full(&mut r, &mut pattern)?;
+                read_full(tape, &mut pattern)?;
                 ChunkData::Fill(u32::from_le_bytes(pattern))
             }
             ChunkKind::DontCare => continue,
             ChunkKind::Crc32 => {
-                read_full(&mut r, &mut [0u8; 4])?;
+                read_full(tape, &mut [0u8; 4])?;
                 continue;
             }
         };

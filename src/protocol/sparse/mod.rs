@@ -122,9 +122,11 @@ pub enum SparseError {
 mod format;
 mod layout;
 mod split;
+mod structure;
 #[cfg(test)]
 mod tests;
 
 pub use format::*;
 pub use layout::*;
 pub use split::*;
+pub use structure::*;

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::sim::gadget::{gadget_name, BulkIn, BulkOut, Function, Gadget, GadgetSpec};
+use crate::sim::download_mode::gadget_line;
+use crate::sim::gadget::{BulkIn, BulkOut, Gadget, GadgetSpec};
 use crate::transport::{Transport, TransportError};
 
 use super::{EdlConfig, EdlSim, Line, SLICE};
@@ -52,29 +53,10 @@ impl EdlSim {
     /// libcomposite, usb_f_fs and a USB device controller). Hosts find it on the bus, so
     /// nothing is announced on the bench.
     pub fn on_usb_gadget(dir: &Path, cfg: EdlConfig) -> io::Result<EdlSim> {
-        let spec = GadgetSpec {
-            name: gadget_name("edl", &cfg.serial),
-            vid: cfg.vid,
-            pid: cfg.pid,
-            manufacturer: "Qualcomm CDMA Technologies MSM".into(),
-            product: cfg.product.clone(),
-            serial: cfg.usb_serial().to_string(),
-            function: Function::Bulk {
-                class: EDL_INTERFACE.0,
-                subclass: EDL_INTERFACE.1,
-                protocol: EDL_INTERFACE.2,
-            },
-        };
-        EdlSim::on_line(dir, cfg, move |stop| {
-            Ok(Box::new(GadgetLine::plug_in(&spec, stop)?) as Box<dyn Line>)
-        })
+        let manufacturer = "Qualcomm CDMA Technologies MSM";
+        let line = gadget_line("edl", &cfg.serial, manufacturer, EDL_INTERFACE, cfg.usb());
+        EdlSim::on_line(dir, cfg, line)
     }
-}
-
-/// Plugs in a gadget with the one bulk interface `spec` describes and returns its line, for
-/// the other download-mode simulators (Unisoc) that speak over bulk endpoints too.
-pub(crate) fn bulk_line(spec: &GadgetSpec, stop: Arc<AtomicBool>) -> io::Result<Box<dyn Line>> {
-    Ok(Box::new(GadgetLine::plug_in(spec, stop)?))
 }
 
 /// The gadget and the two endpoint threads.

@@ -11,12 +11,12 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use super::shaper::Shaper;
 #[cfg(target_os = "linux")]
 use super::splice::Splicer;
 use crate::protocol::fastboot::{Response, MAX_COMMAND_LEN};
 #[cfg(target_os = "linux")]
 use crate::sim::gadget::{BulkIn, BulkOut};
+use crate::sim::shaper::Shaper;
 
 /// How long the host may take to send its `FB01`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -47,17 +47,15 @@ mod usb;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::edl::pty::Pty;
+use super::download_mode::{lock, pty_line, Port, Running, UsbIdentity};
 use super::edl::Line;
 use super::fault::{Fault, FaultPlan, FaultPlanError, Injector};
-use crate::device::bench::{self, Announcement, BenchEntry};
 
 /// Most partitions a virtual device has.
 pub const MAX_PARTITIONS: usize = 64;
@@ -181,6 +179,16 @@ impl UnisocConfig {
         out.truncate(len);
         out
     }
+
+    /// How the device shows itself on USB.
+    fn usb(&self) -> UsbIdentity<'_> {
+        UsbIdentity {
+            vid: self.vid,
+            pid: self.pid,
+            serial: &self.serial,
+            product: &self.product,
+        }
+    }
 }
 
 /// Why a Unisoc device could not be set up.
@@ -234,12 +242,6 @@ impl Device {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Creates each partition file that does not exist yet (identity partitions with their
 /// identity bytes, the rest zeroed); an existing file of another size is an error.
 fn prepare_storage(dir: &Path, cfg: &UnisocConfig) -> io::Result<()> {
@@ -275,32 +277,17 @@ fn prepare_storage(dir: &Path, cfg: &UnisocConfig) -> io::Result<()> {
 /// A prepared, not yet serving, Unisoc device.
 pub struct UnisocSim {
     device: Device,
-    line: Box<dyn Line>,
-    announcement: Option<Announcement>,
-    stop: Arc<AtomicBool>,
-    faults_fired: Arc<Mutex<Vec<String>>>,
+    port: Port,
 }
 
 impl UnisocSim {
     /// Prepares the partition files in `dir`, opens a pseudo-terminal and, with
     /// `bench_dir`, announces the device there with its USB identity.
     pub fn new(dir: &Path, cfg: UnisocConfig, bench_dir: Option<&Path>) -> io::Result<UnisocSim> {
-        let mut sim = UnisocSim::on_line(dir, cfg, |stop| {
-            Ok(Box::new(Pty::open(stop)?) as Box<dyn Line>)
-        })?;
-        if let Some(bench_dir) = bench_dir {
-            let cfg = &sim.device.cfg;
-            let entry = BenchEntry {
-                address: sim.address().to_string(),
-                vid: cfg.vid,
-                pid: cfg.pid,
-                serial: cfg.serial.clone(),
-                product: cfg.product.clone(),
-                interface: None,
-                port_path: cfg.port_path.clone(),
-            };
-            sim.announcement = Some(bench::announce(bench_dir, &entry)?);
-        }
+        let mut sim = UnisocSim::on_line(dir, cfg, pty_line)?;
+        let cfg = &sim.device.cfg;
+        sim.port
+            .announce(bench_dir, cfg.usb(), cfg.port_path.clone())?;
         Ok(sim)
     }
 
@@ -312,26 +299,21 @@ impl UnisocSim {
     ) -> io::Result<UnisocSim> {
         cfg.check()?;
         prepare_storage(dir, &cfg)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let line = open_line(Arc::clone(&stop))?;
-        let faults_fired: Arc<Mutex<Vec<String>>> = Arc::default();
+        let port = Port::open(dir, open_line)?;
         Ok(UnisocSim {
             device: Device {
-                faults: Mutex::new(Injector::new(&cfg.faults, Arc::clone(&faults_fired))),
+                faults: port.injector(&cfg.faults),
                 cfg,
                 dir: dir.to_path_buf(),
-                log: Arc::default(),
+                log: port.log(),
             },
-            line,
-            announcement: None,
-            stop,
-            faults_fired,
+            port,
         })
     }
 
     /// Where a host opens the device: `serial:/dev/pts/N` for a pseudo-terminal.
     pub fn address(&self) -> &str {
-        self.line.address()
+        self.port.address()
     }
 
     /// Prepares the device as [`UnisocSim::new`] does and serves it on a background thread.
@@ -345,85 +327,27 @@ impl UnisocSim {
 
     /// Serves on a background thread until the returned handle stops it.
     pub fn spawn(self) -> io::Result<RunningUnisoc> {
-        let address = self.address().to_string();
-        let dir = self.device.dir.clone();
-        let log = Arc::clone(&self.device.log);
-        let faults_fired = Arc::clone(&self.faults_fired);
-        let stop = Arc::clone(&self.stop);
-        let thread = thread::Builder::new()
-            .name(format!("unisoc-sim {address}"))
-            .spawn(move || self.serve_forever())?;
-        Ok(RunningUnisoc {
-            address,
-            dir,
-            log,
-            faults_fired,
-            stop,
-            thread: Some(thread),
-        })
+        Running::watching("unisoc", &self.port).spawn(move || self.serve_forever())
     }
 
     /// Serves on the calling thread: boot ROM, the loaders it is given, FDL2, and the boot
     /// ROM again after each reset, until stopped.
     pub fn serve_forever(mut self) {
-        let _announcement = self.announcement.take();
-        while !self.line.stopping() {
-            stages::run(&self.device, &mut *self.line);
-            self.line.reboot();
+        let _announcement = self.port.announcement.take();
+        let line = &mut *self.port.line;
+        while !line.stopping() {
+            stages::run(&self.device, line);
+            line.reboot();
         }
     }
 }
 
 /// A Unisoc device serving on a background thread. Dropping it stops the device too.
-pub struct RunningUnisoc {
-    address: String,
-    dir: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-    faults_fired: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub type RunningUnisoc = Running<UnisocSim>;
 
-impl RunningUnisoc {
-    /// Where a host opens the device.
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
+impl Running<UnisocSim> {
     /// The file holding partition `name`.
     pub fn partition_path(&self, name: &str) -> PathBuf {
-        partition_path(&self.dir, name)
-    }
-
-    /// Everything the device saw and did, oldest first (`brom:version`,
-    /// `brom:loader addr=0x5500 size=…`, `fdl2:write boot 4096 bytes`, …).
-    pub fn commands(&self) -> Vec<String> {
-        lock(&self.log).clone()
-    }
-
-    /// The injected faults that have fired so far.
-    pub fn faults_fired(&self) -> Vec<String> {
-        lock(&self.faults_fired).clone()
-    }
-
-    /// Stops serving and waits for the thread; the partition files stay.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        self.stop.store(true, Ordering::SeqCst);
-        if thread.join().is_err() {
-            tracing::error!("unisoc sim thread panicked");
-        }
-    }
-}
-
-impl Drop for RunningUnisoc {
-    fn drop(&mut self) {
-        self.shutdown();
+        partition_path(self.dir(), name)
     }
 }

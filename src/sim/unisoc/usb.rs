@@ -8,29 +8,16 @@
 use std::io;
 use std::path::Path;
 
-use crate::sim::edl::usb::bulk_line;
-use crate::sim::gadget::{gadget_name, Function, GadgetSpec};
-
 use super::{UnisocConfig, UnisocSim};
+use crate::sim::download_mode::gadget_line;
 
 impl UnisocSim {
     /// Prepares the partition files in `dir` and plugs the device in as a USB gadget with
     /// the configuration's IDs, product string and serial number (Linux; needs configfs,
     /// libcomposite, usb_f_fs and a USB device controller).
     pub fn on_usb_gadget(dir: &Path, cfg: UnisocConfig) -> io::Result<UnisocSim> {
-        let spec = GadgetSpec {
-            name: gadget_name("unisoc", &cfg.serial),
-            vid: cfg.vid,
-            pid: cfg.pid,
-            manufacturer: "spreadtrum with musb-hdrc".into(),
-            product: cfg.product.clone(),
-            serial: cfg.serial.clone(),
-            function: Function::Bulk {
-                class: 0xff,
-                subclass: 0,
-                protocol: 0,
-            },
-        };
-        UnisocSim::on_line(dir, cfg, move |stop| bulk_line(&spec, stop))
+        let manufacturer = "spreadtrum with musb-hdrc";
+        let line = gadget_line("unisoc", &cfg.serial, manufacturer, (0xff, 0, 0), cfg.usb());
+        UnisocSim::on_line(dir, cfg, line)
     }
 }

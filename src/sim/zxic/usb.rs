@@ -7,11 +7,8 @@
 use std::io;
 use std::path::Path;
 
-use crate::sim::edl::usb::GadgetLine;
-use crate::sim::edl::Line;
-use crate::sim::gadget::{gadget_name, Function, GadgetSpec};
-
 use super::{ZxicConfig, ZxicSim};
+use crate::sim::download_mode::gadget_line;
 
 impl ZxicSim {
     /// Prepares the flash in `dir` and plugs the device in as a USB gadget with the
@@ -19,21 +16,7 @@ impl ZxicSim {
     /// libcomposite, usb_f_fs and a USB device controller). Hosts find it on the bus, so
     /// nothing is announced on the bench.
     pub fn on_usb_gadget(dir: &Path, cfg: ZxicConfig) -> io::Result<ZxicSim> {
-        let spec = GadgetSpec {
-            name: gadget_name("zxic", &cfg.serial),
-            vid: cfg.vid,
-            pid: cfg.pid,
-            manufacturer: "ZXIC".into(),
-            product: cfg.product.clone(),
-            serial: cfg.serial.clone(),
-            function: Function::Bulk {
-                class: 0xff,
-                subclass: 0xff,
-                protocol: 0xff,
-            },
-        };
-        ZxicSim::on_line(dir, cfg, move |stop| {
-            Ok(Box::new(GadgetLine::plug_in(&spec, stop)?) as Box<dyn Line>)
-        })
+        let line = gadget_line("zxic", &cfg.serial, "ZXIC", (0xff, 0xff, 0xff), cfg.usb());
+        ZxicSim::on_line(dir, cfg, line)
     }
 }

@@ -1,9 +1,10 @@
-//! The link shaper: makes the virtual phone take data no faster than a real cable carries it.
+//! The link shaper: makes a virtual device take data no faster than a real cable carries it.
 //!
-//! Loopback TCP moves gigabytes per second, so a flash over it says nothing about how
-//! close a client comes to the limit of a USB 2.0 cable (about 40 MB/s of bulk payload in
-//! practice). The shaper paces the phone's receive path to a byte rate; TCP's flow control
-//! then slows the host exactly as a saturated USB link would.
+//! Loopback TCP and pseudo-terminals move gigabytes per second, so a flash over them says
+//! nothing about how close a client comes to the limit of a USB 2.0 cable (about 40 MB/s of
+//! bulk payload in practice). The shaper paces a simulator's receive path to a byte rate
+//! (the virtual phone's download data, the EDL device's whole line); flow control then
+//! slows the host exactly as a saturated USB link would.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ const SLACK: Duration = Duration::from_millis(20);
 /// Paces received bytes to a fixed rate (a virtual-clock token bucket without burst credit:
 /// an idle link does not save up bandwidth for later).
 #[derive(Debug)]
-pub(super) struct Shaper {
+pub(crate) struct Shaper {
     bytes_per_s: u64,
     /// When the link has carried everything accounted for so far.
     free_at: Instant,
