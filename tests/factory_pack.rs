@@ -841,7 +841,8 @@ fn a_packed_factory_zip_flashes_the_dynamic_phone_with_an_optimized_super() {
     let supers = commands.iter().filter(|c| *c == "flash:super").count();
     assert!(supers > 1, "super goes in pieces: {commands:?}");
     expected.extend(std::iter::repeat_n("flash:super".to_string(), supers));
-    expected.push("reboot".into());
+    // The job's own last step confirms the slot, then restarts the phone.
+    expected.extend([format!("set_active:{slot}"), "reboot".into()]);
     assert_eq!(commands, expected);
     let notes = report["notes"].to_string();
     assert!(notes.contains("optimized super"), "{notes}");
