@@ -14,6 +14,10 @@
 //! it here: the ranges the tool wrote (found with `SEEK_DATA`/`SEEK_HOLE`) as RAW or FILL
 //! chunks, the holes it never wrote as DONT_CARE, as Google's sparse output leaves them.
 //! The encoded image is hashed once written, and again on its way to the device.
+//!
+//! It is the one image flashline sends that no package signature covers: it comes from
+//! this computer's own tools, only on the user's explicit confirmation, holds nothing but
+//! an empty filesystem, and its command line and hash are printed and recorded.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
