@@ -700,8 +700,12 @@ fn logical(dir: &Path, name: &str) -> Vec<u8> {
     out
 }
 
-#[test]
-fn a_packed_factory_zip_flashes_the_dynamic_phone_end_to_end() {
+/// A packed factory zip flashed onto the virtual A/B phone with dynamic partitions over
+/// TCP by `flashline flash EXTRA…`: every image checked where it landed (the logical ones
+/// read out of super through its LP metadata, and by PyPI liblp's `lpunpack` where
+/// installed). Returns the phone's commands after the first flash (no getvar, no download)
+/// and the slot written.
+fn flash_factory_zip(extra: &[&str]) -> (Vec<String>, String, serde_json::Value) {
     let bench = Bench::new();
     // The virtual phone reports no baseband, so this image requires none.
     let factory = Factory::with_info(
@@ -735,6 +739,8 @@ fn a_packed_factory_zip_flashes_the_dynamic_phone_end_to_end() {
         ],
         slots: true,
         version_partition: None,
+        // Small enough that the whole super image goes in several sparse pieces.
+        max_download_size: 256 * 1024,
         dynamic: Some(Dynamic {
             super_size: 64 * MIB,
             logical: vec![
@@ -747,7 +753,7 @@ fn a_packed_factory_zip_flashes_the_dynamic_phone_end_to_end() {
         }),
         ..PhoneConfig::default()
     });
-    let (out, report) = bench.flash(&pkg, &phone, &[]);
+    let (out, report) = bench.flash(&pkg, &phone, extra);
     assert!(
         out.status.success(),
         "{report:#}\n{}",
@@ -755,7 +761,8 @@ fn a_packed_factory_zip_flashes_the_dynamic_phone_end_to_end() {
     );
     let slot = report["activated_slot"]
         .as_str()
-        .unwrap_or_else(|| panic!("{report:#}"));
+        .unwrap_or_else(|| panic!("{report:#}"))
+        .to_string();
     for (partition, file) in [
         ("bootloader", "bootloader-oriole-slider-14.5-11677881.img"),
         ("radio", "radio-oriole-g5123b-135085-240517-b-11857288.img"),
@@ -777,15 +784,43 @@ fn a_packed_factory_zip_flashes_the_dynamic_phone_end_to_end() {
             "{partition} did not land"
         );
     }
-    // Google's order on the wire: each firmware image followed by reboot-bootloader, the
-    // boot-critical images, then fastbootd, update-super and the logical images.
+    // An independent reader agrees: PyPI liblp's lpunpack pulls the same bytes out of super.
+    if let Some(lpunpack) = common::peer("lpunpack") {
+        let out_dir = bench.path("lpunpack");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let mut cmd = std::process::Command::new(&lpunpack);
+        for partition in ["system", "vendor", "product"] {
+            cmd.args(["-p", &format!("{partition}_{slot}")]);
+        }
+        let status = cmd
+            .arg("-o")
+            .arg(&out_dir)
+            .arg(dir.join("super.img"))
+            .status()
+            .expect("run lpunpack");
+        assert!(status.success(), "lpunpack failed");
+        for partition in ["system", "vendor", "product"] {
+            let expected = factory.bytes(&format!("{partition}.img"));
+            let theirs = std::fs::read(out_dir.join(format!("{partition}_{slot}.img"))).unwrap();
+            assert!(
+                theirs.len() >= expected.len() && theirs[..expected.len()] == *expected,
+                "lpunpack: {partition} did not land"
+            );
+        }
+    }
     let commands: Vec<String> = phone
         .commands()
         .into_iter()
         .filter(|c| !c.starts_with("getvar") && !c.starts_with("download"))
         .skip_while(|c| !c.starts_with("flash:"))
         .collect();
-    let expected = [
+    (commands, slot, report)
+}
+
+/// Google's order up to the logical partitions: each firmware image followed by
+/// reboot-bootloader, the boot-critical images, then the slot.
+fn physical_order(slot: &str) -> Vec<String> {
+    vec![
         format!("flash:bootloader_{slot}"),
         "reboot-bootloader".into(),
         format!("flash:radio_{slot}"),
@@ -794,6 +829,32 @@ fn a_packed_factory_zip_flashes_the_dynamic_phone_end_to_end() {
         format!("flash:dtbo_{slot}"),
         format!("flash:vbmeta_{slot}"),
         format!("set_active:{slot}"),
+    ]
+}
+
+/// By default (as Google's client), the whole super image is built on the host and the
+/// bootloader flashes it in pieces; fastbootd is visited only to read super's size.
+#[test]
+fn a_packed_factory_zip_flashes_the_dynamic_phone_with_an_optimized_super() {
+    let (commands, slot, report) = flash_factory_zip(&[]);
+    let mut expected = physical_order(&slot);
+    let supers = commands.iter().filter(|c| *c == "flash:super").count();
+    assert!(supers > 1, "super goes in pieces: {commands:?}");
+    expected.extend(std::iter::repeat_n("flash:super".to_string(), supers));
+    // The job's own last step confirms the slot, then restarts the phone.
+    expected.extend([format!("set_active:{slot}"), "reboot".into()]);
+    assert_eq!(commands, expected);
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("optimized super"), "{notes}");
+}
+
+/// `--disable-super-optimization`: fastbootd writes the logical partitions, after
+/// `update-super`, each resized before its flash.
+#[test]
+fn a_packed_factory_zip_flashes_the_dynamic_phone_through_fastbootd_when_asked() {
+    let (commands, slot, report) = flash_factory_zip(&["--disable-super-optimization"]);
+    let mut expected = physical_order(&slot);
+    expected.extend([
         "reboot-fastboot".into(),
         "update-super:super".into(),
         format!("resize-logical-partition:product_{slot}:"),
@@ -802,9 +863,12 @@ fn a_packed_factory_zip_flashes_the_dynamic_phone_end_to_end() {
         format!("flash:system_{slot}"),
         format!("resize-logical-partition:vendor_{slot}:"),
         format!("flash:vendor_{slot}"),
-    ];
+    ]);
     assert!(commands.len() >= expected.len(), "{commands:?}");
     for (sent, expected) in commands.iter().zip(&expected) {
         assert!(sent.starts_with(expected.as_str()), "{commands:?}");
     }
+    assert!(!commands.iter().any(|c| c == "flash:super"), "{commands:?}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("--disable-super-optimization"), "{notes}");
 }

@@ -627,6 +627,7 @@ fn a_stalled_device_does_not_hide_the_others() {
             trust_dir: home.join("trust"),
             reports_dir: home.join("reports"),
             last_package_dir: None,
+            disable_super_optimization: false,
         },
         persist: false,
         quick_packages: Vec::new(),
@@ -716,6 +717,7 @@ fn the_connection_doctor_lists_findings_with_their_fixes() {
         trust_dir: home.join("trust"),
         reports_dir: home.join("reports"),
         last_package_dir: None,
+        disable_super_optimization: false,
     };
     let mut harness = Harness::builder()
         .with_size([1400.0, 900.0])

@@ -117,6 +117,7 @@ fn the_station_view_flashes_arriving_phones_halts_on_a_spike_and_resumes_by_labe
             trust_dir: bench.path("keys"),
             reports_dir: station_home.join("reports"),
             last_package_dir: None,
+            disable_super_optimization: false,
         },
         persist: false,
         quick_packages: vec![package.clone()],

@@ -29,4 +29,16 @@ fn every_usb_lab_scenario_passes() {
         output.status
     );
     assert!(stdout.contains("usb-lab: all"), "no summary:\n{stdout}");
+    // Each scenario in the folder (00-boot … 10-fastbootd-job) ran in that boot and passed.
+    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/usb-lab/scenarios");
+    for entry in std::fs::read_dir(scenarios).unwrap() {
+        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_suffix(".sh").filter(|n| !n.ends_with(".prep")) else {
+            continue;
+        };
+        assert!(
+            stdout.contains(&format!("  {name} PASS")),
+            "scenario {name} did not pass:\n{stdout}"
+        );
+    }
 }

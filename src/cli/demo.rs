@@ -126,7 +126,8 @@ pub fn run(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
 }
 
 /// The demo's virtual phone: a modern A/B phone (launched with Android 10 or later), its
-/// system and vendor logical partitions in super, written from fastbootd; its bootloader
+/// system and vendor logical partitions in super (flashed whole by default, or written
+/// from fastbootd with the super optimization off); its bootloader
 /// and fastbootd both take 16 MiB per download. The GUI's demo bench uses it too.
 pub(crate) fn demo_phone(serial: &str) -> PhoneConfig {
     PhoneConfig {
@@ -153,7 +154,7 @@ const DEMO_SUPER_SIZE: u64 = 192 * MIB;
 /// Builds the demo phone package in `work` (sources in `work/package`), signed with the
 /// demo key; the GUI's demo bench uses it too. It is a modern one, as a factory image is:
 /// firmware flashed from the bootloader (which restarts after it), boot, then system and
-/// vendor in super from fastbootd, with the `super_empty.img` that lays super out.
+/// vendor in super, with the `super_empty.img` that lays super out.
 pub(crate) fn phone_package(work: &Path) -> Result<(PathBuf, package::PackSummary)> {
     let pkg_dir = work.join("package");
     std::fs::create_dir_all(&pkg_dir)?;

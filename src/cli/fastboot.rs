@@ -60,14 +60,18 @@ enum Verb {
         #[arg(long)]
         slot: Option<SlotChoice>,
     },
-    /// Format a partition: refused, with the reason (flashline builds no filesystem
-    /// images on the computer, as Google's fastboot does with mke2fs); use erase.
+    /// Format a partition, as Google's fastboot does: build an empty filesystem of the
+    /// type and size the device reports (ext4 with mke2fs, f2fs with mkfs.f2fs) on this
+    /// computer and flash it. Everything on the partition is lost.
     Format {
         /// The partition.
         partition: String,
         /// As for erase.
         #[arg(long)]
         slot: Option<SlotChoice>,
+        /// Confirm that everything on the partition will be wiped (otherwise asked).
+        #[arg(long)]
+        yes_wipe_user_data: bool,
     },
     /// Boot an image of a signed package from RAM without flashing it; `boot` is sent only
     /// if the bytes sent were exactly the signed ones.
@@ -98,7 +102,10 @@ pub(super) fn run(args: FastbootArgs) -> Result<ExitCode> {
         Verb::Flashing {
             action,
             yes_wipe_user_data,
-        } => match confirm_wipe(lock_change(action).command(), *yes_wipe_user_data) {
+        } => match confirm_wipe(
+            &lock_warning(lock_change(action).command()),
+            *yes_wipe_user_data,
+        ) {
             Some(token) => Some(token),
             None => return Ok(ExitCode::from(2)),
         },
@@ -106,7 +113,24 @@ pub(super) fn run(args: FastbootArgs) -> Result<ExitCode> {
             args: words,
             yes_wipe_user_data,
         } if crate::engine::verbs::oem_changes_lock(words) => {
-            match confirm_wipe(&format!("oem {}", words.join(" ")), *yes_wipe_user_data) {
+            match confirm_wipe(
+                &lock_warning(&format!("oem {}", words.join(" "))),
+                *yes_wipe_user_data,
+            ) {
+                Some(token) => Some(token),
+                None => return Ok(ExitCode::from(2)),
+            }
+        }
+        Verb::Format {
+            partition,
+            yes_wipe_user_data,
+            ..
+        } => {
+            let warning = format!(
+                "`format {partition}` replaces everything on {partition} with an empty \
+                 filesystem: ALL DATA ON IT IS WIPED."
+            );
+            match confirm_wipe(&warning, *yes_wipe_user_data) {
                 Some(token) => Some(token),
                 None => return Ok(ExitCode::from(2)),
             }
@@ -146,7 +170,12 @@ pub(super) fn run(args: FastbootArgs) -> Result<ExitCode> {
         Verb::Getvar { name } => session.getvar(&name, &mut emit),
         Verb::Oem { args, .. } => session.oem(&args, wipe, &mut emit),
         Verb::Erase { partition, slot } => session.erase(&partition, slot, &mut emit),
-        Verb::Format { partition, slot } => session.format(&partition, slot).map(|()| true),
+        Verb::Format {
+            partition, slot, ..
+        } => {
+            let wipe = wipe.ok_or_else(|| VerbError::Refused("not confirmed".into()))?;
+            session.format(&partition, slot, wipe, &mut emit)
+        }
         Verb::Boot { .. } => match &boot {
             Some(image) => session.boot(image, &mut emit),
             None => Err(VerbError::Refused("no image to boot".into())),
@@ -180,13 +209,17 @@ fn lock_change(action: &str) -> LockChange {
     }
 }
 
-/// The user's consent to wiping the phone's user data: the flag, or a typed `wipe` at an
-/// interactive prompt. Without either, says why nothing was sent.
-fn confirm_wipe(command: &str, confirmed: bool) -> Option<WipeConfirmed> {
-    let warning = format!(
+/// What `command`, which locks or unlocks the bootloader, does to the phone's data.
+fn lock_warning(command: &str) -> String {
+    format!(
         "`{command}` changes the bootloader's lock state, and the phone WIPES ALL USER DATA \
          (apps, photos, accounts) when it does."
-    );
+    )
+}
+
+/// The user's consent to the wipe `warning` describes: the flag, or a typed `wipe` at an
+/// interactive prompt. Without either, says why nothing was sent.
+fn confirm_wipe(warning: &str, confirmed: bool) -> Option<WipeConfirmed> {
     if confirmed {
         say_err!("{warning} Confirmed with --yes-wipe-user-data.");
         return Some(WipeConfirmed::by_user());
@@ -229,6 +262,17 @@ fn show(event: &VerbEvent, json: bool) {
                 printable(reason)
             )
         }
+        VerbEvent::FilesystemBuilt {
+            partition,
+            filesystem,
+            size,
+            command,
+            sha256,
+        } => println!(
+            "format: an empty {filesystem} filesystem of {size} bytes for {} built here \
+             ({command}), sent as a sparse image (sha256 {sha256})",
+            printable(partition)
+        ),
         VerbEvent::ImageVerified { image, sha256 } => {
             println!(
                 "image {} sent as signed (sha256 {sha256})",

@@ -66,6 +66,12 @@ pub(super) struct FlashArgs {
     /// verified. `all` is refused (no slot would be left to fall back on).
     #[arg(long)]
     slot: Option<crate::device::fastboot::verbs::SlotChoice>,
+    /// On a phone with dynamic partitions, write the logical partitions from fastbootd
+    /// (`update-super`, a resize and a flash each) instead of building the whole super
+    /// image here for the bootloader to flash in one pass, which is the default where the
+    /// phone allows it (Google's flag of the same name).
+    #[arg(long)]
+    disable_super_optimization: bool,
 }
 
 #[derive(Args)]
@@ -155,6 +161,7 @@ pub(super) fn flash(args: FlashArgs) -> Result<ExitCode> {
                     args.disable_verification,
                 ),
                 slot: args.slot,
+                optimized_super: !args.disable_super_optimization,
                 ..JobOptions::default()
             },
         })

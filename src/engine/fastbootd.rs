@@ -391,7 +391,7 @@ impl Phased {
                     &logical,
                 )
             } else {
-                Err("the job did not ask for an optimized super".into())
+                Err("super optimization is disabled (--disable-super-optimization)".into())
             };
             report.notes.push(match &decided {
                 Ok(whole) => format!(

@@ -74,8 +74,9 @@ pub struct JobOptions {
     /// The A/B slot to write (`--slot`); `None` for the one after the current one.
     pub slot: Option<crate::device::fastboot::verbs::SlotChoice>,
     /// Builds the whole super image on the host and has the bootloader flash it, where the
-    /// device allows (Google's "optimized super", see `engine::super_image`); off by
-    /// default, so that fastbootd writes the logical partitions as before.
+    /// device allows (Google's "optimized super", see `engine::super_image`); on by
+    /// default, as in Google's client. Off (`--disable-super-optimization`), fastbootd
+    /// writes the logical partitions.
     pub optimized_super: bool,
 }
 
@@ -133,7 +134,7 @@ impl JobOptions {
             expect_edl: false,
             vbmeta_flags: crate::protocol::avb::Flags::NONE,
             slot: None,
-            optimized_super: false,
+            optimized_super: true,
         }
     }
 }

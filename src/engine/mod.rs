@@ -6,6 +6,7 @@ pub mod backup;
 pub mod dynamic;
 pub mod event;
 mod fastbootd;
+pub mod filesystem;
 pub mod history;
 mod identity;
 pub mod job;

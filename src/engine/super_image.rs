@@ -3,11 +3,14 @@
 //! pieces that fit max-download-size, zero runs as FILL), instead of the trip to fastbootd
 //! with `update-super`, a resize and a flash per logical partition.
 //!
+//! It is the default, as in Google's client (`--disable-super-optimization` turns it off).
 //! Conditions, as AOSP fastboot's `should_flash_in_userspace`/`FlashSuperLayoutTask`
-//! state them: the package has `super_empty.img` and an image for every logical partition
+//! state them: the phone has A/B slots ("Cannot optimize flashing super on non-AB
+//! device"); the package has `super_empty.img` and an image for every logical partition
 //! of the slot written; the device is not a retrofit device (super lies on one physical
 //! partition); no snapshot merge is pending; super's size on the device is the one
-//! `super_empty.img` was made for.
+//! `super_empty.img` was made for. Otherwise fastbootd writes the logical partitions, and
+//! the report's notes say which condition sent the job there.
 //!
 //! The image is never held: the LP image writer streams it through a pipe from a helper
 //! thread, reading the package's hashing image readers (sparse ones expanded on their
@@ -51,6 +54,8 @@ pub(super) fn decide(
 ) -> Result<WholeSuper, String> {
     let layout = layout.ok_or("the package has no super_empty.img")?;
     let facts = facts.ok_or("super was not read in fastbootd")?;
+    let slot = slot
+        .ok_or("the phone has no A/B slots (Google's client optimizes super on A/B phones only)")?;
     if facts.is_retrofit() || layout.block_devices.len() != 1 {
         return Err("this is a retrofit device: super spans the slots' system partitions".into());
     }
@@ -72,7 +77,7 @@ pub(super) fn decide(
         .iter()
         .map(|(i, target)| (target.as_str(), images[*i].expanded_size()))
         .collect();
-    let of_slot = |name: &str| slot.is_none_or(|s| name.ends_with(&format!("_{s}")));
+    let of_slot = |name: &str| name.ends_with(&format!("_{slot}"));
     if let Some(missing) = layout
         .partitions
         .iter()

@@ -12,23 +12,25 @@
 //!   a [`WipeConfirmed`] that only the user's explicit confirmation makes; no other path of
 //!   flashline sends them.
 //!
-//! `format` is refused, with the device's partition type named: formatting means building
-//! an empty filesystem image on the host (Google's client runs `mke2fs`/`make_f2fs` for
-//! the `partition-type` the device reports, then flashes it), and flashline builds no
-//! filesystem images: it would have to trust host tools' output it cannot verify against
-//! any signature. `erase` is what it offers instead.
+//! `format` wipes a partition too: it builds an empty filesystem image on this computer
+//! for the `partition-type` and `partition-size` the device reports, as Google's client
+//! does (see [`super::filesystem`]), and flashes it, sent as an Android sparse image. It
+//! runs only with a [`WipeConfirmed`], and only for `ext4` and `f2fs`; a `raw` partition
+//! is refused, as Google's client refuses it.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::filesystem::{self, Filesystem, FlashGeometry};
 use super::job::PackageImage;
 use super::preflight::{Overrides, Preflight, Status};
 use crate::device::fastboot::verbs::{resolve, Answer, Reply, SlotChoice, SlotError, SlotFacts};
 use crate::device::quirks::Quirks;
-use crate::device::{discovery, DeviceError, Driver};
+use crate::device::{discovery, DeviceError, Driver, Target};
 use crate::package::{Package, PackageError, TrustStore, VerifiedPackage};
+use crate::protocol::fastboot::vars::{parse_block_size, NumberStyle};
 
 /// How long a person may take to confirm `flashing lock|unlock` on the phone's screen.
 pub const CONFIRM_ON_DEVICE: Duration = Duration::from_secs(120);
@@ -60,6 +62,19 @@ pub enum VerbEvent {
         command: String,
         /// The device's reason, as sent.
         reason: String,
+    },
+    /// `format` built an empty filesystem image on this computer for a partition.
+    FilesystemBuilt {
+        /// The partition it is for.
+        partition: String,
+        /// The filesystem (`ext4`, `f2fs`), as the device reports the partition's type.
+        filesystem: String,
+        /// The partition's size in bytes, as the device reports it.
+        size: u64,
+        /// The command that built it.
+        command: String,
+        /// SHA-256 of the sparse image sent, checked again on its way to the device.
+        sha256: String,
     },
     /// A package image passed its signature check on its way to the device.
     ImageVerified {
@@ -219,32 +234,83 @@ impl Session {
         Ok(true)
     }
 
-    /// `format`: refused, naming what the device reports (see the module documentation).
-    /// Only variables are read; nothing is written.
-    pub fn format(&mut self, partition: &str, slot: Option<SlotChoice>) -> Result<(), VerbError> {
-        let targets = self.targets(partition, slot)?;
-        let target = &targets[0];
+    /// `format` of every partition `--slot` names: an empty filesystem of the type and
+    /// size the device reports, built here and flashed (see the module documentation).
+    /// Refused, with nothing sent but variable reads, for a partition of another type or
+    /// when the tool that builds its filesystem is missing.
+    pub fn format(
+        &mut self,
+        partition: &str,
+        slot: Option<SlotChoice>,
+        _wipe: WipeConfirmed,
+        emit: &mut dyn FnMut(VerbEvent),
+    ) -> Result<bool, VerbError> {
+        for target in self.targets(partition, slot)? {
+            let image = self.empty_filesystem(partition, &target)?;
+            emit(VerbEvent::FilesystemBuilt {
+                partition: target.clone(),
+                filesystem: image.filesystem.name().into(),
+                size: image.size,
+                command: image.command.clone(),
+                sha256: hex::encode(image.sha256),
+            });
+            let command = format!("flash:{target}");
+            emit(VerbEvent::Sent {
+                command: command.clone(),
+            });
+            let to = Target::Partition {
+                name: target.clone(),
+            };
+            self.driver.prepare(&to, &image)?;
+            self.driver.write_image(&to, &image, &mut |_| {})?;
+            emit(VerbEvent::Okay {
+                command,
+                text: String::new(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Builds the empty filesystem `target` takes, from what the device reports of it.
+    fn empty_filesystem(
+        &mut self,
+        partition: &str,
+        target: &str,
+    ) -> Result<filesystem::EmptyImage, VerbError> {
+        let refuse = |why: String| {
+            VerbError::Refused(format!(
+                "format refused: {why}. Nothing was sent. To clear it, use `flashline fastboot \
+                 erase {partition}` (Android creates a fresh filesystem on userdata and cache \
+                 at the next boot), or flash a signed package that carries a filesystem image."
+            ))
+        };
         let kind = self
             .driver
             .variable(&format!("partition-type:{target}"))?
             .map(|t| crate::device::clean(&t));
-        let why = match kind.as_deref() {
-            Some("raw") | None => format!(
-                "the device reports partition-type {} for {target}, which has no filesystem to \
-                 create (Google's fastboot refuses it too)",
+        let Some(fs) = kind.as_deref().and_then(Filesystem::from_partition_type) else {
+            return Err(refuse(format!(
+                "the device reports partition-type {} for {target}; flashline builds ext4 and \
+                 f2fs only, and a raw partition has no filesystem to create (Google's fastboot \
+                 refuses it too)",
                 kind.as_deref().unwrap_or("(none)")
-            ),
-            Some(kind) => format!(
-                "formatting {target} means building an empty {kind} filesystem image on this \
-                 computer, as Google's fastboot does with mke2fs or make_f2fs, and flashline \
-                 builds no filesystem images: it flashes only signed images it can verify"
-            ),
+            )));
         };
-        Err(VerbError::Refused(format!(
-            "format refused: {why}. Nothing was sent. To clear it, use `flashline fastboot \
-             erase {partition}` (Android creates a fresh filesystem on userdata and cache at \
-             the next boot), or flash a signed package that carries a filesystem image."
-        )))
+        let size = self
+            .driver
+            .partition_size(target)?
+            .ok_or_else(|| refuse(format!("the device reports no partition-size for {target}")))?;
+        let mut block = |name: &str| -> Result<u64, VerbError> {
+            let value = self.driver.variable(name)?;
+            Ok(FlashGeometry::size(value.and_then(|v| {
+                parse_block_size(&crate::device::clean(&v), NumberStyle::Decimal)
+            })))
+        };
+        let geometry = FlashGeometry {
+            erase_block: block("erase-block-size")?,
+            logical_block: block("logical-block-size")?,
+        };
+        filesystem::build(fs, size, geometry).map_err(|e| refuse(e.to_string()))
     }
 
     /// `flashing lock|unlock`: wipes the phone's user data; the phone may ask on its screen.

@@ -68,6 +68,7 @@ impl AppConfig {
                 trust_dir: home.join("trust"),
                 reports_dir: home.join("reports"),
                 last_package_dir: Some(bench.work_dir().to_path_buf()),
+                disable_super_optimization: false,
             },
             persist: false,
             quick_packages: bench.packages.all(),

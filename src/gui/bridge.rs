@@ -458,6 +458,7 @@ impl Bridge {
                 cancel,
                 reports_dir: self.settings.reports_dir.clone(),
                 reconnect: RECONNECT,
+                optimized_super: !self.settings.disable_super_optimization,
                 ..JobOptions::default()
             },
         );

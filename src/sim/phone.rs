@@ -138,6 +138,11 @@ pub struct PhoneConfig {
     /// support sparse images; in implementations like u-boot it even depends on the
     /// target"). The refusal's wording is this simulator's (virtual).
     pub raw_only: Vec<String>,
+    /// What `partition-type:<p>` reports, by partition base name (`userdata` → `ext4`),
+    /// as real bootloaders do for the partitions `fastboot format` builds a filesystem for
+    /// (public reports: tests/data/fastboot/lg-g7-thinq.txt `partition-type:userdata:ext4`,
+    /// infinix-x6728.txt `partition-type:userdata: f2fs`); every other partition is `raw`.
+    pub filesystems: Vec<(String, String)>,
 }
 
 impl Default for PhoneConfig {
@@ -167,11 +172,25 @@ impl Default for PhoneConfig {
             replay: None,
             dynamic: None,
             raw_only: Vec::new(),
+            filesystems: Vec::new(),
         }
     }
 }
 
 impl PhoneConfig {
+    /// `partition-type:<partition>`: its filesystem from [`PhoneConfig::filesystems`]
+    /// (matched with or without its slot suffix), else `raw`.
+    pub(crate) fn partition_type(&self, partition: &str) -> String {
+        let base = ["_a", "_b"]
+            .iter()
+            .find_map(|s| partition.strip_suffix(s))
+            .filter(|_| self.slots);
+        self.filesystems
+            .iter()
+            .find(|(name, _)| name == partition || Some(name.as_str()) == base)
+            .map_or_else(|| "raw".to_string(), |(_, kind)| kind.clone())
+    }
+
     /// A phone that answers `getvar` exactly as the device of `transcript` did, with one
     /// partition (a sparse file) per size the device listed and the device's download
     /// limit, locked if it said `unlocked: no`. An A/B device keeps its partitions' listed

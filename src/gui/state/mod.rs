@@ -43,6 +43,8 @@ pub struct Settings {
     pub reports_dir: PathBuf,
     /// Folder the package dialog opens in.
     pub last_package_dir: Option<PathBuf>,
+    /// Jobs write logical partitions from fastbootd, not as one whole super image.
+    pub disable_super_optimization: bool,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             trust_dir: crate::paths::trust_dir(),
             reports_dir: crate::paths::reports_dir(),
             last_package_dir: None,
+            disable_super_optimization: false,
         }
     }
 }

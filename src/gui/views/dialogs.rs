@@ -304,6 +304,15 @@ fn settings(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
                 path_field(ui, "Trust folder", &mut state.settings.trust_dir);
                 path_field(ui, "Report folder", &mut state.settings.reports_dir);
             });
+            ui.checkbox(
+                &mut state.settings.disable_super_optimization,
+                "Disable super optimization: write logical partitions from fastbootd",
+            )
+            .on_hover_text(
+                "By default a phone with dynamic partitions gets its whole super image \
+                 built here and flashed by its bootloader in one pass, as Google's fastboot \
+                 does (--disable-super-optimization in the CLI).",
+            );
             ui.label(
                 RichText::new(
                     "The trust folder holds the publishers' .pub keys; a package signed by any \

@@ -644,7 +644,7 @@ impl Bootloader {
             ("partition-size", Some(p)) => format!("0x{:X}", self.storage.get(p)?.size),
             ("partition-type", Some(p)) => {
                 self.storage.get(p)?;
-                "raw".to_string()
+                self.cfg.partition_type(p)
             }
             ("is-logical", Some(p)) => {
                 self.storage.get(p)?;

@@ -207,7 +207,7 @@ impl Bootloader {
                 if logical(p).is_none() && self.storage.get(p).is_none() {
                     return Err("Invalid partition".into());
                 }
-                "raw".to_string()
+                self.cfg.partition_type(p)
             }
             ("has-slot", Some(p)) => {
                 let suffix = self.current_suffix();
