@@ -166,17 +166,14 @@ impl Repository {
         let datastore = state.begin()?;
         let recorder = transport::Recorder::new(&config.metadata_url);
         let started = SystemTime::now();
-        let loaded = runtime.block_on(tokio::time::timeout(
-            LOAD_TIMEOUT,
-            RepositoryLoader::new(
-                &root,
-                config.metadata_url.clone(),
-                config.targets_url.clone(),
-            )
-            .transport(recorder.clone())
-            .datastore(datastore)
-            .load(),
-        ));
+        let loader = RepositoryLoader::new(
+            &root,
+            config.metadata_url.clone(),
+            config.targets_url.clone(),
+        )
+        .transport(recorder.clone())
+        .datastore(datastore);
+        let loaded = load(&runtime, loader);
         let unreachable = match loaded {
             Ok(Ok(loaded)) => {
                 state.commit(
@@ -211,7 +208,12 @@ impl Repository {
     /// [`RepoError::Stale`] once it has expired.
     pub fn offline(config: &RepoConfig) -> Result<Repository, RepoError> {
         let state = State::open(&config.cache)?;
-        open_verified(config, &state, runtime()?, Some("not asked (offline)".into()))
+        open_verified(
+            config,
+            &state,
+            runtime()?,
+            Some("not asked (offline)".into()),
+        )
     }
 
     /// The packages the signed targets metadata lists, by name.
@@ -248,7 +250,8 @@ impl Repository {
             .all_targets()
             .find(|(n, _)| n.raw() == name)
             .is_some_and(|(_, t)| {
-                let path = TargetCache::new(&self.config.cache).path(&hex::encode(&t.hashes.sha256));
+                let path =
+                    TargetCache::new(&self.config.cache).path(&hex::encode(&t.hashes.sha256));
                 std::fs::metadata(path).is_ok_and(|m| m.len() == t.length)
             })
     }
@@ -358,13 +361,10 @@ fn open_verified(
     let metadata_url = Url::from_directory_path(&metadata).map_err(|()| {
         RepoError::Config(format!("{} is not a usable folder", metadata.display()))
     })?;
-    let loaded = runtime.block_on(tokio::time::timeout(
-        LOAD_TIMEOUT,
-        RepositoryLoader::new(&root, metadata_url, config.targets_url.clone())
-            .transport(transport::default_transport())
-            .datastore(state.datastore())
-            .load(),
-    ));
+    let loader = RepositoryLoader::new(&root, metadata_url, config.targets_url.clone())
+        .transport(transport::default_transport())
+        .datastore(state.datastore());
+    let loaded = load(&runtime, loader);
     let inner = match loaded {
         Ok(Ok(inner)) => inner,
         Ok(Err(ToughError::ExpiredMetadata { .. })) => {
@@ -427,6 +427,14 @@ fn earliest_expiry(repo: &tough::Repository) -> SystemTime {
     .min()
     .map(SystemTime::from)
     .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Runs a load on `runtime`, bounded by [`LOAD_TIMEOUT`].
+fn load(
+    runtime: &tokio::runtime::Runtime,
+    loader: RepositoryLoader<'_>,
+) -> Result<Result<tough::Repository, ToughError>, tokio::time::error::Elapsed> {
+    runtime.block_on(async { tokio::time::timeout(LOAD_TIMEOUT, loader.load()).await })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, RepoError> {
