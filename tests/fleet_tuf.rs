@@ -515,3 +515,89 @@ fn an_offline_station_works_from_its_cache_until_the_metadata_expires() {
         "{stderr}"
     );
 }
+
+/// The GUI's repository picker, driven by label: configured by `station.toml` in
+/// flashline's home, it lists the repository's package, downloads and checks it on
+/// request, shows its version from the verified manifest, and opens it.
+#[cfg(feature = "gui")]
+#[test]
+fn the_gui_picker_lists_checks_and_opens_repository_packages() {
+    use egui_kittest::kittest::Queryable as _;
+    use flashline::gui::bridge::BridgeConfig;
+    use flashline::gui::repo::{Listing, RowPackage};
+    use flashline::gui::state::{AppState, PackageState, Settings};
+    use flashline::gui::{AppConfig, FlashlineApp};
+
+    let Some(py) = python() else { return };
+    let (bench, package, _) = bench_with_package("4.0.0");
+    let producer = Producer::init(&py, 86400);
+    producer.add(&package, "phone-fw-4.0.0.flpkg");
+    let server = Server::start(&py, &producer.repo());
+    let home = bench.path("gui-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("station.toml"),
+        format!(
+            "[repository]\nmetadata_url = \"{0}metadata/\"\ntargets_url = \"{0}targets/\"\nroot = {1:?}\ncache = \"cache\"\n",
+            server.base(),
+            producer.metadata("1.root.json")
+        ),
+    )
+    .unwrap();
+    let config = AppConfig {
+        bridge: BridgeConfig {
+            watch: Vec::new(),
+            watch_virtual: false,
+            demo_trust: false,
+            history_path: home.join("history.json"),
+            backups_dir: home.join("backups"),
+            scan_every: Duration::from_millis(500),
+            system: flashline::doctor::SystemView::here(),
+        },
+        settings: Settings {
+            trust_dir: bench.path("keys"),
+            reports_dir: home.join("reports"),
+            last_package_dir: None,
+        },
+        persist: false,
+        quick_packages: Vec::new(),
+    };
+    let mut harness = egui_kittest::Harness::builder()
+        .with_size([1400.0, 1000.0])
+        .build_eframe(move |cc| FlashlineApp::new(cc, config).unwrap());
+    let wait = |harness: &mut egui_kittest::Harness<'static, FlashlineApp>,
+                what: &str,
+                done: &dyn Fn(&AppState) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(harness.state().state()) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            harness.step();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for _ in 0..3 {
+            harness.step();
+        }
+    };
+    wait(&mut harness, "the sync", &|s| {
+        matches!(s.repo.listing, Listing::Ready(_))
+    });
+    harness.get_by_label("Repository packages");
+    harness.get_by_label("phone-fw-4.0.0.flpkg");
+    harness.get_by_label_contains("Metadata synced; verified");
+    harness.get_by_label("not downloaded");
+    harness.get_by_label("Download and check").click();
+    wait(&mut harness, "the package check", &|s| {
+        matches!(s.repo.rows[0].package, RowPackage::Verified { .. })
+    });
+    harness.get_by_label("phone-fw 4.0.0");
+    harness.get_by_label("Open").click();
+    wait(&mut harness, "the package card", &|s| {
+        matches!(s.package, PackageState::Ready(_))
+    });
+    harness.get_by_label_contains("Verified: signed by release");
+    let PackageState::Ready(card) = &harness.state().state().package else {
+        unreachable!()
+    };
+    assert_eq!(card.version, "4.0.0");
+    assert!(card.path.starts_with(home.join("cache/targets/sha256")));
+}

@@ -141,6 +141,8 @@ pub struct Repository {
     config: RepoConfig,
     freshness: Freshness,
     runtime: tokio::runtime::Runtime,
+    /// This repository's own copy of the datastore (see `state`).
+    _datastore: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for Repository {
@@ -162,6 +164,7 @@ impl Repository {
     pub fn sync(config: &RepoConfig) -> Result<Repository, RepoError> {
         let runtime = runtime()?;
         let state = State::open(&config.cache)?;
+        let _lock = state.lock()?;
         let root = read_root(config)?;
         let datastore = state.begin()?;
         let recorder = transport::Recorder::new(&config.metadata_url);
@@ -208,6 +211,7 @@ impl Repository {
     /// [`RepoError::Stale`] once it has expired.
     pub fn offline(config: &RepoConfig) -> Result<Repository, RepoError> {
         let state = State::open(&config.cache)?;
+        let _lock = state.lock()?;
         open_verified(
             config,
             &state,
@@ -361,9 +365,14 @@ fn open_verified(
     let metadata_url = Url::from_directory_path(&metadata).map_err(|()| {
         RepoError::Config(format!("{} is not a usable folder", metadata.display()))
     })?;
+    let datastore = tempfile::Builder::new()
+        .prefix("datastore-")
+        .tempdir_in(&config.cache)
+        .map_err(RepoError::io(&config.cache))?;
+    state.copy_datastore(datastore.path())?;
     let loader = RepositoryLoader::new(&root, metadata_url, config.targets_url.clone())
         .transport(transport::default_transport())
-        .datastore(state.datastore());
+        .datastore(datastore.path());
     let loaded = load(&runtime, loader);
     let inner = match loaded {
         Ok(Ok(inner)) => inner,
@@ -397,6 +406,7 @@ fn open_verified(
         inner,
         config: config.clone(),
         runtime,
+        _datastore: datastore,
     })
 }
 
