@@ -282,6 +282,7 @@ impl Repository {
             return Ok(path);
         }
         let mut temp = cache.temp()?;
+        let temp_path = temp.path().to_owned();
         self.runtime.block_on(async {
             let stream = self
                 .inner
@@ -292,8 +293,7 @@ impl Repository {
             let mut stream = std::pin::pin!(stream);
             while let Some(chunk) = stream.next().await {
                 let bytes = chunk.map_err(|e| self.download_error(name, &e))?;
-                temp.write_all(&bytes)
-                    .map_err(RepoError::io(&self.config.cache))?;
+                temp.write_all(&bytes).map_err(RepoError::io(&temp_path))?;
             }
             Ok::<(), RepoError>(())
         })?;
