@@ -224,12 +224,36 @@ impl View {
                 );
             }
             StationEvent::Resumed(r) => say!("resumed by {}: {}", r.by, r.reason),
+            StationEvent::Fleet(status) => say!("{}", fleet_line(status)),
         }
         if announced.is_some() && self.sound {
             // The terminal's bell: the one sound every terminal has, with no library.
             eprint!("\x07");
         }
     }
+}
+
+/// The fleet's connections in one line.
+fn fleet_line(status: &crate::station::fleet::FleetStatus) -> String {
+    let link = |name: &str, link: &crate::station::fleet::Link| {
+        let mut text = format!("{name} {}", link.state.word());
+        if let Some(detail) = &link.detail {
+            text.push_str(&format!(" ({detail})"));
+        }
+        text
+    };
+    let mut text = format!(
+        "fleet {}: {}; {}; {}; outbox {} pending",
+        status.station,
+        link("repository", &status.repository),
+        link("hawkBit", &status.rollouts),
+        link("reports", &status.reports),
+        status.outbox_pending
+    );
+    if let Some(until) = &status.fresh_until {
+        text.push_str(&format!("; metadata fresh until {until}"));
+    }
+    text
 }
 
 /// A slot gets a line when what it shows changes, not for every progress step.
