@@ -276,11 +276,11 @@ impl Machine {
         if let Some(key) = self.key_of.remove(slot) {
             self.claimed.remove(&key);
         }
-        let entry = self.slot_mut(slot);
-        if entry.canary {
-            entry.canary = false;
+        if self.slots.get(slot).is_some_and(|s| s.canary) {
             self.canaries_started -= 1;
         }
+        let entry = self.slot_mut(slot);
+        entry.canary = false;
         entry.status = SlotStatus::Waiting;
         entry.stage = None;
         entry.progress = None;
