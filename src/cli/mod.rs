@@ -14,6 +14,8 @@ mod multi;
 mod pack;
 mod pack_factory;
 mod render;
+#[cfg(feature = "fleet")]
+mod repo;
 mod sim;
 mod station;
 mod trust;
@@ -189,6 +191,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Packages from a TUF repository: sync its signed metadata, list its packages.
+    #[cfg(feature = "fleet")]
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
     /// Bench station: flash every device plugged in, canaries first, with a kill switch.
     Station(station::StationArgs),
     /// Print udev rules that give the logged-in user access to known devices.
@@ -460,5 +466,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Doctor { json } => doctor::run(json),
         Command::DistAssets { out } => dist::run(&out),
         Command::Station(args) => station::run(args),
+        #[cfg(feature = "fleet")]
+        Command::Repo(command) => repo::run(command),
     }
 }

@@ -1,9 +1,11 @@
-//! A chain of stations: packages from one signed repository, staged rollouts that halt
-//! themselves, reports collected centrally. flashline runs no server of its own for any
-//! of these; a station plugs into engines made for them: a TUF repository on any static
-//! host ([`repo`]), Eclipse hawkBit's device API, spoken as a gateway for every device on
-//! the bench ([`ddi`]), and any S3-compatible store, fed through a local outbox
-//! ([`reports`]). [`config`] reads the station file, and [`gateway`] joins the three into
-//! the station's [`FleetLink`](crate::station::fleet::FleetLink).
+//! A chain of stations (issue 18): packages from one signed repository, staged rollouts
+//! that halt themselves, reports collected centrally. flashline ships no server for any of
+//! these; a station plugs into engines made for them, behind the `fleet` feature: a TUF
+//! repository on any static host ([`repo`]), Eclipse hawkBit's device API, spoken as a
+//! gateway for every device on the bench ([`ddi`]), and any S3-compatible store, fed
+//! through a local outbox ([`reports`]). [`config`] reads the station file, and
+//! [`gateway`] joins the three into the station's
+//! [`FleetLink`](crate::station::fleet::FleetLink).
 
 pub mod config;
+pub mod repo;

@@ -99,6 +99,8 @@ impl FlashlineApp {
         state.quick_packages = config.quick_packages;
         if let Some(home) = station_home {
             state.station.load_settings(&home);
+            #[cfg(feature = "fleet")]
+            state.repo.configure_from_home(&home, &state.settings.trust_dir);
         }
         Ok(FlashlineApp {
             state,

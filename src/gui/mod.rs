@@ -12,6 +12,8 @@ pub mod bench;
 pub mod bridge;
 pub mod catalog;
 pub mod doctor;
+#[cfg(feature = "fleet")]
+pub mod repo;
 pub mod state;
 pub mod station;
 mod views;

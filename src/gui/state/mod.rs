@@ -228,6 +228,9 @@ pub struct AppState {
     started: Instant,
     /// The Station view.
     pub station: super::station::StationState,
+    /// The repository package picker.
+    #[cfg(feature = "fleet")]
+    pub repo: super::repo::RepoPicker,
 }
 
 impl AppState {
@@ -253,6 +256,8 @@ impl AppState {
             generation: 0,
             started: Instant::now(),
             station: super::station::StationState::default(),
+            #[cfg(feature = "fleet")]
+            repo: Default::default(),
         }
     }
 

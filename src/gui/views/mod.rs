@@ -8,6 +8,8 @@ mod doctor;
 mod jobs;
 mod log;
 mod package;
+#[cfg(feature = "fleet")]
+mod repo;
 mod station;
 
 use eframe::egui;
@@ -45,6 +47,8 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>, now:
     egui::CentralPanel::default().show(ui, |ui| {
         egui::ScrollArea::vertical().show(ui, |ui| {
             package::show(ui, state);
+            #[cfg(feature = "fleet")]
+            repo::show(ui, &mut state.repo, out);
             ui.separator();
             jobs::show(ui, state, out, now);
         });
