@@ -20,6 +20,8 @@ pub mod cli;
 pub mod device;
 pub mod doctor;
 pub mod engine;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod hashing;

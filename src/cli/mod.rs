@@ -14,6 +14,8 @@ mod multi;
 mod pack;
 mod pack_factory;
 mod render;
+#[cfg(feature = "fleet")]
+mod reports;
 mod sim;
 mod station;
 mod trust;
@@ -191,6 +193,10 @@ enum Command {
     },
     /// Bench station: flash every device plugged in, canaries first, with a kill switch.
     Station(station::StationArgs),
+    /// Job and batch reports waiting for the fleet's S3-compatible store (the outbox).
+    #[cfg(feature = "fleet")]
+    #[command(subcommand)]
+    Reports(reports::ReportsCommand),
     /// Print udev rules that give the logged-in user access to known devices.
     UdevRules,
     /// Find why a device is not seen (udev rules, seat, groups, ModemManager, drivers,
@@ -460,5 +466,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Doctor { json } => doctor::run(json),
         Command::DistAssets { out } => dist::run(&out),
         Command::Station(args) => station::run(args),
+        #[cfg(feature = "fleet")]
+        Command::Reports(command) => reports::run(command),
     }
 }
