@@ -80,6 +80,11 @@ struct RunArgs {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Join the fleet this station file describes: each device is flashed with what the
+    /// fleet's rollouts offer it, from the fleet's repository (see README, Fleet).
+    #[cfg(feature = "fleet")]
+    #[arg(long, value_name = "STATION_FILE", conflicts_with = "packages")]
+    fleet: Option<PathBuf>,
     #[command(flatten)]
     trust: TrustArg,
 }
@@ -114,11 +119,16 @@ pub(super) fn run(args: StationArgs) -> Result<ExitCode> {
 }
 
 fn station(args: RunArgs, home: &std::path::Path) -> Result<ExitCode> {
-    if args.packages.is_empty() {
+    #[cfg(feature = "fleet")]
+    let fleet = args.fleet.clone();
+    #[cfg(not(feature = "fleet"))]
+    let fleet: Option<PathBuf> = None;
+    if args.packages.is_empty() && fleet.is_none() {
         anyhow::bail!("name the package to flash with --package");
     }
     let sound = Settings::load(home).sound;
-    let config = StationConfig {
+    #[allow(unused_mut)]
+    let mut config = StationConfig {
         canaries: args.canary,
         max_failures: args.max_failures,
         verify_timeout: args.verify_timeout,
@@ -126,6 +136,11 @@ fn station(args: RunArgs, home: &std::path::Path) -> Result<ExitCode> {
         device_timeout: args.timeout,
         ..StationConfig::new(args.packages.clone(), load_trust(&args.trust)?, home)
     };
+    #[cfg(feature = "fleet")]
+    if let Some(file) = &fleet {
+        config = crate::fleet::gateway::join(config, file)
+            .with_context(|| format!("cannot join the fleet of {}", file.display()))?;
+    }
     let (tx, rx) = mpsc::channel();
     let handle = runner::start(config, move |event| {
         let _ = tx.send(event);

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod ddi;
+pub mod gateway;
 pub mod repo;
 pub mod reports;
 pub mod secret;
