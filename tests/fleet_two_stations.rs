@@ -392,8 +392,9 @@ outbox = "outbox"
             .arg("--trust")
             .arg(keys)
             .env("FLASHLINE_HOME", &home)
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(base.join("stderr.log")).unwrap())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -489,9 +490,20 @@ fn wait(what: &str, stations: &mut [&mut Station], done: impl Fn(&[&mut Station]
                 })
                 .collect();
             let tail = &slots[slots.len().saturating_sub(60)..];
+            let logs: Vec<String> = stations
+                .iter()
+                .map(|s| {
+                    let log = std::fs::read_to_string(s.home.parent().unwrap().join("stderr.log"))
+                        .unwrap_or_default();
+                    let lines: Vec<&str> = log.lines().collect();
+                    let from = lines.len().saturating_sub(30);
+                    format!("{}:\n{}", s.name, lines[from..].join("\n"))
+                })
+                .collect();
             panic!(
-                "timed out waiting for {what}; last slot events:\n{}",
-                tail.join("\n")
+                "timed out waiting for {what}; last slot events:\n{}\nstderr:\n{}",
+                tail.join("\n"),
+                logs.join("\n")
             );
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -33,9 +33,7 @@ use super::reports::{report_key, Outbox, ReportStore, S3Config, S3Store};
 use super::secret::Secret;
 use crate::engine::station::StationKey;
 use crate::engine::{Outcome, Report};
-use crate::station::fleet::{
-    FleetDevice, FleetLink, FleetStatus, Link, LinkState, Offer, Ticket,
-};
+use crate::station::fleet::{FleetDevice, FleetLink, FleetStatus, Link, LinkState, Offer, Ticket};
 
 /// How often the repository's metadata is refreshed while the station is asked for
 /// packages (its timestamp is a few hundred bytes).
@@ -112,9 +110,11 @@ impl Gateway {
     /// station keeps its last verified metadata while it is fresh). Reports are sealed
     /// with the station key under flashline's home `home`.
     pub fn connect(config: &FleetConfig, home: &Path) -> Result<Gateway, GatewayError> {
-        let setup = |part| move |e: &dyn std::fmt::Display| GatewayError::Setup {
-            part,
-            why: e.to_string(),
+        let setup = |part| {
+            move |e: &dyn std::fmt::Display| GatewayError::Setup {
+                part,
+                why: e.to_string(),
+            }
         };
         let salt = config.id_salt()?;
         let token = Secret::from_file(&config.hawkbit.token_file)
@@ -190,7 +190,11 @@ impl Gateway {
     /// Refreshes the repository's metadata if it is older than [`REFRESH`] (or `now`).
     fn refresh(&self, now: bool) {
         let mut current = lock(&self.packages.current);
-        if !now && current.as_ref().is_some_and(|(_, at)| at.elapsed() < REFRESH) {
+        if !now
+            && current
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() < REFRESH)
+        {
             return;
         }
         // A sync that cannot reach the repository keeps the last verified metadata while
@@ -397,7 +401,11 @@ impl FleetLink for Gateway {
         } else {
             DdiOutcome::Failure
         };
-        self.feedback(ticket, Execution::Closed(outcome), closing_trail(&self.station, ticket, report));
+        self.feedback(
+            ticket,
+            Execution::Closed(outcome),
+            closing_trail(&self.station, ticket, report),
+        );
     }
 
     fn declined(&self, ticket: &Ticket, why: &str) {
