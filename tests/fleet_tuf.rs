@@ -23,7 +23,10 @@ use sha2::{Digest as _, Sha256};
 fn python() -> Option<PathBuf> {
     let require = std::env::var_os("FLASHLINE_REQUIRE_PEERS").is_some();
     let Some(py) = std::env::var_os("FLASHLINE_PY").map(PathBuf::from) else {
-        assert!(!require, "FLASHLINE_PY is not set and FLASHLINE_REQUIRE_PEERS is");
+        assert!(
+            !require,
+            "FLASHLINE_PY is not set and FLASHLINE_REQUIRE_PEERS is"
+        );
         eprintln!("skipping: FLASHLINE_PY (a python with python-tuf) is not set");
         return None;
     };
@@ -206,14 +209,15 @@ fn sync_fetch_and_package_check_end_to_end_over_http() {
     assert_eq!(target.custom["rollout"]["id"], "r-42");
 
     // TUF, then flashline's own check: the file lands in the content-addressed cache.
-    let fetched = repo
-        .fetch_verified("phone-fw-1.2.0.flpkg", &trust)
-        .unwrap();
+    let fetched = repo.fetch_verified("phone-fw-1.2.0.flpkg", &trust).unwrap();
     assert_eq!(
         fetched.path,
         cache.join("targets/sha256").join(&target.sha256)
     );
-    assert_eq!(std::fs::read(&fetched.path).unwrap(), std::fs::read(&package).unwrap());
+    assert_eq!(
+        std::fs::read(&fetched.path).unwrap(),
+        std::fs::read(&package).unwrap()
+    );
     assert_eq!(fetched.manifest.name, "phone-fw");
     assert_eq!(fetched.manifest.version.to_string(), "1.2.0");
     assert_eq!(fetched.signer.name, "release");
@@ -221,7 +225,10 @@ fn sync_fetch_and_package_check_end_to_end_over_http() {
     // The stranger's package passes TUF and is still refused by the package check.
     let e = repo.fetch_verified("foreign.flpkg", &trust).unwrap_err();
     assert!(matches!(e, RepoError::Package { .. }), "{e}");
-    assert!(e.to_string().contains("passed the repository's check"), "{e}");
+    assert!(
+        e.to_string().contains("passed the repository's check"),
+        "{e}"
+    );
     let e = repo.fetch("not-there.flpkg").unwrap_err();
     assert!(matches!(e, RepoError::UnknownTarget { .. }), "{e}");
 
@@ -242,12 +249,20 @@ fn sync_fetch_and_package_check_end_to_end_over_http() {
     let mut sync = vec!["repo".to_string(), "sync".to_string()];
     sync.extend(flags("cli-cache"));
     let out = bench.run(&sync.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let synced: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(synced["targets"], 2);
     assert_eq!(synced["freshness"]["online"], true);
     let keys = bench.path("keys").display().to_string();
-    let mut list = vec!["repo".to_string(), "list".to_string(), "--verify".to_string()];
+    let mut list = vec![
+        "repo".to_string(),
+        "list".to_string(),
+        "--verify".to_string(),
+    ];
     list.extend(flags("cli-cache"));
     list.extend(["--trust".to_string(), keys]);
     let out = bench.run(&list.iter().map(String::as_str).collect::<Vec<_>>());
@@ -274,7 +289,10 @@ fn a_folder_or_usb_stick_works_as_a_file_url() {
     assert!(repo.freshness().online);
     let fetched = repo.fetch_verified("phone-fw.flpkg", &trust).unwrap();
     assert_eq!(fetched.manifest.version.to_string(), "2.0.0");
-    assert_eq!(std::fs::read(&fetched.path).unwrap(), std::fs::read(&package).unwrap());
+    assert_eq!(
+        std::fs::read(&fetched.path).unwrap(),
+        std::fs::read(&package).unwrap()
+    );
 }
 
 #[test]
@@ -300,7 +318,12 @@ fn a_tampered_target_is_refused_and_never_cached() {
     assert!(e.to_string().contains("thrown away"), "{e}");
     let cached = cache.join("targets/sha256").join(&sha256);
     assert!(!cached.exists());
-    assert_eq!(std::fs::read_dir(cache.join("targets/sha256")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(cache.join("targets/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     // Longer than signed: refused too.
     let mut long = good.clone();
@@ -367,7 +390,10 @@ fn freeze_with_expired_metadata_is_refused() {
     // The newest metadata, re-served with a timestamp that has already expired.
     producer.run(&["timestamp", "--expires", "-60"]);
     let e = Repository::sync(&config).unwrap_err();
-    assert!(matches!(&e, RepoError::Frozen { role } if role == "timestamp"), "{e}");
+    assert!(
+        matches!(&e, RepoError::Frozen { role } if role == "timestamp"),
+        "{e}"
+    );
     // A new station cannot be frozen into accepting it either.
     let fresh = producer.station(&server.base(), &bench.path("fresh-cache"));
     let e = Repository::sync(&fresh).unwrap_err();
@@ -422,15 +448,12 @@ fn an_offline_station_works_from_its_cache_until_the_metadata_expires() {
     let (bench, package, trust) = bench_with_package("3.1.0");
     let producer = Producer::init(&py, 86400);
     producer.add(&package, "fw.flpkg");
-    let server = Server::start(&py, &producer.repo());
     let cache = bench.path("cache");
+    let server = Server::start(&py, &producer.repo());
     let config = producer.station(&server.base(), &cache);
-    // A timestamp that holds for a few seconds: the tolerated disconnection, shortened.
-    producer.run(&["timestamp", "--expires", "4"]);
     let online = Repository::sync(&config).unwrap();
     online.fetch_verified("fw.flpkg", &trust).unwrap();
     let expires = online.freshness().expires;
-    assert!(expires <= SystemTime::now() + Duration::from_secs(5));
     drop(server);
 
     // Unreachable: the last verified metadata and the cached package still serve.
@@ -441,20 +464,32 @@ fn an_offline_station_works_from_its_cache_until_the_metadata_expires() {
     assert_eq!(freshness.expires, expires);
     let fetched = repo.fetch_verified("fw.flpkg", &trust).unwrap();
     assert_eq!(fetched.manifest.version.to_string(), "3.1.0");
-    assert!(Repository::offline(&config).is_ok());
+    assert_eq!(Repository::offline(&config).unwrap().targets().len(), 1);
+
+    // A timestamp that holds for a few seconds (the tolerated disconnection, shortened),
+    // synced once; then the repository goes away for good.
+    producer.run(&["timestamp", "--expires", "4"]);
+    let server = Server::start(&py, &producer.repo());
+    let config = producer.station(&server.base(), &cache);
+    let repo = Repository::sync(&config).unwrap();
+    drop(server);
+    let expires = repo.freshness().expires;
+    assert!(expires <= SystemTime::now() + Duration::from_secs(5));
 
     // Past the expiry every way in is refused, saying since when and what to do.
     let wait = expires
         .duration_since(SystemTime::now())
         .unwrap_or_default()
         + Duration::from_millis(1100);
-    assert!(wait < Duration::from_secs(6));
     std::thread::sleep(wait);
     let since = humantime::format_rfc3339_seconds(expires).to_string();
     let stale = |e: RepoError| {
         assert!(matches!(e, RepoError::Stale { .. }), "{e}");
         let text = e.to_string();
-        assert!(text.contains(&since) && text.contains("flashline repo sync"), "{text}");
+        assert!(
+            text.contains(&since) && text.contains("flashline repo sync"),
+            "{text}"
+        );
     };
     stale(Repository::offline(&config).unwrap_err());
     stale(Repository::sync(&config).unwrap_err());
@@ -475,5 +510,94 @@ fn an_offline_station_works_from_its_cache_until_the_metadata_expires() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("stale") && stderr.contains(&since), "{stderr}");
+    assert!(
+        stderr.contains("stale") && stderr.contains(&since),
+        "{stderr}"
+    );
+}
+
+/// The GUI's repository picker, driven by label: configured by `station.toml` in
+/// flashline's home, it lists the repository's package, downloads and checks it on
+/// request, shows its version from the verified manifest, and opens it.
+#[cfg(feature = "gui")]
+#[test]
+fn the_gui_picker_lists_checks_and_opens_repository_packages() {
+    use egui_kittest::kittest::Queryable as _;
+    use flashline::gui::bridge::BridgeConfig;
+    use flashline::gui::repo::{Listing, RowPackage};
+    use flashline::gui::state::{AppState, PackageState, Settings};
+    use flashline::gui::{AppConfig, FlashlineApp};
+
+    let Some(py) = python() else { return };
+    let (bench, package, _) = bench_with_package("4.0.0");
+    let producer = Producer::init(&py, 86400);
+    producer.add(&package, "phone-fw-4.0.0.flpkg");
+    let server = Server::start(&py, &producer.repo());
+    let home = bench.path("gui-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("station.toml"),
+        format!(
+            "[repository]\nmetadata_url = \"{0}metadata/\"\ntargets_url = \"{0}targets/\"\nroot = {1:?}\ncache = \"cache\"\n",
+            server.base(),
+            producer.metadata("1.root.json")
+        ),
+    )
+    .unwrap();
+    let config = AppConfig {
+        bridge: BridgeConfig {
+            watch: Vec::new(),
+            watch_virtual: false,
+            demo_trust: false,
+            history_path: home.join("history.json"),
+            backups_dir: home.join("backups"),
+            scan_every: Duration::from_millis(500),
+            system: flashline::doctor::SystemView::here(),
+        },
+        settings: Settings {
+            trust_dir: bench.path("keys"),
+            reports_dir: home.join("reports"),
+            last_package_dir: None,
+        },
+        persist: false,
+        quick_packages: Vec::new(),
+    };
+    let mut harness = egui_kittest::Harness::builder()
+        .with_size([1400.0, 1000.0])
+        .build_eframe(move |cc| FlashlineApp::new(cc, config).unwrap());
+    let wait = |harness: &mut egui_kittest::Harness<'static, FlashlineApp>,
+                what: &str,
+                done: &dyn Fn(&AppState) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(harness.state().state()) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            harness.step();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for _ in 0..3 {
+            harness.step();
+        }
+    };
+    wait(&mut harness, "the sync", &|s| {
+        matches!(s.repo.listing, Listing::Ready(_))
+    });
+    harness.get_by_label("Repository packages");
+    harness.get_by_label("phone-fw-4.0.0.flpkg");
+    harness.get_by_label_contains("Metadata synced; verified");
+    harness.get_by_label("not downloaded");
+    harness.get_by_label("Download and check").click();
+    wait(&mut harness, "the package check", &|s| {
+        matches!(s.repo.rows[0].package, RowPackage::Verified { .. })
+    });
+    harness.get_by_label("phone-fw 4.0.0");
+    harness.get_by_label("Open").click();
+    wait(&mut harness, "the package card", &|s| {
+        matches!(s.package, PackageState::Ready(_))
+    });
+    harness.get_by_label_contains("Verified: signed by release");
+    let PackageState::Ready(card) = &harness.state().state().package else {
+        unreachable!()
+    };
+    assert_eq!(card.version, "4.0.0");
+    assert!(card.path.starts_with(home.join("cache/targets/sha256")));
 }

@@ -64,7 +64,12 @@ impl RepoArgs {
                 None => bail!("{} has no [repository] table", file.display()),
             };
         }
-        match (&self.metadata_url, &self.targets_url, &self.root, &self.cache) {
+        match (
+            &self.metadata_url,
+            &self.targets_url,
+            &self.root,
+            &self.cache,
+        ) {
             (Some(metadata), Some(targets), Some(root), Some(cache)) => Ok(RepoConfig::new(
                 metadata,
                 targets,

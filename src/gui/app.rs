@@ -100,7 +100,9 @@ impl FlashlineApp {
         if let Some(home) = station_home {
             state.station.load_settings(&home);
             #[cfg(feature = "fleet")]
-            state.repo.configure_from_home(&home, &state.settings.trust_dir);
+            state
+                .repo
+                .configure_from_home(&home, &state.settings.trust_dir);
         }
         Ok(FlashlineApp {
             state,

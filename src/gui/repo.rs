@@ -144,7 +144,9 @@ impl RepoPicker {
     }
 
     fn ask(&self, ask: Ask) -> bool {
-        self.worker.as_ref().is_some_and(|w| w.asks.send(ask).is_ok())
+        self.worker
+            .as_ref()
+            .is_some_and(|w| w.asks.send(ask).is_ok())
     }
 
     /// Takes in the worker's answers.

@@ -141,6 +141,8 @@ pub struct Repository {
     config: RepoConfig,
     freshness: Freshness,
     runtime: tokio::runtime::Runtime,
+    /// This repository's own copy of the datastore (see `state`).
+    _datastore: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for Repository {
@@ -158,32 +160,31 @@ impl Repository {
     /// repository cannot be reached, the last verified metadata is used while it is
     /// unexpired ([`Freshness::online`] is then false). Metadata that fails verification
     /// (a bad signature, a rollback, expired metadata served, files that do not belong
-    /// together) is refused and nothing of it is kept.
+    /// together) is refused and nothing of it is kept: [`Repository::offline`] still opens
+    /// what was verified before.
     pub fn sync(config: &RepoConfig) -> Result<Repository, RepoError> {
         let runtime = runtime()?;
         let state = State::open(&config.cache)?;
+        let _lock = state.lock()?;
         let root = read_root(config)?;
         let datastore = state.begin()?;
         let recorder = transport::Recorder::new(&config.metadata_url);
         let started = SystemTime::now();
-        let loaded = runtime.block_on(tokio::time::timeout(
-            LOAD_TIMEOUT,
-            RepositoryLoader::new(
-                &root,
-                config.metadata_url.clone(),
-                config.targets_url.clone(),
-            )
-            .transport(recorder.clone())
-            .datastore(datastore)
-            .load(),
-        ));
+        let loader = RepositoryLoader::new(
+            &root,
+            config.metadata_url.clone(),
+            config.targets_url.clone(),
+        )
+        .transport(recorder.clone())
+        .datastore(datastore);
+        let loaded = load(&runtime, loader);
         let unreachable = match loaded {
             Ok(Ok(loaded)) => {
                 state.commit(
                     &recorder.files(),
                     Verified::new(started, earliest_expiry(&loaded)),
                 )?;
-                return open_verified(config, &state, runtime, None);
+                return open_verified(config, &state, runtime, Source::Synced);
             }
             Ok(Err(e)) if transport::is_unreachable(&e) => e.to_string(),
             Ok(Err(e)) => {
@@ -198,7 +199,8 @@ impl Repository {
             url = %config.metadata_url,
             "repository unreachable, working from the last verified metadata: {unreachable}"
         );
-        open_verified(config, &state, runtime, Some(unreachable.clone())).map_err(|e| match e {
+        let source = Source::Unreachable(unreachable.clone());
+        open_verified(config, &state, runtime, source).map_err(|e| match e {
             RepoError::NotSynced => RepoError::Unreachable {
                 url: config.metadata_url.to_string(),
                 reason: unreachable,
@@ -211,7 +213,8 @@ impl Repository {
     /// [`RepoError::Stale`] once it has expired.
     pub fn offline(config: &RepoConfig) -> Result<Repository, RepoError> {
         let state = State::open(&config.cache)?;
-        open_verified(config, &state, runtime()?, Some("not asked (offline)".into()))
+        let _lock = state.lock()?;
+        open_verified(config, &state, runtime()?, Source::Offline)
     }
 
     /// The packages the signed targets metadata lists, by name.
@@ -244,13 +247,18 @@ impl Repository {
     /// Whether `name`'s file is in the cache with its signed length (a quick look for
     /// display; [`Repository::fetch`] still checks its hash before it is used).
     pub fn is_cached(&self, name: &str) -> bool {
+        self.signed(name).is_some_and(|(length, sha256)| {
+            let path = TargetCache::new(&self.config.cache).path(&sha256);
+            std::fs::metadata(path).is_ok_and(|m| m.len() == length)
+        })
+    }
+
+    /// `name`'s signed length and sha256 (lowercase hex).
+    fn signed(&self, name: &str) -> Option<(u64, String)> {
         self.inner
             .all_targets()
             .find(|(n, _)| n.raw() == name)
-            .is_some_and(|(_, t)| {
-                let path = TargetCache::new(&self.config.cache).path(&hex::encode(&t.hashes.sha256));
-                std::fs::metadata(path).is_ok_and(|m| m.len() == t.length)
-            })
+            .map(|(_, t)| (t.length, hex::encode(&t.hashes.sha256)))
     }
 
     /// The package file in the content-addressed cache (downloaded if missing), checked
@@ -264,17 +272,13 @@ impl Repository {
             name: name.to_string(),
         };
         let target_name = TargetName::new(name).map_err(|_| unknown())?;
-        let (length, sha256) = self
-            .inner
-            .all_targets()
-            .find(|(n, _)| n.raw() == name)
-            .map(|(_, t)| (t.length, hex::encode(&t.hashes.sha256)))
-            .ok_or_else(unknown)?;
+        let (length, sha256) = self.signed(name).ok_or_else(unknown)?;
         let cache = TargetCache::new(&self.config.cache);
         if let Some(path) = cache.lookup(&sha256, length)? {
             return Ok(path);
         }
         let mut temp = cache.temp()?;
+        let temp_path = temp.path().to_owned();
         self.runtime.block_on(async {
             let stream = self
                 .inner
@@ -285,8 +289,7 @@ impl Repository {
             let mut stream = std::pin::pin!(stream);
             while let Some(chunk) = stream.next().await {
                 let bytes = chunk.map_err(|e| self.download_error(name, &e))?;
-                temp.write_all(&bytes)
-                    .map_err(RepoError::io(&self.config.cache))?;
+                temp.write_all(&bytes).map_err(RepoError::io(&temp_path))?;
             }
             Ok::<(), RepoError>(())
         })?;
@@ -344,13 +347,23 @@ impl Repository {
     }
 }
 
+/// Why the stored metadata is opened.
+enum Source {
+    /// A sync verified it just now.
+    Synced,
+    /// A sync could not reach the repository, for this reason.
+    Unreachable(String),
+    /// The network was not asked.
+    Offline,
+}
+
 /// Opens the last verified metadata from the cache, verifying it again (signatures,
 /// versions against the datastore, expiry); packages still come from `targets_url`.
 fn open_verified(
     config: &RepoConfig,
     state: &State,
     runtime: tokio::runtime::Runtime,
-    unreachable: Option<String>,
+    source: Source,
 ) -> Result<Repository, RepoError> {
     let verified = state.verified().ok_or(RepoError::NotSynced)?;
     let root = read_root(config)?;
@@ -358,13 +371,15 @@ fn open_verified(
     let metadata_url = Url::from_directory_path(&metadata).map_err(|()| {
         RepoError::Config(format!("{} is not a usable folder", metadata.display()))
     })?;
-    let loaded = runtime.block_on(tokio::time::timeout(
-        LOAD_TIMEOUT,
-        RepositoryLoader::new(&root, metadata_url, config.targets_url.clone())
-            .transport(transport::default_transport())
-            .datastore(state.datastore())
-            .load(),
-    ));
+    let datastore = tempfile::Builder::new()
+        .prefix("datastore-")
+        .tempdir_in(&config.cache)
+        .map_err(RepoError::io(&config.cache))?;
+    state.copy_datastore(datastore.path())?;
+    let loader = RepositoryLoader::new(&root, metadata_url, config.targets_url.clone())
+        .transport(transport::default_transport())
+        .datastore(datastore.path());
+    let loaded = load(&runtime, loader);
     let inner = match loaded {
         Ok(Ok(inner)) => inner,
         Ok(Err(ToughError::ExpiredMetadata { .. })) => {
@@ -391,12 +406,16 @@ fn open_verified(
         freshness: Freshness {
             verified_at: verified.verified_at(),
             expires: earliest_expiry(&inner),
-            online: unreachable.is_none(),
-            unreachable,
+            online: matches!(source, Source::Synced),
+            unreachable: match source {
+                Source::Unreachable(reason) => Some(reason),
+                Source::Synced | Source::Offline => None,
+            },
         },
         inner,
         config: config.clone(),
         runtime,
+        _datastore: datastore,
     })
 }
 
@@ -427,6 +446,14 @@ fn earliest_expiry(repo: &tough::Repository) -> SystemTime {
     .min()
     .map(SystemTime::from)
     .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Runs a load on `runtime`, bounded by [`LOAD_TIMEOUT`].
+fn load(
+    runtime: &tokio::runtime::Runtime,
+    loader: RepositoryLoader<'_>,
+) -> Result<Result<tough::Repository, ToughError>, tokio::time::error::Elapsed> {
+    runtime.block_on(async { tokio::time::timeout(LOAD_TIMEOUT, loader.load()).await })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, RepoError> {

@@ -12,6 +12,9 @@
 //! accepted replaces `current/`. A failed or refused sync leaves `current/` untouched, so
 //! the metadata files and the datastore always belong to the same verified load. The swap
 //! is two renames; an interruption between them leaves `previous/`, which is taken back.
+//! Syncs and opens take `<cache>/tuf/state.lock` (across threads and processes: a station
+//! runner and the GUI may share one cache), and an open [`super::Repository`] works from
+//! its own copy of the datastore, so a later sync never pulls a folder from under it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,23 +93,35 @@ impl State {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Waits for and takes the lock that serializes syncs and opens of this cache.
+    pub(super) fn lock(&self) -> Result<crate::state_file::Lock, RepoError> {
+        let file = self.dir.join("state");
+        crate::state_file::Lock::take(&file).map_err(RepoError::io(&file))
+    }
+
     /// A fresh `staging/` whose datastore is a copy of the current one; returns its
     /// datastore folder.
     pub(super) fn begin(&self) -> Result<PathBuf, RepoError> {
         let staging = self.dir.join("staging");
         remove_dir(&staging)?;
         let datastore = staging.join("datastore");
-        std::fs::create_dir_all(&datastore).map_err(RepoError::io(&datastore))?;
         std::fs::create_dir_all(staging.join("metadata")).map_err(RepoError::io(&staging))?;
+        self.copy_datastore(&datastore)?;
+        Ok(datastore)
+    }
+
+    /// Copies the current datastore's files into `to` (created if needed).
+    pub(super) fn copy_datastore(&self, to: &Path) -> Result<(), RepoError> {
+        std::fs::create_dir_all(to).map_err(RepoError::io(to))?;
         if let Ok(entries) = std::fs::read_dir(self.datastore()) {
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_file()) {
-                    let to = datastore.join(entry.file_name());
-                    std::fs::copy(entry.path(), &to).map_err(RepoError::io(&to))?;
+                    let copy = to.join(entry.file_name());
+                    std::fs::copy(entry.path(), &copy).map_err(RepoError::io(&copy))?;
                 }
             }
         }
-        Ok(datastore)
+        Ok(())
     }
 
     /// Makes the staged load current: its metadata files as received, and its times.

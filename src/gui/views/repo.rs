@@ -22,7 +22,10 @@ pub fn show(ui: &mut egui::Ui, picker: &mut RepoPicker, out: &mut Vec<Intent>) {
     ui.horizontal(|ui| {
         ui.heading("Repository packages");
         if ui
-            .add_enabled(picker.listing != Listing::Syncing, egui::Button::new("Sync"))
+            .add_enabled(
+                picker.listing != Listing::Syncing,
+                egui::Button::new("Sync"),
+            )
             .on_hover_text("fetch and verify the repository's newest signed metadata")
             .clicked()
         {
