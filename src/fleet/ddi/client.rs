@@ -256,7 +256,7 @@ impl HawkbitDdi {
             code => {
                 let text = String::from_utf8_lossy(body);
                 let text = match self.auth.secret() {
-                    Some(secret) => secret.scrub(&text),
+                    Some(secret) => scrub(&text, secret),
                     None => text.into_owned(),
                 };
                 let snippet: String = text
@@ -453,6 +453,15 @@ impl Rollouts for HawkbitDdi {
         let body = FeedbackBody::cancel_accepted(*action);
         self.runtime
             .block_on(self.post_feedback(target, *action, "cancelAction", &body))
+    }
+}
+
+/// `text` (from the server: an error body may echo the request's headers) with the token
+/// replaced by `[redacted]`, before it goes into an error.
+fn scrub(text: &str, secret: &Secret) -> String {
+    match secret.expose() {
+        "" => text.to_string(),
+        token => text.replace(token, &secret.to_string()),
     }
 }
 
