@@ -3,12 +3,15 @@
 //!
 //! gooseBit has no groups, no error threshold and no GatewayToken: a rollout is a software
 //! on a "feed" that an operator pauses by hand, and device authentication is off unless
-//! configured (`device_auth`, TargetToken only). This test runs it with its default, device
-//! authentication off, so the station polls without an `Authorization` header
-//! (`DdiAuth::Anonymous`); GatewayToken and TargetToken are proven against `hawkbit_mock`
-//! (tests/fleet_ddi.rs). What gooseBit does support is proven here: registration by the first
-//! poll, configData, the deployment, feedback counted on gooseBit's side (the rollout's
-//! `success_count` and `failure_count`), and a paused rollout that offers nothing new.
+//! configured (`device_auth`, TargetToken only). These tests turn it on in gooseBit's `lax`
+//! mode (`GOOSEBIT_DEVICE_AUTH__ENABLE=true`, `GOOSEBIT_DEVICE_AUTH__MODE=lax`): a device
+//! without a token registers by polling without an `Authorization` header
+//! (`DdiAuth::Anonymous`, what most of the test uses), and a device an operator gave a token
+//! must poll with `TargetToken` and is refused with any other. GatewayToken is proven against
+//! `hawkbit_mock` (tests/fleet_ddi.rs). What gooseBit does support is proven here:
+//! registration by the first poll, configData, the deployment, feedback counted on gooseBit's
+//! side (the rollout's `success_count` and `failure_count`), and a paused rollout that offers
+//! nothing new.
 //!
 //! gooseBit publishes only a SHA-1 of its SWU artifact and no chunk metadata, so its
 //! deployments name no flashline package: `poll` says so with `DdiError::NoPackage` and the
@@ -27,6 +30,7 @@ use flashline::fleet::ddi::{
     device_attributes, ActionId, DdiAuth, DdiError, Execution, Feedback, HawkbitDdi, Outcome,
     Rollouts, TargetId,
 };
+use flashline::fleet::secret::Secret;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -97,6 +101,8 @@ fn python_command(python: &Path, dir: &Path, args: &[&str]) -> Command {
             format!("sqlite://{}", dir.join("db.sqlite3").display()),
         )
         .env("GOOSEBIT_ARTIFACTS_DIR", dir.join("artifacts"))
+        .env("GOOSEBIT_DEVICE_AUTH__ENABLE", "true")
+        .env("GOOSEBIT_DEVICE_AUTH__MODE", "lax")
         .env_remove("GOOSEBIT_SETTINGS");
     command
 }
@@ -399,11 +405,12 @@ fn offered_action(ddi: &HawkbitDdi, id: &TargetId) -> ActionId {
 }
 
 #[test]
-fn goosebit_polling_deployment_feedback_and_pause() {
+fn goosebit_polling_deployment_feedback_pause_and_target_token() {
     let Some(server) = GooseBit::start() else {
         return;
     };
     let admin = Admin::setup(&server.base);
+    target_token_is_checked(&server, &admin);
     let ddi = HawkbitDdi::with_auth(
         server.base.clone(),
         "DEFAULT",
@@ -539,4 +546,37 @@ fn goosebit_polling_deployment_feedback_and_pause() {
         ),
         (Some(1), Some(1))
     );
+}
+
+/// A device an operator gave a token polls with `TargetToken`; any other token, or none, is
+/// refused with 401.
+fn target_token_is_checked(server: &GooseBit, admin: &Admin) {
+    let id = TargetId::derive(b"goosebit-test-salt", "SERIAL-E", None);
+    let token = "e5c1a0c4d2b3f6a7"; // gooseBit keeps at most 32 characters
+    admin.json(
+        reqwest::Method::PUT,
+        "api/v1/devices",
+        json!({"devices": [id.as_str()], "auth_token": token}),
+    );
+    let client = |auth| {
+        HawkbitDdi::with_auth(
+            server.base.clone(),
+            "DEFAULT",
+            auth,
+            Duration::from_secs(20),
+        )
+        .unwrap()
+    };
+
+    let own = client(DdiAuth::TargetToken(Secret::new(token)));
+    assert!(own.poll(&id).unwrap().wants_config);
+    for other in [
+        DdiAuth::TargetToken(Secret::new("0000000000000000")),
+        DdiAuth::Anonymous,
+    ] {
+        match client(other).poll(&id) {
+            Err(DdiError::Unauthorized { status: 401, .. }) => {}
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
 }
