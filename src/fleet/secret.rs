@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// What a secret prints as, everywhere.
-pub const REDACTED: &str = "[redacted]";
+const REDACTED: &str = "[redacted]";
 
 /// The largest secret file read (tokens and keys are tens of bytes).
 const MAX_SECRET_FILE: u64 = 64 * 1024;
@@ -112,17 +112,6 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
-
-    /// `text` with every occurrence of the secret replaced by `[redacted]`: for text that
-    /// came from elsewhere (a server's error body may echo a request header) before it goes
-    /// into an error or a log.
-    pub fn scrub(&self, text: &str) -> String {
-        if self.0.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(&self.0, REDACTED)
-        }
-    }
 }
 
 impl fmt::Debug for Secret {
@@ -147,10 +136,6 @@ mod tests {
         assert_eq!(format!("{secret}"), REDACTED);
         assert_eq!(format!("{secret:?}"), REDACTED);
         assert_eq!(format!("{:?}", Some(&secret)), "Some([redacted])");
-        assert_eq!(
-            secret.scrub("echo: GatewayToken 3nkswAZhX81oDtktq0FF9Pn0Tc0UGXPW"),
-            "echo: GatewayToken [redacted]"
-        );
     }
 
     #[cfg(unix)]

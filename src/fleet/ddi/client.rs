@@ -256,7 +256,7 @@ impl HawkbitDdi {
             code => {
                 let text = String::from_utf8_lossy(body);
                 let text = match self.auth.secret() {
-                    Some(secret) => secret.scrub(&text),
+                    Some(secret) => scrub(&text, secret),
                     None => text.into_owned(),
                 };
                 let snippet: String = text
@@ -398,7 +398,7 @@ impl Rollouts for HawkbitDdi {
         data: &BTreeMap<String, String>,
     ) -> Result<(), DdiError> {
         check_attributes(data)?;
-        let body = serde_json::json!({ "mode": "merge", "data": data });
+        let body = config_body(data);
         self.runtime.block_on(async {
             let what = format!("configData of {target}");
             let url = self.url(target, &["configData"]);
@@ -456,6 +456,15 @@ impl Rollouts for HawkbitDdi {
     }
 }
 
+/// `text` (from the server: an error body may echo the request's headers) with the token
+/// replaced by `[redacted]`, before it goes into an error.
+fn scrub(text: &str, secret: &Secret) -> String {
+    match secret.expose() {
+        "" => text.to_string(),
+        token => text.replace(token, &secret.to_string()),
+    }
+}
+
 /// Whether `url` names this machine (a test bench), where plain HTTP carries no risk.
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
@@ -464,6 +473,11 @@ fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// The body of `PUT …/configData`: the attributes, merged into what the server has.
+fn config_body(data: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::json!({ "mode": "merge", "data": data })
 }
 
 /// configData that hawkBit would refuse (it answers 400), refused before sending.
@@ -491,4 +505,70 @@ fn check_attributes(data: &BTreeMap<String, String>) -> Result<(), DdiError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hawkBit's documented configData example is what flashline sends for the same data.
+    #[test]
+    fn config_body_is_hawkbits_documented_shape() {
+        let sample: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../tests/data/ddi/hawkbit-config-data.json"
+        ))
+        .unwrap();
+        let data: BTreeMap<String, String> =
+            serde_json::from_value(sample["data"].clone()).unwrap();
+        assert_eq!(config_body(&data), sample);
+        check_attributes(&data).unwrap();
+    }
+
+    #[test]
+    fn base_urls_and_tenants() {
+        let ddi = |url: &str, tenant: &str| {
+            HawkbitDdi::with_auth(
+                Url::parse(url).unwrap(),
+                tenant,
+                DdiAuth::Anonymous,
+                DEFAULT_TIMEOUT,
+            )
+        };
+        let id = TargetId::derive(b"s", "serial", None);
+        let prefixed = ddi("https://example.com/hawkbit/", "DEFAULT").unwrap();
+        assert_eq!(
+            prefixed.url(&id, &["deploymentBase", "5"]).as_str(),
+            format!("https://example.com/hawkbit/DEFAULT/controller/v1/{id}/deploymentBase/5")
+        );
+        for url in [
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "https://example.com/?a=1",
+        ] {
+            assert!(
+                matches!(ddi(url, "DEFAULT"), Err(DdiError::BadBaseUrl { .. })),
+                "{url}"
+            );
+        }
+        for tenant in ["", "..", "a/b", "a b"] {
+            assert!(
+                matches!(
+                    ddi("https://example.com/", tenant),
+                    Err(DdiError::BadTenant(_))
+                ),
+                "{tenant:?}"
+            );
+        }
+        let token = |t: &str| {
+            HawkbitDdi::with_auth(
+                Url::parse("https://example.com/").unwrap(),
+                "DEFAULT",
+                DdiAuth::GatewayToken(Secret::new(t)),
+                DEFAULT_TIMEOUT,
+            )
+        };
+        assert!(matches!(token("with space"), Err(DdiError::BadToken)));
+        assert!(matches!(token("line\nbreak"), Err(DdiError::BadToken)));
+        assert!(token("3nkswAZhX81oDtktq0FF9Pn0Tc0UGXPW").is_ok());
+    }
 }

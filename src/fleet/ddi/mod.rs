@@ -81,7 +81,9 @@ pub struct Poll {
     /// How long hawkBit asks the device to wait before the next poll.
     pub sleep: Duration,
     /// An open deployment that may be installed now. A deployment whose `update` is `skip`,
-    /// or whose maintenance window is closed, is not offered here.
+    /// or whose maintenance window is closed, is not offered here; neither is one waiting
+    /// for confirmation (hawkBit's `confirmationBase`: start flashline rollouts without
+    /// `confirmationRequired`, the technician's bench is the confirmation).
     pub deployment: Option<Deployment>,
     /// An action hawkBit asks the device to cancel.
     pub cancel: Option<ActionId>,
