@@ -150,6 +150,21 @@ fn reports_are_written_once_in_order_and_verify() {
         assert_eq!(envelope.station_key_id, outbox.station_key().id());
     }
 
+    // A station batch's final report goes the same way, under its own key.
+    let batch = flashline::station::BatchReport {
+        started_at: "2026-12-06T10:00:00Z".into(),
+        packages: vec!["stock 2.1.0".into()],
+        ..Default::default()
+    };
+    let batch_key = flashline::fleet::reports::batch_key("S12", &batch.started_at);
+    outbox
+        .enqueue(&batch_key, &serde_json::to_vec(&batch).unwrap())
+        .unwrap();
+    assert_eq!(outbox.drain(store.as_ref()).stored, vec![batch_key.clone()]);
+    let sent = verify_envelope(&batch_key, &contents(&raw)[&batch_key], &public_key).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&sent.report).unwrap();
+    assert_eq!(sent["packages"][0], "stock 2.1.0");
+
     // A replay never overwrites: the stored bytes stay the first ones.
     let first = stored[&key(2)].clone();
     assert_eq!(
@@ -372,6 +387,30 @@ fn an_unreachable_store_fails_in_time_and_never_shows_the_secret() {
         "{}",
         logs.text()
     );
+    eprintln!(
+        "drain against a closed port failed in {:?}",
+        started.elapsed()
+    );
+
+    // A store that takes the connection and never answers: the put's time limit ends it.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = s3_config(
+        &format!("http://{}", silent.local_addr().unwrap()),
+        "reports",
+        home.path().join("s3.credentials"),
+    );
+    config.timeout = Duration::from_secs(2);
+    let hung = S3Store::new(&config).unwrap();
+    let started = Instant::now();
+    let err = hung.put_once(&key(0), b"{}").unwrap_err();
+    let took = started.elapsed();
+    eprintln!("put to a silent store gave up after {took:?}: {err}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert!(!err.to_string().contains(SECRET));
+    drop(silent);
 
     // A credentials file others may read is refused, naming the fix.
     #[cfg(unix)]
@@ -472,6 +511,10 @@ impl Moto {
 
     /// Runs a small boto3 client against the server: an independent S3 client.
     fn boto3(&self, action: &str, bucket: &str) -> String {
+        self.boto3_with(action, bucket, "")
+    }
+
+    fn boto3_with(&self, action: &str, bucket: &str, extra: &str) -> String {
         const SCRIPT: &str = r#"
 import json, sys, urllib.request
 import boto3
@@ -488,6 +531,27 @@ s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
 if action == "create":
     s3.create_bucket(Bucket=bucket)
     print("ok")
+elif action == "verify":
+    # An independent check of the envelopes (pyca/cryptography's ed25519): the seal covers
+    # the report context, the key's length (8 bytes, big-endian), the key and the report.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(sys.argv[4]))
+    good = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for o in page.get("Contents", []):
+            env = json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+            if env.get("format") != "flashline-report-envelope-v1" or env["key"] != o["Key"]:
+                continue
+            tag, key_id, signature = env["seal"].split()
+            key = env["key"].encode()
+            signed = (b"flashline fleet report v1\0" + len(key).to_bytes(8, "big") + key
+                      + env["report"].encode())
+            try:
+                public.verify(bytes.fromhex(signature), signed)
+                good.append(o["Key"])
+            except Exception:
+                pass
+    print(json.dumps(good))
 elif action == "dump":
     out = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -496,7 +560,7 @@ elif action == "dump":
     print(json.dumps(out))
 "#;
         let out = Command::new(&self.python)
-            .args(["-c", SCRIPT, action, &self.endpoint(), bucket])
+            .args(["-c", SCRIPT, action, &self.endpoint(), bucket, extra])
             .output()
             .expect("run boto3");
         assert!(
@@ -558,6 +622,7 @@ fn moto_stores_each_report_once_even_across_an_outage() {
         }
     };
     let mut most_pending = 0;
+    let mut longest = Duration::ZERO;
     for n in 0..12 {
         if n == 4 {
             moto.kill();
@@ -568,10 +633,10 @@ fn moto_stores_each_report_once_even_across_an_outage() {
         outbox.enqueue(&key(n), &job_report(n)).unwrap();
         let started = Instant::now();
         let report = outbox.drain(&store);
+        longest = longest.max(started.elapsed());
         assert!(
-            started.elapsed() < Duration::from_secs(12),
-            "a drain took {:?}",
-            started.elapsed()
+            longest < Duration::from_secs(12),
+            "a drain took {longest:?}"
         );
         tally(&report);
         most_pending = most_pending.max(report.remaining);
@@ -580,6 +645,7 @@ fn moto_stores_each_report_once_even_across_an_outage() {
         most_pending >= 5,
         "the outbox held the reports of the outage: {most_pending}"
     );
+    eprintln!("outage: up to {most_pending} reports queued, longest drain {longest:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while outbox.pending() > 0 {
         assert!(Instant::now() < deadline, "the outbox did not drain");
@@ -607,6 +673,14 @@ fn moto_stores_each_report_once_even_across_an_outage() {
         13,
         "twelve reports and the probe: {:?}",
         bucket.keys()
+    );
+    let verified: Vec<String> =
+        serde_json::from_str(&moto.boto3_with("verify", "reports", &pk)).unwrap();
+    let mut expected: Vec<String> = (0..12).map(key).collect();
+    expected.sort();
+    assert_eq!(
+        verified, expected,
+        "pyca/cryptography verifies every envelope"
     );
 
     // The CLI: two more reports queued, listed, then drained by `flashline reports drain`.
