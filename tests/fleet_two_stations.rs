@@ -632,9 +632,8 @@ fn two_stations_follow_a_rollout_halt_on_a_failure_spike_and_report_everything_o
     );
     let bytes = std::fs::read(&package).unwrap();
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let published = bench.path(PACKAGE);
-    std::fs::copy(&package, &published).unwrap();
-    let repo = Repo::start(&py, &published);
+    assert_eq!(package.file_name().unwrap(), PACKAGE);
+    let repo = Repo::start(&py, &package);
     let moto = Moto::start(&py);
     let gate = Gate::start(moto.addr);
     let hawkbit: Server = ServerBuilder::default()
@@ -709,6 +708,12 @@ fn two_stations_follow_a_rollout_halt_on_a_failure_spike_and_report_everything_o
     for d in devices.iter().filter(|d| on_bench(d)) {
         assert!(d.target.poll_hits() >= 1, "{} was polled", d.serial);
     }
+    wait("the boards showing hawkBit and the repository up", &mut [&mut a, &mut b], |s| {
+        s.iter().all(|s| {
+            s.last_fleet()
+                .is_some_and(|f| f["rollouts"]["state"] == "up" && f["repository"]["state"] == "up")
+        })
+    });
     let fleet = a.last_fleet().unwrap().clone();
     assert_eq!(fleet["station"], "st-a");
     assert_eq!(fleet["rollouts"]["state"], "up", "{fleet:#}");
