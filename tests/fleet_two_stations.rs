@@ -708,12 +708,17 @@ fn two_stations_follow_a_rollout_halt_on_a_failure_spike_and_report_everything_o
     for d in devices.iter().filter(|d| on_bench(d)) {
         assert!(d.target.poll_hits() >= 1, "{} was polled", d.serial);
     }
-    wait("the boards showing hawkBit and the repository up", &mut [&mut a, &mut b], |s| {
-        s.iter().all(|s| {
-            s.last_fleet()
-                .is_some_and(|f| f["rollouts"]["state"] == "up" && f["repository"]["state"] == "up")
-        })
-    });
+    wait(
+        "the boards showing hawkBit and the repository up",
+        &mut [&mut a, &mut b],
+        |s| {
+            s.iter().all(|s| {
+                s.last_fleet().is_some_and(|f| {
+                    f["rollouts"]["state"] == "up" && f["repository"]["state"] == "up"
+                })
+            })
+        },
+    );
     let fleet = a.last_fleet().unwrap().clone();
     assert_eq!(fleet["station"], "st-a");
     assert_eq!(fleet["rollouts"]["state"], "up", "{fleet:#}");
