@@ -16,6 +16,8 @@ mod pack_factory;
 mod render;
 #[cfg(feature = "fleet")]
 mod repo;
+#[cfg(feature = "fleet")]
+mod reports;
 mod sim;
 mod station;
 mod trust;
@@ -197,6 +199,10 @@ enum Command {
     Repo(repo::RepoCommand),
     /// Bench station: flash every device plugged in, canaries first, with a kill switch.
     Station(station::StationArgs),
+    /// Job and batch reports waiting for the fleet's S3-compatible store (the outbox).
+    #[cfg(feature = "fleet")]
+    #[command(subcommand)]
+    Reports(reports::ReportsCommand),
     /// Print udev rules that give the logged-in user access to known devices.
     UdevRules,
     /// Find why a device is not seen (udev rules, seat, groups, ModemManager, drivers,
@@ -468,5 +474,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Station(args) => station::run(args),
         #[cfg(feature = "fleet")]
         Command::Repo(command) => repo::run(command),
+        #[cfg(feature = "fleet")]
+        Command::Reports(command) => reports::run(command),
     }
 }

@@ -80,6 +80,11 @@ struct RunArgs {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Join the fleet this station file describes: each device is flashed with what the
+    /// fleet's rollouts offer it, from the fleet's repository (see README, Fleet).
+    #[cfg(feature = "fleet")]
+    #[arg(long, value_name = "STATION_FILE", conflicts_with = "packages")]
+    fleet: Option<PathBuf>,
     #[command(flatten)]
     trust: TrustArg,
 }
@@ -114,11 +119,16 @@ pub(super) fn run(args: StationArgs) -> Result<ExitCode> {
 }
 
 fn station(args: RunArgs, home: &std::path::Path) -> Result<ExitCode> {
-    if args.packages.is_empty() {
+    #[cfg(feature = "fleet")]
+    let fleet = args.fleet.clone();
+    #[cfg(not(feature = "fleet"))]
+    let fleet: Option<PathBuf> = None;
+    if args.packages.is_empty() && fleet.is_none() {
         anyhow::bail!("name the package to flash with --package");
     }
     let sound = Settings::load(home).sound;
-    let config = StationConfig {
+    #[allow(unused_mut)]
+    let mut config = StationConfig {
         canaries: args.canary,
         max_failures: args.max_failures,
         verify_timeout: args.verify_timeout,
@@ -126,6 +136,11 @@ fn station(args: RunArgs, home: &std::path::Path) -> Result<ExitCode> {
         device_timeout: args.timeout,
         ..StationConfig::new(args.packages.clone(), load_trust(&args.trust)?, home)
     };
+    #[cfg(feature = "fleet")]
+    if let Some(file) = &fleet {
+        config = crate::fleet::gateway::join(config, file)
+            .with_context(|| format!("cannot join the fleet of {}", file.display()))?;
+    }
     let (tx, rx) = mpsc::channel();
     let handle = runner::start(config, move |event| {
         let _ = tx.send(event);
@@ -224,12 +239,36 @@ impl View {
                 );
             }
             StationEvent::Resumed(r) => say!("resumed by {}: {}", r.by, r.reason),
+            StationEvent::Fleet(status) => say!("{}", fleet_line(status)),
         }
         if announced.is_some() && self.sound {
             // The terminal's bell: the one sound every terminal has, with no library.
             eprint!("\x07");
         }
     }
+}
+
+/// The fleet's connections in one line.
+fn fleet_line(status: &crate::station::fleet::FleetStatus) -> String {
+    let link = |name: &str, link: &crate::station::fleet::Link| {
+        let mut text = format!("{name} {}", link.state.word());
+        if let Some(detail) = &link.detail {
+            text.push_str(&format!(" ({detail})"));
+        }
+        text
+    };
+    let mut text = format!(
+        "fleet {}: {}; {}; {}; outbox {} pending",
+        status.station,
+        link("repository", &status.repository),
+        link("hawkBit", &status.rollouts),
+        link("reports", &status.reports),
+        status.outbox_pending
+    );
+    if let Some(until) = &status.fresh_until {
+        text.push_str(&format!("; metadata fresh until {until}"));
+    }
+    text
 }
 
 /// A slot gets a line when what it shows changes, not for every progress step.

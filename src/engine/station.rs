@@ -27,6 +27,9 @@ const KEY_TAG: &str = "flashline-station-key-v1";
 const SEAL_TAG: &str = "flashline-seal-ed25519-v1";
 /// Signed before the sealed bytes, so a seal can never be taken for any other signature.
 const CONTEXT: &[u8] = b"flashline backup manifest v1\0";
+/// The context of a report sent to central storage (`fleet::reports`): its own, so a report
+/// seal never passes as a backup seal, nor a backup seal as a report's.
+const REPORT_CONTEXT: &[u8] = b"flashline fleet report v1\0";
 /// Largest key or seal file read.
 const MAX_FILE_LEN: u64 = 4096;
 
@@ -132,9 +135,23 @@ impl StationKey {
         key_id(&self.key.verifying_key())
     }
 
+    /// The public half, hex: what a reader of this station's reports enrols to check them.
+    pub fn public_key(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
+    }
+
     /// The text of a seal over `bytes`, to store beside them.
     pub fn seal(&self, bytes: &[u8]) -> String {
-        let signature = self.key.sign(&[CONTEXT, bytes].concat());
+        self.seal_in(CONTEXT, bytes)
+    }
+
+    /// A seal over a report for central storage, checked with [`check_report_seal`].
+    pub fn seal_report(&self, bytes: &[u8]) -> String {
+        self.seal_in(REPORT_CONTEXT, bytes)
+    }
+
+    fn seal_in(&self, context: &[u8], bytes: &[u8]) -> String {
+        let signature = self.key.sign(&[context, bytes].concat());
         format!(
             "{SEAL_TAG} {} {}\n",
             self.id(),
@@ -145,29 +162,42 @@ impl StationKey {
     /// Checks that `seal` is this station's seal over exactly `bytes`; the error says why not
     /// in plain words.
     pub fn check(&self, bytes: &[u8], seal: &[u8]) -> Result<(), String> {
-        let text = std::str::from_utf8(seal).unwrap_or_default().trim_end();
-        let mut words = text.split(' ');
-        let (Some(SEAL_TAG), Some(id), Some(sig), None) =
-            (words.next(), words.next(), words.next(), words.next())
-        else {
-            return Err("its seal is not a flashline seal".into());
-        };
-        if id != self.id() {
-            return Err(format!(
-                "it was sealed by another station's key ({id}), not by this station's ({})",
-                self.id()
-            ));
-        }
-        let signature = hex::decode(sig)
-            .ok()
-            .and_then(|b| <[u8; 64]>::try_from(b).ok())
-            .map(|b| Signature::from_bytes(&b))
-            .ok_or("its seal is damaged")?;
-        self.key
-            .verifying_key()
-            .verify(&[CONTEXT, bytes].concat(), &signature)
-            .map_err(|_| "it was changed after this station sealed it".to_string())
+        check_in(&self.key.verifying_key(), CONTEXT, bytes, seal)
     }
+}
+
+/// Checks that `seal` is a report seal ([`StationKey::seal_report`]) over exactly `bytes` by
+/// the station whose public key (hex) is `public_key`.
+pub fn check_report_seal(public_key: &str, bytes: &[u8], seal: &[u8]) -> Result<(), String> {
+    let key = hex::decode(public_key)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or("the station's public key is not an ed25519 public key in hex")?;
+    check_in(&key, REPORT_CONTEXT, bytes, seal)
+}
+
+fn check_in(key: &VerifyingKey, context: &[u8], bytes: &[u8], seal: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(seal).unwrap_or_default().trim_end();
+    let mut words = text.split(' ');
+    let (Some(SEAL_TAG), Some(id), Some(sig), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err("its seal is not a flashline seal".into());
+    };
+    let own = key_id(key);
+    if id != own {
+        return Err(format!(
+            "it was sealed by another station's key ({id}), not by this station's ({own})"
+        ));
+    }
+    let signature = hex::decode(sig)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))
+        .ok_or("its seal is damaged")?;
+    key.verify(&[context, bytes].concat(), &signature)
+        .map_err(|_| "it was changed after this station sealed it".to_string())
 }
 
 fn key_id(key: &VerifyingKey) -> String {
@@ -202,6 +232,11 @@ mod tests {
         let err = other.check(b"manifest", seal.as_bytes()).unwrap_err();
         assert!(err.contains("another station"), "{err}");
         assert!(a.check(b"manifest", b"garbage").is_err());
+        // A report seal and a backup seal never stand in for each other.
+        let report_seal = a.seal_report(b"manifest");
+        check_report_seal(&a.public_key(), b"manifest", report_seal.as_bytes()).unwrap();
+        assert!(a.check(b"manifest", report_seal.as_bytes()).is_err());
+        assert!(check_report_seal(&a.public_key(), b"manifest", seal.as_bytes()).is_err());
     }
 
     #[cfg(unix)]

@@ -307,6 +307,40 @@ impl Bridge {
                     Err(e) => self.outbox.send(Msg::StationEnded(Some(e.to_string()))),
                 }
             }
+            StationIntent::StartFleet {
+                file,
+                canaries,
+                max_failures,
+            } => {
+                if self.station.is_some() {
+                    return;
+                }
+                let config = crate::station::StationConfig {
+                    canaries,
+                    max_failures,
+                    quirks: (*self.quirks).clone(),
+                    ..crate::station::StationConfig::new(Vec::new(), self.trust(), &home)
+                };
+                #[cfg(feature = "fleet")]
+                let joined = crate::fleet::gateway::join(config, &file).map_err(|e| e.to_string());
+                #[cfg(not(feature = "fleet"))]
+                let joined: Result<crate::station::StationConfig, String> = {
+                    let _ = (config, file);
+                    Err("this flashline was built without the fleet feature".into())
+                };
+                let outbox = self.outbox.clone();
+                let started = joined.and_then(|config| {
+                    crate::station::runner::start(config, move |e| outbox.send(Msg::Station(e)))
+                        .map_err(|e| e.to_string())
+                });
+                match started {
+                    Ok(handle) => {
+                        self.station_owns_bench.store(true, Ordering::SeqCst);
+                        self.station = Some(handle);
+                    }
+                    Err(e) => self.outbox.send(Msg::StationEnded(Some(e))),
+                }
+            }
             StationIntent::Stop => {
                 let Some(handle) = self.station.take() else {
                     return;

@@ -25,6 +25,15 @@ pub enum StationIntent {
         /// The kill switch (`2/10`).
         max_failures: crate::station::Threshold,
     },
+    /// Start a station as a member of the fleet its station file describes.
+    StartFleet {
+        /// The station file.
+        file: PathBuf,
+        /// Canaries.
+        canaries: usize,
+        /// The kill switch.
+        max_failures: crate::station::Threshold,
+    },
     /// Stop taking devices; running jobs finish.
     Stop,
     /// Resume the halted batch in `batch`, recording who and why.
@@ -83,6 +92,10 @@ pub struct StationState {
     pub labels: BTreeMap<String, String>,
     /// Why the last start failed.
     pub error: Option<String>,
+    /// The Fleet page is shown instead of the slots.
+    pub fleet_page: bool,
+    /// The station file typed on the Fleet page.
+    pub fleet_file: String,
 }
 
 impl Default for StationState {
@@ -99,6 +112,8 @@ impl Default for StationState {
             sound: false,
             labels: BTreeMap::new(),
             error: None,
+            fleet_page: false,
+            fleet_file: String::new(),
         }
     }
 }

@@ -241,6 +241,54 @@ impl Machine {
         self.release()
     }
 
+    /// Whether the device with `key` had its job in this batch (or has it now).
+    pub fn has_had_job(&self, key: &str) -> bool {
+        self.claimed.contains_key(key)
+    }
+
+    /// The device on `slot` was identified and waits for its fleet to offer it a package
+    /// (`why`: no deployment yet, or the fleet cannot be reached). It is not queued: the
+    /// runner calls [`Machine::identified`] once an offer arrives.
+    pub fn unassigned(&mut self, slot: &str, identity: &Identity, why: String) {
+        let entry = self.slot_mut(slot);
+        let before = entry.clone();
+        entry.model = identity.model.clone().or(entry.model.take());
+        entry.serial = identity.serial.clone().or(entry.serial.take());
+        entry.before = identity.version.clone();
+        entry.status = SlotStatus::Waiting;
+        entry.message = Some(why);
+        if *entry != before {
+            self.changed(slot);
+        }
+    }
+
+    /// The job on `slot` was not started after all: its fleet withdrew the offer right
+    /// before the write (`why`). Nothing was written, so nothing is counted; the device is
+    /// free to take a later offer, and a canary's place goes to the next device.
+    pub fn skipped(&mut self, slot: &str, why: String) -> Vec<Action> {
+        let Some(record) = self.record_of(slot) else {
+            return Vec::new();
+        };
+        self.seq += 1;
+        let r = &mut self.report.devices[record];
+        r.error = Some(format!("not flashed: {why}"));
+        r.finished_seq = Some(self.seq);
+        if let Some(key) = self.key_of.remove(slot) {
+            self.claimed.remove(&key);
+        }
+        if self.slots.get(slot).is_some_and(|s| s.canary) {
+            self.canaries_started -= 1;
+        }
+        let entry = self.slot_mut(slot);
+        entry.canary = false;
+        entry.status = SlotStatus::Waiting;
+        entry.stage = None;
+        entry.progress = None;
+        entry.message = Some(why);
+        self.changed(slot);
+        self.release()
+    }
+
     /// An event of the job on `slot`.
     pub fn job_event(&mut self, slot: &str, event: &Event) {
         let entry = self.slot_mut(slot);

@@ -9,10 +9,13 @@
 //!   each device finishes, so a crash loses nothing.
 //! * [`control`] lets a person resume a halted batch from another terminal.
 //! * [`settings`] keeps the slot labels and the sound setting.
+//! * [`fleet`] is what the station needs from a fleet (rollouts, a repository, a bucket)
+//!   when it runs as a fleet member (`station --fleet`).
 //!
 //! Front ends consume [`StationEvent`]s only, and keep a [`Board`] from them.
 
 pub mod control;
+pub mod fleet;
 pub mod machine;
 pub mod report;
 pub mod runner;
@@ -150,6 +153,8 @@ pub enum StationEvent {
     Halted(HaltRecord),
     /// A person resumed the batch.
     Resumed(ResumeRecord),
+    /// The fleet's connections changed (fleet members only).
+    Fleet(fleet::FleetStatus),
 }
 
 /// The kill switch's threshold: halt once `failures` of the last `window` jobs failed.
@@ -199,6 +204,8 @@ pub struct Board {
     pub halted: Option<HaltRecord>,
     /// Resumes so far.
     pub resumes: Vec<ResumeRecord>,
+    /// The fleet's connections (fleet members only).
+    pub fleet: Option<fleet::FleetStatus>,
 }
 
 impl Board {
@@ -231,6 +238,7 @@ impl Board {
                 self.canaries_passed = true;
                 self.resumes.push(resume.clone());
             }
+            StationEvent::Fleet(status) => self.fleet = Some(status.clone()),
         }
         None
     }

@@ -4,6 +4,11 @@
 //! One thread owns the machine and looks at the bench every [`StationConfig::scan_every`];
 //! identification, jobs and canary checks each run on a thread of their own and report
 //! back over a channel, so a slow or stalled device holds up only its own slot.
+//!
+//! A fleet member (with a [`FleetLink`]) has no packages of its own: each identified
+//! device waits until its fleet offers it one ([`offers`]).
+
+mod offers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::fleet::{FleetLink, FleetStatus, Ticket};
 use super::machine::{reports_version, slot_of, Action, Identity, Machine, Reported};
 use super::report::BatchReport;
 use super::settings::Settings;
@@ -56,6 +62,9 @@ pub struct StationConfig {
     pub device_timeout: Option<Duration>,
     /// How often the bench is looked at.
     pub scan_every: Duration,
+    /// The fleet this station is a member of: packages come from its rollouts, not from
+    /// `packages`.
+    pub fleet: Option<Arc<dyn FleetLink>>,
 }
 
 impl StationConfig {
@@ -75,6 +84,7 @@ impl StationConfig {
             batch_dir: None,
             device_timeout: None,
             scan_every: Duration::from_millis(250),
+            fleet: None,
         }
     }
 }
@@ -144,7 +154,7 @@ pub fn start(
     config: StationConfig,
     mut emit: impl FnMut(StationEvent) + Send + 'static,
 ) -> Result<StationHandle, StationError> {
-    if config.packages.is_empty() {
+    if config.packages.is_empty() && config.fleet.is_none() {
         return Err(StationError::NoPackage);
     }
     let mut packages = Vec::new();
@@ -197,6 +207,9 @@ pub fn start(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let runner = Runner {
+        fleet: config.fleet.clone(),
+        fleet_status: None,
+        unassigned: BTreeMap::new(),
         config,
         packages,
         dir: dir.clone(),
@@ -235,6 +248,17 @@ enum Input {
         slot: String,
         result: Result<Reported, String>,
     },
+    /// The fleet answered about the device at `address` on `slot`.
+    Offered {
+        slot: String,
+        address: String,
+        answer: offers::Answer,
+    },
+    /// The job on `slot` was not started: its fleet withdrew the offer.
+    Skipped {
+        slot: String,
+        why: String,
+    },
 }
 
 /// A device identified, and the package chosen for it.
@@ -242,6 +266,8 @@ struct Identified {
     identity: Identity,
     found: Found,
     product: Option<String>,
+    /// The IMEI the device told, if it did (a fleet's device id uses it).
+    imei: Option<String>,
     package: Result<usize, String>,
 }
 
@@ -251,6 +277,10 @@ struct Pending {
     identity: Identity,
     product: Option<String>,
     package: usize,
+    /// The fleet's action, for a fleet member.
+    ticket: Option<Ticket>,
+    /// The IMEI the device told, if it did.
+    imei: Option<String>,
 }
 
 /// Devices on the bench now, by address.
@@ -266,6 +296,11 @@ struct Runner {
     /// Worker threads still running.
     busy: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    fleet: Option<Arc<dyn FleetLink>>,
+    /// The fleet's state last shown.
+    fleet_status: Option<FleetStatus>,
+    /// Identified devices waiting for their fleet to offer a package, by slot.
+    unassigned: BTreeMap<String, offers::Unassigned>,
 }
 
 impl Runner {
@@ -297,6 +332,9 @@ impl Runner {
                         self.machine.label(&slot, labels.get(&slot).cloned());
                     }
                 }
+                if let Some(status) = self.fleet_changed() {
+                    emit(StationEvent::Fleet(status));
+                }
                 if self.machine.is_halted() {
                     if let Some(request) = control::take_resume(&self.dir) {
                         tracing::info!(by = %request.by, "batch resumed: {}", request.reason);
@@ -320,6 +358,9 @@ impl Runner {
                     }
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            }
+            if !stopping {
+                self.ask_fleet(&tx);
             }
             for action in actions {
                 self.act(action, &tx);
@@ -348,10 +389,17 @@ impl Runner {
                 if !matches!(found.mode, Mode::Fastboot | Mode::Modem | Mode::Edl) {
                     return Vec::new();
                 }
-                self.machine.arrived(&slot_of(&found), &found)
+                let slot = slot_of(&found);
+                let actions = self.machine.arrived(&slot, &found);
+                if !actions.is_empty() {
+                    self.unassigned.remove(&slot);
+                }
+                actions
             }
             Change::Left(found) => {
                 lock(&self.present).remove(&found.address);
+                self.unassigned
+                    .retain(|_, u| u.found.address != found.address);
                 self.machine.left(&slot_of(&found), &found.address);
                 Vec::new()
             }
@@ -361,6 +409,7 @@ impl Runner {
     fn input(&mut self, input: Input) -> Vec<Action> {
         match input {
             Input::Identified { slot, result } => match result {
+                Ok(found) if self.fleet.is_some() => self.identified_for_fleet(slot, found),
                 Ok(found) => {
                     let expected = found
                         .package
@@ -374,6 +423,8 @@ impl Runner {
                                 identity: found.identity.clone(),
                                 product: found.product,
                                 package,
+                                ticket: None,
+                                imei: found.imei,
                             },
                         );
                     }
@@ -392,6 +443,12 @@ impl Runner {
                 self.machine.job_finished(&slot, &report, path)
             }
             Input::Verified { slot, result } => self.machine.verified(&slot, result),
+            Input::Offered {
+                slot,
+                address,
+                answer,
+            } => self.offered(slot, &address, answer),
+            Input::Skipped { slot, why } => self.skipped(slot, why),
         }
     }
 
@@ -430,7 +487,16 @@ impl Runner {
                         ..JobOptions::under(&self.config.home)
                     },
                 };
+                let fleet = self.fleet.clone().zip(pending.ticket.clone());
                 self.spawn(tx, move |tx| {
+                    if let Some((fleet, ticket)) = &fleet {
+                        // A pause is not a revoke: ask again right before the first write.
+                        if let Err(why) = fleet.still_wanted(ticket) {
+                            let _ = tx.send(Input::Skipped { slot, why });
+                            return;
+                        }
+                        fleet.started(ticket);
+                    }
                     let mut path = None;
                     let report = engine::run_verified(&req, &package, &mut |event| {
                         if let Event::Finished { report, .. } = &event {
@@ -441,11 +507,15 @@ impl Runner {
                             event,
                         });
                     });
+                    let report = Box::new(report);
                     let _ = tx.send(Input::JobDone {
                         slot,
-                        report: Box::new(report),
-                        path,
+                        report: report.clone(),
+                        path: path.clone(),
                     });
+                    if let Some((fleet, ticket)) = &fleet {
+                        fleet.finished(ticket, &report, path.as_deref());
+                    }
                 });
             }
             Action::Verify { slot } => {
@@ -495,13 +565,18 @@ fn identify(
     quirks: &Quirks,
     packages: &[Arc<VerifiedPackage>],
 ) -> Result<Identified, String> {
-    let (product, serial, version) = match found.mode {
-        Mode::Edl => (None, found.serial.clone(), None),
+    let (product, serial, version, imei) = match found.mode {
+        Mode::Edl => (None, found.serial.clone(), None, None),
         _ => {
             let info = discovery::open(&found.address, quirks, found.is_virtual, false)
                 .and_then(|mut d| d.identify())
                 .map_err(|e| e.to_string())?;
-            (info.product, info.serial, info.firmware_version_raw)
+            (
+                info.product,
+                info.serial,
+                info.firmware_version_raw,
+                info.imei,
+            )
         }
     };
     let key = found
@@ -519,6 +594,7 @@ fn identify(
         },
         found,
         product,
+        imei,
         package,
     })
 }

@@ -5,6 +5,7 @@
 mod devices;
 mod dialogs;
 mod doctor;
+mod fleet;
 mod jobs;
 mod log;
 mod package;

@@ -25,6 +25,11 @@ pub fn show(
     now: Instant,
 ) {
     controls(ui, station, package, out);
+    if station.fleet_page {
+        ui.separator();
+        super::fleet::show(ui, station, out);
+        return;
+    }
     if let Some(halt) = station.board.halted.clone() {
         banner(ui, station, &halt, out);
     } else if station.running && !station.board.canaries_passed {
@@ -101,6 +106,7 @@ fn controls(
                 });
             }
         }
+        ui.toggle_value(&mut station.fleet_page, "Fleet");
         if ui.checkbox(&mut station.sound, "Sound").changed() {
             out.push(StationIntent::Sound(station.sound));
         }
