@@ -3,6 +3,7 @@
 //! Front ends (CLI, GUI) start jobs and consume [`Event`]s; they hold no flashing logic.
 
 pub mod backup;
+mod download_mode;
 pub mod dynamic;
 pub mod event;
 mod fastbootd;

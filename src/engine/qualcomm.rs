@@ -7,12 +7,12 @@
 //! package's target and from what its storage shows.
 
 use super::backup;
+use super::download_mode;
 use super::event::{Event, PlannedWrite, Stage};
-use super::history;
 use super::identity;
-use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
+use super::job::{ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
-use super::preflight::{storage_range, Check, Preflight};
+use super::preflight::{storage_range, Check};
 use super::report::{BackupFacts, ImageReport, Outcome};
 use super::station::StationKey;
 use super::JobRequest;
@@ -36,12 +36,7 @@ pub(super) fn run(
 ) -> Result<Outcome, Stop> {
     let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
     let cancel = &req.options.cancel;
-    cancel.check("identifying the device")?;
-    emit(Event::Stage {
-        stage: Stage::Identify,
-    });
-    let mut driver = super::job::open_device(req)?;
-    let mut device = driver.identify().map_err(device_err)?;
+    let (mut driver, mut device) = download_mode::identify(req, emit)?;
     if device.mode == Mode::Edl && device.product.is_none() {
         name_by_chip(&mut device, &req.quirks, report);
     }
@@ -51,32 +46,18 @@ pub(super) fn run(
         device: Box::new(device.clone()),
     });
 
-    emit(Event::Stage {
-        stage: Stage::Preflight,
-    });
-    let past = history::lookup(&req.options.history_path, &device, package)
-        .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
-    if past.is_some() {
+    let (preflight, floor_from_history) = download_mode::preflight(req, package, &device, emit)?;
+    if floor_from_history {
         report
             .notes
             .push("the device reports no security version; flashline's history of this device was the downgrade floor".into());
     }
-    let preflight = Preflight::run(package, &device, &[], past.as_ref(), &req.options.overrides);
-    report.preflight = preflight.checks.clone();
     report.overrides = preflight
         .checks
         .iter()
         .filter_map(|c| c.relaxed_by.clone())
         .collect();
-    emit(Event::Preflight {
-        checks: preflight.checks.clone(),
-    });
-    preflight.clear().map_err(|refusals| {
-        (
-            Outcome::PreflightRefused,
-            format!("refused before writing anything: {refusals}"),
-        )
-    })?;
+    download_mode::verdict(preflight.checks, report, emit)?;
 
     // The model (from AT, or the package's own target for a brick) decides the switch
     // command and which partitions hold the device's identity.
@@ -444,10 +425,6 @@ impl Programmed<'_> {
                 op.file_sector_offset * u64::from(op.sector_size),
             )
             .cancelled_by(cancel);
-            if journal.keep(driver, index, target, &source, report, emit)? {
-                continue;
-            }
-            cancel.check(&format!("writing {}", op.label))?;
             let step = ImageStep {
                 index,
                 count,
@@ -455,7 +432,7 @@ impl Programmed<'_> {
                 target,
                 source: &source,
             };
-            write_step(driver, step, journal.journal(), report, emit)?;
+            download_mode::write_or_keep(req, driver, &mut journal, step, report, emit)?;
         }
         if order.len() == first.len() {
             // Nothing but tables to write: the erases still run, after them.
@@ -517,13 +494,15 @@ impl Programmed<'_> {
                 ),
             )
         })?;
-        journal.finish(report);
-        report.after = Some(super::report::Versions {
-            firmware: Some(package.manifest().version.to_string()),
-            security: Some(package.manifest().security_version),
-            source: "the package (the device was reset into its new firmware)".into(),
-        });
-        record_history(req, report, device.serial.as_deref(), product, package);
+        download_mode::finish(
+            req,
+            package,
+            &mut journal,
+            "reset",
+            &device,
+            product,
+            report,
+        );
         Ok(Outcome::Success)
     }
 }

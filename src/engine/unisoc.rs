@@ -13,12 +13,12 @@
 //! NV", and their bytes are compared with the backup after the last write.
 
 use super::backup;
-use super::event::{Event, PlannedWrite, Stage};
-use super::history;
-use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
+use super::download_mode;
+use super::event::{Event, Stage};
+use super::job::{ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
-use super::preflight::{Check, Preflight, Status};
-use super::report::{ImageReport, Outcome};
+use super::preflight::{Check, Status};
+use super::report::Outcome;
 use super::JobRequest;
 use crate::device::{DeviceError, Driver, Mode, Target};
 use crate::package::unisoc::{is_nv, UnisocPlan};
@@ -34,12 +34,7 @@ pub(super) fn run(
 ) -> Result<Outcome, Stop> {
     let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
     let cancel = &req.options.cancel;
-    cancel.check("identifying the device")?;
-    emit(Event::Stage {
-        stage: Stage::Identify,
-    });
-    let mut driver = super::job::open_device(req)?;
-    let mut device = driver.identify().map_err(device_err)?;
+    let (mut driver, mut device) = download_mode::identify(req, emit)?;
     if device.mode != Mode::Unisoc {
         return Err((
             Outcome::PreflightRefused,
@@ -68,22 +63,8 @@ pub(super) fn run(
         device: Box::new(device.clone()),
     });
 
-    emit(Event::Stage {
-        stage: Stage::Preflight,
-    });
-    let past = history::lookup(&req.options.history_path, &device, package)
-        .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
-    let preflight = Preflight::run(package, &device, &[], past.as_ref(), &req.options.overrides);
-    report.preflight = preflight.checks.clone();
-    emit(Event::Preflight {
-        checks: preflight.checks.clone(),
-    });
-    preflight.clear().map_err(|refusals| {
-        (
-            Outcome::PreflightRefused,
-            format!("refused before writing anything: {refusals}"),
-        )
-    })?;
+    let (preflight, _) = download_mode::preflight(req, package, &device, emit)?;
+    download_mode::verdict(preflight.checks, report, emit)?;
     if req.options.check_only {
         return Ok(Outcome::DryRun);
     }
@@ -219,35 +200,17 @@ impl Loaded<'_> {
             report.overrides.push("--write-nv".into());
         }
 
-        emit(Event::Stage { stage: Stage::Plan });
+        let planned: Vec<(&str, usize)> = writes
+            .iter()
+            .map(|w| (w.partition.as_str(), w.image))
+            .collect();
+        download_mode::plan_partitions(package, &planned, report, emit);
         let targets: Vec<Target> = writes
             .iter()
             .map(|w| Target::Partition {
                 name: w.partition.clone(),
             })
             .collect();
-        let planned: Vec<PlannedWrite> = writes
-            .iter()
-            .map(|w| PlannedWrite {
-                partition: w.partition.clone(),
-                live: false,
-                target: w.partition.clone(),
-                bytes: manifest.images[w.image].size,
-                sparse: false,
-            })
-            .collect();
-        report.images = writes
-            .iter()
-            .map(|w| {
-                let image = &manifest.images[w.image];
-                ImageReport::not_started(&w.partition, &w.partition, image.size, &image.sha256)
-            })
-            .collect();
-        emit(Event::PlanReady {
-            total_bytes: planned.iter().map(|w| w.bytes).sum(),
-            writes: planned,
-            activate_slot: None,
-        });
         if req.options.dry_run {
             return Ok(Outcome::DryRun);
         }
@@ -299,10 +262,6 @@ impl Loaded<'_> {
         let count = writes.len();
         for (index, (write, target)) in writes.iter().zip(&targets).enumerate() {
             let source = PackageImage::new(package, write.image).cancelled_by(cancel);
-            if journal.keep(driver, index, target, &source, report, emit)? {
-                continue;
-            }
-            cancel.check(&format!("writing {}", write.partition))?;
             let step = ImageStep {
                 index,
                 count,
@@ -310,7 +269,7 @@ impl Loaded<'_> {
                 target,
                 source: &source,
             };
-            write_step(driver, step, journal.journal(), report, emit)?;
+            download_mode::write_or_keep(req, driver, &mut journal, step, report, emit)?;
         }
 
         // The NV partitions the job did not write must hold exactly what was backed up.
@@ -362,19 +321,8 @@ impl Loaded<'_> {
                 ),
             )
         })?;
-        journal.finish(report);
-        report.after = Some(super::report::Versions {
-            firmware: Some(manifest.version.to_string()),
-            security: Some(manifest.security_version),
-            source: "the package (the device was reset into its new firmware)".into(),
-        });
-        record_history(
-            req,
-            report,
-            device.serial.as_deref(),
-            product.as_deref(),
-            package,
-        );
+        let product = product.as_deref();
+        download_mode::finish(req, package, &mut journal, "reset", device, product, report);
         Ok(Outcome::Success)
     }
 }

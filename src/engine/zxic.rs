@@ -13,12 +13,12 @@
 use std::io::Read;
 
 use super::backup;
-use super::event::{Event, PlannedWrite, Stage};
-use super::history;
-use super::job::{record_history, write_step, ImageStep, PackageImage, Stop};
+use super::download_mode;
+use super::event::{Event, Stage};
+use super::job::{ImageStep, PackageImage, Stop};
 use super::journal::Resumable;
-use super::preflight::{Check, Preflight};
-use super::report::{ImageReport, Outcome};
+use super::preflight::Check;
+use super::report::Outcome;
 use super::{JobRequest, Status};
 use crate::device::quirks::Model;
 use crate::device::zxic::ZxicOps;
@@ -42,12 +42,7 @@ pub(super) fn run(
 ) -> Result<Outcome, Stop> {
     let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
     let cancel = &req.options.cancel;
-    cancel.check("identifying the device")?;
-    emit(Event::Stage {
-        stage: Stage::Identify,
-    });
-    let mut driver = super::job::open_device(req)?;
-    let mut device = driver.identify().map_err(device_err)?;
+    let (mut driver, mut device) = download_mode::identify(req, emit)?;
     report.device = Some(device.clone());
     emit(Event::DeviceIdentified {
         device: Box::new(device.clone()),
@@ -63,34 +58,15 @@ pub(super) fn run(
         ));
     }
 
-    emit(Event::Stage {
-        stage: Stage::Preflight,
-    });
     let product = super::product_of(&device, package);
     let model = product.as_deref().and_then(|p| req.quirks.model(p));
-    let past = history::lookup(&req.options.history_path, &device, package)
-        .map_err(|e| (Outcome::PreflightRefused, e.to_string()))?;
-    let mut checks =
-        Preflight::run(package, &device, &[], past.as_ref(), &req.options.overrides).checks;
+    let (preflight, _) = download_mode::preflight(req, package, &device, emit)?;
+    let mut checks = preflight.checks;
     let table = read_table(package, plan);
     let nv = nv_labels(model);
     checks.extend(table_checks(package, plan, table.as_ref(), &nv, model));
-    report.preflight = checks.clone();
     report.overrides = checks.iter().filter_map(|c| c.relaxed_by.clone()).collect();
-    emit(Event::Preflight {
-        checks: checks.clone(),
-    });
-    let refusals: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.status == Status::Refuse)
-        .map(|c| c.message.as_str())
-        .collect();
-    if !refusals.is_empty() {
-        return Err((
-            Outcome::PreflightRefused,
-            format!("refused before writing anything: {}", refusals.join("; ")),
-        ));
-    }
+    download_mode::verdict(checks, report, emit)?;
     let table = table.expect("a table that does not parse is refused above");
     if req.options.check_only {
         return Ok(Outcome::DryRun);
@@ -324,33 +300,13 @@ impl Flash<'_> {
         } = *self;
         let device_err = |e: DeviceError| (Outcome::DeviceError, e.to_string());
         let cancel = &req.options.cancel;
-        let images = &package.manifest().images;
 
-        emit(Event::Stage { stage: Stage::Plan });
-        let planned: Vec<PlannedWrite> = plan
+        let writes: Vec<(&str, usize)> = plan
             .writes
             .iter()
-            .map(|w| PlannedWrite {
-                partition: w.partition.clone(),
-                live: false,
-                target: w.partition.clone(),
-                bytes: images[w.image].size,
-                sparse: false,
-            })
+            .map(|w| (w.partition.as_str(), w.image))
             .collect();
-        report.images = plan
-            .writes
-            .iter()
-            .map(|w| {
-                let image = &images[w.image];
-                ImageReport::not_started(&w.partition, &w.partition, image.size, &image.sha256)
-            })
-            .collect();
-        emit(Event::PlanReady {
-            total_bytes: planned.iter().map(|w| w.bytes).sum(),
-            writes: planned,
-            activate_slot: None,
-        });
+        download_mode::plan_partitions(package, &writes, report, emit);
         if req.options.dry_run {
             let _ = driver.reboot();
             return Ok(Outcome::DryRun);
@@ -407,10 +363,6 @@ impl Flash<'_> {
                 name: w.partition.clone(),
             };
             let source = PackageImage::new(package, w.image).cancelled_by(cancel);
-            if journal.keep(driver, index, &target, &source, report, emit)? {
-                continue;
-            }
-            cancel.check(&format!("writing {}", w.partition))?;
             let step = ImageStep {
                 index,
                 count,
@@ -418,7 +370,7 @@ impl Flash<'_> {
                 target: &target,
                 source: &source,
             };
-            write_step(driver, step, journal.journal(), report, emit)?;
+            download_mode::write_or_keep(req, driver, &mut journal, step, report, emit)?;
         }
 
         // NV read again: the bytes the device holds now are the bytes backed up.
@@ -460,13 +412,15 @@ impl Flash<'_> {
                 format!("every image is written and verified, but the device did not confirm its reboot ({e}): unplug and replug it"),
             )
         })?;
-        journal.finish(report);
-        report.after = Some(super::report::Versions {
-            firmware: Some(package.manifest().version.to_string()),
-            security: Some(package.manifest().security_version),
-            source: "the package (the device was rebooted into its new firmware)".into(),
-        });
-        record_history(req, report, device.serial.as_deref(), product, package);
+        download_mode::finish(
+            req,
+            package,
+            &mut journal,
+            "rebooted",
+            device,
+            product,
+            report,
+        );
         Ok(Outcome::Success)
     }
 }
