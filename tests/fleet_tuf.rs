@@ -377,6 +377,36 @@ fn rollback_to_older_metadata_is_refused() {
 }
 
 #[test]
+fn a_rotated_key_is_followed_through_the_root_chain_also_offline() {
+    let Some(py) = python() else { return };
+    let (bench, package, trust) = bench_with_package("1.0.0");
+    let producer = Producer::init(&py, 86400);
+    producer.add(&package, "a.flpkg");
+    let server = Server::start(&py, &producer.repo());
+    let config = producer.station(&server.base(), &bench.path("cache"));
+    Repository::sync(&config).unwrap();
+    let old_timestamp = std::fs::read(producer.metadata("timestamp.json")).unwrap();
+
+    // Root 2 replaces the timestamp key; the station still pins root 1.
+    producer.run(&["rotate", "--role", "timestamp"]);
+    assert!(producer.metadata("2.root.json").is_file());
+    let repo = Repository::sync(&config).unwrap();
+    assert!(repo.freshness().online);
+    repo.fetch_verified("a.flpkg", &trust).unwrap();
+    // Offline, the stored chain (root 1 → root 2) verifies the stored timestamp.
+    drop(server);
+    let offline = Repository::offline(&config).unwrap();
+    assert_eq!(offline.targets().len(), 1);
+
+    // A timestamp signed by the retired key is refused.
+    let server = Server::start(&py, &producer.repo());
+    let config = producer.station(&server.base(), &bench.path("cache"));
+    std::fs::write(producer.metadata("timestamp.json"), old_timestamp).unwrap();
+    let e = Repository::sync(&config).unwrap_err();
+    assert!(matches!(e, RepoError::Rejected { .. }), "{e}");
+}
+
+#[test]
 fn freeze_with_expired_metadata_is_refused() {
     let Some(py) = python() else { return };
     let (bench, package, _) = bench_with_package("1.0.0");

@@ -13,6 +13,8 @@ Commands (times are seconds from now; negative means already expired):
   add DIR FILE --name NAME [--custom JSON] [--timestamp-expires S]
   timestamp DIR [--expires S] [--snapshot-version N]
   snapshot DIR [--targets-version N] [--timestamp-expires S]
+  rotate DIR --role ROLE        a new key for ROLE in root N+1 (signed by the root key),
+                                then a new timestamp
 
 Every command prints the new metadata versions as one JSON line.
 """
@@ -121,6 +123,17 @@ def report(base, **extra):
     )
 
 
+def new_key(base, role):
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (base / "keys" / f"{role}.pem").write_bytes(pem)
+    return CryptoSigner(private).public_key
+
+
 def init(args):
     base = Path(args.dir)
     (base / "keys").mkdir(parents=True)
@@ -129,14 +142,7 @@ def init(args):
     root = Metadata(Root(consistent_snapshot=True))
     root.signed.expires = expiry(LONG.total_seconds())
     for role in ROLES:
-        private = Ed25519PrivateKey.generate()
-        pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        (base / "keys" / f"{role}.pem").write_bytes(pem)
-        root.signed.add_key(CryptoSigner(private).public_key, role)
+        root.signed.add_key(new_key(base, role), role)
     write(base, root, "1.root.json")
     targets = Metadata(Targets())
     targets.signed.expires = expiry(MEDIUM.total_seconds())
@@ -178,6 +184,18 @@ def snapshot(args):
     report(base)
 
 
+def rotate(args):
+    base = Path(args.dir)
+    version = highest(base, "root")
+    root = load(base, f"{version}.root.json")
+    for keyid in list(root.signed.roles[args.role].keyids):
+        root.signed.revoke_key(keyid, args.role)
+    root.signed.add_key(new_key(base, args.role), args.role)
+    root.signed.version = version + 1
+    write(base, root, f"{version + 1}.root.json")
+    timestamp(argparse.Namespace(dir=args.dir, expires=86400.0, snapshot_version=None))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +221,10 @@ def main():
     p.add_argument("--targets-version", type=int)
     p.add_argument("--timestamp-expires", type=float, default=day)
     p.set_defaults(run=snapshot)
+    p = commands.add_parser("rotate")
+    p.add_argument("dir")
+    p.add_argument("--role", choices=["targets", "snapshot", "timestamp"], required=True)
+    p.set_defaults(run=rotate)
     args = parser.parse_args()
     args.run(args)
 

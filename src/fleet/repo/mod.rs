@@ -371,11 +371,7 @@ fn open_verified(
     let metadata_url = Url::from_directory_path(&metadata).map_err(|()| {
         RepoError::Config(format!("{} is not a usable folder", metadata.display()))
     })?;
-    let datastore = tempfile::Builder::new()
-        .prefix("datastore-")
-        .tempdir_in(&config.cache)
-        .map_err(RepoError::io(&config.cache))?;
-    state.copy_datastore(datastore.path())?;
+    let datastore = state.private_datastore()?;
     let loader = RepositoryLoader::new(&root, metadata_url, config.targets_url.clone())
         .transport(transport::default_transport())
         .datastore(datastore.path());

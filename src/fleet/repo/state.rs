@@ -5,6 +5,7 @@
 //! <cache>/tuf/current/datastore/  tough's datastore: the versions it trusts (anti-rollback)
 //!                                 and the latest time it saw (the clock may not go back)
 //! <cache>/tuf/current/verified.json  when that load was verified, and when it expires
+//! <cache>/tuf/open-*/             each open repository's own copy of the datastore
 //! ```
 //!
 //! A sync verifies into `staging/` (starting from a copy of the current datastore, so the
@@ -110,8 +111,19 @@ impl State {
         Ok(datastore)
     }
 
+    /// A copy of the current datastore for one open repository (`tuf/open-*`, removed
+    /// when it is dropped).
+    pub(super) fn private_datastore(&self) -> Result<tempfile::TempDir, RepoError> {
+        let copy = tempfile::Builder::new()
+            .prefix("open-")
+            .tempdir_in(&self.dir)
+            .map_err(RepoError::io(&self.dir))?;
+        self.copy_datastore(copy.path())?;
+        Ok(copy)
+    }
+
     /// Copies the current datastore's files into `to` (created if needed).
-    pub(super) fn copy_datastore(&self, to: &Path) -> Result<(), RepoError> {
+    fn copy_datastore(&self, to: &Path) -> Result<(), RepoError> {
         std::fs::create_dir_all(to).map_err(RepoError::io(to))?;
         if let Ok(entries) = std::fs::read_dir(self.datastore()) {
             for entry in entries.flatten() {
