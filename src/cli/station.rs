@@ -218,7 +218,11 @@ impl View {
                 max_failures,
             } => say!(
                 "station: {} | canaries {canaries} | kill switch {max_failures} | batch {}",
-                packages.join(", "),
+                if packages.is_empty() {
+                    "packages from the fleet's rollouts".to_string()
+                } else {
+                    packages.join(", ")
+                },
                 dir.display()
             ),
             StationEvent::Slot(slot) => {

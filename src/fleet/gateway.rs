@@ -604,3 +604,161 @@ fn drain_loop(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::ddi::{DdiError, Deployment, Poll};
+    use crate::fleet::reports::{PutOutcome, StoreError};
+
+    /// A rollout server that offers one deployment and records what it is sent.
+    #[derive(Default)]
+    struct FakeRollouts {
+        down: bool,
+        configs: Mutex<Vec<BTreeMap<String, String>>>,
+        feedback: Mutex<Vec<(u64, Execution, Vec<String>)>>,
+    }
+
+    impl Rollouts for FakeRollouts {
+        fn poll(&self, _: &TargetId) -> Result<Poll, DdiError> {
+            if self.down {
+                return Err(DdiError::Setup("connection refused".into()));
+            }
+            Ok(Poll {
+                sleep: Duration::from_secs(3600),
+                deployment: Some(Deployment {
+                    action: ActionId(7),
+                    package: PackageRef {
+                        tuf_target: "phone-3.0.0.flpkg".into(),
+                        sha256: "ab".repeat(32),
+                        size: 10,
+                    },
+                    forced: true,
+                }),
+                cancel: None,
+                wants_config: true,
+            })
+        }
+
+        fn put_config(
+            &self,
+            _: &TargetId,
+            data: &BTreeMap<String, String>,
+        ) -> Result<(), DdiError> {
+            lock(&self.configs).push(data.clone());
+            Ok(())
+        }
+
+        fn still_wanted(&self, _: &TargetId, _: &ActionId) -> Result<bool, DdiError> {
+            Ok(false)
+        }
+
+        fn feedback(&self, _: &TargetId, action: &ActionId, f: &Feedback) -> Result<(), DdiError> {
+            lock(&self.feedback).push((action.0, f.execution, f.details.clone()));
+            Ok(())
+        }
+
+        fn ack_cancel(&self, _: &TargetId, _: &ActionId) -> Result<(), DdiError> {
+            Ok(())
+        }
+    }
+
+    struct NoStore;
+
+    impl ReportStore for NoStore {
+        fn put_once(&self, _: &str, _: &[u8]) -> Result<PutOutcome, StoreError> {
+            Err(StoreError::Config("down".into()))
+        }
+    }
+
+    fn make(dir: &Path, rollouts: Arc<FakeRollouts>) -> Gateway {
+        let key = StationKey::open_or_create(&dir.join("station.key")).unwrap();
+        let parts = Parts {
+            rollouts,
+            rollouts_at: "http://hawkbit.invalid/".into(),
+            // Nothing listens there: the repository is unreachable and never synced.
+            repository: RepoConfig::new(
+                "http://127.0.0.1:9/metadata/",
+                "http://127.0.0.1:9/targets/",
+                dir.join("root.json"),
+                dir.join("cache"),
+            )
+            .unwrap(),
+            store: Arc::new(NoStore),
+            store_at: "bucket".into(),
+            outbox: Outbox::open_with_key(&dir.join("outbox"), key).unwrap(),
+        };
+        let poll = (Duration::from_millis(500), Duration::from_secs(2));
+        Gateway::new("bench-1", b"0123456789abcdef".to_vec(), poll, parts)
+    }
+
+    fn device() -> FleetDevice {
+        FleetDevice {
+            slot: "usb:1-1.3".into(),
+            label: Some("left hub, port 3".into()),
+            serial: Some("SN1".into()),
+            imei: None,
+            model: Some("MF833V".into()),
+            version: Some("BD_MF833VV1.0.0B06".into()),
+        }
+    }
+
+    #[test]
+    fn an_unsynced_repository_offers_nothing_and_the_device_attributes_are_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let rollouts = Arc::new(FakeRollouts::default());
+        let gateway = make(dir.path(), Arc::clone(&rollouts));
+        match gateway.offer(&device()) {
+            Offer::Nothing { why, retry } => {
+                assert!(why.starts_with("repository: "), "{why}");
+                // hawkBit's hour-long sleep is kept within the station's bounds.
+                assert_eq!(retry, Duration::from_secs(2));
+            }
+            offer => panic!("an unverified package was offered: {offer:?}"),
+        }
+        let status = gateway.status();
+        assert_eq!(status.rollouts.state, LinkState::Up);
+        assert_eq!(status.repository.state, LinkState::Down);
+        let configs = lock(&rollouts.configs).clone();
+        assert_eq!(configs.len(), 1);
+        assert_eq!(configs[0]["model"], "MF833V");
+        assert_eq!(configs[0]["firmware"], "BD_MF833VV1.0.0B06");
+        assert_eq!(configs[0]["station"], "bench-1");
+        assert_eq!(configs[0]["bench_slot"], "left hub, port 3");
+        assert!(
+            lock(&rollouts.feedback).is_empty(),
+            "nothing declined or started"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_server_offers_nothing_and_a_withdrawn_action_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let down = Arc::new(FakeRollouts {
+            down: true,
+            ..FakeRollouts::default()
+        });
+        let gateway = make(dir.path(), down);
+        let Offer::Nothing { why, retry } = gateway.offer(&device()) else {
+            panic!("offered while hawkBit is down");
+        };
+        assert!(why.starts_with("hawkBit unreachable"), "{why}");
+        assert_eq!(retry, Duration::from_millis(500));
+        assert_eq!(gateway.status().rollouts.state, LinkState::Down);
+
+        let dir = tempfile::tempdir().unwrap();
+        let rollouts = Arc::new(FakeRollouts::default());
+        let gateway = make(dir.path(), Arc::clone(&rollouts));
+        let target = TargetId::derive(b"0123456789abcdef", "SN1", None);
+        let ticket = Ticket {
+            target: target.as_str().to_string(),
+            action: 7,
+            package: "phone-3.0.0.flpkg".into(),
+        };
+        // Unknown to this gateway until it polled the device: refused, not written.
+        assert!(gateway.still_wanted(&ticket).is_err());
+        gateway.offer(&device());
+        let why = gateway.still_wanted(&ticket).unwrap_err();
+        assert!(why.contains("cancelled"), "{why}");
+    }
+}
