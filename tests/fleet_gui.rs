@@ -144,6 +144,7 @@ outbox = "outbox"
             trust_dir: bench.path("keys"),
             reports_dir: station_home.join("reports"),
             last_package_dir: None,
+            disable_super_optimization: false,
         },
         persist: false,
         quick_packages: Vec::new(),

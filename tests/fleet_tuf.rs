@@ -546,7 +546,7 @@ fn an_offline_station_works_from_its_cache_until_the_metadata_expires() {
     );
 }
 
-/// The GUI's repository picker, driven by label: configured by `station.toml` in
+/// The GUI's repository picker, driven by label: configured by `fleet.toml` in
 /// flashline's home, it lists the repository's package, downloads and checks it on
 /// request, shows its version from the verified manifest, and opens it.
 #[cfg(feature = "gui")]
@@ -566,7 +566,7 @@ fn the_gui_picker_lists_checks_and_opens_repository_packages() {
     let home = bench.path("gui-home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
-        home.join("station.toml"),
+        home.join("fleet.toml"),
         format!(
             "[repository]\nmetadata_url = \"{0}metadata/\"\ntargets_url = \"{0}targets/\"\nroot = {1:?}\ncache = \"cache\"\n",
             server.base(),
@@ -588,6 +588,7 @@ fn the_gui_picker_lists_checks_and_opens_repository_packages() {
             trust_dir: bench.path("keys"),
             reports_dir: home.join("reports"),
             last_package_dir: None,
+            disable_super_optimization: false,
         },
         persist: false,
         quick_packages: Vec::new(),

@@ -77,7 +77,7 @@ impl RepoArgs {
                 cache.clone(),
             )?),
             _ => bail!(
-                "name the repository: --config station.toml, or --metadata-url, --targets-url, \
+                "name the repository: --config fleet.toml, or --metadata-url, --targets-url, \
                  --root and --cache"
             ),
         }

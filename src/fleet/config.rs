@@ -39,6 +39,9 @@ use url::Url;
 
 /// Longest station file read: it is a dozen lines.
 const MAX_LEN: u64 = 64 * 1024;
+/// The fleet file's name in flashline's home, where the GUI looks for it. (`station.toml`
+/// there is the bench's own settings file: slot labels and sound.)
+pub const FILE: &str = "fleet.toml";
 /// Fewest bytes of salt: a short salt makes target ids guessable from serials.
 const MIN_SALT: usize = 16;
 /// Largest salt file read.

@@ -1,5 +1,5 @@
 //! The repository package picker: the packages a TUF repository offers this station, when
-//! the station file (`station.toml` in flashline's home) has a `[repository]` table.
+//! the station file (`fleet.toml` in flashline's home) has a `[repository]` table.
 //!
 //! Syncing and downloading take the network and hash whole packages, so they run on the
 //! picker's own worker thread, which owns the [`Repository`]; the window only holds the
@@ -86,10 +86,10 @@ enum Answer {
 }
 
 impl RepoPicker {
-    /// Reads the `[repository]` table of `<home>/station.toml`, if there is one, and starts
+    /// Reads the `[repository]` table of `<home>/fleet.toml`, if there is one, and starts
     /// a first sync. Packages are checked against the keys in `trust_dir`.
     pub fn configure_from_home(&mut self, home: &Path, trust_dir: &Path) {
-        let file = home.join("station.toml");
+        let file = home.join(crate::fleet::config::FILE);
         if !file.is_file() {
             return;
         }

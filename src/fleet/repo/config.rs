@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn station_file_paths_are_relative_to_its_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("station.toml");
+        let file = dir.path().join("fleet.toml");
         std::fs::write(
             &file,
             "[station]\nname = \"s1\"\n[repository]\nmetadata_url = \"http://127.0.0.1:8080/metadata\"\ntargets_url = \"file:///media/usb/targets/\"\nroot = \"root.json\"\ncache = \"cache\"\n",
