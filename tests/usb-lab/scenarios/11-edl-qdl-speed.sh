@@ -1,4 +1,4 @@
-# Scenario 11 (issue 16's figure 10): the same full flat build (32 MiB: boot and modem)
+# Scenario 11 (issue 16's figure 10): the same full flat build (16 MiB: boot and modem)
 # written to the same EDL gadget by `flashline recover` and by Debian's qdl, alternating,
 # three runs each. Before every run boot and modem are zeroed on the gadget's side, so each
 # run is a full write (flashline's digests find nothing to keep); after it the LUN must
