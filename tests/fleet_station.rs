@@ -22,7 +22,9 @@ use flashline::sim::phone::PhoneConfig;
 use flashline::station::fleet::{
     FleetDevice, FleetLink, FleetStatus, Link, LinkState, Offer, Ticket,
 };
-use flashline::station::{runner, Board, SlotStatus, StationConfig, StationEvent, Threshold};
+use flashline::station::{
+    runner, BatchReport, Board, SlotStatus, StationConfig, StationEvent, Threshold,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -48,6 +50,7 @@ struct Calls {
     finished: Vec<(u64, Outcome)>,
     declined: Vec<(u64, String)>,
     withdrawn: Vec<u64>,
+    batches: Vec<(String, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +121,14 @@ impl FleetLink for FakeFleet {
             .push((ticket.action, report.outcome));
         let serial = ticket.target.trim_start_matches("t-").to_string();
         self.plans.lock().unwrap().insert(serial, Plan::Nothing);
+    }
+
+    fn batch_ended(&self, batch: &str, report: &BatchReport) {
+        self.calls
+            .lock()
+            .unwrap()
+            .batches
+            .push((batch.to_string(), report.devices.len()));
     }
 
     fn declined(&self, ticket: &Ticket, why: &str) {
@@ -310,5 +321,10 @@ fn only_offered_devices_are_flashed_and_a_withdrawn_offer_writes_nothing() {
             && outcomes.contains(&("FLLATER".into(), Some(Outcome::Success))),
         "{outcomes:?}"
     );
+    // The final batch report went to the fleet once, as the station stopped.
+    fleet.calls(|c| {
+        assert_eq!(c.batches.len(), 1, "{:?}", c.batches);
+        assert_eq!(c.batches[0].1, report.devices.len());
+    });
     devices.stop();
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use common::bench::{assert_prefix, Bench};
 use flashline::engine::station::StationKey;
 use flashline::fleet::ddi::{TargetId, CANCEL_ACCEPTED};
-use flashline::fleet::reports::{report_key, verify_envelope};
+use flashline::fleet::reports::{batch_key, report_key, verify_envelope};
 use flashline::sim::bench::{Arrival, ArrivingBench, VirtualDevice};
 use flashline::sim::phone::PhoneConfig;
 use flashline::sim::FaultPlan;
@@ -322,7 +322,7 @@ struct Station {
     name: &'static str,
     home: PathBuf,
     devices: PathBuf,
-    _process: Peer,
+    process: Peer,
     events: Receiver<(Instant, serde_json::Value)>,
     seen: Vec<(Instant, serde_json::Value)>,
 }
@@ -409,10 +409,37 @@ outbox = "outbox"
             name,
             home: home.clone(),
             devices: base.join("devices"),
-            _process: Peer(child),
+            process: Peer(child),
             events,
             seen: Vec::new(),
         }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the station to finish its batch and exit.
+    fn stop_gracefully(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.process.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.process.0.try_wait().unwrap() {
+                assert!(status.code().is_some(), "{}: {status}", self.name);
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop", self.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The batch folder's name (the station's only batch).
+    fn batch_name(&self) -> String {
+        let batches = self.home.join(flashline::station::control::BATCHES);
+        let mut names: Vec<String> = std::fs::read_dir(&batches)
+            .unwrap_or_else(|e| panic!("{}: {e}", batches.display()))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        names.remove(0)
     }
 
     fn bench_dir(&self) -> PathBuf {
@@ -949,7 +976,7 @@ fn two_stations_follow_a_rollout_halt_on_a_failure_spike_and_report_everything_o
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(
-        objects.len(),
+        objects.keys().filter(|k| k.starts_with("reports/")).count(),
         20,
         "{:#?}",
         objects.keys().collect::<Vec<_>>()
@@ -968,6 +995,36 @@ fn two_stations_follow_a_rollout_halt_on_a_failure_spike_and_report_everything_o
         }
     }
     assert_eq!(failures, failing.len());
+
+    // SIGTERM ends each station's batch: its final batch report lands in the bucket once.
+    for s in [&mut a, &mut b] {
+        s.stop_gracefully();
+    }
+    let deadline = Instant::now() + WAIT;
+    let objects = loop {
+        let objects = moto.objects();
+        let batches = objects.keys().filter(|k| k.starts_with("batches/")).count();
+        if batches >= 2 || Instant::now() >= deadline {
+            break objects;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let batches: Vec<&String> = objects
+        .keys()
+        .filter(|k| k.starts_with("batches/"))
+        .collect();
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    for (i, station) in [&a, &b].into_iter().enumerate() {
+        let batch = station.batch_name();
+        let key = batch_key(names[i], &batch);
+        let body = objects
+            .get(&key)
+            .unwrap_or_else(|| panic!("no batch report at {key}: {batches:?}"));
+        let envelope = verify_envelope(&key, body.as_bytes(), &public[i]).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&envelope.report).unwrap();
+        assert_eq!(report["batch"], batch.as_str());
+        assert_eq!(report["report"]["devices"].as_array().unwrap().len(), 10);
+    }
     let elapsed = started.elapsed();
     eprintln!("two stations, 20 devices: {elapsed:?}");
     for bench in benches {

@@ -29,11 +29,12 @@ use super::ddi::{
     PackageRef, Rollouts, TargetId,
 };
 use super::repo::{RepoConfig, Repository};
-use super::reports::{report_key, Outbox, ReportStore, S3Config, S3Store};
+use super::reports::{batch_key, report_key, Outbox, ReportStore, S3Config, S3Store};
 use super::secret::Secret;
 use crate::engine::station::StationKey;
 use crate::engine::{Outcome, Report};
 use crate::station::fleet::{FleetDevice, FleetLink, FleetStatus, Link, LinkState, Offer, Ticket};
+use crate::station::BatchReport;
 
 /// How often the repository's metadata is refreshed while the station is asked for
 /// packages (its timestamp is a few hundred bytes).
@@ -281,8 +282,13 @@ impl Gateway {
             "report_file": path,
             "job": report,
         });
-        let bytes = serde_json::to_vec_pretty(&body).expect("reports serialise");
-        match self.outbox.enqueue(&key, &bytes) {
+        self.queue(&key, &body);
+    }
+
+    /// Queues `body` under `key` and wakes the drainer.
+    fn queue(&self, key: &str, body: &serde_json::Value) {
+        let bytes = serde_json::to_vec_pretty(body).expect("reports serialise");
+        match self.outbox.enqueue(key, &bytes) {
             Ok(()) => self.drainer.wake(),
             Err(e) => tracing::error!(key = %key, "report not queued: {e}"),
         }
@@ -406,6 +412,16 @@ impl FleetLink for Gateway {
             Execution::Closed(outcome),
             closing_trail(&self.station, ticket, report),
         );
+    }
+
+    fn batch_ended(&self, batch: &str, report: &BatchReport) {
+        let key = batch_key(&self.station, batch);
+        let body = serde_json::json!({
+            "station": self.station,
+            "batch": batch,
+            "report": report,
+        });
+        self.queue(&key, &body);
     }
 
     fn declined(&self, ticket: &Ticket, why: &str) {

@@ -779,6 +779,7 @@ fn describe(path: &Path, trust: &TrustStore) -> (PackageState, Option<VerifiedPa
         writes: writes(m),
         qualcomm: m.qualcomm.is_some(),
         zxic: m.zxic.is_some(),
+        unisoc: m.unisoc.is_some(),
         signature: signature_words(&inspection.signatures),
     };
     // Opening a package in the window checks every image byte (and every signed block

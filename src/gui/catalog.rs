@@ -30,6 +30,8 @@ pub struct CatalogEntry {
     pub qualcomm: bool,
     /// A ZXIC package (flashed through the ZX297520V3 boot ROM).
     pub zxic: bool,
+    /// A Unisoc package (flashed through the boot ROM's download mode).
+    pub unisoc: bool,
     /// The MSM hardware id its programmer is signed for (`[qualcomm] hwid`), if declared.
     pub hwid: Option<String>,
     /// The OEM key hash its programmer is signed for (`[qualcomm] pk_hash`), if declared.
@@ -90,6 +92,7 @@ fn entry(path: &Path) -> Option<CatalogEntry> {
         targets: m.targets.iter().map(|t| t.product.clone()).collect(),
         qualcomm: m.qualcomm.is_some(),
         zxic: m.zxic.is_some(),
+        unisoc: m.unisoc.is_some(),
         hwid: m.qualcomm.as_ref().and_then(|q| q.hwid.clone()),
         pk_hash: m.qualcomm.as_ref().and_then(|q| q.pk_hash.clone()),
     })
@@ -110,7 +113,8 @@ pub struct Offer {
 /// chip (Sahara command mode, in EDL) is `chip`, where known.
 ///
 /// A device in EDL, DIAG or modem mode takes a Qualcomm flat build, a ZXIC device in its
-/// boot ROM a ZXIC package, a phone in fastboot a fastboot package. A flat build whose programmer is signed for another chip
+/// boot ROM a ZXIC package, a Unisoc device in download mode a Unisoc package, a phone in
+/// fastboot a fastboot package. A flat build whose programmer is signed for another chip
 /// (`[qualcomm] hwid`/`pk_hash`) is never offered: the job would refuse it. Among the
 /// rest, those that name the model or are signed for the chip come first and alone; a
 /// device that can say neither (a brick in EDL reports no model) is offered every package
@@ -125,7 +129,11 @@ pub fn offer(
     let fits = |e: &CatalogEntry| chip.and_then(|c| e.fits_chip(c));
     let kind: Vec<CatalogEntry> = catalog
         .iter()
-        .filter(|e| e.qualcomm == qualcomm && e.zxic == (mode == Mode::Zxic))
+        .filter(|e| {
+            e.qualcomm == qualcomm
+                && e.zxic == (mode == Mode::Zxic)
+                && e.unisoc == (mode == Mode::Unisoc)
+        })
         .filter(|e| fits(e) != Some(false))
         .cloned()
         .collect();
@@ -162,6 +170,7 @@ mod tests {
             targets: targets.iter().map(|t| t.to_string()).collect(),
             qualcomm,
             zxic: false,
+            unisoc: false,
             hwid: None,
             pk_hash: None,
         }
@@ -246,18 +255,24 @@ mod tests {
     }
 
     #[test]
-    fn a_zxic_device_is_offered_zxic_packages_only_and_phones_never_them() {
+    fn a_download_mode_device_is_offered_its_family_only_and_phones_never_them() {
         let zxic = CatalogEntry {
             zxic: true,
             ..entry("zxic", &["ZX7520-SIM"], false)
+        };
+        let unisoc = CatalogEntry {
+            unisoc: true,
+            ..entry("unisoc", &["UNISOC-SIM"], false)
         };
         let catalog = [
             entry("phone", &["zte-demo-phone"], false),
             entry("hotspot", &["MU300"], true),
             zxic,
+            unisoc,
         ];
         let names = |o: Offer| o.packages.into_iter().map(|e| e.name).collect::<Vec<_>>();
         assert_eq!(names(offer(&catalog, Mode::Zxic, None, None)), ["zxic"]);
+        assert_eq!(names(offer(&catalog, Mode::Unisoc, None, None)), ["unisoc"]);
         assert_eq!(
             names(offer(&catalog, Mode::Fastboot, None, None)),
             ["phone"]

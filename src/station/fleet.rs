@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::report::BatchReport;
 use crate::engine::Report;
 
 /// A device on the bench, as a rollout server knows it.
@@ -86,6 +87,9 @@ pub trait FleetLink: Send + Sync + std::fmt::Debug {
     fn declined(&self, ticket: &Ticket, why: &str);
     /// The connections as they stand, for the board (cheap: no network).
     fn status(&self) -> FleetStatus;
+    /// The batch ended (the station stopped): queues its final report, `batch` being the
+    /// batch folder's name. Per-device reports went at each job's end.
+    fn batch_ended(&self, batch: &str, report: &BatchReport);
 }
 
 /// Whether a peer answers.

@@ -377,7 +377,12 @@ impl Runner {
         }
         drop(tx);
         drain(&rx);
-        self.machine.report().clone()
+        let report = self.machine.report().clone();
+        if let Some(fleet) = &self.fleet {
+            let batch = self.dir.file_name().unwrap_or_default().to_string_lossy();
+            fleet.batch_ended(&batch, &report);
+        }
+        report
     }
 
     fn bench_change(&mut self, change: Change) -> Vec<Action> {

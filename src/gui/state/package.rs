@@ -49,6 +49,8 @@ pub struct PackageCard {
     pub qualcomm: bool,
     /// A ZXIC package (flashed through the ZX297520V3 boot ROM).
     pub zxic: bool,
+    /// A Unisoc package (flashed through the boot ROM's download mode, FDL1 then FDL2).
+    pub unisoc: bool,
     /// The signer and the signature's state, in plain words.
     pub signature: String,
 }

@@ -133,6 +133,7 @@ fn the_flash_button_says_why_it_is_disabled() {
         writes: vec![],
         qualcomm: false,
         zxic: false,
+        unisoc: false,
         signature: String::new(),
     });
     s.apply(
@@ -201,6 +202,7 @@ fn the_confirmation_says_which_partitions_are_written_live() {
         writes: vec![],
         qualcomm: false,
         zxic: false,
+        unisoc: false,
         signature: String::new(),
     });
     s.apply(

@@ -115,6 +115,7 @@ impl AppState {
                     targets: card.targets.clone(),
                     qualcomm: card.qualcomm,
                     zxic: card.zxic,
+                    unisoc: card.unisoc,
                     hwid: None,
                     pk_hash: None,
                 });
