@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::config::{ConfigError, FleetConfig};
 use super::ddi::{
-    device_attributes, ActionId, Execution, Feedback, HawkbitDdi, Outcome as DdiOutcome,
+    device_attributes, ActionId, DdiError, Execution, Feedback, HawkbitDdi, Outcome as DdiOutcome,
     PackageRef, Rollouts, TargetId,
 };
 use super::repo::{RepoConfig, Repository};
@@ -303,6 +303,27 @@ impl FleetLink for Gateway {
             Ok(poll) => {
                 self.rollouts_state(Ok(()));
                 poll
+            }
+            Err(DdiError::NoPackage { action, why }) => {
+                // hawkBit answered, with an action flashline cannot carry out (no TUF
+                // target, no SHA-256): close it as failed so that it does not come back
+                // at every poll, and say why on the server.
+                self.rollouts_state(Ok(()));
+                let ticket = Ticket {
+                    target: target.as_str().to_string(),
+                    action: action.0,
+                    package: String::new(),
+                };
+                let why = format!("deployment {} names no flashline package: {why}", action.0);
+                self.feedback(
+                    &ticket,
+                    Execution::Closed(DdiOutcome::Failure),
+                    vec![why.clone()],
+                );
+                return Offer::Nothing {
+                    why,
+                    retry: self.poll.0,
+                };
             }
             Err(e) => {
                 let why = format!("hawkBit unreachable: {e}");
@@ -624,13 +645,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::ddi::{DdiError, Deployment, Poll};
+    use crate::fleet::ddi::{Deployment, Poll};
     use crate::fleet::reports::{PutOutcome, StoreError};
 
     /// A rollout server that offers one deployment and records what it is sent.
     #[derive(Default)]
     struct FakeRollouts {
         down: bool,
+        /// Offers action 9, which names no package flashline can fetch.
+        no_package: bool,
         configs: Mutex<Vec<BTreeMap<String, String>>>,
         feedback: Mutex<Vec<(u64, Execution, Vec<String>)>>,
     }
@@ -639,6 +662,12 @@ mod tests {
         fn poll(&self, _: &TargetId) -> Result<Poll, DdiError> {
             if self.down {
                 return Err(DdiError::Setup("connection refused".into()));
+            }
+            if self.no_package {
+                return Err(DdiError::NoPackage {
+                    action: ActionId(9),
+                    why: "no tuf-target metadata and no artifact with a SHA-256".into(),
+                });
             }
             Ok(Poll {
                 sleep: Duration::from_secs(3600),
@@ -776,5 +805,28 @@ mod tests {
         gateway.offer(&device());
         let why = gateway.still_wanted(&ticket).unwrap_err();
         assert!(why.contains("cancelled"), "{why}");
+    }
+
+    #[test]
+    fn an_action_naming_no_package_is_closed_as_failed_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let rollouts = Arc::new(FakeRollouts {
+            no_package: true,
+            ..FakeRollouts::default()
+        });
+        let gateway = make(dir.path(), Arc::clone(&rollouts));
+        let Offer::Nothing { why, .. } = gateway.offer(&device()) else {
+            panic!("offered an action without a package");
+        };
+        assert!(
+            why.contains("deployment 9 names no flashline package"),
+            "{why}"
+        );
+        assert_eq!(gateway.status().rollouts.state, LinkState::Up);
+        let feedback = lock(&rollouts.feedback).clone();
+        assert_eq!(feedback.len(), 1, "{feedback:?}");
+        assert_eq!(feedback[0].0, 9);
+        assert_eq!(feedback[0].1, Execution::Closed(DdiOutcome::Failure));
+        assert!(feedback[0].2[0].contains("no tuf-target"), "{feedback:?}");
     }
 }
