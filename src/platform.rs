@@ -13,6 +13,7 @@
 
 use std::fs::{DirBuilder, File, Metadata, OpenOptions};
 use std::io;
+use std::ops::Range;
 use std::path::Path;
 
 /// The operating systems whose conventions differ here.
@@ -217,6 +218,74 @@ pub fn create_mode(options: &mut OpenOptions, mode: u32) -> &mut OpenOptions {
     #[cfg(not(unix))]
     let _ = mode;
     options
+}
+
+/// The `block`-aligned ranges of the first `len` bytes of `file` that hold data, from
+/// `SEEK_DATA`/`SEEK_HOLE` on Linux (a tool that wrote a filesystem image left the rest as
+/// holes). Where holes cannot be told apart, the whole file.
+pub fn data_ranges(file: &File, len: u64, block: u64) -> io::Result<Vec<Range<u64>>> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::unistd::{lseek, Whence};
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        let mut at = 0u64;
+        while at < len {
+            let start = match lseek(fd, at as i64, Whence::SeekData) {
+                Ok(start) => start as u64,
+                Err(nix::errno::Errno::ENXIO) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let end = lseek(fd, start as i64, Whence::SeekHole)? as u64;
+            let range = (start / block * block)..end.div_ceil(block).saturating_mul(block).min(len);
+            match ranges.last_mut() {
+                Some(last) if last.end >= range.start => last.end = last.end.max(range.end),
+                _ if range.start < range.end => ranges.push(range),
+                _ => {}
+            }
+            at = end.max(start + 1);
+        }
+        Ok(ranges)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, block);
+        Ok(vec![0..len])
+    }
+}
+
+/// A flag raised by the first Ctrl-C or SIGTERM (`on_first` runs then); a second one
+/// quits at once (exit status 130). Call it before any thread starts: on Unix the signals
+/// are blocked in the calling thread, which every thread started later inherits, and one
+/// thread waits for them. Elsewhere Ctrl-C ends the process as usual.
+pub fn stop_requests(
+    on_first: impl FnOnce() + Send + 'static,
+) -> io::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    #[cfg(unix)]
+    {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut signals = SigSet::empty();
+        signals.add(Signal::SIGINT);
+        signals.add(Signal::SIGTERM);
+        signals.thread_block().map_err(io::Error::from)?;
+        let flag = std::sync::Arc::clone(&stopped);
+        std::thread::Builder::new()
+            .name("stop-signal".into())
+            .spawn(move || {
+                if signals.wait().is_ok() {
+                    on_first();
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                if signals.wait().is_ok() {
+                    std::process::exit(130);
+                }
+            })?;
+    }
+    #[cfg(not(unix))]
+    drop(on_first);
+    Ok(stopped)
 }
 
 /// One positional read (`pread` on Unix, `seek_read` on Windows): the offset is part of

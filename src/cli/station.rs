@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -120,8 +120,15 @@ pub(super) fn run(args: StationArgs) -> Result<ExitCode> {
 }
 
 fn station(args: RunArgs, home: &std::path::Path) -> Result<ExitCode> {
-    // Before any thread starts, so that every thread inherits the blocked signals.
-    let stopped = stop_on_signal()?;
+    // Ctrl-C or SIGTERM ends the batch as `--stop-after` does: no new device is taken, the
+    // running jobs finish, and the final batch report is written (and, for a fleet member,
+    // queued for the bucket). Killing a station in the middle of a write is what the
+    // journal exists for, not how a shift should end. Set up before any thread starts, so
+    // that every thread inherits the blocked signals.
+    let stopped = crate::platform::stop_requests(|| {
+        say_err!("stopping: running jobs finish, no new device is taken (again to quit now)")
+    })
+    .context("cannot watch for Ctrl-C/SIGTERM")?;
     #[cfg(feature = "fleet")]
     let fleet = args.fleet.clone();
     #[cfg(not(feature = "fleet"))]
@@ -323,42 +330,4 @@ fn line(slot: &Slot) -> String {
         text.push_str(&format!(": {message}"));
     }
     text
-}
-
-/// Ctrl-C or SIGTERM ends the batch as `--stop-after` does: no new device is taken, the
-/// running jobs finish, and the final batch report is written (and, for a fleet member,
-/// queued for the bucket). A second signal quits at once. Killing a station in the middle
-/// of a write is what the journal exists for, not how a shift should end.
-#[cfg(unix)]
-fn stop_on_signal() -> Result<Arc<AtomicBool>> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    signals
-        .thread_block()
-        .context("cannot block SIGINT/SIGTERM")?;
-    let stopped = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stopped);
-    std::thread::Builder::new()
-        .name("stop-signal".into())
-        .spawn(move || {
-            if signals.wait().is_ok() {
-                say_err!(
-                    "stopping: running jobs finish, no new device is taken (again to quit now)"
-                );
-                flag.store(true, Ordering::SeqCst);
-            }
-            if signals.wait().is_ok() {
-                std::process::exit(130);
-            }
-        })
-        .context("cannot start the signal thread")?;
-    Ok(stopped)
-}
-
-/// Elsewhere Ctrl-C ends the process as usual.
-#[cfg(not(unix))]
-fn stop_on_signal() -> Result<Arc<AtomicBool>> {
-    Ok(Arc::default())
 }

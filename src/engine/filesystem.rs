@@ -21,7 +21,6 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -253,7 +252,7 @@ fn encode(raw: &Path, size: u64, out: &Path) -> io::Result<(u64, [u8; 32])> {
     let mut file = File::open(raw)?;
     let mut runs: Vec<(u32, u32, Run)> = Vec::new();
     let mut block = vec![0u8; BLOCK as usize];
-    for range in data_ranges(&file, u64::from(total_blocks) * BLOCK)? {
+    for range in crate::platform::data_ranges(&file, u64::from(total_blocks) * BLOCK, BLOCK)? {
         file.seek(SeekFrom::Start(range.start))?;
         for index in (range.start / BLOCK)..range.end.div_ceil(BLOCK) {
             file.read_exact(&mut block)?;
@@ -322,38 +321,6 @@ fn chunk_header(out: &mut impl Write, kind: u16, blocks: u32, payload: u64) -> i
     out.write_all(&[0, 0])?;
     out.write_all(&blocks.to_le_bytes())?;
     out.write_all(&total.to_le_bytes())
-}
-
-/// The block-aligned ranges of the first `len` bytes of `file` that hold data: what the
-/// tool wrote. Where holes cannot be told apart, the whole file.
-#[cfg(target_os = "linux")]
-fn data_ranges(file: &File, len: u64) -> io::Result<Vec<Range<u64>>> {
-    use nix::unistd::{lseek, Whence};
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    let mut ranges: Vec<Range<u64>> = Vec::new();
-    let mut at = 0u64;
-    while at < len {
-        let start = match lseek(fd, at as i64, Whence::SeekData) {
-            Ok(start) => start as u64,
-            Err(nix::errno::Errno::ENXIO) => break,
-            Err(e) => return Err(e.into()),
-        };
-        let end = lseek(fd, start as i64, Whence::SeekHole)? as u64;
-        let range = (start / BLOCK * BLOCK)..end.div_ceil(BLOCK).saturating_mul(BLOCK).min(len);
-        match ranges.last_mut() {
-            Some(last) if last.end >= range.start => last.end = last.end.max(range.end),
-            _ if range.start < range.end => ranges.push(range),
-            _ => {}
-        }
-        at = end.max(start + 1);
-    }
-    Ok(ranges)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn data_ranges(_file: &File, len: u64) -> io::Result<Vec<Range<u64>>> {
-    Ok(vec![0..len])
 }
 
 impl ImageSource for EmptyImage {

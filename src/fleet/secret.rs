@@ -141,11 +141,10 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn file_must_be_private() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "s3cr3t-token\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        crate::platform::set_mode(&path, 0o644).unwrap();
         let err = Secret::from_file(&path).unwrap_err();
         assert!(
             matches!(err, SecretError::TooOpen { mode: 0o644, .. }),
@@ -154,11 +153,11 @@ mod tests {
         assert!(err.to_string().contains("chmod 600"), "{err}");
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
 
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        crate::platform::set_mode(&path, 0o600).unwrap();
         assert_eq!(Secret::from_file(&path).unwrap().expose(), "s3cr3t-token");
 
         let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&path, &link).unwrap();
+        crate::platform::symlink(&path, &link).unwrap();
         assert!(matches!(
             Secret::from_file(&link),
             Err(SecretError::NotAFile { .. })
@@ -166,7 +165,7 @@ mod tests {
 
         let empty = dir.path().join("empty");
         std::fs::write(&empty, " \n").unwrap();
-        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+        crate::platform::set_mode(&empty, 0o600).unwrap();
         assert!(matches!(
             Secret::from_file(&empty),
             Err(SecretError::Empty { .. })
