@@ -99,7 +99,8 @@ fn image_set(setup: &Setup) -> Result<ImageSet> {
     match run::which("mkfs.erofs") {
         Some(mkfs) => {
             let erofs = dir.join("vendor.erofs");
-            checked(Command::new(mkfs).arg("-q").arg(&erofs).arg(&tree))?;
+            // No `-q`: erofs-utils 1.5 (Debian 12) has no quiet option.
+            checked(Command::new(mkfs).arg(&erofs).arg(&tree))?;
             let len = std::fs::metadata(&erofs)?.len().next_multiple_of(4096);
             images.push(("vendor", erofs, len));
         }
