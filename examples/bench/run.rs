@@ -182,6 +182,9 @@ pub fn fastboot_flash_cmd(setup: &Setup, device: &str, image: &Path) -> Result<C
 pub struct Phone {
     child: Child,
     dir: PathBuf,
+    /// The phone's command log (its debug output), and how much of it was read.
+    log: PathBuf,
+    log_read: usize,
     /// `tcp:127.0.0.1:PORT`.
     pub address: String,
 }
@@ -202,7 +205,10 @@ impl Phone {
     pub fn start(setup: &Setup, spec: &PhoneSpec<'_>) -> Result<Self> {
         let dir = setup.phones.join(spec.name);
         std::fs::create_dir_all(&dir)?;
+        let log = dir.join("commands.log");
         let mut cmd = setup.flashline();
+        // Every command the phone receives, for the bytes each client put on the wire.
+        cmd.env("FLASHLINE_LOG", "flashline::sim::phone::bootloader=debug");
         cmd.args(["sim", "phone", "--listen", "127.0.0.1:0", "--dir"])
             .arg(&dir)
             .arg("--serial")
@@ -222,7 +228,7 @@ impl Phone {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("cannot start flashline sim phone")?;
         let mut line = String::new();
@@ -238,8 +244,28 @@ impl Phone {
         Ok(Phone {
             child,
             dir,
+            log,
+            log_read: 0,
             address,
         })
+    }
+
+    /// Bytes announced by the `download:` commands the phone received since the last call:
+    /// what the client put on the wire as image data.
+    pub fn downloaded(&mut self) -> Result<u64> {
+        let log = std::fs::read_to_string(&self.log)?;
+        let new = &log[self.log_read.min(log.len())..];
+        self.log_read = log.len();
+        let mut total = 0;
+        for line in new.lines() {
+            if let Some(hex) = line.split("download:").nth(1) {
+                let hex = hex.split(|c: char| !c.is_ascii_alphanumeric()).next();
+                let hex = hex.unwrap_or("").trim_start_matches("0x");
+                total += u64::from_str_radix(hex, 16)
+                    .with_context(|| format!("bad download command in {line:?}"))?;
+            }
+        }
+        Ok(total)
     }
 
     /// The file holding partition `name`.

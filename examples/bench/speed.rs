@@ -171,7 +171,7 @@ pub fn realistic_set(setup: &Setup) -> Result<Figure> {
         .map(|(p, _, len)| (*p, *len))
         .collect();
     for &limit in limits {
-        let phone = Phone::start(
+        let mut phone = Phone::start(
             setup,
             &PhoneSpec {
                 name: &format!("fig8-{}", limit / MIB),
@@ -193,9 +193,12 @@ pub fn realistic_set(setup: &Setup) -> Result<Figure> {
             }
             Ok(Some(run::timed(&mut cmd)?.0))
         };
-        // Warm-up of each, then alternating.
+        // Warm-up of each, then alternating. The phone's command log says how many image
+        // bytes each client put on the wire (the same for every run of one client).
         run::flashline_flash(setup, &set.package, &devices)?;
+        let fl_wire = phone.downloaded()?;
         fastboot(&phone)?;
+        let fb_wire = phone.downloaded()?;
         let (mut fl, mut fb) = (Vec::new(), Vec::new());
         for i in 0..setup.runs {
             let mut flashline = || -> Result<()> {
@@ -211,11 +214,20 @@ pub fn realistic_set(setup: &Setup) -> Result<Figure> {
             }
         }
         let (fl_m, fb_m) = (median(&fl), median(&fb));
+        let link = flashline::sim::phone::parse_rate(LINK_RATE).map_err(anyhow::Error::msg)?;
         details.push(format!(
             "max-download-size {} MiB: flashline (s): {}; fastboot (s): {}",
             limit / MIB,
             list(&fl),
             list(&fb)
+        ));
+        details.push(format!(
+            "max-download-size {} MiB, on the wire: flashline {:.1} MiB ({:.2} s of link              time alone), fastboot {:.1} MiB ({:.2} s)",
+            limit / MIB,
+            fl_wire as f64 / MIB as f64,
+            fl_wire as f64 / link as f64,
+            fb_wire as f64 / MIB as f64,
+            fb_wire as f64 / link as f64,
         ));
         if fb_m > 0.0 {
             ratios.push((limit, fl_m / fb_m, fl_m, fb_m));

@@ -36,7 +36,7 @@ impl<T: Transport> FirehoseClient<T> {
         self.guarded(&first, |client| {
             let mut exchange = Exchange::new(&first);
             // Startup chatter of a freshly booted programmer is not an answer.
-            client.drain(&mut exchange, Stray::Ignore)?;
+            client.drain(&mut exchange, Stray::Ignore, LOG_SILENCE)?;
             let Some(response) = client.configure_while_booting(&first, &mut exchange)? else {
                 // Some programmers log their way through configure and never send a
                 // <response> (public reports: notes/real-devices.md, "configure"; the log
@@ -62,7 +62,7 @@ impl<T: Transport> FirehoseClient<T> {
                 None => (response, requested_payload),
                 Some(payload) => {
                     tracing::debug!(payload, "configure: renegotiating the payload size");
-                    client.drain(&mut exchange, Stray::Ignore)?;
+                    client.drain(&mut exchange, Stray::Ignore, LOG_SILENCE)?;
                     client.send(&command(payload))?;
                     let response =
                         client.await_response(&mut exchange, client.timeouts.response)?;
@@ -72,7 +72,7 @@ impl<T: Transport> FirehoseClient<T> {
                     (response, payload)
                 }
             };
-            client.drain(&mut exchange, Stray::Ignore)?;
+            client.drain(&mut exchange, Stray::Ignore, LOG_SILENCE)?;
             let number = |name: &str| attribute_number(&exchange, &response, name);
             let text = |name: &str| response.get(name).map(str::to_string);
             let config = DeviceConfig {

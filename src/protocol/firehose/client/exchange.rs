@@ -17,7 +17,7 @@ impl<T: Transport> FirehoseClient<T> {
             if !response.ack {
                 return Err(exchange.nak());
             }
-            client.drain(&mut exchange, Stray::Refuse)?;
+            client.drain(&mut exchange, Stray::Refuse, LATE_LOG_GRACE)?;
             Ok(response)
         })
     }
@@ -124,7 +124,7 @@ impl<T: Transport> FirehoseClient<T> {
         if !response.ack {
             return Err(exchange.nak());
         }
-        self.drain(exchange, Stray::Refuse)
+        self.drain(exchange, Stray::Refuse, LATE_LOG_GRACE)
     }
 
     /// After a failed data write, the device has often said why; a NAK explains more than
@@ -170,15 +170,16 @@ impl<T: Transport> FirehoseClient<T> {
         }
     }
 
-    /// Reads late logs until [`LOG_SILENCE`] passes without any (at most [`MAX_DRAIN`]).
+    /// Reads late logs until `silence` passes without any (at most [`MAX_DRAIN`]).
     pub(super) fn drain(
         &mut self,
         exchange: &mut Exchange,
         stray: Stray,
+        silence: Duration,
     ) -> Result<(), FirehoseError> {
         let deadline = Instant::now() + MAX_DRAIN;
         while Instant::now() < deadline {
-            match self.next_doc(exchange, LOG_SILENCE) {
+            match self.next_doc(exchange, silence) {
                 Ok(DeviceDoc {
                     response: Some(response),
                     ..
@@ -199,6 +200,21 @@ impl<T: Transport> FirehoseClient<T> {
             command = exchange.command,
             "the device is still logging; going on"
         );
+        Ok(())
+    }
+
+    /// Drains late logs after an ACK whose answer comes in the logs: briefly, and then
+    /// for up to [`LOG_SILENCE`] of quiet if `answered` says the answer has not come yet
+    /// (a programmer may log it after the ACK).
+    pub(super) fn drain_for_answer(
+        &mut self,
+        exchange: &mut Exchange,
+        answered: impl Fn(&Exchange) -> bool,
+    ) -> Result<(), FirehoseError> {
+        self.drain(exchange, Stray::Refuse, LATE_LOG_GRACE)?;
+        if !answered(exchange) {
+            self.drain(exchange, Stray::Refuse, LOG_SILENCE)?;
+        }
         Ok(())
     }
 

@@ -53,7 +53,7 @@ impl<T: Transport> FirehoseClient<T> {
             if !response.ack {
                 return Err(exchange.nak());
             }
-            match client.drain(&mut exchange, Stray::Refuse) {
+            match client.drain(&mut exchange, Stray::Refuse, LATE_LOG_GRACE) {
                 Err(FirehoseError::Transport(TransportError::Disconnected)) | Ok(()) => Ok(()),
                 Err(e) => Err(e),
             }

@@ -16,14 +16,17 @@ impl<T: Transport> FirehoseClient<T> {
             if !response.ack {
                 return Err(exchange.nak());
             }
-            client.drain(&mut exchange, Stray::Refuse)?;
             let from_attribute = response
                 .attributes
                 .iter()
                 .filter(|(k, _)| k.to_ascii_lowercase().contains("digest"))
                 .find_map(|(_, v)| find_digest(v));
+            let from_log = |exchange: &Exchange| exchange.kept.iter().find_map(|l| find_digest(l));
+            client.drain_for_answer(&mut exchange, |exchange| {
+                from_attribute.is_some() || from_log(exchange).is_some()
+            })?;
             from_attribute
-                .or_else(|| exchange.kept.iter().find_map(|line| find_digest(line)))
+                .or_else(|| from_log(&exchange))
                 .ok_or_else(|| exchange.protocol("the ACK came without a SHA-256 digest".into()))
         })
     }
@@ -39,15 +42,16 @@ impl<T: Transport> FirehoseClient<T> {
             if !response.ack {
                 return Err(exchange.nak());
             }
-            client.drain(&mut exchange, Stray::Refuse)?;
-            exchange
-                .kept
-                .iter()
-                .find_map(|line| parse_storage_info(line))
-                .ok_or_else(|| {
-                    exchange
-                        .protocol("no log line with total_blocks and a non-zero block_size".into())
-                })
+            let info = |exchange: &Exchange| {
+                exchange
+                    .kept
+                    .iter()
+                    .find_map(|line| parse_storage_info(line))
+            };
+            client.drain_for_answer(&mut exchange, |exchange| info(exchange).is_some())?;
+            info(&exchange).ok_or_else(|| {
+                exchange.protocol("no log line with total_blocks and a non-zero block_size".into())
+            })
         })
     }
 }

@@ -16,8 +16,10 @@ enum Step {
     Device(Vec<u8>),
     /// The link drops: reads and writes fail from here on.
     Disconnect,
+    /// Nothing more arrives for this long (counted from when the steps before are done).
+    Pause(Duration),
 }
-use Step::{Device, Disconnect, Host, HostData};
+use Step::{Device, Disconnect, Host, HostData, Pause};
 
 /// An in-memory device that follows a script, delivering its bytes in reads of at most
 /// `split` bytes, and fails the test on any deviation.
@@ -27,6 +29,8 @@ struct Scripted {
     split: usize,
     data: Vec<u8>,
     writes: Vec<usize>,
+    /// The end of the [`Pause`] at the front of the script.
+    paused_until: Option<Instant>,
 }
 
 impl Scripted {
@@ -37,13 +41,27 @@ impl Scripted {
             split: usize::MAX,
             data: Vec::new(),
             writes: Vec::new(),
+            paused_until: None,
         }
     }
 
     fn release(&mut self) {
-        while let Some(Device(_)) = self.steps.front() {
-            if let Some(Device(bytes)) = self.steps.pop_front() {
-                self.readable.extend(bytes);
+        loop {
+            match self.steps.front() {
+                Some(Device(_)) => {
+                    if let Some(Device(bytes)) = self.steps.pop_front() {
+                        self.readable.extend(bytes);
+                    }
+                }
+                Some(Pause(pause)) => {
+                    let until = *self.paused_until.get_or_insert(Instant::now() + *pause);
+                    if Instant::now() < until {
+                        return;
+                    }
+                    self.paused_until = None;
+                    self.steps.pop_front();
+                }
+                _ => return,
             }
         }
     }
@@ -83,6 +101,10 @@ impl Transport for Scripted {
 
     fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
         self.release();
+        if let (true, Some(until)) = (self.readable.is_empty(), self.paused_until) {
+            std::thread::sleep(timeout.min(until.saturating_duration_since(Instant::now())));
+            self.release();
+        }
         if self.readable.is_empty() {
             return Err(match self.steps.front() {
                 Some(Disconnect) => TransportError::Disconnected,
@@ -317,6 +339,25 @@ fn read_takes_raw_data_from_the_same_read_as_the_ack() {
         assert_eq!(out, disk);
         assert!(client.transport().finished());
     }
+}
+
+#[test]
+fn an_answer_logged_after_the_ack_is_waited_for() {
+    // Late logs get only a moment after most answers; a digest or the storage geometry
+    // that comes after the ACK is still waited for.
+    let mut client = configured(vec![
+        Host(Command::GetSha256Digest(range(8))),
+        ack(),
+        Pause(Duration::from_millis(30)),
+        log(&format!("Digest {}", "ef".repeat(32))),
+        Host(Command::GetStorageInfo { lun: 0 }),
+        ack(),
+        Pause(Duration::from_millis(30)),
+        log(r#"INFO: {"storage_info": {"total_blocks":64, "block_size":512}}"#),
+    ]);
+    assert_eq!(client.sha256_digest(&range(8)).unwrap(), [0xef; 32]);
+    assert_eq!(client.storage_info(0).unwrap().total_blocks, 64);
+    assert!(client.into_transport().finished());
 }
 
 #[test]
