@@ -71,20 +71,22 @@ pub fn make_images(setup: &Setup, name: &str, len: u64, seed: u64) -> Result<Ima
 }
 
 /// Flashline and fastboot on the same phone, alternating, after one warm-up run of each
-/// (the first write into a fresh partition file pays for allocating its pages).
+/// (the first write into a fresh partition file pays for allocating its pages). Each run
+/// also records the CPU seconds of the client and of the phone, which say whether the
+/// machine's cores, not the programs, set the time.
+#[derive(Default)]
 struct SideBySide {
     flashline_wall: Vec<f64>,
     flashline_flash: Vec<f64>,
     fastboot_wall: Vec<f64>,
+    /// Per run: (client CPU s, phone CPU s).
+    flashline_cpu: Vec<(f64, f64)>,
+    fastboot_cpu: Vec<(f64, f64)>,
 }
 
 fn side_by_side(setup: &Setup, phone: &Phone, images: &Images) -> Result<SideBySide> {
     let devices = [phone.address.clone()];
-    let mut result = SideBySide {
-        flashline_wall: Vec::new(),
-        flashline_flash: Vec::new(),
-        fastboot_wall: Vec::new(),
-    };
+    let mut result = SideBySide::default();
     run::flashline_flash(setup, &images.package, &devices)?;
     if setup.fastboot.is_some() {
         run::timed(&mut run::fastboot_flash_cmd(
@@ -95,27 +97,67 @@ fn side_by_side(setup: &Setup, phone: &Phone, images: &Images) -> Result<SideByS
     }
     for i in 0..setup.runs {
         let mut flashline = || -> Result<()> {
+            let phone_before = phone.cpu()?;
             let r = run::flashline_flash(setup, &images.package, &devices)?;
             result.flashline_wall.push(r.wall);
             result.flashline_flash.push(r.flash_seconds[0].1);
+            result
+                .flashline_cpu
+                .push((r.cpu, phone.cpu()? - phone_before));
             Ok(())
         };
-        let fastboot = |out: &mut Vec<f64>| -> Result<()> {
+        let mut fastboot = || -> Result<()> {
             if setup.fastboot.is_some() {
                 let mut cmd = run::fastboot_flash_cmd(setup, &phone.address, &images.image)?;
-                out.push(run::timed(&mut cmd)?.0);
+                let phone_before = phone.cpu()?;
+                let (wall, cpu, _) = run::timed_cpu(&mut cmd)?;
+                result.fastboot_wall.push(wall);
+                result.fastboot_cpu.push((cpu, phone.cpu()? - phone_before));
             }
             Ok(())
         };
         if i % 2 == 0 {
             flashline()?;
-            fastboot(&mut result.fastboot_wall)?;
+            fastboot()?;
         } else {
-            fastboot(&mut result.fastboot_wall)?;
+            fastboot()?;
             flashline()?;
         }
     }
     Ok(result)
+}
+
+/// The CPU lines of a side-by-side comparison: what each run cost the machine, and the
+/// shortest wall time flashline could have on this many cores.
+fn cpu_profile(r: &SideBySide, fastboot_wall: f64) -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let medians = |runs: &[(f64, f64)]| {
+        let (client, phone): (Vec<f64>, Vec<f64>) = runs.iter().copied().unzip();
+        (median(&client), median(&phone))
+    };
+    let (fl, fl_phone) = medians(&r.flashline_cpu);
+    let (fb, fb_phone) = medians(&r.fastboot_cpu);
+    let floor = (fl + fl_phone) / cores;
+    let mut lines = vec![
+        format!(
+            "CPU seconds per run (medians): flashline {fl:.2} + its phone {fl_phone:.2}; \
+             fastboot {fb:.2} + its phone {fb_phone:.2}"
+        ),
+        format!(
+            "flashline's runs need {:.2} s of CPU: on {cores} cores no schedule finishes \
+             them in under {floor:.2} s",
+            fl + fl_phone
+        ),
+    ];
+    if fastboot_wall > 0.0 {
+        lines.push(format!(
+            "fastboot's runs keep {:.0} % of the {cores} cores busy; flashline's CPU floor \
+             alone is {:.2}× fastboot's wall time",
+            100.0 * (fb + fb_phone) / fastboot_wall / cores,
+            floor / fastboot_wall
+        ));
+    }
+    lines
 }
 
 /// Figures 1 and 2: flashing against Google's fastboot.
@@ -161,6 +203,7 @@ pub fn versus_fastboot(
         ),
         format!("fastboot end to end (s): {}", list(&r.fastboot_wall)),
     ];
+    details.extend(cpu_profile(&r, fb));
     if fb == 0.0 {
         details.push("fastboot is not installed: no comparison".into());
         return Ok(Figure {

@@ -91,6 +91,36 @@ pub fn timed_rss(setup: &Setup, cmd: &Command) -> Result<(f64, Option<u64>)> {
     Ok((seconds, kib.map(|k| k * 1024)))
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`: its own
+/// (`children` false) or that of its children it has waited for (`children` true). The
+/// kernel counts both in units of 1/100 s here (`USER_HZ`).
+pub fn cpu_seconds(pid: &str, children: bool) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces; the
+    // first of them is field 3 of proc(5).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("unreadable /proc stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| -> Result<f64> {
+        Ok(fields
+            .get(n - 3)
+            .context("short /proc stat")?
+            .parse::<f64>()?)
+    };
+    let (user, system) = if children { (16, 17) } else { (14, 15) };
+    Ok((field(user)? + field(system)?) / 100.0)
+}
+
+/// Runs `cmd` like [`timed`], and also returns the CPU seconds it used.
+pub fn timed_cpu(cmd: &mut Command) -> Result<(f64, f64, String)> {
+    let before = cpu_seconds("self", true)?;
+    let (wall, stdout) = timed(cmd)?;
+    Ok((wall, cpu_seconds("self", true)? - before, stdout))
+}
+
 /// A copy of a command (program, arguments, environment).
 fn clone(cmd: &Command) -> Command {
     let mut copy = Command::new(cmd.get_program());
@@ -103,10 +133,11 @@ fn clone(cmd: &Command) -> Command {
     copy
 }
 
-/// A `flashline flash` run: wall time, and per device the seconds the job spent writing
-/// images (from its `image-written` events).
+/// A `flashline flash` run: wall time, CPU time, and per device the seconds the job spent
+/// writing images (from its `image-written` events).
 pub struct FlashRun {
     pub wall: f64,
+    pub cpu: f64,
     pub flash_seconds: Vec<(String, f64)>,
 }
 
@@ -126,9 +157,10 @@ pub fn flashline_flash_cmd(setup: &Setup, package: &Path, devices: &[String]) ->
 
 /// Flashes `package` onto `devices` with flashline and reads what it reported.
 pub fn flashline_flash(setup: &Setup, package: &Path, devices: &[String]) -> Result<FlashRun> {
-    let (wall, stdout) = timed(&mut flashline_flash_cmd(setup, package, devices))?;
+    let (wall, cpu, stdout) = timed_cpu(&mut flashline_flash_cmd(setup, package, devices))?;
     Ok(FlashRun {
         wall,
+        cpu,
         flash_seconds: parse_events(&stdout, devices)?,
     })
 }
@@ -271,6 +303,11 @@ impl Phone {
     /// The file holding partition `name`.
     pub fn partition(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.img"))
+    }
+
+    /// CPU seconds the phone has used so far.
+    pub fn cpu(&self) -> Result<f64> {
+        cpu_seconds(&self.child.id().to_string(), false)
     }
 
     /// `HOST:PORT` without the `tcp:` prefix.

@@ -222,7 +222,8 @@ pub fn realistic_set(setup: &Setup) -> Result<Figure> {
             list(&fb)
         ));
         details.push(format!(
-            "max-download-size {} MiB, on the wire: flashline {:.1} MiB ({:.2} s of link              time alone), fastboot {:.1} MiB ({:.2} s)",
+            "max-download-size {} MiB, on the wire: flashline {:.1} MiB ({:.2} s of link \
+             time alone), fastboot {:.1} MiB ({:.2} s)",
             limit / MIB,
             fl_wire as f64 / MIB as f64,
             fl_wire as f64 / link as f64,

@@ -279,48 +279,66 @@ impl Bridge {
             .map_or_else(crate::paths::home, Path::to_path_buf)
     }
 
+    /// The bench station's settings from the GUI's choices and this session's trust and
+    /// quirks.
+    fn station_config(
+        &self,
+        packages: Vec<PathBuf>,
+        canaries: usize,
+        max_failures: crate::station::Threshold,
+        home: &Path,
+    ) -> crate::station::StationConfig {
+        crate::station::StationConfig {
+            canaries,
+            max_failures,
+            quirks: (*self.quirks).clone(),
+            ..crate::station::StationConfig::new(packages, self.trust(), home)
+        }
+    }
+
+    /// Starts the station with `config`; a failure to set it up or start it ends the
+    /// station view with the reason.
+    fn start_station(&mut self, config: Result<crate::station::StationConfig, String>) {
+        let outbox = self.outbox.clone();
+        let started = config.and_then(|config| {
+            crate::station::runner::start(config, move |e| outbox.send(Msg::Station(e)))
+                .map_err(|e| e.to_string())
+        });
+        match started {
+            Ok(handle) => {
+                self.station_owns_bench.store(true, Ordering::SeqCst);
+                self.station = Some(handle);
+            }
+            Err(e) => self.outbox.send(Msg::StationEnded(Some(e))),
+        }
+    }
+
     fn station(&mut self, intent: super::station::StationIntent) {
         use super::station::StationIntent;
         use crate::station::settings::Settings as StationSettings;
         let home = self.station_home();
+        let starting = matches!(
+            intent,
+            StationIntent::Start { .. } | StationIntent::StartFleet { .. }
+        );
+        if starting && self.station.is_some() {
+            return;
+        }
         match intent {
             StationIntent::Start {
                 packages,
                 canaries,
                 max_failures,
             } => {
-                if self.station.is_some() {
-                    return;
-                }
-                let config = crate::station::StationConfig {
-                    canaries,
-                    max_failures,
-                    quirks: (*self.quirks).clone(),
-                    ..crate::station::StationConfig::new(packages, self.trust(), &home)
-                };
-                let outbox = self.outbox.clone();
-                match crate::station::runner::start(config, move |e| outbox.send(Msg::Station(e))) {
-                    Ok(handle) => {
-                        self.station_owns_bench.store(true, Ordering::SeqCst);
-                        self.station = Some(handle);
-                    }
-                    Err(e) => self.outbox.send(Msg::StationEnded(Some(e.to_string()))),
-                }
+                let config = self.station_config(packages, canaries, max_failures, &home);
+                self.start_station(Ok(config));
             }
             StationIntent::StartFleet {
                 file,
                 canaries,
                 max_failures,
             } => {
-                if self.station.is_some() {
-                    return;
-                }
-                let config = crate::station::StationConfig {
-                    canaries,
-                    max_failures,
-                    quirks: (*self.quirks).clone(),
-                    ..crate::station::StationConfig::new(Vec::new(), self.trust(), &home)
-                };
+                let config = self.station_config(Vec::new(), canaries, max_failures, &home);
                 #[cfg(feature = "fleet")]
                 let joined = crate::fleet::gateway::join(config, &file).map_err(|e| e.to_string());
                 #[cfg(not(feature = "fleet"))]
@@ -328,18 +346,7 @@ impl Bridge {
                     let _ = (config, file);
                     Err("this flashline was built without the fleet feature".into())
                 };
-                let outbox = self.outbox.clone();
-                let started = joined.and_then(|config| {
-                    crate::station::runner::start(config, move |e| outbox.send(Msg::Station(e)))
-                        .map_err(|e| e.to_string())
-                });
-                match started {
-                    Ok(handle) => {
-                        self.station_owns_bench.store(true, Ordering::SeqCst);
-                        self.station = Some(handle);
-                    }
-                    Err(e) => self.outbox.send(Msg::StationEnded(Some(e))),
-                }
+                self.start_station(joined);
             }
             StationIntent::Stop => {
                 let Some(handle) = self.station.take() else {
