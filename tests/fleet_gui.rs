@@ -20,9 +20,8 @@ use eframe::egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use flashline::fleet::ddi::TargetId;
-use flashline::gui::bridge::BridgeConfig;
-use flashline::gui::state::{AppState, Settings};
-use flashline::gui::{AppConfig, FlashlineApp};
+use flashline::gui::state::AppState;
+use flashline::gui::FlashlineApp;
 use flashline::sim::bench::{Arrival, ArrivingBench, VirtualDevice};
 use flashline::sim::phone::PhoneConfig;
 use flashline::station::fleet::LinkState;
@@ -130,25 +129,7 @@ outbox = "outbox"
     drop(TcpListener::bind(dead).ok());
 
     let station_home = bench.path("station-home");
-    let config = AppConfig {
-        bridge: BridgeConfig {
-            watch: Vec::new(),
-            watch_virtual: false,
-            demo_trust: false,
-            history_path: station_home.join("history.json"),
-            backups_dir: station_home.join("backups"),
-            scan_every: Duration::from_millis(100),
-            system: flashline::doctor::SystemView::here(),
-        },
-        settings: Settings {
-            trust_dir: bench.path("keys"),
-            reports_dir: station_home.join("reports"),
-            last_package_dir: None,
-            disable_super_optimization: false,
-        },
-        persist: false,
-        quick_packages: Vec::new(),
-    };
+    let config = common::gui::app_config(&station_home, bench.path("keys"));
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])
         .build_eframe(move |cc| FlashlineApp::new(cc, config).unwrap());

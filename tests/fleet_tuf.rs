@@ -553,10 +553,10 @@ fn an_offline_station_works_from_its_cache_until_the_metadata_expires() {
 #[test]
 fn the_gui_picker_lists_checks_and_opens_repository_packages() {
     use egui_kittest::kittest::Queryable as _;
-    use flashline::gui::bridge::BridgeConfig;
+
     use flashline::gui::repo::{Listing, RowPackage};
-    use flashline::gui::state::{AppState, PackageState, Settings};
-    use flashline::gui::{AppConfig, FlashlineApp};
+    use flashline::gui::state::{AppState, PackageState};
+    use flashline::gui::FlashlineApp;
 
     let Some(py) = python() else { return };
     let (bench, package, _) = bench_with_package("4.0.0");
@@ -574,25 +574,8 @@ fn the_gui_picker_lists_checks_and_opens_repository_packages() {
         ),
     )
     .unwrap();
-    let config = AppConfig {
-        bridge: BridgeConfig {
-            watch: Vec::new(),
-            watch_virtual: false,
-            demo_trust: false,
-            history_path: home.join("history.json"),
-            backups_dir: home.join("backups"),
-            scan_every: Duration::from_millis(500),
-            system: flashline::doctor::SystemView::here(),
-        },
-        settings: Settings {
-            trust_dir: bench.path("keys"),
-            reports_dir: home.join("reports"),
-            last_package_dir: None,
-            disable_super_optimization: false,
-        },
-        persist: false,
-        quick_packages: Vec::new(),
-    };
+    let mut config = common::gui::app_config(&home, bench.path("keys"));
+    config.bridge.scan_every = Duration::from_millis(500);
     let mut harness = egui_kittest::Harness::builder()
         .with_size([1400.0, 1000.0])
         .build_eframe(move |cc| FlashlineApp::new(cc, config).unwrap());

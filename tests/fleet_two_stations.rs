@@ -19,7 +19,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bench::{assert_prefix, Bench};
+use common::moto::Moto;
 use flashline::engine::station::StationKey;
 use flashline::fleet::ddi::{TargetId, CANCEL_ACCEPTED};
 use flashline::fleet::reports::{batch_key, report_key, verify_envelope};
@@ -73,14 +73,6 @@ fn python() -> Option<PathBuf> {
         return skip(format!("{} lacks python-tuf or moto[server]", py.display()));
     }
     Some(py)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(addr: SocketAddr, what: &str, limit: Duration) {
@@ -132,7 +124,7 @@ impl Repo {
         };
         run(&["init", "--timestamp-expires", "3600"]);
         run(&["add", package.to_str().unwrap(), "--name", PACKAGE]);
-        let port = free_port();
+        let port = common::free_port();
         let server = Peer(
             Command::new(py)
                 .args([
@@ -160,85 +152,6 @@ impl Repo {
 
     fn root(&self) -> PathBuf {
         self.dir.path().join("r/repo/metadata/1.root.json")
-    }
-}
-
-/// moto's S3 server, and a bucket in it.
-struct Moto {
-    py: PathBuf,
-    _server: Peer,
-    addr: SocketAddr,
-}
-
-impl Moto {
-    fn start(py: &Path) -> Moto {
-        let port = free_port();
-        let server = Peer(
-            Command::new(py)
-                .args([
-                    "-m",
-                    "moto.server",
-                    "-H",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_for_port(addr, "moto", Duration::from_secs(60));
-        let moto = Moto {
-            py: py.to_owned(),
-            _server: server,
-            addr,
-        };
-        moto.boto3("create");
-        moto
-    }
-
-    /// An independent S3 client (boto3): creates the bucket, or dumps it as JSON.
-    fn boto3(&self, action: &str) -> String {
-        const SCRIPT: &str = r#"
-import json, sys
-import boto3
-from botocore.config import Config
-action, endpoint, bucket = sys.argv[1:4]
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                  aws_access_key_id="AKIDFLEET", aws_secret_access_key="x",
-                  config=Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 1}))
-if action == "create":
-    s3.create_bucket(Bucket=bucket)
-    print("{}")
-else:
-    out = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for o in page.get("Contents", []):
-            out[o["Key"]] = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode()
-    print(json.dumps(out))
-"#;
-        let out = Command::new(&self.py)
-            .args([
-                "-c",
-                SCRIPT,
-                action,
-                &format!("http://{}", self.addr),
-                BUCKET,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "boto3 {action}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn objects(&self) -> BTreeMap<String, String> {
-        serde_json::from_str(&self.boto3("dump")).unwrap()
     }
 }
 
@@ -661,8 +574,9 @@ fn two_stations_follow_a_rollout_halt_on_a_failure_spike_and_report_everything_o
     let sha256 = hex::encode(Sha256::digest(&bytes));
     assert_eq!(package.file_name().unwrap(), PACKAGE);
     let repo = Repo::start(&py, &package);
-    let moto = Moto::start(&py);
-    let gate = Gate::start(moto.addr);
+    let moto = Moto::start(&py, &bench.path("moto"));
+    moto.boto3("create", BUCKET);
+    let gate = Gate::start(moto.addr());
     let hawkbit: Server = ServerBuilder::default()
         .target_authorization(TargetAuthorization::GatewayToken)
         .build();
@@ -969,7 +883,7 @@ fn two_stations_follow_a_rollout_halt_on_a_failure_spike_and_report_everything_o
     }
     let deadline = Instant::now() + WAIT;
     let objects = loop {
-        let objects = moto.objects();
+        let objects = moto.dump(BUCKET);
         if objects.len() >= 20 || Instant::now() >= deadline {
             break objects;
         }
@@ -1002,7 +916,7 @@ fn two_stations_follow_a_rollout_halt_on_a_failure_spike_and_report_everything_o
     }
     let deadline = Instant::now() + WAIT;
     let objects = loop {
-        let objects = moto.objects();
+        let objects = moto.dump(BUCKET);
         let batches = objects.keys().filter(|k| k.starts_with("batches/")).count();
         if batches >= 2 || Instant::now() >= deadline {
             break objects;

@@ -592,8 +592,6 @@ fn a_package_replaced_after_its_card_was_drawn_is_refused_and_nothing_is_written
 
 #[test]
 fn a_stalled_device_does_not_hide_the_others() {
-    use flashline::gui::bridge::BridgeConfig;
-    use flashline::gui::state::Settings;
     use flashline::sim::phone::{PhoneConfig, PhoneSim};
     let _one = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -613,25 +611,10 @@ fn a_stalled_device_does_not_hide_the_others() {
     let stalled = phone("FLSTALL001", &["stall@getvar:all#1"]);
     let healthy = phone("FLHEALTHY1", &[]);
     let home = dir.path().join("home");
-    let config = AppConfig {
-        bridge: BridgeConfig {
-            watch: vec![stalled.device_address(), healthy.device_address()],
-            watch_virtual: true,
-            demo_trust: true,
-            history_path: home.join("history.json"),
-            backups_dir: home.join("backups"),
-            scan_every: Duration::from_millis(100),
-            system: flashline::doctor::SystemView::here(),
-        },
-        settings: Settings {
-            trust_dir: home.join("trust"),
-            reports_dir: home.join("reports"),
-            last_package_dir: None,
-            disable_super_optimization: false,
-        },
-        persist: false,
-        quick_packages: Vec::new(),
-    };
+    let mut config = common::gui::app_config(&home, home.join("trust"));
+    config.bridge.watch = vec![stalled.device_address(), healthy.device_address()];
+    config.bridge.watch_virtual = true;
+    config.bridge.demo_trust = true;
     let mut harness = Harness::builder()
         .with_size([1400.0, 900.0])
         .build_eframe(move |cc| FlashlineApp::new(cc, config).unwrap());

@@ -13,8 +13,7 @@ use common::bench::{assert_prefix, Bench};
 use eframe::egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use flashline::gui::bridge::BridgeConfig;
-use flashline::gui::state::{AppState, PackageState, Settings};
+use flashline::gui::state::{AppState, PackageState};
 use flashline::gui::{AppConfig, FlashlineApp};
 use flashline::sim::bench::{Arrival, ArrivingBench, VirtualDevice};
 use flashline::sim::phone::PhoneConfig;
@@ -104,23 +103,8 @@ fn the_station_view_flashes_arriving_phones_halts_on_a_spike_and_resumes_by_labe
     );
     let station_home = bench.path("station-home");
     let config = AppConfig {
-        bridge: BridgeConfig {
-            watch: Vec::new(),
-            watch_virtual: false,
-            demo_trust: false,
-            history_path: station_home.join("history.json"),
-            backups_dir: station_home.join("backups"),
-            scan_every: Duration::from_millis(100),
-            system: flashline::doctor::SystemView::here(),
-        },
-        settings: Settings {
-            trust_dir: bench.path("keys"),
-            reports_dir: station_home.join("reports"),
-            last_package_dir: None,
-            disable_super_optimization: false,
-        },
-        persist: false,
         quick_packages: vec![package.clone()],
+        ..common::gui::app_config(&station_home, bench.path("keys"))
     };
     let harness = Harness::builder()
         .with_size([1280.0, 800.0])

@@ -5,6 +5,9 @@ pub mod bench;
 #[cfg(unix)]
 pub mod edl;
 pub mod fastboot;
+#[cfg(feature = "gui")]
+pub mod gui;
+pub mod moto;
 pub mod replay;
 
 use std::path::{Path, PathBuf};
@@ -46,4 +49,13 @@ pub fn virtual_job(package: &Path, trust: TrustStore, address: &str, dir: &Path)
         quirks: Quirks::builtin(),
         options: JobOptions::under(dir),
     }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now, for a peer server to take.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -24,6 +24,24 @@ fn state() -> AppState {
     AppState::new(Settings::default(), Vec::new())
 }
 
+/// A verified package that names no target and writes nothing.
+fn ready_card() -> PackageState {
+    PackageState::Ready(PackageCard {
+        path: "p".into(),
+        name: "n".into(),
+        version: "1.0.0".into(),
+        security_version: 1,
+        min_battery_percent: 30,
+        description: None,
+        targets: vec![],
+        writes: vec![],
+        qualcomm: false,
+        zxic: false,
+        unisoc: false,
+        signature: String::new(),
+    })
+}
+
 #[test]
 fn a_device_keeps_its_row_across_re_enumeration() {
     let mut s = state();
@@ -122,20 +140,7 @@ fn the_flash_button_says_why_it_is_disabled() {
         reason: "unknown key".into(),
     };
     assert!(s.flash_targets().unwrap_err().contains("unknown key"));
-    s.package = PackageState::Ready(PackageCard {
-        path: "p".into(),
-        name: "n".into(),
-        version: "1.0.0".into(),
-        security_version: 1,
-        min_battery_percent: 30,
-        description: None,
-        targets: vec![],
-        writes: vec![],
-        qualcomm: false,
-        zxic: false,
-        unisoc: false,
-        signature: String::new(),
-    });
+    s.package = ready_card();
     s.apply(
         Msg::Devices(vec![found("a", Mode::Fastboot, "S")]),
         Instant::now(),
@@ -191,20 +196,7 @@ fn the_flash_button_says_why_it_is_disabled() {
 #[test]
 fn the_confirmation_says_which_partitions_are_written_live() {
     let mut s = state();
-    s.package = PackageState::Ready(PackageCard {
-        path: "p".into(),
-        name: "n".into(),
-        version: "1.0.0".into(),
-        security_version: 1,
-        min_battery_percent: 30,
-        description: None,
-        targets: vec![],
-        writes: vec![],
-        qualcomm: false,
-        zxic: false,
-        unisoc: false,
-        signature: String::new(),
-    });
+    s.package = ready_card();
     s.apply(
         Msg::Devices(vec![found("a", Mode::Fastboot, "S")]),
         Instant::now(),
