@@ -3,6 +3,7 @@
 # eMMC layout: 512-byte sectors, one 64 MiB LUN, partitions laid out from LBA 34 in the
 # order sbl1 (1024 sectors), aboot (2048), boot (16384), modem (49152), modemst1, modemst2,
 # fsg (1024 each), fsc (8), persist (2048), userdata (32768).
+. "$(dirname "${BASH_SOURCE[0]}")/prep.sh"
 BOOT_START=3106
 MODEM_START=19490
 USERDATA_START=73770
@@ -61,11 +62,9 @@ expect() {
 }
 
 # package DIR PRODUCT OUT: packs DIR (programmer.elf, rawprogram0.xml, patch0.xml and the
-# images) for PRODUCT with a key made for this run (the demo key opens virtual devices
-# only, and a gadget on the lab's USB bus is a real device to flashline), writing the
-# package to OUT and the public key to trust next to it.
+# images) for PRODUCT into OUT, signed as `sign` does.
 package() {
-  local dir=$1 product=$2 out=$3 keys
+  local dir=$1 product=$2 out=$3
   cat > "$dir/manifest.toml" <<TOML
 name = "lab-modem-stock"
 version = "1.0.12"
@@ -78,11 +77,7 @@ programmer = "programmer.elf"
 rawprogram = ["rawprogram0.xml"]
 patch = ["patch0.xml"]
 TOML
-  keys=$(mktemp -d "$dir/keys.XXXXXX")
-  "$FLASHLINE" key gen --name lab-release --out "$keys" > /dev/null
-  "$FLASHLINE" pack "$dir/manifest.toml" --key "$keys/lab-release.key" -o "$out"
-  mkdir -p "$(dirname "$out")/trust"
-  cp "$keys/lab-release.pub" "$(dirname "$out")/trust/"
+  sign "$dir/manifest.toml" "$out"
 }
 
 # stock_build SRC: the MF833V flat build both EDL scenarios flash with flashline (boot and

@@ -1,6 +1,7 @@
 # Host side of scenario 2: a package with a raw 1 MiB boot image and a 6 MiB system image,
 # larger than the phone's 2 MiB max-download-size, so it goes as a split sparse image.
 set -euo pipefail
+. "$(dirname "$0")/../prep.sh"
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
 head -c 1048576 /dev/urandom > "$src/boot.img"
@@ -19,12 +20,5 @@ file = "boot.img"
 partition = "system"
 file = "system.img"
 TOML
-# The demo key opens virtual devices only, and a gadget on the lab's USB bus is a real
-# device to flashline: the lab signs with a key of its own, made for this run.
-"$FLASHLINE" key gen --name lab-release --out "$src/keys" > /dev/null
-"$FLASHLINE" pack "$src/manifest.toml" --key "$src/keys/lab-release.key" -o "$ARTEFACTS/stock.flpkg"
-mkdir -p "$ARTEFACTS/trust"
-cp "$src/keys/lab-release.pub" "$ARTEFACTS/trust/"
-for image in boot system; do
-  echo "$image $(stat -c %s "$src/$image.img") $(sha256sum < "$src/$image.img" | cut -d' ' -f1)"
-done > "$ARTEFACTS/expected"
+sign "$src/manifest.toml" "$ARTEFACTS/stock.flpkg"
+expect_images "$src" boot system

@@ -57,10 +57,6 @@ file = "imagefs.bin"
 partition = "rootfs"
 file = "rootfs.bin"
 TOML
-keys=$(mktemp -d "$src/keys.XXXXXX")
-"$FLASHLINE" key gen --name lab-release --out "$keys" > /dev/null
-"$FLASHLINE" pack "$src/manifest.toml" --key "$keys/lab-release.key" -o "$ARTEFACTS/stock.flpkg"
-mkdir -p "$ARTEFACTS/trust"
-cp "$keys/lab-release.pub" "$ARTEFACTS/trust/"
+sign "$src/manifest.toml" "$ARTEFACTS/stock.flpkg"
 expect "$ARTEFACTS/expected" imagefs $((0x1A0000 / 512)) "$src/imagefs.bin"
 expect "$ARTEFACTS/expected" rootfs $((0x8A0000 / 512)) "$src/rootfs.bin"

@@ -2,6 +2,7 @@
 # their load addresses, a boot and a system image, and an l_fixnv1 image that must NOT be
 # written: NV is kept unless --write-nv), and the expected partition contents.
 set -euo pipefail
+. "$(dirname "$0")/../prep.sh"
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
 head -c 9000 /dev/urandom > "$src/fdl1.bin"
@@ -26,11 +27,5 @@ boot = "boot.img"
 system = "system.img"
 l_fixnv1 = "nv.bin"
 TOML
-# A gadget on the lab's USB bus is a real device to flashline: a key of this run's own.
-"$FLASHLINE" key gen --name lab-release --out "$src/keys" > /dev/null
-"$FLASHLINE" pack "$src/manifest.toml" --key "$src/keys/lab-release.key" -o "$ARTEFACTS/stock.flpkg"
-mkdir -p "$ARTEFACTS/trust"
-cp "$src/keys/lab-release.pub" "$ARTEFACTS/trust/"
-for image in boot system; do
-  echo "$image $(stat -c %s "$src/$image.img") $(sha256sum < "$src/$image.img" | cut -d' ' -f1)"
-done > "$ARTEFACTS/expected"
+sign "$src/manifest.toml" "$ARTEFACTS/stock.flpkg"
+expect_images "$src" boot system

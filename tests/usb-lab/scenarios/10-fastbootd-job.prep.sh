@@ -5,6 +5,7 @@
 # phone's super, so the job cannot take the optimized (whole-super) path: it must restart
 # the phone into fastbootd and find it again on the bus.
 set -euo pipefail
+. "$(dirname "$0")/../prep.sh"
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
 head -c 1048576 /dev/urandom > "$src/boot.img"
@@ -29,11 +30,5 @@ partition = "vendor"
 file = "vendor.img"
 logical = true
 TOML
-# A gadget on the lab's USB bus is a real device to flashline: a key of this run's own.
-"$FLASHLINE" key gen --name lab-release --out "$src/keys" > /dev/null
-"$FLASHLINE" pack "$src/manifest.toml" --key "$src/keys/lab-release.key" -o "$ARTEFACTS/dynamic.flpkg"
-mkdir -p "$ARTEFACTS/trust"
-cp "$src/keys/lab-release.pub" "$ARTEFACTS/trust/"
-for image in boot system vendor; do
-  echo "$image $(stat -c %s "$src/$image.img") $(sha256sum < "$src/$image.img" | cut -d' ' -f1)"
-done > "$ARTEFACTS/expected"
+sign "$src/manifest.toml" "$ARTEFACTS/dynamic.flpkg"
+expect_images "$src" boot system vendor
